@@ -1,0 +1,43 @@
+# Developer entry points. `make test` is the one command that CI (.ci/run) runs.
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv postgres-binaries test lint demo clean
+
+## venv: create .venv and install the package in editable mode with the dev extra
+venv: $(STAMP)
+
+# Re-installs whenever pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml
+	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+## postgres-binaries: install PostgreSQL server binaries if missing (fast no-op otherwise)
+postgres-binaries:
+	@bash scripts/ensure-postgres.sh
+
+## test: run the test suite; the suite starts its own throwaway PostgreSQL server
+test: venv postgres-binaries
+	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+## lint: ruff (lint + format check) and mypy
+lint: venv
+	$(VENV)/bin/ruff check durable_sa tests
+	$(VENV)/bin/ruff format --check durable_sa tests
+	$(VENV)/bin/mypy
+
+## demo: run the demo module
+demo: venv
+	$(VENV_PY) -m durable_sa.demo
+
+## clean: remove the virtualenv, caches and build output
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find . -name '__pycache__' -type d -prune -exec rm -rf {} +
+	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +

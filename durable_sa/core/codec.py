@@ -1,0 +1,101 @@
+"""The one converter between Python values and the JSON the engine stores.
+
+Rules:
+- Every value that reaches the database (run input, step results, signal data, job
+  payloads) passes through :func:`to_json` first, so a value JSON cannot hold is refused
+  before anything is written, with a message that names what was being stored.
+- Values go through one cattrs converter (``cattrs.preconf.json``): attrs classes and
+  dataclasses become objects, datetimes ISO 8601 strings, bytes base85 strings, sets
+  and tuples lists. Then the result is checked strictly: only ``None``, ``bool``, ``int``,
+  finite ``float``, ``str``, lists and string-keyed dicts remain. NaN and infinities are
+  refused (PostgreSQL's JSONB refuses them too).
+- Never pickle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TypeAlias, TypeVar
+
+from cattrs.errors import ClassValidationError
+from cattrs.preconf.json import make_converter
+
+from durable_sa.errors import PayloadError
+
+JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
+JSONObject: TypeAlias = dict[str, JSONValue]
+
+converter = make_converter()
+
+T = TypeVar("T")
+
+_MAX_DEPTH = 200
+
+
+class _NotJSONError(Exception):
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{reason} at {path}" if path else reason)
+
+
+def _check(value: object, path: str, depth: int) -> JSONValue:
+    if depth > _MAX_DEPTH:
+        raise _NotJSONError(path, "nesting deeper than 200 levels (a cycle?)")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _NotJSONError(path, f"{value!r} is not a finite number")
+        return float(value)
+    if isinstance(value, Mapping):
+        out: dict[str, JSONValue] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _NotJSONError(path, f"key {key!r} is a {type(key).__name__}, not a str")
+            out[key] = _check(item, f"{path}.{key}" if path else key, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_check(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+    raise _NotJSONError(path, f"an object of type {type(value).__name__}")
+
+
+def to_json(value: object, *, what: str) -> JSONValue:
+    """Return ``value`` as plain JSON data, or raise :class:`PayloadError` naming ``what``."""
+    try:
+        unstructured = converter.unstructure(value)
+        return _check(unstructured, "", 0)
+    except _NotJSONError as exc:
+        msg = f"{what} is not JSON-serializable: {exc}"
+        raise PayloadError(msg) from None
+    except Exception as exc:  # a converter hook failed on an exotic value
+        msg = f"{what} is not JSON-serializable: {type(exc).__name__}: {exc}"
+        raise PayloadError(msg) from exc
+
+
+def to_json_object(value: object, *, what: str) -> JSONObject:
+    """Like :func:`to_json`, but the value must be a mapping (``None`` means ``{}``)."""
+    if value is None:
+        return {}
+    data = to_json(value, what=what)
+    if not isinstance(data, dict):
+        msg = f"{what} must be a mapping (a dict of JSON values), not {type(value).__name__}"
+        raise PayloadError(msg)
+    return data
+
+
+def from_json(data: object, cls: type[T], *, what: str) -> T:
+    """Structure stored JSON into ``cls``, or raise :class:`PayloadError` naming ``what``."""
+    try:
+        return converter.structure(data, cls)
+    except (ClassValidationError, TypeError, ValueError, KeyError) as exc:
+        detail = "; ".join(_flatten(exc))
+        msg = f"{what} is malformed: {detail}"
+        raise PayloadError(msg) from None
+
+
+def _flatten(exc: BaseException) -> list[str]:
+    if isinstance(exc, ClassValidationError):
+        return [part for sub in exc.exceptions for part in _flatten(sub)]
+    return [f"{type(exc).__name__}: {exc}"]

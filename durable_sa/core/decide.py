@@ -1,0 +1,474 @@
+"""Pure decisions: (run snapshot, what happened, now) → :class:`Transition`.
+
+Rules:
+- No clock, no randomness, no I/O: ``now`` and ``jitter`` are arguments, so hypothesis can
+  replay every decision.
+- A status changes only through :func:`next_status`; an illegal move raises
+  :class:`IllegalTransition` instead of being written.
+- Every decision that keeps a run going emits exactly one continuation job; a run that
+  parks (signal, agent, child) or ends emits none, except a signal timeout's timer.
+- The guards (``is_current_*``) say whether a job still matches the run; a stale job is
+  never turned into a transition.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import attrs
+
+from durable_sa.core.backoff import backoff_delay
+from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobSpec, SignalTimeoutJob
+from durable_sa.core.outcomes import (
+    Advance,
+    AwaitChild,
+    AwaitSignal,
+    Complete,
+    Retry,
+    Sleep,
+    StepOutcome,
+    SuspendAgent,
+)
+from durable_sa.core.snapshot import (
+    RESUME_KEY,
+    WAIT_KEY,
+    JournalStatus,
+    JournalWrite,
+    RunSnapshot,
+    WaitInfo,
+    WaitKind,
+)
+from durable_sa.core.status import RunEvent, RunStatus, next_status
+from durable_sa.core.transition import (
+    ChildSpawn,
+    ParentSettlement,
+    Settlement,
+    Transition,
+)
+
+if TYPE_CHECKING:
+    from durable_sa.core.codec import JSONObject, JSONValue
+
+_ZERO = timedelta(0)
+
+# ── guards ──────────────────────────────────────────────────────────────────────
+
+
+def is_current_advance(run: RunSnapshot, job: AdvanceJob) -> bool:
+    """True when ``job`` is the run's live continuation (not a stale redelivery)."""
+    return (
+        run.status is RunStatus.RUNNING
+        and run.current_step == job.step_index
+        and job.attempt >= run.attempt
+    )
+
+
+def is_current_compensation(run: RunSnapshot, job: CompensateJob) -> bool:
+    """True when ``job`` undoes the step the run's compensation cursor points at."""
+    return run.status is RunStatus.COMPENSATING and run.compensation_cursor == job.index
+
+
+def is_current_signal_timeout(run: RunSnapshot, job: SignalTimeoutJob) -> bool:
+    """True when the run still waits at the job's step for the job's signal."""
+    wait = run.waiting_for
+    return (
+        run.status is RunStatus.SUSPENDED
+        and run.current_step == job.step_index
+        and wait is not None
+        and wait.kind is WaitKind.SIGNAL
+        and wait.signal == job.signal
+    )
+
+
+# ── step outcomes ───────────────────────────────────────────────────────────────
+
+
+def decide_step(  # noqa: PLR0911 - one branch per outcome type
+    run: RunSnapshot,
+    outcome: StepOutcome,
+    *,
+    attempt: int,
+    now: datetime,
+    jitter: float = 0.0,
+) -> Transition:
+    """The transition for ``outcome`` of the run's current step, run as ``attempt``."""
+    index = run.current_step
+    if isinstance(outcome, Complete):
+        return _complete(run, run.state, journal=())
+    if isinstance(outcome, Advance):
+        state = _without({**run.state, **outcome.result_patch}, RESUME_KEY)
+        if index + 1 >= run.total_steps:
+            return _complete(run, state, journal=outcome.journal)
+        return _move_on(run, RunEvent.PROGRESS, outcome.journal, state, now=now, due=now)
+    if isinstance(outcome, Sleep):
+        wake_at = outcome.until if outcome.until is not None else now + (outcome.delay or _ZERO)
+        write = JournalWrite(
+            step_id=outcome.step_name,
+            status=JournalStatus.COMPLETED,
+            result={"wake_at": wake_at.isoformat()},
+            attempt=attempt,
+        )
+        return _move_on(run, RunEvent.PROGRESS, (write,), run.state, now=now, due=wake_at)
+    if isinstance(outcome, AwaitSignal):
+        return _await_signal(run, outcome, now)
+    if isinstance(outcome, SuspendAgent):
+        wait = WaitInfo(kind=WaitKind.AGENT, step=outcome.step_name)
+        state = {**run.state, outcome.step_name: outcome.snapshot, WAIT_KEY: wait.to_json()}
+        after = _evolve(
+            run, RunEvent.SUSPEND, state=state, awaiting_signal=outcome.step_name, wake_at=None
+        )
+        return Transition(event=RunEvent.SUSPEND, before=run, after=after)
+    if isinstance(outcome, AwaitChild):
+        wait = WaitInfo(kind=WaitKind.CHILD, step=outcome.step_name)
+        state = {**run.state, WAIT_KEY: wait.to_json()}
+        after = _evolve(run, RunEvent.SUSPEND, state=state, awaiting_signal=None, wake_at=None)
+        spawn = ChildSpawn(
+            workflow_name=outcome.child_name,
+            workflow_version=outcome.child_version,
+            total_steps=outcome.child_total_steps,
+            input=outcome.child_input,
+            parent_run_id=run.id,
+            parent_step_id=outcome.step_name,
+        )
+        return Transition(event=RunEvent.SUSPEND, before=run, after=after, spawn=spawn)
+    if isinstance(outcome, Retry):
+        delay = backoff_delay(attempt, outcome.backoff, jitter)
+        after = _evolve(
+            run,
+            RunEvent.PROGRESS,
+            attempt=attempt + 1,
+            error=f"attempt {attempt} of {outcome.max_attempts} failed: {outcome.failure}",
+        )
+        job = JobSpec(
+            payload=AdvanceJob(run_id=run.id, step_index=index, attempt=attempt + 1),
+            available_at=now + delay,
+        )
+        return Transition(
+            event=RunEvent.PROGRESS,
+            before=run,
+            after=after,
+            journal=outcome.journal,
+            jobs=(job,),
+        )
+    return _rollback(
+        run,
+        failed_index=index,
+        failure=outcome.failure,
+        journal=outcome.journal,
+        undo_failed_step=outcome.undo_failed_step,
+        now=now,
+    )
+
+
+def _move_on(  # noqa: PLR0913 - the pieces of a forward move
+    run: RunSnapshot,
+    event: RunEvent,
+    journal: tuple[JournalWrite, ...],
+    state: JSONObject,
+    *,
+    now: datetime,
+    due: datetime,
+) -> Transition:
+    """Move to the next step and enqueue its job, due at ``due``."""
+    nxt = run.current_step + 1
+    sleeping = due > now
+    after = _evolve(
+        run,
+        event,
+        state=state,
+        current_step=nxt,
+        attempt=1,
+        awaiting_signal=None,
+        wake_at=due if sleeping else None,
+        error=None,
+    )
+    job = JobSpec(payload=AdvanceJob(run_id=run.id, step_index=nxt), available_at=due)
+    return Transition(event=event, before=run, after=after, journal=journal, jobs=(job,))
+
+
+def _complete(
+    run: RunSnapshot, state: JSONObject, *, journal: tuple[JournalWrite, ...]
+) -> Transition:
+    """End the run completed; its result is every public result it gathered."""
+    state = _without(state, RESUME_KEY, WAIT_KEY)
+    done = attrs.evolve(run, state=state)
+    after = _evolve(
+        done,
+        RunEvent.COMPLETE,
+        current_step=max(run.current_step, run.total_steps),
+        result=done.public_results,
+        awaiting_signal=None,
+        wake_at=None,
+        error=None,
+    )
+    return Transition(
+        event=RunEvent.COMPLETE,
+        before=run,
+        after=after,
+        journal=journal,
+        settle_parent=_settlement(after, Settlement.COMPLETED),
+    )
+
+
+def _await_signal(run: RunSnapshot, outcome: AwaitSignal, now: datetime) -> Transition:
+    wait = WaitInfo(kind=WaitKind.SIGNAL, step=outcome.step_name, signal=outcome.signal)
+    deadline = None if outcome.timeout is None else now + outcome.timeout
+    after = _evolve(
+        run,
+        RunEvent.SUSPEND,
+        state={**run.state, WAIT_KEY: wait.to_json()},
+        awaiting_signal=outcome.signal,
+        wake_at=deadline,
+    )
+    jobs: tuple[JobSpec, ...] = ()
+    if deadline is not None:
+        timer = SignalTimeoutJob(run_id=run.id, step_index=run.current_step, signal=outcome.signal)
+        jobs = (JobSpec(payload=timer, available_at=deadline),)
+    return Transition(event=RunEvent.SUSPEND, before=run, after=after, jobs=jobs)
+
+
+def _rollback(  # noqa: PLR0913 - the pieces of a failure
+    run: RunSnapshot,
+    *,
+    failed_index: int,
+    failure: str,
+    journal: tuple[JournalWrite, ...],
+    undo_failed_step: bool,
+    now: datetime,
+) -> Transition:
+    """Begin compensation below ``failed_index``, or fail at once when nothing precedes it."""
+    cursor = failed_index if undo_failed_step else failed_index - 1
+    state = _without(run.state, WAIT_KEY)
+    if cursor < 0:
+        after = _evolve(
+            run, RunEvent.FAIL, state=state, awaiting_signal=None, wake_at=None, error=failure
+        )
+        return Transition(
+            event=RunEvent.FAIL,
+            before=run,
+            after=after,
+            journal=journal,
+            drop_jobs=True,
+            settle_parent=_settlement(after, Settlement.FAILED),
+        )
+    after = _evolve(
+        run,
+        RunEvent.ROLLBACK,
+        state=state,
+        compensation_cursor=cursor,
+        awaiting_signal=None,
+        wake_at=None,
+        error=failure,
+    )
+    job = JobSpec(payload=CompensateJob(run_id=run.id, index=cursor), available_at=now)
+    return Transition(
+        event=RunEvent.ROLLBACK,
+        before=run,
+        after=after,
+        journal=journal,
+        jobs=(job,),
+        drop_jobs=True,
+    )
+
+
+# ── compensation ────────────────────────────────────────────────────────────────
+
+
+def decide_compensation(
+    run: RunSnapshot,
+    *,
+    index: int,
+    journal: tuple[JournalWrite, ...],
+    now: datetime,
+) -> Transition:
+    """Record step ``index``'s compensation and move the cursor down (or fail the run)."""
+    nxt = index - 1
+    if nxt < 0:
+        after = _evolve(
+            run,
+            RunEvent.FAIL,
+            compensation_cursor=nxt,
+            error=run.error or "workflow failed",
+        )
+        return Transition(
+            event=RunEvent.FAIL,
+            before=run,
+            after=after,
+            journal=journal,
+            settle_parent=_settlement(after, Settlement.FAILED),
+        )
+    after = _evolve(run, RunEvent.UNDO, compensation_cursor=nxt)
+    job = JobSpec(payload=CompensateJob(run_id=run.id, index=nxt), available_at=now)
+    return Transition(event=RunEvent.UNDO, before=run, after=after, journal=journal, jobs=(job,))
+
+
+# ── signals, children, cancel ───────────────────────────────────────────────────
+
+
+def decide_resume(
+    run: RunSnapshot,
+    *,
+    signal: str,
+    data: JSONValue,
+    now: datetime,
+) -> Transition | None:
+    """Deliver ``signal`` with ``data``; ``None`` when the run does not wait for it.
+
+    A signal step journals the payload as its result and moves on. A suspended agent step
+    is re-entered with the payload available as ``ctx.resume_data()``.
+    """
+    wait = run.waiting_for
+    if run.status is not RunStatus.SUSPENDED or run.awaiting_signal != signal or wait is None:
+        return None
+    if wait.kind is WaitKind.SIGNAL and wait.signal == signal:
+        write = JournalWrite(
+            step_id=wait.step, status=JournalStatus.COMPLETED, result=data, attempt=1
+        )
+        state = _without({**run.state, wait.step: data}, WAIT_KEY)
+        transition = _move_on(run, RunEvent.WAKE, (write,), state, now=now, due=now)
+        return attrs.evolve(transition, drop_jobs=True)
+    if wait.kind is WaitKind.AGENT and wait.step == signal:
+        state = _without({**run.state, RESUME_KEY: data}, WAIT_KEY)
+        after = _evolve(run, RunEvent.WAKE, state=state, awaiting_signal=None, wake_at=None)
+        job = JobSpec(
+            payload=AdvanceJob(run_id=run.id, step_index=run.current_step, attempt=run.attempt),
+            available_at=now,
+        )
+        return Transition(event=RunEvent.WAKE, before=run, after=after, jobs=(job,), drop_jobs=True)
+    return None
+
+
+def decide_signal_timeout(
+    run: RunSnapshot, job: SignalTimeoutJob, *, now: datetime
+) -> Transition | None:
+    """Fail the waiting step when its signal did not arrive in time; ``None`` if stale."""
+    if not is_current_signal_timeout(run, job):
+        return None
+    wait = run.waiting_for
+    step = wait.step if wait is not None else str(job.step_index)
+    deadline = run.wake_at.isoformat() if run.wake_at is not None else "its deadline"
+    failure = f"step {step!r} timed out waiting for signal {job.signal!r} (deadline {deadline})"
+    write = JournalWrite(step_id=step, status=JournalStatus.FAILED, error=failure, attempt=1)
+    return _rollback(
+        run,
+        failed_index=run.current_step,
+        failure=failure,
+        journal=(write,),
+        undo_failed_step=False,
+        now=now,
+    )
+
+
+def decide_child_settled(
+    parent: RunSnapshot, settled: ParentSettlement, *, now: datetime
+) -> Transition | None:
+    """Fan a finished child into its waiting parent; ``None`` when the parent is not waiting."""
+    wait = parent.waiting_for
+    if (
+        parent.status is not RunStatus.SUSPENDED
+        or wait is None
+        or wait.kind is not WaitKind.CHILD
+        or wait.step != settled.child_step_id
+    ):
+        return None
+    if settled.settlement is Settlement.COMPLETED:
+        result: JSONObject = settled.result or {}
+        write = JournalWrite(
+            step_id=wait.step, status=JournalStatus.COMPLETED, result=result, attempt=1
+        )
+        state = _without({**parent.state, wait.step: result}, WAIT_KEY)
+        return _move_on(parent, RunEvent.WAKE, (write,), state, now=now, due=now)
+    verb = "was canceled" if settled.settlement is Settlement.CANCELED else "failed"
+    failure = f"child workflow {settled.child_workflow!r} (run {settled.child_run_id}) {verb}"
+    if settled.error:
+        failure = f"{failure}: {settled.error}"
+    write = JournalWrite(step_id=wait.step, status=JournalStatus.FAILED, error=failure, attempt=1)
+    return _rollback(
+        parent,
+        failed_index=parent.current_step,
+        failure=failure,
+        journal=(write,),
+        undo_failed_step=False,
+        now=now,
+    )
+
+
+def decide_cancel(run: RunSnapshot) -> Transition | None:
+    """Cancel a run that has not ended; ``None`` for a terminal run."""
+    if run.status.is_terminal:
+        return None
+    after = _evolve(
+        run,
+        RunEvent.CANCEL,
+        state=_without(run.state, WAIT_KEY),
+        awaiting_signal=None,
+        wake_at=None,
+    )
+    return Transition(
+        event=RunEvent.CANCEL,
+        before=run,
+        after=after,
+        drop_jobs=True,
+        settle_parent=_settlement(after, Settlement.CANCELED),
+    )
+
+
+def decide_recovery(run: RunSnapshot, *, now: datetime) -> JobSpec | None:
+    """The job that gets a run going again after its job was lost; ``None`` if none is due.
+
+    A running run gets its current step (delayed to ``wake_at`` if it sleeps), a
+    compensating run its cursor, a run waiting for a signal with a deadline its timer.
+    """
+    if run.status is RunStatus.RUNNING:
+        due = run.wake_at if run.wake_at is not None and run.wake_at > now else now
+        return JobSpec(
+            payload=AdvanceJob(run_id=run.id, step_index=run.current_step, attempt=run.attempt),
+            available_at=due,
+        )
+    if run.status is RunStatus.COMPENSATING and run.compensation_cursor is not None:
+        if run.compensation_cursor < 0:
+            return None
+        return JobSpec(
+            payload=CompensateJob(run_id=run.id, index=run.compensation_cursor),
+            available_at=now,
+        )
+    wait = run.waiting_for
+    if (
+        run.status is RunStatus.SUSPENDED
+        and wait is not None
+        and wait.kind is WaitKind.SIGNAL
+        and wait.signal is not None
+        and run.wake_at is not None
+    ):
+        timer = SignalTimeoutJob(run_id=run.id, step_index=run.current_step, signal=wait.signal)
+        return JobSpec(payload=timer, available_at=max(run.wake_at, now))
+    return None
+
+
+# ── helpers ─────────────────────────────────────────────────────────────────────
+
+
+def _evolve(run: RunSnapshot, event: RunEvent, **changes: object) -> RunSnapshot:
+    status = next_status(run.status, event)
+    return attrs.evolve(run, status=status, **changes)  # type: ignore[arg-type]
+
+
+def _without(state: JSONObject, *keys: str) -> JSONObject:
+    if not any(key in state for key in keys):
+        return state
+    return {k: v for k, v in state.items() if k not in keys}
+
+
+def _settlement(after: RunSnapshot, settlement: Settlement) -> ParentSettlement | None:
+    if after.parent_run_id is None or after.parent_step_id is None:
+        return None
+    return ParentSettlement(
+        parent_run_id=after.parent_run_id,
+        child_run_id=after.id,
+        child_workflow=after.workflow_name,
+        child_step_id=after.parent_step_id,
+        settlement=settlement,
+        result=after.result if settlement is Settlement.COMPLETED else None,
+        error=after.error if settlement is not Settlement.COMPLETED else None,
+    )

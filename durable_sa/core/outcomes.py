@@ -1,0 +1,94 @@
+"""What executing one step produced: the step driver's answer, the core's input.
+
+Each outcome is a frozen value and says nothing about *how* it is applied; the pure
+functions in :mod:`durable_sa.core.decide` turn it into a transition.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TypeAlias
+
+import attrs
+
+from durable_sa.core.backoff import Backoff
+from durable_sa.core.codec import JSONObject, JSONValue
+from durable_sa.core.snapshot import JournalWrite
+
+
+@attrs.frozen(kw_only=True)
+class Advance:
+    """The step and all its units completed: journal them and move on."""
+
+    journal: tuple[JournalWrite, ...]
+    result_patch: JSONObject
+
+
+@attrs.frozen(kw_only=True)
+class Sleep:
+    """A durable timer: journal the step, move on, and wake after ``delay`` or at ``until``."""
+
+    step_name: str
+    delay: timedelta | None = None
+    until: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AwaitSignal:
+    """Park the run until ``signal`` arrives; fail the step after ``timeout``."""
+
+    step_name: str
+    signal: str
+    timeout: timedelta | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SuspendAgent:
+    """A handler returned an agent's suspended run: park until resumed under the step's name."""
+
+    step_name: str
+    snapshot: JSONValue
+
+
+@attrs.frozen(kw_only=True)
+class AwaitChild:
+    """Start a child run and park until it settles."""
+
+    step_name: str
+    child_name: str
+    child_version: str | None
+    child_total_steps: int
+    child_input: JSONObject
+
+
+@attrs.frozen(kw_only=True)
+class Retry:
+    """The step failed and attempts remain: journal finished units, run it again later."""
+
+    journal: tuple[JournalWrite, ...]
+    failure: str
+    backoff: Backoff
+    max_attempts: int
+
+
+@attrs.frozen(kw_only=True)
+class Compensate:
+    """The step failed for good: journal the failure and roll back.
+
+    ``undo_failed_step`` is set when the failed step itself holds completed units that can
+    be undone (a parallel step whose other entries finished), so rollback starts there.
+    """
+
+    journal: tuple[JournalWrite, ...]
+    failure: str
+    undo_failed_step: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class Complete:
+    """The run is past its last step."""
+
+
+StepOutcome: TypeAlias = (
+    Advance | Sleep | AwaitSignal | SuspendAgent | AwaitChild | Retry | Compensate | Complete
+)

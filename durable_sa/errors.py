@@ -1,0 +1,88 @@
+"""Every error durable-sa raises on purpose.
+
+Rules: each class's docstring is its default message; each inherits the builtin it
+resembles, so callers that already catch ``LookupError`` or ``ValueError`` keep working;
+an error caused by the database chains SQLAlchemy's exception with ``from``.
+
+    DurableError
+    ├── DefinitionError (ValueError)          a workflow was defined wrongly
+    ├── WorkflowNotRegisteredError (LookupError)
+    ├── RunNotFoundError (LookupError)
+    ├── PayloadError (ValueError)             input, data or a job payload is not valid JSON
+    │   └── ResultNotSerializableError        a step returned something JSON cannot hold
+    ├── DefinitionChanged                     a run's pinned definition differs from this process's
+    ├── BackendNotFound (LookupError)
+    ├── StepNotTransactionalError (AttributeError)
+    └── IllegalTransition                     a status move the table forbids (a bug)
+"""
+
+from __future__ import annotations
+
+
+class DurableError(Exception):
+    """Something went wrong in durable-sa."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class DefinitionError(DurableError, ValueError):
+    """The workflow definition is invalid; fix it where the workflow is declared."""
+
+
+class WorkflowNotRegisteredError(DurableError, LookupError):
+    """No workflow is registered under this name; import the module that defines it."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = f" Registered: {', '.join(sorted(known))}." if known else ""
+        super().__init__(
+            f"No durable workflow named {name!r} is registered in this process; "
+            f"import the module that calls durable({name!r}) first.{hint}"
+        )
+        self.name = name
+
+
+class RunNotFoundError(DurableError, LookupError):
+    """No run has this id."""
+
+    def __init__(self, run_id: object) -> None:
+        super().__init__(f"No durable run with id {run_id!r} exists.")
+        self.run_id = run_id
+
+
+class PayloadError(DurableError, ValueError):
+    """A value could not be stored as JSON; pass plain dicts, lists, strings and numbers."""
+
+
+class ResultNotSerializableError(PayloadError):
+    """A step returned a result that is not JSON-serializable."""
+
+
+class DefinitionChanged(DurableError):  # noqa: N818 - the name is fixed by the style guide
+    """The run was started with another definition of its workflow than this process has."""
+
+
+class BackendNotFound(DurableError, LookupError):  # noqa: N818 - fixed name
+    """No queue backend is installed under this name."""
+
+
+class StepNotTransactionalError(DurableError, AttributeError):
+    """ctx.session exists only in steps declared with transactional=True."""
+
+
+class IllegalTransition(DurableError):  # noqa: N818 - fixed name
+    """The engine attempted a run-status change its transition table forbids (a bug)."""
+
+
+__all__ = [
+    "BackendNotFound",
+    "DefinitionChanged",
+    "DefinitionError",
+    "DurableError",
+    "IllegalTransition",
+    "PayloadError",
+    "ResultNotSerializableError",
+    "RunNotFoundError",
+    "StepNotTransactionalError",
+    "WorkflowNotRegisteredError",
+]

@@ -1,0 +1,304 @@
+"""Execute one top-level step against its journal and say what happened.
+
+Rules (the reference's, kept):
+- Units already journaled as completed are read back, never re-run: parallel entries
+  (``step#entry``), loop iterations (``step#iterN``) and a route's decision
+  (``step#route``). A redelivered step fast-forwards to its first unfinished unit.
+- A handler that raises, or returns something JSON cannot hold, fails the step: it is
+  retried while attempts remain, then compensated. Units that finished before the failure
+  are journaled either way.
+- Results are normalised to JSON as soon as they are produced, so a handler sees the
+  same value whether a result was just computed or read back after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from durable_sa.core.codec import JSONObject, JSONValue, to_json, to_json_object
+from durable_sa.core.definition import (
+    ChildStep,
+    LoopStep,
+    ParallelStep,
+    RetryableStep,
+    RouteStep,
+    SignalStep,
+    SleepStep,
+    StepDefinition,
+    TaskStep,
+)
+from durable_sa.core.outcomes import (
+    Advance,
+    AwaitChild,
+    AwaitSignal,
+    Compensate,
+    Retry,
+    Sleep,
+    StepOutcome,
+    SuspendAgent,
+)
+from durable_sa.core.registry import registry
+from durable_sa.core.snapshot import JournalRecord, JournalStatus, JournalWrite
+from durable_sa.errors import PayloadError
+from durable_sa.execute.agent import agent_snapshot, is_suspended_agent
+from durable_sa.execute.invoke import call, call_all
+
+if TYPE_CHECKING:
+    from durable_sa.context import DurableContext
+
+Journal = Mapping[str, JournalRecord]
+
+
+class StepFailedError(Exception):
+    """Internal: a unit of the step failed; carries the message to record."""
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line failure message: the exception's text, or its type when it has none."""
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def drive_step(  # noqa: PLR0911 - one return per step kind
+    step: StepDefinition, ctx: DurableContext, journal: Journal
+) -> StepOutcome:
+    """Execute ``step`` for ``ctx`` and return its outcome (never raises for handler errors).
+
+    Raises:
+        WorkflowNotRegisteredError: a child step names a workflow this process lacks.
+
+    """
+    if isinstance(step, TaskStep):
+        return _task(step, ctx)
+    if isinstance(step, ParallelStep):
+        return _parallel(step, ctx, journal)
+    if isinstance(step, RouteStep):
+        return _route(step, ctx, journal)
+    if isinstance(step, LoopStep):
+        return _loop(step, ctx, journal)
+    if isinstance(step, SleepStep):
+        return Sleep(step_name=step.name, delay=step.delay, until=step.until)
+    if isinstance(step, SignalStep):
+        return AwaitSignal(step_name=step.name, signal=step.signal, timeout=step.timeout)
+    return _child(step, ctx)
+
+
+def _failure(
+    step: RetryableStep,
+    ctx: DurableContext,
+    failure: str,
+    partial: list[JournalWrite],
+    *,
+    undo_failed_step: bool = False,
+) -> StepOutcome:
+    if ctx.attempt < step.max_retries:
+        return Retry(
+            journal=tuple(partial),
+            failure=failure,
+            backoff=step.retry_backoff,
+            max_attempts=step.max_retries,
+        )
+    failed = JournalWrite(
+        step_id=step.name, status=JournalStatus.FAILED, error=failure, attempt=ctx.attempt
+    )
+    return Compensate(
+        journal=(*partial, failed), failure=failure, undo_failed_step=undo_failed_step
+    )
+
+
+def _encode(value: object, what: str) -> JSONValue:
+    try:
+        return to_json(value, what=what)
+    except PayloadError as exc:
+        raise StepFailedError(str(exc)) from None
+
+
+def _completed(step_id: str, result: JSONValue, attempt: int) -> JournalWrite:
+    return JournalWrite(
+        step_id=step_id, status=JournalStatus.COMPLETED, result=result, attempt=attempt
+    )
+
+
+# ── step ────────────────────────────────────────────────────────────────────────
+
+
+def _task(step: TaskStep, ctx: DurableContext) -> StepOutcome:
+    try:
+        raw = call(step.handler, ctx)
+        if is_suspended_agent(raw):
+            snapshot = _encode(
+                agent_snapshot(raw), f"step {step.name!r}'s suspended agent snapshot"
+            )
+            return SuspendAgent(step_name=step.name, snapshot=snapshot)
+        result = _encode(raw, f"the result of step {step.name!r}")
+    except StepFailedError as exc:
+        return _failure(step, ctx, str(exc), [])
+    except Exception as exc:  # noqa: BLE001 - any handler error fails the step
+        return _failure(step, ctx, describe(exc), [])
+    return Advance(
+        journal=(_completed(step.name, result, ctx.attempt),),
+        result_patch={step.name: result},
+    )
+
+
+# ── parallel ────────────────────────────────────────────────────────────────────
+
+
+def _parallel(step: ParallelStep, ctx: DurableContext, journal: Journal) -> StepOutcome:
+    results: dict[str, JSONValue] = {}
+    pending = []
+    for entry in step.entries:
+        record = journal.get(f"{step.name}#{entry.name}")
+        if record is not None and record.completed:
+            results[entry.name] = record.result
+        else:
+            pending.append(entry)
+
+    outcomes = call_all([(entry.handler, (ctx,)) for entry in pending])
+    writes: list[JournalWrite] = []
+    first_error: str | None = None
+    for entry, outcome in zip(pending, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            first_error = first_error or f"{entry.name}: {describe(outcome)}"
+            continue
+        try:
+            value = _encode(outcome, f"the result of parallel entry {step.name}#{entry.name}")
+        except StepFailedError as exc:
+            first_error = first_error or str(exc)
+            continue
+        results[entry.name] = value
+        writes.append(_completed(f"{step.name}#{entry.name}", value, ctx.attempt))
+
+    if first_error is not None:
+        undoable = any(
+            entry.compensate is not None and entry.name in results for entry in step.entries
+        )
+        return _failure(step, ctx, first_error, writes, undo_failed_step=undoable)
+
+    ordered: JSONObject = {entry.name: results[entry.name] for entry in step.entries}
+    writes.append(_completed(step.name, ordered, ctx.attempt))
+    return Advance(journal=tuple(writes), result_patch=dict(ordered))
+
+
+# ── route ───────────────────────────────────────────────────────────────────────
+
+
+def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcome:
+    writes: list[JournalWrite] = []
+    decision = journal.get(f"{step.name}#route")
+    try:
+        if decision is not None and decision.completed and isinstance(decision.result, str):
+            key = decision.result
+        else:
+            raw = call(step.resolver, ctx)
+            if not isinstance(raw, str):
+                msg = f"route {step.name!r}: the resolver returned {raw!r}, not a branch key string"
+                raise StepFailedError(msg)  # noqa: TRY301 - same handling as a raising resolver
+            key = str(raw)
+            writes.append(_completed(f"{step.name}#route", key, ctx.attempt))
+    except StepFailedError as exc:
+        return _failure(step, ctx, str(exc), [])
+    except Exception as exc:  # noqa: BLE001 - any resolver error fails the step
+        return _failure(step, ctx, describe(exc), [])
+
+    branch = step.branches.get(key)
+    try:
+        result: JSONValue = None
+        if branch is not None:
+            result = _encode(call(branch, ctx), f"the result of route {step.name!r} branch {key!r}")
+    except StepFailedError as exc:
+        return _failure(step, ctx, str(exc), writes)
+    except Exception as exc:  # noqa: BLE001 - the decision stays journaled for the retry
+        return _failure(step, ctx, describe(exc), writes)
+    writes.append(_completed(step.name, result, ctx.attempt))
+    patch: JSONObject = {step.name: result} if branch is not None else {}
+    return Advance(journal=tuple(writes), result_patch=patch)
+
+
+# ── loop ────────────────────────────────────────────────────────────────────────
+
+
+def _loop(step: LoopStep, ctx: DurableContext, journal: Journal) -> StepOutcome:
+    writes: list[JournalWrite] = []
+    last: JSONValue = None
+    try:
+        current: object = call(step.map_input, ctx) if step.map_input else ctx.input
+        for i in range(step.max_iterations):
+            unit = f"{step.name}#iter{i}"
+            record = journal.get(unit)
+            if record is not None and record.completed:
+                last = record.result
+            else:
+                try:
+                    raw = call(step.handler, current, ctx)
+                except Exception as exc:  # noqa: BLE001 - finished iterations stay journaled
+                    return _failure(step, ctx, f"iteration {i}: {describe(exc)}", writes)
+                last = _encode(raw, f"the result of loop {step.name!r} iteration {i}")
+                writes.append(_completed(unit, last, ctx.attempt))
+            if step.until is not None and call(step.until, last, i + 1):
+                break
+            if step.feedback is not None:
+                current = call(step.feedback, last)
+    except StepFailedError as exc:
+        return _failure(step, ctx, str(exc), writes)
+    except Exception as exc:  # noqa: BLE001 - until/feedback/map_input errors fail the step
+        return _failure(step, ctx, describe(exc), writes)
+    writes.append(_completed(step.name, last, ctx.attempt))
+    return Advance(journal=tuple(writes), result_patch={step.name: last})
+
+
+# ── child ───────────────────────────────────────────────────────────────────────
+
+
+def _child(step: ChildStep, ctx: DurableContext) -> StepOutcome:
+    child = registry.get(step.child_name)  # WorkflowNotRegisteredError: the job dead-letters
+    try:
+        raw = call(step.map_input, ctx) if step.map_input else ctx.input
+        child_input = to_json_object(raw, what=f"the input of child workflow step {step.name!r}")
+    except Exception as exc:  # noqa: BLE001 - a bad mapping fails the step
+        failure = describe(exc)
+        failed = JournalWrite(
+            step_id=step.name, status=JournalStatus.FAILED, error=failure, attempt=ctx.attempt
+        )
+        return Compensate(journal=(failed,), failure=failure)
+    return AwaitChild(
+        step_name=step.name,
+        child_name=child.name,
+        child_version=child.version,
+        child_total_steps=len(child.steps),
+        child_input=child_input,
+    )
+
+
+# ── compensation ────────────────────────────────────────────────────────────────
+
+
+def drive_compensation(step: StepDefinition, ctx: DurableContext, journal: Journal) -> JournalWrite:
+    """Run ``step``'s compensators for its completed units; the ``step#compensate`` row.
+
+    A compensator that raises is recorded (the row is ``failed`` with its message) and the
+    rollback goes on: it does not get stuck on one step.
+    """
+    errors: list[str] = []
+    todo: list[tuple[str, Callable[..., object]]] = []
+    if isinstance(step, TaskStep):
+        record = journal.get(step.name)
+        if step.compensate is not None and record is not None and record.completed:
+            todo.append((step.name, step.compensate))
+    elif isinstance(step, ParallelStep):
+        for entry in step.entries:
+            record = journal.get(f"{step.name}#{entry.name}")
+            if entry.compensate is not None and record is not None and record.completed:
+                todo.append((entry.name, entry.compensate))
+    for label, compensator in todo:
+        try:
+            call(compensator, ctx)
+        except Exception as exc:  # noqa: BLE001 - recorded, rollback continues
+            errors.append(describe(exc) if label == step.name else f"{label}: {describe(exc)}")
+    return JournalWrite(
+        step_id=f"{step.name}#compensate",
+        status=JournalStatus.FAILED if errors else JournalStatus.COMPLETED,
+        error="; ".join(errors) if errors else None,
+        attempt=1,
+    )

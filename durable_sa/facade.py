@@ -1,0 +1,395 @@
+"""``Durable``: the engine's front door.
+
+Rules:
+- ``start``, ``resume`` and ``cancel`` accept the caller's ``Session`` and then only add
+  statements to its transaction: the caller commits, so a business row and the run that
+  processes it commit or roll back together. Without a session each call commits its own
+  short transaction.
+- Every value stored is JSON through the codec; bad input raises before anything is
+  written.
+- ``advance`` and ``compensate`` are the job handlers; workers and ``drain`` call them
+  through :meth:`Durable.run_job`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from durable_sa import handlers
+from durable_sa.core.codec import to_json, to_json_object
+from durable_sa.core.decide import decide_cancel, decide_recovery, decide_resume
+from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobSpec
+from durable_sa.core.registry import registry
+from durable_sa.core.status import RunStatus
+from durable_sa.errors import PayloadError, RunNotFoundError
+from durable_sa.queue.jobs_table import JobsTableBackend
+from durable_sa.results import (
+    CancelResult,
+    JobOutcome,
+    ResumeResult,
+    RunStatusSnapshot,
+    StartResult,
+)
+from durable_sa.shell import Clock, Shell, configure_sqlite
+from durable_sa.store.apply import apply_transition
+from durable_sa.store.models import metadata, runs_table
+from durable_sa.store.queries import child_ids, lock_run
+from durable_sa.views import list_runs, run_status
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.orm import Session
+
+    from durable_sa.queue.protocol import ClaimedJob, QueueBackend
+
+logger = logging.getLogger(__name__)
+
+runs = runs_table
+
+_MAX_KEY_LENGTH: Final = 255
+_RECOVER_BATCH: Final = 500
+
+
+class Durable:
+    """A durable workflow engine on an application's SQLAlchemy ``Engine``.
+
+    >>> engine = Durable(create_engine("sqlite:///app.db"))   # doctest: +SKIP
+    >>> engine.create_tables()                                 # doctest: +SKIP
+    >>> engine.start("order", {"sku": "A-1"})                  # doctest: +SKIP
+    """
+
+    def __init__(  # noqa: PLR0913 - engine options, all keyword-only
+        self,
+        sa_engine: Engine,
+        *,
+        backend: QueueBackend | None = None,
+        clock: Clock | None = None,
+        queue: str = "default",
+        max_job_attempts: int = 5,
+        job_lease: timedelta = timedelta(minutes=5),
+    ) -> None:
+        """Bind the engine to ``sa_engine`` (PostgreSQL or SQLite).
+
+        ``clock`` replaces the wall clock (it must return aware datetimes): tests use it
+        to move time. ``backend`` replaces the built-in jobs-table queue.
+        """
+        configure_sqlite(sa_engine)
+        self.sa_engine = sa_engine
+        self.backend: QueueBackend = backend or JobsTableBackend(
+            sa_engine, queue=queue, max_attempts=max_job_attempts
+        )
+        self.shell = Shell(sa_engine, backend=self.backend, clock=clock, lease=job_lease)
+
+    def __repr__(self) -> str:
+        return f"<Durable {self.sa_engine.url!r} backend={self.backend.name}>"
+
+    @property
+    def now(self) -> datetime:
+        """The engine's clock."""
+        return self.shell.now()
+
+    # ── schema ─────────────────────────────────────────────────────────────────
+
+    def create_tables(self) -> None:
+        """Create durable-sa's tables and indexes if missing (idempotent).
+
+        On SQLite this also switches the database file to WAL, so readers never block
+        the engine's writers. Applications with migrations include :data:`metadata` in
+        their Alembic environment instead.
+        """
+        if self.sa_engine.dialect.name == "sqlite":
+            with self.sa_engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        metadata.create_all(self.sa_engine, checkfirst=True)
+
+    def drop_tables(self) -> None:
+        """Drop durable-sa's tables (all runs, journal and jobs are lost)."""
+        metadata.drop_all(self.sa_engine, checkfirst=True)
+
+    # ── start / resume / cancel ────────────────────────────────────────────────
+
+    def start(
+        self,
+        name: str,
+        input: Any = None,  # noqa: A002, ANN401 - the reference's name; any JSON mapping
+        *,
+        session: Session | None = None,
+        idempotency_key: str | None = None,
+    ) -> StartResult:
+        """Start workflow ``name`` with ``input``: the run row and its first job, atomically.
+
+        With ``idempotency_key``, a second start with the same key returns the first run
+        (``created=False``) whatever its input; one run exists.
+
+        Raises:
+            WorkflowNotRegisteredError: no workflow ``name`` in this process.
+            PayloadError: ``input`` is not a JSON-serializable mapping.
+
+        """
+        workflow = registry.get(name)
+        data = to_json_object(input, what=f"the input of workflow {name!r}")
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str)
+            or not idempotency_key
+            or len(idempotency_key) > _MAX_KEY_LENGTH
+        ):
+            msg = (
+                "idempotency_key must be a non-empty string of at most "
+                f"{_MAX_KEY_LENGTH} characters"
+            )
+            raise PayloadError(msg)
+
+        def work(tx: Session) -> StartResult:
+            now = self.shell.now()
+            values = {
+                "workflow_name": workflow.name,
+                "workflow_version": workflow.version,
+                "input": data,
+                "status": RunStatus.RUNNING,
+                "state": {},
+                "current_step": 0,
+                "total_steps": len(workflow.steps),
+                "attempt": 1,
+                "idempotency_key": idempotency_key,
+                "created_at": now,
+                "updated_at": now,
+            }
+            run_id = self._insert_run(tx, values, idempotency_key)
+            if run_id is None:
+                existing = tx.execute(
+                    select(runs.c.id, runs.c.status).where(
+                        runs.c.idempotency_key == idempotency_key
+                    )
+                ).one()
+                return StartResult(
+                    run_id=int(existing.id), status=RunStatus(existing.status), created=False
+                )
+            self.backend.enqueue(
+                tx, [JobSpec(payload=AdvanceJob(run_id=run_id, step_index=0), available_at=now)]
+            )
+            logger.info(
+                "run %s of %s started",
+                run_id,
+                workflow.name,
+                extra={"action": "start", "run_id": run_id, "workflow": workflow.name},
+            )
+            return StartResult(run_id=run_id, status=RunStatus.RUNNING)
+
+        return self.shell.transaction(work, session=session)
+
+    def _insert_run(self, tx: Session, values: dict[str, Any], key: str | None) -> int | None:
+        """INSERT the run; ``None`` when the idempotency key exists already."""
+        if key is None:
+            return int(tx.execute(insert(runs).values(**values).returning(runs.c.id)).scalar_one())
+        dialect = tx.get_bind().dialect.name
+        make = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = (
+            make(runs)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(runs.c.id)
+        )
+        run_id = tx.execute(stmt).scalar_one_or_none()
+        return None if run_id is None else int(run_id)
+
+    def resume(
+        self,
+        run_id: int,
+        signal: str,
+        data: Any = None,  # noqa: ANN401 - any JSON value
+        *,
+        session: Session | None = None,
+    ) -> ResumeResult:
+        """Deliver ``signal`` with ``data`` to a suspended run.
+
+        Accepted only when the run is suspended on exactly that signal (or, for an agent
+        step, on that step's name); otherwise nothing changes and ``accepted`` is False.
+
+        Raises:
+            RunNotFoundError: no run ``run_id``.
+            PayloadError: ``data`` is not JSON-serializable.
+
+        """
+        payload = to_json(data, what=f"the data of signal {signal!r}")
+
+        def work(tx: Session) -> ResumeResult:
+            locked = lock_run(tx, run_id)
+            if locked is None:
+                raise RunNotFoundError(run_id)
+            now = self.shell.now()
+            transition = decide_resume(locked, signal=signal, data=payload, now=now)
+            if transition is None:
+                return ResumeResult(accepted=False, status=locked.status)
+            apply_transition(tx, transition, backend=self.backend, now=now)
+            logger.info(
+                "run %s resumed by %r",
+                run_id,
+                signal,
+                extra={"action": "resume", "run_id": run_id},
+            )
+            return ResumeResult(accepted=True, status=transition.after.status)
+
+        return self.shell.transaction(work, session=session)
+
+    def cancel(self, run_id: int, *, session: Session | None = None) -> CancelResult:
+        """Cancel the run and all its descendants; their queued jobs are dropped.
+
+        A canceled child that its parent waits for fails the parent's step, and the
+        parent compensates.
+
+        Raises:
+            RunNotFoundError: no run ``run_id``.
+
+        """
+
+        def work(tx: Session) -> CancelResult:
+            root = lock_run(tx, run_id)
+            if root is None:
+                raise RunNotFoundError(run_id)
+            canceled: list[int] = []
+            now = self.shell.now()
+            frontier = [run_id]
+            seen: set[int] = set()
+            while frontier:
+                current = frontier.pop(0)
+                if current in seen:
+                    continue
+                seen.add(current)
+                snapshot = root if current == run_id else lock_run(tx, current)
+                if snapshot is not None:
+                    transition = decide_cancel(snapshot)
+                    if transition is not None:
+                        apply_transition(tx, transition, backend=self.backend, now=now)
+                        canceled.append(current)
+                frontier.extend(child_ids(tx, [current]))
+            if canceled:
+                logger.info(
+                    "canceled runs %s",
+                    canceled,
+                    extra={"action": "cancel", "run_id": run_id},
+                )
+            return CancelResult(run_id=run_id, canceled=tuple(canceled))
+
+        return self.shell.transaction(work, session=session)
+
+    # ── inspection ─────────────────────────────────────────────────────────────
+
+    def status(self, run_id: int) -> RunStatusSnapshot:
+        """A snapshot of the run and its child runs.
+
+        Raises:
+            RunNotFoundError: no run ``run_id``.
+
+        """
+        with self.shell.reading() as session:
+            return run_status(session, run_id)
+
+    def list(
+        self,
+        status: RunStatus | str | None = None,
+        parent_run_id: int | None = None,
+        *,
+        workflow: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunStatusSnapshot]:
+        """Runs, most recent first, filtered by status, parent and workflow name."""
+        with self.shell.reading() as session:
+            return list_runs(
+                session,
+                status=None if status is None else RunStatus(status),
+                parent_run_id=parent_run_id,
+                workflow=workflow,
+                limit=limit,
+            )
+
+    # ── recovery ───────────────────────────────────────────────────────────────
+
+    def recover(self) -> int:
+        """Re-enqueue runs that should progress but have no job (e.g. a dead-lettered one).
+
+        Running runs get their current step (delayed to its wake time if sleeping),
+        compensating runs their compensation cursor, runs waiting on a signal with a
+        timeout their timer. Returns how many runs got a job.
+        """
+        recovered = 0
+        after_id = 0
+        while True:
+            with self.shell.reading() as session:
+                candidates = [
+                    int(r)
+                    for r in session.execute(
+                        select(runs.c.id)
+                        .where(
+                            runs.c.id > after_id,
+                            runs.c.status.in_(
+                                [RunStatus.RUNNING, RunStatus.COMPENSATING, RunStatus.SUSPENDED]
+                            ),
+                        )
+                        .order_by(runs.c.id)
+                        .limit(_RECOVER_BATCH)
+                    ).scalars()
+                ]
+                if not candidates:
+                    return recovered
+                after_id = candidates[-1]
+                live = self.backend.live_run_ids(session, candidates)
+            for candidate in candidates:
+                if candidate not in live and self._recover_one(candidate):
+                    recovered += 1
+
+    def _recover_one(self, run_id: int) -> bool:
+        def work(tx: Session) -> bool:
+            locked = lock_run(tx, run_id)
+            if locked is None or self.backend.live_run_ids(tx, [run_id]):
+                return False
+            job = decide_recovery(locked, now=self.shell.now())
+            if job is None:
+                return False
+            self.backend.enqueue(tx, [job])
+            logger.info(
+                "run %s recovered with a %s job",
+                run_id,
+                job.kind,
+                extra={"action": "recover", "run_id": run_id},
+            )
+            return True
+
+        return self.shell.transaction(work)
+
+    # ── job handlers ───────────────────────────────────────────────────────────
+
+    def advance(self, run_id: int, step_index: int, attempt: int = 1) -> JobOutcome:
+        """The advance job's handler: run step ``step_index`` of the run, then commit.
+
+        A call that does not match the run (another step, an older attempt, a run that
+        is not running) does nothing and returns ``JobOutcome.STALE``.
+        """
+        job = AdvanceJob(run_id=run_id, step_index=step_index, attempt=attempt)
+        return handlers.advance(self.shell, job)
+
+    def compensate(self, run_id: int, index: int) -> JobOutcome:
+        """The compensate job's handler: undo step ``index`` and move the cursor down."""
+        return handlers.compensate(self.shell, CompensateJob(run_id=run_id, index=index))
+
+    def run_job(self, job: ClaimedJob) -> JobOutcome:
+        """Run a claimed job; bad jobs are dead-lettered, failing ones released."""
+        return handlers.run_job(self.shell, job)
+
+    def claim(
+        self,
+        *,
+        now: datetime | None = None,
+        worker: str = "inline",
+        queues: Sequence[str] | None = None,
+    ) -> ClaimedJob | None:
+        """Lease the next due job for this process (``None`` when nothing is due)."""
+        return self.backend.claim(
+            now=now or self.shell.now(), worker=worker, lease=self.shell.lease, queues=queues
+        )

@@ -1,0 +1,1 @@
+"""Where jobs go: the :class:`QueueBackend` protocol and the built-in jobs-table backend."""

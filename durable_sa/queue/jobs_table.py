@@ -1,0 +1,200 @@
+"""The built-in backend: jobs are rows of ``durable_jobs`` in the application's database.
+
+Rules:
+- Enqueueing is an INSERT in the engine's transaction, so a checkpoint and the job that
+  drives the next step commit together or not at all.
+- A claim is one statement: an UPDATE of the oldest due, unheld job, picked with
+  ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so concurrent consumers never wait on or take
+  the same row. It sets a lease (``claimed_until``) and counts the attempt.
+- Acknowledging deletes the row in the transaction that applied the job's outcome.
+- A job whose attempts run out is moved to ``durable_dead_letters`` with its error.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from durable_sa.core.jobs import JobSpec, encode_payload
+from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.store.models import dead_letters_table, jobs_table
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+    from datetime import datetime, timedelta
+
+jobs = jobs_table
+dead_letters = dead_letters_table
+
+DEFAULT_QUEUE: Final = "default"
+DEFAULT_MAX_ATTEMPTS: Final = 5
+
+_CLAIM_COLUMNS = (
+    jobs.c.id,
+    jobs.c.queue,
+    jobs.c.kind,
+    jobs.c.run_id,
+    jobs.c.payload,
+    jobs.c.attempts,
+    jobs.c.max_attempts,
+    jobs.c.available_at,
+    jobs.c.claimed_until,
+)
+
+
+class JobsTableBackend:
+    """Jobs as rows in the same database as the runs (the default backend)."""
+
+    name = "jobs_table"
+
+    def __init__(
+        self,
+        sa_engine: Engine,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        """Use ``sa_engine``'s database; new jobs go to ``queue``."""
+        self.sa_engine = sa_engine
+        self.queue = queue
+        self.max_attempts = max_attempts
+        self._sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"<JobsTableBackend queue={self.queue!r} url={self.sa_engine.url!r}>"
+
+    # ── producer side ──────────────────────────────────────────────────────────
+
+    def enqueue(self, session: Session, jobs_to_add: Sequence[JobSpec]) -> None:
+        """INSERT the jobs in ``session``'s transaction."""
+        if not jobs_to_add:
+            return
+        session.execute(
+            insert(jobs),
+            [
+                {
+                    "queue": self.queue,
+                    "kind": spec.kind,
+                    "run_id": spec.run_id,
+                    "payload": encode_payload(spec.payload),
+                    "attempts": 0,
+                    "max_attempts": self.max_attempts,
+                    "available_at": spec.available_at,
+                    "created_at": spec.available_at,
+                }
+                for spec in jobs_to_add
+            ],
+        )
+
+    def discard(self, session: Session, run_id: int, *, keep: Collection[int] = ()) -> None:
+        """DELETE the run's jobs in ``session``'s transaction, sparing ids in ``keep``."""
+        stmt = delete(jobs).where(jobs.c.run_id == run_id)
+        if keep:
+            stmt = stmt.where(jobs.c.id.not_in(list(keep)))
+        session.execute(stmt)
+
+    # ── consumer side ──────────────────────────────────────────────────────────
+
+    def claim(
+        self,
+        *,
+        now: datetime,
+        worker: str,
+        lease: timedelta,
+        queues: Sequence[str] | None = None,
+    ) -> ClaimedJob | None:
+        """Lease the oldest due job that is unclaimed or whose lease expired."""
+        pick = (
+            select(jobs.c.id)
+            .where(
+                jobs.c.available_at <= now,
+                or_(jobs.c.claimed_until.is_(None), jobs.c.claimed_until < now),
+            )
+            .order_by(jobs.c.available_at, jobs.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if queues is not None:
+            pick = pick.where(jobs.c.queue.in_(list(queues)))
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id == pick.scalar_subquery())
+            .values(
+                claimed_by=worker,
+                claimed_until=now + lease,
+                attempts=jobs.c.attempts + 1,
+            )
+            .returning(*_CLAIM_COLUMNS)
+        )
+        with self._sessions.begin() as session:
+            row = session.execute(stmt).first()
+        if row is None:
+            return None
+        return ClaimedJob(
+            id=int(row.id),
+            queue=row.queue,
+            kind=row.kind,
+            run_id=row.run_id,
+            payload=row.payload,
+            attempts=int(row.attempts),
+            max_attempts=int(row.max_attempts),
+            available_at=row.available_at,
+            claimed_until=row.claimed_until,
+        )
+
+    def ack(self, session: Session, job: ClaimedJob) -> None:
+        """DELETE the job in ``session``'s transaction."""
+        session.execute(delete(jobs).where(jobs.c.id == job.id))
+
+    def release(self, job: ClaimedJob, *, error: str, retry_at: datetime) -> None:
+        """Unclaim the job and make it due again at ``retry_at``."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(jobs)
+                .where(jobs.c.id == job.id)
+                .values(
+                    claimed_by=None,
+                    claimed_until=None,
+                    available_at=retry_at,
+                    last_error=error,
+                )
+            )
+
+    def dead_letter(self, job: ClaimedJob, *, error: str) -> None:
+        """Move the job to ``durable_dead_letters`` and delete it, in one transaction."""
+        with self._sessions.begin() as session:
+            session.execute(
+                insert(dead_letters).values(
+                    job_id=job.id,
+                    queue=job.queue,
+                    kind=job.kind,
+                    run_id=job.run_id,
+                    payload=job.payload,
+                    attempts=job.attempts,
+                    error=error,
+                )
+            )
+            session.execute(delete(jobs).where(jobs.c.id == job.id))
+
+    # ── inspection ─────────────────────────────────────────────────────────────
+
+    def live_run_ids(self, session: Session, run_ids: Collection[int]) -> set[int]:
+        """Which of ``run_ids`` have a job row (queued or claimed)."""
+        if not run_ids:
+            return set()
+        rows = session.execute(
+            select(jobs.c.run_id).where(jobs.c.run_id.in_(list(run_ids))).distinct()
+        )
+        return {int(r) for r in rows.scalars()}
+
+    def pending_count(self) -> int:
+        """Rows in the jobs table (dead letters live in their own table)."""
+        with self._sessions() as session:
+            return int(session.execute(select(func.count()).select_from(jobs)).scalar_one())
+
+    def clear(self) -> None:
+        """Delete every job row."""
+        with self._sessions.begin() as session:
+            session.execute(delete(jobs))

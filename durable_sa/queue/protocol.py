@@ -1,0 +1,99 @@
+"""The contract between the engine and a queue backend.
+
+A backend has two sides:
+
+- **Producer, inside the engine's transaction.** :meth:`QueueBackend.enqueue` and
+  :meth:`QueueBackend.discard` run on the very ``Session`` that checkpoints a step, so a
+  job exists exactly when the decision that made it commits. The built-in backend writes
+  the jobs table; a relay backend writes an outbox row and publishes it later.
+- **Consumer.** :meth:`claim` hands out one due job under a lease; the engine then
+  acknowledges it with :meth:`ack` *in the transaction that applies its outcome* (or in
+  its own, for a stale job), gives it back with :meth:`release` after an unexpected
+  error, or moves it to the dead letters with :meth:`dead_letter`.
+
+Delivery is at-least-once: a claim whose lease runs out is handed out again. The engine
+makes a repeated job harmless (a job that no longer matches its run does nothing).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+
+    from sqlalchemy.orm import Session
+
+    from durable_sa.core.jobs import JobSpec
+
+
+@attrs.frozen(kw_only=True)
+class ClaimedJob:
+    """A job handed to one consumer until ``claimed_until``.
+
+    ``payload`` is the raw stored JSON: the engine parses it, so a malformed payload is
+    dead-lettered with a clear error rather than crashing the consumer.
+    """
+
+    id: int
+    queue: str
+    kind: str
+    run_id: int | None
+    payload: Any
+    attempts: int
+    max_attempts: int
+    available_at: datetime
+    claimed_until: datetime | None = None
+
+
+@runtime_checkable
+class QueueBackend(Protocol):
+    """What the engine needs from a queue."""
+
+    name: str
+
+    def enqueue(self, session: Session, jobs: Sequence[JobSpec]) -> None:
+        """Queue ``jobs`` in ``session``'s transaction; they exist only if it commits."""
+        ...
+
+    def discard(self, session: Session, run_id: int, *, keep: Collection[int] = ()) -> None:
+        """Drop the run's queued jobs (except ids in ``keep``) in ``session``'s transaction."""
+        ...
+
+    def claim(
+        self,
+        *,
+        now: datetime,
+        worker: str,
+        lease: timedelta,
+        queues: Sequence[str] | None = None,
+    ) -> ClaimedJob | None:
+        """Take the oldest due job that nobody holds, or ``None`` when none is due."""
+        ...
+
+    def ack(self, session: Session, job: ClaimedJob) -> None:
+        """Mark ``job`` done in ``session``'s transaction (with the outcome it produced)."""
+        ...
+
+    def release(self, job: ClaimedJob, *, error: str, retry_at: datetime) -> None:
+        """Give ``job`` back after an unexpected error, to be retried at ``retry_at``."""
+        ...
+
+    def dead_letter(self, job: ClaimedJob, *, error: str) -> None:
+        """Move ``job`` to the dead letters with ``error``; it is no longer pending."""
+        ...
+
+    def live_run_ids(self, session: Session, run_ids: Collection[int]) -> set[int]:
+        """Which of ``run_ids`` have a queued or claimed job (for ``recover``)."""
+        ...
+
+    def pending_count(self) -> int:
+        """Jobs not finished: queued or claimed, not dead-lettered."""
+        ...
+
+    def clear(self) -> None:
+        """Delete every queued job, whatever its state (tests: simulates a lost job)."""
+        ...

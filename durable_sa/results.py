@@ -1,0 +1,75 @@
+"""What the engine's public methods return: small frozen values."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from durable_sa.core.status import RunStatus
+
+
+@attrs.frozen(kw_only=True)
+class StartResult:
+    """A started run. ``created`` is False when an idempotency key found an existing run."""
+
+    run_id: int
+    status: RunStatus
+    created: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class ResumeResult:
+    """Whether a signal was accepted, and the run's status afterwards."""
+
+    accepted: bool
+    status: RunStatus
+
+
+@attrs.frozen(kw_only=True)
+class CancelResult:
+    """The runs a cancel moved to ``canceled`` (the run first, then its descendants)."""
+
+    run_id: int
+    canceled: tuple[int, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class RunStatusSnapshot:
+    """A run as an operator sees it, with its child runs (recursively)."""
+
+    run_id: int
+    workflow_name: str
+    status: RunStatus
+    current_step: int
+    total_steps: int
+    awaiting_signal: str | None
+    wake_at: datetime | None
+    results: dict[str, Any]
+    error: str | None
+    parent_run_id: int | None
+    children: list[RunStatusSnapshot] = attrs.field(factory=list)
+    workflow_version: str | None = None
+    parent_step_id: str | None = None
+    attempt: int = 1
+    compensation_cursor: int | None = None
+    result: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the run is completed, failed or canceled."""
+        return self.status.is_terminal
+
+
+class JobOutcome(enum.StrEnum):
+    """What running one job did."""
+
+    APPLIED = "applied"  # the job's decision was committed
+    STALE = "stale"  # the job no longer matched its run: nothing to do
+    DEAD_LETTERED = "dead_lettered"  # the job cannot be run; kept with its error
+    RELEASED = "released"  # an unexpected error: the job will be retried

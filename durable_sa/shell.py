@@ -1,0 +1,142 @@
+"""The engine's connection to the world: sessions, transactions, clock, queue backend.
+
+Rules:
+- A decision's transaction is either the caller's (``session=`` given: the caller
+  commits, and nothing here retries) or the engine's own, short one.
+- The engine's own transactions are retried on a deadlock or serialization failure
+  (PostgreSQL) and on "database is locked" (SQLite); the work inside is re-run from the
+  start, which is safe because it re-locks and re-checks the run.
+- Reads outside a transaction hold no lock and release their connection at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final, TypeVar
+
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from durable_sa.queue.protocol import QueueBackend
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Clock = Callable[[], datetime]
+
+_RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})
+_MAX_TRANSACTION_TRIES: Final = 6
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+
+
+def system_clock() -> datetime:
+    """The wall clock, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for errors a fresh attempt of the same transaction can clear."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return True
+    return "database is locked" in str(orig) or "database table is locked" in str(orig)
+
+
+def configure_sqlite(sa_engine: Engine) -> None:
+    """Make SQLite fit for concurrent use: WAL, a busy timeout, foreign keys on.
+
+    Registered on the engine's ``connect`` event, so it applies to connections opened
+    from now on; WAL mode is also persisted in the database file by ``create_tables``.
+    """
+    if sa_engine.dialect.name != "sqlite":
+        return
+
+    def on_connect(dbapi_connection: object, _record: object) -> None:
+        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    if not event.contains(sa_engine, "connect", on_connect):
+        event.listen(sa_engine, "connect", on_connect)
+
+
+class Shell:
+    """Sessions, the clock and the backend, shared by every engine operation."""
+
+    def __init__(
+        self,
+        sa_engine: Engine,
+        *,
+        backend: QueueBackend,
+        clock: Clock | None = None,
+        jitter: Callable[[], float] | None = None,
+        lease: timedelta = timedelta(minutes=5),
+    ) -> None:
+        """Wire the engine to ``sa_engine`` and ``backend``."""
+        self.sa_engine = sa_engine
+        self.backend = backend
+        self.clock: Clock = clock or system_clock
+        self.jitter: Callable[[], float] = jitter or random.random
+        self.lease = lease
+        self.sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        """``postgresql`` or ``sqlite``."""
+        return self.sa_engine.dialect.name
+
+    def now(self) -> datetime:
+        """The engine's clock, always aware UTC."""
+        value = self.clock()
+        if value.tzinfo is None:
+            msg = "the engine's clock must return timezone-aware datetimes"
+            raise ValueError(msg)
+        return value.astimezone(UTC)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for lock-free reads; its connection goes back to the pool at exit."""
+        with self.sessions() as session:
+            yield session
+
+    def transaction(self, work: Callable[[Session], T], *, session: Session | None = None) -> T:
+        """Run ``work`` in ``session``'s transaction, or in a fresh one that commits.
+
+        The engine's own transactions are retried when the database reports a deadlock,
+        a serialization failure or a locked SQLite file.
+        """
+        if session is not None:
+            return work(session)
+        delay = 0.01
+        for attempt in range(1, _MAX_TRANSACTION_TRIES + 1):
+            try:
+                with self.sessions.begin() as own:
+                    return work(own)
+            except DBAPIError as exc:
+                if attempt == _MAX_TRANSACTION_TRIES or not is_retryable(exc):
+                    raise
+                logger.info(
+                    "transaction retried after %s (attempt %d)",
+                    type(exc.orig).__name__,
+                    attempt,
+                    extra={"action": "retry_transaction"},
+                )
+                time.sleep(delay * (1 + random.random()))  # noqa: S311 - not crypto
+                delay *= 2
+        msg = "unreachable"
+        raise AssertionError(msg)  # pragma: no cover

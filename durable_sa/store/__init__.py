@@ -1,0 +1,1 @@
+"""The imperative shell over the database: the schema, reads, and applying transitions."""

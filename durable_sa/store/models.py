@@ -1,0 +1,198 @@
+"""The schema: ORM entities on durable-sa's own ``MetaData``.
+
+Rules:
+- These classes *are* the schema: ``metadata`` (exported) is what ``create_tables`` and an
+  application's Alembic environment use. Every table starts with ``durable_``.
+- Users may query them freely (``session.get(WorkflowRun, run_id)``); only the engine
+  writes them, through :mod:`durable_sa.store.apply`.
+- The indexes are the ones the engine's queries need: claiming due jobs by
+  (queue, available_at), finding a run's jobs, children by parent, runs by status, and
+  the unique (run_id, step_id) that makes a duplicate journal write a no-op.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, cast
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from durable_sa.core.status import RunStatus
+from durable_sa.store.types import JSONColumn, StatusType, UTCDateTime
+
+TABLE_PREFIX = "durable_"
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+"""durable-sa's tables; include it in an Alembic ``target_metadata`` list."""
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC (the default for timestamp columns)."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base bound to :data:`metadata`."""
+
+    metadata = metadata
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        RunStatus: StatusType(),
+    }
+
+
+class WorkflowRun(Base):
+    """One execution of a workflow: where it stands and what it has gathered."""
+
+    __tablename__ = f"{TABLE_PREFIX}runs"
+    __table_args__ = (
+        Index(None, "status", "id"),
+        Index(None, "workflow_name", "status"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
+    workflow_name: Mapped[str] = mapped_column(String(255))
+    workflow_version: Mapped[str | None] = mapped_column(String(255))
+    input: Mapped[dict[str, Any]] = mapped_column(JSONColumn, default=dict)
+    status: Mapped[RunStatus] = mapped_column(default=RunStatus.PENDING)
+    state: Mapped[dict[str, Any]] = mapped_column(JSONColumn, default=dict)
+    current_step: Mapped[int] = mapped_column(default=0)
+    total_steps: Mapped[int] = mapped_column(default=0)
+    attempt: Mapped[int] = mapped_column(default=1)
+    compensation_cursor: Mapped[int | None]
+    parent_run_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey(f"{TABLE_PREFIX}runs.id", ondelete="CASCADE"), index=True
+    )
+    parent_step_id: Mapped[str | None] = mapped_column(String(512))
+    awaiting_signal: Mapped[str | None] = mapped_column(String(255))
+    wake_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    journal: Mapped[list[JournalEntry]] = relationship(
+        back_populates="run", order_by="JournalEntry.id", viewonly=True
+    )
+    children: Mapped[list[WorkflowRun]] = relationship(
+        back_populates="parent", order_by="WorkflowRun.id", viewonly=True
+    )
+    parent: Mapped[WorkflowRun | None] = relationship(
+        back_populates="children", remote_side="WorkflowRun.id", viewonly=True
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"<WorkflowRun {self.id} {self.workflow_name!r} {self.status} "
+            f"step={self.current_step}/{self.total_steps}>"
+        )
+
+
+class JournalEntry(Base):
+    """A checkpoint: one step, or one unit of a step (``p#x``, ``loop#iter2``...)."""
+
+    __tablename__ = f"{TABLE_PREFIX}journal"
+    __table_args__ = (
+        UniqueConstraint("run_id", "step_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey(f"{TABLE_PREFIX}runs.id", ondelete="CASCADE")
+    )
+    step_id: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16))
+    result: Mapped[Any] = mapped_column(JSONColumn, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(default=1)
+    completed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    run: Mapped[WorkflowRun] = relationship(back_populates="journal", viewonly=True)
+
+    def __repr__(self) -> str:
+        return f"<JournalEntry run={self.run_id} {self.step_id!r} {self.status}>"
+
+
+class Job(Base):
+    """A queued job of the built-in jobs-table backend.
+
+    A job is *claimed* by setting ``claimed_by``/``claimed_until`` (a lease); it is
+    acknowledged by deleting it in the transaction that applies its outcome, so a job
+    and its effect commit together. A claim whose lease expired may be taken over.
+    """
+
+    __tablename__ = f"{TABLE_PREFIX}jobs"
+    __table_args__ = (
+        Index(None, "queue", "available_at", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64), default="default")
+    kind: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey(f"{TABLE_PREFIX}runs.id", ondelete="CASCADE"), index=True
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONColumn)
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=5)
+    available_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.kind} run={self.run_id} queue={self.queue!r}>"
+
+
+class DeadLetter(Base):
+    """A job that could not be run, kept with the reason so it can be requeued."""
+
+    __tablename__ = f"{TABLE_PREFIX}dead_letters"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
+    job_id: Mapped[int] = mapped_column(BigId)
+    queue: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    payload: Mapped[Any] = mapped_column(JSONColumn, nullable=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<DeadLetter {self.id} {self.kind} run={self.run_id}: {self.error[:60]!r}>"
+
+
+# Core handles on the same tables, for the engine's hot path (typed as ``Table``).
+runs_table = cast("Table", WorkflowRun.__table__)
+journal_table = cast("Table", JournalEntry.__table__)
+jobs_table = cast("Table", Job.__table__)
+dead_letters_table = cast("Table", DeadLetter.__table__)

@@ -1,0 +1,132 @@
+"""Reading runs and journals into core values; locking a run for a decision.
+
+Rules:
+- :func:`lock_run` is the first statement of every decision's transaction. On PostgreSQL
+  it is ``SELECT ... FOR UPDATE``; on SQLite, which locks the whole database, it is an
+  ``UPDATE ... RETURNING`` so the write lock is taken at once (waiting out the busy
+  timeout) instead of failing later on a lock upgrade.
+- Reads outside a decision (Phase A) hold no lock, so a handler can write to the same
+  database through its own connection while it runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from durable_sa.core.snapshot import JournalRecord, JournalStatus, RunSnapshot
+from durable_sa.core.status import RunStatus
+from durable_sa.store.models import journal_table, runs_table
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from sqlalchemy.orm import Session
+
+runs = runs_table
+journal = journal_table
+
+RUN_COLUMNS = (
+    runs.c.id,
+    runs.c.workflow_name,
+    runs.c.workflow_version,
+    runs.c.status,
+    runs.c.current_step,
+    runs.c.total_steps,
+    runs.c.attempt,
+    runs.c.compensation_cursor,
+    runs.c.input,
+    runs.c.state,
+    runs.c.result,
+    runs.c.parent_run_id,
+    runs.c.parent_step_id,
+    runs.c.awaiting_signal,
+    runs.c.wake_at,
+    runs.c.error,
+)
+
+
+def snapshot_from_row(m: Mapping[Any, Any]) -> RunSnapshot:
+    """Build a :class:`RunSnapshot` from a row mapping holding :data:`RUN_COLUMNS`."""
+    return RunSnapshot(
+        id=int(m["id"]),
+        workflow_name=m["workflow_name"],
+        workflow_version=m["workflow_version"],
+        status=RunStatus(m["status"]),
+        current_step=int(m["current_step"]),
+        total_steps=int(m["total_steps"]),
+        attempt=int(m["attempt"]),
+        compensation_cursor=m["compensation_cursor"],
+        input=dict(m["input"] or {}),
+        state=dict(m["state"] or {}),
+        result=m["result"],
+        parent_run_id=m["parent_run_id"],
+        parent_step_id=m["parent_step_id"],
+        awaiting_signal=m["awaiting_signal"],
+        wake_at=m["wake_at"],
+        error=m["error"],
+    )
+
+
+def load_run(session: Session, run_id: int) -> RunSnapshot | None:
+    """The run as it is now, without a lock (``None`` if there is no such run)."""
+    row = session.execute(select(*RUN_COLUMNS).where(runs.c.id == run_id)).mappings().first()
+    return None if row is None else snapshot_from_row(row)
+
+
+def lock_run(session: Session, run_id: int) -> RunSnapshot | None:
+    """Lock the run row for the rest of the transaction and read it."""
+    if session.get_bind().dialect.name == "sqlite":
+        stmt = update(runs).where(runs.c.id == run_id).values(id=runs.c.id).returning(*RUN_COLUMNS)
+        row = session.execute(stmt).mappings().first()
+    else:
+        row = (
+            session.execute(select(*RUN_COLUMNS).where(runs.c.id == run_id).with_for_update())
+            .mappings()
+            .first()
+        )
+    return None if row is None else snapshot_from_row(row)
+
+
+def load_runs(session: Session, run_ids: Sequence[int]) -> list[RunSnapshot]:
+    """Several runs, by id order (missing ids are skipped)."""
+    if not run_ids:
+        return []
+    rows = session.execute(
+        select(*RUN_COLUMNS).where(runs.c.id.in_(list(run_ids))).order_by(runs.c.id)
+    ).mappings()
+    return [snapshot_from_row(row) for row in rows]
+
+
+def child_ids(session: Session, parent_ids: Sequence[int]) -> list[int]:
+    """Ids of the direct children of ``parent_ids``, oldest first."""
+    if not parent_ids:
+        return []
+    rows = session.execute(
+        select(runs.c.id).where(runs.c.parent_run_id.in_(list(parent_ids))).order_by(runs.c.id)
+    )
+    return [int(r) for r in rows.scalars()]
+
+
+def load_journal(session: Session, run_id: int) -> dict[str, JournalRecord]:
+    """Every journaled unit of the run, keyed by ``step_id``."""
+    rows = session.execute(
+        select(
+            journal.c.step_id,
+            journal.c.status,
+            journal.c.result,
+            journal.c.error,
+            journal.c.attempt,
+        ).where(journal.c.run_id == run_id)
+    )
+    return {
+        row.step_id: JournalRecord(
+            step_id=row.step_id,
+            status=JournalStatus(row.status),
+            result=row.result,
+            error=row.error,
+            attempt=int(row.attempt),
+        )
+        for row in rows
+    }

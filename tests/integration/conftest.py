@@ -1,0 +1,27 @@
+"""Fixtures for engine tests: a ``Durable`` engine with its tables, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from durable_sa import Durable, registry
+
+
+@pytest.fixture
+def engine(sa_engine: sa.Engine) -> Iterator[Durable]:
+    """A durable engine with fresh tables on each database."""
+    durable_engine = Durable(sa_engine)
+    durable_engine.create_tables()
+    yield durable_engine
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry() -> Iterator[None]:
+    """Workflows defined by one test never leak into the next."""
+    before = set(registry.names())
+    yield
+    for name in set(registry.names()) - before:
+        registry.unregister(name)

@@ -1,0 +1,494 @@
+"""A throwaway PostgreSQL server for the test session.
+
+:class:`PostgresServer` runs ``initdb`` into a fresh temporary directory, starts the
+server with ``pg_ctl`` on a free port of 127.0.0.1, and on :meth:`PostgresServer.stop`
+shuts it down and deletes the directory. Nothing survives a run: no system cluster,
+service or configuration is used or changed.
+
+Details:
+
+* Binaries come from the newest ``/usr/lib/postgresql/<version>/bin`` (Debian's layout),
+  else from ``PATH``. Install them with ``make test`` (or ``scripts/ensure-postgres.sh``);
+  a missing server is an error, never a skipped test.
+* ``initdb`` refuses to run as root. As root, the server runs as the unprivileged system
+  user :data:`SERVER_OS_USER` (created on first use) and owns the temporary directory.
+* The database superuser is ``postgres``; authentication is ``trust`` for local and
+  loopback connections, the server listens on 127.0.0.1 only, and its Unix socket lives
+  inside the temporary directory. Durability is switched off for speed (``fsync``,
+  ``synchronous_commit``, ``full_page_writes``): data are thrown away anyway.
+* If the environment variable :data:`EXTERNAL_URL_ENV` holds a URL of an existing server
+  (database ``postgres``, e.g. ``postgresql://user:pw@127.0.0.1:5432/postgres``), that
+  server is used instead and :meth:`PostgresServer.start`/``stop`` do nothing to it.
+
+Typical use::
+
+    with PostgresServer() as server:
+        server.create_database("t_1")
+        engine = sqlalchemy.create_engine(server.url("t_1"))
+        ...
+        server.drop_database("t_1")
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import URL, make_url
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from types import FrameType, TracebackType
+
+    from psycopg.rows import TupleRow
+
+__all__ = [
+    "EXTERNAL_URL_ENV",
+    "SERVER_OS_USER",
+    "PostgresBinaries",
+    "PostgresNotFoundError",
+    "PostgresServer",
+    "PostgresServerError",
+    "find_postgres_binaries",
+    "sigterm_as_keyboard_interrupt",
+]
+
+EXTERNAL_URL_ENV = "DURABLE_SA_TEST_POSTGRES_URL"
+"""Environment variable naming an existing server to use instead of starting one."""
+
+SERVER_OS_USER = "durable-test"
+"""Unprivileged OS user that runs the server when the tests run as root."""
+
+SUPERUSER = "postgres"
+"""Name of the database superuser created by ``initdb``."""
+
+HOST = "127.0.0.1"
+
+DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
+
+_SERVER_SETTINGS = {
+    "listen_addresses": f"'{HOST}'",
+    "max_connections": "300",
+    # Throwaway data: trade durability for speed.
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+}
+
+_START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
+_START_TIMEOUT_S = 60
+
+
+class PostgresServerError(RuntimeError):
+    """Starting, stopping or talking to the test server failed."""
+
+
+class PostgresNotFoundError(PostgresServerError):
+    """The PostgreSQL server binaries are not installed."""
+
+
+@dataclass(frozen=True)
+class PostgresBinaries:
+    """Paths of the server programs this module runs."""
+
+    initdb: Path
+    pg_ctl: Path
+    postgres: Path
+
+
+def _version_key(bin_dir: Path) -> tuple[int, ...]:
+    """Sort key for ``/usr/lib/postgresql/<version>/bin``: ``"15"`` -> ``(15,)``."""
+    try:
+        return tuple(int(part) for part in bin_dir.parent.name.split("."))
+    except ValueError:
+        return (-1,)
+
+
+def find_postgres_binaries() -> PostgresBinaries:
+    """Locate ``initdb``, ``pg_ctl`` and ``postgres``, preferring the newest Debian version.
+
+    Raises:
+        PostgresNotFoundError: if they are not installed.
+    """
+    names = ("initdb", "pg_ctl", "postgres")
+    for bin_dir in sorted(DEBIAN_PG_ROOT.glob("*/bin"), key=_version_key, reverse=True):
+        paths = [bin_dir / name for name in names]
+        if all(path.is_file() and os.access(path, os.X_OK) for path in paths):
+            return PostgresBinaries(*paths)
+    found = [shutil.which(name) for name in names]
+    if all(found):
+        return PostgresBinaries(*(Path(path) for path in found if path))
+    msg = (
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found in "
+        f"{DEBIAN_PG_ROOT}/<version>/bin or on PATH. Run the tests with `make test`, "
+        "which installs them, or run `scripts/ensure-postgres.sh` first."
+    )
+    raise PostgresNotFoundError(msg)
+
+
+def _free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _ensure_os_user(name: str) -> pwd.struct_passwd:
+    """Return the passwd entry of system user *name*, creating the user if missing."""
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    last_error = ""
+    for _ in range(5):  # another process may be creating the same user right now
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [
+                useradd,
+                "--system",
+                "--no-create-home",
+                "--user-group",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        last_error = result.stderr.strip()
+        time.sleep(0.2)
+    with contextlib.suppress(KeyError):
+        return pwd.getpwnam(name)
+    msg = f"could not create OS user {name!r} to run PostgreSQL: {last_error}"
+    raise PostgresServerError(msg)
+
+
+class PostgresServer:
+    """A PostgreSQL server that lives as long as this object is started.
+
+    Usable as a context manager. :meth:`stop` is idempotent and is also registered with
+    :mod:`atexit`, so an interrupted test session does not leave a server behind.
+    """
+
+    def __init__(self, *, external_url: str | None = None) -> None:
+        """Prepare (but do not start) a server.
+
+        Args:
+            external_url: URL of an existing server to use instead of starting one.
+                Defaults to the value of the ``DURABLE_SA_TEST_POSTGRES_URL`` variable.
+        """
+        if external_url is None:
+            external_url = os.environ.get(EXTERNAL_URL_ENV) or None
+        self._external: URL | None = make_url(external_url) if external_url else None
+        self._base_dir: Path | None = None
+        self._port: int | None = None
+        self._binaries: PostgresBinaries | None = None
+        self._os_user: pwd.struct_passwd | None = None
+        self._started = False
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def is_external(self) -> bool:
+        """Whether this wraps an existing server given by URL."""
+        return self._external is not None
+
+    @property
+    def port(self) -> int:
+        """TCP port the server listens on."""
+        if self._external is not None:
+            return self._external.port or 5432
+        if self._port is None:
+            msg = "server not started"
+            raise PostgresServerError(msg)
+        return self._port
+
+    @property
+    def data_dir(self) -> Path | None:
+        """The cluster's data directory (``None`` for an external server)."""
+        return self._base_dir / "data" if self._base_dir is not None else None
+
+    @property
+    def log_file(self) -> Path | None:
+        """The server log (``None`` for an external server)."""
+        return self._base_dir / "postgres.log" if self._base_dir is not None else None
+
+    # ------------------------------------------------------------------ URLs
+
+    def url(self, dbname: str) -> str:
+        """SQLAlchemy URL of database *dbname* on this server.
+
+        For the throwaway server: ``postgresql+psycopg://postgres@127.0.0.1:<port>/<dbname>``.
+        """
+        return self._sa_url(dbname).render_as_string(hide_password=False)
+
+    def _sa_url(self, dbname: str) -> URL:
+        if self._external is not None:
+            return self._external.set(drivername="postgresql+psycopg", database=dbname)
+        return URL.create(
+            "postgresql+psycopg", username=SUPERUSER, host=HOST, port=self.port, database=dbname
+        )
+
+    def _conninfo(self, dbname: str) -> str:
+        """libpq connection URI (as psycopg takes it) of database *dbname*."""
+        return (
+            self._sa_url(dbname).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+
+    # ------------------------------------------------------------------ databases
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection[TupleRow]:
+        """Open an autocommit psycopg connection to *dbname* (the caller closes it)."""
+        return psycopg.connect(self._conninfo(dbname), autocommit=True, connect_timeout=10)
+
+    def create_database(self, name: str) -> None:
+        """Create an empty database *name* (from ``template1``)."""
+        with self.connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop_database(self, name: str) -> None:
+        """Drop database *name* if it exists, ending any sessions still connected to it."""
+        with self.connect() as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            force = sql.SQL(" WITH (FORCE)" if conn.info.server_version >= 130000 else "")
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force)
+            )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Self:
+        """Create a fresh cluster and start the server; return ``self``.
+
+        Raises:
+            PostgresNotFoundError: if the server binaries are not installed.
+            PostgresServerError: if ``initdb`` or the server start fails.
+        """
+        if self._started:
+            msg = "server already started"
+            raise PostgresServerError(msg)
+        self._started = True
+        if self._external is not None:
+            return self
+        atexit.register(self.stop)
+        try:
+            self._binaries = find_postgres_binaries()
+            self._create_cluster()
+            self._start_server()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown) and delete its directory. Safe to call twice."""
+        atexit.unregister(self.stop)
+        self._started = False
+        base_dir = self._base_dir
+        if base_dir is None:
+            return
+        data_dir = base_dir / "data"
+        try:
+            if self._binaries is not None and (data_dir / "postmaster.pid").exists():
+                with contextlib.suppress(Exception):  # the fallback below handles failures
+                    self._run(
+                        [
+                            str(self._binaries.pg_ctl),
+                            "stop",
+                            "-D",
+                            str(data_dir),
+                            "-m",
+                            "fast",
+                            "-w",
+                            "-t",
+                            "30",
+                        ],
+                        timeout=45,
+                    )
+            # No-op after a clean shutdown (which removes postmaster.pid); otherwise
+            # signal the postmaster so it never outlives its deleted data directory.
+            _kill_postmaster(data_dir)
+        finally:
+            shutil.rmtree(base_dir, ignore_errors=True)
+            self._base_dir = None
+            self._port = None
+
+    def __enter__(self) -> Self:
+        """Start the server."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the server."""
+        self.stop()
+
+    # ------------------------------------------------------------------ internals
+
+    def _run(self, argv: Sequence[str], *, timeout: float) -> str:
+        """Run a PostgreSQL program, as :data:`SERVER_OS_USER` when we are root."""
+        assert self._base_dir is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env |= {"HOME": str(self._base_dir), "LC_ALL": "C", "LANG": "C"}
+        user = self._os_user
+        try:
+            result = subprocess.run(  # noqa: S603 - argv built here from absolute paths
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                cwd=self._base_dir,
+                env=env,
+                timeout=timeout,
+                check=False,
+                user=user.pw_uid if user else None,
+                group=user.pw_gid if user else None,
+                extra_groups=[] if user else None,
+            )
+        except OSError as exc:
+            msg = f"could not run {argv[0]}: {exc}"
+            raise PostgresServerError(msg) from exc
+        if result.returncode != 0:
+            msg = (
+                f"{' '.join(argv)} failed with exit code {result.returncode}:\n"
+                f"{result.stdout}{result.stderr}{self._log_tail()}"
+            )
+            raise PostgresServerError(msg)
+        return result.stdout
+
+    def _log_tail(self, lines: int = 30) -> str:
+        log_file = self.log_file
+        if log_file is None or not log_file.exists():
+            return ""
+        tail = log_file.read_text(errors="replace").splitlines()[-lines:]
+        return f"\n--- last lines of {log_file} ---\n" + "\n".join(tail)
+
+    def _create_cluster(self) -> None:
+        assert self._binaries is not None
+        if os.geteuid() == 0:
+            # initdb refuses root; the /tmp directory must be reachable by the server user.
+            self._os_user = _ensure_os_user(SERVER_OS_USER)
+            self._base_dir = Path(tempfile.mkdtemp(prefix="durable-sa-pg-", dir="/tmp"))
+            os.chown(self._base_dir, self._os_user.pw_uid, self._os_user.pw_gid)
+        else:
+            self._base_dir = Path(tempfile.mkdtemp(prefix="durable-sa-pg-"))
+        data_dir = self._base_dir / "data"
+        self._run(
+            [
+                str(self._binaries.initdb),
+                "-D",
+                str(data_dir),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+            timeout=180,
+        )
+        settings = {**_SERVER_SETTINGS, "unix_socket_directories": f"'{self._base_dir}'"}
+        with (data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            conf.write("\n# Added by tests/support/pgserver.py\n")
+            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+
+    def _start_server(self) -> None:
+        assert self._binaries is not None
+        assert self._base_dir is not None
+        data_dir = self._base_dir / "data"
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            port = _free_port()
+            try:
+                self._run(
+                    [
+                        str(self._binaries.pg_ctl),
+                        "start",
+                        "-D",
+                        str(data_dir),
+                        "-l",
+                        str(self.log_file),
+                        "-o",
+                        f"-p {port}",
+                        "-w",
+                        "-t",
+                        str(_START_TIMEOUT_S),
+                    ],
+                    timeout=_START_TIMEOUT_S + 30,
+                )
+            except PostgresServerError:
+                if attempt == _START_ATTEMPTS:
+                    raise
+                _kill_postmaster(data_dir)  # in case it half-started
+                continue
+            self._port = port
+            return
+
+
+@contextlib.contextmanager
+def sigterm_as_keyboard_interrupt() -> Iterator[None]:
+    """Within the block, turn SIGTERM into :class:`KeyboardInterrupt`.
+
+    By default SIGTERM ends Python without running ``finally`` blocks, fixture
+    teardowns or :mod:`atexit` handlers, which would leave the server running. As a
+    KeyboardInterrupt, pytest stops the session and tears everything down, as on Ctrl-C.
+    Only a default SIGTERM handler in the main thread is replaced.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _kill_postmaster(data_dir: Path) -> None:
+    """Last resort: end the postmaster of *data_dir* by the PID in its ``postmaster.pid``."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return
+    if str(data_dir).encode() not in cmdline:  # stale pid file: that PID is not our server
+        return
+    for sig, wait_s in ((signal.SIGQUIT, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
