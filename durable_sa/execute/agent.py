@@ -8,7 +8,10 @@ A step returning one parks the whole run until it is resumed under the step's na
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+
+import attrs
 
 _PENDING = ("pending_tool_calls", "pendingToolCalls")
 
@@ -48,8 +51,4 @@ def agent_snapshot(value: object) -> object:
 
 def attrs_or_dataclass(value: object) -> bool:
     """True for instances the codec unstructures field by field."""
-    import dataclasses  # noqa: PLC0415 - only needed here
-
-    import attrs  # noqa: PLC0415
-
     return attrs.has(type(value)) or dataclasses.is_dataclass(value)

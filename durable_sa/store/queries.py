@@ -78,7 +78,12 @@ def load_run(session: Session, run_id: int) -> RunSnapshot | None:
 def lock_run(session: Session, run_id: int) -> RunSnapshot | None:
     """Lock the run row for the rest of the transaction and read it."""
     if session.get_bind().dialect.name == "sqlite":
-        stmt = update(runs).where(runs.c.id == run_id).values(id=runs.c.id).returning(*RUN_COLUMNS)
+        stmt = (
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(updated_at=runs.c.updated_at)
+            .returning(*RUN_COLUMNS)
+        )
         row = session.execute(stmt).mappings().first()
     else:
         row = (
