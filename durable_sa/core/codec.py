@@ -28,6 +28,25 @@ JSONObject: TypeAlias = dict[str, JSONValue]
 
 converter = make_converter()
 
+
+def _strict_int(value: object, _cls: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"expected an integer, got {value!r}"
+        raise TypeError(msg)
+    return value
+
+
+def _strict_str(value: object, _cls: type) -> str:
+    if not isinstance(value, str):
+        msg = f"expected a string, got {value!r}"
+        raise TypeError(msg)
+    return value
+
+
+# Structuring stored data never coerces: "1", 1.5 or True is not a run id.
+converter.register_structure_hook(int, _strict_int)
+converter.register_structure_hook(str, _strict_str)
+
 T = TypeVar("T")
 
 _MAX_DEPTH = 200

@@ -138,6 +138,7 @@ def decide_step(  # noqa: PLR0911 - one branch per outcome type
             run,
             RunEvent.PROGRESS,
             attempt=attempt + 1,
+            wake_at=now + delay,
             error=f"attempt {attempt} of {outcome.max_attempts} failed: {outcome.failure}",
         )
         job = JobSpec(

@@ -30,7 +30,9 @@ def get_journal(engine: Durable, run_id: int) -> list[JournalEntry]:
     with Session(engine.sa_engine) as session:
         rows = list(
             session.scalars(
-                sa.select(JournalEntry).where(JournalEntry.run_id == run_id).order_by(JournalEntry.id)
+                sa.select(JournalEntry)
+                .where(JournalEntry.run_id == run_id)
+                .order_by(JournalEntry.id)
             )
         )
         session.expunge_all()
@@ -42,7 +44,7 @@ def step_ids(engine: Durable, run_id: int) -> list[str]:
     return sorted(row.step_id for row in get_journal(engine, run_id))
 
 
-def count(engine: Durable, table: Any) -> int:  # noqa: ANN401 - an ORM class
+def count(engine: Durable, table: Any) -> int:
     """Rows in ``table``."""
     with Session(engine.sa_engine) as session:
         return int(session.scalar(sa.select(sa.func.count()).select_from(table)) or 0)

@@ -26,9 +26,9 @@ def test_threads_share_the_queue_without_double_execution(engine: Durable) -> No
 
         return handler
 
-    durable("busy").step("a", unit("a")).parallel(
-        "p", [("x", unit("x")), ("y", unit("y"))]
-    ).step("b", unit("b"))
+    durable("busy").step("a", unit("a")).parallel("p", [("x", unit("x")), ("y", unit("y"))]).step(
+        "b", unit("b")
+    )
     run_ids = [engine.start("busy", {"i": i}).run_id for i in range(RUNS)]
 
     errors: list[BaseException] = []

@@ -72,7 +72,9 @@ def test_list_filters_by_status_and_parent(engine: Durable) -> None:
     drain(engine)
 
     all_runs = engine.list()
-    assert [s.run_id for s in all_runs][:2] == sorted([s.run_id for s in all_runs], reverse=True)[:2]
+    assert [s.run_id for s in all_runs][:2] == sorted([s.run_id for s in all_runs], reverse=True)[
+        :2
+    ]
     assert {s.run_id for s in engine.list(status="completed")} == {quick}
     suspended = {s.run_id for s in engine.list(status=RunStatus.SUSPENDED)}
     assert parent in suspended
@@ -151,11 +153,11 @@ def test_recover_restarts_compensation_and_signal_timers(engine: Durable) -> Non
     undone: list[str] = []
 
     def fail(ctx: DurableContext) -> None:
-        raise RuntimeError("x")  # noqa: EM101, TRY003
+        raise RuntimeError("x")  # noqa: EM101
 
-    durable("recover-comp").step("a", lambda ctx: 1, compensate=lambda ctx: undone.append("a")).step(
-        "b", fail, max_retries=1
-    )
+    durable("recover-comp").step(
+        "a", lambda ctx: 1, compensate=lambda ctx: undone.append("a")
+    ).step("b", fail, max_retries=1)
     durable("recover-timer").wait_for_signal("gate", "go", timeout=30)
     comp = engine.start("recover-comp").run_id
     timer = engine.start("recover-timer").run_id
