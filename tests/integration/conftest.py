@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-import sqlalchemy as sa
 
 from durable_sa import Durable, registry
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import sqlalchemy as sa
 
 
 @pytest.fixture
@@ -15,7 +19,7 @@ def engine(sa_engine: sa.Engine) -> Iterator[Durable]:
     """A durable engine with fresh tables on each database."""
     durable_engine = Durable(sa_engine)
     durable_engine.create_tables()
-    yield durable_engine
+    return durable_engine
 
 
 @pytest.fixture(autouse=True)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
-import sqlalchemy as sa
 
 from durable_sa import Durable, DurableContext, durable
 from durable_sa.testing import drain, pending_jobs
 from tests.integration.helpers import get_run
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 
 class FakeClock:

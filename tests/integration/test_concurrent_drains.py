@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from durable_sa import Durable, DurableContext, JournalEntry, durable
 from durable_sa.testing import drain, pending_jobs
 from tests.integration.helpers import count, get_run
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 RUNS = 12
 THREADS = 4

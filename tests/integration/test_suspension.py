@@ -169,12 +169,13 @@ def test_agent_suspension_and_resume_reenters_the_step(engine: Durable) -> None:
 
 def test_agent_snapshot_as_an_object(engine: Durable) -> None:
     class Suspended:
-        status = "suspended"
-        state = {"round": 2}
-        pending_tool_calls = ["call"]
+        def __init__(self) -> None:
+            self.status = "suspended"
+            self.state = {"round": 2}
+            self.pending_tool_calls = ["call"]
 
     def think(ctx: DurableContext) -> object:
-        return ctx.resume_data() if ctx.resume_data() else Suspended()
+        return ctx.resume_data() or Suspended()
 
     durable("agent-obj").step("think", think)
     run_id = engine.start("agent-obj").run_id
