@@ -80,17 +80,19 @@ def _check(value: object, path: str, depth: int) -> JSONValue:
     raise _NotJSONError(path, f"an object of type {type(value).__name__}")
 
 
-def to_json(value: object, *, what: str) -> JSONValue:
-    """Return ``value`` as plain JSON data, or raise :class:`PayloadError` naming ``what``."""
+def to_json(
+    value: object, *, what: str, error: type[PayloadError] = PayloadError
+) -> JSONValue:
+    """Return ``value`` as plain JSON data, or raise ``error`` naming ``what``."""
     try:
         unstructured = converter.unstructure(value)
         return _check(unstructured, "", 0)
     except _NotJSONError as exc:
         msg = f"{what} is not JSON-serializable: {exc}"
-        raise PayloadError(msg) from None
+        raise error(msg) from None
     except Exception as exc:  # a converter hook failed on an exotic value
         msg = f"{what} is not JSON-serializable: {type(exc).__name__}: {exc}"
-        raise PayloadError(msg) from exc
+        raise error(msg) from exc
 
 
 def to_json_object(value: object, *, what: str) -> JSONObject:

@@ -109,7 +109,8 @@ def decide_step(  # noqa: PLR0911 - one branch per outcome type
             result={"wake_at": wake_at.isoformat()},
             attempt=attempt,
         )
-        return _move_on(run, RunEvent.PROGRESS, (write,), run.state, now=now, due=wake_at)
+        state = _without(run.state, RESUME_KEY)
+        return _move_on(run, RunEvent.PROGRESS, (write,), state, now=now, due=wake_at)
     if isinstance(outcome, AwaitSignal):
         return _await_signal(run, outcome, now)
     if isinstance(outcome, SuspendAgent):
@@ -316,8 +317,9 @@ def decide_resume(
 ) -> Transition | None:
     """Deliver ``signal`` with ``data``; ``None`` when the run does not wait for it.
 
-    A signal step journals the payload as its result and moves on. A suspended agent step
-    is re-entered with the payload available as ``ctx.resume_data()``.
+    A signal step journals the payload as its result and moves on; the next step also sees
+    it as ``ctx.resume_data()``. A suspended agent step is re-entered with the payload
+    available as ``ctx.resume_data()``. The payload is consumed by the step that reads it.
     """
     wait = run.waiting_for
     if run.status is not RunStatus.SUSPENDED or run.awaiting_signal != signal or wait is None:
@@ -326,7 +328,7 @@ def decide_resume(
         write = JournalWrite(
             step_id=wait.step, status=JournalStatus.COMPLETED, result=data, attempt=1
         )
-        state = _without({**run.state, wait.step: data}, WAIT_KEY)
+        state = _without({**run.state, wait.step: data, RESUME_KEY: data}, WAIT_KEY)
         transition = _move_on(run, RunEvent.WAKE, (write,), state, now=now, due=now)
         return attrs.evolve(transition, drop_jobs=True)
     if wait.kind is WaitKind.AGENT and wait.step == signal:

@@ -485,7 +485,7 @@ def _duration(value: object, what: str, *, allow_zero: bool = False) -> timedelt
         raise DefinitionError(msg)
     zero = timedelta(0)
     if delta < zero or (delta == zero and not allow_zero):
-        msg = f"{what} must be positive, not {delta}"
+        msg = f"{what} must be positive, not {delta.total_seconds():g} seconds"
         raise DefinitionError(msg)
     return delta
 

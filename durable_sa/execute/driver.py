@@ -40,7 +40,7 @@ from durable_sa.core.outcomes import (
 )
 from durable_sa.core.registry import registry
 from durable_sa.core.snapshot import JournalRecord, JournalStatus, JournalWrite
-from durable_sa.errors import PayloadError
+from durable_sa.errors import ResultNotSerializableError
 from durable_sa.execute.agent import agent_snapshot, is_suspended_agent
 from durable_sa.execute.invoke import call, call_all
 
@@ -109,9 +109,9 @@ def _failure(
 
 def _encode(value: object, what: str) -> JSONValue:
     try:
-        return to_json(value, what=what)
-    except PayloadError as exc:
-        raise StepFailedError(str(exc)) from None
+        return to_json(value, what=what, error=ResultNotSerializableError)
+    except ResultNotSerializableError as exc:
+        raise StepFailedError(str(exc)) from exc
 
 
 def _completed(step_id: str, result: JSONValue, attempt: int) -> JournalWrite:

@@ -460,7 +460,12 @@ def test_resume_of_a_signal_step_journals_the_data_and_advances() -> None:
     assert t.journal == (done("approve", {"approved": True}),)
     assert t.after.status is S.RUNNING
     assert t.after.current_step == 2
-    assert t.after.state == {"reserve": {"ok": True}, "approve": {"approved": True}}
+    assert t.after.state == {
+        "reserve": {"ok": True},
+        "approve": {"approved": True},
+        RESUME_KEY: {"approved": True},  # the next step's ctx.resume_data()
+    }
+    assert t.after.public_results == {"reserve": {"ok": True}, "approve": {"approved": True}}
     assert t.after.awaiting_signal is None
     assert t.after.wake_at is None
     assert t.jobs == (advance_job(2),)

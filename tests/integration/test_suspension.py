@@ -184,3 +184,20 @@ def test_agent_snapshot_as_an_object(engine: Durable) -> None:
     assert engine.resume(run_id, "think", "go").accepted
     drain(engine)
     assert get_run(engine, run_id).result == {"think": "go"}
+
+
+def test_step_after_a_signal_sees_the_payload_as_resume_data(engine: Durable) -> None:
+    seen: list[object] = []
+
+    def after(ctx: DurableContext) -> None:
+        seen.append(ctx.resume_data())
+
+    durable("resume-data").wait_for_signal("gate", "go").step("after", after).step(
+        "later", after
+    )
+    run_id = engine.start("resume-data").run_id
+    drain(engine)
+    engine.resume(run_id, "go", {"ok": 1})
+    drain(engine)
+    assert seen == [{"ok": 1}, None]
+    assert get_run(engine, run_id).result == {"gate": {"ok": 1}, "after": None, "later": None}
