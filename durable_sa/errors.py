@@ -13,6 +13,7 @@ an error caused by the database chains SQLAlchemy's exception with ``from``.
     ├── DefinitionChanged                     a run's pinned definition differs from this process's
     ├── BackendNotFound (LookupError)
     ├── StepNotTransactionalError (AttributeError)
+    ├── InvalidArgumentError (ValueError)     an argument the engine cannot use (naive time...)
     └── IllegalTransition                     a status move the table forbids (a bug)
 """
 
@@ -70,6 +71,10 @@ class StepNotTransactionalError(DurableError, AttributeError):
     """ctx.session exists only in steps declared with transactional=True."""
 
 
+class InvalidArgumentError(DurableError, ValueError):
+    """An argument has a value the engine cannot use; the message says which and why."""
+
+
 class IllegalTransition(DurableError):  # noqa: N818 - fixed name
     """The engine attempted a run-status change its transition table forbids (a bug)."""
 
@@ -80,6 +85,7 @@ __all__ = [
     "DefinitionError",
     "DurableError",
     "IllegalTransition",
+    "InvalidArgumentError",
     "PayloadError",
     "ResultNotSerializableError",
     "RunNotFoundError",

@@ -27,7 +27,7 @@ from durable_sa.core.decide import decide_cancel, decide_recovery, decide_resume
 from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobSpec
 from durable_sa.core.registry import registry
 from durable_sa.core.status import RunStatus
-from durable_sa.errors import PayloadError, RunNotFoundError
+from durable_sa.errors import InvalidArgumentError, PayloadError, RunNotFoundError
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.results import (
     CancelResult,
@@ -39,11 +39,11 @@ from durable_sa.results import (
 from durable_sa.shell import Clock, Shell, configure_sqlite
 from durable_sa.store.apply import apply_transition
 from durable_sa.store.models import metadata, runs_table
-from durable_sa.store.queries import child_ids, lock_run
+from durable_sa.store.queries import load_run, lock_run, lock_tree
 from durable_sa.views import list_runs, run_status
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from sqlalchemy.orm import Session
 
@@ -172,7 +172,15 @@ class Durable:
                     run_id=int(existing.id), status=RunStatus(existing.status), created=False
                 )
             self.backend.enqueue(
-                tx, [JobSpec(payload=AdvanceJob(run_id=run_id, step_index=0), available_at=now)]
+                tx,
+                [
+                    JobSpec(
+                        payload=AdvanceJob(run_id=run_id, step_index=0),
+                        available_at=now,
+                        workflow=workflow.name,
+                        version=workflow.version,
+                    )
+                ],
             )
             logger.info(
                 "run %s of %s started",
@@ -250,25 +258,16 @@ class Durable:
         """
 
         def work(tx: Session) -> CancelResult:
-            root = lock_run(tx, run_id)
-            if root is None:
+            if load_run(tx, run_id) is None:
                 raise RunNotFoundError(run_id)
-            canceled: list[int] = []
+            tree = lock_tree(tx, run_id)
             now = self.shell.now()
-            frontier = [run_id]
-            seen: set[int] = set()
-            while frontier:
-                current = frontier.pop(0)
-                if current in seen:
-                    continue
-                seen.add(current)
-                snapshot = root if current == run_id else lock_run(tx, current)
-                if snapshot is not None:
-                    transition = decide_cancel(snapshot)
-                    if transition is not None:
-                        apply_transition(tx, transition, backend=self.backend, now=now)
-                        canceled.append(current)
-                frontier.extend(child_ids(tx, [current]))
+            canceled: list[int] = []
+            for member in tree:
+                transition = decide_cancel(member)
+                if transition is not None:
+                    apply_transition(tx, transition, backend=self.backend, now=now)
+                    canceled.append(member.id)
             if canceled:
                 logger.info(
                     "canceled runs %s",
@@ -299,11 +298,22 @@ class Durable:
         workflow: str | None = None,
         limit: int | None = None,
     ) -> list[RunStatusSnapshot]:
-        """Runs, most recent first, filtered by status, parent and workflow name."""
+        """Runs, most recent first, filtered by status, parent and workflow name.
+
+        Raises:
+            InvalidArgumentError: ``status`` is not a run status.
+
+        """
+        try:
+            wanted = None if status is None else RunStatus(status)
+        except ValueError:
+            names = ", ".join(s.value for s in RunStatus)
+            msg = f"unknown run status {status!r}; expected one of {names}"
+            raise InvalidArgumentError(msg) from None
         with self.shell.reading() as session:
             return list_runs(
                 session,
-                status=None if status is None else RunStatus(status),
+                status=wanted,
                 parent_run_id=parent_run_id,
                 workflow=workflow,
                 limit=limit,
@@ -388,8 +398,15 @@ class Durable:
         now: datetime | None = None,
         worker: str = "inline",
         queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+        fifo: bool = False,
     ) -> ClaimedJob | None:
         """Lease the next due job for this process (``None`` when nothing is due)."""
         return self.backend.claim(
-            now=now or self.shell.now(), worker=worker, lease=self.shell.lease, queues=queues
+            now=now or self.shell.now(),
+            worker=worker,
+            lease=self.shell.lease,
+            queues=queues,
+            workflows=workflows,
+            fifo=fifo,
         )

@@ -186,7 +186,6 @@ def _advance_transactional(
         _log_step(locked, step.name, job.attempt, outcome, started)
         if isinstance(outcome, (Retry, Compensate)):
             raise _RollBack(outcome)
-        tx.flush()  # the handler's pending ORM changes belong to this commit
         return _apply_step_outcome(shell, job, claimed, outcome, session=tx)
 
     try:
@@ -324,7 +323,11 @@ def _dead_letter(shell: Shell, claimed: ClaimedJob, error: str) -> JobOutcome:
         error,
         extra={"action": "dead_letter", "run_id": claimed.run_id},
     )
-    shell.backend.dead_letter(claimed, error=error)
+    try:
+        shell.backend.dead_letter(claimed, error=error)
+    except Exception:  # the database is gone: the lease runs out and the job comes back
+        logger.exception("could not dead-letter job %s", claimed.id)
+        return JobOutcome.RELEASED
     return JobOutcome.DEAD_LETTERED
 
 

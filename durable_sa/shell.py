@@ -17,11 +17,13 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from durable_sa.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from durable_sa.queue.protocol import QueueBackend
@@ -35,6 +37,7 @@ Clock = Callable[[], datetime]
 _RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})
 _MAX_TRANSACTION_TRIES: Final = 6
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+_CONFIGURED: Final = "durable_sa_configured"
 
 
 def system_clock() -> datetime:
@@ -56,23 +59,32 @@ def is_retryable(exc: BaseException) -> bool:
 def configure_sqlite(sa_engine: Engine) -> None:
     """Make SQLite fit for concurrent use: WAL, a busy timeout, foreign keys on.
 
-    Registered on the engine's ``connect`` event, so it applies to connections opened
-    from now on; WAL mode is also persisted in the database file by ``create_tables``.
+    Applied once per DBAPI connection when it is first checked out from the pool, so
+    connections the application opened before creating the engine are covered too. WAL is
+    persistent in the database file; the others are per connection.
     """
-    if sa_engine.dialect.name != "sqlite":
+    if sa_engine.dialect.name != "sqlite" or event.contains(sa_engine, "checkout", _on_checkout):
         return
+    event.listen(sa_engine, "checkout", _on_checkout)
 
-    def on_connect(dbapi_connection: object, _record: object) -> None:
-        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        finally:
-            cursor.close()
 
-    if not event.contains(sa_engine, "connect", on_connect):
-        event.listen(sa_engine, "connect", on_connect)
+def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:  # noqa: ANN401
+    if record.info.get(_CONFIGURED):
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()
+        if mode is not None and str(mode[0]).lower() not in {"wal", "memory"}:
+            try:
+                cursor.execute("PRAGMA journal_mode = WAL")
+            except Exception:  # another connection holds a lock: a later one switches
+                logger.info("could not switch SQLite to WAL yet", exc_info=True)
+    finally:
+        cursor.close()
+    record.info[_CONFIGURED] = True
 
 
 class Shell:
@@ -105,7 +117,7 @@ class Shell:
         value = self.clock()
         if value.tzinfo is None:
             msg = "the engine's clock must return timezone-aware datetimes"
-            raise ValueError(msg)
+            raise InvalidArgumentError(msg)
         return value.astimezone(UTC)
 
     @contextlib.contextmanager

@@ -4,20 +4,25 @@ Rules:
 - Every value that reaches the database (run input, step results, signal data, job
   payloads) passes through :func:`to_json` first, so a value JSON cannot hold is refused
   before anything is written, with a message that names what was being stored.
-- Values go through one cattrs converter (``cattrs.preconf.json``): attrs classes and
-  dataclasses become objects, datetimes ISO 8601 strings, bytes base85 strings, sets
-  and tuples lists. Then the result is checked strictly: only ``None``, ``bool``, ``int``,
-  finite ``float``, ``str``, lists and string-keyed dicts remain. NaN and infinities are
-  refused (PostgreSQL's JSONB refuses them too).
+- What ``json.dumps`` would store unchanged is accepted: ``None``, ``bool``, ``int``,
+  finite ``float``, ``str``, lists, tuples (stored as lists) and string-keyed dicts.
+  attrs classes and dataclasses are unstructured by the one cattrs converter
+  (``cattrs.preconf.json``: their datetime fields become ISO 8601 strings).
+- Everything else is refused rather than silently changed: sets, bytes, datetimes
+  outside a typed class, non-string keys, NaN and infinities, and strings holding a NUL
+  character or a lone surrogate (PostgreSQL's JSONB refuses those too), so a value
+  behaves the same on every database.
 - Never pickle.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import TypeAlias, TypeVar
 
+import attrs
 from cattrs.errors import ClassValidationError
 from cattrs.preconf.json import make_converter
 
@@ -57,11 +62,13 @@ class _NotJSONError(Exception):
         super().__init__(f"{reason} at {path}" if path else reason)
 
 
-def _check(value: object, path: str, depth: int) -> JSONValue:
+def _check(value: object, path: str, depth: int) -> JSONValue:  # noqa: PLR0911 - one per type
     if depth > _MAX_DEPTH:
         raise _NotJSONError(path, "nesting deeper than 200 levels (a cycle?)")
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return _check_str(value, path)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
@@ -69,24 +76,39 @@ def _check(value: object, path: str, depth: int) -> JSONValue:
             raise _NotJSONError(path, f"{value!r} is not a finite number")
         return float(value)
     if isinstance(value, Mapping):
-        out: dict[str, JSONValue] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise _NotJSONError(path, f"key {key!r} is a {type(key).__name__}, not a str")
-            out[key] = _check(item, f"{path}.{key}" if path else key, depth + 1)
-        return out
+        return _check_mapping(value, path, depth)
     if isinstance(value, (list, tuple)):
         return [_check(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+    if attrs.has(type(value)) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        return _check(converter.unstructure(value), path, depth + 1)
     raise _NotJSONError(path, f"an object of type {type(value).__name__}")
 
 
-def to_json(
-    value: object, *, what: str, error: type[PayloadError] = PayloadError
-) -> JSONValue:
+def _check_mapping(value: Mapping[object, object], path: str, depth: int) -> JSONObject:
+    out: JSONObject = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise _NotJSONError(path, f"key {key!r} is a {type(key).__name__}, not a str")
+        where = f"{path}.{key}" if path else key
+        out[_check_str(key, where)] = _check(item, where, depth + 1)
+    return out
+
+
+def _check_str(value: str, path: str) -> str:
+    if "\x00" in value:
+        raise _NotJSONError(path, "a string holding a NUL character")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _NotJSONError(path, "a string holding a lone surrogate") from None
+    return value if type(value) is str else str.__str__(value)
+
+
+def to_json(value: object, *, what: str, error: type[PayloadError] = PayloadError) -> JSONValue:
     """Return ``value`` as plain JSON data, or raise ``error`` naming ``what``."""
     try:
-        unstructured = converter.unstructure(value)
-        return _check(unstructured, "", 0)
+        return _check(value, "", 0)
     except _NotJSONError as exc:
         msg = f"{what} is not JSON-serializable: {exc}"
         raise error(msg) from None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from durable_sa.core.backoff import backoff_delay
-from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobSpec, SignalTimeoutJob
+from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobPayload, JobSpec, SignalTimeoutJob
 from durable_sa.core.outcomes import (
     Advance,
     AwaitChild,
@@ -142,9 +142,8 @@ def decide_step(  # noqa: PLR0911 - one branch per outcome type
             wake_at=now + delay,
             error=f"attempt {attempt} of {outcome.max_attempts} failed: {outcome.failure}",
         )
-        job = JobSpec(
-            payload=AdvanceJob(run_id=run.id, step_index=index, attempt=attempt + 1),
-            available_at=now + delay,
+        job = _job(
+            run, AdvanceJob(run_id=run.id, step_index=index, attempt=attempt + 1), now + delay
         )
         return Transition(
             event=RunEvent.PROGRESS,
@@ -185,7 +184,7 @@ def _move_on(  # noqa: PLR0913 - the pieces of a forward move
         wake_at=due if sleeping else None,
         error=None,
     )
-    job = JobSpec(payload=AdvanceJob(run_id=run.id, step_index=nxt), available_at=due)
+    job = _job(run, AdvanceJob(run_id=run.id, step_index=nxt), due)
     return Transition(event=event, before=run, after=after, journal=journal, jobs=(job,))
 
 
@@ -226,7 +225,7 @@ def _await_signal(run: RunSnapshot, outcome: AwaitSignal, now: datetime) -> Tran
     jobs: tuple[JobSpec, ...] = ()
     if deadline is not None:
         timer = SignalTimeoutJob(run_id=run.id, step_index=run.current_step, signal=outcome.signal)
-        jobs = (JobSpec(payload=timer, available_at=deadline),)
+        jobs = (_job(run, timer, deadline),)
     return Transition(event=RunEvent.SUSPEND, before=run, after=after, jobs=jobs)
 
 
@@ -263,7 +262,7 @@ def _rollback(  # noqa: PLR0913 - the pieces of a failure
         wake_at=None,
         error=failure,
     )
-    job = JobSpec(payload=CompensateJob(run_id=run.id, index=cursor), available_at=now)
+    job = _job(run, CompensateJob(run_id=run.id, index=cursor), now)
     return Transition(
         event=RunEvent.ROLLBACK,
         before=run,
@@ -301,7 +300,7 @@ def decide_compensation(
             settle_parent=_settlement(after, Settlement.FAILED),
         )
     after = _evolve(run, RunEvent.UNDO, compensation_cursor=nxt)
-    job = JobSpec(payload=CompensateJob(run_id=run.id, index=nxt), available_at=now)
+    job = _job(run, CompensateJob(run_id=run.id, index=nxt), now)
     return Transition(event=RunEvent.UNDO, before=run, after=after, journal=journal, jobs=(job,))
 
 
@@ -334,9 +333,8 @@ def decide_resume(
     if wait.kind is WaitKind.AGENT and wait.step == signal:
         state = _without({**run.state, RESUME_KEY: data}, WAIT_KEY)
         after = _evolve(run, RunEvent.WAKE, state=state, awaiting_signal=None, wake_at=None)
-        job = JobSpec(
-            payload=AdvanceJob(run_id=run.id, step_index=run.current_step, attempt=run.attempt),
-            available_at=now,
+        job = _job(
+            run, AdvanceJob(run_id=run.id, step_index=run.current_step, attempt=run.attempt), now
         )
         return Transition(event=RunEvent.WAKE, before=run, after=after, jobs=(job,), drop_jobs=True)
     return None
@@ -425,17 +423,13 @@ def decide_recovery(run: RunSnapshot, *, now: datetime) -> JobSpec | None:
     """
     if run.status is RunStatus.RUNNING:
         due = run.wake_at if run.wake_at is not None and run.wake_at > now else now
-        return JobSpec(
-            payload=AdvanceJob(run_id=run.id, step_index=run.current_step, attempt=run.attempt),
-            available_at=due,
+        return _job(
+            run, AdvanceJob(run_id=run.id, step_index=run.current_step, attempt=run.attempt), due
         )
     if run.status is RunStatus.COMPENSATING and run.compensation_cursor is not None:
         if run.compensation_cursor < 0:
             return None
-        return JobSpec(
-            payload=CompensateJob(run_id=run.id, index=run.compensation_cursor),
-            available_at=now,
-        )
+        return _job(run, CompensateJob(run_id=run.id, index=run.compensation_cursor), now)
     wait = run.waiting_for
     if (
         run.status is RunStatus.SUSPENDED
@@ -445,11 +439,21 @@ def decide_recovery(run: RunSnapshot, *, now: datetime) -> JobSpec | None:
         and run.wake_at is not None
     ):
         timer = SignalTimeoutJob(run_id=run.id, step_index=run.current_step, signal=wait.signal)
-        return JobSpec(payload=timer, available_at=max(run.wake_at, now))
+        return _job(run, timer, max(run.wake_at, now))
     return None
 
 
 # ── helpers ─────────────────────────────────────────────────────────────────────
+
+
+def _job(run: RunSnapshot, payload: JobPayload, due: datetime) -> JobSpec:
+    """A job for ``run``, tagged with its workflow and pinned version."""
+    return JobSpec(
+        payload=payload,
+        available_at=due,
+        workflow=run.workflow_name,
+        version=run.workflow_version,
+    )
 
 
 def _evolve(run: RunSnapshot, event: RunEvent, **changes: object) -> RunSnapshot:

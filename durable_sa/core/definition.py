@@ -126,6 +126,13 @@ class SleepStep:
     delay: timedelta | None = None
     until: datetime | None = None
 
+    @property
+    def duration(self) -> timedelta | datetime:
+        """What was given: the delay, or the instant to sleep until."""
+        if self.until is not None:
+            return self.until
+        return self.delay if self.delay is not None else timedelta(0)
+
 
 @attrs.frozen(kw_only=True)
 class SignalStep:

@@ -74,6 +74,10 @@ class JobSpec:
 
     payload: JobPayload
     available_at: datetime
+    workflow: str = ""
+    """The run's workflow name: a worker claims only jobs of workflows it defines."""
+    version: str | None = None
+    """The run's pinned definition version: a worker claims only versions it has."""
 
     @property
     def kind(self) -> str:

@@ -60,6 +60,8 @@ class WorkflowRegistry:
         with self._lock:
             self._workflows.clear()
 
+    reset = clear
+
     def __contains__(self, name: object) -> bool:
         return name in self._workflows
 

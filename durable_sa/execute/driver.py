@@ -126,6 +126,10 @@ def _completed(step_id: str, result: JSONValue, attempt: int) -> JournalWrite:
 def _task(step: TaskStep, ctx: DurableContext) -> StepOutcome:
     try:
         raw = call(step.handler, ctx)
+        if ctx.has_session:
+            # A transactional step's writes are part of the step: a constraint that
+            # fails at flush fails the step, like an exception in the handler.
+            ctx.session.flush()
         if is_suspended_agent(raw):
             snapshot = _encode(
                 agent_snapshot(raw), f"step {step.name!r}'s suspended agent snapshot"
@@ -160,7 +164,7 @@ def _parallel(step: ParallelStep, ctx: DurableContext, journal: Journal) -> Step
     first_error: str | None = None
     for entry, outcome in zip(pending, outcomes, strict=True):
         if isinstance(outcome, BaseException):
-            first_error = first_error or f"{entry.name}: {describe(outcome)}"
+            first_error = first_error or describe(outcome)
             continue
         try:
             value = _encode(outcome, f"the result of parallel entry {step.name}#{entry.name}")
@@ -233,7 +237,7 @@ def _loop(step: LoopStep, ctx: DurableContext, journal: Journal) -> StepOutcome:
                 try:
                     raw = call(step.handler, current, ctx)
                 except Exception as exc:  # noqa: BLE001 - finished iterations stay journaled
-                    return _failure(step, ctx, f"iteration {i}: {describe(exc)}", writes)
+                    return _failure(step, ctx, describe(exc), writes)
                 last = _encode(raw, f"the result of loop {step.name!r} iteration {i}")
                 writes.append(_completed(unit, last, ctx.attempt))
             if step.until is not None and call(step.until, last, i + 1):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -61,6 +62,15 @@ class _LoopThread:
 
 
 _RUNNER = _LoopThread()
+
+
+def _forget_after_fork() -> None:
+    """A forked child has none of the parent's threads: start its own loop and pool."""
+    global _RUNNER  # noqa: PLW0603 - the process-wide runner is replaced in the child
+    _RUNNER = _LoopThread()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 async def _await(value: Awaitable[T]) -> T:

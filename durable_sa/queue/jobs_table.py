@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.core.jobs import JobSpec, encode_payload
@@ -22,7 +22,7 @@ from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.store.models import dead_letters_table, jobs_table
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection, Mapping, Sequence
     from datetime import datetime, timedelta
 
 jobs = jobs_table
@@ -78,11 +78,12 @@ class JobsTableBackend:
                     "queue": self.queue,
                     "kind": spec.kind,
                     "run_id": spec.run_id,
+                    "workflow_name": spec.workflow,
+                    "workflow_version": spec.version,
                     "payload": encode_payload(spec.payload),
                     "attempts": 0,
                     "max_attempts": self.max_attempts,
                     "available_at": spec.available_at,
-                    "created_at": spec.available_at,
                 }
                 for spec in jobs_to_add
             ],
@@ -97,27 +98,38 @@ class JobsTableBackend:
 
     # ── consumer side ──────────────────────────────────────────────────────────
 
-    def claim(
+    def claim(  # noqa: PLR0913 - every option is keyword-only
         self,
         *,
         now: datetime,
         worker: str,
         lease: timedelta,
         queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+        fifo: bool = False,
     ) -> ClaimedJob | None:
-        """Lease the oldest due job that is unclaimed or whose lease expired."""
+        """Lease the oldest due job that is unclaimed or whose lease expired.
+
+        ``workflows`` (name → definition version) limits the claim to jobs of runs this
+        consumer can execute; ``fifo`` orders by enqueue order instead of due time.
+        """
+        order = (jobs.c.id,) if fifo else (jobs.c.available_at, jobs.c.id)
         pick = (
             select(jobs.c.id)
             .where(
                 jobs.c.available_at <= now,
                 or_(jobs.c.claimed_until.is_(None), jobs.c.claimed_until < now),
             )
-            .order_by(jobs.c.available_at, jobs.c.id)
+            .order_by(*order)
             .limit(1)
             .with_for_update(skip_locked=True)
         )
         if queues is not None:
             pick = pick.where(jobs.c.queue.in_(list(queues)))
+        if workflows is not None:
+            pick = pick.where(
+                tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
+            )
         stmt = (
             update(jobs)
             .where(jobs.c.id == pick.scalar_subquery())

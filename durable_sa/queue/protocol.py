@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
     from sqlalchemy.orm import Session
 
@@ -63,15 +63,22 @@ class QueueBackend(Protocol):
         """Drop the run's queued jobs (except ids in ``keep``) in ``session``'s transaction."""
         ...
 
-    def claim(
+    def claim(  # noqa: PLR0913 - every option is keyword-only
         self,
         *,
         now: datetime,
         worker: str,
         lease: timedelta,
         queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+        fifo: bool = False,
     ) -> ClaimedJob | None:
-        """Take the oldest due job that nobody holds, or ``None`` when none is due."""
+        """Take the oldest due job that nobody holds, or ``None`` when none is due.
+
+        ``workflows`` maps workflow names to the definition version this consumer has;
+        when given, only jobs of those (name, version) pairs are claimed, so a job waits
+        for a worker that can run it. ``fifo`` orders by enqueue order, not due time.
+        """
         ...
 
     def ack(self, session: Session, job: ClaimedJob) -> None:

@@ -157,4 +157,9 @@ def spawn_child(session: Session, spawn: ChildSpawn, *, now: datetime) -> JobSpe
         )
         .returning(runs.c.id)
     ).scalar_one()
-    return JobSpec(payload=AdvanceJob(run_id=int(child_id), step_index=0), available_at=now)
+    return JobSpec(
+        payload=AdvanceJob(run_id=int(child_id), step_index=0),
+        available_at=now,
+        workflow=spawn.workflow_name,
+        version=spawn.workflow_version,
+    )

@@ -158,6 +158,8 @@ class Job(Base):
     run_id: Mapped[int] = mapped_column(
         BigId, ForeignKey(f"{TABLE_PREFIX}runs.id", ondelete="CASCADE"), index=True
     )
+    workflow_name: Mapped[str] = mapped_column(String(255), default="")
+    workflow_version: Mapped[str | None] = mapped_column(String(255))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONColumn)
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=5)

@@ -114,6 +114,42 @@ def child_ids(session: Session, parent_ids: Sequence[int]) -> list[int]:
     return [int(r) for r in rows.scalars()]
 
 
+def descendants_by_depth(session: Session, run_id: int) -> list[list[int]]:
+    """``run_id`` and its descendants, one list per generation (root first), unlocked."""
+    tree = [[run_id]]
+    seen = {run_id}
+    while True:
+        nxt = [c for c in child_ids(session, tree[-1]) if c not in seen]
+        if not nxt:
+            return tree
+        seen.update(nxt)
+        tree.append(nxt)
+
+
+def lock_tree(session: Session, run_id: int) -> list[RunSnapshot]:
+    """Lock ``run_id`` and all its descendants; return them root first.
+
+    Locks are taken deepest first, so the order is child before parent, as everywhere
+    else. A child started by a parent's step while the tree was being locked is found by
+    a second look and locked too.
+    """
+    tree = descendants_by_depth(session, run_id)
+    locked: dict[int, RunSnapshot] = {}
+    for generation in reversed(tree):
+        for member in generation:
+            snapshot = lock_run(session, member)
+            if snapshot is not None:
+                locked[member] = snapshot
+    order = [member for generation in tree for member in generation]
+    for child in child_ids(session, order):
+        if child not in locked:
+            snapshot = lock_run(session, child)
+            if snapshot is not None:
+                locked[child] = snapshot
+                order.append(child)
+    return [locked[member] for member in order if member in locked]
+
+
 def load_journal(session: Session, run_id: int) -> dict[str, JournalRecord]:
     """Every journaled unit of the run, keyed by ``step_id``."""
     rows = session.execute(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from durable_sa.errors import InvalidArgumentError
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -25,10 +27,10 @@ def drain(engine: Durable, now: datetime | None = None, max: int | None = None) 
     """
     if now is not None and (now.tzinfo is None or now.utcoffset() is None):
         msg = "drain(now=...) needs a timezone-aware datetime"
-        raise ValueError(msg)
+        raise InvalidArgumentError(msg)
     done = 0
     while max is None or done < max:
-        job = engine.claim(now=now or engine.now, worker="drain")
+        job = engine.claim(now=now or engine.now, worker="drain", fifo=True)
         if job is None:
             break
         engine.run_job(job)

@@ -57,23 +57,24 @@ def step_name(index: int) -> str:
     return f"s{index}"
 
 
+json_text = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=6)
+"""Strings JSONB can hold: no NUL, no lone surrogate."""
+
 json_scalars: SearchStrategy[JSONValue] = (
     st.none()
     | st.booleans()
     | st.integers(-(2**40), 2**40)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=6)
+    | json_text
 )
 json_values: SearchStrategy[JSONValue] = st.recursive(
     json_scalars,
     lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+        st.lists(children, max_size=3) | st.dictionaries(json_text, children, max_size=3)
     ),
     max_leaves=6,
 )
-json_objects: SearchStrategy[JSONObject] = st.dictionaries(
-    st.text(max_size=6), json_values, max_size=3
-)
+json_objects: SearchStrategy[JSONObject] = st.dictionaries(json_text, json_values, max_size=3)
 instants: SearchStrategy[datetime] = st.integers(-86_400, 86_400).map(
     lambda seconds: NOW + timedelta(seconds=seconds)
 )

@@ -19,7 +19,13 @@ from durable_sa.core.decide import (
     is_current_compensation,
     is_current_signal_timeout,
 )
-from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobSpec, SignalTimeoutJob
+from durable_sa.core.jobs import (
+    AdvanceJob,
+    CompensateJob,
+    JobPayload,
+    JobSpec,
+    SignalTimeoutJob,
+)
 from durable_sa.core.outcomes import (
     Advance,
     AwaitChild,
@@ -93,13 +99,17 @@ def done(step_id: str, result: object = None, attempt: int = 1) -> JournalWrite:
     )
 
 
+def job(payload: JobPayload, at: datetime = NOW) -> JobSpec:
+    """A job of the test run: tagged with its workflow and pinned version."""
+    return JobSpec(payload=payload, available_at=at, workflow="orders", version="v1")
+
+
 def advance_job(step_index: int, attempt: int = 1, at: datetime = NOW) -> JobSpec:
-    payload = AdvanceJob(run_id=RUN_ID, step_index=step_index, attempt=attempt)
-    return JobSpec(payload=payload, available_at=at)
+    return job(AdvanceJob(run_id=RUN_ID, step_index=step_index, attempt=attempt), at)
 
 
 def compensate_job(index: int) -> JobSpec:
-    return JobSpec(payload=CompensateJob(run_id=RUN_ID, index=index), available_at=NOW)
+    return job(CompensateJob(run_id=RUN_ID, index=index))
 
 
 def settled(
@@ -247,12 +257,7 @@ def test_await_signal_with_a_timeout_arms_one_timer() -> None:
     deadline = NOW + timedelta(hours=2)
     assert t.after.status is S.SUSPENDED
     assert t.after.wake_at == deadline
-    assert t.jobs == (
-        JobSpec(
-            payload=SignalTimeoutJob(run_id=RUN_ID, step_index=1, signal="go"),
-            available_at=deadline,
-        ),
-    )
+    assert t.jobs == (job(SignalTimeoutJob(run_id=RUN_ID, step_index=1, signal="go"), deadline),)
 
 
 # ── SuspendAgent / AwaitChild ─────────────────────────────────────────────────
@@ -708,10 +713,8 @@ def test_recovery_of_a_compensating_run_is_its_cursor() -> None:
 def test_recovery_of_a_signal_wait_with_a_timeout_rearms_the_timer(
     deadline: datetime, due: datetime
 ) -> None:
-    job = decide_recovery(on_signal(wake_at=deadline), now=NOW)
-    assert job == JobSpec(
-        payload=SignalTimeoutJob(run_id=RUN_ID, step_index=1, signal="go"), available_at=due
-    )
+    recovered = decide_recovery(on_signal(wake_at=deadline), now=NOW)
+    assert recovered == job(SignalTimeoutJob(run_id=RUN_ID, step_index=1, signal="go"), due)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import attrs
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -62,14 +63,32 @@ def test_non_json_input_is_refused_before_writing(engine: Durable, bad_input: ob
     assert pending_jobs(engine) == 0
 
 
-def test_rich_but_serializable_input_is_normalised(engine: Durable) -> None:
+def test_typed_input_is_unstructured_through_cattrs(engine: Durable) -> None:
+    @attrs.frozen
+    class Order:
+        sku: str
+        placed: datetime
+        tags: tuple[str, ...]
+
     durable("json-rich").step("a", lambda ctx: ctx.input)
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    run_id = engine.start("json-rich", {"when": when, "tags": ("a", "b")}).run_id
+    run_id = engine.start("json-rich", Order(sku="A-1", placed=when, tags=("a", "b"))).run_id
     drain(engine)
     assert get_run(engine, run_id).result == {
-        "a": {"when": "2026-01-02T03:04:05+00:00", "tags": ["a", "b"]}
+        "a": {"sku": "A-1", "placed": "2026-01-02T03:04:05+00:00", "tags": ["a", "b"]}
     }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [datetime(2026, 1, 1, tzinfo=UTC), {1, 2}, b"bytes", "nul\x00char"],
+    ids=["datetime", "set", "bytes", "nul"],
+)
+def test_values_json_would_change_are_refused(engine: Durable, value: object) -> None:
+    durable("json-strict").step("a", lambda ctx: 1)
+    with pytest.raises(PayloadError, match="not JSON-serializable"):
+        engine.start("json-strict", {"v": value})
+    assert count(engine, WorkflowRun) == 0
 
 
 def test_non_serializable_signal_data_is_refused(engine: Durable) -> None:

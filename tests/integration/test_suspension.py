@@ -192,9 +192,7 @@ def test_step_after_a_signal_sees_the_payload_as_resume_data(engine: Durable) ->
     def after(ctx: DurableContext) -> None:
         seen.append(ctx.resume_data())
 
-    durable("resume-data").wait_for_signal("gate", "go").step("after", after).step(
-        "later", after
-    )
+    durable("resume-data").wait_for_signal("gate", "go").step("after", after).step("later", after)
     run_id = engine.start("resume-data").run_id
     drain(engine)
     engine.resume(run_id, "go", {"ok": 1})
