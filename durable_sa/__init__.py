@@ -23,6 +23,7 @@ from durable_sa.core.registry import WorkflowRegistry, registry
 from durable_sa.core.status import RunStatus
 from durable_sa.errors import (
     BackendNotFound,
+    DeadLetterNotFoundError,
     DefinitionChanged,
     DefinitionError,
     DurableError,
@@ -32,6 +33,7 @@ from durable_sa.errors import (
     ResultNotSerializableError,
     RunNotFoundError,
     StepNotTransactionalError,
+    WaitTimeoutError,
     WorkflowNotRegisteredError,
 )
 from durable_sa.facade import Durable
@@ -39,12 +41,22 @@ from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.queue.protocol import ClaimedJob, QueueBackend
 from durable_sa.results import (
     CancelResult,
+    DeadLetterInfo,
     JobOutcome,
     ResumeResult,
     RunStatusSnapshot,
     StartResult,
 )
-from durable_sa.store.models import DeadLetter, Job, JournalEntry, WorkflowRun, metadata
+from durable_sa.store.models import (
+    DeadLetter,
+    Job,
+    JournalEntry,
+    WorkerRecord,
+    WorkflowRun,
+    metadata,
+)
+from durable_sa.worker import Worker, WorkerStats
+from durable_sa.worker.presence import WorkerInfo
 
 __version__ = "0.1.0"
 
@@ -54,6 +66,8 @@ __all__ = [
     "ChildStep",
     "ClaimedJob",
     "DeadLetter",
+    "DeadLetterInfo",
+    "DeadLetterNotFoundError",
     "DefinitionChanged",
     "DefinitionError",
     "Durable",
@@ -83,6 +97,11 @@ __all__ = [
     "StepNotTransactionalError",
     "StepType",
     "TaskStep",
+    "WaitTimeoutError",
+    "Worker",
+    "WorkerInfo",
+    "WorkerRecord",
+    "WorkerStats",
     "WorkflowNotRegisteredError",
     "WorkflowRegistry",
     "WorkflowRun",

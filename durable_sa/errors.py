@@ -14,6 +14,8 @@ an error caused by the database chains SQLAlchemy's exception with ``from``.
     ├── BackendNotFound (LookupError)
     ├── StepNotTransactionalError (AttributeError)
     ├── InvalidArgumentError (ValueError)     an argument the engine cannot use (naive time...)
+    ├── DeadLetterNotFoundError (LookupError)
+    ├── WaitTimeoutError (TimeoutError)       wait() gave up before the run ended
     └── IllegalTransition                     a status move the table forbids (a bug)
 """
 
@@ -75,12 +77,37 @@ class InvalidArgumentError(DurableError, ValueError):
     """An argument has a value the engine cannot use; the message says which and why."""
 
 
+class DeadLetterNotFoundError(DurableError, LookupError):
+    """No dead letter has this id."""
+
+    def __init__(self, dead_letter_id: object) -> None:
+        super().__init__(
+            f"No dead letter with id {dead_letter_id!r} (or its run no longer exists); "
+            "list them with `durable-sa dead-letters`."
+        )
+        self.dead_letter_id = dead_letter_id
+
+
+class WaitTimeoutError(DurableError, TimeoutError):
+    """The run did not end in time; it goes on, wait again or check its status."""
+
+    def __init__(self, run_id: int, timeout: float, status: str) -> None:
+        super().__init__(
+            f"run {run_id} is still {status} after waiting {timeout:g} s; it goes on "
+            "running: wait again or look at engine.status(run_id)"
+        )
+        self.run_id = run_id
+        self.timeout = timeout
+        self.status = status
+
+
 class IllegalTransition(DurableError):  # noqa: N818 - fixed name
     """The engine attempted a run-status change its transition table forbids (a bug)."""
 
 
 __all__ = [
     "BackendNotFound",
+    "DeadLetterNotFoundError",
     "DefinitionChanged",
     "DefinitionError",
     "DurableError",
@@ -90,5 +117,6 @@ __all__ = [
     "ResultNotSerializableError",
     "RunNotFoundError",
     "StepNotTransactionalError",
+    "WaitTimeoutError",
     "WorkflowNotRegisteredError",
 ]

@@ -27,10 +27,16 @@ from durable_sa.core.decide import decide_cancel, decide_recovery, decide_resume
 from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobSpec
 from durable_sa.core.registry import registry
 from durable_sa.core.status import RunStatus
-from durable_sa.errors import InvalidArgumentError, PayloadError, RunNotFoundError
+from durable_sa.errors import (
+    DeadLetterNotFoundError,
+    InvalidArgumentError,
+    PayloadError,
+    RunNotFoundError,
+)
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.results import (
     CancelResult,
+    DeadLetterInfo,
     JobOutcome,
     ResumeResult,
     RunStatusSnapshot,
@@ -39,15 +45,20 @@ from durable_sa.results import (
 from durable_sa.shell import Clock, Shell, configure_sqlite
 from durable_sa.store.apply import apply_transition
 from durable_sa.store.models import metadata, runs_table
+from durable_sa.store.notify import install_triggers
 from durable_sa.store.queries import load_run, lock_run, lock_tree
-from durable_sa.views import list_runs, run_status
+from durable_sa.views import list_dead_letters, list_runs, run_status
+from durable_sa.waiting import wait_for_run, wait_for_run_async
+from durable_sa.worker.presence import WorkerInfo, live_workers
 
 if TYPE_CHECKING:
+    import builtins
     from collections.abc import Mapping, Sequence
 
     from sqlalchemy.orm import Session
 
     from durable_sa.queue.protocol import ClaimedJob, QueueBackend
+    from durable_sa.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +119,8 @@ class Durable:
             with self.sa_engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         metadata.create_all(self.sa_engine, checkfirst=True)
+        with self.sa_engine.begin() as conn:
+            install_triggers(conn)
 
     def drop_tables(self) -> None:
         """Drop durable-sa's tables (all runs, journal and jobs are lost)."""
@@ -288,7 +301,7 @@ class Durable:
 
         """
         with self.shell.reading() as session:
-            return run_status(session, run_id)
+            return run_status(session, run_id, now=self.shell.now())
 
     def list(
         self,
@@ -317,6 +330,7 @@ class Durable:
                 parent_run_id=parent_run_id,
                 workflow=workflow,
                 limit=limit,
+                now=self.shell.now(),
             )
 
     # ── recovery ───────────────────────────────────────────────────────────────
@@ -392,7 +406,7 @@ class Durable:
         """Run a claimed job; bad jobs are dead-lettered, failing ones released."""
         return handlers.run_job(self.shell, job)
 
-    def claim(
+    def claim(  # noqa: PLR0913 - every option is keyword-only
         self,
         *,
         now: datetime | None = None,
@@ -400,13 +414,79 @@ class Durable:
         queues: Sequence[str] | None = None,
         workflows: Mapping[str, str] | None = None,
         fifo: bool = False,
+        lease: timedelta | None = None,
     ) -> ClaimedJob | None:
         """Lease the next due job for this process (``None`` when nothing is due)."""
         return self.backend.claim(
             now=now or self.shell.now(),
             worker=worker,
-            lease=self.shell.lease,
+            lease=lease or self.shell.lease,
             queues=queues,
             workflows=workflows,
             fifo=fifo,
         )
+
+    # ── workers, waiting, dead letters ─────────────────────────────────────────
+
+    def worker(
+        self,
+        concurrency: int = 1,
+        queues: Sequence[str] | None = None,
+        **options: Any,  # noqa: ANN401 - forwarded to Worker: lease, heartbeat, ...
+    ) -> Worker:
+        """A worker for this engine; ``.run()`` works until stopped, ``.start()`` in the background.
+
+        Options: ``lease``, ``heartbeat``, ``job_timeout``, ``grace_period`` (timedeltas),
+        ``poll_interval`` (seconds) and ``name``; see :class:`durable_sa.worker.Worker`.
+        """
+        from durable_sa.worker import Worker  # noqa: PLC0415 - the worker imports the facade
+
+        return Worker(self, concurrency=concurrency, queues=queues, **options)
+
+    def workers(self) -> builtins.list[WorkerInfo]:
+        """Live workers, as their heartbeats describe them."""
+        with self.shell.reading() as session:
+            return live_workers(session, now=self.shell.now())
+
+    def wait(self, run_id: int, timeout: float | timedelta | None = None) -> RunStatusSnapshot:
+        """Block until the run is completed, failed or canceled; its final snapshot.
+
+        Woken by NOTIFY on PostgreSQL, polling on SQLite.
+
+        Raises:
+            RunNotFoundError: no run ``run_id``.
+            WaitTimeoutError: the run did not end within ``timeout``.
+
+        """
+        return wait_for_run(self, run_id, timeout)
+
+    async def wait_async(
+        self,
+        run_id: int,
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109 - a deadline, as documented
+    ) -> RunStatusSnapshot:
+        """:meth:`wait` for asyncio code: the event loop keeps running while it waits."""
+        return await wait_for_run_async(self, run_id, timeout)
+
+    def dead_letters(self, limit: int | None = None) -> builtins.list[DeadLetterInfo]:
+        """Dead-lettered jobs, newest first, with the error that put them there."""
+        with self.shell.reading() as session:
+            return list_dead_letters(session, limit=limit)
+
+    def requeue(self, dead_letter_id: int) -> int:
+        """Put a dead-lettered job back on the queue; the new job's id.
+
+        Raises:
+            DeadLetterNotFoundError: no dead letter ``dead_letter_id`` (or its run is gone).
+
+        """
+        job_id = self.backend.requeue(dead_letter_id, now=self.shell.now())
+        if job_id is None:
+            raise DeadLetterNotFoundError(dead_letter_id)
+        logger.info(
+            "dead letter %s requeued as job %s",
+            dead_letter_id,
+            job_id,
+            extra={"action": "requeue"},
+        )
+        return job_id

@@ -59,11 +59,29 @@ class RunStatusSnapshot:
     idempotency_key: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    waiting_for_version: str | None = None
+    """Set while the run has work queued that no live worker can run: the definition
+    version a worker must have (``workflow_version``) to take it."""
 
     @property
     def is_terminal(self) -> bool:
         """True once the run is completed, failed or canceled."""
         return self.status.is_terminal
+
+
+@attrs.frozen(kw_only=True)
+class DeadLetterInfo:
+    """A job that could not be run, with the reason."""
+
+    id: int
+    job_id: int
+    queue: str
+    kind: str
+    run_id: int | None
+    payload: Any
+    attempts: int
+    error: str
+    failed_at: datetime
 
 
 class JobOutcome(enum.StrEnum):

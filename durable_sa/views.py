@@ -5,20 +5,26 @@ Children are loaded level by level (one query per generation), not one query per
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+import attrs
 from sqlalchemy import select
 
 from durable_sa.core.definition import RESERVED_PREFIX
 from durable_sa.core.status import RunStatus
 from durable_sa.errors import RunNotFoundError
-from durable_sa.results import RunStatusSnapshot
-from durable_sa.store.models import runs_table
+from durable_sa.results import DeadLetterInfo, RunStatusSnapshot
+from durable_sa.store.models import dead_letters_table, jobs_table, runs_table
+from durable_sa.worker.presence import live_workers
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from sqlalchemy.orm import Session
 
 runs = runs_table
+
+_CHUNK: Final = 500
 
 _COLUMNS = (
     runs.c.id,
@@ -70,9 +76,13 @@ def _attach_children(session: Session, roots: list[RunStatusSnapshot]) -> None:
     level = roots
     while level:
         by_id = {snap.run_id: snap for snap in level}
-        rows = session.execute(
-            select(*_COLUMNS).where(runs.c.parent_run_id.in_(list(by_id))).order_by(runs.c.id)
-        ).all()
+        rows = [
+            row
+            for chunk in _chunks(list(by_id))
+            for row in session.execute(
+                select(*_COLUMNS).where(runs.c.parent_run_id.in_(chunk)).order_by(runs.c.id)
+            ).all()
+        ]
         nxt = []
         for row in rows:
             child = _snapshot(row)
@@ -81,7 +91,62 @@ def _attach_children(session: Session, roots: list[RunStatusSnapshot]) -> None:
         level = nxt
 
 
-def run_status(session: Session, run_id: int) -> RunStatusSnapshot:
+def _mark_unrunnable(
+    session: Session, snaps: list[RunStatusSnapshot], now: datetime
+) -> list[RunStatusSnapshot]:
+    """Set ``waiting_for_version`` on runs with queued work that no live worker can run."""
+    active = {
+        s.run_id: s
+        for s in _walk(snaps)
+        if s.status in (RunStatus.RUNNING, RunStatus.COMPENSATING, RunStatus.SUSPENDED)
+    }
+    if not active:
+        return snaps
+    queued: set[int] = set()
+    for chunk in _chunks(list(active)):
+        queued.update(
+            int(r)
+            for r in session.execute(
+                select(jobs_table.c.run_id)
+                .where(jobs_table.c.run_id.in_(chunk), jobs_table.c.claimed_until.is_(None))
+                .distinct()
+            ).scalars()
+        )
+    if not queued:
+        return snaps
+    runnable = {
+        (name, version)
+        for worker in live_workers(session, now=now)
+        for name, version in worker.workflows.items()
+    }
+    marked = {
+        run_id: attrs.evolve(snap, waiting_for_version=snap.workflow_version)
+        for run_id, snap in active.items()
+        if run_id in queued and (snap.workflow_name, snap.workflow_version) not in runnable
+    }
+    return [_replace(snap, marked) for snap in snaps]
+
+
+def _walk(snaps: list[RunStatusSnapshot]) -> list[RunStatusSnapshot]:
+    out: list[RunStatusSnapshot] = []
+    for snap in snaps:
+        out.append(snap)
+        out.extend(_walk(snap.children))
+    return out
+
+
+def _replace(snap: RunStatusSnapshot, marked: dict[int, RunStatusSnapshot]) -> RunStatusSnapshot:
+    base = marked.get(snap.run_id, snap)
+    children = [_replace(child, marked) for child in snap.children]
+    replaced: RunStatusSnapshot = attrs.evolve(base, children=children)
+    return replaced
+
+
+def _chunks(ids: list[int], size: int = _CHUNK) -> list[list[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def run_status(session: Session, run_id: int, *, now: datetime) -> RunStatusSnapshot:
     """The run ``run_id`` with its descendants.
 
     Raises:
@@ -93,16 +158,17 @@ def run_status(session: Session, run_id: int) -> RunStatusSnapshot:
         raise RunNotFoundError(run_id)
     snap = _snapshot(row)
     _attach_children(session, [snap])
-    return snap
+    return _mark_unrunnable(session, [snap], now)[0]
 
 
-def list_runs(
+def list_runs(  # noqa: PLR0913 - filters, all keyword-only
     session: Session,
     *,
     status: RunStatus | None = None,
     parent_run_id: int | None = None,
     workflow: str | None = None,
     limit: int | None = None,
+    now: datetime,
 ) -> list[RunStatusSnapshot]:
     """Runs, newest first, with their descendants."""
     stmt = select(*_COLUMNS).order_by(runs.c.id.desc())
@@ -116,4 +182,25 @@ def list_runs(
         stmt = stmt.limit(limit)
     snaps = [_snapshot(row) for row in session.execute(stmt)]
     _attach_children(session, snaps)
-    return snaps
+    return _mark_unrunnable(session, snaps, now)
+
+
+def list_dead_letters(session: Session, *, limit: int | None = None) -> list[DeadLetterInfo]:
+    """Dead letters, newest first."""
+    stmt = select(dead_letters_table).order_by(dead_letters_table.c.id.desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [
+        DeadLetterInfo(
+            id=int(row["id"]),
+            job_id=int(row["job_id"]),
+            queue=row["queue"],
+            kind=row["kind"],
+            run_id=row["run_id"],
+            payload=row["payload"],
+            attempts=int(row["attempts"]),
+            error=row["error"],
+            failed_at=row["failed_at"],
+        )
+        for row in session.execute(stmt).mappings()
+    ]

@@ -203,7 +203,7 @@ def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcom
             writes.append(_completed(f"{step.name}#route", key, ctx.attempt))
     except StepFailedError as exc:
         return _failure(step, ctx, str(exc), [])
-    except Exception as exc:  # noqa: BLE001 - any resolver error fails the step
+    except Exception as exc:  # noqa: BLE001 - any handler error fails the step
         return _failure(step, ctx, describe(exc), [])
 
     branch = step.branches.get(key)
@@ -213,7 +213,7 @@ def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcom
             result = _encode(call(branch, ctx), f"the result of route {step.name!r} branch {key!r}")
     except StepFailedError as exc:
         return _failure(step, ctx, str(exc), writes)
-    except Exception as exc:  # noqa: BLE001 - the decision stays journaled for the retry
+    except Exception as exc:  # noqa: BLE001 - any handler error fails the step
         return _failure(step, ctx, describe(exc), writes)
     writes.append(_completed(step.name, result, ctx.attempt))
     patch: JSONObject = {step.name: result} if branch is not None else {}
@@ -246,7 +246,7 @@ def _loop(step: LoopStep, ctx: DurableContext, journal: Journal) -> StepOutcome:
                 current = call(step.feedback, last)
     except StepFailedError as exc:
         return _failure(step, ctx, str(exc), writes)
-    except Exception as exc:  # noqa: BLE001 - until/feedback/map_input errors fail the step
+    except Exception as exc:  # noqa: BLE001 - any handler error fails the step
         return _failure(step, ctx, describe(exc), writes)
     writes.append(_completed(step.name, last, ctx.attempt))
     return Advance(journal=tuple(writes), result_patch={step.name: last})
@@ -260,7 +260,7 @@ def _child(step: ChildStep, ctx: DurableContext) -> StepOutcome:
     try:
         raw = call(step.map_input, ctx) if step.map_input else ctx.input
         child_input = to_json_object(raw, what=f"the input of child workflow step {step.name!r}")
-    except Exception as exc:  # noqa: BLE001 - a bad mapping fails the step
+    except Exception as exc:  # noqa: BLE001 - any handler error fails the step
         failure = describe(exc)
         failed = JournalWrite(
             step_id=step.name, status=JournalStatus.FAILED, error=failure, attempt=ctx.attempt

@@ -12,6 +12,7 @@ Rules:
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import Engine, delete, func, insert, or_, select, tuple_, update
@@ -19,11 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.core.jobs import JobSpec, encode_payload
 from durable_sa.queue.protocol import ClaimedJob
-from durable_sa.store.models import dead_letters_table, jobs_table
+from durable_sa.store.models import dead_letters_table, jobs_table, runs_table
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
 jobs = jobs_table
 dead_letters = dead_letters_table
@@ -189,6 +190,97 @@ class JobsTableBackend:
                 )
             )
             session.execute(delete(jobs).where(jobs.c.id == job.id))
+
+    def renew(self, job_ids: Collection[int], *, worker: str, until: datetime) -> int:
+        """Extend the leases ``worker`` holds on ``job_ids`` to ``until``; how many it holds."""
+        if not job_ids:
+            return 0
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(list(job_ids)), jobs.c.claimed_by == worker)
+                .values(claimed_until=until)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def release_claims(self, job_ids: Collection[int], *, worker: str) -> int:
+        """Give back ``worker``'s claims on ``job_ids`` at once (a stopping worker)."""
+        if not job_ids:
+            return 0
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(list(job_ids)), jobs.c.claimed_by == worker)
+                .values(claimed_by=None, claimed_until=None)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def next_due(
+        self,
+        *,
+        now: datetime,
+        queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+    ) -> datetime | None:
+        """When the next job becomes claimable: due, or its lease runs out."""
+        held_until = func.coalesce(jobs.c.claimed_until, jobs.c.available_at)
+        later = func.greatest if self.sa_engine.dialect.name == "postgresql" else func.max
+        stmt = select(func.min(later(held_until, jobs.c.available_at)))
+        if queues is not None:
+            stmt = stmt.where(jobs.c.queue.in_(list(queues)))
+        if workflows is not None:
+            stmt = stmt.where(
+                tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
+            )
+        with self._sessions() as session:
+            value = session.execute(stmt).scalar()
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite returns the expression as text
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return max(value, now)
+
+    def requeue(self, dead_letter_id: int, *, now: datetime) -> int | None:
+        """Move a dead letter back to the queue as a fresh job; its new id (or ``None``)."""
+        with self._sessions.begin() as session:
+            row = (
+                session.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            run = (
+                session.execute(
+                    select(runs_table.c.workflow_name, runs_table.c.workflow_version).where(
+                        runs_table.c.id == row["run_id"]
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if run is None:  # the run is gone: nothing left to drive
+                session.execute(delete(dead_letters).where(dead_letters.c.id == dead_letter_id))
+                return None
+            job_id = session.execute(
+                insert(jobs)
+                .values(
+                    queue=row["queue"],
+                    kind=row["kind"],
+                    run_id=row["run_id"],
+                    workflow_name=run["workflow_name"],
+                    workflow_version=run["workflow_version"],
+                    payload=row["payload"],
+                    attempts=0,
+                    max_attempts=self.max_attempts,
+                    available_at=now,
+                )
+                .returning(jobs.c.id)
+            ).scalar_one()
+            session.execute(delete(dead_letters).where(dead_letters.c.id == dead_letter_id))
+        return int(job_id)
 
     # ── inspection ─────────────────────────────────────────────────────────────
 

@@ -93,6 +93,28 @@ class QueueBackend(Protocol):
         """Move ``job`` to the dead letters with ``error``; it is no longer pending."""
         ...
 
+    def renew(self, job_ids: Collection[int], *, worker: str, until: datetime) -> int:
+        """Extend the leases ``worker`` holds on ``job_ids``; how many it still holds."""
+        ...
+
+    def release_claims(self, job_ids: Collection[int], *, worker: str) -> int:
+        """Give back ``worker``'s claims on ``job_ids`` now (a stopping worker)."""
+        ...
+
+    def next_due(
+        self,
+        *,
+        now: datetime,
+        queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+    ) -> datetime | None:
+        """When the next job becomes claimable (``None``: no job at all)."""
+        ...
+
+    def requeue(self, dead_letter_id: int, *, now: datetime) -> int | None:
+        """Move a dead letter back to the queue; the new job's id (``None``: not found)."""
+        ...
+
     def live_run_ids(self, session: Session, run_ids: Collection[int]) -> set[int]:
         """Which of ``run_ids`` have a queued or claimed job (for ``recover``)."""
         ...

@@ -193,8 +193,35 @@ class DeadLetter(Base):
         return f"<DeadLetter {self.id} {self.kind} run={self.run_id}: {self.error[:60]!r}>"
 
 
+class WorkerRecord(Base):
+    """A live worker process, as its heartbeat last described it.
+
+    Operators read this table to see who is working; ``status`` reads it to tell whether
+    any live worker has the definition version a run is pinned to.
+    """
+
+    __tablename__ = f"{TABLE_PREFIX}workers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    concurrency: Mapped[int]
+    queues: Mapped[list[str] | None] = mapped_column(JSONColumn)
+    workflows: Mapped[dict[str, str]] = mapped_column(JSONColumn, default=dict)
+    in_flight: Mapped[int] = mapped_column(default=0)
+    processed: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    """When the worker counts as dead if it has not beaten again (a few heartbeats on)."""
+
+    def __repr__(self) -> str:
+        return f"<WorkerRecord {self.id} pid={self.pid} in_flight={self.in_flight}>"
+
+
 # Core handles on the same tables, for the engine's hot path (typed as ``Table``).
 runs_table = cast("Table", WorkflowRun.__table__)
 journal_table = cast("Table", JournalEntry.__table__)
 jobs_table = cast("Table", Job.__table__)
 dead_letters_table = cast("Table", DeadLetter.__table__)
+workers_table = cast("Table", WorkerRecord.__table__)

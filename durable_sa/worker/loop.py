@@ -1,0 +1,366 @@
+"""The worker: N slots that claim and run jobs, one heartbeat, one listener.
+
+Rules:
+- A slot claims one due job at a time (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+  workers never wait on each other) and runs it through the engine, which commits the
+  job's outcome and its acknowledgement together.
+- Only jobs of workflows this process defines, at the version it defines, are claimed:
+  a job pinned to another version waits for a worker that has it.
+- A claim is a lease. The heartbeat renews the leases of running jobs; a job running
+  past ``job_timeout`` is abandoned (its lease is left to expire, so another worker
+  retries it). A worker that dies stops renewing and its jobs are taken over.
+- Idle slots sleep until the next job is due, a NOTIFY arrives (PostgreSQL), or the
+  poll interval passes, whichever comes first; no busy polling.
+- ``stop()`` stops claiming at once, lets running steps finish within the grace period,
+  gives back claims that did not finish, and removes the worker's heartbeat row.
+- Database errors (a restart, a dropped connection) are logged and retried with a
+  growing pause; the worker never dies of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final, Self
+
+import attrs
+
+from durable_sa.core.registry import registry
+from durable_sa.results import JobOutcome
+from durable_sa.store.notify import JOBS_CHANNEL
+from durable_sa.worker import presence
+from durable_sa.worker.listen import Listener
+from durable_sa.worker.signals import stop_on_signals
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import TracebackType
+
+    from durable_sa.facade import Durable
+
+from durable_sa.queue.protocol import ClaimedJob  # an attrs field type: needed at run time
+
+logger = logging.getLogger(__name__)
+
+_MAX_ERROR_PAUSE: Final = 10.0
+
+
+@attrs.define
+class WorkerStats:
+    """Counts since the worker started (read them from another thread freely)."""
+
+    claimed: int = 0
+    applied: int = 0
+    stale: int = 0
+    dead_lettered: int = 0
+    released: int = 0
+    abandoned: int = 0
+    errors: int = 0
+
+
+@attrs.define
+class _InFlight:
+    job: ClaimedJob
+    started: float
+    abandoned: bool = False
+
+
+class Worker:
+    """Runs an engine's jobs until stopped; see the module docstring for the rules."""
+
+    def __init__(  # noqa: PLR0913 - worker tuning, all keyword-only
+        self,
+        engine: Durable,
+        *,
+        concurrency: int = 1,
+        queues: Sequence[str] | None = None,
+        lease: timedelta = timedelta(seconds=30),
+        heartbeat: timedelta = timedelta(seconds=5),
+        job_timeout: timedelta = timedelta(minutes=10),
+        grace_period: timedelta = timedelta(seconds=30),
+        poll_interval: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Prepare a worker; nothing runs until :meth:`run` or :meth:`start`."""
+        if concurrency < 1:
+            msg = f"concurrency must be at least 1, not {concurrency}"
+            raise ValueError(msg)
+        if heartbeat * 2 > lease:
+            msg = f"the lease ({lease}) must be at least twice the heartbeat ({heartbeat})"
+            raise ValueError(msg)
+        self.engine = engine
+        self.concurrency = concurrency
+        self.queues = list(queues) if queues else None
+        self.lease = lease
+        self.heartbeat = heartbeat
+        self.job_timeout = job_timeout
+        self.grace_period = grace_period
+        sqlite = engine.sa_engine.dialect.name == "sqlite"
+        self.poll_interval = (
+            poll_interval if poll_interval is not None else (0.25 if sqlite else 2.0)
+        )
+        self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stats = WorkerStats()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._wake = threading.Condition()
+        self._generation = 0  # bumped by every wake(), so no wake-up is ever missed
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, _InFlight] = {}
+        self._threads: list[threading.Thread] = []
+        self._runner: threading.Thread | None = None
+        self._listener = Listener(
+            engine.sa_engine, [JOBS_CHANNEL], self._on_notify, on_reconnect=self.wake
+        )
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.id} concurrency={self.concurrency}>"
+
+    # ── lifecycle ──────────────────────────────────────────────────────────────
+
+    def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Work until :meth:`stop` (or SIGTERM/SIGINT when handlers are installed)."""
+        if install_signal_handlers:
+            with stop_on_signals(self.stop):
+                self._run()
+        else:
+            self._run()
+
+    def start(self) -> Self:
+        """Work in a background thread; returns at once."""
+        self._runner = threading.Thread(target=self._run, name=f"durable-sa-{self.id}")
+        self._runner.start()
+        return self
+
+    def stop(self, *, wait: bool = False) -> None:
+        """Stop claiming; running steps finish within the grace period."""
+        self._stopping.set()
+        self.wake()
+        if wait:
+            self.join()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the worker has stopped; True if it did within ``timeout``."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(wait=True)
+
+    @property
+    def workflows(self) -> dict[str, str]:
+        """The workflow versions this worker can run: name → definition version."""
+        return {name: registry.get(name).version for name in registry.names()}
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs running now."""
+        with self._lock:
+            return len(self._in_flight)
+
+    def wake(self) -> None:
+        """Wake idle slots to look for work now."""
+        with self._wake:
+            self._generation += 1
+            self._wake.notify_all()
+
+    # ── the main thread of the worker ──────────────────────────────────────────
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        self._announce()
+        self._listener.start()
+        self._threads = [
+            threading.Thread(target=self._slot, name=f"durable-sa-slot-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
+        try:
+            while not self._stopping.wait(self.heartbeat.total_seconds()):
+                self._beat()
+        finally:
+            self._shut_down()
+            logger.info(
+                "worker %s stopped after %.1f s: %s",
+                self.id,
+                time.monotonic() - started,
+                attrs.asdict(self.stats),
+                extra={"action": "worker_stopped", "worker": self.id},
+            )
+            self._stopped.set()
+
+    def _announce(self) -> None:
+        versions = ", ".join(f"{n}@{v}" for n, v in sorted(self.workflows.items())) or "none"
+        logger.info(
+            "worker %s started: concurrency %d, queues %s, workflows %s",
+            self.id,
+            self.concurrency,
+            ", ".join(self.queues) if self.queues else "all",
+            versions,
+            extra={"action": "worker_started", "worker": self.id},
+        )
+        try:
+            with self.engine.shell.sessions.begin() as session:
+                presence.sweep(session, now=self.engine.now)
+        except Exception:
+            logger.warning("could not sweep dead workers", exc_info=True)
+        self._beat()
+
+    def _shut_down(self) -> None:
+        self.wake()
+        deadline = time.monotonic() + self.grace_period.total_seconds()
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._listener.stop()
+        with self._lock:
+            unfinished = list(self._in_flight)
+        try:
+            if unfinished:
+                released = self.engine.backend.release_claims(unfinished, worker=self.id)
+                logger.warning(
+                    "grace period over: gave back %d unfinished job(s)",
+                    released,
+                    extra={"action": "shutdown", "worker": self.id},
+                )
+            with self.engine.shell.sessions.begin() as session:
+                presence.leave(session, self.id)
+        except Exception:
+            logger.warning("could not clean up after stopping", exc_info=True)
+
+    # ── heartbeat: leases and presence ─────────────────────────────────────────
+
+    def _beat(self) -> None:
+        now = self.engine.now
+        timeout = self.job_timeout.total_seconds()
+        renew: list[int] = []
+        with self._lock:
+            for job_id, flight in self._in_flight.items():
+                if time.monotonic() - flight.started <= timeout:
+                    renew.append(job_id)
+                elif not flight.abandoned:
+                    flight.abandoned = True
+                    self.stats.abandoned += 1
+                    logger.error(
+                        "job %s (%s, run %s) ran past its %s timeout: abandoned to another worker",
+                        job_id,
+                        flight.job.kind,
+                        flight.job.run_id,
+                        self.job_timeout,
+                        extra={"action": "job_timeout", "run_id": flight.job.run_id},
+                    )
+            in_flight = len(self._in_flight)
+        try:
+            if renew:
+                self.engine.backend.renew(renew, worker=self.id, until=now + self.lease)
+            with self.engine.shell.sessions.begin() as session:
+                presence.beat(
+                    session,
+                    {
+                        "id": self.id,
+                        "hostname": socket.gethostname(),
+                        "pid": os.getpid(),
+                        "concurrency": self.concurrency,
+                        "queues": self.queues,
+                        "workflows": self.workflows,
+                        "in_flight": in_flight,
+                        "processed": self.stats.applied + self.stats.stale,
+                        "started_at": now,
+                        "last_seen": now,
+                        "expires_at": now + self.heartbeat * presence.MISSED_BEATS_BEFORE_DEAD,
+                    },
+                )
+        except Exception as exc:  # noqa: BLE001 - the next beat retries
+            logger.warning(
+                "heartbeat failed (%s: %s); retrying",
+                type(exc).__name__,
+                exc,
+                extra={"action": "heartbeat_failed", "worker": self.id},
+            )
+
+    # ── slots ──────────────────────────────────────────────────────────────────
+
+    def _slot(self) -> None:
+        pause = 0.1
+        while not self._stopping.is_set():
+            seen = self._generation
+            try:
+                job = self.engine.claim(
+                    worker=self.id,
+                    queues=self.queues,
+                    workflows=self.workflows,
+                    lease=self.lease,
+                )
+            except Exception as exc:  # noqa: BLE001 - a database blip must not kill the slot
+                self.stats.errors += 1
+                logger.warning(
+                    "claiming failed (%s: %s); retrying in %.1f s",
+                    type(exc).__name__,
+                    exc,
+                    pause,
+                    extra={"action": "claim_failed", "worker": self.id},
+                )
+                self._idle(pause, seen)
+                pause = min(pause * 2, _MAX_ERROR_PAUSE)
+                continue
+            pause = 0.1
+            if job is None:
+                self._idle(self._until_next_job(), seen)
+                continue
+            self._execute(job)
+
+    def _execute(self, job: ClaimedJob) -> None:
+        with self._lock:
+            self._in_flight[job.id] = _InFlight(job=job, started=time.monotonic())
+            self.stats.claimed += 1
+        try:
+            outcome = self.engine.run_job(job)
+        except Exception:
+            self.stats.errors += 1
+            logger.exception("job %s crashed the slot", job.id, extra={"worker": self.id})
+            outcome = JobOutcome.RELEASED
+        finally:
+            with self._lock:
+                self._in_flight.pop(job.id, None)
+        if outcome is JobOutcome.APPLIED:
+            self.stats.applied += 1
+        elif outcome is JobOutcome.STALE:
+            self.stats.stale += 1
+        elif outcome is JobOutcome.DEAD_LETTERED:
+            self.stats.dead_lettered += 1
+        else:
+            self.stats.released += 1
+
+    def _until_next_job(self) -> float:
+        try:
+            now = self.engine.now
+            due = self.engine.backend.next_due(
+                now=now, queues=self.queues, workflows=self.workflows
+            )
+        except Exception:  # noqa: BLE001 - the claim loop reports database errors
+            return self.poll_interval
+        if due is None:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, (due - now).total_seconds()))
+
+    def _idle(self, seconds: float, seen: int) -> None:
+        if seconds <= 0 or self._stopping.is_set():
+            return
+        with self._wake:
+            if self._generation == seen:  # nothing woke us since we last looked
+                self._wake.wait(seconds)
+
+    def _on_notify(self, _channel: str, _payload: str) -> None:
+        self.wake()
