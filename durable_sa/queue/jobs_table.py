@@ -12,10 +12,11 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import Engine, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Engine, delete, event, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.core.jobs import JobSpec, encode_payload
@@ -23,7 +24,7 @@ from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.store.models import dead_letters_table, jobs_table, runs_table
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping, Sequence
+    from collections.abc import Callable, Collection, Mapping, Sequence
     from datetime import timedelta
 
 jobs = jobs_table
@@ -62,6 +63,31 @@ class JobsTableBackend:
         self.queue = queue
         self.max_attempts = max_attempts
         self._sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
+        self._on_commit: list[Callable[[], None]] = []
+
+    def add_wake_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each commit that enqueued jobs in this process.
+
+        Workers in the same process use it to wake at once, which matters on SQLite
+        (no NOTIFY) and saves a round trip through the server on PostgreSQL.
+        """
+        self._on_commit.append(callback)
+
+    def remove_wake_callback(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
+        with contextlib.suppress(ValueError):
+            self._on_commit.remove(callback)
+
+    def _wake_after_commit(self, session: Session) -> None:
+        callbacks = list(self._on_commit)
+        if not callbacks:
+            return
+
+        def wake(_session: Session) -> None:
+            for callback in callbacks:
+                callback()
+
+        event.listen(session, "after_commit", wake, once=True)
 
     def __repr__(self) -> str:
         return f"<JobsTableBackend queue={self.queue!r} url={self.sa_engine.url!r}>"
@@ -89,6 +115,7 @@ class JobsTableBackend:
                 for spec in jobs_to_add
             ],
         )
+        self._wake_after_commit(session)
 
     def discard(self, session: Session, run_id: int, *, keep: Collection[int] = ()) -> None:
         """DELETE the run's jobs in ``session``'s transaction, sparing ids in ``keep``."""

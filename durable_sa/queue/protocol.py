@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping, Sequence
+    from collections.abc import Callable, Collection, Mapping, Sequence
 
     from sqlalchemy.orm import Session
 
@@ -113,6 +113,14 @@ class QueueBackend(Protocol):
 
     def requeue(self, dead_letter_id: int, *, now: datetime) -> int | None:
         """Move a dead letter back to the queue; the new job's id (``None``: not found)."""
+        ...
+
+    def add_wake_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after a commit in this process enqueued jobs (may never call)."""
+        ...
+
+    def remove_wake_callback(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
         ...
 
     def live_run_ids(self, session: Session, run_ids: Collection[int]) -> set[int]:

@@ -108,6 +108,7 @@ class Worker:
         self.stats = WorkerStats()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        self._ready = threading.Event()
         self._wake = threading.Condition()
         self._generation = 0  # bumped by every wake(), so no wake-up is ever missed
         self._lock = threading.Lock()
@@ -132,9 +133,10 @@ class Worker:
             self._run()
 
     def start(self) -> Self:
-        """Work in a background thread; returns at once."""
+        """Work in a background thread; returns once the worker is claiming jobs."""
         self._runner = threading.Thread(target=self._run, name=f"durable-sa-{self.id}")
         self._runner.start()
+        self._ready.wait(timeout=30)
         return self
 
     def stop(self, *, wait: bool = False) -> None:
@@ -181,6 +183,7 @@ class Worker:
     def _run(self) -> None:
         started = time.monotonic()
         self._announce()
+        self.engine.backend.add_wake_callback(self.wake)
         self._listener.start()
         self._threads = [
             threading.Thread(target=self._slot, name=f"durable-sa-slot-{i}", daemon=True)
@@ -188,6 +191,7 @@ class Worker:
         ]
         for thread in self._threads:
             thread.start()
+        self._ready.set()
         try:
             while not self._stopping.wait(self.heartbeat.total_seconds()):
                 self._beat()
@@ -225,6 +229,7 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._listener.stop()
+        self.engine.backend.remove_wake_callback(self.wake)
         with self._lock:
             unfinished = list(self._in_flight)
         try:

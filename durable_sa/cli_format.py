@@ -1,0 +1,188 @@
+"""Text rendering for the ``durable-sa`` command: runs, journals, workers as tables.
+
+Rules:
+- Every function here returns lines (``list[str]``) and prints nothing; ``cli.py`` prints.
+- A cell is one line: newlines collapse to spaces and a long value is cut to a fixed
+  width with an ellipsis, so a table stays a table whatever a step returned.
+- Times are shown in UTC, to the second, with a ``Z``; a missing value is ``-``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from durable_sa.results import DeadLetterInfo, RunStatusSnapshot
+    from durable_sa.store.models import JournalEntry
+    from durable_sa.worker.presence import WorkerInfo
+
+NONE: Final = "-"
+CELL_WIDTH: Final = 60
+"""The widest a free-text cell (a result, an error, a note) is printed."""
+
+_SPACES = re.compile(r"\s+")
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp as ``2024-05-01 12:00:00Z`` (UTC), or ``-``."""
+    if value is None:
+        return NONE
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def short(value: object, width: int = CELL_WIDTH) -> str:
+    """``value`` on one line and at most ``width`` characters (JSON for non-strings)."""
+    if value is None:
+        return NONE
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = _SPACES.sub(" ", text).strip()
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], indent: str = "") -> list[str]:
+    """Left-aligned columns two spaces apart; the last column is not padded."""
+    body = [list(row) for row in rows]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *body, strict=True)]
+    lines = []
+    for row in [list(headers), *body]:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        lines.append(indent + "  ".join([*cells, row[-1]]).rstrip())
+    return lines
+
+
+def waiting_line(snap: RunStatusSnapshot) -> str:
+    """The sentence ``status`` prints for a run no live worker can take."""
+    return (
+        f"waiting for a worker with definition version {snap.waiting_for_version} of "
+        f"workflow {snap.workflow_name} (no live worker has it)"
+    )
+
+
+def note(snap: RunStatusSnapshot) -> str:
+    """Why a run is where it is, in a few words (empty when there is nothing to say)."""
+    if snap.waiting_for_version is not None:
+        return f"waiting for a worker with version {snap.waiting_for_version}"
+    if snap.awaiting_signal is not None:
+        return f"awaiting signal {snap.awaiting_signal!r}"
+    if snap.error is not None:
+        return f"error: {short(snap.error, 50)}"
+    return ""
+
+
+def render_status(snap: RunStatusSnapshot, journal: Sequence[JournalEntry]) -> list[str]:
+    """The run's fields, its journal and its children, as ``durable-sa status`` shows them."""
+    fields = [
+        ("run", str(snap.run_id)),
+        ("workflow", snap.workflow_name),
+        ("version", snap.workflow_version or NONE),
+        ("status", str(snap.status)),
+        ("step", f"{snap.current_step}/{snap.total_steps}"),
+        ("awaiting signal", snap.awaiting_signal or NONE),
+        ("wake at", when(snap.wake_at)),
+        ("error", short(snap.error, 200)),
+        ("parent", NONE if snap.parent_run_id is None else str(snap.parent_run_id)),
+        ("created", when(snap.created_at)),
+        ("updated", when(snap.updated_at)),
+    ]
+    lines = [f"{name + ':':<16} {value}" for name, value in fields]
+    if snap.waiting_for_version is not None:
+        lines.append(waiting_line(snap))
+    lines += ["", "journal:"]
+    if journal:
+        rows = [
+            (
+                entry.step_id,
+                entry.status,
+                str(entry.attempt),
+                when(entry.completed_at),
+                short(entry.error) if entry.error else short(entry.result),
+            )
+            for entry in journal
+        ]
+        headers = ("step_id", "status", "attempt", "completed_at", "result / error")
+        lines += table(headers, rows, indent="  ")
+    else:
+        lines.append("  (no step has finished yet)")
+    lines += ["", "children:"]
+    lines += _children(snap.children, depth=1) or ["  (none)"]
+    return lines
+
+
+def _children(children: Sequence[RunStatusSnapshot], depth: int) -> list[str]:
+    lines = []
+    for child in children:
+        extra = note(child)
+        lines.append(
+            f"{'  ' * depth}{child.run_id}  {child.workflow_name}  {child.status}  "
+            f"step {child.current_step}/{child.total_steps}" + (f"  {extra}" if extra else "")
+        )
+        lines += _children(child.children, depth + 1)
+    return lines
+
+
+def render_runs(snaps: Sequence[RunStatusSnapshot]) -> list[str]:
+    """One line per run: ``durable-sa list``."""
+    if not snaps:
+        return ["no runs"]
+    rows = [
+        (
+            str(s.run_id),
+            s.workflow_name,
+            s.workflow_version or NONE,
+            str(s.status),
+            f"{s.current_step}/{s.total_steps}",
+            when(s.updated_at),
+            note(s),
+        )
+        for s in snaps
+    ]
+    return table(("id", "workflow", "version", "status", "step", "updated_at", "note"), rows)
+
+
+def render_dead_letters(letters: Sequence[DeadLetterInfo]) -> list[str]:
+    """One line per dead letter: ``durable-sa dead-letters``."""
+    if not letters:
+        return ["no dead letters"]
+    rows = [
+        (
+            str(d.id),
+            d.kind,
+            NONE if d.run_id is None else str(d.run_id),
+            str(d.attempts),
+            when(d.failed_at),
+            short(d.error),
+        )
+        for d in letters
+    ]
+    return table(("id", "kind", "run", "attempts", "failed_at", "error"), rows)
+
+
+def render_workers(workers: Sequence[WorkerInfo]) -> list[str]:
+    """One line per live worker: ``durable-sa workers``."""
+    if not workers:
+        return ["no live workers"]
+    rows = [
+        (
+            w.id,
+            w.hostname,
+            str(w.pid),
+            str(w.concurrency),
+            str(w.in_flight),
+            str(w.processed),
+            when(w.last_seen),
+            versions(w.workflows),
+        )
+        for w in workers
+    ]
+    headers = ("id", "host", "pid", "concurrency", "in_flight", "processed", "last_seen")
+    return table((*headers, "workflows"), rows)
+
+
+def versions(workflows: dict[str, str]) -> str:
+    """``name@version, ...`` sorted by name, or ``none``."""
+    return ", ".join(f"{name}@{version}" for name, version in sorted(workflows.items())) or "none"

@@ -1,0 +1,3 @@
+"""Worker tests reuse the engine fixtures."""
+
+from tests.integration.conftest import _clean_registry, engine  # noqa: F401
