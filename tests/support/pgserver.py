@@ -331,6 +331,36 @@ class PostgresServer:
             self._base_dir = None
             self._port = None
 
+    def restart(self, *, down_for: float = 0.0) -> None:
+        """Stop the server (fast: clients are disconnected) and start it on the same port.
+
+        ``down_for`` keeps it stopped that many seconds, so clients see refused
+        connections, as in a real outage.
+        """
+        if self._external is not None or self._binaries is None or self._base_dir is None:
+            msg = "only a server this process started can be restarted"
+            raise PostgresServerError(msg)
+        data_dir = self._base_dir / "data"
+        pg_ctl = str(self._binaries.pg_ctl)
+        self._run([pg_ctl, "stop", "-D", str(data_dir), "-m", "fast", "-w"], timeout=60)
+        time.sleep(down_for)
+        self._run(
+            [
+                pg_ctl,
+                "start",
+                "-D",
+                str(data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                f"-p {self.port}",
+                "-w",
+                "-t",
+                str(_START_TIMEOUT_S),
+            ],
+            timeout=_START_TIMEOUT_S + 30,
+        )
+
     def __enter__(self) -> Self:
         """Start the server."""
         return self.start()

@@ -1,0 +1,44 @@
+"""Reliability tests: real worker processes on a real PostgreSQL database.
+
+They are marked ``reliability``; ``make test`` runs them with everything else. Select
+them alone with ``-m reliability``, or leave them out with ``-m "not reliability"``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+
+from durable_sa import Durable
+from tests.reliability.app import effects_metadata
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/reliability/" in str(item.path).replace("\\", "/"):
+            item.add_marker(pytest.mark.reliability)
+
+
+@pytest.fixture
+def rel_url(pg_database_url: str) -> str:
+    """A fresh PostgreSQL database with the engine's tables and the effects table."""
+    sa_engine = sa.create_engine(pg_database_url)
+    Durable(sa_engine).create_tables()
+    effects_metadata.create_all(sa_engine)
+    sa_engine.dispose()
+    return pg_database_url
+
+
+@pytest.fixture
+def rel_engine(rel_url: str) -> Iterator[Durable]:
+    """The test's own engine on that database (workflows come from the app module)."""
+    import tests.reliability.app  # noqa: F401, PLC0415 - registers the workflows
+
+    sa_engine = sa.create_engine(rel_url, pool_pre_ping=True)
+    yield Durable(sa_engine)
+    sa_engine.dispose()

@@ -1,0 +1,148 @@
+"""Worker processes for the reliability tests: start, SIGKILL, SIGTERM, collect output."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from durable_sa import DeadLetter, Job, JournalEntry, WorkflowRun
+from tests.reliability.app import effects
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcess:
+    """One ``durable-sa worker`` process, its output captured in a file."""
+
+    def __init__(self, url: str, *args: str, step_seconds: float = 0.01) -> None:
+        self.url = url
+        self.args = args
+        self.step_seconds = step_seconds
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = Path(tempfile.mkstemp(prefix="durable-sa-worker-", suffix=".log")[1])
+
+    def start(self) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "DURABLE_SA_DATABASE_URL": self.url,
+            "REL_STEP_SECONDS": str(self.step_seconds),
+            "PYTHONPATH": str(ROOT),
+        }
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [
+                    sys.executable,
+                    "-m",
+                    "durable_sa.cli",
+                    "worker",
+                    "tests.reliability.app:engine",
+                    *self.args,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.log.unlink(missing_ok=True)
+
+
+def wait_until_all_terminal(sa_engine: sa.Engine, run_ids: list[int], timeout: float) -> int:
+    """Wait until every run is terminal; how many are not when time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with Session(sa_engine) as session:
+            open_runs = session.scalar(
+                sa.select(sa.func.count())
+                .select_from(WorkflowRun)
+                .where(
+                    WorkflowRun.id.in_(run_ids),
+                    WorkflowRun.status.notin_(["completed", "failed", "canceled"]),
+                )
+            )
+        if not open_runs or time.monotonic() > deadline:
+            return int(open_runs or 0)
+        time.sleep(0.5)
+
+
+def summary(sa_engine: sa.Engine) -> dict[str, int]:
+    """Counts every reliability test reports and checks."""
+    with Session(sa_engine) as session:
+        executions = session.execute(
+            sa.select(effects.c.run_id, effects.c.unit, sa.func.count()).group_by(
+                effects.c.run_id, effects.c.unit
+            )
+        ).all()
+        duplicate_journal = session.scalar(
+            sa.select(sa.func.count()).select_from(
+                sa.select(JournalEntry.run_id, JournalEntry.step_id)
+                .group_by(JournalEntry.run_id, JournalEntry.step_id)
+                .having(sa.func.count() > 1)
+                .subquery()
+            )
+        )
+        return {
+            "units_executed": len(executions),
+            "duplicate_executions": sum(n - 1 for *_, n in executions if n > 1),
+            "duplicate_journal_rows": int(duplicate_journal or 0),
+            "jobs_left": int(session.scalar(sa.select(sa.func.count()).select_from(Job)) or 0),
+            "dead_letters": int(
+                session.scalar(sa.select(sa.func.count()).select_from(DeadLetter)) or 0
+            ),
+            "non_terminal_runs": int(
+                session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(WorkflowRun)
+                    .where(WorkflowRun.status.notin_(["completed", "failed", "canceled"]))
+                )
+                or 0
+            ),
+        }
+
+
+def overlaps(sa_engine: sa.Engine) -> int:
+    """Pairs of executions of the same unit of the same run that ran at the same time."""
+    with Session(sa_engine) as session:
+        rows = session.execute(
+            sa.select(
+                effects.c.run_id, effects.c.unit, effects.c.started_at, effects.c.finished_at
+            ).order_by(effects.c.run_id, effects.c.unit, effects.c.started_at)
+        ).all()
+    count = 0
+    previous: tuple[int, str, float] | None = None
+    for run_id, unit, started, finished in rows:
+        end = finished if finished is not None else float("inf")
+        if previous is not None and previous[:2] == (run_id, unit) and started < previous[2]:
+            count += 1
+        if previous is None or previous[:2] != (run_id, unit):
+            previous = (run_id, unit, end)
+        else:
+            previous = (run_id, unit, max(previous[2], end))
+    return count

@@ -1,0 +1,95 @@
+"""Real worker processes: no overlapping executions, graceful stop, database restarts."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from durable_sa import Durable, JournalEntry
+from tests.reliability.app import effects
+from tests.reliability.harness import WorkerProcess, overlaps, summary, wait_until_all_terminal
+from tests.support.pgserver import PostgresServer
+
+FAST = ("--lease", "3", "--heartbeat", "0.5", "--poll-interval", "0.5")
+
+
+def test_workers_never_run_the_same_job_at_the_same_time(rel_url: str, rel_engine: Durable) -> None:
+    run_ids = [rel_engine.start("rel-par", {"i": i}).run_id for i in range(60)]
+    workers = [
+        WorkerProcess(rel_url, "--concurrency", "4", *FAST, step_seconds=0.01).start()
+        for _ in range(4)
+    ]
+    try:
+        left_open = wait_until_all_terminal(rel_engine.sa_engine, run_ids, timeout=180)
+        codes = [worker.terminate() for worker in workers]
+    finally:
+        for worker in workers:
+            worker.close()
+    figures = summary(rel_engine.sa_engine) | {"overlaps": overlaps(rel_engine.sa_engine)}
+    print(f"\nconcurrency: {figures}")  # noqa: T201 - the figures are the report
+    assert left_open == 0
+    assert codes == [0, 0, 0, 0]
+    assert figures["overlaps"] == 0
+    assert figures["duplicate_executions"] == 0
+    assert figures["units_executed"] == 60 * 7
+    assert figures["jobs_left"] == 0
+
+
+def test_sigterm_lets_the_running_step_finish_and_commit(rel_url: str, rel_engine: Durable) -> None:
+    run_id = rel_engine.start("rel-slow").run_id
+    worker = WorkerProcess(rel_url, "--grace", "30", *FAST).start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with Session(rel_engine.sa_engine) as session:
+                if session.scalar(sa.select(sa.func.count()).select_from(effects)):
+                    break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(worker.output())
+        code = worker.terminate(timeout=60)
+        output = worker.output()
+    finally:
+        worker.close()
+    assert code == 0, output
+    with Session(rel_engine.sa_engine) as session:
+        steps = session.scalars(
+            sa.select(JournalEntry.step_id).where(JournalEntry.run_id == run_id)
+        ).all()
+        finished = session.scalars(sa.select(effects.c.finished_at)).all()
+    assert steps == ["slow"]  # the step in flight was checkpointed...
+    assert all(f is not None for f in finished)
+    snapshot = rel_engine.status(run_id)
+    assert snapshot.current_step == 1  # ...and the next one was left for later
+    assert snapshot.status == "running"
+
+
+def test_workers_reconnect_after_a_database_restart(
+    rel_url: str, rel_engine: Durable, postgres_server: PostgresServer
+) -> None:
+    run_ids = [rel_engine.start("rel-seq", {"i": i}).run_id for i in range(40)]
+    workers = [
+        WorkerProcess(rel_url, "--concurrency", "2", *FAST, step_seconds=0.05).start()
+        for _ in range(2)
+    ]
+    try:
+        time.sleep(2.0)
+        rel_engine.sa_engine.dispose()
+        postgres_server.restart(down_for=1.0)
+        left_open = wait_until_all_terminal(rel_engine.sa_engine, run_ids, timeout=180)
+        codes = [worker.terminate() for worker in workers]
+        outputs = [worker.output() for worker in workers]
+    finally:
+        for worker in workers:
+            worker.close()
+    figures = summary(rel_engine.sa_engine)
+    print(f"\ndatabase restart: {figures}")  # noqa: T201 - the figures are the report
+    assert left_open == 0, outputs
+    assert codes == [0, 0]
+    assert figures["jobs_left"] == 0
+    assert figures["dead_letters"] == 0
+    assert figures["duplicate_journal_rows"] == 0
+    statuses = {rel_engine.status(run_id).status for run_id in run_ids}
+    assert statuses == {"completed"}
