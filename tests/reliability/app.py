@@ -13,12 +13,15 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from durable_sa import Durable, DurableContext, ParallelEntry, durable
+from durable_sa import Durable, DurableContext, durable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 effects_metadata = sa.MetaData()
 effects = sa.Table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -10,7 +11,9 @@ from sqlalchemy.orm import Session
 from durable_sa import Durable, JournalEntry
 from tests.reliability.app import effects
 from tests.reliability.harness import WorkerProcess, overlaps, summary, wait_until_all_terminal
-from tests.support.pgserver import PostgresServer
+
+if TYPE_CHECKING:
+    from tests.support.pgserver import PostgresServer
 
 FAST = ("--lease", "3", "--heartbeat", "0.5", "--poll-interval", "0.5")
 
