@@ -346,6 +346,7 @@ def _stale(shell: Shell, claimed: ClaimedJob | None, job: JobPayload) -> JobOutc
 def _log_step(
     run: RunSnapshot, step: str, attempt: int, outcome: StepOutcome, started: float
 ) -> None:
+    duration_ms = (time.perf_counter() - started) * 1000
     logger.info(
         "run %s %s step %r attempt %d: %s (%.1f ms)",
         run.id,
@@ -353,8 +354,9 @@ def _log_step(
         step,
         attempt,
         type(outcome).__name__.lower(),
-        (time.perf_counter() - started) * 1000,
+        duration_ms,
         extra={
+            "duration_ms": round(duration_ms, 3),
             "action": "step",
             "run_id": run.id,
             "workflow": run.workflow_name,

@@ -94,3 +94,12 @@ UNITS = {
     "rel-saga": {*(f"s{i}" for i in range(5)), *(f"s{i}#compensate" for i in range(4))},
 }
 """Every journal row a run of each workflow must end with, exactly once."""
+
+
+def crash_the_worker(ctx: DurableContext) -> None:
+    """Kill the worker process from inside the step, every time it runs."""
+    record("boom")(ctx)
+    os.kill(os.getpid(), 9)
+
+
+durable("rel-crash").step("boom", crash_the_worker)

@@ -96,3 +96,33 @@ def test_workers_reconnect_after_a_database_restart(
     assert figures["duplicate_journal_rows"] == 0
     statuses = {rel_engine.status(run_id).status for run_id in run_ids}
     assert statuses == {"completed"}
+
+
+def test_a_job_that_keeps_crashing_its_worker_is_dead_lettered(
+    rel_url: str, rel_engine: Durable
+) -> None:
+    run_id = rel_engine.start("rel-crash").run_id
+    restarts = 0
+    deadline = time.monotonic() + 120
+    worker = WorkerProcess(rel_url, "--lease", "1", "--heartbeat", "0.2").start()
+    try:
+        while not rel_engine.dead_letters() and time.monotonic() < deadline:
+            assert worker.proc is not None
+            if worker.proc.poll() is not None:  # it crashed on the job: restart it
+                worker.close()
+                restarts += 1
+                worker = WorkerProcess(rel_url, "--lease", "1", "--heartbeat", "0.2").start()
+            time.sleep(0.1)
+        letters = rel_engine.dead_letters()
+        code = worker.terminate()
+    finally:
+        worker.close()
+    print(f"\ncrashing job: restarts={restarts} dead_letters={len(letters)}")  # noqa: T201
+    assert code == 0
+    assert len(letters) == 1
+    assert letters[0].run_id == run_id
+    assert "claimed 6 times" in letters[0].error
+    assert restarts == 5  # max_job_attempts crashes, then the sixth claim dead-letters it
+    snapshot = rel_engine.status(run_id)
+    assert snapshot.status == "running"  # the run is intact: recover() can requeue it
+    assert snapshot.current_step == 0
