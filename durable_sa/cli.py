@@ -86,8 +86,8 @@ class Invocation:
         for pattern in _SECRET_PATTERNS:
             text = pattern.sub(lambda m: f"{m['keep']}***", text)
         for secret in sorted(self.secrets, key=len, reverse=True):
-            if len(secret) >= _MIN_LITERAL_SECRET:
-                text = text.replace(secret, "***")
+            if len(secret) >= _MIN_LITERAL_SECRET:  # as a whole word: "postgres" ≠ postgresql
+                text = re.sub(rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])", "***", text)
         return text
 
 
@@ -208,9 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     workers = commands.add_parser("workers", parents=[database], help="list live workers")
     workers.set_defaults(run=_workers)
 
-    run_demo = commands.add_parser("demo", help="run an order saga on an embedded SQLite file")
-    run_demo.add_argument("--db", help="SQLite file to use (default: a temporary file)")
-    run_demo.set_defaults(run=_demo)
+    run_demo = commands.add_parser(
+        "demo",
+        add_help=False,  # its options, --help included, belong to durable_sa.demo
+        help="run an order saga on an embedded SQLite file (durable-sa demo --help)",
+    )
+    run_demo.set_defaults(run=_demo, demo_args=[])
     return parser
 
 
@@ -345,7 +348,7 @@ def _workers(args: argparse.Namespace, inv: Invocation) -> int:
 
 def _demo(args: argparse.Namespace, inv: Invocation) -> int:
     del inv
-    return demo.main(["--db", args.db] if args.db else [])
+    return demo.main(args.demo_args)
 
 
 # ── the worker ──────────────────────────────────────────────────────────────────
@@ -383,21 +386,37 @@ def load_app(spec: str) -> Durable:
         found = found()
     if not isinstance(found, Durable):
         msg = (
-            f"APP {spec!r} is a {type(found).__name__}, not a durable_sa.Durable "
-            "(nor a function that returns one)"
+            f"APP {spec!r} is not a durable_sa.Durable (nor a function that returns one): "
+            f"got {type(found).__name__}"
         )
         raise CliError(msg, USAGE)
     return found
 
 
-def configure_logging(level: str) -> None:
-    """Log records to stderr, one line each: time, level, message."""
-    logging.basicConfig(format="%(asctime)s %(levelname)-7s %(message)s", level=level)
-    logging.getLogger().setLevel(level)
+class ScrubbingFormatter(logging.Formatter):
+    """One line per record (time, level, message), with passwords scrubbed out."""
+
+    def __init__(self, inv: Invocation) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(message)s")
+        self._inv = inv
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record (and traceback, if any) without a password."""
+        return self._inv.scrub(super().format(record))
+
+
+def configure_logging(level: str, inv: Invocation) -> None:
+    """Log records at ``level`` and above to stderr, unless logging is set up already."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()  # stderr: stdout is for results
+        handler.setFormatter(ScrubbingFormatter(inv))
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 def _worker(args: argparse.Namespace, inv: Invocation) -> int:
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, inv)
     engine = load_app(args.app)
     inv.remember(engine.sa_engine.url)
     options = {
@@ -454,7 +473,8 @@ def _explain(exc: BaseException, inv: Invocation) -> tuple[str, int]:
     if isinstance(exc, CliError):
         return str(exc), exc.code
     if isinstance(exc, ArgumentError):
-        return f"bad database URL: {exc}", USAGE
+        shown = f" {inv.url}" if inv.url else ""
+        return f"bad database URL{shown}: {exc}", USAGE
     if isinstance(exc, DBAPIError) and _missing_tables(exc):
         missing = (
             f"{where} has no durable-sa tables ({_first_line(exc)}); "
@@ -468,11 +488,21 @@ def _explain(exc: BaseException, inv: Invocation) -> tuple[str, int]:
     return str(exc), FAILURE
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments; ``demo`` hands whatever follows it to :func:`durable_sa.demo.main`."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "demo":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.demo_args = extra
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     inv = Invocation()
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
         command: Callable[[argparse.Namespace, Invocation], int] = args.run
         return command(args, inv)
     except (CliError, DurableError, ArgumentError, DBAPIError) as exc:

@@ -9,10 +9,12 @@ order whose shipment fails is rolled back by its compensators in reverse order.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
@@ -29,9 +31,17 @@ if TYPE_CHECKING:
 
 CALLS: list[str] = []
 
+DEFAULT_URL: Final = "sqlite:///durable-sa-demo.sqlite"
+
+
+def _work() -> None:
+    """Pretend each handler does real work (``DURABLE_SA_DEMO_STEP_SECONDS``, default 0)."""
+    time.sleep(float(os.environ.get("DURABLE_SA_DEMO_STEP_SECONDS", "0")))
+
 
 def reserve_stock(ctx: DurableContext) -> dict[str, object]:
     """Hold the item in the warehouse."""
+    _work()
     CALLS.append("reserve_stock")
     return {"reservation": f"R-{ctx.input['order_id']}", "sku": ctx.input["sku"]}
 
@@ -43,6 +53,7 @@ def release_stock(ctx: DurableContext) -> None:
 
 def charge_card(ctx: DurableContext) -> dict[str, object]:
     """Charge the customer's card."""
+    _work()
     CALLS.append("charge_card")
     return {"charge": f"ch_{ctx.input['order_id']}", "amount": ctx.input["amount"]}
 
@@ -54,12 +65,14 @@ def refund_card(ctx: DurableContext) -> None:
 
 def fraud_check(ctx: DurableContext) -> str:
     """Score the order for fraud."""
+    _work()
     CALLS.append("fraud_check")
     return "clear"
 
 
 def ship(ctx: DurableContext) -> dict[str, object]:
     """Hand the parcel to the carrier; fails for a bad address."""
+    _work()
     CALLS.append("ship")
     if ctx.input.get("address") == "nowhere":
         msg = "carrier rejected the address"
@@ -101,11 +114,53 @@ def show(engine: Durable, run_id: int, title: str) -> None:
             print(f"  {row.step_id:<22} {row.status:<10} {detail}")
 
 
+def app() -> Durable:
+    """The demo for a real worker: ``durable-sa worker durable_sa.demo:app``.
+
+    It defines the order workflow and binds an engine to ``DURABLE_SA_DATABASE_URL``
+    (default: ``durable-sa-demo.sqlite`` in the current directory).
+    """
+    define()
+    engine = Durable(create_engine(os.environ.get("DURABLE_SA_DATABASE_URL", DEFAULT_URL)))
+    engine.create_tables()
+    return engine
+
+
+def start_orders(count: int) -> list[int]:
+    """Start ``count`` orders on :func:`app`'s database without running them."""
+    engine = app()
+    run_ids = [
+        engine.start("order", {"order_id": 2000 + i, "sku": "BOOK-42", "amount": 39.9}).run_id
+        for i in range(count)
+    ]
+    url = engine.sa_engine.url.render_as_string(hide_password=True)
+    print(f"started order runs {run_ids} on {url}")
+    print("run them in another terminal:   durable-sa worker durable_sa.demo:app")
+    print(f"watch them:                       durable-sa list --database-url {url}")
+    print(
+        "approve one:                      durable-sa resume RUN_ID warehouse-approval "
+        f'--data \'{{"by": "dana"}}\' --database-url {url}'
+    )
+    return run_ids
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo; ``--db PATH`` keeps the SQLite file (default: a temporary one)."""
+    """Run the demo; ``--db PATH`` keeps the SQLite file (default: a temporary one).
+
+    ``--start N`` only starts N orders on ``DURABLE_SA_DATABASE_URL`` (or the demo
+    file) for a real worker to run.
+    """
     parser = argparse.ArgumentParser(prog="durable-sa demo", description=__doc__)
     parser.add_argument("--db", help="SQLite file to use (default: a temporary file)")
+    parser.add_argument(
+        "--start", type=int, metavar="N", help="only start N orders, for a worker to run"
+    )
     args = parser.parse_args(argv)
+    if args.start is not None:
+        if args.db:
+            os.environ["DURABLE_SA_DATABASE_URL"] = f"sqlite:///{args.db}"
+        start_orders(args.start)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.db) if args.db else Path(tmp) / "demo.sqlite"
         run_demo(f"sqlite:///{path}")

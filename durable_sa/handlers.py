@@ -343,6 +343,12 @@ def _stale(shell: Shell, claimed: ClaimedJob | None, job: JobPayload) -> JobOutc
     return JobOutcome.STALE
 
 
+def outcome_name(outcome: StepOutcome) -> str:
+    """``AwaitSignal`` → ``await_signal``: the outcome's name for logs."""
+    name = type(outcome).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
 def _log_step(
     run: RunSnapshot, step: str, attempt: int, outcome: StepOutcome, started: float
 ) -> None:
@@ -353,7 +359,7 @@ def _log_step(
         run.workflow_name,
         step,
         attempt,
-        type(outcome).__name__.lower(),
+        outcome_name(outcome),
         duration_ms,
         extra={
             "duration_ms": round(duration_ms, 3),
@@ -362,6 +368,6 @@ def _log_step(
             "workflow": run.workflow_name,
             "step": step,
             "attempt": attempt,
-            "outcome": type(outcome).__name__.lower(),
+            "outcome": outcome_name(outcome),
         },
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from durable_sa.core.definition import RESERVED_PREFIX
 from durable_sa.core.status import RunStatus
@@ -108,7 +108,10 @@ def _mark_unrunnable(
             int(r)
             for r in session.execute(
                 select(jobs_table.c.run_id)
-                .where(jobs_table.c.run_id.in_(chunk), jobs_table.c.claimed_until.is_(None))
+                .where(
+                    jobs_table.c.run_id.in_(chunk),
+                    or_(jobs_table.c.claimed_until.is_(None), jobs_table.c.claimed_until < now),
+                )
                 .distinct()
             ).scalars()
         )

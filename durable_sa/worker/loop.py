@@ -19,6 +19,7 @@ Rules:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Final, Self
 import attrs
 
 from durable_sa.core.registry import registry
+from durable_sa.errors import InvalidArgumentError
 from durable_sa.results import JobOutcome
 from durable_sa.store.notify import JOBS_CHANNEL
 from durable_sa.worker import presence
@@ -67,6 +69,7 @@ class WorkerStats:
 class _InFlight:
     job: ClaimedJob
     started: float
+    slot: int
     abandoned: bool = False
 
 
@@ -89,10 +92,10 @@ class Worker:
         """Prepare a worker; nothing runs until :meth:`run` or :meth:`start`."""
         if concurrency < 1:
             msg = f"concurrency must be at least 1, not {concurrency}"
-            raise ValueError(msg)
+            raise InvalidArgumentError(msg)
         if heartbeat * 2 > lease:
             msg = f"the lease ({lease}) must be at least twice the heartbeat ({heartbeat})"
-            raise ValueError(msg)
+            raise InvalidArgumentError(msg)
         self.engine = engine
         self.concurrency = concurrency
         self.queues = list(queues) if queues else None
@@ -112,8 +115,10 @@ class Worker:
         self._wake = threading.Condition()
         self._generation = 0  # bumped by every wake(), so no wake-up is ever missed
         self._lock = threading.Lock()
-        self._in_flight: dict[int, _InFlight] = {}
+        self._in_flight: dict[int, _InFlight] = {}  # by claim token: a job may come back
+        self._tokens = itertools.count()
         self._threads: list[threading.Thread] = []
+        self._retiring: set[int] = set()  # slots whose abandoned job got a replacement
         self._runner: threading.Thread | None = None
         self._listener = Listener(
             engine.sa_engine, [JOBS_CHANNEL], self._on_notify, on_reconnect=self.wake
@@ -185,12 +190,8 @@ class Worker:
         self._announce()
         self.engine.backend.add_wake_callback(self.wake)
         self._listener.start()
-        self._threads = [
-            threading.Thread(target=self._slot, name=f"durable-sa-slot-{i}", daemon=True)
-            for i in range(self.concurrency)
-        ]
-        for thread in self._threads:
-            thread.start()
+        for _ in range(self.concurrency):
+            self._add_slot()
         self._ready.set()
         try:
             while not self._stopping.wait(self.heartbeat.total_seconds()):
@@ -231,7 +232,7 @@ class Worker:
         self._listener.stop()
         self.engine.backend.remove_wake_callback(self.wake)
         with self._lock:
-            unfinished = list(self._in_flight)
+            unfinished = [flight.job.id for flight in self._in_flight.values()]
         try:
             if unfinished:
                 released = self.engine.backend.release_claims(unfinished, worker=self.id)
@@ -252,12 +253,15 @@ class Worker:
         timeout = self.job_timeout.total_seconds()
         renew: list[int] = []
         with self._lock:
-            for job_id, flight in self._in_flight.items():
+            for flight in self._in_flight.values():
+                job_id = flight.job.id
                 if time.monotonic() - flight.started <= timeout:
                     renew.append(job_id)
                 elif not flight.abandoned:
                     flight.abandoned = True
                     self.stats.abandoned += 1
+                    self._retiring.add(flight.slot)
+                    self._add_slot()  # keep the capacity; the stuck slot retires later
                     logger.error(
                         "job %s (%s, run %s) ran past its %s timeout: abandoned to another worker",
                         job_id,
@@ -297,9 +301,21 @@ class Worker:
 
     # ── slots ──────────────────────────────────────────────────────────────────
 
+    def _add_slot(self) -> None:
+        thread = threading.Thread(
+            target=self._slot, name=f"durable-sa-slot-{len(self._threads)}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _retire(self) -> bool:
+        """True when this slot should end: its abandoned job got a replacement slot."""
+        with self._lock:
+            return threading.get_ident() in self._retiring
+
     def _slot(self) -> None:
         pause = 0.1
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and not self._retire():
             seen = self._generation
             try:
                 job = self.engine.claim(
@@ -327,8 +343,11 @@ class Worker:
             self._execute(job)
 
     def _execute(self, job: ClaimedJob) -> None:
+        token = next(self._tokens)
         with self._lock:
-            self._in_flight[job.id] = _InFlight(job=job, started=time.monotonic())
+            self._in_flight[token] = _InFlight(
+                job=job, started=time.monotonic(), slot=threading.get_ident()
+            )
             self.stats.claimed += 1
         try:
             outcome = self.engine.run_job(job)
@@ -338,7 +357,7 @@ class Worker:
             outcome = JobOutcome.RELEASED
         finally:
             with self._lock:
-                self._in_flight.pop(job.id, None)
+                self._in_flight.pop(token, None)
         if outcome is JobOutcome.APPLIED:
             self.stats.applied += 1
         elif outcome is JobOutcome.STALE:

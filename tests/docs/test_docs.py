@@ -202,6 +202,7 @@ def test_the_expected_pages_exist() -> None:
         "docs/signals-and-agents.md",
         "docs/sessions.md",
         "docs/schema.md",
+        "docs/workers.md",
     }
     assert expected <= set(PAGE_IDS)
 

@@ -72,7 +72,8 @@ def test_random_kill9_loses_nothing(rel_url: str, rel_engine: Durable) -> None:
     assert left_open == 0
     assert codes == [0] * WORKERS
     with Session(rel_engine.sa_engine) as session:
-        statuses = dict(session.execute(sa.select(WorkflowRun.id, WorkflowRun.status)))
+        rows = session.execute(sa.select(WorkflowRun.id, WorkflowRun.status)).all()
+        statuses = {row.id: row.status for row in rows}
         journal: dict[int, list[str]] = {}
         for run_id, step_id in session.execute(
             sa.select(JournalEntry.run_id, JournalEntry.step_id)

@@ -224,3 +224,26 @@ def test_worker_survives_a_broken_database_connection(engine: Durable) -> None:
         run_id = engine.start("w-flaky-db").run_id
         assert engine.wait(run_id, timeout=20).status == "completed"
     assert worker.stats.dead_lettered == 0
+
+
+def test_an_abandoned_job_does_not_cost_the_worker_a_slot(engine: Durable) -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    def stuck_once(ctx: DurableContext) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            release.wait(20)  # hangs far past the job timeout
+        return "done"
+
+    durable("w-stuck").step("s", stuck_once)
+    durable("w-other").step("a", lambda ctx: 1)
+    options = {**FAST, "job_timeout": timedelta(seconds=0.5)}
+    with engine.worker(concurrency=1, **options) as worker:
+        stuck = engine.start("w-stuck").run_id
+        assert engine.wait(stuck, timeout=20).status == "completed"  # retried elsewhere
+        others = [engine.start("w-other").run_id for _ in range(3)]
+        for run_id in others:  # a concurrency-1 worker still has a free slot
+            assert engine.wait(run_id, timeout=20).status == "completed"
+        release.set()
+    assert worker.stats.abandoned == 1

@@ -1,0 +1,141 @@
+"""User mistakes end in one line on stderr, a non-zero exit and no password (in-process)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import sqlalchemy as sa
+
+from durable_sa.cli import CliError, Invocation, ScrubbingFormatter, load_app
+
+UNREACHABLE = "postgresql+psycopg://user:s3cret@127.0.0.1:1/db"
+
+
+def _one_line(code, out, err, expected_code):
+    assert code == expected_code
+    assert out == ""
+    assert err.startswith("durable-sa: ")
+    assert err.endswith("\n")
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    assert "s3cret" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "says"),
+    [
+        (
+            ["list", "--database-url", UNREACHABLE],
+            1,
+            "could not reach the database at postgresql+psycopg://user:***@127.0.0.1:1/db",
+        ),
+        (["status", "1", "--database-url", UNREACHABLE], 1, "could not reach the database"),
+        (
+            ["list", "--database-url", "nosuchdb://user:s3cret@host/db"],
+            2,
+            "bad database URL nosuchdb://user:***@host/db",
+        ),
+        (["list", "--database-url", "not a url s3cret"], 2, "bad database URL"),
+        (["list", "--database-url", "sqlite:////no/such/dir/missing.db"], 1, "no SQLite database"),
+        (
+            ["resume", "1", "go", "--data", "{nope", "--database-url", UNREACHABLE],
+            2,
+            "--data is not valid JSON",
+        ),
+        (["list", "--status", "sleeping"], 2, "invalid choice: 'sleeping'"),
+        (["list", "--limit", "0"], 2, "expected a whole number of at least 1"),
+        (["status", "one"], 2, "invalid int value: 'one'"),
+        (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+        ([], 2, "the following arguments are required: COMMAND"),
+        (
+            ["worker", "tests.cli.app_module:engine", "--lease", "1", "--heartbeat", "1"],
+            2,
+            "must be at least twice the heartbeat",
+        ),
+        (
+            ["worker", "tests.cli.app_module:engine", "--grace", "-1"],
+            2,
+            "expected a number of seconds above 0",
+        ),
+    ],
+)
+def test_a_mistake_is_one_line(cli, argv, code, says, tmp_path):
+    _one_line(*cli(*argv), code)
+    _, _, err = cli(*argv)
+    assert says in err
+
+
+def test_a_password_never_appears_even_when_it_is_short_or_odd(cli):
+    for password in ("s3cret", "p%40ss", "hunter2hunter2"):
+        url = f"postgresql+psycopg://user:{password}@127.0.0.1:1/db"
+        code, out, err = cli("workers", "--database-url", url)
+        assert code == 1
+        assert password not in out + err
+        assert "user:***@127.0.0.1:1/db" in err
+
+
+def test_scrub_hides_url_and_conninfo_passwords():
+    inv = Invocation()
+    text = "a postgresql://u:pw123@h/db and password=pw123 host=h and pw123 again"
+    assert inv.scrub(text) == "a postgresql://u:***@h/db and password=*** host=h and pw123 again"
+    inv.remember(sa.make_url("postgresql://u:pw123@h/db"))
+    assert "pw123" not in inv.scrub(text)
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("tests.cli.app_module", "APP must look like package.module:attribute"),
+        (":engine", "APP must look like package.module:attribute"),
+        ("no_such_package.workflows:engine", "cannot import APP module 'no_such_package"),
+        ("tests.cli.app_module:missing", "module 'tests.cli.app_module' has no attribute"),
+        (
+            "tests.cli.app_module:not_an_engine",
+            "is not a durable_sa.Durable (nor a function that returns one): got int",
+        ),
+    ],
+)
+def test_a_bad_app_is_a_usage_error(cli, spec, says):
+    with pytest.raises(CliError) as raised:
+        load_app(spec)
+    assert raised.value.code == 2
+    assert says in str(raised.value)
+    code, out, err = cli("worker", spec)
+    _one_line(code, out, err, 2)
+    assert says in err
+
+
+def test_app_may_be_an_engine_or_a_factory():
+    from tests.cli import app_module  # noqa: PLC0415
+
+    assert load_app("tests.cli.app_module:engine") is app_module.engine
+    assert load_app("tests.cli.app_module:make_engine") is app_module.engine
+
+
+def test_worker_log_lines_are_scrubbed_too():
+    inv = Invocation()
+    inv.remember(sa.make_url("postgresql://u:hunter2hunter2@h/db"))
+    formatter = ScrubbingFormatter(inv)
+    record = logging.LogRecord(
+        "durable_sa",
+        logging.WARNING,
+        "x.py",
+        1,
+        "lost %s (pw %s)",
+        ("postgresql://u:pw@h", "hunter2hunter2"),
+        None,
+    )
+    line = formatter.format(record)
+    assert line.endswith("WARNING lost postgresql://u:***@h (pw ***)")
+
+
+def test_a_common_password_does_not_mangle_the_scheme(cli):
+    url = "postgresql+psycopg://app:postgres@127.0.0.1:1/db"
+    code, _, err = cli("list", "--database-url", url)
+    assert code == 1
+    assert "postgresql+psycopg://app:***@127.0.0.1:1/db" in err
+    assert "postgres@" not in err
+    assert Invocation(secrets={"postgres"}).scrub("postgres, postgresql, x postgres") == (
+        "***, postgresql, x ***"
+    )
