@@ -1,14 +1,18 @@
 """Waiting for a run to end, from the caller's side.
 
 On PostgreSQL a dedicated connection LISTENs for the ``durable_sa_runs`` notification
-that the runs trigger sends when a run reaches a terminal status, and the status is
-re-read on each one (and every second, in case a notification was missed). On SQLite
-the status is polled, starting at 20 ms and backing off to half a second.
+that the runs trigger sends when a run reaches a terminal status; the status is re-read
+on each one, and every second in case one was missed. On SQLite the status is polled,
+starting at 20 ms and backing off to half a second.
+
+One logic, two shells: :class:`_Deadline` decides how long to wait next (or that time
+is up); :func:`wait_for_run` and :func:`wait_for_run_async` only do the waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
@@ -21,60 +25,66 @@ from durable_sa.store.notify import RUNS_CHANNEL
 from durable_sa.worker.listen import conninfo_for
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
     from durable_sa.facade import Durable
     from durable_sa.results import RunStatusSnapshot
 
 _FIRST_POLL: Final = 0.02
 _MAX_POLL: Final = 0.5
 _RECHECK: Final = 1.0
+_LISTEN = sql.SQL("LISTEN {}").format(sql.Identifier(RUNS_CHANNEL))
 
 
-def _seconds(timeout: float | timedelta | None) -> float | None:
-    if timeout is None:
-        return None
-    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
-    if seconds < 0:
-        msg = f"timeout must not be negative, not {timeout!r}"
-        raise InvalidArgumentError(msg)
-    return seconds
+class _Deadline:
+    """How long to wait before looking at the run again, and when to give up."""
+
+    def __init__(self, run_id: int, timeout: float | timedelta | None, *, listening: bool) -> None:
+        if timeout is None:
+            self.limit: float | None = None
+        else:
+            limit = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+            if limit < 0:
+                msg = f"timeout must not be negative, not {timeout!r}"
+                raise InvalidArgumentError(msg)
+            self.limit = limit
+        self.run_id = run_id
+        self.listening = listening
+        self.ends = None if self.limit is None else time.monotonic() + self.limit
+        self.pause = _FIRST_POLL
+
+    def next_wait(self, snapshot: RunStatusSnapshot) -> float:
+        """Seconds to wait for a change of ``snapshot`` (not terminal yet).
+
+        Raises:
+            WaitTimeoutError: the timeout has passed.
+
+        """
+        remaining = None if self.ends is None else self.ends - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise WaitTimeoutError(self.run_id, self.limit or 0.0, snapshot.status)
+        if self.listening:
+            window = _RECHECK
+        else:
+            window, self.pause = self.pause, min(self.pause * 2, _MAX_POLL)
+        return window if remaining is None else min(window, remaining)
 
 
 def wait_for_run(
     engine: Durable, run_id: int, timeout: float | timedelta | None
 ) -> RunStatusSnapshot:
     """Block until run ``run_id`` is terminal; raise :class:`WaitTimeoutError` after ``timeout``."""
-    limit = _seconds(timeout)
-    deadline = None if limit is None else time.monotonic() + limit
-    snapshot = engine.status(run_id)  # RunNotFoundError at once for an unknown id
-    if snapshot.is_terminal:
-        return snapshot
-    if engine.sa_engine.dialect.name == "postgresql":
-        return _wait_listening(engine, run_id, deadline, limit)
-    pause = _FIRST_POLL
-    while True:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise WaitTimeoutError(run_id, limit or 0.0, snapshot.status)
-        time.sleep(pause if remaining is None else min(pause, remaining))
-        pause = min(pause * 2, _MAX_POLL)
-        snapshot = engine.status(run_id)
-        if snapshot.is_terminal:
-            return snapshot
-
-
-def _wait_listening(
-    engine: Durable, run_id: int, deadline: float | None, limit: float | None
-) -> RunStatusSnapshot:
-    with psycopg.connect(conninfo_for(engine.sa_engine), autocommit=True) as conn:
-        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(RUNS_CHANNEL)))
+    listening = engine.sa_engine.dialect.name == "postgresql"
+    deadline = _Deadline(run_id, timeout, listening=listening)
+    with _listen(engine) as conn:
         while True:
-            snapshot = engine.status(run_id)  # after LISTEN: no ending can slip between
+            snapshot = engine.status(run_id)  # after LISTEN: no ending slips in between
             if snapshot.is_terminal:
                 return snapshot
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise WaitTimeoutError(run_id, limit or 0.0, snapshot.status)
-            window = _RECHECK if remaining is None else min(_RECHECK, remaining)
+            window = deadline.next_wait(snapshot)
+            if conn is None:
+                time.sleep(window)
+                continue
             for note in conn.notifies(timeout=window):
                 if note.payload == str(run_id):
                     break
@@ -86,39 +96,38 @@ async def wait_for_run_async(
     timeout: float | timedelta | None,  # noqa: ASYNC109 - a deadline, as documented
 ) -> RunStatusSnapshot:
     """The asyncio twin of :func:`wait_for_run`; database reads run in a thread."""
-    limit = _seconds(timeout)
-    deadline = None if limit is None else time.monotonic() + limit
-    snapshot = await asyncio.to_thread(engine.status, run_id)
-    if snapshot.is_terminal:
-        return snapshot
-    if engine.sa_engine.dialect.name == "postgresql":
-        return await _wait_listening_async(engine, run_id, deadline, limit)
-    pause = _FIRST_POLL
-    while True:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise WaitTimeoutError(run_id, limit or 0.0, snapshot.status)
-        await asyncio.sleep(pause if remaining is None else min(pause, remaining))
-        pause = min(pause * 2, _MAX_POLL)
-        snapshot = await asyncio.to_thread(engine.status, run_id)
-        if snapshot.is_terminal:
-            return snapshot
-
-
-async def _wait_listening_async(
-    engine: Durable, run_id: int, deadline: float | None, limit: float | None
-) -> RunStatusSnapshot:
-    conn = await psycopg.AsyncConnection.connect(conninfo_for(engine.sa_engine), autocommit=True)
-    async with conn:
-        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(RUNS_CHANNEL)))
+    listening = engine.sa_engine.dialect.name == "postgresql"
+    deadline = _Deadline(run_id, timeout, listening=listening)
+    async with _listen_async(engine) as conn:
         while True:
             snapshot = await asyncio.to_thread(engine.status, run_id)
             if snapshot.is_terminal:
                 return snapshot
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise WaitTimeoutError(run_id, limit or 0.0, snapshot.status)
-            window = _RECHECK if remaining is None else min(_RECHECK, remaining)
+            window = deadline.next_wait(snapshot)
+            if conn is None:
+                await asyncio.sleep(window)
+                continue
             async for note in conn.notifies(timeout=window):
                 if note.payload == str(run_id):
                     break
+
+
+@contextlib.contextmanager
+def _listen(engine: Durable) -> Iterator[psycopg.Connection | None]:
+    if engine.sa_engine.dialect.name != "postgresql":
+        yield None
+        return
+    with psycopg.connect(conninfo_for(engine.sa_engine), autocommit=True) as conn:
+        conn.execute(_LISTEN)
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def _listen_async(engine: Durable) -> AsyncIterator[psycopg.AsyncConnection | None]:
+    if engine.sa_engine.dialect.name != "postgresql":
+        yield None
+        return
+    conn = await psycopg.AsyncConnection.connect(conninfo_for(engine.sa_engine), autocommit=True)
+    async with conn:
+        await conn.execute(_LISTEN)
+        yield conn

@@ -344,22 +344,7 @@ class PostgresServer:
         pg_ctl = str(self._binaries.pg_ctl)
         self._run([pg_ctl, "stop", "-D", str(data_dir), "-m", "fast", "-w"], timeout=60)
         time.sleep(down_for)
-        self._run(
-            [
-                pg_ctl,
-                "start",
-                "-D",
-                str(data_dir),
-                "-l",
-                str(self.log_file),
-                "-o",
-                f"-p {self.port}",
-                "-w",
-                "-t",
-                str(_START_TIMEOUT_S),
-            ],
-            timeout=_START_TIMEOUT_S + 30,
-        )
+        self._pg_ctl_start(self.port)
 
     def __enter__(self) -> Self:
         """Start the server."""
@@ -450,22 +435,7 @@ class PostgresServer:
         for attempt in range(1, _START_ATTEMPTS + 1):
             port = _free_port()
             try:
-                self._run(
-                    [
-                        str(self._binaries.pg_ctl),
-                        "start",
-                        "-D",
-                        str(data_dir),
-                        "-l",
-                        str(self.log_file),
-                        "-o",
-                        f"-p {port}",
-                        "-w",
-                        "-t",
-                        str(_START_TIMEOUT_S),
-                    ],
-                    timeout=_START_TIMEOUT_S + 30,
-                )
+                self._pg_ctl_start(port)
             except PostgresServerError:
                 if attempt == _START_ATTEMPTS:
                     raise
@@ -473,6 +443,26 @@ class PostgresServer:
                 continue
             self._port = port
             return
+
+    def _pg_ctl_start(self, port: int) -> None:
+        assert self._binaries is not None
+        assert self._base_dir is not None
+        self._run(
+            [
+                str(self._binaries.pg_ctl),
+                "start",
+                "-D",
+                str(self._base_dir / "data"),
+                "-l",
+                str(self.log_file),
+                "-o",
+                f"-p {port}",
+                "-w",
+                "-t",
+                str(_START_TIMEOUT_S),
+            ],
+            timeout=_START_TIMEOUT_S + 30,
+        )
 
 
 @contextlib.contextmanager
