@@ -157,6 +157,7 @@ def _apply_step_outcome(
         apply_transition(tx, transition, backend=shell.backend, now=now)
         if claimed is not None:
             shell.backend.ack(tx, claimed)
+        shell.about_to_commit()
         return JobOutcome.APPLIED
 
     return shell.transaction(phase_b, session=session)
@@ -231,6 +232,7 @@ def compensate(shell: Shell, job: CompensateJob, claimed: ClaimedJob | None = No
         apply_transition(tx, transition, backend=shell.backend, now=now)
         if claimed is not None:
             shell.backend.ack(tx, claimed)
+        shell.about_to_commit()
         return JobOutcome.APPLIED
 
     return shell.transaction(phase_b)
@@ -258,6 +260,8 @@ def signal_timeout(
             )
         if claimed is not None:
             shell.backend.ack(tx, claimed)
+        if transition is not None:
+            shell.about_to_commit()
         return JobOutcome.STALE if transition is None else JobOutcome.APPLIED
 
     return shell.transaction(phase_b)

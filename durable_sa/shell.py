@@ -106,6 +106,14 @@ class Shell:
         self.jitter: Callable[[], float] = jitter or random.random
         self.lease = lease
         self.sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
+        self.crash_before_commit: Callable[[], None] | None = None
+        """Test hook: called inside a job's transaction just before it commits; raising
+        there rolls the whole outcome back, as a process dying at that instant would."""
+
+    def about_to_commit(self) -> None:
+        """Give the test hook its chance to 'crash' (a no-op in production)."""
+        if self.crash_before_commit is not None:
+            self.crash_before_commit()
 
     @property
     def dialect(self) -> str:

@@ -1,8 +1,14 @@
-"""Helpers for testing workflows: run queued jobs inline and inspect the queue.
+"""Testing your workflows: inline draining, a fake clock, fault schedules, a checker.
 
-``drain`` is a deterministic, single-threaded worker: it runs due jobs one at a time,
-oldest first, in the calling thread, so a test controls exactly how far a run gets
-(``max``) and what time it is for due-ness (``now``).
+- ``drain`` is a deterministic, single-threaded worker: it runs due jobs one at a time,
+  oldest first, in the calling thread, so a test controls exactly how far a run gets
+  (``max``) and what time it is for due-ness (``now``).
+- :class:`FakeClock` and :class:`Driver` play fault schedules (crashes, duplicate and
+  concurrent deliveries, clock jumps, signals) against real runs.
+- :func:`check_workflow` property-tests a workflow under generated schedules with
+  hypothesis and reports a shrunk, readable failure; :func:`replay` plays one again.
+
+The hypothesis-based parts load on first use, so ``drain`` needs no test dependencies.
 """
 
 from __future__ import annotations
@@ -10,6 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from durable_sa.errors import InvalidArgumentError
+from durable_sa.testing import faults
+from durable_sa.testing.clock import FakeClock
+from durable_sa.testing.driver import Driver, SimulatedCrash
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -48,4 +57,29 @@ def clear_jobs(engine: Durable) -> None:
     engine.backend.clear()
 
 
-__all__ = ["clear_jobs", "drain", "pending_jobs"]
+def __getattr__(name: str) -> object:
+    """Load the hypothesis-based helpers only when they are asked for."""
+    if name in {"check_workflow", "replay", "Example", "Invariant"}:
+        from durable_sa.testing import checker  # noqa: PLC0415 - needs hypothesis
+
+        return getattr(checker, name)
+    if name == "schedules":
+        from durable_sa.testing import strategies  # noqa: PLC0415 - needs hypothesis
+
+        return strategies.schedules
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+__all__ = [
+    "Driver",
+    "FakeClock",
+    "SimulatedCrash",
+    "check_workflow",
+    "clear_jobs",
+    "drain",
+    "faults",
+    "pending_jobs",
+    "replay",
+    "schedules",
+]

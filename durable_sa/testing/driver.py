@@ -1,0 +1,314 @@
+"""A deterministic, in-process driver that plays fault schedules against real runs.
+
+Rules:
+- It runs on a real database through a :class:`Durable` engine whose clock is a
+  :class:`FakeClock`: time moves only when a schedule (or :meth:`Driver.settle`) moves it.
+- Jobs run one at a time in the calling thread, oldest first, except the second copy
+  of a concurrent duplicate, which runs in a thread beside the first.
+- A simulated crash raises inside the job's transaction just before it commits, so the
+  database rolls everything back exactly as if the process had died there.
+- Every event leaves one line in :attr:`Driver.trace`, which is what a person reads when
+  a property fails.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import attrs
+from sqlalchemy import select
+
+from durable_sa import handlers
+from durable_sa.core.codec import JSONValue
+from durable_sa.core.jobs import (
+    AdvanceJob,
+    CompensateJob,
+    JobPayload,
+    JobSpec,
+    decode_payload,
+)
+from durable_sa.core.registry import registry
+from durable_sa.core.status import RunStatus
+from durable_sa.errors import DurableError, PayloadError
+from durable_sa.store.models import runs_table
+from durable_sa.store.queries import load_run
+from durable_sa.testing.clock import FakeClock
+from durable_sa.testing.faults import (
+    ClockJump,
+    ConcurrentDuplicate,
+    CrashAfterCommit,
+    CrashAfterPhaseA,
+    Deliver,
+    DuplicateDelivery,
+    Event,
+    Signal,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from durable_sa.facade import Durable
+    from durable_sa.queue.protocol import ClaimedJob
+
+_WORKER = "durable-sa-driver"
+
+
+class SimulatedCrash(Exception):  # noqa: N818 - it is not an error: it is the point
+    """Raised inside a job's transaction to roll it back as a dying process would."""
+
+
+@attrs.frozen(kw_only=True)
+class Accepted:
+    """A resume the engine accepted: which run, which step waited, what was delivered."""
+
+    run_id: int
+    workflow: str
+    step: str
+    signal: str
+    data: JSONValue
+
+
+class Driver:
+    """Plays events against an engine whose clock is a :class:`FakeClock`."""
+
+    def __init__(self, engine: Durable) -> None:
+        """Drive ``engine``; its clock must be a :class:`FakeClock`."""
+        clock = engine.shell.clock
+        if not isinstance(clock, FakeClock):
+            msg = "the driver needs an engine built with clock=FakeClock()"
+            raise DurableError(msg)
+        self.engine = engine
+        self.clock: FakeClock = clock
+        self.trace: list[str] = []
+        self.accepted: list[Accepted] = []
+        self._jobs_seen = 0
+
+    # ── one event ──────────────────────────────────────────────────────────────
+
+    def play(self, schedule: Sequence[Event], run_id: int) -> None:
+        """Play ``schedule`` against run ``run_id`` (job faults hit the next due job)."""
+        for event in schedule:
+            self.apply(event, run_id)
+
+    def apply(self, event: Event, run_id: int) -> None:
+        """Play one event; a job fault with no due job does nothing (and says so)."""
+        if isinstance(event, ClockJump):
+            self.clock.advance(event.seconds)
+            self.trace.append(event.describe())
+            return
+        if isinstance(event, Signal):
+            self._signal(run_id, event.name, event.data, scheduled=True)
+            return
+        job = self._claim()
+        if job is None:
+            self.trace.append(f"(no job was due, so nothing was {event.describe()})")
+            return
+        label = self._label(job)
+        self._run(job, event)
+        self.trace.append(f"{label}: {event.describe()}")
+
+    def run_due(self, *, limit: int = 10_000) -> int:
+        """Deliver every due job normally; how many ran."""
+        done = 0
+        while done < limit:
+            job = self._claim()
+            if job is None:
+                return done
+            self.engine.run_job(job)
+            done += 1
+        return done
+
+    # ── driving a run to its end ───────────────────────────────────────────────
+
+    def settle(
+        self,
+        run_id: int,
+        signal_data: Callable[[int, str, str], tuple[bool, JSONValue]],
+        *,
+        max_rounds: int = 1_000,
+    ) -> None:
+        """Run the run tree to its end without faults.
+
+        When nothing is due, a waiting run gets its signal if ``signal_data(run_id,
+        step, signal)`` says so (``(True, data)``); otherwise time jumps to the next due
+        job (a sleep, a backoff, a signal's deadline).
+        """
+        for _ in range(max_rounds):
+            ran = self.run_due()
+            tree = self.tree(run_id)
+            if all(status.is_terminal for status in tree.values()):
+                return
+            if ran or self._deliver_awaited(tree, signal_data):
+                continue
+            now = self.clock()
+            due = self.engine.backend.next_due(now=now)
+            if due is None:
+                return  # stuck: the caller's invariants say why
+            if due > now:
+                self.clock.set(due)
+
+    def _deliver_awaited(
+        self,
+        tree: Mapping[int, RunStatus],
+        signal_data: Callable[[int, str, str], tuple[bool, JSONValue]],
+    ) -> bool:
+        delivered = False
+        with self.engine.shell.reading() as session:
+            waiting = [
+                load_run(session, rid) for rid, s in tree.items() if s is RunStatus.SUSPENDED
+            ]
+        for run in waiting:
+            if run is None or run.awaiting_signal is None:
+                continue
+            wait = run.waiting_for
+            step = wait.step if wait is not None else run.awaiting_signal
+            send, data = signal_data(run.id, step, run.awaiting_signal)
+            if send and self._signal(run.id, run.awaiting_signal, data, scheduled=False):
+                delivered = True
+        return delivered
+
+    def tree(self, run_id: int) -> dict[int, RunStatus]:
+        """Status of the run and every descendant."""
+        statuses: dict[int, RunStatus] = {}
+        frontier = [run_id]
+        with self.engine.shell.reading() as session:
+            while frontier:
+                rows = session.execute(
+                    select(runs_table.c.id, runs_table.c.status).where(
+                        runs_table.c.id.in_(frontier)
+                    )
+                ).all()
+                statuses.update({int(r.id): RunStatus(r.status) for r in rows})
+                frontier = [
+                    int(r)
+                    for r in session.execute(
+                        select(runs_table.c.id).where(runs_table.c.parent_run_id.in_(frontier))
+                    ).scalars()
+                ]
+        return statuses
+
+    # ── internals ──────────────────────────────────────────────────────────────
+
+    def _claim(self) -> ClaimedJob | None:
+        return self.engine.claim(now=self.clock(), worker=_WORKER, fifo=True)
+
+    def _signal(self, run_id: int, name: str, data: JSONValue, *, scheduled: bool) -> bool:
+        targets = [rid for rid, s in self.tree(run_id).items() if s is RunStatus.SUSPENDED]
+        accepted_by: int | None = None
+        for target in [run_id, *[t for t in targets if t != run_id]]:
+            with self.engine.shell.reading() as session:
+                before = load_run(session, target)
+            if before is None or before.awaiting_signal != name:
+                continue
+            if self.engine.resume(target, name, data).accepted:
+                wait = before.waiting_for
+                self.accepted.append(
+                    Accepted(
+                        run_id=target,
+                        workflow=before.workflow_name,
+                        step=wait.step if wait is not None else name,
+                        signal=name,
+                        data=data,
+                    )
+                )
+                accepted_by = target
+                break
+        if scheduled:
+            verdict = "accepted" if accepted_by is not None else "refused (nobody waited for it)"
+            where = f" by run {accepted_by}" if accepted_by not in (None, run_id) else ""
+            self.trace.append(f"signal {name!r} was sent: {verdict}{where}")
+        return accepted_by is not None
+
+    def _run(self, job: ClaimedJob, event: Event) -> None:
+        if isinstance(event, Deliver):
+            self.engine.run_job(job)
+            return
+        try:
+            payload = decode_payload(job.kind, job.payload)
+        except PayloadError:
+            self.engine.run_job(job)  # a malformed job is dead-lettered either way
+            return
+        shell = self.engine.shell
+        if isinstance(event, CrashAfterPhaseA):
+
+            def crash() -> None:
+                raise SimulatedCrash
+
+            shell.crash_before_commit = crash
+            try:
+                handlers.dispatch(shell, payload, job)
+            except SimulatedCrash:
+                pass
+            finally:
+                shell.crash_before_commit = None
+            self.engine.backend.release_claims([job.id], worker=_WORKER)
+        elif isinstance(event, CrashAfterCommit):
+            self.engine.run_job(job)
+            self._redeliver(job, payload)
+        elif isinstance(event, DuplicateDelivery):
+            self.engine.run_job(job)
+            handlers.dispatch(shell, payload)
+        elif isinstance(event, ConcurrentDuplicate):
+            self._concurrently(job, payload)
+
+    def _concurrently(self, job: ClaimedJob, payload: JobPayload) -> None:
+        gate = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def first() -> None:
+            try:
+                gate.wait(timeout=10)
+                self.engine.run_job(job)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                errors.append(exc)
+
+        def second() -> None:
+            try:
+                gate.wait(timeout=10)
+                handlers.dispatch(self.engine.shell, payload)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        if errors:
+            raise errors[0]
+
+    def _redeliver(self, job: ClaimedJob, payload: JobPayload) -> None:
+        with self.engine.shell.reading() as session:
+            run = load_run(session, payload.run_id)
+        spec = JobSpec(
+            payload=payload,
+            available_at=self.clock(),
+            workflow=run.workflow_name if run else "",
+            version=run.workflow_version if run else None,
+        )
+        self.engine.shell.transaction(lambda tx: self.engine.backend.enqueue(tx, [spec]))
+        del job
+
+    def _label(self, job: ClaimedJob) -> str:
+        self._jobs_seen += 1
+        try:
+            payload = decode_payload(job.kind, job.payload)
+        except PayloadError:
+            return f"job {self._jobs_seen} ({job.kind}, malformed)"
+        with self.engine.shell.reading() as session:
+            run = load_run(session, payload.run_id)
+        step = "?"
+        index = getattr(payload, "step_index", getattr(payload, "index", None))
+        if run is not None and index is not None and registry.has(run.workflow_name):
+            steps = registry.get(run.workflow_name).steps
+            if 0 <= index < len(steps):
+                step = steps[index].name
+            elif index >= len(steps):
+                step = "(end)"
+        who = f"run {payload.run_id}"
+        if isinstance(payload, AdvanceJob):
+            return f"job {self._jobs_seen} (run step {step!r} of {who}, attempt {payload.attempt})"
+        if isinstance(payload, CompensateJob):
+            return f"job {self._jobs_seen} (undo step {step!r} of {who})"
+        return f"job {self._jobs_seen} (signal timeout of step {step!r} of {who})"
