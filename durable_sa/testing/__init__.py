@@ -73,7 +73,9 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Driver",
+    "Example",
     "FakeClock",
+    "Invariant",
     "SimulatedCrash",
     "check_workflow",
     "clear_jobs",

@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyFailure
 from sqlalchemy import func, select
 
 from durable_sa.core.codec import JSONValue, to_json_object
@@ -74,13 +75,15 @@ def check_workflow(  # noqa: PLR0913 - the fixed signature, plus options
     max_events: int = 12,
     concurrent: bool = True,
     derandomize: bool = False,
+    before_example: Callable[[Durable], object] | None = None,
 ) -> None:
     """Run ``workflow_name`` under generated fault schedules and check every invariant.
 
     ``engine`` gives the database; the checker builds its own engine on it with a
     :class:`FakeClock`, and owns that database's job queue while it runs (it clears
     leftover jobs before each example). ``signals`` maps signal names (or agent step
-    names) to strategies of their data.
+    names) to strategies of their data. Examples share the database: pass
+    ``before_example(engine)`` to reset your own tables between them.
 
     Raises:
         AssertionError: a property was falsified; the message shows the shrunk case.
@@ -101,12 +104,25 @@ def check_workflow(  # noqa: PLR0913 - the fixed signature, plus options
         derandomize=derandomize,
         suppress_health_check=list(HealthCheck),
         database=None,
+        phases=[phase for phase in Phase if phase is not Phase.explain],
     )
     @given(case=cases)
     def falsify(case: Example) -> None:
+        if before_example is not None:
+            before_example(engine)
         run_example(engine, workflow_name, case, invariants)
 
-    falsify()
+    try:
+        falsify()
+    except FlakyFailure as flaky:
+        found = [e for e in flaky.exceptions if isinstance(e, AssertionError)]
+        if not found:
+            raise
+        msg = (
+            f"{found[0]}\n\n(this failure did not happen every time the case was replayed: "
+            "it depends on thread timing, as concurrent deliveries do)"
+        )
+        raise AssertionError(msg) from flaky
 
 
 def replay(  # noqa: PLR0913 - mirrors check_workflow, keyword-only
@@ -127,7 +143,7 @@ def run_example(
     engine: Durable, workflow_name: str, case: Example, invariants: Sequence[Invariant]
 ) -> int:
     """Play ``case`` and check every invariant; the run id."""
-    checker = Durable(engine.sa_engine, clock=FakeClock())
+    checker = _engine_for(engine)
     checker.backend.clear()
     driver = Driver(checker)
     run_id = checker.start(workflow_name, case.input).run_id
@@ -148,8 +164,27 @@ def run_example(
     except Exception as exc:  # noqa: BLE001 - an engine error is a finding too
         problem = f"the engine raised {type(exc).__name__}: {exc}"
     if problem is not None:
-        raise AssertionError(_report(workflow_name, case, driver, run_id, problem))
+        names = [getattr(inv, "__name__", repr(inv)) for inv in invariants]
+        raise AssertionError(
+            _report(
+                workflow_name,
+                case,
+                driver=driver,
+                run_id=run_id,
+                problem=problem,
+                invariant_names=names,
+            )
+        )
     return run_id
+
+
+_UNLIMITED_ATTEMPTS = 1_000_000
+"""Simulated crashes count as claims: never let them dead-letter a job in a check."""
+
+
+def _engine_for(engine: Durable) -> Durable:
+    """An engine on the same database, with a fake clock and no attempt limit."""
+    return Durable(engine.sa_engine, clock=FakeClock(), max_job_attempts=_UNLIMITED_ATTEMPTS)
 
 
 def _settle_signals(
@@ -194,10 +229,20 @@ def _check(  # noqa: PLR0913 - one example's context
 
 def _structural_problem(engine: Durable, tree: Mapping[int, Any]) -> str | None:
     """Terminal states, journal units once, compensation order, no jobs left."""
+    ids = list(tree)
+    with engine.shell.reading() as session:
+        letters = (
+            session.execute(
+                select(dead_letters_table.c.error).where(dead_letters_table.c.run_id.in_(ids))
+            )
+            .scalars()
+            .all()
+        )
+    if letters:
+        return f"jobs were dead-lettered: {letters}"
     stuck = {rid: str(status) for rid, status in tree.items() if not status.is_terminal}
     if stuck:
         return f"the run did not reach a terminal state: {_describe_stuck(engine, stuck)}"
-    ids = list(tree)
     with engine.shell.reading() as session:
         doubled = session.execute(
             select(journal_table.c.run_id, journal_table.c.step_id, func.count())
@@ -213,17 +258,8 @@ def _structural_problem(engine: Durable, tree: Mapping[int, Any]) -> str | None:
         jobs = session.scalar(
             select(func.count()).select_from(jobs_table).where(jobs_table.c.run_id.in_(ids))
         )
-        letters = (
-            session.execute(
-                select(dead_letters_table.c.error).where(dead_letters_table.c.run_id.in_(ids))
-            )
-            .scalars()
-            .all()
-        )
     if jobs:
         return f"{jobs} job(s) were left behind after the run ended"
-    if letters:
-        return f"jobs were dead-lettered: {letters}"
     return None
 
 
@@ -258,7 +294,7 @@ def _baseline(
     for item in faulty.accepted:
         accepted[item.workflow, item.step].append(item.data)
     timed_out = _timed_out(engine, faulty.tree(faulty_run_id))
-    clean = Durable(engine.sa_engine, clock=FakeClock())
+    clean = _engine_for(engine)
     driver = Driver(clean)
     run_id = clean.start(workflow_name, case.input).run_id
 
@@ -326,7 +362,15 @@ def _describe_stuck(engine: Durable, stuck: Mapping[int, str]) -> str:
     return "; ".join(parts) + " (pass signals=... so the checker can send them)"
 
 
-def _report(workflow_name: str, case: Example, driver: Driver, run_id: int, problem: str) -> str:
+def _report(  # noqa: PLR0913 - everything the report shows
+    workflow_name: str,
+    case: Example,
+    *,
+    driver: Driver,
+    run_id: int,
+    problem: str,
+    invariant_names: Sequence[str],
+) -> str:
     lines = [
         f"workflow {workflow_name!r} broke a property: {problem}",
         "",
@@ -336,7 +380,10 @@ def _report(workflow_name: str, case: Example, driver: Driver, run_id: int, prob
     if driver.trace:
         lines += [f"  {i}. {line}" for i, line in enumerate(driver.trace, 1)]
     else:
-        lines.append("  (no faults at all)")
+        lines.append(
+            "  (no faults at all: two fault-free runs disagree, so the workflow is not "
+            "deterministic; look for wall-clock time, randomness or outside state)"
+        )
     sent = ", ".join(f"{k}={json.dumps(v)}" for k, v in case.signals.items()) or "none"
     lines += [
         f"then it was driven to its end without faults (signals sent when awaited: {sent}).",
@@ -345,6 +392,6 @@ def _report(workflow_name: str, case: Example, driver: Driver, run_id: int, prob
         "  from durable_sa.testing import faults, replay",
         f"  replay(engine, {workflow_name!r}, input={case.input!r},",
         f"         schedule=[{', '.join('faults.' + repr(e) for e in case.schedule)}],",
-        f"         signals={case.signals!r}, invariants=[...])",
+        f"         signals={case.signals!r}, invariants=[{', '.join(invariant_names)}])",
     ]
     return "\n".join(lines)

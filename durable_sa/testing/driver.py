@@ -82,7 +82,7 @@ class Driver:
         self.clock: FakeClock = clock
         self.trace: list[str] = []
         self.accepted: list[Accepted] = []
-        self._jobs_seen = 0
+        self._labels: dict[int, int] = {}  # job id -> the number people read
 
     # ── one event ──────────────────────────────────────────────────────────────
 
@@ -291,11 +291,11 @@ class Driver:
         del job
 
     def _label(self, job: ClaimedJob) -> str:
-        self._jobs_seen += 1
+        number = self._labels.setdefault(job.id, len(self._labels) + 1)
         try:
             payload = decode_payload(job.kind, job.payload)
         except PayloadError:
-            return f"job {self._jobs_seen} ({job.kind}, malformed)"
+            return f"job {number} ({job.kind}, malformed)"
         with self.engine.shell.reading() as session:
             run = load_run(session, payload.run_id)
         step = "?"
@@ -308,7 +308,7 @@ class Driver:
                 step = "(end)"
         who = f"run {payload.run_id}"
         if isinstance(payload, AdvanceJob):
-            return f"job {self._jobs_seen} (run step {step!r} of {who}, attempt {payload.attempt})"
+            return f"job {number} (run step {step!r} of {who}, attempt {payload.attempt})"
         if isinstance(payload, CompensateJob):
-            return f"job {self._jobs_seen} (undo step {step!r} of {who})"
-        return f"job {self._jobs_seen} (signal timeout of step {step!r} of {who})"
+            return f"job {number} (undo step {step!r} of {who})"
+        return f"job {number} (signal timeout of step {step!r} of {who})"

@@ -203,6 +203,7 @@ def test_the_expected_pages_exist() -> None:
         "docs/sessions.md",
         "docs/schema.md",
         "docs/workers.md",
+        "docs/testing.md",
     }
     assert expected <= set(PAGE_IDS)
 
