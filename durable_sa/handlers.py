@@ -142,7 +142,6 @@ def _apply_step_outcome(
     job: AdvanceJob,
     claimed: ClaimedJob | None,
     outcome: StepOutcome,
-    session: Session | None = None,
 ) -> JobOutcome:
     def phase_b(tx: Session) -> JobOutcome:
         locked = lock_run(tx, job.run_id)
@@ -150,17 +149,27 @@ def _apply_step_outcome(
             if claimed is not None:
                 shell.backend.ack(tx, claimed)
             return JobOutcome.STALE
-        now = shell.now()
-        transition = decide_step(
-            locked, outcome, attempt=job.attempt, now=now, jitter=shell.jitter()
-        )
-        apply_transition(tx, transition, backend=shell.backend, now=now)
-        if claimed is not None:
-            shell.backend.ack(tx, claimed)
-        shell.about_to_commit()
-        return JobOutcome.APPLIED
+        return _decide_and_apply(shell, tx, job, claimed=claimed, locked=locked, outcome=outcome)
 
-    return shell.transaction(phase_b, session=session)
+    return shell.transaction(phase_b)
+
+
+def _decide_and_apply(  # noqa: PLR0913 - the pieces of phase B, the run already locked
+    shell: Shell,
+    tx: Session,
+    job: AdvanceJob,
+    *,
+    claimed: ClaimedJob | None,
+    locked: RunSnapshot,
+    outcome: StepOutcome,
+) -> JobOutcome:
+    now = shell.now()
+    transition = decide_step(locked, outcome, attempt=job.attempt, now=now, jitter=shell.jitter())
+    apply_transition(tx, transition, backend=shell.backend, now=now)
+    if claimed is not None:
+        shell.backend.ack(tx, claimed)
+    shell.about_to_commit()
+    return JobOutcome.APPLIED
 
 
 class _RollBack(Exception):  # noqa: N818 - control flow, never escapes this module
@@ -187,7 +196,7 @@ def _advance_transactional(
         _log_step(locked, step.name, job.attempt, outcome, started)
         if isinstance(outcome, (Retry, Compensate)):
             raise _RollBack(outcome)
-        return _apply_step_outcome(shell, job, claimed, outcome, session=tx)
+        return _decide_and_apply(shell, tx, job, claimed=claimed, locked=locked, outcome=outcome)
 
     try:
         return shell.transaction(in_one_transaction)

@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Final
 
 import psycopg
 from psycopg import sql
+from sqlalchemy import select
 
-from durable_sa.errors import InvalidArgumentError, WaitTimeoutError
+from durable_sa.core.status import RunStatus
+from durable_sa.errors import InvalidArgumentError, RunNotFoundError, WaitTimeoutError
+from durable_sa.store.models import runs_table
 from durable_sa.store.notify import RUNS_CHANNEL
 from durable_sa.worker.listen import conninfo_for
 
@@ -53,8 +56,8 @@ class _Deadline:
         self.ends = None if self.limit is None else time.monotonic() + self.limit
         self.pause = _FIRST_POLL
 
-    def next_wait(self, snapshot: RunStatusSnapshot) -> float:
-        """Seconds to wait for a change of ``snapshot`` (not terminal yet).
+    def next_wait(self, status: RunStatus) -> float:
+        """Seconds to wait before looking again at a run that is still ``status``.
 
         Raises:
             WaitTimeoutError: the timeout has passed.
@@ -62,7 +65,7 @@ class _Deadline:
         """
         remaining = None if self.ends is None else self.ends - time.monotonic()
         if remaining is not None and remaining <= 0:
-            raise WaitTimeoutError(self.run_id, self.limit or 0.0, snapshot.status)
+            raise WaitTimeoutError(self.run_id, self.limit or 0.0, status)
         if self.listening:
             window = _RECHECK
         else:
@@ -78,10 +81,10 @@ def wait_for_run(
     deadline = _Deadline(run_id, timeout, listening=listening)
     with _listen(engine) as conn:
         while True:
-            snapshot = engine.status(run_id)  # after LISTEN: no ending slips in between
-            if snapshot.is_terminal:
-                return snapshot
-            window = deadline.next_wait(snapshot)
+            status = _status(engine, run_id)  # after LISTEN: no ending slips in between
+            if status.is_terminal:
+                return engine.status(run_id)
+            window = deadline.next_wait(status)
             if conn is None:
                 time.sleep(window)
                 continue
@@ -100,16 +103,25 @@ async def wait_for_run_async(
     deadline = _Deadline(run_id, timeout, listening=listening)
     async with _listen_async(engine) as conn:
         while True:
-            snapshot = await asyncio.to_thread(engine.status, run_id)
-            if snapshot.is_terminal:
-                return snapshot
-            window = deadline.next_wait(snapshot)
+            status = await asyncio.to_thread(_status, engine, run_id)
+            if status.is_terminal:
+                return await asyncio.to_thread(engine.status, run_id)
+            window = deadline.next_wait(status)
             if conn is None:
                 await asyncio.sleep(window)
                 continue
             async for note in conn.notifies(timeout=window):
                 if note.payload == str(run_id):
                     break
+
+
+def _status(engine: Durable, run_id: int) -> RunStatus:
+    """Only the run's status: polling reads one column, not the whole snapshot."""
+    with engine.shell.reading() as session:
+        value = session.scalar(select(runs_table.c.status).where(runs_table.c.id == run_id))
+    if value is None:
+        raise RunNotFoundError(run_id)
+    return RunStatus(value)
 
 
 @contextlib.contextmanager

@@ -172,6 +172,7 @@ class DurableWorkflow:
         self.name: Final = name
         self._explicit_version = version
         self._steps: list[StepDefinition] = []
+        self._fingerprint: str | None = None
         self._result_keys: set[str] = set()
 
     def __repr__(self) -> str:
@@ -190,10 +191,15 @@ class DurableWorkflow:
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of the steps' kinds, names and shape (entries, signal, child)."""
-        shape = [[str(s.type), s.name, *_shape_details(s)] for s in self._steps]
-        digest = hashlib.sha256(json.dumps(shape).encode()).hexdigest()
-        return f"fp-{digest[:16]}"
+        """A short hash of the steps' kinds, names and shape (entries, signal, child).
+
+        Computed once per shape: workers read it on every claim.
+        """
+        if self._fingerprint is None:
+            shape = [[str(s.type), s.name, *_shape_details(s)] for s in self._steps]
+            digest = hashlib.sha256(json.dumps(shape).encode()).hexdigest()
+            self._fingerprint = f"fp-{digest[:16]}"
+        return self._fingerprint
 
     def step_index(self, name: str) -> int:
         """Position of the step called ``name``."""
@@ -421,6 +427,7 @@ class DurableWorkflow:
             )
             raise DefinitionError(msg)
         self._steps.append(step)
+        self._fingerprint = None
         self._result_keys.update(result_keys)
         return self
 

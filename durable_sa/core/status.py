@@ -91,8 +91,10 @@ def can_take(current: RunStatus | str, event: RunEvent) -> bool:
     return (RunStatus(current), event) in RUN_TRANSITIONS
 
 
+LEGAL_MOVES: Final = frozenset((src, dst) for (src, _event), dst in RUN_TRANSITIONS.items())
+"""Every (before, after) pair some event produces; derived from the table."""
+
+
 def is_legal_move(before: RunStatus | str, after: RunStatus | str) -> bool:
     """True when some event moves ``before`` to ``after`` (or they are equal and legal)."""
-    return (RunStatus(before), RunStatus(after)) in {
-        (src, dst) for (src, _event), dst in RUN_TRANSITIONS.items()
-    }
+    return (RunStatus(before), RunStatus(after)) in LEGAL_MOVES

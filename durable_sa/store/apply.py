@@ -27,12 +27,11 @@ from durable_sa.store.models import journal_table, runs_table
 from durable_sa.store.queries import lock_run
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from datetime import datetime
 
     from sqlalchemy.orm import Session
 
-    from durable_sa.core.snapshot import JournalWrite, RunSnapshot
+    from durable_sa.core.snapshot import JournalWrite
     from durable_sa.core.transition import ChildSpawn, Transition
     from durable_sa.queue.protocol import QueueBackend
 
@@ -60,7 +59,6 @@ def apply_transition(
     *,
     backend: QueueBackend,
     now: datetime,
-    on_parent: Callable[[RunSnapshot], None] | None = None,
 ) -> None:
     """Write ``transition`` in ``session``'s transaction (the run is locked by the caller)."""
     before, after = transition.before, transition.after
@@ -104,9 +102,7 @@ def apply_transition(
     parent_transition = decide_child_settled(parent, settled, now=now)
     if parent_transition is None:
         return
-    apply_transition(session, parent_transition, backend=backend, now=now, on_parent=on_parent)
-    if on_parent is not None:
-        on_parent(parent_transition.after)
+    apply_transition(session, parent_transition, backend=backend, now=now)
 
 
 def write_journal(

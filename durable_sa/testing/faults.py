@@ -98,8 +98,6 @@ JobFault: TypeAlias = (
 )
 Event: TypeAlias = JobFault | ClockJump | Signal
 
-JOB_FAULTS = (Deliver, CrashAfterPhaseA, CrashAfterCommit, DuplicateDelivery, ConcurrentDuplicate)
-
 
 _UNITS = ((86_400, "day(s)"), (3_600, "hour(s)"), (60, "minute(s)"))
 
