@@ -33,6 +33,8 @@ from durable_sa.errors import (
     PayloadError,
     RunNotFoundError,
 )
+from durable_sa.hotpath import pg
+from durable_sa.hotpath.connections import borrowed
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.results import (
     CancelResult,
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
+    from durable_sa.core.definition import DurableWorkflow
     from durable_sa.queue.protocol import ClaimedJob, QueueBackend
     from durable_sa.worker import Worker
 
@@ -97,6 +100,9 @@ class Durable:
             sa_engine, queue=queue, max_attempts=max_job_attempts
         )
         self.shell = Shell(sa_engine, backend=self.backend, clock=clock, lease=job_lease)
+        self._fast_start = (
+            sa_engine.dialect.name == "postgresql" and type(self.backend) is JobsTableBackend
+        )
 
     def __repr__(self) -> str:
         return f"<Durable {self.sa_engine.url!r} backend={self.backend.name}>"
@@ -158,6 +164,8 @@ class Durable:
                 f"{_MAX_KEY_LENGTH} characters"
             )
             raise PayloadError(msg)
+        if session is None and idempotency_key is None and self._fast_start:
+            return self._start_fast(workflow, data)
 
         def work(tx: Session) -> StartResult:
             now = self.shell.now()
@@ -204,6 +212,31 @@ class Durable:
             return StartResult(run_id=run_id, status=RunStatus.RUNNING)
 
         return self.shell.transaction(work, session=session)
+
+    def _start_fast(self, workflow: DurableWorkflow, data: dict[str, Any]) -> StartResult:
+        """The common start (own transaction, no key) as one statement on PostgreSQL."""
+        backend = self.backend
+        assert isinstance(backend, JobsTableBackend)
+        with borrowed(self.sa_engine) as conn:
+            run_id = pg.start_run(
+                conn,
+                name=workflow.name,
+                version=workflow.version,
+                input_data=data,
+                total_steps=len(workflow.steps),
+                now=self.shell.now(),
+                queue=backend.queue,
+                max_attempts=backend.max_attempts,
+            )
+        backend.wake_local()
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "run %s of %s started",
+                run_id,
+                workflow.name,
+                extra={"action": "start", "run_id": run_id, "workflow": workflow.name},
+            )
+        return StartResult(run_id=run_id, status=RunStatus.RUNNING)
 
     def _insert_run(self, tx: Session, values: dict[str, Any], key: str | None) -> int | None:
         """INSERT the run; ``None`` when the idempotency key exists already."""

@@ -131,13 +131,21 @@ def advance(shell: Shell, job: AdvanceJob, claimed: ClaimedJob | None = None) ->
     elif isinstance(step, TaskStep) and step.transactional:
         return _advance_transactional(shell, job, claimed, step)
     else:
-        started = time.perf_counter()
-        outcome = drive_step(step, build_context(run, step.name, job.attempt), journal)
-        _log_step(run, step.name, job.attempt, outcome, started)
-    return _apply_step_outcome(shell, job, claimed, outcome)
+        outcome = execute_step(run, step, job.attempt, journal)
+    return apply_step_outcome(shell, job, claimed, outcome)
 
 
-def _apply_step_outcome(
+def execute_step(
+    run: RunSnapshot, step: StepDefinition, attempt: int, journal: Mapping[str, JournalRecord]
+) -> StepOutcome:
+    """Run the user code of ``run``'s current ``step`` (no lock, no transaction) and log it."""
+    started = time.perf_counter()
+    outcome = drive_step(step, build_context(run, step.name, attempt), journal)
+    _log_step(run, step.name, attempt, outcome, started)
+    return outcome
+
+
+def apply_step_outcome(
     shell: Shell,
     job: AdvanceJob,
     claimed: ClaimedJob | None,
@@ -201,7 +209,7 @@ def _advance_transactional(
     try:
         return shell.transaction(in_one_transaction)
     except _RollBack as failed:
-        return _apply_step_outcome(shell, job, claimed, failed.outcome)
+        return apply_step_outcome(shell, job, claimed, failed.outcome)
 
 
 # ── compensate ──────────────────────────────────────────────────────────────────
@@ -307,24 +315,34 @@ def run_job(shell: Shell, claimed: ClaimedJob) -> JobOutcome:
         return dispatch(shell, payload, claimed)
     except (WorkflowNotRegisteredError, DefinitionChanged) as exc:
         return _dead_letter(shell, claimed, str(exc))
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {describe(exc)}"
-        logger.exception(
-            "job %s (%s, run %s) failed: %s",
-            claimed.id,
-            claimed.kind,
-            claimed.run_id,
-            error,
-            extra={"action": "job_error", "run_id": claimed.run_id},
-        )
-        if claimed.attempts >= claimed.max_attempts:
-            return _dead_letter(shell, claimed, error)
-        retry_at = shell.now() + _RELEASE_BACKOFF * 2 ** (claimed.attempts - 1)
-        try:
-            shell.backend.release(claimed, error=error, retry_at=retry_at)
-        except Exception:  # the database is gone: the lease runs out instead
-            logger.exception("could not release job %s", claimed.id)
-        return JobOutcome.RELEASED
+    except Exception as exc:  # noqa: BLE001 - every unexpected error gives the job back
+        return job_failed(shell, claimed, exc)
+
+
+def job_failed(shell: Shell, claimed: ClaimedJob, exc: Exception) -> JobOutcome:
+    """An unexpected error (a lost connection, a bug) ran the job: give it back for later.
+
+    The job is released with a growing delay, or dead-lettered once its attempts are used
+    up. If even that fails (the database is gone), its lease runs out instead.
+    """
+    error = f"{type(exc).__name__}: {describe(exc)}"
+    logger.error(
+        "job %s (%s, run %s) failed: %s",
+        claimed.id,
+        claimed.kind,
+        claimed.run_id,
+        error,
+        exc_info=exc,
+        extra={"action": "job_error", "run_id": claimed.run_id},
+    )
+    if claimed.attempts >= claimed.max_attempts:
+        return _dead_letter(shell, claimed, error)
+    retry_at = shell.now() + _RELEASE_BACKOFF * 2 ** (claimed.attempts - 1)
+    try:
+        shell.backend.release(claimed, error=error, retry_at=retry_at)
+    except Exception:  # the database is gone: the lease runs out instead
+        logger.exception("could not release job %s", claimed.id)
+    return JobOutcome.RELEASED
 
 
 def _dead_letter(shell: Shell, claimed: ClaimedJob, error: str) -> JobOutcome:
@@ -365,6 +383,8 @@ def outcome_name(outcome: StepOutcome) -> str:
 def _log_step(
     run: RunSnapshot, step: str, attempt: int, outcome: StepOutcome, started: float
 ) -> None:
+    if not logger.isEnabledFor(logging.INFO):
+        return
     duration_ms = (time.perf_counter() - started) * 1000
     logger.info(
         "run %s %s step %r attempt %d: %s (%.1f ms)",

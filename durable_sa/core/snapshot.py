@@ -57,6 +57,9 @@ class RunSnapshot:
     awaiting_signal: str | None = None
     wake_at: datetime | None = None
     error: str | None = None
+    revision: int = 0
+    """Bumped by every write of the run row: a decision made on this snapshot may be
+    applied without a lock exactly when the row still has this revision."""
 
     @property
     def public_results(self) -> JSONObject:

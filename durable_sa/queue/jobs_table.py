@@ -78,6 +78,11 @@ class JobsTableBackend:
         with contextlib.suppress(ValueError):
             self._on_commit.remove(callback)
 
+    def wake_local(self) -> None:
+        """Call the wake callbacks now (a job was queued by a commit made elsewhere)."""
+        for callback in list(self._on_commit):
+            callback()
+
     def _wake_after_commit(self, session: Session) -> None:
         callbacks = list(self._on_commit)
         if not callbacks:

@@ -75,6 +75,7 @@ def apply_transition(
     }
     if changes:
         changes["updated_at"] = now
+        changes["revision"] = runs.c.revision + 1
         session.execute(update(runs).where(runs.c.id == before.id).values(**changes))
 
     if transition.drop_jobs:
@@ -84,14 +85,7 @@ def apply_transition(
         jobs.append(spawn_child(session, transition.spawn, now=now))
     backend.enqueue(session, jobs)
 
-    logger.debug(
-        "run %s: %s → %s (%s)",
-        before.id,
-        before.status,
-        after.status,
-        transition.event,
-        extra={"action": str(transition.event), "run_id": before.id},
-    )
+    log_transition(transition)
 
     settled = transition.settle_parent
     if settled is None:
@@ -103,6 +97,21 @@ def apply_transition(
     if parent_transition is None:
         return
     apply_transition(session, parent_transition, backend=backend, now=now)
+
+
+def log_transition(transition: Transition) -> None:
+    """Log a applied transition at DEBUG (skipped cheaply when DEBUG is off)."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    before, after = transition.before, transition.after
+    logger.debug(
+        "run %s: %s → %s (%s)",
+        before.id,
+        before.status,
+        after.status,
+        transition.event,
+        extra={"action": str(transition.event), "run_id": before.id},
+    )
 
 
 def write_journal(

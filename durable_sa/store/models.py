@@ -91,6 +91,9 @@ class WorkflowRun(Base):
     wake_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
+    revision: Mapped[int] = mapped_column(default=0)
+    """Bumped by every write of the row, so a worker can apply a step's outcome with one
+    compare-and-set statement instead of locking the run first."""
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -3,9 +3,10 @@
 Rules:
 - The NOTIFY is sent by a trigger in the transaction that inserts the job (or ends the
   run), so it costs the engine no round trip and reaches listeners only on commit.
-- Jobs notify once per inserting statement and when a claim is released (PostgreSQL
-  folds equal notifications of one transaction into one), never on a claim, so claiming
-  does not wake every idle worker. Runs notify once per row that reaches a terminal
+- Jobs notify when an unclaimed job is inserted and when a claim is released
+  (PostgreSQL folds equal notifications of one transaction into one), never on a claim
+  nor on a step a worker hands to itself (inserted already claimed), so neither wakes
+  every idle worker for nothing. Runs notify once per row that reaches a terminal
   status, with the run id as payload.
 - Listeners are only an optimisation: workers and waiters poll as well, so a database
   migrated without these triggers still works, only with more latency.
@@ -20,7 +21,7 @@ from sqlalchemy import DDL, Connection, event
 from durable_sa.store.models import jobs_table, runs_table
 
 JOBS_CHANNEL: Final = "durable_sa_jobs"
-"""Notified (payload: queue name) when jobs are inserted."""
+"""Notified (empty payload) when unclaimed jobs are inserted or claims released."""
 RUNS_CHANNEL: Final = "durable_sa_runs"
 """Notified (payload: run id) when a run reaches completed, failed or canceled."""
 
@@ -33,7 +34,7 @@ END;
 $$ LANGUAGE plpgsql;
 DROP TRIGGER IF EXISTS durable_sa_jobs_notify ON {jobs_table.name};
 CREATE TRIGGER durable_sa_jobs_notify AFTER INSERT ON {jobs_table.name}
-    FOR EACH STATEMENT EXECUTE FUNCTION durable_sa_notify_jobs();
+    FOR EACH ROW WHEN (NEW.claimed_by IS NULL) EXECUTE FUNCTION durable_sa_notify_jobs();
 DROP TRIGGER IF EXISTS durable_sa_jobs_released ON {jobs_table.name};
 CREATE TRIGGER durable_sa_jobs_released AFTER UPDATE OF claimed_until ON {jobs_table.name}
     FOR EACH ROW WHEN (NEW.claimed_until IS NULL AND OLD.claimed_until IS NOT NULL)

@@ -44,6 +44,7 @@ RUN_COLUMNS = (
     runs.c.awaiting_signal,
     runs.c.wake_at,
     runs.c.error,
+    runs.c.revision,
 )
 
 
@@ -66,6 +67,7 @@ def snapshot_from_row(m: Mapping[Any, Any]) -> RunSnapshot:
         awaiting_signal=m["awaiting_signal"],
         wake_at=m["wake_at"],
         error=m["error"],
+        revision=int(m["revision"]),
     )
 
 

@@ -33,6 +33,8 @@ import attrs
 
 from durable_sa.core.registry import registry
 from durable_sa.errors import InvalidArgumentError
+from durable_sa.hotpath.lane import FastLane
+from durable_sa.hotpath.rows import Claim
 from durable_sa.results import JobOutcome
 from durable_sa.store.notify import JOBS_CHANNEL
 from durable_sa.worker import presence
@@ -88,6 +90,7 @@ class Worker:
         grace_period: timedelta = timedelta(seconds=30),
         poll_interval: float | None = None,
         name: str | None = None,
+        fast_lane: bool = True,
     ) -> None:
         """Prepare a worker; nothing runs until :meth:`run` or :meth:`start`."""
         if concurrency < 1:
@@ -120,6 +123,18 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._retiring: set[int] = set()  # slots whose abandoned job got a replacement
         self._runner: threading.Thread | None = None
+        self._lane = (
+            FastLane(
+                engine.shell,
+                engine.backend,  # type: ignore[arg-type] # supports() checked the type
+                worker=self.id,
+                lease=lease,
+                queues=self.queues,
+                workflows=lambda: self.workflows,
+            )
+            if fast_lane and FastLane.supports(engine.shell, engine.backend)
+            else None
+        )
         self._listener = Listener(
             engine.sa_engine, [JOBS_CHANNEL], self._on_notify, on_reconnect=self.wake
         )
@@ -230,6 +245,8 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._listener.stop()
+        if self._lane is not None:
+            self._lane.close()
         self.engine.backend.remove_wake_callback(self.wake)
         with self._lock:
             unfinished = [flight.job.id for flight in self._in_flight.values()]
@@ -318,12 +335,7 @@ class Worker:
         while not self._stopping.is_set() and not self._retire():
             seen = self._generation
             try:
-                job = self.engine.claim(
-                    worker=self.id,
-                    queues=self.queues,
-                    workflows=self.workflows,
-                    lease=self.lease,
-                )
+                job = self._claim()
             except Exception as exc:  # noqa: BLE001 - a database blip must not kill the slot
                 self.stats.errors += 1
                 logger.warning(
@@ -342,22 +354,51 @@ class Worker:
                 continue
             self._execute(job)
 
-    def _execute(self, job: ClaimedJob) -> None:
+    def _claim(self) -> ClaimedJob | Claim | None:
+        if self._lane is not None:
+            return self._lane.claim()
+        return self.engine.claim(
+            worker=self.id, queues=self.queues, workflows=self.workflows, lease=self.lease
+        )
+
+    def _execute(self, job: ClaimedJob | Claim) -> None:
         token = next(self._tokens)
+        first = job.job if isinstance(job, Claim) else job
+        flight = _InFlight(job=first, started=time.monotonic(), slot=threading.get_ident())
         with self._lock:
-            self._in_flight[token] = _InFlight(
-                job=job, started=time.monotonic(), slot=threading.get_ident()
-            )
+            self._in_flight[token] = flight
             self.stats.claimed += 1
         try:
-            outcome = self.engine.run_job(job)
+            if isinstance(job, Claim):
+                self._run_in_lane(job, flight)
+            else:
+                self._count(self.engine.run_job(job))
         except Exception:
             self.stats.errors += 1
-            logger.exception("job %s crashed the slot", job.id, extra={"worker": self.id})
-            outcome = JobOutcome.RELEASED
+            logger.exception("job %s crashed the slot", first.id, extra={"worker": self.id})
+            self._count(JobOutcome.RELEASED)
         finally:
             with self._lock:
                 self._in_flight.pop(token, None)
+
+    def _run_in_lane(self, claim: Claim, flight: _InFlight) -> None:
+        """Run a claim and then each next step the lane hands back (continue in place)."""
+        assert self._lane is not None
+        current: Claim | None = claim
+        while current is not None:
+            may_continue = not (self._stopping.is_set() or flight.abandoned)
+            outcome, current = self._lane.run(current, may_continue=may_continue)
+            self._count(outcome)
+            if current is None:
+                return
+            if self._stopping.is_set() or flight.abandoned:
+                self.engine.backend.release_claims([current.job.id], worker=self.id)
+                return
+            with self._lock:
+                flight.job = current.job
+                flight.started = time.monotonic()
+
+    def _count(self, outcome: JobOutcome) -> None:
         if outcome is JobOutcome.APPLIED:
             self.stats.applied += 1
         elif outcome is JobOutcome.STALE:

@@ -83,7 +83,10 @@ DEBIAN_PG_ROOT = Path("/usr/lib/postgresql")
 _SERVER_SETTINGS = {
     "listen_addresses": f"'{HOST}'",
     "max_connections": "300",
-    # Throwaway data: trade durability for speed.
+}
+
+_NO_DURABILITY = {
+    # Throwaway data: trade durability for speed (tests only; benchmarks keep defaults).
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
@@ -184,13 +187,16 @@ class PostgresServer:
     :mod:`atexit`, so an interrupted test session does not leave a server behind.
     """
 
-    def __init__(self, *, external_url: str | None = None) -> None:
+    def __init__(self, *, external_url: str | None = None, durable: bool = False) -> None:
         """Prepare (but do not start) a server.
 
         Args:
             external_url: URL of an existing server to use instead of starting one.
                 Defaults to the value of the ``DURABLE_SA_TEST_POSTGRES_URL`` variable.
+            durable: keep PostgreSQL's default durability (fsync, synchronous commit), as
+                benchmarks need; tests switch it off for speed.
         """
+        self.durable = durable
         if external_url is None:
             external_url = os.environ.get(EXTERNAL_URL_ENV) or None
         self._external: URL | None = make_url(external_url) if external_url else None
@@ -423,7 +429,11 @@ class PostgresServer:
             ],
             timeout=180,
         )
-        settings = {**_SERVER_SETTINGS, "unix_socket_directories": f"'{self._base_dir}'"}
+        settings = {
+            **_SERVER_SETTINGS,
+            **({} if self.durable else _NO_DURABILITY),
+            "unix_socket_directories": f"'{self._base_dir}'",
+        }
         with (data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
             conf.write("\n# Added by tests/support/pgserver.py\n")
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
