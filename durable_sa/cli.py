@@ -1,4 +1,4 @@
-"""The ``durable-sa`` command: run a worker, look at runs, resume, cancel, recover.
+"""The ``durable-sa`` command: run a worker, look at runs, resume, cancel, recover, prune.
 
 Rules:
 - Only this module prints (tables come from :mod:`durable_sa.cli_format` as lines).
@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from durable_sa import demo
 from durable_sa.cli_format import (
     render_dead_letters,
+    render_prune,
     render_runs,
     render_status,
     render_workers,
@@ -54,6 +55,8 @@ USAGE: Final = 2
 FAILURE: Final = 1
 _CONNECT_TIMEOUT: Final = 10  # seconds; an unreachable host must not hang a command
 _MIN_LITERAL_SECRET: Final = 4  # shorter passwords are scrubbed by the URL patterns only
+_AGE = re.compile(r"(?P<amount>[0-9]+)(?P<unit>[smhdw])")
+_AGE_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _SECRET_PATTERNS: Final = (
     re.compile(r"(?P<keep>://[^/:@\s]*:)[^@\s]+(?=@)"),  # scheme://user:PASSWORD@host
     re.compile(r"(?P<keep>\bpassword\s*=\s*)('[^']*'|\S+)", re.IGNORECASE),  # conninfo
@@ -128,6 +131,29 @@ def _seconds(text: str) -> timedelta:
     return timedelta(seconds=_positive_float(text))
 
 
+def parse_age(text: str) -> timedelta:
+    """An age such as ``90s``, ``15m``, ``12h``, ``30d`` or ``2w``: a whole number and a unit.
+
+    The unit is required, so ``30`` is refused rather than guessed at.
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is not such an age (or absurdly large).
+
+    """
+    match = _AGE.fullmatch(text.strip())
+    if match is None:
+        msg = (
+            "expected an age as a whole number and a unit (s, m, h, d or w), "
+            f"such as 90s, 15m, 12h, 30d or 2w, not {text!r}"
+        )
+        raise argparse.ArgumentTypeError(msg)
+    try:
+        return timedelta(**{_AGE_UNITS[match["unit"]]: int(match["amount"])})
+    except OverflowError:
+        msg = f"the age {text!r} is too large (at most 999999999d)"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 # ── the parser ──────────────────────────────────────────────────────────────────
 
 
@@ -197,6 +223,34 @@ def build_parser() -> argparse.ArgumentParser:
         "recover", parents=[database], help="re-enqueue runs that should progress but have no job"
     )
     recover.set_defaults(run=_recover)
+
+    prune = commands.add_parser(
+        "prune",
+        parents=[database],
+        help="delete runs that finished long ago, with their journal",
+        description=(
+            "Delete completed, failed and canceled runs that finished more than AGE ago, "
+            "with their journal entries, leftover jobs and dead letters. A child run goes "
+            "only with its root, and only once the whole tree has finished; live runs are "
+            "never touched. Each batch of runs is its own short transaction."
+        ),
+    )
+    prune.add_argument(
+        "--older-than",
+        type=parse_age,
+        required=True,
+        metavar="AGE",
+        help="how long ago a run must have finished: 90s, 15m, 12h, 30d, 2w",
+    )
+    prune.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="runs deleted per transaction (default: 1000)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    prune.set_defaults(run=_prune)
 
     dead = commands.add_parser(
         "dead-letters", parents=[database], help="list dead-lettered jobs, or requeue one"
@@ -326,6 +380,13 @@ def _recover(args: argparse.Namespace, inv: Invocation) -> int:
         _out([f"recovering on {inv.url}: looking for runs that should progress but have no job..."])
         count = engine.recover()
     _out([f"re-enqueued {count} run(s)"])
+    return 0
+
+
+def _prune(args: argparse.Namespace, inv: Invocation) -> int:
+    with _database(args, inv) as engine:
+        result = engine.prune(args.older_than, batch_size=args.batch_size, dry_run=args.dry_run)
+    _out(render_prune(result, args.older_than))
     return 0
 
 

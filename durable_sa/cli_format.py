@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from durable_sa.results import DeadLetterInfo, RunStatusSnapshot
+    from durable_sa.results import DeadLetterInfo, PruneResult, RunStatusSnapshot
     from durable_sa.store.models import JournalEntry
     from durable_sa.worker.presence import WorkerInfo
 
@@ -26,6 +26,13 @@ CELL_WIDTH: Final = 60
 """The widest a free-text cell (a result, an error, a note) is printed."""
 
 _SPACES = re.compile(r"\s+")
+_AGE_UNITS: Final = (
+    ("w", timedelta(weeks=1)),
+    ("d", timedelta(days=1)),
+    ("h", timedelta(hours=1)),
+    ("m", timedelta(minutes=1)),
+    ("s", timedelta(seconds=1)),
+)
 
 
 def when(value: datetime | None) -> str:
@@ -186,3 +193,33 @@ def render_workers(workers: Sequence[WorkerInfo]) -> list[str]:
 def versions(workflows: dict[str, str]) -> str:
     """``name@version, ...`` sorted by name, or ``none``."""
     return ", ".join(f"{name}@{version}" for name, version in sorted(workflows.items())) or "none"
+
+
+def age(value: timedelta) -> str:
+    """``value`` in the largest unit that holds it exactly: ``30d``, ``2w``, ``90s``.
+
+    The form ``durable-sa prune --older-than`` accepts; a fraction of a second is dropped.
+    """
+    seconds = timedelta(seconds=int(value.total_seconds()))
+    for unit, size in _AGE_UNITS:
+        if seconds >= size and seconds % size == timedelta(0):
+            return f"{seconds // size}{unit}"
+    return "0s"
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``1 job``, ``2 jobs``, ``3 journal entries`` (``many`` defaults to ``one`` + s)."""
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
+def render_prune(result: PruneResult, older_than: timedelta) -> list[str]:
+    """The one line ``durable-sa prune`` prints: what went (or would go), and how."""
+    what = (
+        f"{plural(result.runs, 'run')} that finished more than {age(older_than)} ago, "
+        f"with {plural(result.journal_entries, 'journal entry', 'journal entries')}, "
+        f"{plural(result.jobs, 'job')} and {plural(result.dead_letters, 'dead letter')}, "
+        f"in {plural(result.batches, 'batch', 'batches')}"
+    )
+    if result.dry_run:
+        return [f"dry run: would prune {what}; nothing was deleted"]
+    return [f"pruned {what}"]

@@ -40,10 +40,12 @@ from durable_sa.results import (
     CancelResult,
     DeadLetterInfo,
     JobOutcome,
+    PruneResult,
     ResumeResult,
     RunStatusSnapshot,
     StartResult,
 )
+from durable_sa.retention import prune_runs
 from durable_sa.shell import Clock, Shell, configure_sqlite
 from durable_sa.store.apply import apply_transition
 from durable_sa.store.models import metadata, runs_table
@@ -419,6 +421,27 @@ class Durable:
             return True
 
         return self.shell.transaction(work)
+
+    # ── retention ──────────────────────────────────────────────────────────────
+
+    def prune(
+        self, older_than: timedelta, *, batch_size: int = 1000, dry_run: bool = False
+    ) -> PruneResult:
+        """Delete runs that finished more than ``older_than`` ago, so the tables stay small.
+
+        A completed, failed or canceled run whose last update (when it finished) is older
+        than ``now - older_than`` is deleted with its journal entries, leftover jobs and
+        dead letters. Trees stay whole: a child run goes only with its root, and a root
+        only once every run below it has finished that long ago too. Live runs are never
+        touched. Work is done in transactions of at most ``batch_size`` runs, so workers
+        keep running alongside; ``dry_run`` counts what would go and deletes nothing.
+
+        Raises:
+            InvalidArgumentError: ``older_than`` is not a non-negative ``timedelta`` or
+                ``batch_size`` is below 1.
+
+        """
+        return prune_runs(self.shell, older_than=older_than, batch_size=batch_size, dry_run=dry_run)
 
     # ── job handlers ───────────────────────────────────────────────────────────
 

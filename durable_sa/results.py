@@ -91,3 +91,19 @@ class JobOutcome(enum.StrEnum):
     STALE = "stale"  # the job no longer matched its run: nothing to do
     DEAD_LETTERED = "dead_lettered"  # the job cannot be run; kept with its error
     RELEASED = "released"  # an unexpected error: the job will be retried
+
+
+@attrs.frozen(kw_only=True)
+class PruneResult:
+    """What a prune deleted (or, with ``dry_run``, would delete), row counts per table.
+
+    ``batches`` is how many transactions the deletion took (or would take); each deleted
+    at most ``batch_size`` runs, except that a tree larger than that gets one of its own.
+    """
+
+    runs: int = 0
+    journal_entries: int = 0
+    jobs: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    dry_run: bool = False

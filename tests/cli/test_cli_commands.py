@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 
 from durable_sa import durable, registry
+from durable_sa.store.models import runs_table
 from durable_sa.testing import clear_jobs, drain
 from tests.cli import app_module
 
@@ -141,6 +144,53 @@ def test_dead_letters_are_listed_and_requeued(engine, database_url, app, cli):
     code, _, err = cli("dead-letters", "--requeue", "999", "--database-url", database_url)
     assert code == 1
     assert err.startswith("durable-sa: No dead letter with id 999")
+
+
+def test_prune_deletes_old_finished_runs_and_says_what_went(engine, database_url, app, cli):
+    durable("cli-parent").child_workflow("kid", "cli-three")
+    old = engine.start("cli-parent", {"n": 1}).run_id
+    recent = engine.start("cli-three", {"n": 2}).run_id
+    waiting = engine.start("cli-signal").run_id
+    drain(engine)
+    tree = {old, engine.status(old).children[0].run_id}
+    with engine.sa_engine.begin() as conn:  # the tree finished 40 days ago
+        conn.execute(
+            sa.update(runs_table)
+            .where(runs_table.c.id.in_(tree))
+            .values(updated_at=engine.now - timedelta(days=40))
+        )
+    url = ["--database-url", database_url]
+
+    code, out, err = cli("prune", "--older-than", "30d", "--dry-run", *url)
+    assert (code, err) == (0, "")
+    assert out == (
+        "dry run: would prune 2 runs that finished more than 30d ago, with 4 journal "
+        "entries, 0 jobs and 0 dead letters, in 1 batch; nothing was deleted\n"
+    )
+    assert {snap.run_id for snap in engine.list()} == {*tree, recent, waiting}
+
+    code, out, _ = cli("prune", "--older-than", "30d", "--batch-size", "1", *url)  # a tree: 1 batch
+    assert (code, out) == (
+        0,
+        (
+            "pruned 2 runs that finished more than 30d ago, with 4 journal entries, "
+            "0 jobs and 0 dead letters, in 1 batch\n"
+        ),
+    )
+    assert {snap.run_id for snap in engine.list()} == {recent, waiting}
+
+    code, out, _ = cli("prune", "--older-than", "4w", *url)
+    assert (code, out) == (
+        0,
+        (
+            "pruned 0 runs that finished more than 4w ago, with 0 journal entries, "
+            "0 jobs and 0 dead letters, in 0 batches\n"
+        ),
+    )
+    code, out, _ = cli("prune", "--older-than", "0s", *url)
+    assert code == 0
+    assert out.startswith("pruned 1 run that finished more than 0s ago, with 3 journal entries")
+    assert [snap.run_id for snap in engine.list()] == [waiting]
 
 
 def test_workers_lists_live_workers(engine, database_url, app, cli):

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from durable_sa import RunStatus, RunStatusSnapshot
-from durable_sa.cli_format import note, render_runs, short, table, versions, when
+import pytest
+
+from durable_sa import PruneResult, RunStatus, RunStatusSnapshot
+from durable_sa.cli import parse_age
+from durable_sa.cli_format import (
+    age,
+    note,
+    plural,
+    render_prune,
+    render_runs,
+    short,
+    table,
+    versions,
+    when,
+)
 
 
 def _snap(**changes):
@@ -64,3 +77,44 @@ def test_render_runs():
 def test_versions():
     assert versions({}) == "none"
     assert versions({"b": "2", "a": "1"}) == "a@1, b@2"
+
+
+@pytest.mark.parametrize(
+    ("text", "delta", "shown"),
+    [
+        ("90s", timedelta(seconds=90), "90s"),
+        ("15m", timedelta(minutes=15), "15m"),
+        ("12h", timedelta(hours=12), "12h"),
+        ("30d", timedelta(days=30), "30d"),
+        ("2w", timedelta(weeks=2), "2w"),
+        ("14d", timedelta(days=14), "2w"),
+        ("120s", timedelta(minutes=2), "2m"),
+        (" 0s ", timedelta(0), "0s"),
+    ],
+)
+def test_ages_parse_and_show_in_their_largest_whole_unit(text, delta, shown):
+    assert parse_age(text) == delta
+    assert age(delta) == shown
+
+
+def test_plural():
+    assert plural(1, "job") == "1 job"
+    assert plural(0, "job") == "0 jobs"
+    assert plural(2, "journal entry", "journal entries") == "2 journal entries"
+
+
+def test_render_prune_is_one_line():
+    done = PruneResult(runs=1, journal_entries=3, jobs=1, dead_letters=2, batches=1)
+    assert render_prune(done, timedelta(days=30)) == [
+        (
+            "pruned 1 run that finished more than 30d ago, with 3 journal entries, 1 job and "
+            "2 dead letters, in 1 batch"
+        )
+    ]
+    dry = PruneResult(runs=5, journal_entries=1, batches=2, dry_run=True)
+    assert render_prune(dry, timedelta(hours=36)) == [
+        (
+            "dry run: would prune 5 runs that finished more than 36h ago, with 1 journal entry, "
+            "0 jobs and 0 dead letters, in 2 batches; nothing was deleted"
+        )
+    ]

@@ -46,6 +46,21 @@ def _one_line(code, out, err, expected_code):
         (["list", "--status", "sleeping"], 2, "invalid choice: 'sleeping'"),
         (["list", "--limit", "0"], 2, "expected a whole number of at least 1"),
         (["status", "one"], 2, "invalid int value: 'one'"),
+        (["prune"], 2, "the following arguments are required: --older-than"),
+        (
+            ["prune", "--older-than", "30"],
+            2,
+            (
+                "argument --older-than: expected an age as a whole number and a unit (s, m, h, d "
+                "or w), such as 90s, 15m, 12h, 30d or 2w, not '30' (see `durable-sa prune --help`)"
+            ),
+        ),
+        (["prune", "--older-than=-3d"], 2, "not '-3d'"),
+        (["prune", "--older-than", "1.5h"], 2, "not '1.5h'"),
+        (["prune", "--older-than", "3 months"], 2, "not '3 months'"),
+        (["prune", "--older-than", "99999999999w"], 2, "the age '99999999999w' is too large"),
+        (["prune", "--older-than", "30d", "--batch-size", "0"], 2, "at least 1, not '0'"),
+        (["prune", "--older-than", "30d", "--database-url", UNREACHABLE], 1, "could not reach"),
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
         ([], 2, "the following arguments are required: COMMAND"),
         (

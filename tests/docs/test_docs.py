@@ -204,6 +204,7 @@ def test_the_expected_pages_exist() -> None:
         "docs/schema.md",
         "docs/workers.md",
         "docs/testing.md",
+        "docs/retention.md",
     }
     assert expected <= set(PAGE_IDS)
 
