@@ -218,7 +218,9 @@ class Durable:
     def _start_fast(self, workflow: DurableWorkflow, data: dict[str, Any]) -> StartResult:
         """The common start (own transaction, no key) as one statement on PostgreSQL."""
         backend = self.backend
-        assert isinstance(backend, JobsTableBackend)
+        if not isinstance(backend, JobsTableBackend):  # pragma: no cover - _fast_start checks
+            msg = "the fast start needs the jobs-table backend"
+            raise TypeError(msg)
         with borrowed(self.sa_engine) as conn:
             run_id = pg.start_run(
                 conn,

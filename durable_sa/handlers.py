@@ -151,6 +151,8 @@ def apply_step_outcome(
     claimed: ClaimedJob | None,
     outcome: StepOutcome,
 ) -> JobOutcome:
+    """Phase B of an advance job: lock the run, check again, decide and apply ``outcome``."""
+
     def phase_b(tx: Session) -> JobOutcome:
         locked = lock_run(tx, job.run_id)
         if locked is None or not is_current_advance(locked, job):

@@ -22,13 +22,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def _driver(raw: Any) -> Any:  # noqa: ANN401 - the driver's own connection type
+    conn = raw.driver_connection
+    if conn is None:  # pragma: no cover - a checked-out connection always has one
+        msg = "the pool handed out a connection without a driver connection"
+        raise RuntimeError(msg)
+    return conn
+
+
 @contextlib.contextmanager
 def borrowed(sa_engine: Engine) -> Iterator[Any]:
     """A pooled driver connection in autocommit mode for the block, then returned."""
     raw = sa_engine.raw_connection()
     try:
-        conn = raw.driver_connection
-        assert conn is not None
+        conn = _driver(raw)
         conn.autocommit = True
         try:
             yield conn
@@ -54,8 +61,7 @@ class HeldConnection:
         """The driver connection, in autocommit mode (opened on first use)."""
         if self._raw is None:
             raw = self._shell.sa_engine.raw_connection()
-            conn = raw.driver_connection
-            assert conn is not None
+            conn = _driver(raw)
             conn.autocommit = True
             if not self._synchronous_commit:
                 conn.execute("SET synchronous_commit = off")
@@ -68,7 +74,7 @@ class HeldConnection:
             raw, self._raw = self._raw, None
             try:
                 raw.invalidate()
-            except Exception:  # noqa: BLE001 - it is broken already
+            except Exception:  # it is broken already
                 logger.debug("invalidating a broken connection failed", exc_info=True)
 
     def close(self) -> None:

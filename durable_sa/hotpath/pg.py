@@ -8,12 +8,14 @@ connection with the server's own durability: they are the checkpoints.
 
 from __future__ import annotations
 
-from datetime import UTC
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
 from psycopg.types.json import Jsonb
 
-from durable_sa.core.jobs import encode_payload
+from durable_sa.core.jobs import AdvanceJob, JobPayload, encode_payload
 from durable_sa.core.snapshot import RunSnapshot
 from durable_sa.core.status import RunStatus
 from durable_sa.hotpath.rows import Claim, StepWrite, WriteResult
@@ -21,9 +23,6 @@ from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.store.models import jobs_table, journal_table, runs_table
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from datetime import datetime, timedelta
-
     import psycopg
 
 RUNS: Final = runs_table.name
@@ -50,38 +49,53 @@ _RUN_FIELDS: Final = (
 )
 
 _WRITE: Final = f"""
-WITH r AS (
-    UPDATE {RUNS} SET status = %(status)s, current_step = %(current_step)s,
-        attempt = %(attempt)s, compensation_cursor = %(compensation_cursor)s,
-        state = %(state)s, result = %(result)s, awaiting_signal = %(awaiting_signal)s,
-        wake_at = %(wake_at)s, error = %(error)s, updated_at = %(now)s,
-        revision = revision + 1
-    WHERE id = %(run_id)s AND revision = %(revision)s
-    RETURNING id
+WITH w AS (
+    SELECT * FROM jsonb_to_recordset(%(writes)s) AS w(run_id bigint, revision int,
+        status text, current_step int, attempt int, compensation_cursor int, state jsonb,
+        result jsonb, awaiting_signal text, wake_at timestamptz, error text, job_id bigint,
+        journal jsonb, jobs jsonb, lease_until timestamptz)
+), r AS (
+    UPDATE {RUNS} AS t SET status = w.status, current_step = w.current_step,
+        attempt = w.attempt, compensation_cursor = w.compensation_cursor, state = w.state,
+        result = w.result, awaiting_signal = w.awaiting_signal, wake_at = w.wake_at,
+        error = w.error, updated_at = %(now)s, revision = t.revision + 1
+    FROM w WHERE t.id = w.run_id AND t.revision = w.revision
+    RETURNING t.id
 ), j AS (
     INSERT INTO {JOURNAL} (run_id, step_id, status, result, error, attempt, completed_at)
     SELECT r.id, x.step_id, x.status, x.result, x.error, x.attempt, %(now)s
-    FROM r, jsonb_to_recordset(%(journal)s)
+    FROM w JOIN r ON r.id = w.run_id CROSS JOIN LATERAL jsonb_to_recordset(w.journal)
         AS x(step_id text, status text, result jsonb, error text, attempt int)
     ON CONFLICT (run_id, step_id) DO NOTHING
 ), d AS (
-    DELETE FROM {JOBS} WHERE id = %(job_id)s AND EXISTS (SELECT 1 FROM r)
+    DELETE FROM {JOBS} AS k USING w JOIN r ON r.id = w.run_id WHERE k.id = w.job_id
 ), n AS (
     INSERT INTO {JOBS} (queue, kind, run_id, workflow_name, workflow_version, payload,
         attempts, max_attempts, available_at, claimed_by, claimed_until, created_at)
     SELECT x.queue, x.kind, r.id, x.workflow_name, x.workflow_version, x.payload,
         CASE WHEN x.claimed THEN 1 ELSE 0 END, x.max_attempts, x.available_at,
         CASE WHEN x.claimed THEN %(worker)s END,
-        CASE WHEN x.claimed THEN %(lease_until)s::timestamptz END, %(now)s
-    FROM r, jsonb_to_recordset(%(jobs)s) AS x(queue text, kind text, workflow_name text,
-        workflow_version text, payload jsonb, max_attempts int,
-        available_at timestamptz, claimed boolean)
-    RETURNING id, claimed_by
+        CASE WHEN x.claimed THEN w.lease_until END, %(now)s
+    FROM w JOIN r ON r.id = w.run_id CROSS JOIN LATERAL jsonb_to_recordset(w.jobs)
+        AS x(queue text, kind text, workflow_name text, workflow_version text,
+            payload jsonb, max_attempts int, available_at timestamptz, claimed boolean)
+    RETURNING id, run_id, claimed_by
 )
-SELECT (SELECT count(*) FROM r),
-    (SELECT min(id) FROM n WHERE claimed_by IS NOT NULL),
-    (SELECT count(*) FROM n WHERE claimed_by IS NULL)
+SELECT w.run_id, r.id IS NOT NULL,
+    (SELECT min(n.id) FROM n WHERE n.run_id = w.run_id AND n.claimed_by IS NOT NULL),
+    (SELECT count(*) FROM n WHERE n.run_id = w.run_id AND n.claimed_by IS NULL)
+FROM w LEFT JOIN r ON r.id = w.run_id
+"""  # noqa: S608 - table names come from our metadata; values are bound
+"""Applies the steps of several runs, each only if its run still has the revision it was
+read at, in one statement: one round trip and one commit for the whole group.
+
+Every write travels as one JSON object of ``writes`` (its run's new columns, journal rows
+and jobs), so a group costs one JSON encoding. A run appears at most once per group.
 """
+
+_JOB_COLUMNS: Final = (
+    "id, queue, kind, run_id, payload, attempts, max_attempts, available_at, claimed_until"
+)
 
 
 def claim_sql(*, queues: bool, workflows: bool, fifo: bool) -> str:
@@ -95,7 +109,8 @@ def claim_sql(*, queues: bool, workflows: bool, fifo: bool) -> str:
             " (SELECT * FROM unnest(%(names)s::text[], %(versions)s::text[]))"
         )
     order = "id" if fifo else "available_at, id"
-    run_columns = ", ".join(f"r.{name} AS r_{name}" for name in _RUN_FIELDS)
+    run_columns = ", ".join(f"r.{name}" for name in _RUN_FIELDS)
+    job_columns = ", ".join(f"c.{name.strip()}" for name in _JOB_COLUMNS.split(","))
     return f"""
 WITH c AS (
     UPDATE {JOBS} AS j SET claimed_by = %(worker)s, claimed_until = %(until)s,
@@ -108,146 +123,178 @@ WITH c AS (
     RETURNING j.id, j.queue, j.kind, j.run_id, j.payload, j.attempts, j.max_attempts,
         j.available_at, j.claimed_until
 )
-SELECT c.*, r.id AS r_id, {run_columns}
+SELECT {job_columns}, r.id, {run_columns}
 FROM c LEFT JOIN {RUNS} r ON r.id = c.run_id
 ORDER BY c.available_at, c.id
-"""
+"""  # noqa: S608 - table and column names come from our metadata; values are bound
 
 
 def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
 
-def _claim_from_row(row: Mapping[str, Any]) -> Claim:
+def _claim_from_row(row: Sequence[Any]) -> Claim:
+    """A :class:`Claim` from a row of :func:`claim_sql` (job columns, then the run's)."""
     job = ClaimedJob(
-        id=int(row["id"]),
-        queue=row["queue"],
-        kind=row["kind"],
-        run_id=row["run_id"],
-        payload=row["payload"],
-        attempts=int(row["attempts"]),
-        max_attempts=int(row["max_attempts"]),
-        available_at=row["available_at"].astimezone(UTC),
-        claimed_until=_utc(row["claimed_until"]),
+        id=int(row[0]),
+        queue=row[1],
+        kind=row[2],
+        run_id=row[3],
+        payload=row[4],
+        attempts=int(row[5]),
+        max_attempts=int(row[6]),
+        available_at=row[7].astimezone(UTC),
+        claimed_until=_utc(row[8]),
     )
-    if row["r_id"] is None:
+    if row[9] is None:
         return Claim(job=job, run=None)
+    (
+        name,
+        version,
+        status,
+        current_step,
+        total_steps,
+        attempt,
+        cursor,
+        input_data,
+        state,
+        result,
+        parent_run_id,
+        parent_step_id,
+        awaiting_signal,
+        wake_at,
+        error,
+        revision,
+    ) = row[10:]
     run = RunSnapshot(
-        id=int(row["r_id"]),
-        workflow_name=row["r_workflow_name"],
-        workflow_version=row["r_workflow_version"],
-        status=RunStatus(row["r_status"]),
-        current_step=int(row["r_current_step"]),
-        total_steps=int(row["r_total_steps"]),
-        attempt=int(row["r_attempt"]),
-        compensation_cursor=row["r_compensation_cursor"],
-        input=dict(row["r_input"] or {}),
-        state=dict(row["r_state"] or {}),
-        result=row["r_result"],
-        parent_run_id=row["r_parent_run_id"],
-        parent_step_id=row["r_parent_step_id"],
-        awaiting_signal=row["r_awaiting_signal"],
-        wake_at=_utc(row["r_wake_at"]),
-        error=row["r_error"],
-        revision=int(row["r_revision"]),
+        id=int(row[9]),
+        workflow_name=name,
+        workflow_version=version,
+        status=RunStatus(status),
+        current_step=current_step,
+        total_steps=total_steps,
+        attempt=attempt,
+        compensation_cursor=cursor,
+        input=input_data if input_data is not None else {},
+        state=state if state is not None else {},
+        result=result,
+        parent_run_id=parent_run_id,
+        parent_step_id=parent_step_id,
+        awaiting_signal=awaiting_signal,
+        wake_at=_utc(wake_at),
+        error=error,
+        revision=revision,
     )
     return Claim(job=job, run=run)
 
 
-def claim(  # noqa: PLR0913 - the claim's filters, keyword-only
-    conn: psycopg.Connection[Any],
-    sql: str,
-    *,
-    now: datetime,
-    worker: str,
-    lease: timedelta,
-    limit: int,
-    queues: Sequence[str] | None,
-    workflows: Mapping[str, str] | None,
+@attrs.frozen
+class ClaimQuery:
+    """A worker's claim: its statement and its filters (the limit comes per call)."""
+
+    sql: str
+    worker: str
+    lease: timedelta
+    queues: Sequence[str] | None
+    workflows: Mapping[str, str]
+
+    def params(self, now: datetime, limit: int) -> dict[str, Any]:
+        """The statement's parameters for a claim of ``limit`` jobs at ``now``."""
+        params: dict[str, Any] = {
+            "worker": self.worker,
+            "until": now + self.lease,
+            "now": now,
+            "limit": limit,
+            "names": list(self.workflows),
+            "versions": list(self.workflows.values()),
+        }
+        if self.queues is not None:
+            params["queues"] = list(self.queues)
+        return params
+
+
+def claim(
+    conn: psycopg.Connection[Any], query: ClaimQuery, *, now: datetime, limit: int
 ) -> list[Claim]:
     """Lease up to ``limit`` due jobs (one round trip, committed at once)."""
-    params: dict[str, Any] = {"worker": worker, "until": now + lease, "now": now, "limit": limit}
-    if queues is not None:
-        params["queues"] = list(queues)
-    if workflows is not None:
-        params["names"] = list(workflows)
-        params["versions"] = list(workflows.values())
-    cur = conn.execute(sql, params)
-    names = [column.name for column in cur.description or ()]
-    return [_claim_from_row(dict(zip(names, row, strict=True))) for row in cur.fetchall()]
+    rows = conn.execute(query.sql, query.params(now, limit)).fetchall()
+    return [_claim_from_row(row) for row in rows]
 
 
-def write_params(write: StepWrite, *, worker: str, queue: str, max_attempts: int) -> dict[str, Any]:
-    """The parameters of the write statement for ``write``."""
-    after = write.transition.after
+def job_payload(payload: JobPayload) -> dict[str, Any]:
+    """The stored JSON of a job payload (the general codec for anything unusual)."""
+    if type(payload) is AdvanceJob:
+        return {
+            "run_id": payload.run_id,
+            "step_index": payload.step_index,
+            "attempt": payload.attempt,
+        }
+    return encode_payload(payload)
+
+
+def write_row(write: StepWrite, *, queue: str, max_attempts: int) -> dict[str, Any]:
+    """The JSON object that stands for ``write`` in the group statement."""
+    transition = write.transition
+    after = transition.after
     continuing = write.lease_until is not None
-    jobs = [
-        {
-            "queue": queue,
-            "kind": spec.kind,
-            "workflow_name": spec.workflow,
-            "workflow_version": spec.version,
-            "payload": encode_payload(spec.payload),
-            "max_attempts": max_attempts,
-            "available_at": spec.available_at.isoformat(),
-            "claimed": continuing and index == 0,
-        }
-        for index, spec in enumerate(write.transition.jobs)
-    ]
-    journal = [
-        {
-            "step_id": w.step_id,
-            "status": str(w.status),
-            "result": w.result,
-            "error": w.error,
-            "attempt": w.attempt,
-        }
-        for w in write.transition.journal
-    ]
     return {
         "run_id": after.id,
-        "revision": write.transition.before.revision,
+        "revision": transition.before.revision,
         "status": after.status.value,
         "current_step": after.current_step,
         "attempt": after.attempt,
         "compensation_cursor": after.compensation_cursor,
-        "state": Jsonb(after.state),
-        "result": None if after.result is None else Jsonb(after.result),
+        "state": after.state,
+        "result": after.result,
         "awaiting_signal": after.awaiting_signal,
-        "wake_at": after.wake_at,
+        "wake_at": None if after.wake_at is None else after.wake_at.isoformat(),
         "error": after.error,
-        "now": write.now,
-        "journal": Jsonb(journal),
         "job_id": write.job_id,
-        "jobs": Jsonb(jobs),
-        "worker": worker,
-        "lease_until": write.lease_until,
+        "lease_until": None if write.lease_until is None else write.lease_until.isoformat(),
+        "journal": [
+            {
+                "step_id": w.step_id,
+                "status": w.status.value,
+                "result": w.result,
+                "error": w.error,
+                "attempt": w.attempt,
+            }
+            for w in transition.journal
+        ],
+        "jobs": [
+            {
+                "queue": queue,
+                "kind": spec.payload.kind,
+                "workflow_name": spec.workflow,
+                "workflow_version": spec.version,
+                "payload": job_payload(spec.payload),
+                "max_attempts": max_attempts,
+                "available_at": spec.available_at.isoformat(),
+                "claimed": continuing and index == 0,
+            }
+            for index, spec in enumerate(transition.jobs)
+        ],
     }
 
 
-def write_batch(
-    conn: psycopg.Connection[Any], params: Sequence[Mapping[str, Any]]
+def write_group(
+    conn: psycopg.Connection[Any],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    worker: str,
+    now: datetime,
 ) -> list[WriteResult]:
-    """Apply the writes in one transaction (one round trip), in run-id order for locks."""
-    order = sorted(range(len(params)), key=lambda i: params[i]["run_id"])
-    results: list[WriteResult | None] = [None] * len(params)
-    if len(params) == 1:
-        rows = [conn.execute(_WRITE, params[0]).fetchone()]
-    else:
-        cursors = []
-        with conn.pipeline(), conn.transaction():
-            cursors = [conn.execute(_WRITE, params[i]) for i in order]
-        rows = [cur.fetchone() for cur in cursors]
-        rows = [rows[order.index(i)] for i in range(len(params))]
-    for i, row in enumerate(rows):
-        assert row is not None
-        applied, next_id, queued = row
-        results[i] = WriteResult(
+    """Apply a group of writes (distinct runs) in one statement; results in input order."""
+    cur = conn.execute(_WRITE, {"writes": Jsonb(list(rows)), "now": now, "worker": worker})
+    by_run = {
+        int(run_id): WriteResult(
             applied=bool(applied),
             next_job_id=None if next_id is None else int(next_id),
             queued=bool(queued),
         )
-    return [r for r in results if r is not None]
+        for run_id, applied, next_id, queued in cur.fetchall()
+    }
+    return [by_run[int(row["run_id"])] for row in rows]
 
 
 _START: Final = f"""
@@ -265,7 +312,7 @@ SELECT %(queue)s, 'advance', r.id, %(name)s, %(version)s,
     0, %(max_attempts)s, %(now)s, %(now)s
 FROM r
 RETURNING run_id
-"""
+"""  # noqa: S608 - table names come from our metadata; values are bound
 
 
 def start_run(  # noqa: PLR0913 - the run's columns, keyword-only
@@ -292,5 +339,7 @@ def start_run(  # noqa: PLR0913 - the run's columns, keyword-only
             "max_attempts": max_attempts,
         },
     ).fetchone()
-    assert row is not None
+    if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
+        msg = "starting a run returned no id"
+        raise RuntimeError(msg)
     return int(row[0])

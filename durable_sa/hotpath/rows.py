@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from datetime import datetime
 
 import attrs
 
-if TYPE_CHECKING:
-    from datetime import datetime
-
-    from durable_sa.core.snapshot import RunSnapshot
-    from durable_sa.core.transition import Transition
-    from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.core.snapshot import RunSnapshot
+from durable_sa.core.transition import Transition
+from durable_sa.queue.protocol import ClaimedJob
 
 
 @attrs.frozen

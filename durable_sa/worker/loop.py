@@ -33,8 +33,7 @@ import attrs
 
 from durable_sa.core.registry import registry
 from durable_sa.errors import InvalidArgumentError
-from durable_sa.hotpath.lane import FastLane
-from durable_sa.hotpath.rows import Claim
+from durable_sa.hotpath.lane import FastLane, Work
 from durable_sa.results import JobOutcome
 from durable_sa.store.notify import JOBS_CHANNEL
 from durable_sa.worker import presence
@@ -59,6 +58,7 @@ class WorkerStats:
     """Counts since the worker started (read them from another thread freely)."""
 
     claimed: int = 0
+    """Jobs claimed from the queue (a run's next step handed on in place is not one)."""
     applied: int = 0
     stale: int = 0
     dead_lettered: int = 0
@@ -131,6 +131,10 @@ class Worker:
                 lease=lease,
                 queues=self.queues,
                 workflows=lambda: self.workflows,
+                concurrency=concurrency,
+                wake=self.wake,
+                on_outcome=self._count,
+                on_claimed=self._claimed,
             )
             if fast_lane and FastLane.supports(engine.shell, engine.backend)
             else None
@@ -205,6 +209,8 @@ class Worker:
         self._announce()
         self.engine.backend.add_wake_callback(self.wake)
         self._listener.start()
+        if self._lane is not None:
+            self._lane.start()
         for _ in range(self.concurrency):
             self._add_slot()
         self._ready.set()
@@ -268,13 +274,15 @@ class Worker:
     def _beat(self) -> None:
         now = self.engine.now
         timeout = self.job_timeout.total_seconds()
-        renew: list[int] = []
+        renew: set[int] = set(self._lane.held_ids()) if self._lane is not None else set()
         with self._lock:
             for flight in self._in_flight.values():
                 job_id = flight.job.id
                 if time.monotonic() - flight.started <= timeout:
-                    renew.append(job_id)
-                elif not flight.abandoned:
+                    renew.add(job_id)
+                    continue
+                renew.discard(job_id)  # abandoned: its lease must run out
+                if not flight.abandoned:
                     flight.abandoned = True
                     self.stats.abandoned += 1
                     self._retiring.add(flight.slot)
@@ -335,7 +343,7 @@ class Worker:
         while not self._stopping.is_set() and not self._retire():
             seen = self._generation
             try:
-                job = self._claim()
+                job = self._next_job()
             except Exception as exc:  # noqa: BLE001 - a database blip must not kill the slot
                 self.stats.errors += 1
                 logger.warning(
@@ -350,29 +358,34 @@ class Worker:
                 continue
             pause = 0.1
             if job is None:
-                self._idle(self._until_next_job(), seen)
+                busy = self._lane is not None and self._lane.busy
+                # Commits in flight wake us with their runs' next steps; else look again
+                # when the next job is due.
+                self._idle(self.poll_interval if busy else self._until_next_job(), seen)
                 continue
             self._execute(job)
 
-    def _claim(self) -> ClaimedJob | Claim | None:
+    def _next_job(self) -> ClaimedJob | Work | None:
         if self._lane is not None:
-            return self._lane.claim()
-        return self.engine.claim(
+            return self._lane.next_work(may_claim=not self._stopping.is_set())
+        job = self.engine.claim(
             worker=self.id, queues=self.queues, workflows=self.workflows, lease=self.lease
         )
+        if job is not None:
+            self.stats.claimed += 1
+        return job
 
-    def _execute(self, job: ClaimedJob | Claim) -> None:
+    def _execute(self, job: ClaimedJob | Work) -> None:
         token = next(self._tokens)
-        first = job.job if isinstance(job, Claim) else job
+        first = job if isinstance(job, ClaimedJob) else job.job
         flight = _InFlight(job=first, started=time.monotonic(), slot=threading.get_ident())
         with self._lock:
             self._in_flight[token] = flight
-            self.stats.claimed += 1
         try:
-            if isinstance(job, Claim):
-                self._run_in_lane(job, flight)
+            if isinstance(job, ClaimedJob) or self._lane is None:
+                self._count(self.engine.run_job(job))  # type: ignore[arg-type] # lane-less: a job
             else:
-                self._count(self.engine.run_job(job))
+                self._lane.process(job)
         except Exception:
             self.stats.errors += 1
             logger.exception("job %s crashed the slot", first.id, extra={"worker": self.id})
@@ -381,22 +394,8 @@ class Worker:
             with self._lock:
                 self._in_flight.pop(token, None)
 
-    def _run_in_lane(self, claim: Claim, flight: _InFlight) -> None:
-        """Run a claim and then each next step the lane hands back (continue in place)."""
-        assert self._lane is not None
-        current: Claim | None = claim
-        while current is not None:
-            may_continue = not (self._stopping.is_set() or flight.abandoned)
-            outcome, current = self._lane.run(current, may_continue=may_continue)
-            self._count(outcome)
-            if current is None:
-                return
-            if self._stopping.is_set() or flight.abandoned:
-                self.engine.backend.release_claims([current.job.id], worker=self.id)
-                return
-            with self._lock:
-                flight.job = current.job
-                flight.started = time.monotonic()
+    def _claimed(self, count: int) -> None:
+        self.stats.claimed += count
 
     def _count(self, outcome: JobOutcome) -> None:
         if outcome is JobOutcome.APPLIED:
