@@ -33,8 +33,8 @@ from durable_sa.errors import (
     PayloadError,
     RunNotFoundError,
 )
-from durable_sa.hotpath import pg
 from durable_sa.hotpath.connections import borrowed
+from durable_sa.hotpath.store import store_for
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.results import (
     CancelResult,
@@ -102,8 +102,8 @@ class Durable:
             sa_engine, queue=queue, max_attempts=max_job_attempts
         )
         self.shell = Shell(sa_engine, backend=self.backend, clock=clock, lease=job_lease)
-        self._fast_start = (
-            sa_engine.dialect.name == "postgresql" and type(self.backend) is JobsTableBackend
+        self._fast_store = (
+            store_for(sa_engine.dialect.name) if type(self.backend) is JobsTableBackend else None
         )
 
     def __repr__(self) -> str:
@@ -166,7 +166,7 @@ class Durable:
                 f"{_MAX_KEY_LENGTH} characters"
             )
             raise PayloadError(msg)
-        if session is None and idempotency_key is None and self._fast_start:
+        if session is None and idempotency_key is None and self._fast_store is not None:
             return self._start_fast(workflow, data)
 
         def work(tx: Session) -> StartResult:
@@ -216,13 +216,13 @@ class Durable:
         return self.shell.transaction(work, session=session)
 
     def _start_fast(self, workflow: DurableWorkflow, data: dict[str, Any]) -> StartResult:
-        """The common start (own transaction, no key) as one statement on PostgreSQL."""
-        backend = self.backend
-        if not isinstance(backend, JobsTableBackend):  # pragma: no cover - _fast_start checks
-            msg = "the fast start needs the jobs-table backend"
+        """The common start (own transaction, no key) straight through the driver."""
+        backend, store = self.backend, self._fast_store
+        if not isinstance(backend, JobsTableBackend) or store is None:  # pragma: no cover
+            msg = "the fast start needs the jobs-table backend and a fast-lane dialect"
             raise TypeError(msg)
-        with borrowed(self.sa_engine) as conn:
-            run_id = pg.start_run(
+        with borrowed(self.sa_engine, store) as conn:
+            run_id = store.start_run(
                 conn,
                 name=workflow.name,
                 version=workflow.version,

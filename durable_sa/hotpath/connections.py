@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Engine
 
+    from durable_sa.hotpath.store import Store
     from durable_sa.shell import Shell
 
 logger = logging.getLogger(__name__)
@@ -31,16 +32,16 @@ def _driver(raw: Any) -> Any:  # noqa: ANN401 - the driver's own connection type
 
 
 @contextlib.contextmanager
-def borrowed(sa_engine: Engine) -> Iterator[Any]:
-    """A pooled driver connection in autocommit mode for the block, then returned."""
+def borrowed(sa_engine: Engine, store: Store) -> Iterator[Any]:
+    """A pooled driver connection held by ``store`` for the block, then returned."""
     raw = sa_engine.raw_connection()
     try:
         conn = _driver(raw)
-        conn.autocommit = True
+        store.hold(conn, synchronous=True)
         try:
             yield conn
         finally:
-            conn.autocommit = False
+            store.unhold(conn, synchronous=True)
     except BaseException:
         raw.invalidate()
         raise
@@ -51,20 +52,18 @@ def borrowed(sa_engine: Engine) -> Iterator[Any]:
 class HeldConnection:
     """One pooled DBAPI connection held for the lane's lifetime, replaced when it breaks."""
 
-    def __init__(self, shell: Shell, *, synchronous_commit: bool) -> None:
+    def __init__(self, shell: Shell, store: Store, *, synchronous: bool) -> None:
         """Hold a connection of ``shell``'s pool once first used."""
         self._shell = shell
-        self._synchronous_commit = synchronous_commit
+        self._store = store
+        self._synchronous = synchronous
         self._raw: Any = None
 
     def get(self) -> Any:  # noqa: ANN401 - the driver's connection
-        """The driver connection, in autocommit mode (opened on first use)."""
+        """The driver connection, held by the store (opened on first use)."""
         if self._raw is None:
             raw = self._shell.sa_engine.raw_connection()
-            conn = _driver(raw)
-            conn.autocommit = True
-            if not self._synchronous_commit:
-                conn.execute("SET synchronous_commit = off")
+            self._store.hold(_driver(raw), synchronous=self._synchronous)
             self._raw = raw
         return self._raw.driver_connection
 
@@ -83,10 +82,7 @@ class HeldConnection:
             return
         raw, self._raw = self._raw, None
         try:
-            conn = raw.driver_connection
-            if not self._synchronous_commit:
-                conn.execute("RESET synchronous_commit")
-            conn.autocommit = False
+            self._store.unhold(_driver(raw), synchronous=self._synchronous)
             raw.close()
         except Exception:  # noqa: BLE001 - a dead connection is invalidated instead
             raw.invalidate()

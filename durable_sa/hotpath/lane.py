@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,10 +35,15 @@ from durable_sa.core.definition import SignalStep, SleepStep, TaskStep
 from durable_sa.core.jobs import AdvanceJob, decode_payload
 from durable_sa.core.outcomes import StepOutcome
 from durable_sa.core.status import is_legal_move
-from durable_sa.errors import DefinitionChanged, PayloadError, WorkflowNotRegisteredError
-from durable_sa.hotpath import pg
+from durable_sa.errors import (
+    DefinitionChanged,
+    InvalidArgumentError,
+    PayloadError,
+    WorkflowNotRegisteredError,
+)
 from durable_sa.hotpath.connections import HeldConnection
-from durable_sa.hotpath.rows import Claim, StepWrite, WriteResult
+from durable_sa.hotpath.rows import Claim, ClaimQuery, StepWrite, WriteResult, job_payload
+from durable_sa.hotpath.store import store_for
 from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.results import JobOutcome
 from durable_sa.store.apply import log_transition
@@ -67,6 +73,10 @@ class LaneStats:
     claimed: int = 0
     commits: int = 0
     writes: int = 0
+    claim_seconds: collections.deque[float] = attrs.field(
+        factory=lambda: collections.deque(maxlen=1000)
+    )
+    """How long the latest claims took (the statement's round trip and commit)."""
 
 
 @attrs.frozen
@@ -89,7 +99,7 @@ class _Write:
 
 
 class FastLane:
-    """Claims, runs and checkpoints task steps of the jobs-table backend on PostgreSQL."""
+    """Claims, runs and checkpoints task steps of the jobs-table backend."""
 
     def __init__(  # noqa: PLR0913 - the worker's settings, keyword-only
         self,
@@ -117,9 +127,14 @@ class FastLane:
         self._on_claimed = on_claimed
         self.max_in_hand = min(MAX_GROUP, max(_IN_HAND_PER_SLOT, _IN_HAND_PER_SLOT * concurrency))
         self.stats = LaneStats()
-        self._claim_sql = pg.claim_sql(queues=queues is not None, workflows=True, fifo=False)
-        self._claims_conn = HeldConnection(shell, synchronous_commit=False)
-        self._writes_conn = HeldConnection(shell, synchronous_commit=True)
+        store = store_for(shell.dialect)
+        if store is None:
+            msg = f"the fast lane does not support {shell.dialect}; check FastLane.supports"
+            raise InvalidArgumentError(msg)
+        self._store = store
+        self._claim_sql = store.claim_sql(queues=queues is not None, workflows=True, fifo=False)
+        self._claims_conn = HeldConnection(shell, store, synchronous=False)
+        self._writes_conn = HeldConnection(shell, store, synchronous=True)
         self._claim_lock = threading.Lock()
         self._lock = threading.Lock()
         self._ready: collections.deque[Work] = collections.deque()
@@ -136,7 +151,7 @@ class FastLane:
         from durable_sa.queue.jobs_table import JobsTableBackend  # noqa: PLC0415 - no cycle
 
         return (
-            shell.dialect == "postgresql"
+            store_for(shell.dialect) is not None
             and type(backend) is JobsTableBackend
             and shell.crash_before_commit is None
         )
@@ -214,18 +229,22 @@ class FastLane:
         return work
 
     def _claim(self, limit: int) -> list[Claim]:
-        query = pg.ClaimQuery(
+        query = ClaimQuery(
             sql=self._claim_sql,
             worker=self.worker,
             lease=self.lease,
             queues=self.queues,
             workflows=self._workflows(),
         )
+        began = time.perf_counter()
         try:
-            claims = pg.claim(self._claims_conn.get(), query, now=self.shell.now(), limit=limit)
+            claims = self._store.claim(
+                self._claims_conn.get(), query, now=self.shell.now(), limit=limit
+            )
         except Exception:
             self._claims_conn.broken()
             raise
+        self.stats.claim_seconds.append(time.perf_counter() - began)
         self.stats.claims += 1
         self.stats.claimed += len(claims)
         self._on_claimed(len(claims))
@@ -243,8 +262,20 @@ class FastLane:
             self._finish(work.job, write)
             return
         with self._lock:
-            self._pending.append(write)
-            self._has_pending.notify()
+            # Nothing else to do and nothing to group with: commit here, now (no handoff).
+            inline = not (self._committing or self._pending or self._ready)
+            if inline:
+                self._committing = True
+            else:
+                self._pending.append(write)
+                self._has_pending.notify()
+        if inline:
+            try:
+                self._commit([write])
+            finally:
+                with self._lock:
+                    self._committing = False
+                    self._has_pending.notify()
 
     def _guarded(self, job: ClaimedJob, action: Callable[[], JobOutcome]) -> JobOutcome:
         try:
@@ -287,7 +318,7 @@ class FastLane:
         step_write = StepWrite(
             transition=transition, job_id=job.id, now=now, lease_until=lease_until
         )
-        row = pg.write_row(
+        row = self._store.write_row(
             step_write, queue=self.backend.queue, max_attempts=self.backend.max_attempts
         )
         return _Write(step=step_write, row=row, payload=payload, outcome=outcome)
@@ -305,7 +336,7 @@ class FastLane:
     def _commit_loop(self) -> None:
         while True:
             with self._lock:
-                while not self._pending and not self._closing:
+                while (not self._pending or self._committing) and not self._closing:
                     self._has_pending.wait()
                 if not self._pending:  # closing, and everything is committed
                     return
@@ -316,6 +347,7 @@ class FastLane:
             finally:
                 with self._lock:
                     self._committing = False
+                    self._has_pending.notify()
                 self._wake()
 
     def _take_group(self) -> list[_Write]:
@@ -364,7 +396,7 @@ class FastLane:
     def _write(self, group: list[_Write]) -> Sequence[WriteResult | BaseException]:
         now = max(write.step.now for write in group)
         try:
-            return pg.write_group(
+            return self._store.write_group(
                 self._writes_conn.get(), [w.row for w in group], worker=self.worker, now=now
             )
         except Exception as exc:  # noqa: BLE001 - retried alone below, or handed to its job
@@ -376,7 +408,7 @@ class FastLane:
         for write in group:
             try:
                 results.extend(
-                    pg.write_group(
+                    self._store.write_group(
                         self._writes_conn.get(), [write.row], worker=self.worker, now=now
                     )
                 )
@@ -397,7 +429,7 @@ class FastLane:
             queue=self.backend.queue,
             kind=spec.kind,
             run_id=spec.run_id,
-            payload=pg.job_payload(spec.payload),
+            payload=job_payload(spec.payload),
             attempts=1,
             max_attempts=self.backend.max_attempts,
             available_at=spec.available_at,
@@ -414,7 +446,7 @@ def _placeholder(write: _Write) -> ClaimedJob:
         queue="",
         kind=AdvanceJob.kind,
         run_id=write.payload.run_id,
-        payload=pg.job_payload(write.payload),
+        payload=job_payload(write.payload),
         attempts=1,
         max_attempts=1,
         available_at=write.step.now,

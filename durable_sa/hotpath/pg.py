@@ -8,21 +8,21 @@ connection with the server's own durability: they are the checkpoints.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, Final
 
-import attrs
 from psycopg.types.json import Jsonb
 
-from durable_sa.core.jobs import AdvanceJob, JobPayload, encode_payload
 from durable_sa.core.snapshot import RunSnapshot
 from durable_sa.core.status import RunStatus
-from durable_sa.hotpath.rows import Claim, StepWrite, WriteResult
+from durable_sa.hotpath.rows import Claim, ClaimQuery, StepWrite, WriteResult, job_payload
 from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.store.models import jobs_table, journal_table, runs_table
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
+
     import psycopg
 
 RUNS: Final = runs_table.name
@@ -129,6 +129,20 @@ ORDER BY c.available_at, c.id
 """  # noqa: S608 - table and column names come from our metadata; values are bound
 
 
+def hold(conn: psycopg.Connection[Any], *, synchronous: bool) -> None:
+    """Prepare a pooled connection for the lane: autocommit, and for claims no WAL wait."""
+    conn.autocommit = True
+    if not synchronous:
+        conn.execute("SET synchronous_commit = off")
+
+
+def unhold(conn: psycopg.Connection[Any], *, synchronous: bool) -> None:
+    """Put a held connection back as the pool expects it."""
+    if not synchronous:
+        conn.execute("RESET synchronous_commit")
+    conn.autocommit = False
+
+
 def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
@@ -188,48 +202,26 @@ def _claim_from_row(row: Sequence[Any]) -> Claim:
     return Claim(job=job, run=run)
 
 
-@attrs.frozen
-class ClaimQuery:
-    """A worker's claim: its statement and its filters (the limit comes per call)."""
-
-    sql: str
-    worker: str
-    lease: timedelta
-    queues: Sequence[str] | None
-    workflows: Mapping[str, str]
-
-    def params(self, now: datetime, limit: int) -> dict[str, Any]:
-        """The statement's parameters for a claim of ``limit`` jobs at ``now``."""
-        params: dict[str, Any] = {
-            "worker": self.worker,
-            "until": now + self.lease,
-            "now": now,
-            "limit": limit,
-            "names": list(self.workflows),
-            "versions": list(self.workflows.values()),
-        }
-        if self.queues is not None:
-            params["queues"] = list(self.queues)
-        return params
+def _claim_params(query: ClaimQuery, now: datetime, limit: int) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "worker": query.worker,
+        "until": now + query.lease,
+        "now": now,
+        "limit": limit,
+        "names": list(query.workflows),
+        "versions": list(query.workflows.values()),
+    }
+    if query.queues is not None:
+        params["queues"] = list(query.queues)
+    return params
 
 
 def claim(
     conn: psycopg.Connection[Any], query: ClaimQuery, *, now: datetime, limit: int
 ) -> list[Claim]:
     """Lease up to ``limit`` due jobs (one round trip, committed at once)."""
-    rows = conn.execute(query.sql, query.params(now, limit)).fetchall()
+    rows = conn.execute(query.sql, _claim_params(query, now, limit)).fetchall()
     return [_claim_from_row(row) for row in rows]
-
-
-def job_payload(payload: JobPayload) -> dict[str, Any]:
-    """The stored JSON of a job payload (the general codec for anything unusual)."""
-    if type(payload) is AdvanceJob:
-        return {
-            "run_id": payload.run_id,
-            "step_index": payload.step_index,
-            "attempt": payload.attempt,
-        }
-    return encode_payload(payload)
 
 
 def write_row(write: StepWrite, *, queue: str, max_attempts: int) -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 
+from durable_sa.core.jobs import AdvanceJob, JobPayload, encode_payload
 from durable_sa.core.snapshot import RunSnapshot
 from durable_sa.core.transition import Transition
 from durable_sa.queue.protocol import ClaimedJob
@@ -41,3 +44,26 @@ class WriteResult:
     """The id of the next job, inserted claimed by this worker (continue in place)."""
     queued: bool = False
     """True when a job was inserted unclaimed (other workers should look)."""
+
+
+@attrs.frozen
+class ClaimQuery:
+    """A worker's claim: the store's statement and the worker's filters."""
+
+    sql: str
+    worker: str
+    lease: timedelta
+    queues: Sequence[str] | None
+    workflows: Mapping[str, str]
+    """Workflow name → definition version: only jobs of these are claimed."""
+
+
+def job_payload(payload: JobPayload) -> dict[str, Any]:
+    """The stored JSON of a job payload (the general codec for anything unusual)."""
+    if type(payload) is AdvanceJob:
+        return {
+            "run_id": payload.run_id,
+            "step_index": payload.step_index,
+            "attempt": payload.attempt,
+        }
+    return encode_payload(payload)

@@ -1,0 +1,330 @@
+"""durable-sa's own scenarios: throughput, latency, memory, fan-out, SQLite.
+
+Each scenario runs in this process (the client that starts runs) plus real worker
+processes (:mod:`benchmarks.durable_worker`) on a fresh database, and prints one JSON
+line. Run as ``python -m benchmarks.durable_bench SCENARIO --url URL ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from sqlalchemy import func, select, text
+
+from benchmarks.workload import URL_ENV, engine_for
+from durable_sa.store.models import runs_table
+from durable_sa.store.notify import RUNS_CHANNEL
+
+if TYPE_CHECKING:
+    from durable_sa import Durable
+
+_POLL_S = 0.005
+
+
+class Workers:
+    """``processes`` worker processes, started idle and released together."""
+
+    def __init__(self, url: str, *, processes: int, concurrency: int) -> None:
+        """Start the processes and wait until each has connected."""
+        env = {**os.environ, URL_ENV: url}
+        self.procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.durable_worker",
+                    "--concurrency",
+                    str(concurrency),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                text=True,
+            )
+            for _ in range(processes)
+        ]
+        for proc in self.procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().strip()
+            if line != "ready":
+                msg = f"worker process {proc.pid} failed to start"
+                raise RuntimeError(msg)
+
+    def go(self) -> None:
+        """Let every worker start claiming."""
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Stop every worker; their CPU reports."""
+        reports = []
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write("stop\n")
+            proc.stdin.flush()
+        for proc in self.procs:
+            assert proc.stdout is not None
+            reports.append(json.loads(proc.stdout.readline()))
+            proc.wait(timeout=60)
+        return reports
+
+
+def completed(engine: Durable) -> int:
+    """How many runs have completed."""
+    with engine.sa_engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).where(runs_table.c.status == "completed")
+            ).scalar_one()
+        )
+
+
+def wait_completed(engine: Durable, n: int, timeout: float) -> None:
+    """Poll until ``n`` runs completed."""
+    deadline = time.monotonic() + timeout
+    while completed(engine) < n:
+        if time.monotonic() > deadline:
+            msg = f"only {completed(engine)} of {n} runs completed within {timeout} s"
+            raise RuntimeError(msg)
+        time.sleep(_POLL_S)
+
+
+def throughput(
+    url: str, *, n: int, processes: int, concurrency: int, timeout: float
+) -> dict[str, Any]:
+    """Scenario 2: start ``n`` bench3 runs up front, then drain them with workers."""
+    engine = engine_for(url)
+    engine.create_tables()
+    workers = Workers(url, processes=processes, concurrency=concurrency)
+    try:
+        started = time.perf_counter()
+        for i in range(n):
+            engine.start("bench3", {"i": i})
+        start_s = time.perf_counter() - started
+        started = time.perf_counter()
+        workers.go()
+        wait_completed(engine, n, timeout)
+        drain_s = time.perf_counter() - started
+    finally:
+        reports = workers.stop()
+    cpu = sum(r["cpu_s"] for r in reports)
+    claims = [r["claim_p50_ms"] for r in reports if r.get("claim_p50_ms") is not None]
+    writes = sum(r.get("writes", 0) for r in reports)
+    commits = sum(r.get("commits", 0) for r in reports)
+    return {
+        "system": "durable-sa",
+        "n": n,
+        "processes": processes,
+        "concurrency": concurrency,
+        "start_s": start_s,
+        "drain_s": drain_s,
+        "wf_per_s": n / (start_s + drain_s),
+        "drain_wf_per_s": n / drain_s,
+        "cpu_ms_per_wf": cpu * 1000 / n,
+        "claim_p50_ms": statistics.median(claims) if claims else None,
+        "steps_per_commit": writes / commits if commits else None,
+        "stats": [r["stats"] for r in reports],
+    }
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value below which ``fraction`` of ``values`` lie (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+class RunEnded:
+    """A LISTEN connection that tells when a run reaches a terminal status."""
+
+    def __init__(self, url: str) -> None:
+        """Connect and LISTEN on the runs channel."""
+        self.conn = psycopg.connect(url.replace("+psycopg", ""), autocommit=True)
+        self.conn.execute(f"LISTEN {RUNS_CHANNEL}")
+
+    def wait(self, run_id: int, timeout: float = 30.0) -> None:
+        """Block until the notification for ``run_id`` arrives."""
+        for note in self.conn.notifies(timeout=timeout):
+            if note.payload == str(run_id):
+                return
+        msg = f"run {run_id} did not end within {timeout} s"
+        raise RuntimeError(msg)
+
+
+def latency(url: str, *, n: int, workflow: str = "bench3") -> dict[str, Any]:
+    """Scenario 3 (and 6): one run at a time with an idle worker; start → completed."""
+    engine = engine_for(url)
+    engine.create_tables()
+    ended = RunEnded(url)
+    workers = Workers(url, processes=1, concurrency=1)
+    total, first_call = [], []
+    try:
+        workers.go()
+        time.sleep(0.5)  # the worker is claiming (idle, waiting on NOTIFY)
+        for i in range(n + 5):
+            began = time.monotonic()
+            run_id = engine.start(workflow, {"i": i}).run_id
+            ended.wait(run_id)
+            done = time.monotonic()
+            if i < 5:  # warm-up: connections, prepared statements
+                continue
+            total.append((done - began) * 1000)
+            if workflow == "bench3":
+                result = engine.status(run_id).result or {}
+                first_call.append((float(result["first"]) - began) * 1000)
+            time.sleep(0.02)  # idle again before the next start
+    finally:
+        workers.stop()
+    out: dict[str, Any] = {
+        "system": "durable-sa",
+        "scenario": "latency" if workflow == "bench3" else "fanout",
+        "n": n,
+        "p50_ms": statistics.median(total),
+        "p99_ms": percentile(total, 0.99),
+    }
+    if first_call:
+        out["first_call_p50_ms"] = statistics.median(first_call)
+        out["first_call_p99_ms"] = percentile(first_call, 0.99)
+    return out
+
+
+_PRELOAD = """
+INSERT INTO durable_runs (workflow_name, workflow_version, input, status, state, current_step,
+    total_steps, attempt, result, created_at, updated_at, revision)
+SELECT 'bench3', :version, jsonb_build_object('i', g), 'completed',
+    '{"first": 1, "second": 2, "third": 3}'::jsonb, 3, 3, 1,
+    '{"first": 1, "second": 2, "third": 3}'::jsonb, now() - interval '1 day',
+    now() - interval '1 day', 3
+FROM generate_series(1, :count) AS g;
+INSERT INTO durable_journal (run_id, step_id, status, result, attempt, completed_at)
+SELECT r.id, s.name, 'completed', to_jsonb(s.value), 1, r.updated_at
+FROM durable_runs r CROSS JOIN (VALUES ('first', 1), ('second', 2), ('third', 3)) AS s(name, value)
+WHERE r.id > :after;
+"""
+
+
+def preload_history(engine: Durable, runs: int) -> None:
+    """Insert ``runs`` completed bench3 runs with their journal, in chunks, then ANALYZE."""
+    from benchmarks.workload import bench3  # noqa: PLC0415 - the version of the definition
+
+    chunk = 100_000
+    done = 0
+    while done < runs:
+        count = min(chunk, runs - done)
+        with engine.sa_engine.begin() as conn:
+            after = conn.execute(text("SELECT coalesce(max(id), 0) FROM durable_runs")).scalar_one()
+            for statement in _PRELOAD.strip().split(";\n"):
+                conn.execute(
+                    text(statement), {"version": bench3.version, "count": count, "after": after}
+                )
+        done += count
+    with engine.sa_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+
+
+def history(url: str, *, n: int, runs: int, timeout: float) -> dict[str, Any]:
+    """Scenario 4: scenario 2 (one process, concurrency 1) with ``runs`` finished runs."""
+    engine = engine_for(url)
+    engine.create_tables()
+    began = time.perf_counter()
+    preload_history(engine, runs)
+    preload_s = time.perf_counter() - began
+    out = throughput(url, n=n, processes=1, concurrency=1, timeout=timeout)
+    return {**out, "scenario": "history", "history_runs": runs, "preload_s": preload_s}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MiB (Linux)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    msg = f"no VmRSS for process {pid}"
+    raise RuntimeError(msg)
+
+
+def memory(url: str, *, runs: int, checkpoint: int, timeout: float) -> dict[str, Any]:
+    """Scenario 5: the worker's RSS after ``checkpoint`` and after ``runs`` completed runs."""
+    engine = engine_for(url)
+    engine.create_tables()
+    workers = Workers(url, processes=1, concurrency=4)
+    pid = workers.procs[0].pid
+    backlog = 2000
+    started = 0
+    readings: dict[int, float] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        workers.go()
+        for mark in (checkpoint, runs):
+            while True:
+                done = completed(engine)
+                if done >= mark:
+                    readings[mark] = rss_mb(pid)
+                    break
+                while started < runs and started - done < backlog:
+                    engine.start("bench3", {"i": started})
+                    started += 1
+                if time.monotonic() > deadline:
+                    msg = f"only {done} of {runs} runs completed within {timeout} s"
+                    raise RuntimeError(msg)
+                time.sleep(0.05)
+    finally:
+        workers.stop()
+    first, last = readings[checkpoint], readings[runs]
+    return {
+        "system": "durable-sa",
+        "scenario": "memory",
+        "runs_first": checkpoint,
+        "runs_last": runs,
+        "rss_mb_first": first,
+        "rss_mb_last": last,
+        "growth_pct": (last - first) / first * 100,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one scenario and print its JSON line."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "scenario", choices=["throughput", "latency", "history", "memory", "fanout"]
+    )
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--history", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--checkpoint", type=int, default=10_000)
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args(argv)
+    if args.scenario == "throughput":
+        out = throughput(
+            args.url,
+            n=args.n,
+            processes=args.processes,
+            concurrency=args.concurrency,
+            timeout=args.timeout,
+        )
+    elif args.scenario == "latency":
+        out = latency(args.url, n=args.n)
+    elif args.scenario == "fanout":
+        out = latency(args.url, n=args.n, workflow="fanout16")
+        out.update(entries=16, entry_ms=10)
+    elif args.scenario == "history":
+        out = history(args.url, n=args.n, runs=args.history, timeout=args.timeout)
+    else:
+        out = memory(args.url, runs=args.runs, checkpoint=args.checkpoint, timeout=args.timeout)
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
