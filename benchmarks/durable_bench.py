@@ -79,22 +79,30 @@ class Workers:
         return reports
 
 
-def completed(engine: Durable) -> int:
-    """How many runs have completed."""
+def completed(engine: Durable, *, after: int = 0) -> int:
+    """How many runs with an id above ``after`` have completed."""
     with engine.sa_engine.connect() as conn:
         return int(
             conn.execute(
-                select(func.count()).where(runs_table.c.status == "completed")
+                select(func.count()).where(
+                    runs_table.c.status == "completed", runs_table.c.id > after
+                )
             ).scalar_one()
         )
 
 
-def wait_completed(engine: Durable, n: int, timeout: float) -> None:
-    """Poll until ``n`` runs completed."""
+def last_run_id(engine: Durable) -> int:
+    """The highest run id so far (0 for none): runs started later have higher ids."""
+    with engine.sa_engine.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(runs_table.c.id), 0))).scalar_one())
+
+
+def wait_completed(engine: Durable, n: int, timeout: float, *, after: int = 0) -> None:
+    """Poll until ``n`` runs with an id above ``after`` completed."""
     deadline = time.monotonic() + timeout
-    while completed(engine) < n:
+    while completed(engine, after=after) < n:
         if time.monotonic() > deadline:
-            msg = f"only {completed(engine)} of {n} runs completed within {timeout} s"
+            msg = f"only {completed(engine, after=after)} of {n} runs completed within {timeout} s"
             raise RuntimeError(msg)
         time.sleep(_POLL_S)
 
@@ -106,6 +114,7 @@ def throughput(
     engine = engine_for(url)
     engine.create_tables()
     workers = Workers(url, processes=processes, concurrency=concurrency)
+    before = last_run_id(engine)
     try:
         started = time.perf_counter()
         for i in range(n):
@@ -113,7 +122,7 @@ def throughput(
         start_s = time.perf_counter() - started
         started = time.perf_counter()
         workers.go()
-        wait_completed(engine, n, timeout)
+        wait_completed(engine, n, timeout, after=before)
         drain_s = time.perf_counter() - started
     finally:
         reports = workers.stop()

@@ -124,7 +124,7 @@ WITH c AS (
         j.available_at, j.claimed_until
 )
 SELECT {job_columns}, r.id, {run_columns}
-FROM c LEFT JOIN {RUNS} r ON r.id = c.run_id
+FROM c LEFT JOIN LATERAL (SELECT * FROM {RUNS} WHERE id = c.run_id) r ON true
 ORDER BY c.available_at, c.id
 """  # noqa: S608 - table and column names come from our metadata; values are bound
 
