@@ -7,7 +7,10 @@ VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv postgres-binaries test lint demo clean
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS ?=
+
+.PHONY: venv postgres-binaries test lint demo bench bench-quick clean
 
 ## venv: create .venv and install the package in editable mode with the dev extra
 venv: $(STAMP)
@@ -26,10 +29,23 @@ postgres-binaries:
 test: venv postgres-binaries
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
+## bench: every benchmark scenario against the floor, DBOS and Procrastinate (<15 min)
+bench: $(BENCH_STAMP) postgres-binaries
+	$(VENV_PY) -m benchmarks.run $(BENCH_ARGS)
+
+## bench-quick: the same scenarios, smaller (<2 min)
+bench-quick: $(BENCH_STAMP) postgres-binaries
+	$(VENV_PY) -m benchmarks.run --quick $(BENCH_ARGS)
+
+# The peers are installed only for benchmarks, never by `make test`.
+$(BENCH_STAMP): $(STAMP)
+	$(VENV_PY) -m pip install --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
+
 ## lint: ruff (lint + format check) and mypy
 lint: venv
-	$(VENV)/bin/ruff check durable_sa tests
-	$(VENV)/bin/ruff format --check durable_sa tests
+	$(VENV)/bin/ruff check durable_sa backends benchmarks tests
+	$(VENV)/bin/ruff format --check durable_sa backends benchmarks tests
 	$(VENV)/bin/mypy
 
 ## demo: run the demo module

@@ -147,7 +147,7 @@ class FastLane:
 
     @staticmethod
     def supports(shell: Shell, backend: object) -> bool:
-        """True when the lane can serve this engine (jobs table on PostgreSQL)."""
+        """True when the lane can serve this engine (the jobs table, on a dialect with a store)."""
         from durable_sa.queue.jobs_table import JobsTableBackend  # noqa: PLC0415 - no cycle
 
         return (

@@ -83,5 +83,7 @@ def store_for(dialect: str) -> Store | None:
 
 if TYPE_CHECKING:  # mypy proves each dialect module satisfies the protocol
     from durable_sa.hotpath import pg as _pg
+    from durable_sa.hotpath import sqlite as _sqlite
 
     _PG_IS_A_STORE: Store = _pg
+    _SQLITE_IS_A_STORE: Store = _sqlite

@@ -152,6 +152,9 @@ class Job(Base):
     __tablename__ = f"{TABLE_PREFIX}jobs"
     __table_args__ = (
         Index(None, "queue", "available_at", "id"),
+        # Workers that take every queue claim in due order: without this index each claim
+        # sorts the whole backlog.
+        Index(None, "available_at", "id"),
         {"sqlite_autoincrement": True},
     )
 

@@ -1,9 +1,10 @@
 """The worker: N slots that claim and run jobs, one heartbeat, one listener.
 
 Rules:
-- A slot claims one due job at a time (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
-  workers never wait on each other) and runs it through the engine, which commits the
-  job's outcome and its acknowledgement together.
+- Slots claim due jobs (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers never wait
+  on each other) and run them; a job's outcome and its acknowledgement commit together.
+  With the built-in jobs table the slots work through the fast lane
+  (:mod:`durable_sa.hotpath`): runs in hand, continued in place, commits grouped.
 - Only jobs of workflows this process defines, at the version it defines, are claimed:
   a job pinned to another version waits for a worker that has it.
 - A claim is a lease. The heartbeat renews the leases of running jobs; a job running

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 FAST = {"heartbeat": timedelta(seconds=0.2), "lease": timedelta(seconds=2)}
 
 
-def _lane_of(worker: Worker) -> Any:  # noqa: ANN401 - the lane is the worker's private part
-    lane = worker._lane  # noqa: SLF001 - these tests are about the lane itself
+def _lane_of(worker: Worker) -> Any:
+    lane = worker._lane  # these tests are about the lane itself
     assert lane is not None, "the fast lane should serve this database"
     return lane
 
