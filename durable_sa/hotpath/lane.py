@@ -62,6 +62,8 @@ MAX_GROUP: Final = 64
 """Most writes in one commit, and most jobs a worker holds in hand."""
 _IN_HAND_PER_SLOT: Final = 8
 """Jobs in hand per slot: enough to fill a group while a commit is in flight."""
+_MIN_IN_HAND: Final = 16
+"""Even one slot holds this many: it runs them while the previous group commits."""
 _FAST_STEPS: Final = (TaskStep, SleepStep, SignalStep)
 
 
@@ -125,7 +127,7 @@ class FastLane:
         self._wake = wake
         self._on_outcome = on_outcome
         self._on_claimed = on_claimed
-        self.max_in_hand = min(MAX_GROUP, max(_IN_HAND_PER_SLOT, _IN_HAND_PER_SLOT * concurrency))
+        self.max_in_hand = min(MAX_GROUP, max(_MIN_IN_HAND, _IN_HAND_PER_SLOT * concurrency))
         self.stats = LaneStats()
         store = store_for(shell.dialect)
         if store is None:
