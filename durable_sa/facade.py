@@ -251,7 +251,9 @@ class Durable:
         stmt = (
             make(runs)
             .values(**values)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .on_conflict_do_nothing(
+                index_elements=["idempotency_key"], index_where=runs.c.idempotency_key.isnot(None)
+            )
             .returning(runs.c.id)
         )
         run_id = tx.execute(stmt).scalar_one_or_none()

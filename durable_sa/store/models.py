@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -70,6 +71,21 @@ class WorkflowRun(Base):
     __table_args__ = (
         Index(None, "status", "id"),
         Index(None, "workflow_name", "status"),
+        # Most runs have neither a key nor a parent: partial indexes skip them, so a start
+        # does not pay for them and the indexes stay small however long the history.
+        Index(
+            None,
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
+        Index(
+            None,
+            "parent_run_id",
+            postgresql_where=text("parent_run_id IS NOT NULL"),
+            sqlite_where=text("parent_run_id IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -84,7 +100,7 @@ class WorkflowRun(Base):
     attempt: Mapped[int] = mapped_column(default=1)
     compensation_cursor: Mapped[int | None]
     parent_run_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey(f"{TABLE_PREFIX}runs.id", ondelete="CASCADE"), index=True
+        BigId, ForeignKey(f"{TABLE_PREFIX}runs.id", ondelete="CASCADE")
     )
     parent_step_id: Mapped[str | None] = mapped_column(String(512))
     awaiting_signal: Mapped[str | None] = mapped_column(String(255))
@@ -94,7 +110,7 @@ class WorkflowRun(Base):
     revision: Mapped[int] = mapped_column(default=0)
     """Bumped by every write of the row, so a worker can apply a step's outcome with one
     compare-and-set statement instead of locking the run first."""
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
