@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _MAX_PAUSE: Final = 5.0
+_STOP_CHECK: Final = 0.2
+"""How often a quiet listener looks at its stop flag: bounds how long stop() takes."""
 
 
 def conninfo_for(sa_engine: Engine) -> str:
@@ -59,7 +61,7 @@ class Listener:
         return self
 
     def stop(self) -> None:
-        """Stop listening; returns within about a second."""
+        """Stop listening; returns within about :data:`_STOP_CHECK` seconds."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -76,7 +78,7 @@ class Listener:
                     if self._on_reconnect is not None:
                         self._on_reconnect()  # anything sent while we were away is missed
                     while not self._stopping.is_set():
-                        for note in conn.notifies(timeout=1.0):
+                        for note in conn.notifies(timeout=_STOP_CHECK):
                             self._on_notify(note.channel, note.payload)
             except psycopg.Error as exc:
                 self.connected.clear()
