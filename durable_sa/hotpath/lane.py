@@ -273,7 +273,7 @@ class FastLane:
                 self._has_pending.notify()
         if inline:
             try:
-                self._commit([write])
+                self._commit_safely([write])
             finally:
                 with self._lock:
                     self._committing = False
@@ -345,7 +345,7 @@ class FastLane:
                 group = self._take_group()
                 self._committing = True
             try:
-                self._commit(group)
+                self._commit_safely(group)
             finally:
                 with self._lock:
                     self._committing = False
@@ -366,6 +366,18 @@ class FastLane:
                 later.append(write)
         self._pending = later
         return group
+
+    def _commit_safely(self, group: list[_Write]) -> None:
+        """Commit ``group``; a bug here must not strand its jobs in hand forever."""
+        try:
+            self._commit(group)
+        except Exception as exc:
+            logger.exception("committing %d steps failed", len(group))
+            with self._lock:
+                stranded = [self._held[w.step.job_id] for w in group if w.step.job_id in self._held]
+                self._ready.extend(
+                    Deferred(job=job, action=_failed(self.shell, job, exc)) for job in stranded
+                )
 
     def _commit(self, group: list[_Write]) -> None:
         results = self._write(group)

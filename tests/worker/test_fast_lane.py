@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from durable_sa import Durable, DurableContext, Job, JournalEntry, WorkflowRun, durable
+from durable_sa.hotpath.lane import FastLane
 from durable_sa.testing import drain
 from tests.integration.helpers import count
 
 if TYPE_CHECKING:
+    import pytest
+
     from durable_sa.worker import Worker
 
 FAST = {"heartbeat": timedelta(seconds=0.2), "lease": timedelta(seconds=2)}
@@ -122,3 +125,29 @@ def test_a_step_due_later_is_queued_not_continued(engine: Durable) -> None:
     assert final.status == "completed"
     assert worker.stats.claimed == 2  # the step after the nap was claimed when due
     assert _lane_of(worker).stats.writes == 3
+
+
+def test_a_failure_after_a_commit_strands_no_job(
+    engine: Durable, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug while handing on the next step must not leave jobs held (and renewed) forever."""
+    original = FastLane._following
+    failures: list[int] = []
+
+    def fails_once(self: FastLane, write: Any, result: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            msg = "planted"
+            raise RuntimeError(msg)
+        return original(self, write, result)
+
+    monkeypatch.setattr(FastLane, "_following", fails_once)
+    durable("fl-bug").step("a", lambda ctx: 1).step("b", lambda ctx: 2)
+    with engine.worker(concurrency=1, poll_interval=0.1, **FAST) as worker:
+        run_id = engine.start("fl-bug").run_id
+        final = engine.wait(run_id, timeout=30)
+        assert _lane_of(worker).held_ids() == []
+    assert final.status == "completed"
+    assert final.results == {"a": 1, "b": 2}
+    assert failures == [1]
+    assert "committing 1 steps failed" in caplog.text
