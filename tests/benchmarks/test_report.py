@@ -344,7 +344,6 @@ def test_plot_series_are_one_line_per_system_at_one_process():
 
 
 def test_plot_writes_a_small_png(tmp_path):
-    pytest.importorskip("matplotlib")
     path = tmp_path / "docs" / "performance.png"
     report.plot(report.aggregate(full_run()), MACHINE, path)
     data = path.read_bytes()
