@@ -35,6 +35,7 @@ from durable_sa.errors import (
 )
 from durable_sa.hotpath.connections import borrowed
 from durable_sa.hotpath.store import store_for
+from durable_sa.queue.backends import load_backend
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.results import (
     CancelResult,
@@ -85,7 +86,8 @@ class Durable:
         self,
         sa_engine: Engine,
         *,
-        backend: QueueBackend | None = None,
+        backend: QueueBackend | str | None = None,
+        backend_options: Mapping[str, Any] | None = None,
         clock: Clock | None = None,
         queue: str = "default",
         max_job_attempts: int = 5,
@@ -94,10 +96,28 @@ class Durable:
         """Bind the engine to ``sa_engine`` (PostgreSQL or SQLite).
 
         ``clock`` replaces the wall clock (it must return aware datetimes): tests use it
-        to move time. ``backend`` replaces the built-in jobs-table queue.
+        to move time. ``backend`` replaces the built-in jobs-table queue: a
+        :class:`QueueBackend`, or the name (``"jobs_table"``) or URL of an installed
+        backend, built with ``backend_options`` (see :mod:`durable_sa.queue.backends`).
+
+        Raises:
+            BackendNotFound: no installed backend has that name or URL scheme.
+            InvalidArgumentError: the backend refused ``backend_options``.
+
         """
         configure_sqlite(sa_engine)
         self.sa_engine = sa_engine
+        if isinstance(backend, str):
+            backend = load_backend(
+                backend,
+                sa_engine,
+                queue=queue,
+                max_attempts=max_job_attempts,
+                options=backend_options,
+            )
+        elif backend_options:
+            msg = "backend_options go with a backend name or URL, not a backend object"
+            raise InvalidArgumentError(msg)
         self.backend: QueueBackend = backend or JobsTableBackend(
             sa_engine, queue=queue, max_attempts=max_job_attempts
         )
