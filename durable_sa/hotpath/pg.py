@@ -13,9 +13,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from psycopg.types.json import Jsonb
 
-from durable_sa.core.snapshot import RunSnapshot
-from durable_sa.core.status import RunStatus
-from durable_sa.hotpath.rows import Claim, ClaimQuery, StepWrite, WriteResult, job_payload
+from durable_sa.hotpath.rows import (
+    RUN_FIELDS,
+    WAKE_AT,
+    Claim,
+    ClaimQuery,
+    StepWrite,
+    WriteResult,
+    job_payload,
+    run_snapshot,
+)
 from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.store.models import jobs_table, journal_table, runs_table
 
@@ -29,24 +36,6 @@ RUNS: Final = runs_table.name
 JOBS: Final = jobs_table.name
 JOURNAL: Final = journal_table.name
 
-_RUN_FIELDS: Final = (
-    "workflow_name",
-    "workflow_version",
-    "status",
-    "current_step",
-    "total_steps",
-    "attempt",
-    "compensation_cursor",
-    "input",
-    "state",
-    "result",
-    "parent_run_id",
-    "parent_step_id",
-    "awaiting_signal",
-    "wake_at",
-    "error",
-    "revision",
-)
 
 _WRITE: Final = f"""
 WITH w AS (
@@ -145,7 +134,7 @@ def claim_sql(*, queues: bool, workflows: bool, fifo: bool) -> str:
             " (SELECT * FROM unnest(%(names)s::text[], %(versions)s::text[]))"
         )
     order = "id" if fifo else "available_at, id"
-    run_columns = ", ".join(f"r.{name}" for name in _RUN_FIELDS)
+    run_columns = ", ".join(f"r.{name}" for name in RUN_FIELDS)
     job_columns = ", ".join(f"c.{name.strip()}" for name in _JOB_COLUMNS.split(","))
     return f"""
 WITH c AS (
@@ -159,7 +148,7 @@ WITH c AS (
     RETURNING j.id, j.queue, j.kind, j.run_id, j.payload, j.attempts, j.max_attempts,
         j.available_at, j.claimed_until
 )
-SELECT {job_columns}, r.id, {run_columns}
+SELECT {job_columns}, {run_columns}
 FROM c LEFT JOIN LATERAL (SELECT * FROM {RUNS} WHERE id = c.run_id) r ON true
 ORDER BY c.available_at, c.id
 """  # noqa: S608 - table and column names come from our metadata; values are bound
@@ -198,43 +187,9 @@ def _claim_from_row(row: Sequence[Any]) -> Claim:
     )
     if row[9] is None:
         return Claim(job=job, run=None)
-    (
-        name,
-        version,
-        status,
-        current_step,
-        total_steps,
-        attempt,
-        cursor,
-        input_data,
-        state,
-        result,
-        parent_run_id,
-        parent_step_id,
-        awaiting_signal,
-        wake_at,
-        error,
-        revision,
-    ) = row[10:]
-    run = RunSnapshot(
-        id=int(row[9]),
-        workflow_name=name,
-        workflow_version=version,
-        status=RunStatus(status),
-        current_step=current_step,
-        total_steps=total_steps,
-        attempt=attempt,
-        compensation_cursor=cursor,
-        input=input_data if input_data is not None else {},
-        state=state if state is not None else {},
-        result=result,
-        parent_run_id=parent_run_id,
-        parent_step_id=parent_step_id,
-        awaiting_signal=awaiting_signal,
-        wake_at=_utc(wake_at),
-        error=error,
-        revision=revision,
-    )
+    values = list(row[9:])
+    values[WAKE_AT] = _utc(values[WAKE_AT])
+    run = run_snapshot(values)
     return Claim(job=job, run=run)
 
 

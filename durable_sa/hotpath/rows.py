@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -12,6 +12,7 @@ from durable_sa.core.jobs import AdvanceJob, JobPayload, encode_payload
 from durable_sa.core.snapshot import RunSnapshot
 from durable_sa.core.transition import Transition
 from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.store.queries import RUN_COLUMNS, snapshot_from_row
 
 
 @attrs.frozen
@@ -67,3 +68,16 @@ def job_payload(payload: JobPayload) -> dict[str, Any]:
             "attempt": payload.attempt,
         }
     return encode_payload(payload)
+
+
+RUN_FIELDS: Final = tuple(column.name for column in RUN_COLUMNS)
+"""The run columns every store reads with a claim, in this order (``id`` first)."""
+WAKE_AT: Final = RUN_FIELDS.index("wake_at")
+
+
+def run_snapshot(values: Sequence[Any]) -> RunSnapshot:
+    """A run read as :data:`RUN_FIELDS`, built as the general path's reader builds it.
+
+    The values must already be Python types (parsed JSON, aware datetimes).
+    """
+    return snapshot_from_row(dict(zip(RUN_FIELDS, values, strict=True)))

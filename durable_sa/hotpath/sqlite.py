@@ -30,15 +30,24 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
-from durable_sa.core.snapshot import RunSnapshot
-from durable_sa.core.status import RunStatus
-from durable_sa.hotpath.rows import Claim, ClaimQuery, StepWrite, WriteResult, job_payload
+from durable_sa.hotpath.rows import (
+    RUN_FIELDS,
+    WAKE_AT,
+    Claim,
+    ClaimQuery,
+    StepWrite,
+    WriteResult,
+    job_payload,
+    run_snapshot,
+)
 from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.store.models import jobs_table, journal_table, runs_table
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Mapping, Sequence
+
+    from durable_sa.core.snapshot import RunSnapshot
 
 RUNS: Final = runs_table.name
 JOBS: Final = jobs_table.name
@@ -48,24 +57,6 @@ _dumps: Final = json.dumps
 """SQLAlchemy's JSON serializer on SQLite unless an engine names another."""
 _loads: Final = json.loads
 
-_RUN_FIELDS: Final = (
-    "workflow_name",
-    "workflow_version",
-    "status",
-    "current_step",
-    "total_steps",
-    "attempt",
-    "compensation_cursor",
-    "input",
-    "state",
-    "result",
-    "parent_run_id",
-    "parent_step_id",
-    "awaiting_signal",
-    "wake_at",
-    "error",
-    "revision",
-)
 
 _UPDATE_RUN: Final = f"""
 UPDATE {RUNS} SET updated_at = ?, status = ?, current_step = ?, attempt = ?,
@@ -182,7 +173,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
 _JOB_COLUMNS: Final = (
     "id, queue, kind, run_id, payload, attempts, max_attempts, available_at, claimed_until"
 )
-_RUN_COLUMNS: Final = "id, " + ", ".join(_RUN_FIELDS)
+_RUN_COLUMNS: Final = ", ".join(RUN_FIELDS)
 
 
 def claim_sql(*, queues: bool, workflows: bool, fifo: bool) -> str:
@@ -236,45 +227,16 @@ def _job_from_row(row: Sequence[Any]) -> ClaimedJob:
     )
 
 
+_JSON_FIELDS: Final = tuple(RUN_FIELDS.index(name) for name in ("input", "state", "result"))
+
+
 def _run_from_row(row: Sequence[Any]) -> RunSnapshot:
-    (
-        run_id,
-        name,
-        version,
-        status,
-        current_step,
-        total_steps,
-        attempt,
-        cursor,
-        input_data,
-        state,
-        result,
-        parent_run_id,
-        parent_step_id,
-        awaiting_signal,
-        wake_at,
-        error,
-        revision,
-    ) = row
-    return RunSnapshot(
-        id=run_id,
-        workflow_name=name,
-        workflow_version=version,
-        status=RunStatus(status),
-        current_step=current_step,
-        total_steps=total_steps,
-        attempt=attempt,
-        compensation_cursor=cursor,
-        input=_parsed(input_data) or {},
-        state=_parsed(state) or {},
-        result=_parsed(result),
-        parent_run_id=parent_run_id,
-        parent_step_id=parent_step_id,
-        awaiting_signal=awaiting_signal,
-        wake_at=_instant_or_none(wake_at),
-        error=error,
-        revision=revision,
-    )
+    """A run as SQLite stores it: JSON as text and instants as naive UTC text."""
+    values = list(row)
+    for index in _JSON_FIELDS:
+        values[index] = _parsed(values[index])
+    values[WAKE_AT] = _instant_or_none(values[WAKE_AT])
+    return run_snapshot(values)
 
 
 def _claim_params(query: ClaimQuery, now: datetime, limit: int) -> dict[str, Any]:
