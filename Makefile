@@ -10,23 +10,33 @@ PYTEST_ARGS ?=
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS ?=
 
-.PHONY: venv postgres-binaries test lint demo bench bench-quick clean
+.PHONY: venv postgres-binaries redis-binaries test lint demo bench bench-quick clean
 
 ## venv: create .venv and install the package in editable mode with the dev extra
 venv: $(STAMP)
 
-# Re-installs whenever pyproject.toml is newer than the stamp.
-$(STAMP): pyproject.toml
+# The backends under backends/ are installed editable beside the engine, in one pip call
+# so that their dependency on durable-sa is met by this checkout.
+BACKENDS := backends/redis backends/celery
+BACKEND_PROJECTS := $(wildcard $(addsuffix /pyproject.toml,$(BACKENDS)))
+
+# Re-installs whenever a pyproject.toml is newer than the stamp.
+$(STAMP): pyproject.toml $(BACKEND_PROJECTS)
 	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
-	$(VENV_PY) -m pip install --disable-pip-version-check -e '.[dev]'
+	$(VENV_PY) -m pip install --disable-pip-version-check -e '.[dev]' \
+		$(addprefix -e ,$(dir $(BACKEND_PROJECTS)))
 	@touch $@
 
 ## postgres-binaries: install PostgreSQL server binaries if missing (fast no-op otherwise)
 postgres-binaries:
 	@bash scripts/ensure-postgres.sh
 
-## test: run the test suite; the suite starts its own throwaway PostgreSQL server
-test: venv postgres-binaries
+## redis-binaries: install redis-server if missing (fast no-op otherwise)
+redis-binaries:
+	@bash scripts/ensure-redis.sh
+
+## test: run the test suite; it starts its own throwaway PostgreSQL and Redis servers
+test: venv postgres-binaries redis-binaries
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 ## bench: every benchmark scenario against the floor, DBOS and Procrastinate (<15 min)

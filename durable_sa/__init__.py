@@ -37,6 +37,7 @@ from durable_sa.errors import (
     WorkflowNotRegisteredError,
 )
 from durable_sa.facade import Durable
+from durable_sa.outbox import OutboxBackend, Relay
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.queue.protocol import ClaimedJob, QueueBackend
 from durable_sa.results import (
@@ -52,6 +53,7 @@ from durable_sa.store.models import (
     DeadLetter,
     Job,
     JournalEntry,
+    OutboxEntry,
     WorkerRecord,
     WorkflowRun,
     metadata,
@@ -82,11 +84,14 @@ __all__ = [
     "JobsTableBackend",
     "JournalEntry",
     "LoopStep",
+    "OutboxBackend",
+    "OutboxEntry",
     "ParallelEntry",
     "ParallelStep",
     "PayloadError",
     "PruneResult",
     "QueueBackend",
+    "Relay",
     "ResultNotSerializableError",
     "ResumeResult",
     "RouteStep",

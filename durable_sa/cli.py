@@ -157,6 +157,19 @@ def parse_age(text: str) -> timedelta:
 # ── the parser ──────────────────────────────────────────────────────────────────
 
 
+_LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def _relay_arguments(relay: argparse.ArgumentParser) -> None:
+    relay.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
+    relay.add_argument("--batch-size", type=_positive_int, default=500, metavar="N")
+    relay.add_argument("--poll-interval", type=_positive_float, metavar="S")
+    relay.add_argument("--name", help="relay id (default: relay:host:pid:random)")
+    relay.add_argument("--once", action="store_true", help="publish what is due, prune, and exit")
+    relay.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
+    relay.set_defaults(run=_relay)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per operation."""
     database = _Parser(add_help=False)
@@ -187,12 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--poll-interval", type=_positive_float, metavar="S")
     worker.add_argument("--name", help="worker id (default: host:pid:random)")
     worker.add_argument(
-        "--log-level",
-        type=str.upper,
-        default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        "--no-relay",
+        dest="relay",
+        action="store_false",
+        help="relay backends: leave publishing the outbox to `durable-sa relay` processes",
     )
+    worker.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
     worker.set_defaults(run=_worker)
+
+    _relay_arguments(
+        commands.add_parser(
+            "relay", help="publish a relay backend's outbox to its broker until SIGTERM/SIGINT"
+        )
+    )
 
     status = commands.add_parser("status", parents=[database], help="a run, its journal, children")
     status.add_argument("run_id", type=int, metavar="RUN_ID")
@@ -487,6 +507,7 @@ def _worker(args: argparse.Namespace, inv: Invocation) -> int:
         "grace_period": args.grace,
         "poll_interval": args.poll_interval,
         "name": args.name,
+        "relay": None if args.relay else False,
     }
     try:
         worker = engine.worker(
@@ -512,6 +533,36 @@ def _worker(args: argparse.Namespace, inv: Invocation) -> int:
     worker.run()
     stats = worker.stats
     _out([f"durable-sa worker {worker.id} stopped: {stats.applied + stats.stale} job(s) done"])
+    return 0
+
+
+def _relay(args: argparse.Namespace, inv: Invocation) -> int:
+    configure_logging(args.log_level, inv)
+    engine = load_app(args.app)
+    inv.remember(engine.sa_engine.url)
+    options = {"batch_size": args.batch_size, "poll_interval": args.poll_interval}
+    relay = engine.relay(
+        name=args.name, **{key: value for key, value in options.items() if value is not None}
+    )
+    backlog = relay.backlog()  # fail now, in one line, if the database cannot be reached
+    if args.once:
+        try:
+            published, pruned = relay.drain(), relay.prune()
+        except DBAPIError:  # explained by main(), like every database error
+            raise
+        except Exception as exc:  # noqa: BLE001 - the broker refused: one line, not a traceback
+            msg = f"could not publish to {engine.backend!r}: {type(exc).__name__}: {exc}"
+            raise CliError(msg) from None
+        _out([f"durable-sa relay {relay.id}: published {published}, pruned {pruned}"])
+        return 0
+    started = (
+        f"durable-sa relay {relay.id}: {engine.backend.name} backend, {backlog} row(s) due, "
+        f"database {inv.url}"
+    )
+    _out([started])
+    relay.run()
+    stats = relay.stats
+    _out([f"durable-sa relay {relay.id} stopped: {stats.published} message(s) published"])
     return 0
 
 

@@ -35,6 +35,7 @@ from durable_sa.errors import (
 )
 from durable_sa.hotpath.connections import borrowed
 from durable_sa.hotpath.store import store_for
+from durable_sa.outbox.relay import Relay
 from durable_sa.queue.backends import load_backend
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.results import (
@@ -522,6 +523,20 @@ class Durable:
         from durable_sa.worker import Worker  # noqa: PLC0415 - the worker imports the facade
 
         return Worker(self, concurrency=concurrency, queues=queues, **options)
+
+    def relay(self, **options: Any) -> Relay:  # noqa: ANN401 - forwarded to Relay
+        """A relay publishing this engine's outbox to its broker (relay backends only).
+
+        ``.run()`` publishes until stopped, ``.start()`` in the background; workers of a
+        relay backend also run one in a thread unless told not to (``relay=False``).
+        Options: ``batch_size``, ``poll_interval`` (seconds), ``prune_interval``
+        (timedelta) and ``name``; see :class:`durable_sa.outbox.Relay`.
+
+        Raises:
+            InvalidArgumentError: the backend has no outbox (the jobs table).
+
+        """
+        return Relay(self.backend, clock=self.shell.now, **options)  # type: ignore[arg-type]
 
     def workers(self) -> builtins.list[WorkerInfo]:
         """Live workers, as their heartbeats describe them."""

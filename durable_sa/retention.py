@@ -15,8 +15,8 @@ Rules:
   than that is a batch of its own): a big prune never holds locks for long, and workers
   claim and commit between batches.
 - Rows go in foreign-key order, children before parents (the engine's lock order): dead
-  letters, jobs, journal entries, then runs from the deepest generation up. Nothing relies
-  on ``ON DELETE CASCADE``, so every count is exact.
+  letters, jobs (and outbox rows), journal entries, then runs from the deepest generation
+  up. Nothing relies on ``ON DELETE CASCADE``, so every count is exact.
 - Every query reads an index range, never the whole table: roots are found per terminal
   status by a keyset scan of the ``(status, id)`` index, children through
   ``parent_run_id``, the other tables through their ``run_id`` indexes, at most
@@ -36,7 +36,13 @@ from sqlalchemy import delete, func, select, update
 from durable_sa.core.status import TERMINAL_STATUSES, RunStatus
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.results import PruneResult
-from durable_sa.store.models import dead_letters_table, jobs_table, journal_table, runs_table
+from durable_sa.store.models import (
+    dead_letters_table,
+    jobs_table,
+    journal_table,
+    outbox_table,
+    runs_table,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -57,6 +63,7 @@ _TERMINAL: Final = sorted(TERMINAL_STATUSES)
 _DEPENDENTS: Final[tuple[tuple[str, Table], ...]] = (
     ("dead_letters", dead_letters_table),  # no foreign key: deleted explicitly, first
     ("jobs", jobs_table),
+    ("jobs", outbox_table),  # a relay backend's jobs: counted with the jobs table's
     ("journal_entries", journal_table),
 )
 
@@ -256,7 +263,7 @@ def _count_batch(session: Session, batch: Sequence[Tree]) -> dict[str, int]:
     ids = [run_id for tree in batch for run_id in tree.ids]
     counts = {"runs": len(ids)}
     for name, table in _DEPENDENTS:
-        counts[name] = sum(
+        counts[name] = counts.get(name, 0) + sum(
             int(
                 session.execute(
                     select(func.count()).select_from(table).where(table.c.run_id.in_(chunk))
@@ -271,13 +278,12 @@ def _delete_batch(tx: Session, batch: Sequence[Tree], cutoff: datetime) -> dict[
     """Delete the trees of ``batch`` that are still prunable; rows deleted per table."""
     kept = _lock_unchanged(tx, batch, cutoff)
     ids = [run_id for tree in kept for run_id in tree.ids]
-    counts = {
-        name: sum(
+    counts: dict[str, int] = {}
+    for name, table in _DEPENDENTS:
+        counts[name] = counts.get(name, 0) + sum(
             _rowcount(tx.execute(delete(table).where(table.c.run_id.in_(chunk))))
             for chunk in _chunks(ids)
         )
-        for name, table in _DEPENDENTS
-    }
     counts["runs"] = 0
     deepest = max((len(tree.generations) for tree in kept), default=0)
     for level in reversed(range(deepest)):

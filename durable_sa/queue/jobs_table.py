@@ -12,23 +12,23 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import Engine, delete, event, func, insert, or_, select, tuple_, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.core.jobs import JobSpec, encode_payload
+from durable_sa.queue import dead_letters
 from durable_sa.queue.protocol import ClaimedJob
-from durable_sa.store.models import dead_letters_table, jobs_table, runs_table
+from durable_sa.queue.wake import WakeCallbacks
+from durable_sa.store.models import jobs_table
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence
     from datetime import timedelta
 
 jobs = jobs_table
-dead_letters = dead_letters_table
 
 DEFAULT_QUEUE: Final = "default"
 DEFAULT_MAX_ATTEMPTS: Final = 5
@@ -63,7 +63,7 @@ class JobsTableBackend:
         self.queue = queue
         self.max_attempts = max_attempts
         self._sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
-        self._on_commit: list[Callable[[], None]] = []
+        self._wake = WakeCallbacks()
 
     def add_wake_callback(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` after each commit that enqueued jobs in this process.
@@ -71,28 +71,15 @@ class JobsTableBackend:
         Workers in the same process use it to wake at once, which matters on SQLite
         (no NOTIFY) and saves a round trip through the server on PostgreSQL.
         """
-        self._on_commit.append(callback)
+        self._wake.add(callback)
 
     def remove_wake_callback(self, callback: Callable[[], None]) -> None:
         """Stop calling ``callback``."""
-        with contextlib.suppress(ValueError):
-            self._on_commit.remove(callback)
+        self._wake.remove(callback)
 
     def wake_local(self) -> None:
         """Call the wake callbacks now (a job was queued by a commit made elsewhere)."""
-        for callback in list(self._on_commit):
-            callback()
-
-    def _wake_after_commit(self, session: Session) -> None:
-        callbacks = list(self._on_commit)
-        if not callbacks:
-            return
-
-        def wake(_session: Session) -> None:
-            for callback in callbacks:
-                callback()
-
-        event.listen(session, "after_commit", wake, once=True)
+        self._wake.call_all()
 
     def __repr__(self) -> str:
         return f"<JobsTableBackend queue={self.queue!r} url={self.sa_engine.url!r}>"
@@ -120,7 +107,7 @@ class JobsTableBackend:
                 for spec in jobs_to_add
             ],
         )
-        self._wake_after_commit(session)
+        self._wake.after_commit(session)
 
     def discard(self, session: Session, run_id: int, *, keep: Collection[int] = ()) -> None:
         """DELETE the run's jobs in ``session``'s transaction, sparing ids in ``keep``."""
@@ -210,17 +197,7 @@ class JobsTableBackend:
     def dead_letter(self, job: ClaimedJob, *, error: str) -> None:
         """Move the job to ``durable_dead_letters`` and delete it, in one transaction."""
         with self._sessions.begin() as session:
-            session.execute(
-                insert(dead_letters).values(
-                    job_id=job.id,
-                    queue=job.queue,
-                    kind=job.kind,
-                    run_id=job.run_id,
-                    payload=job.payload,
-                    attempts=job.attempts,
-                    error=error,
-                )
-            )
+            dead_letters.record(session, job, error=error)
             session.execute(delete(jobs).where(jobs.c.id == job.id))
 
     def renew(self, job_ids: Collection[int], *, worker: str, until: datetime) -> int:
@@ -277,41 +254,24 @@ class JobsTableBackend:
     def requeue(self, dead_letter_id: int, *, now: datetime) -> int | None:
         """Move a dead letter back to the queue as a fresh job; its new id (or ``None``)."""
         with self._sessions.begin() as session:
-            row = (
-                session.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id))
-                .mappings()
-                .first()
-            )
-            if row is None:
-                return None
-            run = (
-                session.execute(
-                    select(runs_table.c.workflow_name, runs_table.c.workflow_version).where(
-                        runs_table.c.id == row["run_id"]
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            if run is None:  # the run is gone: nothing left to drive
-                session.execute(delete(dead_letters).where(dead_letters.c.id == dead_letter_id))
+            taken = dead_letters.take(session, dead_letter_id)
+            if taken is None:
                 return None
             job_id = session.execute(
                 insert(jobs)
                 .values(
-                    queue=row["queue"],
-                    kind=row["kind"],
-                    run_id=row["run_id"],
-                    workflow_name=run["workflow_name"],
-                    workflow_version=run["workflow_version"],
-                    payload=row["payload"],
+                    queue=taken.queue,
+                    kind=taken.kind,
+                    run_id=taken.run_id,
+                    workflow_name=taken.workflow_name,
+                    workflow_version=taken.workflow_version,
+                    payload=taken.payload,
                     attempts=0,
                     max_attempts=self.max_attempts,
                     available_at=now,
                 )
                 .returning(jobs.c.id)
             ).scalar_one()
-            session.execute(delete(dead_letters).where(dead_letters.c.id == dead_letter_id))
         return int(job_id)
 
     # ── inspection ─────────────────────────────────────────────────────────────

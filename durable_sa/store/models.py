@@ -195,6 +195,60 @@ class Job(Base):
         return f"<Job {self.id} {self.kind} run={self.run_id} queue={self.queue!r}>"
 
 
+class OutboxEntry(Base):
+    """A job waiting to be relayed to an outside broker (the relay backends' outbox).
+
+    The engine's transaction inserts it beside the checkpoint that decided it, exactly
+    as the jobs table would hold the job, so a job reaches the broker if and only if its
+    decision commits. A relay publishes rows that are due, in due order, and stamps
+    ``published_at``; published rows are kept for a while (to answer "was it sent?")
+    and then pruned. A job delayed by a sleep or a backoff stays here, unpublished,
+    until it is due: the broker only ever holds work that can run now.
+    """
+
+    __tablename__ = f"{TABLE_PREFIX}outbox"
+    __table_args__ = (
+        # The relay's pick: due rows not yet published. Partial, so published history
+        # waiting to be pruned costs the pick nothing.
+        Index(
+            "ix_durable_outbox_unpublished",
+            "available_at",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+        Index(
+            "ix_durable_outbox_published",
+            "published_at",
+            postgresql_where=text("published_at IS NOT NULL"),
+            sqlite_where=text("published_at IS NOT NULL"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64), default="default")
+    kind: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey(f"{TABLE_PREFIX}runs.id", ondelete="CASCADE"), index=True
+    )
+    workflow_name: Mapped[str] = mapped_column(String(255), default="")
+    workflow_version: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONColumn)
+    attempts: Mapped[int] = mapped_column(default=0)
+    """Deliveries already used up by earlier copies of this job (a released job)."""
+    max_attempts: Mapped[int] = mapped_column(default=5)
+    available_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[datetime | None]
+    published_by: Mapped[str | None] = mapped_column(String(255))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        sent = "unpublished" if self.published_at is None else f"published {self.published_at}"
+        return f"<OutboxEntry {self.id} {self.kind} run={self.run_id} {sent}>"
+
+
 class DeadLetter(Base):
     """A job that could not be run, kept with the reason so it can be requeued."""
 
@@ -246,4 +300,5 @@ runs_table = cast("Table", WorkflowRun.__table__)
 journal_table = cast("Table", JournalEntry.__table__)
 jobs_table = cast("Table", Job.__table__)
 dead_letters_table = cast("Table", DeadLetter.__table__)
+outbox_table = cast("Table", OutboxEntry.__table__)
 workers_table = cast("Table", WorkerRecord.__table__)

@@ -8,6 +8,7 @@ Rules:
   nor on a step a worker hands to itself (inserted already claimed), so neither wakes
   every idle worker for nothing. Runs notify once per row that reaches a terminal
   status, with the run id as payload.
+- The outbox notifies on every insert, for the relays (one per transaction).
 - Listeners are only an optimisation: workers and waiters poll as well, so a database
   migrated without these triggers still works, only with more latency.
 """
@@ -18,12 +19,14 @@ from typing import Final
 
 from sqlalchemy import DDL, Connection, event
 
-from durable_sa.store.models import jobs_table, runs_table
+from durable_sa.store.models import jobs_table, outbox_table, runs_table
 
 JOBS_CHANNEL: Final = "durable_sa_jobs"
 """Notified (empty payload) when unclaimed jobs are inserted or claims released."""
 RUNS_CHANNEL: Final = "durable_sa_runs"
 """Notified (payload: run id) when a run reaches completed, failed or canceled."""
+OUTBOX_CHANNEL: Final = "durable_sa_outbox"
+"""Notified (empty payload) when jobs are written to the outbox, for relays to publish."""
 
 JOBS_TRIGGER_DDL: Final = f"""
 CREATE OR REPLACE FUNCTION durable_sa_notify_jobs() RETURNS trigger AS $$
@@ -54,17 +57,32 @@ CREATE TRIGGER durable_sa_runs_notify AFTER UPDATE OF status ON {runs_table.name
                        AND OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION durable_sa_notify_runs();
 """
+
+OUTBOX_TRIGGER_DDL: Final = f"""
+CREATE OR REPLACE FUNCTION durable_sa_notify_outbox() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('{OUTBOX_CHANNEL}', '');
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS durable_sa_outbox_notify ON {outbox_table.name};
+CREATE TRIGGER durable_sa_outbox_notify AFTER INSERT ON {outbox_table.name}
+    FOR EACH ROW EXECUTE FUNCTION durable_sa_notify_outbox();
+"""
 """The trigger DDL, to copy into an Alembic migration (``op.execute(...)``)."""
 
 
 def install_triggers(connection: Connection) -> None:
-    """Create or replace both triggers (PostgreSQL only; idempotent)."""
+    """Create or replace the triggers (PostgreSQL only; idempotent)."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(JOBS_TRIGGER_DDL)
         connection.exec_driver_sql(RUNS_TRIGGER_DDL)
+        connection.exec_driver_sql(OUTBOX_TRIGGER_DDL)
 
 
 _JOBS_DDL = DDL(JOBS_TRIGGER_DDL)  # type: ignore[no-untyped-call]
 _RUNS_DDL = DDL(RUNS_TRIGGER_DDL)  # type: ignore[no-untyped-call]
+_OUTBOX_DDL = DDL(OUTBOX_TRIGGER_DDL)  # type: ignore[no-untyped-call]
 event.listen(jobs_table, "after_create", _JOBS_DDL.execute_if(dialect="postgresql"))
 event.listen(runs_table, "after_create", _RUNS_DDL.execute_if(dialect="postgresql"))
+event.listen(outbox_table, "after_create", _OUTBOX_DDL.execute_if(dialect="postgresql"))

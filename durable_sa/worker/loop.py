@@ -35,6 +35,7 @@ import attrs
 from durable_sa.core.registry import registry
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.hotpath.lane import FastLane, Work
+from durable_sa.outbox.backend import OutboxBackend
 from durable_sa.results import JobOutcome
 from durable_sa.store.notify import JOBS_CHANNEL
 from durable_sa.worker import presence
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from durable_sa.facade import Durable
+    from durable_sa.outbox.relay import Relay
 
 from durable_sa.queue.protocol import ClaimedJob  # an attrs field type: needed at run time
 
@@ -92,8 +94,18 @@ class Worker:
         poll_interval: float | None = None,
         name: str | None = None,
         fast_lane: bool = True,
+        relay: bool | None = None,
     ) -> None:
-        """Prepare a worker; nothing runs until :meth:`run` or :meth:`start`."""
+        """Prepare a worker; nothing runs until :meth:`run` or :meth:`start`.
+
+        ``relay``: run a relay thread publishing the outbox (relay backends only). The
+        default runs one when the backend has an outbox; ``False`` leaves publishing to
+        separate ``durable-sa relay`` processes.
+
+        Raises:
+            InvalidArgumentError: a bad setting, or ``relay=True`` without an outbox.
+
+        """
         if concurrency < 1:
             msg = f"concurrency must be at least 1, not {concurrency}"
             raise InvalidArgumentError(msg)
@@ -142,6 +154,13 @@ class Worker:
         )
         self._listener = Listener(
             engine.sa_engine, [JOBS_CHANNEL], self._on_notify, on_reconnect=self.wake
+        )
+        has_outbox = isinstance(engine.backend, OutboxBackend)
+        if relay and not has_outbox:
+            msg = f"relay=True needs a relay backend; {engine.backend.name!r} has no outbox"
+            raise InvalidArgumentError(msg)
+        self._relay: Relay | None = (
+            engine.relay(name=f"relay:{self.id}") if has_outbox and relay is not False else None
         )
 
     def __repr__(self) -> str:
@@ -210,6 +229,8 @@ class Worker:
         self._announce()
         self.engine.backend.add_wake_callback(self.wake)
         self._listener.start()
+        if self._relay is not None:
+            self._relay.start()
         if self._lane is not None:
             self._lane.start()
         for _ in range(self.concurrency):
@@ -269,6 +290,8 @@ class Worker:
                 presence.leave(session, self.id)
         except Exception:
             logger.warning("could not clean up after stopping", exc_info=True)
+        if self._relay is not None:  # last: the final steps' next jobs get published
+            self._relay.stop(wait=True)
 
     # ── heartbeat: leases and presence ─────────────────────────────────────────
 

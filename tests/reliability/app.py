@@ -5,7 +5,9 @@ the record survives even when the step's checkpoint does not): that is how the t
 count duplicate executions and overlapping ones.
 
 The database comes from ``DURABLE_SA_DATABASE_URL``; ``REL_STEP_SECONDS`` sets how long
-each handler works (a little, so kills land inside steps).
+each handler works (a little, so kills land inside steps). ``DURABLE_SA_BACKEND``, when
+set, is the URL of a queue backend to use instead of the jobs table (the relay backends'
+kill tests run the same workload through their broker).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ engine = Durable(
     sa.create_engine(
         os.environ.get("DURABLE_SA_DATABASE_URL", "sqlite:///reliability.sqlite"),
         pool_pre_ping=True,
-    )
+    ),
+    backend=os.environ.get("DURABLE_SA_BACKEND") or None,
 )
 
 

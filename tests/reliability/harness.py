@@ -19,13 +19,29 @@ from tests.reliability.app import effects
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class WorkerProcess:
-    """One ``durable-sa worker`` process, its output captured in a file."""
+APP = "tests.reliability.app:engine"
 
-    def __init__(self, url: str, *args: str, step_seconds: float = 0.01) -> None:
+
+class WorkerProcess:
+    """One ``durable-sa worker`` process (or another command), its output in a file.
+
+    ``command`` is the CLI command and its APP (``("relay", APP)`` for a relay);
+    ``backend`` a queue backend URL the app uses instead of the jobs table.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *args: str,
+        step_seconds: float = 0.01,
+        command: tuple[str, ...] = ("worker", APP),
+        backend: str | None = None,
+    ) -> None:
         self.url = url
         self.args = args
         self.step_seconds = step_seconds
+        self.command = command
+        self.backend = backend
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = Path(tempfile.mkstemp(prefix="durable-sa-worker-", suffix=".log")[1])
 
@@ -35,6 +51,7 @@ class WorkerProcess:
             "DURABLE_SA_DATABASE_URL": self.url,
             "REL_STEP_SECONDS": str(self.step_seconds),
             "PYTHONPATH": str(ROOT),
+            **({"DURABLE_SA_BACKEND": self.backend} if self.backend else {}),
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -42,8 +59,7 @@ class WorkerProcess:
                     sys.executable,
                     "-m",
                     "durable_sa.cli",
-                    "worker",
-                    "tests.reliability.app:engine",
+                    *self.command,
                     *self.args,
                 ],
                 cwd=ROOT,

@@ -1,5 +1,8 @@
 """Shared fixtures: databases and SQLAlchemy engines for SQLite and PostgreSQL.
 
+A pytest plugin, loaded by the repository's root ``conftest.py``, so the engine's tests
+(``tests/``) and every backend's tests (``backends/*/tests``) share one server.
+
 * ``sa_engine`` / ``database_url``: parametrized, so a test using either runs twice,
   once per backend (test ids ``[sqlite]`` and ``[postgresql]``).
 * ``sqlite_engine`` / ``pg_engine``: one backend only, for backend-specific tests.

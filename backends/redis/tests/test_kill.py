@@ -1,0 +1,143 @@
+"""SIGKILL of relays and consumers at random instants: no run lost, no job stranded.
+
+The reliability workload (``tests/reliability/app.py``) runs through Redis Streams:
+separate ``durable-sa relay`` processes publish the outbox, ``durable-sa worker
+--no-relay`` processes consume the stream, and the test kills one of them at random,
+again and again, while runs are in flight, restarting each victim at once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from durable_sa import Durable, JournalEntry, WorkflowRun
+from durable_sa.store.models import outbox_table
+from durable_sa.testing.conformance import eventually
+from tests.reliability.app import EXPECTED, UNITS, effects_metadata
+from tests.reliability.harness import APP, WorkerProcess, summary, wait_until_all_terminal
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.reliability
+
+RUNS_PER_WORKFLOW = 40  # 120 runs of 5+ steps
+CONSUMERS = 2
+RELAYS = 2
+MIN_KILLS = 16
+SEED = 20261125
+CONSUMER_ARGS = ("--no-relay", "--concurrency", "4", "--lease", "2", "--heartbeat", "0.5")
+RELAY_ARGS = ("--poll-interval", "0.05", "--batch-size", "20")
+STEP_SECONDS = 0.05
+
+
+@pytest.fixture
+def kill_url(pg_database_url: str) -> str:
+    sa_engine = sa.create_engine(pg_database_url)
+    Durable(sa_engine).create_tables()
+    effects_metadata.create_all(sa_engine)
+    sa_engine.dispose()
+    return pg_database_url
+
+
+@pytest.fixture
+def kill_engine(kill_url: str, redis_url: str) -> Iterator[Durable]:
+    import tests.reliability.app  # noqa: F401, PLC0415 - registers the workflows
+
+    sa_engine = sa.create_engine(kill_url, pool_pre_ping=True)
+    yield Durable(sa_engine, backend=redis_url)
+    sa_engine.dispose()
+
+
+def unpublished(engine: Durable) -> int:
+    with Session(engine.sa_engine) as session:
+        return int(
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(outbox_table)
+                .where(outbox_table.c.published_at.is_(None))
+            )
+            or 0
+        )
+
+
+def test_random_sigkill_of_relays_and_consumers_loses_nothing(
+    kill_url: str, kill_engine: Durable, redis_url: str
+) -> None:
+    rng = random.Random(SEED)  # noqa: S311 - a reproducible schedule, not crypto
+    run_ids = {
+        name: [kill_engine.start(name, {"i": i}).run_id for i in range(RUNS_PER_WORKFLOW)]
+        for name in EXPECTED
+    }
+    everything = [run_id for ids in run_ids.values() for run_id in ids]
+
+    def spawn(role: str) -> WorkerProcess:
+        command, args = (
+            (("relay", APP), RELAY_ARGS) if role == "relay" else (("worker", APP), CONSUMER_ARGS)
+        )
+        return WorkerProcess(
+            kill_url, *args, step_seconds=STEP_SECONDS, command=command, backend=redis_url
+        ).start()
+
+    roles = ["relay"] * RELAYS + ["consumer"] * CONSUMERS
+    processes = [spawn(role) for role in roles]
+    kills = {"relay": 0, "consumer": 0}
+    started = time.monotonic()
+    try:
+        while sum(kills.values()) < MIN_KILLS and time.monotonic() - started < 120:
+            time.sleep(rng.uniform(0.2, 0.8))
+            if not wait_until_all_terminal(kill_engine.sa_engine, everything, timeout=0):
+                break  # the workload is done: later kills would prove nothing
+            victim = rng.randrange(len(processes))
+            processes[victim].kill()
+            kills[roles[victim]] += 1
+            processes[victim] = spawn(roles[victim])
+        left_open = wait_until_all_terminal(kill_engine.sa_engine, everything, timeout=240)
+        # Entries of killed consumers come back after their lease and are dropped as stale.
+        drained = eventually(lambda: kill_engine.backend.pending_count() == 0, timeout=60)
+        codes = [process.terminate() for process in processes]
+        outputs = [process.output() for process in processes]
+    finally:
+        for process in processes:
+            process.close()
+
+    figures = summary(kill_engine.sa_engine)
+    stranded = unpublished(kill_engine)
+    in_stream = kill_engine.backend.pending_count()
+    figures |= {
+        "runs": len(everything),
+        "relay_kills": kills["relay"],
+        "consumer_kills": kills["consumer"],
+        "lost_runs": left_open,
+        "stranded_outbox_rows": stranded,
+        "entries_left_in_streams": in_stream,
+    }
+    print(f"\nRedis Streams kill -9: {figures}")  # noqa: T201 - the figures are the report
+
+    assert sum(kills.values()) >= MIN_KILLS
+    assert kills["relay"] > 0
+    assert kills["consumer"] > 0
+    assert left_open == 0
+    assert drained, "entries stayed in the streams"
+    assert stranded == 0
+    assert codes == [0] * len(processes), outputs
+    with Session(kill_engine.sa_engine) as session:
+        statuses = dict(session.execute(sa.select(WorkflowRun.id, WorkflowRun.status)).all())
+        journal: dict[int, list[str]] = {}
+        for run_id, step_id in session.execute(
+            sa.select(JournalEntry.run_id, JournalEntry.step_id)
+        ):
+            journal.setdefault(run_id, []).append(step_id)
+    for name, ids in run_ids.items():
+        for run_id in ids:
+            assert statuses[run_id] == EXPECTED[name], (name, run_id)
+            assert sorted(journal[run_id]) == sorted(UNITS[name]), (name, run_id)
+    assert figures["duplicate_journal_rows"] == 0
+    assert figures["dead_letters"] == 0
+    assert kill_engine.recover() == 0

@@ -1,0 +1,315 @@
+"""Redis Streams specifics: the outbox and relay, delays, bad entries, a broker restart."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+import redis
+from durable_sa_redis import RedisStreamsBackend
+from sqlalchemy import func, select
+
+from durable_sa import Durable, InvalidArgumentError, JobOutcome, RunStatus
+from durable_sa.outbox.backend import OutboxBackend
+from durable_sa.store.models import dead_letters_table, outbox_table
+from durable_sa.testing import scenarios
+from durable_sa.testing.conformance import eventually
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import sqlalchemy as sa
+
+    from durable_sa.outbox.message import OutboxMessage
+    from durable_sa.queue.protocol import ClaimedJob
+    from tests.support.redisserver import RedisServer
+
+LEASE = timedelta(seconds=2)
+
+
+def backend_of(engine: Durable) -> RedisStreamsBackend:
+    assert isinstance(engine.backend, RedisStreamsBackend)
+    return engine.backend
+
+
+def stream_length(engine: Durable) -> int:
+    backend = backend_of(engine)
+    return int(backend.redis.xlen(backend.stream(backend.queue)))
+
+
+def claim_now(engine: Durable, worker: str = "w1") -> ClaimedJob | None:
+    engine.relay().drain()
+    return engine.claim(worker=worker, lease=LEASE)
+
+
+# ── selection and options ───────────────────────────────────────────────────────
+
+
+def test_a_redis_url_selects_the_backend(sqlite_engine: sa.Engine, redis_url: str) -> None:
+    engine = Durable(sqlite_engine, backend=redis_url, queue="mail")
+    backend = backend_of(engine)
+    assert backend.queue == "mail"
+    assert backend.stream("mail") == "durable-sa:mail"
+    assert isinstance(backend, OutboxBackend)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("prefix", "has space"), ("group", ""), ("block", -1), ("keep_published", 5)],
+)
+def test_bad_options_are_refused(sqlite_engine: sa.Engine, redis_url: str, option, value) -> None:
+    with pytest.raises(InvalidArgumentError, match=option):
+        Durable(sqlite_engine, backend=redis_url, backend_options={option: value})
+
+
+def test_the_jobs_table_has_no_relay(sqlite_engine: sa.Engine) -> None:
+    with pytest.raises(InvalidArgumentError, match="no outbox"):
+        Durable(sqlite_engine).relay()
+
+
+# ── the outbox and the relay ────────────────────────────────────────────────────
+
+
+def test_a_job_reaches_the_stream_only_through_the_relay(redis_engine: Durable) -> None:
+    scenarios.define_scenarios()
+    redis_engine.start(scenarios.SEQUENTIAL, {})
+    assert stream_length(redis_engine) == 0
+    assert backend_of(redis_engine).unpublished_count() == 1
+    assert redis_engine.relay().drain() == 1
+    assert stream_length(redis_engine) == 1
+    assert backend_of(redis_engine).unpublished_count() == 0
+    assert redis_engine.relay().drain() == 0  # published once
+
+
+def test_a_sleep_waits_in_the_outbox_until_due(redis_engine: Durable) -> None:
+    scenarios.define_scenarios()
+    run = redis_engine.start(scenarios.SLEEP, {})
+    for _step in ("before", "nap"):  # the nap step starts the timer
+        job = claim_now(redis_engine)
+        assert job is not None
+        assert redis_engine.run_job(job) is JobOutcome.APPLIED
+    relay = redis_engine.relay()
+    assert relay.drain() == 0
+    assert stream_length(redis_engine) == 0
+    assert backend_of(redis_engine).unpublished_count() == 1
+    assert relay.next_due() is not None
+    time.sleep(scenarios.SLEEP_SECONDS + 0.1)
+    assert relay.drain() == 1
+    job = redis_engine.claim(worker="w1", lease=LEASE)
+    assert job is not None
+    assert job.run_id == run.run_id
+
+
+def test_relays_side_by_side_publish_each_row_once(redis_engine: Durable) -> None:
+    scenarios.define_scenarios()
+    for i in range(300):
+        redis_engine.start(scenarios.SEQUENTIAL, {"n": i})
+    relays = [redis_engine.relay(batch_size=7) for _ in range(4)]
+    counts: list[int] = []
+    threads = [threading.Thread(target=lambda r=r: counts.append(r.drain())) for r in relays]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(counts) == 300
+    assert stream_length(redis_engine) == 300
+    backend = backend_of(redis_engine)
+    entries = backend.redis.xrange(backend.stream(backend.queue))
+    run_ids = [int(fields[b"run"]) for _id, fields in entries]
+    assert len(set(run_ids)) == 300
+
+
+class PublishThenFail(RedisStreamsBackend):
+    """A relay that dies after the broker took the batch, before the rows are marked."""
+
+    fail = True
+
+    def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        super().publish(messages)
+        if self.fail:
+            msg = "killed between publish and mark"
+            raise RuntimeError(msg)
+
+
+def test_a_batch_published_but_not_marked_is_published_again_and_harmless(
+    sa_engine: sa.Engine, redis_url: str
+) -> None:
+    backend = PublishThenFail(sa_engine, url=redis_url, block=0.2, reclaim_every=0)
+    engine = Durable(sa_engine, backend=backend)
+    engine.create_tables()
+    scenarios.define_scenarios()
+    run = engine.start(scenarios.SEQUENTIAL, {"n": 1})
+    with pytest.raises(RuntimeError, match="killed"):
+        engine.relay().drain()
+    assert backend.unpublished_count() == 1  # rolled back: still to publish
+    backend.fail = False
+    with engine.worker(concurrency=2, lease=LEASE, heartbeat=timedelta(seconds=0.5)):
+        final = engine.wait(run.run_id, timeout=30)
+        assert final.status is RunStatus.COMPLETED
+        assert final.results == {"one": 2, "two": 3, "three": 4}
+        assert eventually(lambda: engine.backend.pending_count() == 0)
+    backend.close()
+
+
+def test_published_rows_are_pruned_after_keep_published(redis_engine: Durable) -> None:
+    scenarios.define_scenarios()
+    for _ in range(3):
+        redis_engine.start(scenarios.SEQUENTIAL, {})
+    relay = redis_engine.relay()
+    relay.drain()
+    redis_engine.start(scenarios.SEQUENTIAL, {})  # one row left unpublished
+    keep = backend_of(redis_engine).keep_published
+    assert relay.prune() == 0  # too young
+    assert relay.prune(now=redis_engine.now + keep + timedelta(seconds=1)) == 3
+    with redis_engine.sa_engine.connect() as conn:
+        left = conn.execute(select(func.count()).select_from(outbox_table)).scalar_one()
+    assert left == 1
+
+
+# ── the consumer ────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {b"job": b"\xff\xfe not utf-8"},
+        {b"job": b'{"v": 99, "id": 1}'},
+        {b"job": b'{"v": 1, "id": "one"}'},
+        {b"other": b"no job field"},
+    ],
+    ids=["not-utf8", "newer-format", "bad-field", "no-job-field"],
+)
+def test_an_unreadable_entry_is_dead_lettered_and_the_next_one_runs(
+    redis_engine: Durable, fields: dict[bytes, bytes]
+) -> None:
+    scenarios.define_scenarios()
+    backend = backend_of(redis_engine)
+    key = backend.stream(backend.queue)
+    backend.redis.xgroup_create(key, backend.group, id="0", mkstream=True)
+    backend.redis.xadd(key, fields)
+    run = redis_engine.start(scenarios.SEQUENTIAL, {})
+    job = claim_now(redis_engine)
+    assert job is not None
+    assert job.run_id == run.run_id
+    letters = redis_engine.dead_letters()
+    assert len(letters) == 1
+    assert letters[0].kind == "unreadable"
+    assert f"on stream {key}" in letters[0].error
+    assert "malformed" in letters[0].error
+    assert stream_length(redis_engine) == 1  # only the good entry, still pending
+
+
+def test_a_job_this_worker_cannot_run_is_deferred_to_the_outbox(redis_engine: Durable) -> None:
+    scenarios.define_scenarios()
+    redis_engine.start(scenarios.SEQUENTIAL, {})
+    redis_engine.relay().drain()
+    job = redis_engine.claim(worker="w1", lease=LEASE, workflows={"other": "1"})
+    assert job is None
+    assert stream_length(redis_engine) == 0
+    with redis_engine.sa_engine.connect() as conn:
+        row = conn.execute(
+            select(outbox_table.c.available_at, outbox_table.c.last_error).where(
+                outbox_table.c.published_at.is_(None)
+            )
+        ).one()
+    assert "offered again" in row.last_error
+    assert row.available_at > redis_engine.now
+
+
+def test_a_lost_message_is_found_by_recover(redis_engine: Durable) -> None:
+    scenarios.define_scenarios()
+    run = redis_engine.start(scenarios.SEQUENTIAL, {})
+    redis_engine.relay().drain()
+    backend_of(redis_engine).broker_clear()  # the broker lost it (no persistence)
+    assert redis_engine.recover() == 1
+    job = claim_now(redis_engine)
+    assert job is not None
+    assert job.run_id == run.run_id
+
+
+def test_dead_letters_of_unreadable_entries_cannot_be_requeued(redis_engine: Durable) -> None:
+    backend = backend_of(redis_engine)
+    key = backend.stream(backend.queue)
+    backend.redis.xgroup_create(key, backend.group, id="0", mkstream=True)
+    backend.redis.xadd(key, {b"job": b"nonsense"})
+    assert redis_engine.claim(worker="w1", lease=LEASE) is None
+    (letter,) = redis_engine.dead_letters()
+    with redis_engine.sa_engine.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(dead_letters_table)).scalar() == 1
+    with pytest.raises(LookupError):
+        redis_engine.requeue(letter.id)
+
+
+# ── a broker restart in the middle of runs ──────────────────────────────────────
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_runs_survive_a_broker_restart(
+    sa_engine: sa.Engine, own_redis_server: RedisServer, kill: bool
+) -> None:
+    engine = Durable(
+        sa_engine,
+        backend=own_redis_server.url,
+        backend_options={"block": 0.2, "reclaim_every": 0.2},
+    )
+    engine.create_tables()
+    scenarios.define_scenarios()
+    runs = [engine.start(scenarios.SLEEP, {"n": i}).run_id for i in range(20)]
+    runs += [engine.start(scenarios.PARALLEL, {"n": i}).run_id for i in range(20)]
+    with engine.worker(concurrency=4, lease=LEASE, heartbeat=timedelta(seconds=0.5)):
+        time.sleep(0.2)
+        own_redis_server.restart(kill=kill)
+        for run_id in runs:
+            assert engine.wait(run_id, timeout=60).status is RunStatus.COMPLETED
+        assert eventually(lambda: engine.backend.pending_count() == 0)
+    with engine.sa_engine.connect() as conn:
+        stranded = conn.execute(
+            select(func.count())
+            .select_from(outbox_table)
+            .where(outbox_table.c.published_at.is_(None))
+        ).scalar_one()
+    assert stranded == 0
+    backend_of(engine).close()
+
+
+def test_the_relay_retries_while_the_broker_is_down(
+    sa_engine: sa.Engine, own_redis_server: RedisServer
+) -> None:
+    engine = Durable(sa_engine, backend=own_redis_server.url)
+    engine.create_tables()
+    scenarios.define_scenarios()
+    engine.start(scenarios.SEQUENTIAL, {})
+    backend = backend_of(engine)
+    real = backend.redis
+    backend.redis = redis.Redis(port=1)  # nobody listens there: the broker is down
+    relay = engine.relay(poll_interval=0.05)
+    with relay:
+        assert eventually(lambda: relay.stats.errors >= 2, timeout=10)
+        assert backend.unpublished_count() == 1
+        backend.redis = real
+        assert eventually(lambda: backend.unpublished_count() == 0, timeout=15)
+    assert relay.stats.published == 1
+    backend.close()
+
+
+def test_stale_settle_after_a_lost_connection_is_harmless(redis_engine: Durable) -> None:
+    scenarios.define_scenarios()
+    redis_engine.start(scenarios.SEQUENTIAL, {})
+    job = claim_now(redis_engine)
+    assert job is not None
+    backend = backend_of(redis_engine)
+    real = backend.redis
+    backend.redis = redis.Redis(port=1)  # the broker is unreachable at settle time
+    try:
+        assert redis_engine.run_job(job) is JobOutcome.APPLIED
+    finally:
+        backend.redis = real
+    # The entry was not settled: after its lease it comes back, and is dropped as stale.
+    time.sleep(LEASE.total_seconds() + 0.2)
+    again = redis_engine.claim(worker="w2", lease=LEASE)
+    assert again is not None
+    assert again.id == job.id
+    assert redis_engine.run_job(again) is JobOutcome.STALE

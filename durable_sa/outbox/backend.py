@@ -1,0 +1,385 @@
+"""The base of relay backends: jobs go to the outbox table, a broker carries them on.
+
+A relay backend is a :class:`~durable_sa.queue.protocol.QueueBackend` in two halves:
+
+- **Producer (this class, shared by all).** ``enqueue`` inserts outbox rows in the
+  engine's transaction, never touching the broker, so a job exists exactly when the
+  decision that made it commits. A :class:`~durable_sa.outbox.relay.Relay` then
+  publishes due rows with :meth:`OutboxBackend.publish`.
+- **Consumer (the subclass).** ``claim`` takes a message from the broker. The engine
+  acknowledges with ``ack`` inside the transaction that applies the job's outcome; here
+  that only *schedules* :meth:`settle` for after the commit, so the broker forgets the
+  message only once its effect is durable. A consumer that dies before that leaves the
+  message to be delivered again; the engine's stale-job guards make the repeat harmless.
+
+What never goes to the broker's own retry machinery: a job given back after an error
+(:meth:`release`) or held for another worker (:meth:`defer`) is written back to the
+outbox as a new row, due at its retry time, and the delivered message is settled. Delays
+therefore live in the database, whatever the broker can or cannot schedule, and
+``durable-sa dead-letters``/``requeue`` work on the same table as for the jobs table.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+from sqlalchemy import Engine, delete, event, func, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from durable_sa.core.jobs import encode_payload
+from durable_sa.errors import InvalidArgumentError
+from durable_sa.outbox.message import OutboxMessage
+from durable_sa.queue import dead_letters
+from durable_sa.queue.wake import WakeCallbacks
+from durable_sa.store.models import outbox_table, runs_table
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+    from datetime import datetime
+
+    from durable_sa.core.jobs import JobSpec
+    from durable_sa.queue.protocol import ClaimedJob
+
+logger = logging.getLogger(__name__)
+
+outbox = outbox_table
+
+DEFAULT_QUEUE: Final = "default"
+DEFAULT_MAX_ATTEMPTS: Final = 5
+DEFAULT_KEEP_PUBLISHED: Final = timedelta(hours=1)
+DEFER_DELAY: Final = timedelta(seconds=5)
+"""How long a job no consumer here can run waits before it is offered again."""
+
+
+def message_from_row(row: Mapping[Any, Any]) -> OutboxMessage:
+    """The message for an outbox row (as mapped by SQLAlchemy)."""
+    return OutboxMessage(
+        id=int(row["id"]),
+        queue=row["queue"],
+        kind=row["kind"],
+        run_id=int(row["run_id"]),
+        workflow=row["workflow_name"],
+        version=row["workflow_version"],
+        payload=row["payload"],
+        attempts=int(row["attempts"]),
+        max_attempts=int(row["max_attempts"]),
+        available_at=row["available_at"],
+    )
+
+
+class OutboxBackend(abc.ABC):
+    """Producer half on the outbox table; subclasses add a broker's consumer half.
+
+    Subclasses implement :meth:`publish` (relay side) and the consuming methods
+    :meth:`claim`, :meth:`settle`, :meth:`renew`, :meth:`release_claims`,
+    :meth:`next_due`, :meth:`broker_run_ids`, :meth:`broker_pending` and
+    :meth:`broker_clear`. A backend whose messages are consumed by another system
+    (Celery's own workers) returns ``None`` from ``claim``.
+    """
+
+    name: ClassVar[str] = "outbox"
+    consumed_by_workers: ClassVar[bool] = True
+    """Whether durable-sa workers consume this broker (False: its own workers do)."""
+
+    def __init__(
+        self,
+        sa_engine: Engine,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        keep_published: timedelta = DEFAULT_KEEP_PUBLISHED,
+    ) -> None:
+        """Write jobs for ``queue`` to ``sa_engine``'s outbox table.
+
+        ``keep_published`` is how long a relay keeps published rows before pruning them.
+        """
+        if not isinstance(keep_published, timedelta) or keep_published < timedelta(0):
+            msg = f"keep_published must be a non-negative timedelta, not {keep_published!r}"
+            raise InvalidArgumentError(msg)
+        self.sa_engine = sa_engine
+        self.queue = queue
+        self.max_attempts = max_attempts
+        self.keep_published = keep_published
+        self._sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
+        self._wake = WakeCallbacks()
+        self._held: dict[int, OutboxMessage] = {}
+        self._held_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} queue={self.queue!r} url={self.sa_engine.url!r}>"
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """Sessions on the outbox's database (the relay uses them)."""
+        return self._sessions
+
+    # ── wake-ups ───────────────────────────────────────────────────────────────
+
+    def add_wake_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each commit that wrote outbox rows in this process.
+
+        A relay in the same process uses it to publish at once.
+        """
+        self._wake.add(callback)
+
+    def remove_wake_callback(self, callback: Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
+        self._wake.remove(callback)
+
+    # ── producer side ──────────────────────────────────────────────────────────
+
+    def enqueue(self, session: Session, jobs: Sequence[JobSpec]) -> None:
+        """INSERT outbox rows in ``session``'s transaction; a relay publishes them later."""
+        if not jobs:
+            return
+        session.execute(
+            insert(outbox),
+            [
+                {
+                    "queue": self.queue,
+                    "kind": spec.kind,
+                    "run_id": spec.run_id,
+                    "workflow_name": spec.workflow,
+                    "workflow_version": spec.version,
+                    "payload": encode_payload(spec.payload),
+                    "attempts": 0,
+                    "max_attempts": self.max_attempts,
+                    "available_at": spec.available_at,
+                }
+                for spec in jobs
+            ],
+        )
+        self._wake.after_commit(session)
+
+    def discard(self, session: Session, run_id: int, *, keep: Collection[int] = ()) -> None:
+        """DELETE the run's unpublished rows (published ones turn stale on delivery)."""
+        stmt = delete(outbox).where(outbox.c.run_id == run_id, outbox.c.published_at.is_(None))
+        if keep:
+            stmt = stmt.where(outbox.c.id.not_in(list(keep)))
+        session.execute(stmt)
+
+    def _write_back(
+        self, session: Session, message: OutboxMessage, *, attempts: int, due: datetime, error: str
+    ) -> int:
+        row_id = session.execute(
+            insert(outbox)
+            .values(
+                queue=message.queue,
+                kind=message.kind,
+                run_id=message.run_id,
+                workflow_name=message.workflow,
+                workflow_version=message.version,
+                payload=message.payload,
+                attempts=attempts,
+                max_attempts=message.max_attempts,
+                available_at=due,
+                last_error=error,
+            )
+            .returning(outbox.c.id)
+        ).scalar_one()
+        self._wake.after_commit(session)
+        return int(row_id)
+
+    # ── relay side ─────────────────────────────────────────────────────────────
+
+    @abc.abstractmethod
+    def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        """Hand ``messages`` to the broker; return only once it holds every one of them.
+
+        Raise if any could not be published: the relay then leaves all of them
+        unpublished and retries. Publishing a message twice must be harmless for the
+        broker (the engine drops the duplicate when it is delivered).
+        """
+
+    # ── consumer side: what the engine calls ───────────────────────────────────
+
+    def hold(
+        self, message: OutboxMessage, *, deliveries: int, claimed_until: datetime | None
+    ) -> ClaimedJob:
+        """Remember ``message`` as delivered here, and return the engine's view of it."""
+        with self._held_lock:
+            self._held[message.id] = message
+        return message.claimed(deliveries=deliveries, claimed_until=claimed_until)
+
+    def held_message(self, job_id: int) -> OutboxMessage | None:
+        """The message of a job delivered to this process and not settled yet."""
+        with self._held_lock:
+            return self._held.get(job_id)
+
+    def forget(self, job_id: int) -> OutboxMessage | None:
+        """Stop tracking a delivered job (settled or handed back); its message."""
+        with self._held_lock:
+            return self._held.pop(job_id, None)
+
+    def ack(self, session: Session, job: ClaimedJob) -> None:
+        """Settle the broker's message once ``session`` commits (never on rollback)."""
+
+        def settle_after_commit(_session: Session) -> None:
+            self._settle_quietly(job)
+
+        event.listen(session, "after_commit", settle_after_commit, once=True)
+
+    def release(self, job: ClaimedJob, *, error: str, retry_at: datetime) -> None:
+        """Write the job back to the outbox, due at ``retry_at``; settle the delivery."""
+        message = self._message_of(job)
+        with self._sessions.begin() as session:
+            self._write_back(session, message, attempts=job.attempts, due=retry_at, error=error)
+        self._settle_quietly(job)
+
+    def defer(self, message: OutboxMessage, *, until: datetime, reason: str) -> int:
+        """Offer a delivered message again at ``until`` (no attempt used); the new job id.
+
+        For a job this consumer cannot run (a workflow or version it does not define): a
+        worker that has it will take it then.
+        """
+        with self._sessions.begin() as session:
+            return self._write_back(
+                session, message, attempts=message.attempts, due=until, error=reason
+            )
+
+    def dead_letter(self, job: ClaimedJob, *, error: str) -> None:
+        """Record the job in ``durable_dead_letters``, then settle its delivery."""
+        with self._sessions.begin() as session:
+            dead_letters.record(session, job, error=error)
+        self._settle_quietly(job)
+
+    def requeue(self, dead_letter_id: int, *, now: datetime) -> int | None:
+        """Move a dead letter back to the outbox, due now; its new job id (or ``None``)."""
+        with self._sessions.begin() as session:
+            taken = dead_letters.take(session, dead_letter_id)
+            if taken is None:
+                return None
+            row_id = session.execute(
+                insert(outbox)
+                .values(
+                    queue=taken.queue,
+                    kind=taken.kind,
+                    run_id=taken.run_id,
+                    workflow_name=taken.workflow_name,
+                    workflow_version=taken.workflow_version,
+                    payload=taken.payload,
+                    attempts=0,
+                    max_attempts=self.max_attempts,
+                    available_at=now,
+                )
+                .returning(outbox.c.id)
+            ).scalar_one()
+            self._wake.after_commit(session)
+        return int(row_id)
+
+    def _message_of(self, job: ClaimedJob) -> OutboxMessage:
+        message = self.held_message(job.id)
+        if message is not None:
+            return message
+        # Delivered through another instance: the workflow is the run's.
+        with self._sessions() as session:
+            row = session.execute(
+                select(runs_table.c.workflow_name, runs_table.c.workflow_version).where(
+                    runs_table.c.id == job.run_id
+                )
+            ).first()
+        return OutboxMessage(
+            id=job.id,
+            queue=job.queue,
+            kind=job.kind,
+            run_id=job.run_id or 0,
+            workflow=row.workflow_name if row else "",
+            version=row.workflow_version if row else None,
+            payload=job.payload,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            available_at=job.available_at,
+        )
+
+    def _settle_quietly(self, job: ClaimedJob) -> None:
+        try:
+            self.settle(job)
+        except Exception:  # the broker is away: the message comes back and turns stale
+            logger.warning("could not settle job %s with the broker", job.id, exc_info=True)
+        finally:
+            self.forget(job.id)
+
+    @abc.abstractmethod
+    def settle(self, job: ClaimedJob) -> None:
+        """Tell the broker the delivery of ``job`` is done: it must not come back."""
+
+    @abc.abstractmethod
+    def claim(  # noqa: PLR0913 - every option is keyword-only
+        self,
+        *,
+        now: datetime,
+        worker: str,
+        lease: timedelta,
+        queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+        fifo: bool = False,
+    ) -> ClaimedJob | None:
+        """Take the next message for ``worker`` from the broker (``None``: none came)."""
+
+    @abc.abstractmethod
+    def renew(self, job_ids: Collection[int], *, worker: str, until: datetime) -> int:
+        """Extend ``worker``'s hold on the deliveries of ``job_ids``; how many it holds."""
+
+    @abc.abstractmethod
+    def release_claims(self, job_ids: Collection[int], *, worker: str) -> int:
+        """Give ``worker``'s deliveries of ``job_ids`` back to the broker now."""
+
+    @abc.abstractmethod
+    def next_due(
+        self,
+        *,
+        now: datetime,
+        queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+    ) -> datetime | None:
+        """When a consumer should look again (``now`` if ``claim`` waits by itself)."""
+
+    # ── inspection ─────────────────────────────────────────────────────────────
+
+    def live_run_ids(self, session: Session, run_ids: Collection[int]) -> set[int]:
+        """Runs of ``run_ids`` with an unpublished row or a message still in the broker."""
+        if not run_ids:
+            return set()
+        rows = session.execute(
+            select(outbox.c.run_id)
+            .where(outbox.c.run_id.in_(list(run_ids)), outbox.c.published_at.is_(None))
+            .distinct()
+        )
+        live = {int(r) for r in rows.scalars()}
+        return live | self.broker_run_ids(set(run_ids) - live)
+
+    def pending_count(self) -> int:
+        """Unpublished outbox rows plus messages the broker has not settled."""
+        return self.unpublished_count() + self.broker_pending()
+
+    def unpublished_count(self, *, due_by: datetime | None = None) -> int:
+        """Outbox rows not yet published (only those due by ``due_by``, when given)."""
+        stmt = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+        if due_by is not None:
+            stmt = stmt.where(outbox.c.available_at <= due_by)
+        with self._sessions() as session:
+            return int(session.execute(stmt).scalar_one())
+
+    def clear(self) -> None:
+        """Delete every outbox row and every message in the broker (tests)."""
+        with self._sessions.begin() as session:
+            session.execute(delete(outbox))
+        self.broker_clear()
+        with self._held_lock:
+            self._held.clear()
+
+    @abc.abstractmethod
+    def broker_run_ids(self, run_ids: Iterable[int]) -> set[int]:
+        """Runs of ``run_ids`` with a message in the broker not yet settled."""
+
+    @abc.abstractmethod
+    def broker_pending(self) -> int:
+        """Messages in the broker not yet settled (waiting or being worked on)."""
+
+    @abc.abstractmethod
+    def broker_clear(self) -> None:
+        """Drop every message of this backend from the broker."""

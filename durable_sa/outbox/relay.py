@@ -1,0 +1,297 @@
+"""The relay: publishes committed outbox rows to the broker, in due order, at least once.
+
+Rules:
+- One batch is one transaction: an UPDATE stamps the oldest due, unpublished rows as
+  published (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent relays take
+  disjoint rows and never wait on each other; SQLite's write lock serializes them), the
+  broker receives the batch, then the transaction commits. If publishing fails the
+  transaction rolls back and the rows stay unpublished; if the relay is killed between
+  publishing and committing, the rows are published again later. Delivery is therefore
+  at least once, and each row is in the hands of one relay at a time.
+- Only due rows are published: a sleep or a retry backoff waits in the database.
+- Idle, the relay sleeps until the next row is due, an in-process commit wakes it, a
+  NOTIFY arrives (PostgreSQL), or the poll interval passes.
+- Published rows are deleted once older than the backend's ``keep_published``, checked
+  every ``prune_interval``, in small batches.
+- Errors (the broker or the database away) are logged and retried with a growing pause;
+  the relay never dies of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final, Self
+
+import attrs
+from sqlalchemy import delete, func, select, update
+
+from durable_sa.errors import InvalidArgumentError
+from durable_sa.outbox.backend import OutboxBackend, message_from_row, outbox
+from durable_sa.shell import system_clock
+from durable_sa.store.notify import OUTBOX_CHANNEL
+from durable_sa.worker.listen import Listener
+from durable_sa.worker.signals import stop_on_signals
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+logger = logging.getLogger(__name__)
+
+_MAX_ERROR_PAUSE: Final = 5.0
+_PRUNE_BATCH: Final = 1000
+
+
+@attrs.define
+class RelayStats:
+    """Counts since the relay started (read them from another thread freely)."""
+
+    published: int = 0
+    batches: int = 0
+    pruned: int = 0
+    errors: int = 0
+
+
+class Relay:
+    """Publishes an :class:`OutboxBackend`'s due rows; see the module docstring."""
+
+    def __init__(  # noqa: PLR0913 - relay tuning, all keyword-only
+        self,
+        backend: OutboxBackend,
+        *,
+        clock: Callable[[], datetime] = system_clock,
+        batch_size: int = 500,
+        poll_interval: float | None = None,
+        prune_interval: timedelta = timedelta(minutes=1),
+        name: str | None = None,
+    ) -> None:
+        """Prepare a relay for ``backend``; nothing runs until :meth:`run` or :meth:`start`."""
+        if not isinstance(backend, OutboxBackend):
+            msg = (
+                f"{backend!r} has no outbox to relay: only relay backends (such as redis "
+                "or celery) need a relay; the jobs table is read by workers directly"
+            )
+            raise InvalidArgumentError(msg)
+        if batch_size < 1:
+            msg = f"batch_size must be at least 1, not {batch_size}"
+            raise InvalidArgumentError(msg)
+        self.backend = backend
+        self.clock = clock
+        self.batch_size = batch_size
+        sqlite = backend.sa_engine.dialect.name == "sqlite"
+        self.poll_interval = (
+            poll_interval if poll_interval is not None else (0.25 if sqlite else 1.0)
+        )
+        self.prune_interval = prune_interval
+        self.id = name or f"relay:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stats = RelayStats()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._wake = threading.Condition()
+        self._generation = 0
+        self._thread: threading.Thread | None = None
+        self._listener = Listener(
+            backend.sa_engine, [OUTBOX_CHANNEL], self._on_notify, on_reconnect=self.wake
+        )
+
+    def __repr__(self) -> str:
+        return f"<Relay {self.id} backend={self.backend.name}>"
+
+    # ── one step at a time (tests, scripts) ────────────────────────────────────
+
+    def publish_due(self) -> int:
+        """Publish one batch of due rows in one transaction; how many were published."""
+        now = self.clock()
+        pick = (
+            select(outbox.c.id)
+            .where(outbox.c.published_at.is_(None), outbox.c.available_at <= now)
+            .order_by(outbox.c.available_at, outbox.c.id)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        stamp = (
+            update(outbox)
+            .where(outbox.c.id.in_(pick.scalar_subquery()))
+            .values(published_at=now, published_by=self.id)
+            .returning(*(outbox.c[name] for name in _MESSAGE_COLUMNS))
+        )
+        with self.backend.sessions.begin() as session:
+            rows = session.execute(stamp).mappings().all()
+            if not rows:
+                return 0
+            messages = sorted(
+                (message_from_row(row) for row in rows), key=lambda m: (m.available_at, m.id)
+            )
+            self.backend.publish(messages)  # raises: the rows stay unpublished
+        self.stats.published += len(messages)
+        self.stats.batches += 1
+        return len(messages)
+
+    def drain(self) -> int:
+        """Publish every due row; how many were published."""
+        total = 0
+        while published := self.publish_due():
+            total += published
+        return total
+
+    def prune(self, *, now: datetime | None = None) -> int:
+        """Delete rows published more than the backend's ``keep_published`` ago."""
+        cutoff = (now or self.clock()) - self.backend.keep_published
+        total = 0
+        while True:
+            doomed = (
+                select(outbox.c.id)
+                .where(outbox.c.published_at.is_not(None), outbox.c.published_at < cutoff)
+                .limit(_PRUNE_BATCH)
+            )
+            with self.backend.sessions.begin() as session:
+                result = session.execute(delete(outbox).where(outbox.c.id.in_(doomed)))
+            deleted = int(getattr(result, "rowcount", 0) or 0)
+            total += deleted
+            if deleted < _PRUNE_BATCH:
+                break
+        self.stats.pruned += total
+        return total
+
+    def backlog(self) -> int:
+        """Rows due now and not yet published."""
+        return self.backend.unpublished_count(due_by=self.clock())
+
+    def next_due(self) -> datetime | None:
+        """When the earliest unpublished row is due (``None``: the outbox is empty)."""
+        stmt = select(func.min(outbox.c.available_at)).where(outbox.c.published_at.is_(None))
+        with self.backend.sessions() as session:
+            value = session.execute(stmt).scalar()
+        if isinstance(value, str):  # SQLite returns an aggregate of a date as text
+            value = datetime.fromisoformat(value)
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    # ── lifecycle ──────────────────────────────────────────────────────────────
+
+    def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Publish until :meth:`stop` (or SIGTERM/SIGINT when handlers are installed)."""
+        if install_signal_handlers:
+            with stop_on_signals(self.stop):
+                self._run()
+        else:
+            self._run()
+
+    def start(self) -> Self:
+        """Publish in a background thread."""
+        self._thread = threading.Thread(target=self._run, name=f"durable-sa-{self.id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, *, wait: bool = False) -> None:
+        """Stop after the batch in hand (it commits or rolls back, never half-done)."""
+        self._stopping.set()
+        self.wake()
+        if wait:
+            self.join()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the relay has stopped; True if it did within ``timeout``."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(wait=True)
+
+    def wake(self) -> None:
+        """Look for due rows now."""
+        with self._wake:
+            self._generation += 1
+            self._wake.notify_all()
+
+    def _run(self) -> None:
+        self.backend.add_wake_callback(self.wake)
+        self._listener.start()
+        logger.info(
+            "relay %s started for %s", self.id, self.backend.name, extra={"action": "relay_started"}
+        )
+        try:
+            self._loop()
+        finally:
+            self._listener.stop()
+            self.backend.remove_wake_callback(self.wake)
+            logger.info(
+                "relay %s stopped: %s",
+                self.id,
+                attrs.asdict(self.stats),
+                extra={"action": "relay_stopped"},
+            )
+            self._stopped.set()
+
+    def _loop(self) -> None:
+        pause = 0.1
+        next_prune = time.monotonic()
+        while not self._stopping.is_set():
+            seen = self._generation
+            try:
+                published = self.publish_due()
+                if time.monotonic() >= next_prune:
+                    self.prune()
+                    next_prune = time.monotonic() + self.prune_interval.total_seconds()
+                wait = 0.0 if published >= self.batch_size else self._until_next_due()
+            except Exception as exc:  # noqa: BLE001 - the broker or the database is away
+                self.stats.errors += 1
+                logger.warning(
+                    "relay %s could not publish (%s: %s); retrying in %.1f s",
+                    self.id,
+                    type(exc).__name__,
+                    exc,
+                    pause,
+                    extra={"action": "relay_failed"},
+                )
+                self._idle(pause, seen)
+                pause = min(pause * 2, _MAX_ERROR_PAUSE)
+                continue
+            pause = 0.1
+            self._idle(wait, seen)
+
+    def _until_next_due(self) -> float:
+        due = self.next_due()
+        if due is None:
+            return self.poll_interval
+        seconds = (due - self.clock()).total_seconds()
+        # A due row still there is held by another relay: look again at the next poll.
+        return self.poll_interval if seconds <= 0 else min(self.poll_interval, seconds)
+
+    def _idle(self, seconds: float, seen: int) -> None:
+        if seconds <= 0 or self._stopping.is_set():
+            return
+        with self._wake:
+            if self._generation == seen:
+                self._wake.wait(seconds)
+
+    def _on_notify(self, _channel: str, _payload: str) -> None:
+        self.wake()
+
+
+_MESSAGE_COLUMNS: Final = (
+    "id",
+    "queue",
+    "kind",
+    "run_id",
+    "workflow_name",
+    "workflow_version",
+    "payload",
+    "attempts",
+    "max_attempts",
+    "available_at",
+)
