@@ -24,25 +24,24 @@ from __future__ import annotations
 import abc
 import logging
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from sqlalchemy import Engine, delete, event, func, insert, select
+from sqlalchemy import Engine, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.core.jobs import encode_payload
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.outbox.message import OutboxMessage
 from durable_sa.queue import dead_letters
+from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import outbox_table, runs_table
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-    from datetime import datetime
 
     from durable_sa.core.jobs import JobSpec
-    from durable_sa.queue.protocol import ClaimedJob
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +67,7 @@ def message_from_row(row: Mapping[Any, Any]) -> OutboxMessage:
         attempts=int(row["attempts"]),
         max_attempts=int(row["max_attempts"]),
         available_at=row["available_at"],
+        redeliveries=int(row["redeliveries"]),
     )
 
 
@@ -84,6 +84,12 @@ class OutboxBackend(abc.ABC):
     name: ClassVar[str] = "outbox"
     consumed_by_workers: ClassVar[bool] = True
     """Whether durable-sa workers consume this broker (False: its own workers do)."""
+    tracks_delivery: ClassVar[bool] = False
+    """Whether a row stays in the outbox until its job is done, deleted in the
+    transaction that applies the job's outcome. For brokers that may lose a message
+    without telling anyone (Celery): the relay publishes again a row still there
+    ``redeliver_after`` after its last publication."""
+    redeliver_after: timedelta | None = None
 
     def __init__(
         self,
@@ -216,7 +222,12 @@ class OutboxBackend(abc.ABC):
             return self._held.pop(job_id, None)
 
     def ack(self, session: Session, job: ClaimedJob) -> None:
-        """Settle the broker's message once ``session`` commits (never on rollback)."""
+        """Settle the broker's message once ``session`` commits (never on rollback).
+
+        With ``tracks_delivery``, the job's outbox row is deleted in ``session`` too.
+        """
+        if self.tracks_delivery:
+            session.execute(delete(outbox).where(outbox.c.id == job.id))
 
         def settle_after_commit(_session: Session) -> None:
             self._settle_quietly(job)
@@ -228,6 +239,7 @@ class OutboxBackend(abc.ABC):
         message = self._message_of(job)
         with self._sessions.begin() as session:
             self._write_back(session, message, attempts=job.attempts, due=retry_at, error=error)
+            self._forget_row(session, job.id)
         self._settle_quietly(job)
 
     def defer(self, message: OutboxMessage, *, until: datetime, reason: str) -> int:
@@ -237,15 +249,60 @@ class OutboxBackend(abc.ABC):
         worker that has it will take it then.
         """
         with self._sessions.begin() as session:
+            self._forget_row(session, message.id)
             return self._write_back(
-                session, message, attempts=message.attempts, due=until, error=reason
+                session,
+                message,
+                attempts=message.attempts + message.redeliveries,
+                due=until,
+                error=reason,
             )
+
+    def dead_letter_unreadable(self, *, queue: str, raw: Mapping[str, Any], error: str) -> None:
+        """Record a broker message that is no job document at all (kind ``unreadable``).
+
+        ``raw`` is whatever the broker gave (as text), kept for the operator; such a
+        dead letter cannot be requeued, since it names no run.
+        """
+        logger.error(error, extra={"action": "dead_letter"})
+        job = ClaimedJob(
+            id=0,
+            queue=queue,
+            kind="unreadable",
+            run_id=None,
+            payload=dict(raw),
+            attempts=1,
+            max_attempts=self.max_attempts,
+            available_at=datetime.now(UTC),
+        )
+        with self._sessions.begin() as session:
+            dead_letters.record(session, job, error=error)
+
+    def count_redelivery(self, job_id: int) -> int:
+        """Count one more redelivery of job ``job_id``; how many so far (0: row pruned).
+
+        For brokers that say a message is delivered again but not how often: the count
+        lives on the outbox row, so a job that kills every consumer runs out of attempts.
+        """
+        with self._sessions.begin() as session:
+            count = session.execute(
+                update(outbox)
+                .where(outbox.c.id == job_id)
+                .values(redeliveries=outbox.c.redeliveries + 1)
+                .returning(outbox.c.redeliveries)
+            ).scalar()
+        return int(count or 0)
 
     def dead_letter(self, job: ClaimedJob, *, error: str) -> None:
         """Record the job in ``durable_dead_letters``, then settle its delivery."""
         with self._sessions.begin() as session:
             dead_letters.record(session, job, error=error)
+            self._forget_row(session, job.id)
         self._settle_quietly(job)
+
+    def _forget_row(self, session: Session, job_id: int) -> None:
+        if self.tracks_delivery:  # the row was the delivery's record: its job is over
+            session.execute(delete(outbox).where(outbox.c.id == job_id))
 
     def requeue(self, dead_letter_id: int, *, now: datetime) -> int | None:
         """Move a dead letter back to the outbox, due now; its new job id (or ``None``)."""

@@ -45,6 +45,9 @@ class OutboxMessage:
     """Deliveries used up by earlier copies of this job (a released job comes back)."""
     max_attempts: int
     available_at: datetime
+    redeliveries: int = 0
+    """Times this job was delivered again before this copy, as counted in the outbox
+    (brokers that do not count deliveries themselves; always 0 for those that do)."""
 
     def claimed(self, *, deliveries: int, claimed_until: datetime | None) -> ClaimedJob:
         """The engine's view of this message, delivered ``deliveries`` times so far."""
@@ -54,7 +57,7 @@ class OutboxMessage:
             kind=self.kind,
             run_id=self.run_id,
             payload=self.payload,
-            attempts=self.attempts + deliveries,
+            attempts=self.attempts + self.redeliveries + deliveries,
             max_attempts=self.max_attempts,
             available_at=self.available_at,
             claimed_until=claimed_until,

@@ -39,8 +39,11 @@ from durable_sa.worker.listen import Listener
 from durable_sa.worker.signals import stop_on_signals
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from types import TracebackType
+
+    from sqlalchemy import RowMapping
+    from sqlalchemy.orm import Session
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +109,32 @@ class Relay:
     # ── one step at a time (tests, scripts) ────────────────────────────────────
 
     def publish_due(self) -> int:
-        """Publish one batch of due rows in one transaction; how many were published."""
+        """Publish one batch of due rows in one transaction; how many were published.
+
+        For a backend that ``tracks_delivery``, rows published ``redeliver_after`` ago
+        and still there (their job never finished) are published again first.
+        """
         now = self.clock()
+        with self.backend.sessions.begin() as session:
+            rows = list(self._stale_rows(session, now))
+            if len(rows) < self.batch_size:
+                rows += self._due_rows(session, now, self.batch_size - len(rows))
+            if not rows:
+                return 0
+            messages = sorted(
+                (message_from_row(row) for row in rows), key=lambda m: (m.available_at, m.id)
+            )
+            self.backend.publish(messages)  # raises: the rows stay as they were
+        self.stats.published += len(messages)
+        self.stats.batches += 1
+        return len(messages)
+
+    def _due_rows(self, session: Session, now: datetime, limit: int) -> Sequence[RowMapping]:
         pick = (
             select(outbox.c.id)
             .where(outbox.c.published_at.is_(None), outbox.c.available_at <= now)
             .order_by(outbox.c.available_at, outbox.c.id)
-            .limit(self.batch_size)
+            .limit(limit)
             .with_for_update(skip_locked=True)
         )
         stamp = (
@@ -121,17 +143,39 @@ class Relay:
             .values(published_at=now, published_by=self.id)
             .returning(*(outbox.c[name] for name in _MESSAGE_COLUMNS))
         )
-        with self.backend.sessions.begin() as session:
-            rows = session.execute(stamp).mappings().all()
-            if not rows:
-                return 0
-            messages = sorted(
-                (message_from_row(row) for row in rows), key=lambda m: (m.available_at, m.id)
+        return session.execute(stamp).mappings().all()
+
+    def _stale_rows(self, session: Session, now: datetime) -> Sequence[RowMapping]:
+        after = self.backend.redeliver_after
+        if not self.backend.tracks_delivery or after is None:
+            return []
+        pick = (
+            select(outbox.c.id)
+            .where(outbox.c.published_at.is_not(None), outbox.c.published_at < now - after)
+            .order_by(outbox.c.published_at, outbox.c.id)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        stamp = (
+            update(outbox)
+            .where(outbox.c.id.in_(pick.scalar_subquery()))
+            .values(
+                published_at=now,
+                published_by=self.id,
+                redeliveries=outbox.c.redeliveries + 1,
             )
-            self.backend.publish(messages)  # raises: the rows stay unpublished
-        self.stats.published += len(messages)
-        self.stats.batches += 1
-        return len(messages)
+            .returning(*(outbox.c[name] for name in _MESSAGE_COLUMNS))
+        )
+        rows = session.execute(stamp).mappings().all()
+        if rows:
+            logger.warning(
+                "relay %s: %d job(s) published %s ago never finished; publishing them again",
+                self.id,
+                len(rows),
+                after,
+                extra={"action": "redeliver"},
+            )
+        return rows
 
     def drain(self) -> int:
         """Publish every due row; how many were published."""
@@ -141,7 +185,13 @@ class Relay:
         return total
 
     def prune(self, *, now: datetime | None = None) -> int:
-        """Delete rows published more than the backend's ``keep_published`` ago."""
+        """Delete rows published more than the backend's ``keep_published`` ago.
+
+        Nothing to do for a backend that ``tracks_delivery``: its rows go when their
+        job is done, and one still there is a job not done.
+        """
+        if self.backend.tracks_delivery:
+            return 0
         cutoff = (now or self.clock()) - self.backend.keep_published
         total = 0
         while True:
@@ -294,4 +344,5 @@ _MESSAGE_COLUMNS: Final = (
     "attempts",
     "max_attempts",
     "available_at",
+    "redeliveries",
 )

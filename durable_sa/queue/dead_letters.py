@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import delete, insert, select
 
+from durable_sa.errors import InvalidArgumentError
 from durable_sa.store.models import dead_letters_table, runs_table
 
 if TYPE_CHECKING:
@@ -52,6 +53,11 @@ def take(session: Session, dead_letter_id: int) -> Requeued | None:
     """Delete dead letter ``dead_letter_id`` and return it, ``None`` if it or its run is gone.
 
     A dead letter whose run was deleted is removed too: there is nothing left to drive.
+
+    Raises:
+        InvalidArgumentError: the dead letter names no run (an unreadable broker message):
+            it is kept, for the operator to read.
+
     """
     row = (
         session.execute(select(dead_letters_table).where(dead_letters_table.c.id == dead_letter_id))
@@ -60,6 +66,12 @@ def take(session: Session, dead_letter_id: int) -> Requeued | None:
     )
     if row is None:
         return None
+    if row["run_id"] is None:
+        msg = (
+            f"dead letter {dead_letter_id} is a {row['kind']} message that names no run, so "
+            "it cannot be requeued; read its payload and error, then start the work again"
+        )
+        raise InvalidArgumentError(msg)
     session.execute(delete(dead_letters_table).where(dead_letters_table.c.id == dead_letter_id))
     run = (
         session.execute(

@@ -238,6 +238,8 @@ class OutboxEntry(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     """Deliveries already used up by earlier copies of this job (a released job)."""
     max_attempts: Mapped[int] = mapped_column(default=5)
+    redeliveries: Mapped[int] = mapped_column(default=0)
+    """Times a broker that cannot count them itself (Celery) delivered the job again."""
     available_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_at: Mapped[datetime | None]
     published_by: Mapped[str | None] = mapped_column(String(255))

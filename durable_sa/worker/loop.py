@@ -233,7 +233,9 @@ class Worker:
             self._relay.start()
         if self._lane is not None:
             self._lane.start()
-        for _ in range(self.concurrency):
+        # A backend whose own workers consume it (Celery) leaves only the relay to run.
+        consumes = getattr(self.engine.backend, "consumed_by_workers", True)
+        for _ in range(self.concurrency if consumes else 0):
             self._add_slot()
         self._ready.set()
         try:

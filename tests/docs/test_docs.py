@@ -1,4 +1,4 @@
-"""Every ```python block of README.md and docs/*.md runs, exactly as a reader would.
+"""Every ```python block of README.md and docs/**/*.md runs, exactly as a reader would.
 
 Rules:
 - A page's python blocks run top to bottom in one fresh module namespace: a later block
@@ -9,6 +9,8 @@ Rules:
   so pages never leak definitions into each other or into the rest of the suite.
 - Code compiles under the page's own path with its Markdown line numbers, so a failure
   names the page, the block and the exception, and the traceback shows the page's lines.
+- Every page sees ``REDIS_URL``, the URL of the test session's Redis server, emptied
+  before the page runs; pages about relay backends read it (``os.environ["REDIS_URL"]``).
 - Snippets that are not meant to run use another fence language (``text``, ``sh``); a
   fence that merely looks like Python (``py``, ``python3``, ``python-norun``) is refused,
   because it would silently escape this test.
@@ -29,7 +31,7 @@ import sqlalchemy as sa
 from durable_sa import Durable, registry
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 PAGE_IDS = [page.relative_to(ROOT).as_posix() for page in PAGES]
 
 _OPENING = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*?)\s*$")
@@ -108,6 +110,9 @@ def _dispose_engines(namespace: dict[str, object]) -> None:
     for value in namespace.values():
         if isinstance(value, Durable):
             value.sa_engine.dispose()
+            close = getattr(value.backend, "close", None)  # a broker's connections
+            if callable(close):
+                close()
         elif isinstance(value, sa.Engine):
             value.dispose()
 
@@ -130,7 +135,7 @@ def _run_block(page: Path, block: Fence, namespace: dict[str, object]) -> str | 
 def run_page(page: Path, page_id: str) -> None:
     """Run the page's python blocks in order in one fresh module; fail with the block."""
     blocks = python_blocks(page)
-    name = re.sub(r"\W", "_", page.stem)
+    name = re.sub(r"\W", "_", page_id.removesuffix(".md"))
     module = types.ModuleType(f"docs_page_{name}")
     module.__file__ = str(page)
     sys.modules[module.__name__] = module  # dataclasses look their module up here
@@ -149,8 +154,11 @@ def run_page(page: Path, page_id: str) -> None:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
-def test_page_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_page_runs(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDIS_URL", redis_url)  # the session's server, emptied for this page
     before = {name: registry.get(name) for name in registry.names()}
     try:
         run_page(page, page.relative_to(ROOT).as_posix())
@@ -205,6 +213,9 @@ def test_the_expected_pages_exist() -> None:
         "docs/workers.md",
         "docs/testing.md",
         "docs/retention.md",
+        "docs/backends/index.md",
+        "docs/backends/redis.md",
+        "docs/backends/writing-your-own.md",
     }
     assert expected <= set(PAGE_IDS)
 

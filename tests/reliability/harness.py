@@ -26,7 +26,8 @@ class WorkerProcess:
     """One ``durable-sa worker`` process (or another command), its output in a file.
 
     ``command`` is the CLI command and its APP (``("relay", APP)`` for a relay);
-    ``backend`` a queue backend URL the app uses instead of the jobs table.
+    ``backend`` a queue backend URL the app uses instead of the jobs table; ``env``
+    more environment (it wins over the defaults, e.g. a longer ``PYTHONPATH``).
     """
 
     def __init__(
@@ -36,12 +37,14 @@ class WorkerProcess:
         step_seconds: float = 0.01,
         command: tuple[str, ...] = ("worker", APP),
         backend: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.url = url
         self.args = args
         self.step_seconds = step_seconds
         self.command = command
         self.backend = backend
+        self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = Path(tempfile.mkstemp(prefix="durable-sa-worker-", suffix=".log")[1])
 
@@ -52,6 +55,7 @@ class WorkerProcess:
             "REL_STEP_SECONDS": str(self.step_seconds),
             "PYTHONPATH": str(ROOT),
             **({"DURABLE_SA_BACKEND": self.backend} if self.backend else {}),
+            **self.extra_env,
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module

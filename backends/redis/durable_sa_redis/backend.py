@@ -31,7 +31,6 @@ import logging
 import re
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import redis
@@ -46,13 +45,14 @@ from durable_sa.outbox.backend import (
     OutboxBackend,
 )
 from durable_sa.outbox.message import OutboxMessage, decode_message, encode_message
-from durable_sa.queue import dead_letters
-from durable_sa.queue.protocol import ClaimedJob
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
+    from datetime import datetime, timedelta
 
     from sqlalchemy import Engine
+
+    from durable_sa.queue.protocol import ClaimedJob
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ RUN_FIELD: Final = b"run"
 _MAX_SKIPS: Final = 32
 """Bad or deferred entries one claim may step over before it returns empty-handed."""
 _SCAN_PAGE: Final = 500
+_CLEANUP_EVERY_S: Final = 60.0
+_GONE_AFTER_MS: Final = 15 * 60 * 1000
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 _Entry = tuple[str, bytes, dict[bytes, bytes], int]
@@ -118,8 +120,11 @@ class RedisStreamsBackend(OutboxBackend):
             if not isinstance(value, str) or not _NAME.match(value):
                 msg = f"{option} must be letters, digits and _.:- only, not {value!r}"
                 raise InvalidArgumentError(msg)
-        if block < 0 or reclaim_every < 0:
-            msg = f"block and reclaim_every must be >= 0 seconds, not {block} and {reclaim_every}"
+        if not block > 0 or reclaim_every < 0:
+            msg = (
+                f"block must be > 0 and reclaim_every >= 0 seconds, not {block} and "
+                f"{reclaim_every} (an idle worker waits up to block seconds per read)"
+            )
             raise InvalidArgumentError(msg)
         self.prefix = prefix
         self.group = group
@@ -136,6 +141,7 @@ class RedisStreamsBackend(OutboxBackend):
         self._entries: dict[int, tuple[str, bytes]] = {}  # job id → (stream, entry id)
         self._lock = threading.Lock()
         self._next_reclaim = 0.0
+        self._next_cleanup = 0.0
 
     def __repr__(self) -> str:
         return f"<RedisStreamsBackend queue={self.queue!r} prefix={self.prefix!r} {self.redis!r}>"
@@ -206,7 +212,7 @@ class RedisStreamsBackend(OutboxBackend):
                 worker,
                 dict.fromkeys(keys, ">"),
                 count=1,
-                block=block_ms or None,  # 0 would mean "forever" to Redis
+                block=max(1, block_ms),  # 0 would mean "forever" to Redis
             )
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -225,6 +231,7 @@ class RedisStreamsBackend(OutboxBackend):
                 return None
             self._next_reclaim = time.monotonic() + self.reclaim_every
         idle_ms = max(1, int(lease.total_seconds() * 1000))
+        self._forget_gone_consumers(keys)
         for key in keys:
             reply: Any = self.redis.xautoclaim(
                 key, self.group, worker, min_idle_time=idle_ms, start_id="0-0", count=1
@@ -245,6 +252,23 @@ class RedisStreamsBackend(OutboxBackend):
                 )
                 return key, entry_id, fields, deliveries
         return None
+
+    def _forget_gone_consumers(self, keys: list[str]) -> None:
+        """Delete consumers that hold nothing and have not read for a long while.
+
+        Every worker process joins the group under its own name; without this, the
+        group would list every worker that ever ran. A live worker reads every
+        ``block`` seconds, so only dead ones go idle for ``_GONE_AFTER_MS``.
+        """
+        with self._lock:
+            if time.monotonic() < self._next_cleanup:
+                return
+            self._next_cleanup = time.monotonic() + _CLEANUP_EVERY_S
+        for key in keys:
+            consumers: Any = self.redis.xinfo_consumers(key, self.group)
+            for consumer in consumers:
+                if int(consumer["pending"]) == 0 and int(consumer["idle"]) > _GONE_AFTER_MS:
+                    self.redis.xgroup_delconsumer(key, self.group, consumer["name"])
 
     def _accept(
         self,
@@ -278,21 +302,15 @@ class RedisStreamsBackend(OutboxBackend):
     def _dead_letter_entry(
         self, key: str, entry_id: bytes, fields: Mapping[bytes, bytes], error: str
     ) -> None:
-        error = f"malformed entry {_text(entry_id)} on stream {key}: {error}"
-        logger.error(error, extra={"action": "dead_letter"})
-        raw = {_text(k): _text(v) for k, v in fields.items()}
-        job = ClaimedJob(
-            id=0,
+        self.dead_letter_unreadable(
             queue=key.removeprefix(f"{self.prefix}:"),
-            kind="unreadable",
-            run_id=None,
-            payload={"stream": key, "entry": _text(entry_id), "fields": raw},
-            attempts=1,
-            max_attempts=self.max_attempts,
-            available_at=datetime.now(UTC),
+            raw={
+                "stream": key,
+                "entry": _text(entry_id),
+                "fields": {_text(k): _text(v) for k, v in fields.items()},
+            },
+            error=f"malformed entry {_text(entry_id)} on stream {key}: {error}",
         )
-        with self.sessions.begin() as session:
-            dead_letters.record(session, job, error=error)
         self._drop(key, entry_id)
 
     def _drop(self, key: str, entry_id: bytes) -> None:

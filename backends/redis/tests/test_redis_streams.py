@@ -58,7 +58,7 @@ def test_a_redis_url_selects_the_backend(sqlite_engine: sa.Engine, redis_url: st
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("prefix", "has space"), ("group", ""), ("block", -1), ("keep_published", 5)],
+    [("prefix", "has space"), ("group", ""), ("block", 0), ("keep_published", 5)],
 )
 def test_bad_options_are_refused(sqlite_engine: sa.Engine, redis_url: str, option, value) -> None:
     with pytest.raises(InvalidArgumentError, match=option):
@@ -230,7 +230,7 @@ def test_a_lost_message_is_found_by_recover(redis_engine: Durable) -> None:
     assert job.run_id == run.run_id
 
 
-def test_dead_letters_of_unreadable_entries_cannot_be_requeued(redis_engine: Durable) -> None:
+def test_dead_letters_of_unreadable_entries_are_kept_not_requeued(redis_engine: Durable) -> None:
     backend = backend_of(redis_engine)
     key = backend.stream(backend.queue)
     backend.redis.xgroup_create(key, backend.group, id="0", mkstream=True)
@@ -239,8 +239,9 @@ def test_dead_letters_of_unreadable_entries_cannot_be_requeued(redis_engine: Dur
     (letter,) = redis_engine.dead_letters()
     with redis_engine.sa_engine.begin() as conn:
         assert conn.execute(select(func.count()).select_from(dead_letters_table)).scalar() == 1
-    with pytest.raises(LookupError):
+    with pytest.raises(InvalidArgumentError, match="names no run"):
         redis_engine.requeue(letter.id)
+    assert [d.id for d in redis_engine.dead_letters()] == [letter.id]  # kept to be read
 
 
 # ── a broker restart in the middle of runs ──────────────────────────────────────
@@ -313,3 +314,25 @@ def test_stale_settle_after_a_lost_connection_is_harmless(redis_engine: Durable)
     assert again is not None
     assert again.id == job.id
     assert redis_engine.run_job(again) is JobOutcome.STALE
+
+
+def test_consumers_of_gone_workers_are_removed_from_the_group(
+    redis_engine: Durable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import durable_sa_redis.backend as module  # noqa: PLC0415
+
+    backend = backend_of(redis_engine)
+    key = backend.stream(backend.queue)
+    scenarios.define_scenarios()
+    redis_engine.start(scenarios.SEQUENTIAL, {})
+    job = claim_now(redis_engine, "ghost")
+    assert job is not None
+    backend.settle(job)  # the ghost holds nothing now
+    names = [c["name"] for c in backend.redis.xinfo_consumers(key, backend.group)]
+    assert names == [b"ghost"]
+    monkeypatch.setattr(module, "_GONE_AFTER_MS", -1)  # everyone idle counts as gone
+    backend._next_cleanup = 0.0
+    backend._next_reclaim = 0.0
+    assert redis_engine.claim(worker="live", lease=LEASE) is None
+    names = [c["name"] for c in backend.redis.xinfo_consumers(key, backend.group)]
+    assert b"ghost" not in names

@@ -1,0 +1,147 @@
+"""Celery specifics: options, lost messages, poison jobs, a broker restart mid-run."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+from celery_config import make_app
+from durable_sa_celery import CeleryBackend
+
+from conftest import CeleryWorker, database_url_of
+from durable_sa import Durable, InvalidArgumentError, RunStatus
+from durable_sa.store.models import outbox_table
+from durable_sa.testing import scenarios
+from durable_sa.testing.conformance import eventually
+from tests.reliability.app import effects_metadata
+
+if TYPE_CHECKING:
+    from tests.support.redisserver import RedisServer
+
+WAIT = 60
+
+
+def celery_durable(sa_engine: sa.Engine, broker_url: str, **options: object) -> Durable:
+    engine = Durable(
+        sa_engine, backend="celery", backend_options={"app": make_app(broker_url), **options}
+    )
+    engine.create_tables()
+    return engine
+
+
+@pytest.fixture
+def pg_celery(pg_engine: sa.Engine, redis_url: str) -> Durable:
+    effects_metadata.create_all(pg_engine)
+    return celery_durable(pg_engine, redis_url, redeliver_after=timedelta(seconds=2))
+
+
+def test_the_app_may_be_named_by_its_import_path(sqlite_engine: sa.Engine) -> None:
+    engine = Durable(
+        sqlite_engine, backend="celery", backend_options={"app": "celery_config:probe"}
+    )
+    assert isinstance(engine.backend, CeleryBackend)
+    import celery_config  # noqa: PLC0415 - the module the path names
+
+    assert engine.backend.app is celery_config.probe
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"app": object()}, "Celery application"),
+        ({"app": "celery_config"}, "module:attribute"),
+        ({"app": "celery_config:probe", "redeliver_after": timedelta(0)}, "redeliver_after"),
+        ({"app": "celery_config:probe", "retry_delay": -1}, "retry_delay"),
+    ],
+)
+def test_bad_options_are_refused(sqlite_engine: sa.Engine, options, match) -> None:
+    with pytest.raises(InvalidArgumentError, match=match):
+        Durable(sqlite_engine, backend="celery", backend_options=options)
+
+
+def test_durable_workers_do_not_consume_celery(sqlite_engine: sa.Engine, redis_url: str) -> None:
+    engine = celery_durable(sqlite_engine, redis_url)
+    scenarios.define_scenarios()
+    engine.start(scenarios.SEQUENTIAL, {})
+    engine.relay().drain()
+    assert engine.claim(worker="w1") is None
+    assert engine.backend.waiting_messages() == 1  # type: ignore[attr-defined]
+    assert engine.backend.pending_count() == 1
+
+
+def test_a_message_celery_lost_is_published_again(sqlite_engine: sa.Engine, redis_url: str) -> None:
+    engine = celery_durable(sqlite_engine, redis_url, redeliver_after=timedelta(seconds=1))
+    scenarios.define_scenarios()
+    run = engine.start(scenarios.SEQUENTIAL, {"n": 1})
+    relay = engine.relay()
+    assert relay.drain() == 1
+    engine.backend.broker_clear()  # type: ignore[attr-defined] # the message is gone
+    assert engine.backend.waiting_messages() == 0  # type: ignore[attr-defined]
+    assert relay.drain() == 0  # published a moment ago: not yet
+    time.sleep(1.1)
+    assert relay.drain() == 1
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(sa.select(outbox_table.c.redeliveries)).scalar_one() == 1
+    with (
+        CeleryWorker(database_url_of(engine), redis_url, name="lost").start() as worker,
+        engine.relay(poll_interval=0.05),
+    ):
+        final = engine.wait(run.run_id, timeout=WAIT)
+        assert final.status is RunStatus.COMPLETED, worker.output()
+
+
+def test_a_job_that_kills_every_worker_is_dead_lettered(pg_celery: Durable, redis_url: str) -> None:
+    import tests.reliability.app  # noqa: F401, PLC0415 - defines rel-crash
+
+    run = pg_celery.start("rel-crash", {})
+    with (
+        CeleryWorker(database_url_of(pg_celery), redis_url, name="poison").start() as worker,
+        pg_celery.relay(poll_interval=0.05),
+    ):
+        assert eventually(lambda: len(pg_celery.dead_letters()) == 1, timeout=WAIT), worker.output()
+    (letter,) = pg_celery.dead_letters()
+    assert letter.run_id == run.run_id
+    assert "claimed 6 times" in letter.error
+    assert pg_celery.backend.pending_count() == 0
+    assert pg_celery.status(run.run_id).status is RunStatus.RUNNING  # recover() can retry it
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_runs_survive_a_broker_restart(
+    pg_engine: sa.Engine, own_redis_server: RedisServer, kill: bool
+) -> None:
+    engine = celery_durable(pg_engine, own_redis_server.url, redeliver_after=timedelta(seconds=15))
+    scenarios.define_scenarios()
+    runs = [engine.start(scenarios.PARALLEL, {"n": i}).run_id for i in range(20)]
+    runs += [engine.start(scenarios.SLEEP, {"n": i}).run_id for i in range(10)]
+    workers = [
+        CeleryWorker(database_url_of(engine), own_redis_server.url, name=f"r{i}").start()
+        for i in range(2)
+    ]
+    try:
+        with engine.relay(poll_interval=0.05) as relay:
+            time.sleep(0.3)
+            own_redis_server.restart(kill=kill)
+            deadline = time.monotonic() + WAIT * 2
+            while not all_done(engine, runs) and time.monotonic() < deadline:
+                # A supervisor's job: a Celery worker may exit when its broker goes away.
+                for i, worker in enumerate(workers):
+                    if worker.proc is not None and worker.proc.poll() is not None:
+                        worker.close()
+                        workers[i] = CeleryWorker(
+                            database_url_of(engine), own_redis_server.url, name=f"r{i}b"
+                        ).start()
+                time.sleep(0.2)
+            assert all_done(engine, runs)
+            assert eventually(lambda: engine.backend.pending_count() == 0)
+        assert relay.stats.published >= len(runs)
+    finally:
+        for worker in workers:
+            worker.close()
+
+
+def all_done(engine: Durable, run_ids: list[int]) -> bool:
+    return all(engine.status(run_id).status is RunStatus.COMPLETED for run_id in run_ids)
