@@ -9,10 +9,12 @@ Rules:
   publishing and committing, the rows are published again later. Delivery is therefore
   at least once, and each row is in the hands of one relay at a time.
 - Only due rows are published: a sleep or a retry backoff waits in the database.
+- For a backend that ``tracks_delivery`` (a row stays until its job is done), a row still
+  there ``redeliver_after`` after its publication is published again: the broker lost it.
 - Idle, the relay sleeps until the next row is due, an in-process commit wakes it, a
   NOTIFY arrives (PostgreSQL), or the poll interval passes.
 - Published rows are deleted once older than the backend's ``keep_published``, checked
-  every ``prune_interval``, in small batches.
+  every ``prune_interval``, in small batches (never for a backend that tracks delivery).
 - Errors (the broker or the database away) are logged and retried with a growing pause;
   the relay never dies of them.
 """

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.reliability
 
-RUNS_PER_WORKFLOW = 40  # 120 runs of 5+ steps
+RUNS_PER_WORKFLOW = 60  # 180 runs of 5+ steps
 CONSUMERS = 2
 RELAYS = 2
 MIN_KILLS = 16
