@@ -238,18 +238,21 @@ class OutboxBackend(abc.ABC):
         """Write the job back to the outbox, due at ``retry_at``; settle the delivery."""
         message = self._message_of(job)
         with self._sessions.begin() as session:
-            self._write_back(session, message, attempts=job.attempts, due=retry_at, error=error)
-            self._forget_row(session, job.id)
+            if self._forget_row(session, job.id):
+                self._write_back(session, message, attempts=job.attempts, due=retry_at, error=error)
         self._settle_quietly(job)
 
-    def defer(self, message: OutboxMessage, *, until: datetime, reason: str) -> int:
+    def defer(self, message: OutboxMessage, *, until: datetime, reason: str) -> int | None:
         """Offer a delivered message again at ``until`` (no attempt used); the new job id.
+
+        ``None`` when another delivery of the same job already finished it.
 
         For a job this consumer cannot run (a workflow or version it does not define): a
         worker that has it will take it then.
         """
         with self._sessions.begin() as session:
-            self._forget_row(session, message.id)
+            if not self._forget_row(session, message.id):
+                return None
             return self._write_back(
                 session,
                 message,
@@ -278,11 +281,13 @@ class OutboxBackend(abc.ABC):
         with self._sessions.begin() as session:
             dead_letters.record(session, job, error=error)
 
-    def count_redelivery(self, job_id: int) -> int:
-        """Count one more redelivery of job ``job_id``; how many so far (0: row pruned).
+    def count_redelivery(self, job_id: int) -> int | None:
+        """Count one more redelivery of job ``job_id``; how many so far.
 
         For brokers that say a message is delivered again but not how often: the count
         lives on the outbox row, so a job that kills every consumer runs out of attempts.
+        ``None``: the row is gone, so the job is over (done, given back as a new row, or
+        dead-lettered) and this delivery is a stale copy.
         """
         with self._sessions.begin() as session:
             count = session.execute(
@@ -291,18 +296,34 @@ class OutboxBackend(abc.ABC):
                 .values(redeliveries=outbox.c.redeliveries + 1)
                 .returning(outbox.c.redeliveries)
             ).scalar()
-        return int(count or 0)
+        return None if count is None else int(count)
+
+    def redeliveries_of(self, job_id: int) -> int | None:
+        """The redeliveries counted for job ``job_id``; ``None`` when its row is gone."""
+        with self._sessions() as session:
+            count = session.execute(
+                select(outbox.c.redeliveries).where(outbox.c.id == job_id)
+            ).scalar()
+        return None if count is None else int(count)
 
     def dead_letter(self, job: ClaimedJob, *, error: str) -> None:
         """Record the job in ``durable_dead_letters``, then settle its delivery."""
         with self._sessions.begin() as session:
-            dead_letters.record(session, job, error=error)
-            self._forget_row(session, job.id)
+            if self._forget_row(session, job.id):
+                dead_letters.record(session, job, error=error)
         self._settle_quietly(job)
 
-    def _forget_row(self, session: Session, job_id: int) -> None:
-        if self.tracks_delivery:  # the row was the delivery's record: its job is over
-            session.execute(delete(outbox).where(outbox.c.id == job_id))
+    def _forget_row(self, session: Session, job_id: int) -> bool:
+        """End the job's outbox record (``tracks_delivery``); False if it had already ended.
+
+        Two copies of one job may be delivered at once (the broker's redelivery and the
+        relay's second publication): only the first to end the record may write a dead
+        letter or a retry, so a job is never dead-lettered or released twice.
+        """
+        if not self.tracks_delivery:
+            return True
+        result = session.execute(delete(outbox).where(outbox.c.id == job_id))
+        return bool(getattr(result, "rowcount", 0))
 
     def requeue(self, dead_letter_id: int, *, now: datetime) -> int | None:
         """Move a dead letter back to the outbox, due now; its new job id (or ``None``)."""

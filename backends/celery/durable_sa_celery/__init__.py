@@ -6,6 +6,7 @@ same app, for your Celery workers.
 """
 
 from durable_sa_celery.backend import TASK_NAME, CeleryBackend
+from durable_sa_celery.settings import settings
 from durable_sa_celery.task import install
 
-__all__ = ["TASK_NAME", "CeleryBackend", "install"]
+__all__ = ["TASK_NAME", "CeleryBackend", "install", "settings"]

@@ -20,6 +20,8 @@ Rules:
 - **Attempts**: Celery flags a message delivered again but does not count; the count is
   kept on the outbox row (:meth:`~durable_sa.outbox.OutboxBackend.count_redelivery`), so
   a job that kills every worker that takes it is dead-lettered after ``max_job_attempts``.
+  A redelivered copy whose row is gone belongs to a job that is over: it is dropped
+  without running, so a dead-lettered poison job cannot crash workers through a copy.
 - **Nothing is lost when the database is away**: if the outcome of a delivery could not
   be written (release or dead letter failed), :meth:`consume` raises
   :class:`NotPersisted` and the task rejects the message back to the queue after
@@ -163,13 +165,27 @@ class CeleryBackend(OutboxBackend):
         except PayloadError as exc:
             self._dead_letter_document(document, str(exc))
             return JobOutcome.DEAD_LETTERED
-        if redelivered:
+        if redelivered or message.redeliveries:
             try:
-                counted = self.count_redelivery(message.id)
+                counted = (
+                    self.count_redelivery(message.id)
+                    if redelivered
+                    else self.redeliveries_of(message.id)
+                )
             except Exception as exc:
                 msg = f"could not count a redelivery of job {message.id}: {exc}"
                 raise NotPersisted(msg) from exc
-            message = attrs.evolve(message, redeliveries=max(counted, message.redeliveries))
+            if counted is None:
+                # The job is over: this copy (Celery's redelivery, or the relay's second
+                # publication) must not run its step again, nor crash a worker again.
+                logger.info(
+                    "job %s (run %s): a copy of a finished job dropped",
+                    message.id,
+                    message.run_id,
+                    extra={"action": "stale", "run_id": message.run_id},
+                )
+                return JobOutcome.STALE
+            message = attrs.evolve(message, redeliveries=counted)
         job = self.hold(message, deliveries=1, claimed_until=None)
         outcome = engine.run_job(job)
         with self._lock:

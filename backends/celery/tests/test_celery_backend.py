@@ -6,13 +6,16 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 import sqlalchemy as sa
 from celery_config import make_app
 from durable_sa_celery import CeleryBackend
 
 from conftest import CeleryWorker, database_url_of
-from durable_sa import Durable, InvalidArgumentError, RunStatus
+from durable_sa import Durable, InvalidArgumentError, JobOutcome, RunStatus
+from durable_sa.outbox.backend import message_from_row
+from durable_sa.outbox.message import encode_message
 from durable_sa.store.models import outbox_table
 from durable_sa.testing import scenarios
 from durable_sa.testing.conformance import eventually
@@ -101,10 +104,12 @@ def test_a_job_that_kills_every_worker_is_dead_lettered(pg_celery: Durable, redi
         CeleryWorker(database_url_of(pg_celery), redis_url, name="poison").start() as worker,
         pg_celery.relay(poll_interval=0.05),
     ):
-        assert eventually(lambda: len(pg_celery.dead_letters()) == 1, timeout=WAIT), worker.output()
+        assert eventually(lambda: len(pg_celery.dead_letters()) >= 1, timeout=WAIT), worker.output()
+        time.sleep(3)  # copies of the job (relay, Celery) must not dead-letter it again
     (letter,) = pg_celery.dead_letters()
     assert letter.run_id == run.run_id
-    assert "claimed 6 times" in letter.error
+    assert "without finishing (max 5)" in letter.error
+    assert letter.attempts >= 6
     assert pg_celery.backend.pending_count() == 0
     assert pg_celery.status(run.run_id).status is RunStatus.RUNNING  # recover() can retry it
 
@@ -145,3 +150,40 @@ def test_runs_survive_a_broker_restart(
 
 def all_done(engine: Durable, run_ids: list[int]) -> bool:
     return all(engine.status(run_id).status is RunStatus.COMPLETED for run_id in run_ids)
+
+
+def test_a_copy_of_a_finished_job_is_dropped_without_running(sqlite_engine: sa.Engine) -> None:
+    engine = Durable(
+        sqlite_engine, backend="celery", backend_options={"app": "celery_config:probe"}
+    )
+    engine.create_tables()
+    scenarios.define_scenarios()
+    run = engine.start(scenarios.SEQUENTIAL, {"n": 1})
+    with sqlite_engine.connect() as conn:
+        row = conn.execute(sa.select(outbox_table)).mappings().one()
+    message = message_from_row(row)
+    backend = engine.backend
+    assert isinstance(backend, CeleryBackend)
+    first = backend.consume(engine, encode_message(message), redelivered=False)
+    assert first is JobOutcome.APPLIED
+    after_first = engine.status(run.run_id)
+    assert after_first.results == {"one": 2}
+    celery_redelivery = backend.consume(engine, encode_message(message), redelivered=True)
+    relay_copy = backend.consume(
+        engine, encode_message(attrs.evolve(message, redeliveries=1)), redelivered=False
+    )
+    assert (celery_redelivery, relay_copy) == (JobOutcome.STALE, JobOutcome.STALE)
+    assert engine.status(run.run_id).updated_at == after_first.updated_at
+
+
+def test_a_malformed_message_is_dead_lettered_by_the_task_logic(sqlite_engine: sa.Engine) -> None:
+    engine = Durable(
+        sqlite_engine, backend="celery", backend_options={"app": "celery_config:probe"}
+    )
+    engine.create_tables()
+    backend = engine.backend
+    assert isinstance(backend, CeleryBackend)
+    assert backend.consume(engine, "{nope", redelivered=False) is JobOutcome.DEAD_LETTERED
+    (letter,) = engine.dead_letters()
+    assert letter.kind == "unreadable"
+    assert "malformed Celery task message" in letter.error
