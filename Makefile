@@ -40,11 +40,11 @@ test: venv postgres-binaries redis-binaries
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 ## bench: every benchmark scenario against the floor, DBOS and Procrastinate (<15 min)
-bench: $(BENCH_STAMP) postgres-binaries
+bench: $(BENCH_STAMP) postgres-binaries redis-binaries
 	$(VENV_PY) -m benchmarks.run $(BENCH_ARGS)
 
-## bench-quick: the same scenarios, smaller (<2 min)
-bench-quick: $(BENCH_STAMP) postgres-binaries
+## bench-quick: the same scenarios, smaller (about 3 min)
+bench-quick: $(BENCH_STAMP) postgres-binaries redis-binaries
 	$(VENV_PY) -m benchmarks.run --quick $(BENCH_ARGS)
 
 # The peers are installed only for benchmarks, never by `make test`.

@@ -13,6 +13,11 @@ Rules of this module:
   inputs is ``None`` ("not measured"), and the table says so.
 * The JSON written to ``benchmarks/results/latest.json`` has exactly the keys
   ``machine``, ``results``, ``ratios``, ``targets`` and ``errors`` (see :func:`to_json`).
+* The relay scenario (:mod:`benchmarks.relay_bench`, sample kinds ``relay_<backend>``)
+  has a table of its own (:func:`relay_rows`), between its own markers in the docs, and
+  a plot of its own (:func:`plot_relay`); its figures are results like any other, the
+  backlog series of each repetition ride along on its ``backlog_max`` result, and its
+  verdicts are targets. :func:`backlog_verdict` judges one drain's backlog.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 
 TABLE_START: Final = "<!-- bench:table:start -->"
 TABLE_END: Final = "<!-- bench:table:end -->"
+RELAY_START: Final = "<!-- bench:relay:start -->"
+RELAY_END: Final = "<!-- bench:relay:end -->"
 
 SYSTEMS: Final = ("floor", "durable-sa", "dbos", "procrastinate")
 PEERS: Final = ("dbos", "procrastinate")
@@ -36,6 +43,12 @@ CONCURRENCIES: Final = (1, 4, 16)
 
 WF_PER_S: Final = "wf/s"
 MS: Final = "ms"
+MSG_PER_S: Final = "msg/s"
+ROWS: Final = "rows"
+
+RELAY_BACKENDS: Final = ("jobs_table", "redis", "celery")
+"""The relay scenario's backends, in table order: the jobs table is the baseline."""
+RELAY_PREFIX: Final = "relay_"
 
 # Order of rows in the tables: by family (the scenario name's prefix), then system, P, C.
 _FAMILIES: Final = (
@@ -47,6 +60,7 @@ _FAMILIES: Final = (
     "memory",
     "fanout",
     "sqlite",
+    "relay",
 )
 
 
@@ -58,7 +72,8 @@ class Sample:
     """One run of one scenario program: its parsed JSON line, or why there is none.
 
     ``kind`` names the program and how to read its output: ``floor``, ``sqlite_floor``,
-    ``throughput``, ``peer``, ``latency``, ``history``, ``memory``, ``fanout``, ``sqlite``.
+    ``throughput``, ``peer``, ``latency``, ``history``, ``memory``, ``fanout``, ``sqlite``,
+    or ``relay_<backend>`` (``relay_jobs_table``, ``relay_redis``, ``relay_celery``).
     """
 
     kind: str
@@ -81,6 +96,8 @@ class Metric:
     unit: str
     n: int
     config: Mapping[str, float] = field(default_factory=dict)
+    series: tuple[tuple[float, float], ...] = ()
+    """Points over time behind the figure (the relay's backlog), if any."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,8 @@ class Result:
     n: int
     samples: tuple[float, ...]
     config: Mapping[str, float] = field(default_factory=dict)
+    series: tuple[tuple[tuple[float, float], ...], ...] = ()
+    """One series per repetition that had one (see :attr:`Metric.series`)."""
 
     @property
     def median(self) -> float:
@@ -163,13 +182,17 @@ def headline_scenario(kind: str, processes: int | None, concurrency: int | None)
     }
     if kind in names:
         return names[kind]
+    if kind.startswith(RELAY_PREFIX):
+        return f"{kind}_throughput"
     return "throughput" + config_suffix(processes, concurrency)
 
 
 def job_label(kind: str, system: str, processes: int | None, concurrency: int | None) -> str:
     """How progress lines name a measurement: ``durable-sa P=2 C=16``, ``floor sqlite``."""
     parts = [system]
-    if kind not in {"throughput", "peer", "floor"}:
+    if kind.startswith(RELAY_PREFIX):
+        parts += ["relay", kind.removeprefix(RELAY_PREFIX)]
+    elif kind not in {"throughput", "peer", "floor"}:
         parts.append("sqlite" if kind.startswith("sqlite") else kind)
     if processes is not None:
         parts.append(f"P={processes}")
@@ -238,6 +261,8 @@ def metrics_from_sample(sample: Sample) -> list[Metric]:
             ("fanout_p50", out.get("p50_ms"), MS),
             ("fanout_p99", out.get("p99_ms"), MS),
         ]
+    elif kind.startswith(RELAY_PREFIX):
+        figures = _relay_figures(kind, out)
     else:
         msg = f"unknown sample kind {kind!r}"
         raise ValueError(msg)
@@ -250,10 +275,12 @@ def metrics_from_sample(sample: Sample) -> list[Metric]:
             ("entries", out.get("entries")),
             ("history_runs", out.get("history_runs")),
             ("runs", out.get("runs_last")),
+            ("batch_size", out.get("batch_size")),
         )
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
     n = out.get("n", out.get("runs_last", 0))
+    series = _series(out.get("backlog_series")) if kind.startswith(RELAY_PREFIX) else ()
     return [
         Metric(
             system=sample.system,
@@ -262,10 +289,36 @@ def metrics_from_sample(sample: Sample) -> list[Metric]:
             unit=unit,
             n=int(n) if isinstance(n, int | float) else 0,
             config=config,
+            series=series if scenario.endswith("_backlog_max") else (),
         )
         for scenario, value, unit in figures
         if isinstance(value, int | float) and not isinstance(value, bool)
     ]
+
+
+def _relay_figures(kind: str, out: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
+    """Drain wf/s, published msg/s, backlog after warm-up and at the end, bounded (1/0)."""
+    bounded = out.get("bounded")
+    return [
+        (f"{kind}_throughput", out.get("wf_per_s"), WF_PER_S),
+        (f"{kind}_published", out.get("published_per_s"), MSG_PER_S),
+        (f"{kind}_backlog_max", out.get("backlog_max_after_warmup"), ROWS),
+        (f"{kind}_backlog_final", out.get("backlog_final"), ROWS),
+        (f"{kind}_bounded", float(bounded) if isinstance(bounded, bool) else None, "1=yes"),
+    ]
+
+
+def _series(points: Any) -> tuple[tuple[float, float], ...]:  # noqa: ANN401 - parsed JSON
+    """``[[t, value], ...]`` from a program's JSON as a tuple of pairs (bad points dropped)."""
+    if not isinstance(points, list | tuple):
+        return ()
+    return tuple(
+        (float(p[0]), float(p[1]))
+        for p in points
+        if isinstance(p, list | tuple)
+        and len(p) >= 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in p[:2])
+    )
 
 
 def aggregate(samples: Iterable[Sample]) -> list[Result]:
@@ -282,6 +335,7 @@ def aggregate(samples: Iterable[Sample]) -> list[Result]:
             n=metrics[0].n,
             samples=tuple(m.value for m in metrics),
             config=metrics[0].config,
+            series=tuple(m.series for m in metrics if m.series),
         )
         for (system, scenario), metrics in grouped.items()
     ]
@@ -316,6 +370,102 @@ def median_of(results: Sequence[Result], system: str, scenario: str) -> float | 
     """The median of ``system`` for ``scenario``, if it was measured."""
     result = find(results, system, scenario)
     return result.median if result is not None else None
+
+
+# --------------------------------------------------------------------------- relay backlog
+
+RELAY_WARMUP_S: Final = 2.0
+RELAY_WARMUP_FRACTION: Final = 0.1
+"""The warm-up left out of ``backlog_max_after_warmup``: the first 2 s or the first 10 %
+of the drain, whichever is longer, or longer still until the relay had published the
+rows of the N runs started up front (``caught_up_s``), but never more than half the
+drain. Those N rows reach the outbox at once; publishing them is the warm-up."""
+RELAY_RISE_TOLERANCE: Final = 0.1
+"""How far the backlog's least-squares line may rise over the second half of the drain,
+as a fraction of the relay's batch size, and still count as not trending upward."""
+RELAY_MIN_SAMPLES: Final = 3
+"""Fewer samples than this in either half of the drain: too few to judge a trend."""
+
+
+def thin(points: Sequence[Sequence[float]], limit: int) -> list[list[float]]:
+    """At most ``limit`` of ``points``, evenly spread, the first and the last kept."""
+    if limit < 2:
+        msg = f"limit must be at least 2, not {limit}"
+        raise ValueError(msg)
+    if len(points) <= limit:
+        return [list(p) for p in points]
+    picks = sorted({round(i * (len(points) - 1) / (limit - 1)) for i in range(limit)})
+    return [list(points[i]) for i in picks]
+
+
+def slope(points: Sequence[Sequence[float]]) -> float:
+    """The least-squares slope of ``y`` on ``x`` over ``(x, y)`` points (0 if undefined)."""
+    if len(points) < 2:
+        return 0.0
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    if spread == 0:
+        return 0.0
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+
+
+def backlog_verdict(
+    series: Sequence[Sequence[float]],
+    *,
+    drain_s: float,
+    batch_size: int,
+    caught_up_s: float | None = None,
+) -> dict[str, Any]:
+    """Whether one drain's outbox backlog stayed bounded, with the figures behind it.
+
+    ``series`` holds ``(t, backlog)`` samples, ``t`` in seconds from the start of the
+    drain, the last one taken when the drain ended. The drain is bounded when all of
+    these ``checks`` hold:
+
+    - ``final_within_batch``: the backlog at the end is at most one relay batch;
+    - ``second_half_not_rising``: over the second half of the drain, the least-squares
+      line rises by at most :data:`RELAY_RISE_TOLERANCE` of a batch;
+    - ``second_half_within_first``: the second half's largest backlog is no larger than
+      the first half's.
+
+    ``bounded`` is ``None`` (not judged) when either half has fewer than
+    :data:`RELAY_MIN_SAMPLES` samples. ``backlog_max_after_warmup`` leaves out the
+    warm-up (see :data:`RELAY_WARMUP_S`), when the runs started up front are published:
+    ``caught_up_s`` is when the relay had published as many messages as there were such
+    runs (it publishes in due order, so theirs first), if known. The warm-up plays no
+    part in the verdict.
+    """
+    points = sorted((float(t), float(b)) for t, b, *_ in series)
+    if not points:
+        return {"bounded": None, "checks": {}}
+    half = drain_s / 2
+    warmup = min(max(RELAY_WARMUP_S, RELAY_WARMUP_FRACTION * drain_s, caught_up_s or 0.0), half)
+    first = [b for t, b in points if t < half]
+    second = [(t, b) for t, b in points if t >= half]
+    after = [b for t, b in points if t >= warmup] or [points[-1][1]]
+    final = points[-1][1]
+    rate = slope(second)
+    checks = {
+        "final_within_batch": final <= batch_size,
+        "second_half_not_rising": rate * (drain_s - half) <= RELAY_RISE_TOLERANCE * batch_size,
+        "second_half_within_first": (
+            not second or (bool(first) and max(b for _, b in second) <= max(first))
+        ),
+    }
+    judged = min(len(first), len(second)) >= RELAY_MIN_SAMPLES
+    return {
+        "warmup_s": warmup,
+        "backlog_max": max(b for _, b in points),
+        "backlog_max_after_warmup": max(after),
+        "backlog_final": final,
+        "backlog_first_half_max": max(first) if first else None,
+        "backlog_second_half_max": max((b for _, b in second), default=None),
+        "backlog_second_half_slope": rate,
+        "checks": checks,
+        "bounded": all(checks.values()) if judged else None,
+    }
 
 
 # --------------------------------------------------------------------------- ratios, targets
@@ -441,7 +591,38 @@ def targets(results: Sequence[Result]) -> list[Target]:
               ours("fanout_p50"), f"<= {3 * entry_ms:g} ms"),
         judge("s7_sqlite", "SQLite ≥ 0.7x SQLite floor", "sqlite_throughput",
               against_floor(ours("sqlite_throughput"), "sqlite_throughput"), ">= 0.7 x floor"),
+        *(_relay_target(results, backend) for backend in RELAY_BACKENDS[1:]),
     ]  # fmt: skip
+
+
+def _relay_target(results: Sequence[Result], backend: str) -> Target:
+    """The relay keeps up through ``backend``: its backlog bounded in every repetition.
+
+    ``measured`` is the fraction of the judged repetitions that were bounded; a
+    repetition too short to judge has no ``bounded`` figure and does not count.
+    """
+    row = f"{RELAY_PREFIX}{backend}_bounded"
+    text = f"relay keeps up ({backend}): outbox backlog bounded in every repetition"
+    need = "bounded in every repetition"
+    target = Target(
+        f"relay_{backend}", "relay", text, (_OURS, row), None, ">=", 1.0, "of reps", None, need
+    )
+    found = find(results, _OURS, row)
+    if found is None:
+        return target
+    bounded = sum(1 for value in found.samples if value)
+    peak = find(results, _OURS, f"{RELAY_PREFIX}{backend}_backlog_max")
+    detail = f"{bounded} of {len(found.samples)} repetitions bounded"
+    if peak is not None:
+        batch = peak.config.get("batch_size")
+        detail += f"; backlog after warm-up ≤ {peak.max:.0f} rows"
+        detail += f" (batch {batch:g})" if batch is not None else ""
+    return replace(
+        target,
+        measured=bounded / len(found.samples),
+        passed=bounded == len(found.samples),
+        detail=detail,
+    )
 
 
 # --------------------------------------------------------------------------- errors
@@ -532,12 +713,13 @@ def rows(
 ) -> list[list[str]]:
     """Table rows: scenario, system, median, min, max, unit, ratios/target, verdict.
 
-    ``drain_*`` figures are left out (they are in the JSON); a scenario that never
-    produced a figure gets a row saying ``error: ...``.
+    ``drain_*`` figures are left out (they are in the JSON), and so is the relay scenario
+    (:func:`relay_rows`); a scenario that never produced a figure gets a row saying
+    ``error: ...``.
     """
     table = []
     for result in results:
-        if "drain_" in result.scenario:
+        if "drain_" in result.scenario or result.scenario.startswith(RELAY_PREFIX):
             continue
         own = [t for t in found if t.row == _key(result)]
         notes = _notes(result, results, own)
@@ -560,7 +742,7 @@ def rows(
     seen: set[tuple[str, str]] = set()
     for error in errors:
         key = (error["system"], error["scenario"])
-        if key in measured or key in seen:
+        if key in measured or key in seen or key[1].startswith(RELAY_PREFIX):
             continue
         seen.add(key)
         table.append([key[1], key[0], "-", "-", "-", "", f"error: {error['error']}", ""])
@@ -582,8 +764,13 @@ def text_table(
 ) -> str:
     """The table printed at the end of a run, with the targets and errors under it."""
     body = rows(results, found, errors)
-    lines = [machine_summary(machine), ""]
-    lines += _aligned([list(HEADERS), *body], right={2, 3, 4})
+    relay = relay_rows(results, found, errors)
+    lines = [machine_summary(machine)]
+    if body or not relay:  # a run of the relay scenario alone has no main table
+        lines += ["", *_aligned([list(HEADERS), *body], right={2, 3, 4})]
+    if relay:
+        lines += ["", relay_caption(results)]
+        lines += _aligned([list(RELAY_HEADERS), *relay], right={1, 2, 3, 4, 5, 6})
     lines += ["", "Targets (medians):"]
     lines += _aligned(
         [[t.verdict, t.scenario, t.text, t.detail or "not measured"] for t in found], right=set()
@@ -605,6 +792,11 @@ def _aligned(table: Sequence[Sequence[str]], right: set[int]) -> list[str]:
     ]
 
 
+def markdown_row(cells: Sequence[str]) -> str:
+    """One Markdown table row, pipes in cells escaped."""
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
 def markdown_table(
     results: Sequence[Result],
     found: Sequence[Target],
@@ -613,15 +805,117 @@ def markdown_table(
 ) -> str:
     """The Markdown put between the markers of ``docs/performance.md``."""
 
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
     header = ["scenario", "system", "median", "min", "max", "unit", "ratio vs floor / target"]
-    out = [line([*header, "PASS/FAIL"]), "| --- | --- | ---: | ---: | ---: | --- | --- | --- |"]
-    out += [line([f"`{r[0]}`", *r[1:]]) for r in rows(results, found, errors)]
+    out = [
+        markdown_row([*header, "PASS/FAIL"]),
+        "| --- | --- | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    out += [markdown_row([f"`{r[0]}`", *r[1:]]) for r in rows(results, found, errors)]
     out += ["", "| target | measured | PASS/FAIL |", "| --- | --- | --- |"]
-    out += [line([t.text, t.detail or "not measured", t.verdict]) for t in found]
+    out += [markdown_row([t.text, t.detail or "not measured", t.verdict]) for t in found]
     out += ["", f"Measured on {machine_summary(machine)}."]
+    return "\n".join(out)
+
+
+RELAY_HEADERS: Final = (
+    "backend",
+    "wf/s",
+    "min",
+    "max",
+    "published msg/s",
+    "max backlog",
+    "final backlog",
+    "bounded",
+    "",
+)
+
+
+def relay_rows(
+    results: Sequence[Result], found: Sequence[Target], errors: Sequence[Mapping[str, Any]]
+) -> list[list[str]]:
+    """The relay table: one row per backend measured (or failed), in backend order.
+
+    Columns: the drain's wf/s (median, min, max), published messages per second
+    (median), the largest backlog after warm-up and at the end over all repetitions
+    (rows), the verdict of the backend's ``relay_…`` target, and a note (errors, or
+    ``no relay`` for the jobs table).
+    """
+    table = []
+    verdicts = {t.row[1]: t.verdict for t in found if t.scenario == "relay"}
+    for backend in RELAY_BACKENDS:
+        prefix = f"{RELAY_PREFIX}{backend}_"
+        throughput = find(results, _OURS, prefix + "throughput")
+        failed = [e for e in errors if e["scenario"].startswith(prefix)]
+        if throughput is None and not failed:
+            continue
+        notes = ["no relay: workers read the jobs table"] if backend == "jobs_table" else []
+        if failed and throughput is not None:
+            notes.append(f"{len(failed)} rep(s) failed")
+        elif failed:
+            notes.append(f"error: {failed[0]['error']}")
+
+        def worst(name: str, prefix: str = prefix) -> str:
+            result = find(results, _OURS, prefix + name)
+            return f"{result.max:.0f}" if result is not None else "-"
+
+        published = median_of(results, _OURS, prefix + "published")
+        table.append(
+            [
+                backend,
+                fmt(throughput.median) if throughput else "-",
+                fmt(throughput.min) if throughput else "-",
+                fmt(throughput.max) if throughput else "-",
+                fmt(published),
+                worst("backlog_max"),
+                worst("backlog_final"),
+                verdicts.get(prefix + "bounded", "") if backend != "jobs_table" else "",
+                "; ".join(notes),
+            ]
+        )
+    return table
+
+
+def relay_caption(results: Sequence[Result]) -> str:
+    """One line over the relay table: what was drained, by whom, and in which units."""
+    first = next((r for r in results if r.scenario.startswith(RELAY_PREFIX)), None)
+    if first is None:
+        return "Relay:"
+    config = first.config
+    batch = next((r.config["batch_size"] for r in results if "batch_size" in r.config), None)
+    drained_by = f"P={config.get('processes', 1):g} C={config.get('concurrency', 1):g}"
+    parts = [
+        f"Relay: {first.n} bench3 runs started up front, then drained by {drained_by}",
+        "wf/s of the drain (median, min, max)",
+        "backlog in outbox rows (largest over the repetitions, after warm-up)",
+    ]
+    if batch is not None:
+        parts.append(f"relay batch {batch:g}")
+    return "; ".join(parts) + ":"
+
+
+def markdown_relay_table(
+    results: Sequence[Result],
+    found: Sequence[Target],
+    errors: Sequence[Mapping[str, Any]],
+    machine: Mapping[str, Any],
+) -> str:
+    """The Markdown put between the relay markers of ``docs/performance.md``."""
+
+    header = [
+        "backend",
+        "wf/s (drain)",
+        "min",
+        "max",
+        "published msg/s",
+        "max backlog after warm-up",
+        "final backlog",
+        "bounded",
+        "note",
+    ]
+    out = [markdown_row(header), "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+    out += [markdown_row(row) for row in relay_rows(results, found, errors)]
+    out += ["", relay_caption(results).rstrip(":") + ".", ""]
+    out += [f"Measured on {machine_summary(machine)}."]
     return "\n".join(out)
 
 
@@ -664,6 +958,7 @@ def to_json(
                 "reps": len(r.samples),
                 "samples": list(r.samples),
                 **r.config,
+                **({"series": [[list(p) for p in s] for s in r.series]} if r.series else {}),
             }
             for r in results
         ],
@@ -693,26 +988,27 @@ def to_json(
 # --------------------------------------------------------------------------- docs
 
 
-def replace_marked(text: str, block: str) -> str:
-    """``text`` with what lies between the table markers replaced by ``block``.
+def replace_marked(text: str, block: str, start: str = TABLE_START, end: str = TABLE_END) -> str:
+    """``text`` with what lies between the markers ``start`` and ``end`` replaced by ``block``.
 
     Raises:
         ValueError: if the markers are missing, repeated or out of order.
     """
-    if text.count(TABLE_START) != 1 or text.count(TABLE_END) != 1:
-        msg = f"expected one {TABLE_START} and one {TABLE_END}"
+    if text.count(start) != 1 or text.count(end) != 1:
+        msg = f"expected one {start} and one {end}"
         raise ValueError(msg)
-    head, rest = text.split(TABLE_START)
-    if TABLE_END not in rest:
-        msg = f"{TABLE_END} comes before {TABLE_START}"
+    head, rest = text.split(start)
+    if end not in rest:
+        msg = f"{end} comes before {start}"
         raise ValueError(msg)
-    tail = rest.split(TABLE_END)[1]
-    return f"{head}{TABLE_START}\n{block.strip()}\n{TABLE_END}{tail}"
+    tail = rest.split(end)[1]
+    return f"{head}{start}\n{block.strip()}\n{end}{tail}"
 
 
-def update_docs(page: Path, block: str) -> None:
+def update_docs(page: Path, block: str, start: str = TABLE_START, end: str = TABLE_END) -> None:
     """Rewrite the marked part of ``page``; the rest of the page is left as it is."""
-    page.write_text(replace_marked(page.read_text(encoding="utf-8"), block), encoding="utf-8")
+    text = replace_marked(page.read_text(encoding="utf-8"), block, start, end)
+    page.write_text(text, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- plot
@@ -821,3 +1117,64 @@ def report(
     """Results, targets and errors of a run's samples."""
     results = aggregate(samples)
     return results, targets(results), errors_of(samples)
+
+
+def relay_series(
+    results: Sequence[Result],
+) -> dict[str, tuple[tuple[tuple[float, float], ...], ...]]:
+    """The backlog series of each relay backend that has any: one per repetition."""
+    series = {}
+    for backend in RELAY_BACKENDS:
+        found = find(results, _OURS, f"{RELAY_PREFIX}{backend}_backlog_max")
+        if found is not None and found.series:
+            series[backend] = found.series
+    return series
+
+
+def plot_relay(results: Sequence[Result], machine: Mapping[str, Any], path: Path) -> bool:
+    """The outbox backlog over the drain, per relay backend; False (no file) if none."""
+    series = relay_series(results)
+    if not series:
+        return False
+    import matplotlib as mpl  # noqa: PLC0415 - only the plot needs it (the bench extra)
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - after choosing the backend
+
+    colors = {"redis": "#d62728", "celery": "#2ca02c"}
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    for backend, reps in series.items():
+        for i, points in enumerate(reps):
+            ax.plot(
+                [t for t, _ in points],
+                [b for _, b in points],
+                color=colors.get(backend, "#1f77b4"),
+                linewidth=1.2,
+                alpha=0.8,
+                label=backend if i == 0 else None,
+            )
+    batch = next((r.config["batch_size"] for r in results if "batch_size" in r.config), None)
+    if batch is not None:
+        ax.axhline(batch, color="black", linestyle="--", linewidth=1)
+        ax.annotate(
+            f"relay batch ({batch:g} rows)",
+            (0, batch),
+            textcoords="offset points",
+            xytext=(2, 4),
+            fontsize=8,
+        )
+    ax.set_yscale("symlog", linthresh=10)
+    highest = max((b for reps in series.values() for s in reps for _, b in s), default=0.0)
+    ax.set_ylim(0, 3 * max(highest, batch or 0.0, 10.0))
+    ax.set_xlim(left=0)
+    ax.set_xlabel("seconds into the drain")
+    ax.set_ylabel("outbox backlog (rows due, unpublished)")
+    ax.grid(visible=True, alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(_wrap(machine_summary(machine), 95), fontsize=8)
+    fig.suptitle("Relay: outbox backlog while draining (one line per repetition)", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

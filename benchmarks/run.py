@@ -6,6 +6,9 @@ Rules of this module:
   subprocess, on a fresh database: a new database on the suite's own PostgreSQL server
   (started here with the server's default durability, dropped after each measurement)
   or a new SQLite file in a temporary directory. The program prints one JSON line.
+* The relay scenario (group ``relay``) also needs a broker: the suite starts its own
+  Redis server (``tests.support.redisserver``: 127.0.0.1, a free port, every write
+  synced to disk) for the whole run, and the program flushes it before measuring.
 * Repetitions are interleaved: repetition 1 of every system and configuration, then
   repetition 2, and so on, so that drift (caches, thermal, neighbours) hits all alike.
 * Nothing a program does can stop the suite: a missing program, a crash, a timeout or
@@ -13,7 +16,10 @@ Rules of this module:
   measurement that failed in repetition 1 is not repeated (it would fail again, slowly).
 * Progress goes to stderr, one line per measurement; the table goes to stdout. Then
   ``benchmarks/results/latest.json`` is written, ``docs/performance.png`` drawn and the
-  marked table of ``docs/performance.md`` replaced (see :mod:`benchmarks.report`).
+  marked table of ``docs/performance.md`` replaced (see :mod:`benchmarks.report`); the
+  relay scenario has its own marked table there and its own plot,
+  ``docs/performance-relay.png``. A part of the page (and its plot) is rewritten only
+  when the run measured something for it, so ``--only relay`` leaves the main table be.
 """
 
 from __future__ import annotations
@@ -37,16 +43,25 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from benchmarks import report
-from benchmarks.report import Sample, job_label, metrics_from_sample, one_line
+from benchmarks.report import (
+    RELAY_BACKENDS,
+    RELAY_PREFIX,
+    Sample,
+    job_label,
+    metrics_from_sample,
+    one_line,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from tests.support.pgserver import PostgresServer
+    from tests.support.redisserver import RedisServer
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 RESULTS_JSON: Final = ROOT / "benchmarks" / "results" / "latest.json"
 PLOT_PNG: Final = ROOT / "docs" / "performance.png"
+RELAY_PNG: Final = ROOT / "docs" / "performance-relay.png"
 DOCS_PAGE: Final = ROOT / "docs" / "performance.md"
 
 GROUPS: Final = (
@@ -60,10 +75,15 @@ GROUPS: Final = (
     "memory",
     "fanout",
     "sqlite",
+    "relay",
 )
 """What ``--only`` selects: ``floor`` is the PostgreSQL floor, ``throughput`` durable-sa's
 worker configurations, ``peers`` both peers (or ``dbos`` / ``procrastinate`` alone),
-``sqlite`` the SQLite floor and durable-sa on SQLite."""
+``sqlite`` the SQLite floor and durable-sa on SQLite, ``relay`` scenario 2 through the
+jobs table, Redis Streams and Celery (:mod:`benchmarks.relay_bench`)."""
+
+RELAY_PROCESSES: Final = 1
+RELAY_CONCURRENCY: Final = 4
 
 DBOS_POLLING_INTERVAL_S: Final = 0.01
 """DBOS polls its queue once a second by default, which caps it at about C workflows a
@@ -84,6 +104,7 @@ class Sizes:
     memory_checkpoint: int
     fanout_n: int
     multi_process_concurrency: int
+    relay_n: int
     timeout_s: float
 
 
@@ -98,6 +119,7 @@ FULL: Final = Sizes(
     memory_checkpoint=10_000,
     fanout_n=20,
     multi_process_concurrency=16,
+    relay_n=2000,
     timeout_s=600,
 )
 QUICK: Final = Sizes(
@@ -111,6 +133,7 @@ QUICK: Final = Sizes(
     memory_checkpoint=200,
     fanout_n=10,
     multi_process_concurrency=4,
+    relay_n=300,
     timeout_s=60,
 )
 
@@ -128,6 +151,8 @@ class Job:
     processes: int | None = None
     concurrency: int | None = None
     timeout_s: float = 600
+    broker: bool = False
+    """Whether the program needs the suite's Redis server (``--broker-url``)."""
 
     @property
     def label(self) -> str:
@@ -177,6 +202,14 @@ def plan(sizes: Sizes, only: Sequence[str] | None = None) -> list[Job]:
         Job("sqlite", "sqlite_floor", "floor", "benchmarks.floor", n, database="sqlite",
             timeout_s=timeout),
         ours("sqlite", "sqlite", "throughput", *n, *one_worker, database="sqlite"),
+        *(
+            Job("relay", f"{RELAY_PREFIX}{backend}", "durable-sa", "benchmarks.relay_bench",
+                ("--backend", backend, "--n", str(sizes.relay_n),
+                 "--processes", str(RELAY_PROCESSES), "--concurrency", str(RELAY_CONCURRENCY)),
+                processes=RELAY_PROCESSES, concurrency=RELAY_CONCURRENCY,
+                broker=backend != "jobs_table", timeout_s=timeout)
+            for backend in RELAY_BACKENDS
+        ),
     ]  # fmt: skip
     if not only:
         return jobs
@@ -220,9 +253,21 @@ class Progress:
 
 
 def headline(sample: Sample) -> str:
-    """The figure a progress line shows: ``131 wf/s``, ``2.1 ms``, ``error: ...``."""
+    """The figure a progress line shows: ``131 wf/s``, ``2.1 ms``, ``error: ...``.
+
+    A relay measurement shows its drain, published messages, backlog and verdict.
+    """
     if sample.error is not None:
         return f"error: {one_line(sample.error, 100)}"
+    out = sample.output or {}
+    if sample.kind.startswith(RELAY_PREFIX) and out.get("published_per_s") is not None:
+        verdict = {True: "bounded", False: "NOT bounded", None: "too short to judge"}
+        return (
+            f"{report.fmt(out.get('wf_per_s'))} wf/s, "
+            f"{report.fmt(out.get('published_per_s'))} msg/s published, "
+            f"backlog after warm-up ≤ {out.get('backlog_max_after_warmup') or 0:.0f}, "
+            f"{verdict.get(out.get('bounded'), '?')} ({sample.kind})"
+        )
     metrics = metrics_from_sample(sample)
     if not metrics:
         return "no figures in the output"
@@ -238,11 +283,15 @@ def _kill(proc: subprocess.Popen[str]) -> None:
         proc.wait(timeout=10)
 
 
-def run_program(job: Job, url: str) -> tuple[dict[str, Any] | None, str | None]:
+def run_program(
+    job: Job, url: str, broker_url: str | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
     """Run the job's program on ``url``: its JSON line, or one line saying why not."""
     if importlib.util.find_spec(job.module) is None:
         return None, f"program {job.module} is missing"
     argv = [sys.executable, "-m", job.module, *job.args, "--url", url]
+    if broker_url is not None:
+        argv += ["--broker-url", broker_url]
     with tempfile.TemporaryFile("w+", encoding="utf-8") as stderr:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
             argv,
@@ -273,13 +322,24 @@ def run_program(job: Job, url: str) -> tuple[dict[str, Any] | None, str | None]:
     return None, f"no JSON line on stdout ({one_line(log)})"
 
 
-def measure(job: Job, rep: int, index: int, server: PostgresServer | str, tmp: Path) -> Sample:
+def measure(  # noqa: PLR0913 - the job and everything it runs on
+    job: Job,
+    rep: int,
+    index: int,
+    server: PostgresServer | str,
+    tmp: Path,
+    *,
+    broker: RedisServer | str = "not needed",
+) -> Sample:
     """One repetition of one job on a fresh database (dropped afterwards)."""
     name = f"bench_r{rep}_j{index}"
     started = time.perf_counter()
     output: dict[str, Any] | None = None
     error: str | None = None
-    if job.database == "sqlite":
+    broker_url = None if isinstance(broker, str) else broker.url
+    if job.broker and broker_url is None:
+        error = f"no Redis server: {broker}"
+    elif job.database == "sqlite":
         path = tmp / f"{name}.db"
         try:
             output, error = run_program(job, f"sqlite:///{path}")
@@ -291,7 +351,7 @@ def measure(job: Job, rep: int, index: int, server: PostgresServer | str, tmp: P
     else:
         try:
             server.create_database(name)
-            output, error = run_program(job, server.url(name))
+            output, error = run_program(job, server.url(name), broker_url if job.broker else None)
         except Exception as exc:  # noqa: BLE001 - one measurement never stops the suite
             error = f"{type(exc).__name__}: {one_line(str(exc))}"
         finally:
@@ -310,7 +370,11 @@ def measure(job: Job, rep: int, index: int, server: PostgresServer | str, tmp: P
 
 
 def run_all(
-    jobs: Sequence[Job], repetitions: int, server: PostgresServer | str, progress: Progress
+    jobs: Sequence[Job],
+    repetitions: int,
+    server: PostgresServer | str,
+    progress: Progress,
+    broker: RedisServer | str = "not needed",
 ) -> list[Sample]:
     """Every job ``repetitions`` times, interleaved; a job that failed in rep 1 stops."""
     samples: list[Sample] = []
@@ -325,7 +389,7 @@ def run_all(
             if index in failed_first:
                 progress.end(job, "skipped: failed in rep 1", 0.0, remaining)
                 continue
-            sample = measure(job, rep, index, server, Path(tmp))
+            sample = measure(job, rep, index, server, Path(tmp), broker=broker)
             if sample.error is not None and rep == 1:
                 failed_first.add(index)
             samples.append(sample)
@@ -415,6 +479,8 @@ def machine_facts(server: PostgresServer | str, sizes: Sizes, repetitions: int) 
         "psycopg": _version("psycopg"),
         "dbos": _version("dbos"),
         "procrastinate": _version("procrastinate"),
+        "celery": _version("celery"),
+        "redis_py": _version("redis"),
         "commit": (commit + ("-dirty" if dirty else "")) if commit else "unknown",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "mode": sizes.mode,
@@ -436,14 +502,34 @@ def start_server() -> PostgresServer | str:
         return f"{type(exc).__name__}: {one_line(str(exc))}"
 
 
-def publish(
-    samples: Sequence[Sample], machine: Mapping[str, Any], *, docs: bool, progress: Progress
+def start_broker() -> RedisServer | str:
+    """The suite's Redis server (the relay scenario's broker), or why it could not start."""
+    try:
+        from tests.support.redisserver import RedisServer  # noqa: PLC0415 - needed only here
+
+        return RedisServer().start()
+    except Exception as exc:  # noqa: BLE001 - the other scenarios can still run
+        return f"{type(exc).__name__}: {one_line(str(exc))}"
+
+
+def publish(  # noqa: PLR0913 - what was run, and where its figures go
+    samples: Sequence[Sample],
+    machine: Mapping[str, Any],
+    *,
+    docs: bool,
+    progress: Progress,
+    main: bool = True,
+    relay: bool = True,
 ) -> str:
-    """Write the JSON, the plot and the docs table; return the table to print."""
+    """Write the JSON, the plots and the docs tables; return the tables to print.
+
+    ``main`` and ``relay`` say which parts of the page (and which plot) this run
+    measured: a part it did not measure keeps what an earlier run wrote there.
+    """
     results, found, errors = report.report(samples)
     errors = list(errors)
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    if docs:
+    if docs and main:
         try:
             report.plot(results, machine, PLOT_PNG)
             progress.say(f"drew {PLOT_PNG.relative_to(ROOT)}")
@@ -454,6 +540,18 @@ def publish(
             progress.say(f"updated the table in {DOCS_PAGE.relative_to(ROOT)}")
         except Exception as exc:  # noqa: BLE001 - the figures matter more than the page
             errors.append(_own_error("docs", exc))
+    if docs and relay:
+        try:
+            if report.plot_relay(results, machine, RELAY_PNG):
+                progress.say(f"drew {RELAY_PNG.relative_to(ROOT)}")
+        except Exception as exc:  # noqa: BLE001 - the figures matter more than the picture
+            errors.append(_own_error("relay plot", exc))
+        try:
+            block = report.markdown_relay_table(results, found, errors, machine)
+            report.update_docs(DOCS_PAGE, block, report.RELAY_START, report.RELAY_END)
+            progress.say(f"updated the relay table in {DOCS_PAGE.relative_to(ROOT)}")
+        except Exception as exc:  # noqa: BLE001 - the figures matter more than the page
+            errors.append(_own_error("relay docs", exc))
     document = report.to_json(machine, results, found, errors)
     RESULTS_JSON.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     progress.say(f"wrote {RESULTS_JSON.relative_to(ROOT)}")
@@ -498,18 +596,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repetitions, interleaved"
     )
     server: PostgresServer | str = "not needed"
+    broker: RedisServer | str = "not needed"
     if any(job.database == "postgresql" for job in jobs):
         progress.say("starting PostgreSQL (default durability) …")
         server = start_server()
         if isinstance(server, str):
             progress.say(f"PostgreSQL did not start: {server}")
     try:
+        if any(job.broker for job in jobs):
+            progress.say("starting Redis (every write synced to disk) …")
+            broker = start_broker()
+            if isinstance(broker, str):
+                progress.say(f"Redis did not start: {broker}")
         machine = machine_facts(server, sizes, args.repetitions)
-        samples = run_all(jobs, args.repetitions, server, progress)
+        samples = run_all(jobs, args.repetitions, server, progress, broker)
     finally:
+        if not isinstance(broker, str):
+            broker.stop()
         if not isinstance(server, str):
             server.stop()
-    table = publish(samples, machine, docs=not args.no_docs, progress=progress)
+    relay = [job.kind.startswith(RELAY_PREFIX) for job in jobs]
+    table = publish(
+        samples,
+        machine,
+        docs=not args.no_docs,
+        progress=progress,
+        main=not all(relay),
+        relay=any(relay),
+    )
     sys.stdout.write("\n" + table)
     minutes, seconds = divmod(round(time.monotonic() - began), 60)
     progress.say(f"benchmarks: done in {minutes}:{seconds:02d}")

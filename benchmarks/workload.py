@@ -6,7 +6,10 @@ step of ``bench3`` records ``time.monotonic()`` (system-wide on Linux, so compar
 across processes) so the latency scenario can measure start → first handler call.
 
 A worker process is started as ``python -m benchmarks.durable_worker`` with the database
-URL in ``DURABLE_SA_BENCH_URL``.
+URL in ``DURABLE_SA_BENCH_URL``. ``DURABLE_SA_BENCH_BACKEND`` picks the queue backend (the
+relay scenario): unset or empty for the jobs table, a ``redis://`` URL for Redis Streams,
+or ``celery`` for the Celery app of :mod:`benchmarks.relay_celery_app`, whose broker URL
+is in ``DURABLE_SA_BENCH_BROKER``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ if TYPE_CHECKING:
     from durable_sa.context import DurableContext
 
 URL_ENV: Final = "DURABLE_SA_BENCH_URL"
+BACKEND_ENV: Final = "DURABLE_SA_BENCH_BACKEND"
+BROKER_ENV: Final = "DURABLE_SA_BENCH_BROKER"
+CELERY: Final = "celery"
+CELERY_APP: Final = "benchmarks.relay_celery_app:app"
 FANOUT_ENTRIES: Final = 16
 FANOUT_SLEEP_S: Final = 0.010
 
@@ -58,12 +65,22 @@ fanout16 = durable("fanout16").parallel(
 )
 
 
-def engine_for(url: str) -> Durable:
-    """An engine on ``url`` (the workflows registered themselves at import)."""
+def engine_for(url: str, backend: str | None = None) -> Durable:
+    """An engine on ``url`` (the workflows registered themselves at import).
+
+    ``backend``: ``None`` (or empty) for the jobs table, a ``redis://`` URL for Redis
+    Streams, ``celery`` for the Celery app of :mod:`benchmarks.relay_celery_app` (named
+    by its import path: its broker URL must be in ``DURABLE_SA_BENCH_BROKER``).
+    """
     pool = {"pool_size": 20, "max_overflow": 20} if url.startswith("postgresql") else {}
-    return Durable(create_engine(url, **pool))
+    sa_engine = create_engine(url, **pool)
+    if not backend:
+        return Durable(sa_engine)
+    if backend == CELERY:
+        return Durable(sa_engine, backend=CELERY, backend_options={"app": CELERY_APP})
+    return Durable(sa_engine, backend=backend)
 
 
 def engine_from_env() -> Durable:
-    """The engine a worker process runs (``DURABLE_SA_BENCH_URL``)."""
-    return engine_for(os.environ[URL_ENV])
+    """The engine a worker process runs (``DURABLE_SA_BENCH_URL``, ``…_BACKEND``)."""
+    return engine_for(os.environ[URL_ENV], os.environ.get(BACKEND_ENV) or None)

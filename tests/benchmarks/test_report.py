@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from benchmarks import report
+from benchmarks import report, run
 from benchmarks.report import TABLE_END, TABLE_START, Result, Sample
+from benchmarks.run import DOCS_PAGE
 
 MACHINE = {"cpu_model": "Test CPU", "cpu_count": 2, "commit": "abc1234", "date": "2026-01-01"}
 
@@ -29,6 +31,31 @@ def ours(wf_per_s, *, rep=1, processes=1, concurrency=1, **extra):
     extra = {"cpu_ms_per_wf": 0.5, "claim_p50_ms": 1.0} | extra
     return throughput(
         "durable-sa", wf_per_s, rep=rep, processes=processes, concurrency=concurrency, **extra
+    )
+
+
+SERIES = [[0.0, 2000], [0.25, 800], [1.0, 30], [2.0, 12], [3.0, 8], [4.0, 0]]
+
+
+def relay(backend, wf_per_s, *, rep=1, bounded=True, backlog=12, **extra):
+    """A relay_bench JSON line (the jobs table has no relay figures)."""
+    out = {"backend": backend, "n": 2000, "wf_per_s": wf_per_s, "processes": 1}
+    if backend != "jobs_table":
+        out |= {
+            "batch_size": 500,
+            "published_per_s": 3 * wf_per_s,
+            "backlog_max_after_warmup": backlog,
+            "backlog_final": 0,
+            "bounded": bounded,
+            "backlog_series": SERIES,
+        }
+    return Sample(
+        kind=f"relay_{backend}",
+        system="durable-sa",
+        rep=rep,
+        processes=1,
+        concurrency=4,
+        output=out | extra,
     )
 
 
@@ -66,6 +93,12 @@ def full_run():
                 kind="sqlite_floor", system="floor", rep=rep, output={"n": 500, "wf_per_s": 1000}
             ),
             Sample(kind="sqlite", system="durable-sa", rep=rep, output={"n": 500, "wf_per_s": 800}),
+            relay("jobs_table", 1500 + jitter, rep=rep),
+            relay("redis", 80 + jitter, rep=rep, backlog=10 + rep),
+            # Celery's third repetition is not bounded: its target fails.
+            relay(
+                "celery", 50 + jitter, rep=rep, bounded=rep != 3, backlog=600 if rep == 3 else 40
+            ),
         ]
     return samples
 
@@ -161,6 +194,8 @@ def test_targets_pass_and_fail_on_medians():
         "s5_memory": "FAIL",  # 12 % growth
         "s6_fanout": "PASS",  # 25 ms <= 30 ms
         "s7_sqlite": "PASS",  # 800 / 1000
+        "relay_redis": "PASS",
+        "relay_celery": "FAIL",  # 2 of 3 repetitions bounded
     }
     assert found["s2_best_under_load"].row == ("durable-sa", "throughput_p4_c16")
     assert found["s2_best_under_load"].measured == pytest.approx(1100 / 400)
@@ -254,7 +289,7 @@ def test_the_text_table_shows_ratios_verdicts_and_errors():
     p1c1 = next(line for line in text.splitlines() if line.startswith("throughput_p1_c1 "))
     assert "1.25x floor, 5.00x dbos, 3.33x procrastinate" in p1c1
     assert p1c1.rstrip().endswith("PASS")
-    assert "FAIL  s5  worker RSS growth < 10 %" in text
+    assert re.search(r"FAIL +s5 +worker RSS growth < 10 %", text)
     assert "dbos C=16 rep 1: error: timed out after 9 s" in text
     assert "drain_throughput" not in text
     assert "2 x Test CPU" in text
@@ -292,6 +327,11 @@ def test_json_has_exactly_the_contracted_shape():
     assert (one["value"], one["min"], one["max"], one["reps"]) == (1100, 1090, 1110, 3)
     assert (one["processes"], one["concurrency"]) == (4, 16)
     assert {t["verdict"] for t in document["targets"]} == {"PASS", "FAIL"}
+    backlog = next(e for e in document["results"] if e["scenario"] == "relay_redis_backlog_max")
+    assert backlog["series"] == [SERIES] * 3
+    assert (backlog["value"], backlog["unit"], backlog["batch_size"]) == (12, "rows", 500)
+    with_series = {e["scenario"] for e in document["results"] if "series" in e}
+    assert with_series == {"relay_redis_backlog_max", "relay_celery_backlog_max"}
     assert document["errors"] == [
         {"system": "durable-sa", "scenario": "fanout_p50", "label": "durable-sa fanout",
          "rep": 4, "error": "x"}
@@ -360,3 +400,231 @@ def test_a_row_with_some_targets_unmeasured_says_how_many_passed():
     results, found, errors = report.report([ours(500), throughput("floor", 400)])
     row = next(r for r in report.rows(results, found, errors) if r[0] == "throughput_p1_c1")
     assert row[-1] == "PASS (1 of 3 measured)"
+
+
+# --------------------------------------------------------------------------- relay scenario
+
+
+def test_a_relay_sample_gives_its_figures_under_its_backend():
+    metrics = report.metrics_from_sample(relay("redis", 80.0))
+    assert {m.scenario: (m.value, m.unit) for m in metrics} == {
+        "relay_redis_throughput": (80.0, "wf/s"),
+        "relay_redis_published": (240.0, "msg/s"),
+        "relay_redis_backlog_max": (12.0, "rows"),
+        "relay_redis_backlog_final": (0.0, "rows"),
+        "relay_redis_bounded": (1.0, "1=yes"),
+    }
+    assert all(m.config == {"processes": 1, "concurrency": 4, "batch_size": 500} for m in metrics)
+    series = {m.scenario: m.series for m in metrics if m.series}
+    assert series == {"relay_redis_backlog_max": tuple(tuple(p) for p in SERIES)}
+
+
+def test_the_jobs_table_has_only_its_throughput_and_an_unjudged_drain_no_verdict():
+    assert [m.scenario for m in report.metrics_from_sample(relay("jobs_table", 1500.0))] == [
+        "relay_jobs_table_throughput"
+    ]
+    short = report.metrics_from_sample(relay("celery", 50.0, bounded=None))
+    assert "relay_celery_bounded" not in {m.scenario for m in short}
+
+
+def test_bad_series_points_are_dropped():
+    sample = relay("redis", 80.0, backlog_series=[[0, 5], "x", [1], [2, True], [3, 1.5]])
+    backlog = next(m for m in report.metrics_from_sample(sample) if m.series)
+    assert backlog.series == ((0.0, 5.0), (3.0, 1.5))
+
+
+def test_relay_measurements_are_named_by_backend_in_progress_and_errors():
+    assert report.job_label("relay_celery", "durable-sa", 1, 4) == "durable-sa relay celery P=1 C=4"
+    failed = Sample("relay_celery", "durable-sa", 2, processes=1, concurrency=4, error="boom")
+    assert report.errors_of([failed])[0] | {"error": ""} == {
+        "system": "durable-sa",
+        "scenario": "relay_celery_throughput",
+        "label": "durable-sa relay celery P=1 C=4",
+        "rep": 2,
+        "error": "",
+    }
+
+
+def steady(level, *, until=10.0, start=2000, step=0.25):
+    """A drain's samples: ``start`` rows at t=0, then ``level(t)`` every ``step``, then 0."""
+    points = [(0.0, start)]
+    t = step
+    while t < until:
+        points.append((t, level(t)))
+        t += step
+    return [*points, (until, 0)]
+
+
+def test_a_backlog_that_stays_small_after_warmup_is_bounded():
+    verdict = report.backlog_verdict(steady(lambda t: 20 + 5 * (t % 1)), drain_s=10, batch_size=500)
+    assert verdict["bounded"] is True
+    assert all(verdict["checks"].values())
+    assert verdict["warmup_s"] == 2.0
+    assert verdict["backlog_max"] == 2000
+    assert verdict["backlog_max_after_warmup"] == pytest.approx(23.75)
+    assert verdict["backlog_final"] == 0
+    assert verdict["backlog_first_half_max"] == 2000
+
+
+def test_a_backlog_rising_over_the_second_half_is_not_bounded():
+    verdict = report.backlog_verdict(steady(lambda t: 40 * t), drain_s=10, batch_size=500)
+    assert verdict["bounded"] is False
+    assert verdict["checks"]["second_half_not_rising"] is False
+    assert verdict["backlog_second_half_slope"] > 0
+
+
+def test_a_second_half_above_the_first_is_not_bounded_even_when_flat_at_the_end():
+    def level(t):
+        return 10 if t < 5 else 3000
+
+    verdict = report.backlog_verdict(steady(level), drain_s=10, batch_size=500)
+    assert verdict["checks"]["second_half_within_first"] is False
+    assert verdict["bounded"] is False
+
+
+def test_a_backlog_left_at_the_end_above_one_batch_is_not_bounded():
+    points = [*steady(lambda t: 5, until=9.75)[:-1], (10.0, 501)]
+    verdict = report.backlog_verdict(points, drain_s=10, batch_size=500)
+    assert verdict["checks"]["final_within_batch"] is False
+    assert verdict["bounded"] is False
+
+
+def test_a_rise_within_a_tenth_of_a_batch_over_the_second_half_is_tolerated():
+    # 9 rows per second over the second half's 5 s: 45 rows, under 50 (a tenth of 500).
+    verdict = report.backlog_verdict(steady(lambda t: 9 * t), drain_s=10, batch_size=500)
+    assert verdict["backlog_second_half_slope"] < 10
+    assert verdict["checks"]["second_half_not_rising"] is True
+
+
+def test_the_warmup_is_the_longer_of_two_seconds_and_a_tenth_but_at_most_half():
+    def warmup(drain_s):
+        series = [(0.0, 1), (drain_s, 0)]
+        return report.backlog_verdict(series, drain_s=drain_s, batch_size=500)["warmup_s"]
+
+    assert warmup(40.0) == 4.0
+    assert warmup(10.0) == 2.0
+    assert warmup(3.0) == 1.5
+
+
+def test_a_drain_too_short_to_have_a_trend_is_not_judged():
+    verdict = report.backlog_verdict([(0.0, 300), (0.25, 0), (0.4, 0)], drain_s=0.4, batch_size=500)
+    assert verdict["bounded"] is None
+    assert report.backlog_verdict([], drain_s=1.0, batch_size=500)["bounded"] is None
+
+
+def test_thin_keeps_the_ends_and_at_most_the_limit():
+    points = [[float(i), float(i * i)] for i in range(1000)]
+    thinned = report.thin(points, 200)
+    assert len(thinned) == 200
+    assert (thinned[0], thinned[-1]) == (points[0], points[-1])
+    assert report.thin(points[:3], 200) == points[:3]
+    with pytest.raises(ValueError, match="at least 2"):
+        report.thin(points, 1)
+
+
+def test_slope_is_the_least_squares_line():
+    assert report.slope([(0, 1), (1, 3), (2, 5)]) == pytest.approx(2.0)
+    assert report.slope([(0, 0), (1, 2), (2, 0), (3, 2)]) == pytest.approx(0.4)
+    assert report.slope([(1, 5)]) == 0.0
+    assert report.slope([(1, 5), (1, 7)]) == 0.0
+
+
+def test_the_relay_target_needs_every_judged_repetition_bounded():
+    found = by_id(report.targets(report.aggregate(full_run())))
+    assert found["relay_redis"].detail == (
+        "3 of 3 repetitions bounded; backlog after warm-up ≤ 13 rows (batch 500)"
+    )
+    assert found["relay_redis"].row == ("durable-sa", "relay_redis_bounded")
+    assert found["relay_celery"].measured == pytest.approx(2 / 3)
+    assert found["relay_celery"].detail.startswith("2 of 3 repetitions bounded")
+    unmeasured = by_id(report.targets(report.aggregate([ours(500)])))
+    assert (unmeasured["relay_redis"].verdict, unmeasured["relay_redis"].detail) == ("n/a", "")
+
+
+def test_the_relay_table_has_a_row_per_backend_and_leaves_the_main_table():
+    results, found, errors = report.report(full_run())
+    assert report.relay_rows(results, found, errors) == [
+        ["jobs_table", "1500", "1490", "1510", "-", "-", "-", "",
+         "no relay: workers read the jobs table"],
+        ["redis", "80.0", "70.0", "90.0", "240", "13", "0", "PASS", ""],
+        ["celery", "50.0", "40.0", "60.0", "150", "600", "0", "FAIL", ""],
+    ]  # fmt: skip
+    assert not [row for row in report.rows(results, found, errors) if row[0].startswith("relay")]
+
+
+def test_a_relay_backend_that_failed_shows_its_error_in_the_relay_table():
+    failed = Sample("relay_celery", "durable-sa", 1, processes=1, concurrency=4, error="no Redis")
+    samples = [relay("redis", 80.0), relay("redis", 90.0, rep=2), failed]
+    results, found, errors = report.report(samples)
+    table = report.relay_rows(results, found, errors)
+    assert [row[0] for row in table] == ["redis", "celery"]
+    assert table[1] == ["celery", "-", "-", "-", "-", "-", "-", "n/a", "error: no Redis"]
+    assert not any("relay" in row[0] for row in report.rows(results, found, errors))
+    partly = report.report([*samples, relay("celery", 50.0, rep=2)])
+    assert report.relay_rows(*partly)[1][-1] == "1 rep(s) failed"
+
+
+def test_the_text_table_of_a_relay_only_run_has_the_relay_table_alone():
+    results, found, errors = report.report([relay(b, 80.0) for b in report.RELAY_BACKENDS])
+    text = report.text_table(results, found, errors, MACHINE)
+    assert "scenario  system" not in text
+    assert "Relay: 2000 bench3 runs started up front, then drained by P=1 C=4" in text
+    assert re.search(r"redis +80\.0 +80\.0 +80\.0 +240 +12 +0 +PASS", text)
+    assert re.search(r"PASS +relay +relay keeps up \(redis\)", text)
+
+
+def test_the_markdown_relay_table_and_its_markers():
+    results, found, errors = report.report(full_run())
+    text = report.markdown_relay_table(results, found, errors, MACHINE)
+    assert text.splitlines()[0].startswith("| backend | wf/s (drain) | min | max |")
+    assert "| celery | 50.0 | 40.0 | 60.0 | 150 | 600 | 0 | FAIL |  |" in text
+    assert text.splitlines()[-1].startswith("Measured on 2 x Test CPU")
+    page = f"{PAGE}\n{report.RELAY_START}\nold relay\n{report.RELAY_END}\n"
+    new = report.replace_marked(page, "relay table", report.RELAY_START, report.RELAY_END)
+    assert new == page.replace("old relay", "relay table")
+    assert report.replace_marked(new, "| a |") == new.replace("old table", "| a |")
+    with pytest.raises(ValueError, match="bench:relay"):
+        report.replace_marked(PAGE, "relay table", report.RELAY_START, report.RELAY_END)
+
+
+def test_the_docs_page_has_each_pair_of_markers_once():
+    text = DOCS_PAGE.read_text(encoding="utf-8")
+    for start, end in ((TABLE_START, TABLE_END), (report.RELAY_START, report.RELAY_END)):
+        assert report.replace_marked(text, "x", start, end).count("\nx\n") == 1
+
+
+def test_the_relay_plot_draws_the_backlog_series_or_nothing(tmp_path):
+    path = tmp_path / "relay.png"
+    results = report.aggregate(full_run())
+    assert set(report.relay_series(results)) == {"redis", "celery"}
+    assert report.plot_relay(results, MACHINE, path) is True
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG")
+    assert len(data) < 200_000
+    other = tmp_path / "none.png"
+    assert report.plot_relay(report.aggregate([ours(500)]), MACHINE, other) is False
+    assert not other.exists()
+
+
+def test_the_relay_group_plans_one_measurement_per_backend():
+    jobs = run.plan(run.QUICK, ["relay"])
+    assert [(j.kind, j.broker, j.label) for j in jobs] == [
+        ("relay_jobs_table", False, "durable-sa relay jobs_table P=1 C=4"),
+        ("relay_redis", True, "durable-sa relay redis P=1 C=4"),
+        ("relay_celery", True, "durable-sa relay celery P=1 C=4"),
+    ]
+    assert all(j.args[2:4] == ("--n", "300") for j in jobs)
+    assert {j.kind for j in run.plan(run.FULL)} >= {"relay_redis", "relay_celery"}
+    line = run.headline(relay("redis", 80.0))
+    assert (
+        line == "80.0 wf/s, 240 msg/s published, backlog after warm-up ≤ 12, bounded (relay_redis)"
+    )
+
+
+def test_the_warmup_lasts_until_the_runs_started_up_front_are_published():
+    series = [(0.0, 2000), (2.5, 900), (5.0, 300), (5.5, 3), (30.0, 2), (40.0, 0)]
+    verdict = report.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=5.5)
+    assert (verdict["warmup_s"], verdict["backlog_max_after_warmup"]) == (5.5, 3)
+    assert report.backlog_verdict(series, drain_s=40.0, batch_size=500)["warmup_s"] == 4.0
+    late = report.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=35.0)
+    assert late["warmup_s"] == 20.0
