@@ -378,8 +378,14 @@ RELAY_WARMUP_S: Final = 2.0
 RELAY_WARMUP_FRACTION: Final = 0.1
 """The warm-up left out of ``backlog_max_after_warmup``: the first 2 s or the first 10 %
 of the drain, whichever is longer, or longer still until the relay had published the
-rows of the N runs started up front (``caught_up_s``), but never more than half the
-drain. Those N rows reach the outbox at once; publishing them is the warm-up."""
+rows of the N runs started up front (``caught_up_s``) and the backlog first fell to a
+tenth of a relay batch (:data:`RELAY_SETTLED_FRACTION`), but never more than half the
+drain. Those N rows reach the outbox
+at once; publishing them is the warm-up. (The relay's own counter and the backlog are
+sampled by different queries, so the counter alone can end the warm-up while the last
+batches of the burst still count as backlog.)"""
+RELAY_SETTLED_FRACTION: Final = 0.1
+"""The burst has drained once the backlog is at most this fraction of a relay batch."""
 RELAY_RISE_TOLERANCE: Final = 0.1
 """How far the backlog's least-squares line may rise over the second half of the drain,
 as a fraction of the relay's batch size, and still count as not trending upward."""
@@ -441,7 +447,11 @@ def backlog_verdict(
     if not points:
         return {"bounded": None, "checks": {}}
     half = drain_s / 2
-    warmup = min(max(RELAY_WARMUP_S, RELAY_WARMUP_FRACTION * drain_s, caught_up_s or 0.0), half)
+    settled_s = next((t for t, b in points if b <= RELAY_SETTLED_FRACTION * batch_size), 0.0)
+    warmup = min(
+        max(RELAY_WARMUP_S, RELAY_WARMUP_FRACTION * drain_s, caught_up_s or 0.0, settled_s),
+        half,
+    )
     first = [b for t, b in points if t < half]
     second = [(t, b) for t, b in points if t >= half]
     after = [b for t, b in points if t >= warmup] or [points[-1][1]]

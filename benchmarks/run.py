@@ -19,7 +19,8 @@ Rules of this module:
   marked table of ``docs/performance.md`` replaced (see :mod:`benchmarks.report`); the
   relay scenario has its own marked table there and its own plot,
   ``docs/performance-relay.png``. A part of the page (and its plot) is rewritten only
-  when the run measured something for it, so ``--only relay`` leaves the main table be.
+  when the run measured something for it, so ``--only relay`` leaves the main table be;
+  such a run writes ``latest-only-relay.json`` and leaves ``latest.json`` whole.
 """
 
 from __future__ import annotations
@@ -520,11 +521,14 @@ def publish(  # noqa: PLR0913 - what was run, and where its figures go
     progress: Progress,
     main: bool = True,
     relay: bool = True,
+    only: Sequence[str] | None = None,
 ) -> str:
     """Write the JSON, the plots and the docs tables; return the tables to print.
 
     ``main`` and ``relay`` say which parts of the page (and which plot) this run
-    measured: a part it did not measure keeps what an earlier run wrote there.
+    measured: a part it did not measure keeps what an earlier run wrote there. A run of
+    some groups only (``only``) writes its JSON beside ``latest.json``, as
+    ``latest-only-<groups>.json``, so the last full run's figures stay whole.
     """
     results, found, errors = report.report(samples)
     errors = list(errors)
@@ -553,8 +557,11 @@ def publish(  # noqa: PLR0913 - what was run, and where its figures go
         except Exception as exc:  # noqa: BLE001 - the figures matter more than the page
             errors.append(_own_error("relay docs", exc))
     document = report.to_json(machine, results, found, errors)
-    RESULTS_JSON.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    progress.say(f"wrote {RESULTS_JSON.relative_to(ROOT)}")
+    target = RESULTS_JSON
+    if only:
+        target = RESULTS_JSON.with_name(f"latest-only-{'-'.join(sorted(set(only)))}.json")
+    target.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    progress.say(f"wrote {target.relative_to(ROOT)}")
     return report.text_table(results, found, errors, machine)
 
 
@@ -623,6 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=progress,
         main=not all(relay),
         relay=any(relay),
+        only=args.only,
     )
     sys.stdout.write("\n" + table)
     minutes, seconds = divmod(round(time.monotonic() - began), 60)

@@ -621,10 +621,17 @@ def test_the_relay_group_plans_one_measurement_per_backend():
     )
 
 
+def test_the_warmup_lasts_until_the_burst_has_drained():
+    series = [[0.0, 2000], [1.0, 1500], [4.0, 490], [6.0, 581], [7.0, 40], [9.0, 5], [30, 6]]
+    verdict = report.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=5.0)
+    assert (verdict["warmup_s"], verdict["backlog_max_after_warmup"]) == (7.0, 40)
+
+
 def test_the_warmup_lasts_until_the_runs_started_up_front_are_published():
     series = [(0.0, 2000), (2.5, 900), (5.0, 300), (5.5, 3), (30.0, 2), (40.0, 0)]
     verdict = report.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=5.5)
     assert (verdict["warmup_s"], verdict["backlog_max_after_warmup"]) == (5.5, 3)
-    assert report.backlog_verdict(series, drain_s=40.0, batch_size=500)["warmup_s"] == 4.0
+    # Without the counter, the warm-up ends when the backlog first falls to 50 rows.
+    assert report.backlog_verdict(series, drain_s=40.0, batch_size=500)["warmup_s"] == 5.5
     late = report.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=35.0)
     assert late["warmup_s"] == 20.0
