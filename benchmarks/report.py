@@ -1,9 +1,9 @@
-"""From raw measurements to figures: aggregation, ratios, targets, table, JSON, plot, docs.
+"""From raw measurements to figures: aggregation, ratios, targets, tables, JSON, docs.
 
 Rules of this module:
 
-* Pure functions only, apart from :func:`plot` (writes a PNG) and :func:`update_docs`
-  (rewrites the marked part of a Markdown page). Nothing here starts a process, reads a
+* Pure functions only, apart from :func:`update_docs` (rewrites the marked part of a
+  Markdown page); the plots are in :mod:`benchmarks.plots`. Nothing here starts a process, reads a
   clock or talks to a database: :mod:`benchmarks.run` does that and hands over
   :class:`Sample` objects, one per program run (successful or not).
 * A program's JSON line becomes :class:`Metric` objects (one figure each, named by
@@ -15,9 +15,9 @@ Rules of this module:
   ``machine``, ``results``, ``ratios``, ``targets`` and ``errors`` (see :func:`to_json`).
 * The relay scenario (:mod:`benchmarks.relay_bench`, sample kinds ``relay_<backend>``)
   has a table of its own (:func:`relay_rows`), between its own markers in the docs, and
-  a plot of its own (:func:`plot_relay`); its figures are results like any other, the
-  backlog series of each repetition ride along on its ``backlog_max`` result, and its
-  verdicts are targets. :func:`backlog_verdict` judges one drain's backlog.
+  a plot of its own (:func:`benchmarks.plots.plot_relay`); its figures are results like
+  any other, the backlog series of each repetition ride along on its ``backlog_max``
+  result, and its verdicts are targets. :func:`backlog_verdict` judges one drain's backlog.
 """
 
 from __future__ import annotations
@@ -516,7 +516,7 @@ _OPS: Final[Mapping[str, Callable[[float, float], bool]]] = {
     "<": operator.lt,
 }
 _SIGNS: Final = {">=": "≥", "<=": "≤", "<": "<"}
-_OURS: Final = "durable-sa"
+OURS: Final = "durable-sa"
 
 
 def judge(id_: str, text: str, row: str, measured: float | None, need: str) -> Target:
@@ -530,7 +530,7 @@ def judge(id_: str, text: str, row: str, measured: float | None, need: str) -> T
     suffix = "x" if unit == "x" else f" {unit}"
     wanted = f"{_SIGNS[op]} {fmt(required)}{suffix}" + "".join(f" {o}" for o in of)
     target = Target(
-        id_, id_.split("_", 1)[0], text, (_OURS, row), measured, op, required, unit, None, wanted
+        id_, id_.split("_", 1)[0], text, (OURS, row), measured, op, required, unit, None, wanted
     )
     if measured is None:
         return target
@@ -544,8 +544,8 @@ def _claim_target(results: Sequence[Result]) -> Target:
     Claim times are fractions of a millisecond, where 10 % is within the noise; the
     detail says which of the two allowances the figure met.
     """
-    base = median_of(results, _OURS, "claim_p50_p1_c1")
-    history = median_of(results, _OURS, "history_claim_p50")
+    base = median_of(results, OURS, "claim_p50_p1_c1")
+    history = median_of(results, OURS, "history_claim_p50")
     text = "history: claim p50 within 10 % (or 0.1 ms) of throughput P=1 C=1"
     target = judge("s4_claim", text, "history_claim_p50", ratio(history, base), "<= 1.1 x")
     target = replace(target, need="≤ +10 % or ≤ +0.1 ms of claim_p50_p1_c1")
@@ -565,11 +565,11 @@ def targets(results: Sequence[Result]) -> list[Target]:
     """Every goal of the suite, judged on the medians at hand."""
     r = ratios(results)
     loaded = best_under_load(results)
-    fanout = find(results, _OURS, "fanout_p50")
+    fanout = find(results, OURS, "fanout_p50")
     entry_ms = float(fanout.config.get("entry_ms", 10)) if fanout is not None else 10.0
 
     def ours(scenario: str) -> float | None:
-        return median_of(results, _OURS, scenario)
+        return median_of(results, OURS, scenario)
 
     def against_floor(value: float | None, floor_scenario: str = "throughput") -> float | None:
         return ratio(value, median_of(results, "floor", floor_scenario))
@@ -615,13 +615,13 @@ def _relay_target(results: Sequence[Result], backend: str) -> Target:
     text = f"relay keeps up ({backend}): outbox backlog bounded in every repetition"
     need = "bounded in every repetition"
     target = Target(
-        f"relay_{backend}", "relay", text, (_OURS, row), None, ">=", 1.0, "of reps", None, need
+        f"relay_{backend}", "relay", text, (OURS, row), None, ">=", 1.0, "of reps", None, need
     )
-    found = find(results, _OURS, row)
+    found = find(results, OURS, row)
     if found is None:
         return target
     bounded = sum(1 for value in found.samples if value)
-    peak = find(results, _OURS, f"{RELAY_PREFIX}{backend}_backlog_max")
+    peak = find(results, OURS, f"{RELAY_PREFIX}{backend}_backlog_max")
     detail = f"{bounded} of {len(found.samples)} repetitions bounded"
     if peak is not None:
         batch = peak.config.get("batch_size")
@@ -685,7 +685,7 @@ def _comparisons(result: Result, results: Sequence[Result]) -> dict[str, float]:
     drain = "drain_" in result.scenario
     floor_name = ("sqlite_" if sqlite else "") + ("drain_throughput" if drain else "throughput")
     against = {"floor": ratio(result.median, median_of(results, "floor", floor_name))}
-    if result.system == _OURS and result.config.get("processes") == 1:
+    if result.system == OURS and result.config.get("processes") == 1:
         peer_scenario = f"throughput_c{result.config.get('concurrency', 0):g}"
         against |= {p: ratio(result.median, median_of(results, p, peer_scenario)) for p in PEERS}
     return {name: r for name, r in against.items() if r is not None}
@@ -854,7 +854,7 @@ def relay_rows(
     verdicts = {t.row[1]: t.verdict for t in found if t.scenario == "relay"}
     for backend in RELAY_BACKENDS:
         prefix = f"{RELAY_PREFIX}{backend}_"
-        throughput = find(results, _OURS, prefix + "throughput")
+        throughput = find(results, OURS, prefix + "throughput")
         failed = [e for e in errors if e["scenario"].startswith(prefix)]
         if throughput is None and not failed:
             continue
@@ -865,10 +865,10 @@ def relay_rows(
             notes.append(f"error: {failed[0]['error']}")
 
         def worst(name: str, prefix: str = prefix) -> str:
-            result = find(results, _OURS, prefix + name)
+            result = find(results, OURS, prefix + name)
             return f"{result.max:.0f}" if result is not None else "-"
 
-        published = median_of(results, _OURS, prefix + "published")
+        published = median_of(results, OURS, prefix + "published")
         table.append(
             [
                 backend,
@@ -1024,167 +1024,9 @@ def update_docs(page: Path, block: str, start: str = TABLE_START, end: str = TAB
 # --------------------------------------------------------------------------- plot
 
 
-def plot_series(results: Sequence[Result]) -> dict[str, list[tuple[int, Result]]]:
-    """Lines of the plot: (concurrency, result) per system, one worker process each."""
-    series: dict[str, list[tuple[int, Result]]] = {}
-    for system, name in (
-        ("durable-sa", "throughput_p1_c{}"),
-        *((p, "throughput_c{}") for p in PEERS),
-    ):
-        points = [
-            (c, found)
-            for c in CONCURRENCIES
-            if (found := find(results, system, name.format(c))) is not None
-        ]
-        if points:
-            series[system] = points
-    return series
-
-
-def plot(results: Sequence[Result], machine: Mapping[str, Any], path: Path) -> None:
-    """Throughput against worker concurrency, one line per system, the floor as a line."""
-    import matplotlib as mpl  # noqa: PLC0415 - only the plot needs it (the bench extra)
-
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415 - after choosing the backend
-
-    styles: dict[str, Mapping[str, Any]] = {
-        "durable-sa": {"color": "#1f77b4", "marker": "o"},
-        "dbos": {"color": "#d62728", "marker": "s"},
-        "procrastinate": {"color": "#2ca02c", "marker": "^"},
-    }
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for system, points in plot_series(results).items():
-        xs = [c for c, _ in points]
-        ys = [r.median for _, r in points]
-        errs = [[r.median - r.min for _, r in points], [r.max - r.median for _, r in points]]
-        label = "durable-sa (1 process)" if system == "durable-sa" else system
-        ax.errorbar(xs, ys, yerr=errs, label=label, capsize=3, linewidth=1.8, **styles[system])
-    multi = [
-        r
-        for r in results
-        if r.system == "durable-sa"
-        and re.fullmatch(r"throughput_p\d+_c\d+", r.scenario)
-        and r.config.get("processes", 1) > 1
-    ]
-    for i, r in enumerate(multi):
-        x, y = r.config.get("concurrency", 1), r.median
-        ax.plot(
-            [x],
-            [y],
-            marker="D",
-            color=styles[_OURS]["color"],
-            markerfacecolor="white",
-            linestyle="",
-            label="durable-sa (several processes)" if i == 0 else None,
-        )
-        ax.annotate(
-            f"P={r.config.get('processes'):g}",
-            (x, y),
-            textcoords="offset points",
-            xytext=(7, -3) if i % 2 == 0 else (-24, -3),
-            fontsize=8,
-            color=styles[_OURS]["color"],
-        )
-    if (floor := find(results, "floor", "throughput")) is not None:
-        ax.axhline(floor.median, color="black", linestyle="--", linewidth=1)
-        ax.annotate(
-            f"floor: raw psycopg, 1 connection ({floor.median:.0f} wf/s)",
-            (1, floor.median),
-            textcoords="offset points",
-            xytext=(2, 4),
-            fontsize=8,
-        )
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(list(CONCURRENCIES), [str(c) for c in CONCURRENCIES])
-    ax.set_xlim(0.8, 24)  # room for the P= labels right of C=16
-    ax.set_xlabel("worker concurrency (C)")
-    ax.set_ylabel("workflows per second (start + drain)")
-    ax.set_ylim(bottom=0)
-    ax.grid(visible=True, alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(_wrap(machine_summary(machine), 95), fontsize=8)
-    fig.suptitle("3-step workflows on PostgreSQL: throughput against concurrency", fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _wrap(text: str, width: int) -> str:
-    lines: list[str] = []
-    for word in text.split(", "):
-        if lines and len(lines[-1]) + len(word) + 2 <= width:
-            lines[-1] += ", " + word
-        else:
-            lines.append(word)
-    return "\n".join(lines)
-
-
 def report(
     samples: Sequence[Sample],
 ) -> tuple[list[Result], list[Target], list[dict[str, Any]]]:
     """Results, targets and errors of a run's samples."""
     results = aggregate(samples)
     return results, targets(results), errors_of(samples)
-
-
-def relay_series(
-    results: Sequence[Result],
-) -> dict[str, tuple[tuple[tuple[float, float], ...], ...]]:
-    """The backlog series of each relay backend that has any: one per repetition."""
-    series = {}
-    for backend in RELAY_BACKENDS:
-        found = find(results, _OURS, f"{RELAY_PREFIX}{backend}_backlog_max")
-        if found is not None and found.series:
-            series[backend] = found.series
-    return series
-
-
-def plot_relay(results: Sequence[Result], machine: Mapping[str, Any], path: Path) -> bool:
-    """The outbox backlog over the drain, per relay backend; False (no file) if none."""
-    series = relay_series(results)
-    if not series:
-        return False
-    import matplotlib as mpl  # noqa: PLC0415 - only the plot needs it (the bench extra)
-
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415 - after choosing the backend
-
-    colors = {"redis": "#d62728", "celery": "#2ca02c"}
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    for backend, reps in series.items():
-        for i, points in enumerate(reps):
-            ax.plot(
-                [t for t, _ in points],
-                [b for _, b in points],
-                color=colors.get(backend, "#1f77b4"),
-                linewidth=1.2,
-                alpha=0.8,
-                label=backend if i == 0 else None,
-            )
-    batch = next((r.config["batch_size"] for r in results if "batch_size" in r.config), None)
-    if batch is not None:
-        ax.axhline(batch, color="black", linestyle="--", linewidth=1)
-        ax.annotate(
-            f"relay batch ({batch:g} rows)",
-            (0, batch),
-            textcoords="offset points",
-            xytext=(2, 4),
-            fontsize=8,
-        )
-    ax.set_yscale("symlog", linthresh=10)
-    highest = max((b for reps in series.values() for s in reps for _, b in s), default=0.0)
-    ax.set_ylim(0, 3 * max(highest, batch or 0.0, 10.0))
-    ax.set_xlim(left=0)
-    ax.set_xlabel("seconds into the drain")
-    ax.set_ylabel("outbox backlog (rows due, unpublished)")
-    ax.grid(visible=True, alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(_wrap(machine_summary(machine), 95), fontsize=8)
-    fig.suptitle("Relay: outbox backlog while draining (one line per repetition)", fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
-from benchmarks import report
+from benchmarks import plots, report
 from benchmarks.report import (
     RELAY_BACKENDS,
     RELAY_PREFIX,
@@ -535,7 +535,7 @@ def publish(  # noqa: PLR0913 - what was run, and where its figures go
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     if docs and main:
         try:
-            report.plot(results, machine, PLOT_PNG)
+            plots.plot(results, machine, PLOT_PNG)
             progress.say(f"drew {PLOT_PNG.relative_to(ROOT)}")
         except Exception as exc:  # noqa: BLE001 - the figures matter more than the picture
             errors.append(_own_error("plot", exc))
@@ -546,7 +546,7 @@ def publish(  # noqa: PLR0913 - what was run, and where its figures go
             errors.append(_own_error("docs", exc))
     if docs and relay:
         try:
-            if report.plot_relay(results, machine, RELAY_PNG):
+            if plots.plot_relay(results, machine, RELAY_PNG):
                 progress.say(f"drew {RELAY_PNG.relative_to(ROOT)}")
         except Exception as exc:  # noqa: BLE001 - the figures matter more than the picture
             errors.append(_own_error("relay plot", exc))

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from benchmarks import report, run
+from benchmarks import plots, report, run
 from benchmarks.report import TABLE_END, TABLE_START, Result, Sample
 from benchmarks.run import DOCS_PAGE
 
@@ -375,7 +375,7 @@ def test_update_docs_rewrites_the_page_in_place(tmp_path):
 
 
 def test_plot_series_are_one_line_per_system_at_one_process():
-    series = report.plot_series(report.aggregate(full_run()))
+    series = plots.plot_series(report.aggregate(full_run()))
     assert {system: [c for c, _ in points] for system, points in series.items()} == {
         "durable-sa": [1, 16],
         "dbos": [1],
@@ -385,7 +385,7 @@ def test_plot_series_are_one_line_per_system_at_one_process():
 
 def test_plot_writes_a_small_png(tmp_path):
     path = tmp_path / "docs" / "performance.png"
-    report.plot(report.aggregate(full_run()), MACHINE, path)
+    plots.plot(report.aggregate(full_run()), MACHINE, path)
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG")
     assert len(data) < 200_000
@@ -596,13 +596,13 @@ def test_the_docs_page_has_each_pair_of_markers_once():
 def test_the_relay_plot_draws_the_backlog_series_or_nothing(tmp_path):
     path = tmp_path / "relay.png"
     results = report.aggregate(full_run())
-    assert set(report.relay_series(results)) == {"redis", "celery"}
-    assert report.plot_relay(results, MACHINE, path) is True
+    assert set(plots.relay_series(results)) == {"redis", "celery"}
+    assert plots.plot_relay(results, MACHINE, path) is True
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG")
     assert len(data) < 200_000
     other = tmp_path / "none.png"
-    assert report.plot_relay(report.aggregate([ours(500)]), MACHINE, other) is False
+    assert plots.plot_relay(report.aggregate([ours(500)]), MACHINE, other) is False
     assert not other.exists()
 
 
