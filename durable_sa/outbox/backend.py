@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from sqlalchemy import Engine, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from durable_sa.core.jobs import encode_payload
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.outbox.message import OutboxMessage
 from durable_sa.queue import dead_letters
 from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.queue.rows import job_row, requeued_row
 from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import outbox_table, runs_table
 
@@ -144,20 +144,7 @@ class OutboxBackend(abc.ABC):
             return
         session.execute(
             insert(outbox),
-            [
-                {
-                    "queue": self.queue,
-                    "kind": spec.kind,
-                    "run_id": spec.run_id,
-                    "workflow_name": spec.workflow,
-                    "workflow_version": spec.version,
-                    "payload": encode_payload(spec.payload),
-                    "attempts": 0,
-                    "max_attempts": self.max_attempts,
-                    "available_at": spec.available_at,
-                }
-                for spec in jobs
-            ],
+            [job_row(spec, queue=self.queue, max_attempts=self.max_attempts) for spec in jobs],
         )
         self._wake.after_commit(session)
 
@@ -333,17 +320,7 @@ class OutboxBackend(abc.ABC):
                 return None
             row_id = session.execute(
                 insert(outbox)
-                .values(
-                    queue=taken.queue,
-                    kind=taken.kind,
-                    run_id=taken.run_id,
-                    workflow_name=taken.workflow_name,
-                    workflow_version=taken.workflow_version,
-                    payload=taken.payload,
-                    attempts=0,
-                    max_attempts=self.max_attempts,
-                    available_at=now,
-                )
+                .values(requeued_row(taken, max_attempts=self.max_attempts, now=now))
                 .returning(outbox.c.id)
             ).scalar_one()
             self._wake.after_commit(session)

@@ -39,6 +39,7 @@ from durable_sa.shell import system_clock
 from durable_sa.store.notify import OUTBOX_CHANNEL
 from durable_sa.worker.listen import Listener
 from durable_sa.worker.signals import stop_on_signals
+from durable_sa.worker.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -98,8 +99,7 @@ class Relay:
         self.stats = RelayStats()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
-        self._wake = threading.Condition()
-        self._generation = 0
+        self._wakeup = Wakeup()
         self._thread: threading.Thread | None = None
         self._listener = Listener(
             backend.sa_engine, [OUTBOX_CHANNEL], self._on_notify, on_reconnect=self.wake
@@ -266,9 +266,7 @@ class Relay:
 
     def wake(self) -> None:
         """Look for due rows now."""
-        with self._wake:
-            self._generation += 1
-            self._wake.notify_all()
+        self._wakeup.ring()
 
     def _run(self) -> None:
         self.backend.add_wake_callback(self.wake)
@@ -293,7 +291,7 @@ class Relay:
         pause = 0.1
         next_prune = time.monotonic()
         while not self._stopping.is_set():
-            seen = self._generation
+            seen = self._wakeup.rung
             try:
                 published = self.publish_due()
                 if time.monotonic() >= next_prune:
@@ -325,11 +323,8 @@ class Relay:
         return self.poll_interval if seconds <= 0 else min(self.poll_interval, seconds)
 
     def _idle(self, seconds: float, seen: int) -> None:
-        if seconds <= 0 or self._stopping.is_set():
-            return
-        with self._wake:
-            if self._generation == seen:
-                self._wake.wait(seconds)
+        if not self._stopping.is_set():
+            self._wakeup.wait(seconds, seen)
 
     def _on_notify(self, _channel: str, _payload: str) -> None:
         self.wake()

@@ -18,15 +18,17 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy import Engine, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from durable_sa.core.jobs import JobSpec, encode_payload
 from durable_sa.queue import dead_letters
 from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.queue.rows import job_row, requeued_row
 from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import jobs_table
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence
     from datetime import timedelta
+
+    from durable_sa.core.jobs import JobSpec
 
 jobs = jobs_table
 
@@ -93,17 +95,7 @@ class JobsTableBackend:
         session.execute(
             insert(jobs),
             [
-                {
-                    "queue": self.queue,
-                    "kind": spec.kind,
-                    "run_id": spec.run_id,
-                    "workflow_name": spec.workflow,
-                    "workflow_version": spec.version,
-                    "payload": encode_payload(spec.payload),
-                    "attempts": 0,
-                    "max_attempts": self.max_attempts,
-                    "available_at": spec.available_at,
-                }
+                job_row(spec, queue=self.queue, max_attempts=self.max_attempts)
                 for spec in jobs_to_add
             ],
         )
@@ -259,17 +251,7 @@ class JobsTableBackend:
                 return None
             job_id = session.execute(
                 insert(jobs)
-                .values(
-                    queue=taken.queue,
-                    kind=taken.kind,
-                    run_id=taken.run_id,
-                    workflow_name=taken.workflow_name,
-                    workflow_version=taken.workflow_version,
-                    payload=taken.payload,
-                    attempts=0,
-                    max_attempts=self.max_attempts,
-                    available_at=now,
-                )
+                .values(requeued_row(taken, max_attempts=self.max_attempts, now=now))
                 .returning(jobs.c.id)
             ).scalar_one()
         return int(job_id)

@@ -41,6 +41,7 @@ from durable_sa.store.notify import JOBS_CHANNEL
 from durable_sa.worker import presence
 from durable_sa.worker.listen import Listener
 from durable_sa.worker.signals import stop_on_signals
+from durable_sa.worker.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -128,8 +129,7 @@ class Worker:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._ready = threading.Event()
-        self._wake = threading.Condition()
-        self._generation = 0  # bumped by every wake(), so no wake-up is ever missed
+        self._wakeup = Wakeup()
         self._lock = threading.Lock()
         self._in_flight: dict[int, _InFlight] = {}  # by claim token: a job may come back
         self._tokens = itertools.count()
@@ -218,9 +218,7 @@ class Worker:
 
     def wake(self) -> None:
         """Wake idle slots to look for work now."""
-        with self._wake:
-            self._generation += 1
-            self._wake.notify_all()
+        self._wakeup.ring()
 
     # ── the main thread of the worker ──────────────────────────────────────────
 
@@ -367,7 +365,7 @@ class Worker:
     def _slot(self) -> None:
         pause = 0.1
         while not self._stopping.is_set() and not self._retire():
-            seen = self._generation
+            seen = self._wakeup.rung
             try:
                 job = self._next_job()
             except Exception as exc:  # noqa: BLE001 - a database blip must not kill the slot
@@ -446,11 +444,8 @@ class Worker:
         return max(0.0, min(self.poll_interval, (due - now).total_seconds()))
 
     def _idle(self, seconds: float, seen: int) -> None:
-        if seconds <= 0 or self._stopping.is_set():
-            return
-        with self._wake:
-            if self._generation == seen:  # nothing woke us since we last looked
-                self._wake.wait(seconds)
+        if not self._stopping.is_set():
+            self._wakeup.wait(seconds, seen)
 
     def _on_notify(self, _channel: str, _payload: str) -> None:
         self.wake()

@@ -9,7 +9,8 @@ import pytest
 
 from durable_sa.cli import main
 from tests.cli import app_module
-from tests.integration.conftest import _clean_registry, engine  # noqa: F401
+from tests.integration.conftest import engine  # noqa: F401
+from tests.support.registry import clean_registry  # noqa: F401 - autouse: no workflow leaks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

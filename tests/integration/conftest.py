@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from durable_sa import Durable, registry
+from durable_sa import Durable
+from tests.support.registry import clean_registry  # noqa: F401 - autouse: no workflow leaks
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -20,12 +21,3 @@ def engine(sa_engine: sa.Engine) -> Iterator[Durable]:
     durable_engine = Durable(sa_engine)
     durable_engine.create_tables()
     return durable_engine
-
-
-@pytest.fixture(autouse=True)
-def _clean_registry() -> Iterator[None]:
-    """Workflows defined by one test never leak into the next."""
-    before = set(registry.names())
-    yield
-    for name in set(registry.names()) - before:
-        registry.unregister(name)

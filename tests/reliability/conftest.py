@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from durable_sa import Durable
-from tests.reliability.app import effects_metadata
+from tests.reliability.harness import prepare_database
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -27,11 +27,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def rel_url(pg_database_url: str) -> str:
     """A fresh PostgreSQL database with the engine's tables and the effects table."""
-    sa_engine = sa.create_engine(pg_database_url)
-    Durable(sa_engine).create_tables()
-    effects_metadata.create_all(sa_engine)
-    sa_engine.dispose()
-    return pg_database_url
+    return prepare_database(pg_database_url)
 
 
 @pytest.fixture

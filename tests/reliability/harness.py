@@ -9,12 +9,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from durable_sa import DeadLetter, Job, JournalEntry, WorkflowRun
-from tests.reliability.app import effects
+from durable_sa import DeadLetter, Durable, Job, JournalEntry, WorkflowRun
+from durable_sa.store.models import outbox_table
+from tests.reliability.app import EXPECTED, UNITS, effects, effects_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,54 +24,28 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.reliability.app:engine"
 
 
-class WorkerProcess:
-    """One ``durable-sa worker`` process (or another command), its output in a file.
+class ChildProcess:
+    """A process the test started, its output in a file: kill it, stop it, read it.
 
-    ``command`` is the CLI command and its APP (``("relay", APP)`` for a relay);
-    ``backend`` a queue backend URL the app uses instead of the jobs table; ``env``
-    more environment (it wins over the defaults, e.g. a longer ``PYTHONPATH``).
+    Subclasses say what to run (:meth:`argv`), in which folder and with which
+    environment; everything here acts on the PID we started, and only on it.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *args: str,
-        step_seconds: float = 0.01,
-        command: tuple[str, ...] = ("worker", APP),
-        backend: str | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.url = url
-        self.args = args
-        self.step_seconds = step_seconds
-        self.command = command
-        self.backend = backend
-        self.extra_env = env or {}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = Path(tempfile.mkstemp(prefix="durable-sa-worker-", suffix=".log")[1])
+    log_prefix = "durable-sa-process-"
 
-    def start(self) -> WorkerProcess:
-        env = {
-            **os.environ,
-            "DURABLE_SA_DATABASE_URL": self.url,
-            "REL_STEP_SECONDS": str(self.step_seconds),
-            "PYTHONPATH": str(ROOT),
-            **({"DURABLE_SA_BACKEND": self.backend} if self.backend else {}),
-            **self.extra_env,
-        }
+    def __init__(self, env: dict[str, str], cwd: Path = ROOT) -> None:
+        self.env = {**os.environ, **env}
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = Path(tempfile.mkstemp(prefix=self.log_prefix, suffix=".log")[1])
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [
-                    sys.executable,
-                    "-m",
-                    "durable_sa.cli",
-                    *self.command,
-                    *self.args,
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+                self.argv(), cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
         return self
 
@@ -92,6 +68,87 @@ class WorkerProcess:
             self.proc.kill()
             self.proc.wait(timeout=30)
         self.log.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.terminate()
+        finally:
+            self.close()
+
+
+class WorkerProcess(ChildProcess):
+    """One ``durable-sa worker`` process (or another CLI command), its output in a file.
+
+    ``command`` is the CLI command and its APP (``("relay", APP)`` for a relay);
+    ``backend`` a queue backend URL the app uses instead of the jobs table; ``env``
+    more environment (it wins over the defaults, e.g. a longer ``PYTHONPATH``).
+    """
+
+    log_prefix = "durable-sa-worker-"
+
+    def __init__(
+        self,
+        url: str,
+        *args: str,
+        step_seconds: float = 0.01,
+        command: tuple[str, ...] = ("worker", APP),
+        backend: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            {
+                "DURABLE_SA_DATABASE_URL": url,
+                "REL_STEP_SECONDS": str(step_seconds),
+                "PYTHONPATH": str(ROOT),
+                **({"DURABLE_SA_BACKEND": backend} if backend else {}),
+                **(env or {}),
+            }
+        )
+        self.command = command
+        self.args = args
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "durable_sa.cli", *self.command, *self.args]
+
+
+def prepare_database(url: str) -> str:
+    """Create the engine's tables and the effects table in the database at ``url``."""
+    sa_engine = sa.create_engine(url)
+    Durable(sa_engine).create_tables()
+    effects_metadata.create_all(sa_engine)
+    sa_engine.dispose()
+    return url
+
+
+def unpublished_outbox_rows(sa_engine: sa.Engine) -> int:
+    """Outbox rows no relay has published: stranded, once every run has ended."""
+    with Session(sa_engine) as session:
+        return int(
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(outbox_table)
+                .where(outbox_table.c.published_at.is_(None))
+            )
+            or 0
+        )
+
+
+def assert_runs_ended_as_expected(sa_engine: sa.Engine, run_ids: dict[str, list[int]]) -> None:
+    """Each run of each workflow has its expected status and every unit journaled once."""
+    with Session(sa_engine) as session:
+        statuses = dict(session.execute(sa.select(WorkflowRun.id, WorkflowRun.status)).all())
+        journal: dict[int, list[str]] = {}
+        for run_id, step_id in session.execute(
+            sa.select(JournalEntry.run_id, JournalEntry.step_id)
+        ):
+            journal.setdefault(run_id, []).append(step_id)
+    for name, ids in run_ids.items():
+        for run_id in ids:
+            assert statuses[run_id] == EXPECTED[name], (name, run_id)
+            assert sorted(journal[run_id]) == sorted(UNITS[name]), (name, run_id)
 
 
 def wait_until_all_terminal(sa_engine: sa.Engine, run_ids: list[int], timeout: float) -> int:

@@ -8,9 +8,14 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from durable_sa import Durable, JournalEntry, WorkflowRun
-from tests.reliability.app import EXPECTED, UNITS
-from tests.reliability.harness import WorkerProcess, summary, wait_until_all_terminal
+from durable_sa import Durable, WorkflowRun
+from tests.reliability.app import EXPECTED
+from tests.reliability.harness import (
+    WorkerProcess,
+    assert_runs_ended_as_expected,
+    summary,
+    wait_until_all_terminal,
+)
 
 RUNS_PER_WORKFLOW = 70  # 210 runs of 5+ steps
 WORKERS = 3
@@ -71,18 +76,7 @@ def test_random_kill9_loses_nothing(rel_url: str, rel_engine: Durable) -> None:
     assert kills >= MIN_KILLS  # every kill landed while runs were still in flight
     assert left_open == 0
     assert codes == [0] * WORKERS
-    with Session(rel_engine.sa_engine) as session:
-        rows = session.execute(sa.select(WorkflowRun.id, WorkflowRun.status)).all()
-        statuses = {row.id: row.status for row in rows}
-        journal: dict[int, list[str]] = {}
-        for run_id, step_id in session.execute(
-            sa.select(JournalEntry.run_id, JournalEntry.step_id)
-        ):
-            journal.setdefault(run_id, []).append(step_id)
-    for name, ids in run_ids.items():
-        for run_id in ids:
-            assert statuses[run_id] == EXPECTED[name], (name, run_id)
-            assert sorted(journal[run_id]) == sorted(UNITS[name]), (name, run_id)
+    assert_runs_ended_as_expected(rel_engine.sa_engine, run_ids)
     assert figures["duplicate_journal_rows"] == 0
     assert figures["jobs_left"] == 0
     assert figures["dead_letters"] == 0

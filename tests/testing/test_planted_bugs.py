@@ -46,8 +46,9 @@ from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from durable_sa import Durable, DurableContext, durable, registry
+from durable_sa import Durable, DurableContext, durable
 from durable_sa.testing import check_workflow, faults, replay
+from tests.support.registry import clean_registry  # noqa: F401 - autouse: no workflow leaks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -131,14 +132,6 @@ def _no_explain_phase() -> Iterator[None]:
     settings.load_profile("durable-sa-planted-bugs")
     yield
     settings.load_profile(previous)
-
-
-@pytest.fixture(autouse=True)
-def _clean_registry() -> Iterator[None]:
-    before = set(registry.names())
-    yield
-    for name in set(registry.names()) - before:
-        registry.unregister(name)
 
 
 # ── handlers: the planted bugs and their fixes ───────────────────────────────────

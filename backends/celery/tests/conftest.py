@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
@@ -19,8 +16,9 @@ from typing import TYPE_CHECKING, Self
 import pytest
 from celery_config import make_app
 
-from durable_sa import Durable, registry
-from durable_sa.testing import scenarios
+from durable_sa import Durable
+from tests.reliability.harness import ChildProcess
+from tests.support.registry import clean_registry  # noqa: F401 - autouse: no workflow leaks
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,8 +29,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 
 
-class CeleryWorker:
+class CeleryWorker(ChildProcess):
     """One ``celery worker`` process on the test app, its output in a file."""
+
+    log_prefix = "durable-sa-celery-"
 
     def __init__(
         self,
@@ -43,42 +43,32 @@ class CeleryWorker:
         name: str,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.env = {
-            **os.environ,
-            "DURABLE_SA_DATABASE_URL": database_url,
-            "CELERY_BROKER_URL": broker_url,
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),
-            "REL_STEP_SECONDS": os.environ.get("REL_STEP_SECONDS", "0.05"),
-            **(env or {}),
-        }
+        super().__init__(
+            {
+                "DURABLE_SA_DATABASE_URL": database_url,
+                "CELERY_BROKER_URL": broker_url,
+                "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),
+                "REL_STEP_SECONDS": os.environ.get("REL_STEP_SECONDS", "0.05"),
+                **(env or {}),
+            },
+            cwd=HERE,
+        )
         self.concurrency = concurrency
         self.name = name
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = Path(tempfile.mkstemp(prefix="durable-sa-celery-", suffix=".log")[1])
 
-    def start(self, *, wait: bool = True) -> CeleryWorker:
-        command = [
+    def argv(self) -> list[str]:
+        return [
             sys.executable, "-m", "celery", "-A", "celery_test_app:app", "worker",
             "--pool=prefork", f"--concurrency={self.concurrency}",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-n", f"{self.name}@%h", "--loglevel=INFO",
         ]  # fmt: skip
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(  # noqa: S603 - our interpreter, our app
-                command, cwd=HERE, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
+
+    def start(self, *, wait: bool = True) -> Self:
+        super().start()
         if wait:
             self.wait_ready()
         return self
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.terminate()
-        finally:
-            self.close()
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -89,26 +79,6 @@ class CeleryWorker:
             if time.monotonic() > deadline:
                 pytest.fail(f"celery worker not ready in {timeout} s:\n{self.output()}")
             time.sleep(0.1)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def terminate(self, timeout: float = 60) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.log.unlink(missing_ok=True)
 
 
 def database_url_of(engine: Durable) -> str:
@@ -142,13 +112,3 @@ def celery_engine(sa_engine: sa.Engine, redis_url: str) -> Durable:
     engine = Durable(sa_engine, backend="celery", backend_options={"app": make_app(redis_url)})
     engine.create_tables()
     return engine
-
-
-@pytest.fixture(autouse=True)
-def _clean_registry() -> Iterator[None]:
-    """Workflows defined by one test never leak into the next."""
-    before = set(registry.names())
-    yield
-    for name in set(registry.names()) - before:
-        registry.unregister(name)
-    scenarios.unregister_scenarios()

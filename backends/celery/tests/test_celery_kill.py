@@ -21,14 +21,19 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 from celery_config import make_app
-from sqlalchemy.orm import Session
 
 from conftest import HERE, ROOT, CeleryWorker
-from durable_sa import Durable, JournalEntry, WorkflowRun
-from durable_sa.store.models import outbox_table
+from durable_sa import Durable
 from durable_sa.testing.conformance import eventually
-from tests.reliability.app import EXPECTED, UNITS, effects_metadata
-from tests.reliability.harness import WorkerProcess, summary, wait_until_all_terminal
+from tests.reliability.app import EXPECTED
+from tests.reliability.harness import (
+    WorkerProcess,
+    assert_runs_ended_as_expected,
+    prepare_database,
+    summary,
+    unpublished_outbox_rows,
+    wait_until_all_terminal,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -46,11 +51,7 @@ REDELIVER_AFTER = 20  # seconds: above the visibility timeout and any step's run
 
 @pytest.fixture
 def kill_url(pg_database_url: str) -> str:
-    sa_engine = sa.create_engine(pg_database_url)
-    Durable(sa_engine).create_tables()
-    effects_metadata.create_all(sa_engine)
-    sa_engine.dispose()
-    return pg_database_url
+    return prepare_database(pg_database_url)
 
 
 @pytest.fixture
@@ -171,15 +172,7 @@ def test_random_sigkill_of_relays_and_celery_workers_loses_nothing(
     kills = fleet.kills
 
     figures = summary(kill_engine.sa_engine)
-    with Session(kill_engine.sa_engine) as session:
-        stranded = int(
-            session.scalar(
-                sa.select(sa.func.count())
-                .select_from(outbox_table)
-                .where(outbox_table.c.published_at.is_(None))
-            )
-            or 0
-        )
+    stranded = unpublished_outbox_rows(kill_engine.sa_engine)
     figures |= {
         "runs": len(everything),
         **{f"{role}_kills": count for role, count in kills.items()},
@@ -193,16 +186,6 @@ def test_random_sigkill_of_relays_and_celery_workers_loses_nothing(
     assert drained, "messages stayed in Celery's queues"
     assert stranded == 0
     assert codes == [0] * len(codes)
-    with Session(kill_engine.sa_engine) as session:
-        statuses = dict(session.execute(sa.select(WorkflowRun.id, WorkflowRun.status)).all())
-        journal: dict[int, list[str]] = {}
-        for run_id, step_id in session.execute(
-            sa.select(JournalEntry.run_id, JournalEntry.step_id)
-        ):
-            journal.setdefault(run_id, []).append(step_id)
-    for name, ids in run_ids.items():
-        for run_id in ids:
-            assert statuses[run_id] == EXPECTED[name], (name, run_id)
-            assert sorted(journal[run_id]) == sorted(UNITS[name]), (name, run_id)
+    assert_runs_ended_as_expected(kill_engine.sa_engine, run_ids)
     assert figures["duplicate_journal_rows"] == 0
     assert figures["dead_letters"] == 0

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from durable_sa import Durable, registry
-from durable_sa.testing import scenarios
+from durable_sa import Durable
+from tests.support.registry import clean_registry  # noqa: F401 - autouse: no workflow leaks
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -30,13 +30,3 @@ def redis_engine(sa_engine: sa.Engine, redis_url: str) -> Iterator[Durable]:
     engine.create_tables()
     yield engine
     engine.backend.close()  # type: ignore[attr-defined]
-
-
-@pytest.fixture(autouse=True)
-def _clean_registry() -> Iterator[None]:
-    """Workflows defined by one test never leak into the next."""
-    before = set(registry.names())
-    yield
-    for name in set(registry.names()) - before:
-        registry.unregister(name)
-    scenarios.unregister_scenarios()

@@ -14,13 +14,19 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
-from durable_sa import Durable, JournalEntry, WorkflowRun
-from durable_sa.store.models import outbox_table
+from durable_sa import Durable
 from durable_sa.testing.conformance import eventually
-from tests.reliability.app import EXPECTED, UNITS, effects_metadata
-from tests.reliability.harness import APP, WorkerProcess, summary, wait_until_all_terminal
+from tests.reliability.app import EXPECTED
+from tests.reliability.harness import (
+    APP,
+    WorkerProcess,
+    assert_runs_ended_as_expected,
+    prepare_database,
+    summary,
+    unpublished_outbox_rows,
+    wait_until_all_terminal,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -39,11 +45,7 @@ STEP_SECONDS = 0.05
 
 @pytest.fixture
 def kill_url(pg_database_url: str) -> str:
-    sa_engine = sa.create_engine(pg_database_url)
-    Durable(sa_engine).create_tables()
-    effects_metadata.create_all(sa_engine)
-    sa_engine.dispose()
-    return pg_database_url
+    return prepare_database(pg_database_url)
 
 
 @pytest.fixture
@@ -53,18 +55,6 @@ def kill_engine(kill_url: str, redis_url: str) -> Iterator[Durable]:
     sa_engine = sa.create_engine(kill_url, pool_pre_ping=True)
     yield Durable(sa_engine, backend=redis_url)
     sa_engine.dispose()
-
-
-def unpublished(engine: Durable) -> int:
-    with Session(engine.sa_engine) as session:
-        return int(
-            session.scalar(
-                sa.select(sa.func.count())
-                .select_from(outbox_table)
-                .where(outbox_table.c.published_at.is_(None))
-            )
-            or 0
-        )
 
 
 def test_random_sigkill_of_relays_and_consumers_loses_nothing(
@@ -108,7 +98,7 @@ def test_random_sigkill_of_relays_and_consumers_loses_nothing(
             process.close()
 
     figures = summary(kill_engine.sa_engine)
-    stranded = unpublished(kill_engine)
+    stranded = unpublished_outbox_rows(kill_engine.sa_engine)
     in_stream = kill_engine.backend.pending_count()
     figures |= {
         "runs": len(everything),
@@ -127,17 +117,7 @@ def test_random_sigkill_of_relays_and_consumers_loses_nothing(
     assert drained, "entries stayed in the streams"
     assert stranded == 0
     assert codes == [0] * len(processes), outputs
-    with Session(kill_engine.sa_engine) as session:
-        statuses = dict(session.execute(sa.select(WorkflowRun.id, WorkflowRun.status)).all())
-        journal: dict[int, list[str]] = {}
-        for run_id, step_id in session.execute(
-            sa.select(JournalEntry.run_id, JournalEntry.step_id)
-        ):
-            journal.setdefault(run_id, []).append(step_id)
-    for name, ids in run_ids.items():
-        for run_id in ids:
-            assert statuses[run_id] == EXPECTED[name], (name, run_id)
-            assert sorted(journal[run_id]) == sorted(UNITS[name]), (name, run_id)
+    assert_runs_ended_as_expected(kill_engine.sa_engine, run_ids)
     assert figures["duplicate_journal_rows"] == 0
     assert figures["dead_letters"] == 0
     assert kill_engine.recover() == 0

@@ -1,0 +1,48 @@
+"""The column values of a queued job, for the jobs table and the outbox alike.
+
+``durable_jobs`` and ``durable_outbox`` hold a job in the same columns (queue, kind,
+run, workflow name and version, payload, attempts, limit, due time), so the jobs table
+and every relay backend build their rows here and cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from durable_sa.core.jobs import encode_payload
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from durable_sa.core.jobs import JobSpec
+    from durable_sa.queue.dead_letters import Requeued
+
+
+def job_row(spec: JobSpec, *, queue: str, max_attempts: int) -> dict[str, Any]:
+    """The row of a new job ``spec`` on ``queue``, no attempt used yet."""
+    return {
+        "queue": queue,
+        "kind": spec.kind,
+        "run_id": spec.run_id,
+        "workflow_name": spec.workflow,
+        "workflow_version": spec.version,
+        "payload": encode_payload(spec.payload),
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "available_at": spec.available_at,
+    }
+
+
+def requeued_row(taken: Requeued, *, max_attempts: int, now: datetime) -> dict[str, Any]:
+    """The row of a dead letter put back on its queue: a fresh job, due ``now``."""
+    return {
+        "queue": taken.queue,
+        "kind": taken.kind,
+        "run_id": taken.run_id,
+        "workflow_name": taken.workflow_name,
+        "workflow_version": taken.workflow_version,
+        "payload": taken.payload,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "available_at": now,
+    }
