@@ -1,8 +1,9 @@
 """The engine's own Python work per 3-step workflow, with no database at all.
 
-Decode each job, run the step, decide with the pure core, encode the write: what every
-step costs before a single statement is sent. It bounds how close any store can get to a
-floor that does no such work (the SQLite floor costs less than this per workflow).
+Decode each job, run the step, decide with the pure core, turn the decision into its
+write plan: what every step costs before a single statement is sent. It bounds how close
+any store can get to a floor that does no such work (the SQLite floor costs less than
+this per workflow).
 
 Run as ``python -m benchmarks.core_cost``; prints one JSON line.
 """
@@ -18,13 +19,12 @@ from datetime import UTC, datetime
 import attrs
 
 from benchmarks.workload import bench3
-from durable_sa import handlers
 from durable_sa.core.decide import decide_step
 from durable_sa.core.jobs import decode_payload
+from durable_sa.core.plan import plan_transition
 from durable_sa.core.snapshot import RunSnapshot
 from durable_sa.core.status import RunStatus
-from durable_sa.hotpath import sqlite
-from durable_sa.hotpath.rows import StepWrite
+from durable_sa.execute import runner
 
 
 def per_workflow_us(workflows: int = 5000) -> float:
@@ -42,11 +42,10 @@ def per_workflow_us(workflows: int = 5000) -> float:
         )
         for index in range(3):
             decode_payload("advance", {"run_id": i + 1, "step_index": index, "attempt": 1})
-            step = handlers.definition_for(run).steps[run.current_step]
-            outcome = handlers.execute_step(run, step, 1, journal={})
+            step = runner.definition_for(run).steps[run.current_step]
+            outcome = runner.execute_step(run, step, 1, journal={})
             transition = decide_step(run, outcome, attempt=1, now=now, jitter=0.5)
-            write = StepWrite(transition=transition, job_id=1, now=now, lease_until=now)
-            sqlite.write_row(write, queue="default", max_attempts=5)
+            plan_transition(transition, acknowledge=1, now=now, continue_until=now)
             run = attrs.evolve(transition.after, revision=run.revision + 1)
     return (time.process_time() - began) / workflows * 1e6
 

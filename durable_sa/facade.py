@@ -17,14 +17,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Engine, select
 
-from durable_sa import handlers
 from durable_sa.core.codec import to_json, to_json_object
 from durable_sa.core.decide import decide_cancel, decide_recovery, decide_resume
-from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobSpec
+from durable_sa.core.jobs import AdvanceJob, CompensateJob
+from durable_sa.core.plan import NewRun, plan_start, plan_transition
 from durable_sa.core.registry import registry
 from durable_sa.core.status import RunStatus
 from durable_sa.errors import (
@@ -33,8 +31,7 @@ from durable_sa.errors import (
     PayloadError,
     RunNotFoundError,
 )
-from durable_sa.hotpath.connections import borrowed
-from durable_sa.hotpath.store import store_for
+from durable_sa.execute import runner
 from durable_sa.outbox.relay import Relay
 from durable_sa.queue.backends import load_backend
 from durable_sa.queue.jobs_table import JobsTableBackend
@@ -49,7 +46,7 @@ from durable_sa.results import (
 )
 from durable_sa.retention import prune_runs
 from durable_sa.shell import Clock, Shell, configure_sqlite
-from durable_sa.store.apply import apply_transition
+from durable_sa.store.applier import PlanItem
 from durable_sa.store.models import metadata, runs_table
 from durable_sa.store.notify import install_triggers
 from durable_sa.store.queries import load_run, lock_run, lock_tree
@@ -63,7 +60,6 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
-    from durable_sa.core.definition import DurableWorkflow
     from durable_sa.queue.protocol import ClaimedJob, QueueBackend
     from durable_sa.worker import Worker
 
@@ -123,9 +119,6 @@ class Durable:
             sa_engine, queue=queue, max_attempts=max_job_attempts
         )
         self.shell = Shell(sa_engine, backend=self.backend, clock=clock, lease=job_lease)
-        self._fast_store = (
-            store_for(sa_engine.dialect.name) if type(self.backend) is JobsTableBackend else None
-        )
 
     def __repr__(self) -> str:
         return f"<Durable {self.sa_engine.url!r} backend={self.backend.name}>"
@@ -187,98 +180,37 @@ class Durable:
                 f"{_MAX_KEY_LENGTH} characters"
             )
             raise PayloadError(msg)
-        if session is None and idempotency_key is None and self._fast_store is not None:
-            return self._start_fast(workflow, data)
 
         def work(tx: Session) -> StartResult:
             now = self.shell.now()
-            values = {
-                "workflow_name": workflow.name,
-                "workflow_version": workflow.version,
-                "input": data,
-                "status": RunStatus.RUNNING,
-                "state": {},
-                "current_step": 0,
-                "total_steps": len(workflow.steps),
-                "attempt": 1,
-                "idempotency_key": idempotency_key,
-                "created_at": now,
-                "updated_at": now,
-            }
-            run_id = self._insert_run(tx, values, idempotency_key)
-            if run_id is None:
-                existing = tx.execute(
-                    select(runs.c.id, runs.c.status).where(
-                        runs.c.idempotency_key == idempotency_key
-                    )
-                ).one()
+            new = NewRun(
+                workflow_name=workflow.name,
+                workflow_version=workflow.version,
+                total_steps=len(workflow.steps),
+                input=data,
+                due=now,
+                idempotency_key=idempotency_key,
+            )
+            applied = self.shell.applier.apply_one(tx, PlanItem(plan_start(new)), now=now)
+            if applied.run_id is None:  # pragma: no cover - a start always names its run
+                msg = "starting a run returned no id"
+                raise RuntimeError(msg)
+            if not applied.created:
                 return StartResult(
-                    run_id=int(existing.id), status=RunStatus(existing.status), created=False
+                    run_id=applied.run_id,
+                    status=applied.status or RunStatus.RUNNING,
+                    created=False,
                 )
-            self.backend.enqueue(
-                tx,
-                [
-                    JobSpec(
-                        payload=AdvanceJob(run_id=run_id, step_index=0),
-                        available_at=now,
-                        workflow=workflow.name,
-                        version=workflow.version,
-                    )
-                ],
-            )
-            logger.info(
-                "run %s of %s started",
-                run_id,
-                workflow.name,
-                extra={"action": "start", "run_id": run_id, "workflow": workflow.name},
-            )
-            return StartResult(run_id=run_id, status=RunStatus.RUNNING)
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "run %s of %s started",
+                    applied.run_id,
+                    workflow.name,
+                    extra={"action": "start", "run_id": applied.run_id, "workflow": workflow.name},
+                )
+            return StartResult(run_id=applied.run_id, status=RunStatus.RUNNING)
 
         return self.shell.transaction(work, session=session)
-
-    def _start_fast(self, workflow: DurableWorkflow, data: dict[str, Any]) -> StartResult:
-        """The common start (own transaction, no key) straight through the driver."""
-        backend, store = self.backend, self._fast_store
-        if not isinstance(backend, JobsTableBackend) or store is None:  # pragma: no cover
-            msg = "the fast start needs the jobs-table backend and a fast-lane dialect"
-            raise TypeError(msg)
-        with borrowed(self.sa_engine, store) as conn:
-            run_id = store.start_run(
-                conn,
-                name=workflow.name,
-                version=workflow.version,
-                input_data=data,
-                total_steps=len(workflow.steps),
-                now=self.shell.now(),
-                queue=backend.queue,
-                max_attempts=backend.max_attempts,
-            )
-        backend.wake_local()
-        if logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "run %s of %s started",
-                run_id,
-                workflow.name,
-                extra={"action": "start", "run_id": run_id, "workflow": workflow.name},
-            )
-        return StartResult(run_id=run_id, status=RunStatus.RUNNING)
-
-    def _insert_run(self, tx: Session, values: dict[str, Any], key: str | None) -> int | None:
-        """INSERT the run; ``None`` when the idempotency key exists already."""
-        if key is None:
-            return int(tx.execute(insert(runs).values(**values).returning(runs.c.id)).scalar_one())
-        dialect = tx.get_bind().dialect.name
-        make = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = (
-            make(runs)
-            .values(**values)
-            .on_conflict_do_nothing(
-                index_elements=["idempotency_key"], index_where=runs.c.idempotency_key.isnot(None)
-            )
-            .returning(runs.c.id)
-        )
-        run_id = tx.execute(stmt).scalar_one_or_none()
-        return None if run_id is None else int(run_id)
 
     def resume(
         self,
@@ -308,7 +240,7 @@ class Durable:
             transition = decide_resume(locked, signal=signal, data=payload, now=now)
             if transition is None:
                 return ResumeResult(accepted=False, status=locked.status)
-            apply_transition(tx, transition, backend=self.backend, now=now)
+            self.shell.applier.apply_one(tx, PlanItem(plan_transition(transition)), now=now)
             logger.info(
                 "run %s resumed by %r",
                 run_id,
@@ -339,7 +271,8 @@ class Durable:
             for member in tree:
                 transition = decide_cancel(member)
                 if transition is not None:
-                    apply_transition(tx, transition, backend=self.backend, now=now)
+                    plan = plan_transition(transition)
+                    self.shell.applier.apply_one(tx, PlanItem(plan), now=now)
                     canceled.append(member.id)
             if canceled:
                 logger.info(
@@ -477,15 +410,15 @@ class Durable:
         is not running) does nothing and returns ``JobOutcome.STALE``.
         """
         job = AdvanceJob(run_id=run_id, step_index=step_index, attempt=attempt)
-        return handlers.advance(self.shell, job)
+        return runner.run_payload(self.shell, job)
 
     def compensate(self, run_id: int, index: int) -> JobOutcome:
         """The compensate job's handler: undo step ``index`` and move the cursor down."""
-        return handlers.compensate(self.shell, CompensateJob(run_id=run_id, index=index))
+        return runner.run_payload(self.shell, CompensateJob(run_id=run_id, index=index))
 
     def run_job(self, job: ClaimedJob) -> JobOutcome:
         """Run a claimed job; bad jobs are dead-lettered, failing ones released."""
-        return handlers.run_job(self.shell, job)
+        return runner.run_job(self.shell, job)
 
     def claim(  # noqa: PLR0913 - every option is keyword-only
         self,

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.errors import InvalidArgumentError
+from durable_sa.store.applier import Applier
 
 if TYPE_CHECKING:
     from durable_sa.queue.protocol import QueueBackend
@@ -106,6 +107,8 @@ class Shell:
         self.jitter: Callable[[], float] = jitter or random.random
         self.lease = lease
         self.sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
+        self.applier = Applier(backend)
+        """Applies plans for everyone who commits them alone (drain, start, resume...)."""
         self.crash_before_commit: Callable[[], None] | None = None
         """Test hook: called inside a job's transaction just before it commits; raising
         there rolls the whole outcome back, as a process dying at that instant would."""

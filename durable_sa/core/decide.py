@@ -131,6 +131,7 @@ def decide_step(  # noqa: PLR0911 - one branch per outcome type
             input=outcome.child_input,
             parent_run_id=run.id,
             parent_step_id=outcome.step_name,
+            due=now,
         )
         return Transition(event=RunEvent.SUSPEND, before=run, after=after, spawn=spawn)
     if isinstance(outcome, Retry):

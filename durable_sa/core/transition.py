@@ -11,6 +11,7 @@ apply the parent's own decision in the same transaction.
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 
 import attrs
 
@@ -38,6 +39,8 @@ class ChildSpawn:
     input: JSONObject
     parent_run_id: int
     parent_step_id: str
+    due: datetime
+    """When the child's first step is due: the instant the parent decided to start it."""
 
 
 @attrs.frozen(kw_only=True)

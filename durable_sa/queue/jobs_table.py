@@ -15,10 +15,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import Engine, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    Engine,
+    Insert,
+    bindparam,
+    column,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.queue import dead_letters
+from durable_sa.queue.claims import Claim, claim_jobs
 from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.queue.rows import job_row, requeued_row
 from durable_sa.queue.wake import WakeCallbacks
@@ -35,17 +48,47 @@ jobs = jobs_table
 DEFAULT_QUEUE: Final = "default"
 DEFAULT_MAX_ATTEMPTS: Final = 5
 
-_CLAIM_COLUMNS = (
-    jobs.c.id,
-    jobs.c.queue,
-    jobs.c.kind,
-    jobs.c.run_id,
-    jobs.c.payload,
-    jobs.c.attempts,
-    jobs.c.max_attempts,
-    jobs.c.available_at,
-    jobs.c.claimed_until,
+_DELETE_JOBS: Final = delete(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+
+_CLAIMED_FIELDS: Final = (
+    "queue",
+    "kind",
+    "run_id",
+    "workflow_name",
+    "workflow_version",
+    "payload",
+    "attempts",
+    "max_attempts",
+    "available_at",
+    "claimed_by",
+    "claimed_until",
 )
+
+
+def _insert_claimed_pg() -> Insert:
+    """Jobs inserted already claimed, their columns as typed arrays (PostgreSQL).
+
+    One statement text for any number of jobs; each run has at most one such job per
+    group, so the ids are matched back by run.
+    """
+    given = (
+        func.unnest(
+            *(
+                bindparam(f"a_{n}", type_=ARRAY(jobs.c[n].type, dimensions=1))
+                for n in _CLAIMED_FIELDS
+            )
+        )
+        .table_valued(*(column(n) for n in _CLAIMED_FIELDS))
+        .render_derived(name="n")
+    )
+    return (
+        insert(jobs)
+        .from_select(list(_CLAIMED_FIELDS), select(*(given.c[n] for n in _CLAIMED_FIELDS)))
+        .returning(jobs.c.id, jobs.c.run_id)
+    )
+
+
+_INSERT_CLAIMED_PG: Final = _insert_claimed_pg()
 
 
 class JobsTableBackend:
@@ -92,7 +135,7 @@ class JobsTableBackend:
         """INSERT the jobs in ``session``'s transaction."""
         if not jobs_to_add:
             return
-        session.execute(
+        session.connection().execute(
             insert(jobs),
             [
                 job_row(spec, queue=self.queue, max_attempts=self.max_attempts)
@@ -125,52 +168,100 @@ class JobsTableBackend:
         ``workflows`` (name → definition version) limits the claim to jobs of runs this
         consumer can execute; ``fifo`` orders by enqueue order instead of due time.
         """
-        order = (jobs.c.id,) if fifo else (jobs.c.available_at, jobs.c.id)
-        pick = (
-            select(jobs.c.id)
-            .where(
-                jobs.c.available_at <= now,
-                or_(jobs.c.claimed_until.is_(None), jobs.c.claimed_until < now),
-            )
-            .order_by(*order)
-            .limit(1)
-            .with_for_update(skip_locked=True)
+        claims = self.claim_batch(
+            now=now,
+            worker=worker,
+            lease=lease,
+            limit=1,
+            queues=queues,
+            workflows=workflows,
+            fifo=fifo,
         )
-        if queues is not None:
-            pick = pick.where(jobs.c.queue.in_(list(queues)))
-        if workflows is not None:
-            pick = pick.where(
-                tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
-            )
-        stmt = (
-            update(jobs)
-            .where(jobs.c.id == pick.scalar_subquery())
-            .values(
-                claimed_by=worker,
-                claimed_until=now + lease,
-                attempts=jobs.c.attempts + 1,
-            )
-            .returning(*_CLAIM_COLUMNS)
-        )
+        return claims[0].job if claims else None
+
+    def claim_batch(  # noqa: PLR0913 - every option is keyword-only
+        self,
+        *,
+        now: datetime,
+        worker: str,
+        lease: timedelta,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+        fifo: bool = False,
+    ) -> list[Claim]:
+        """Lease up to ``limit`` due jobs and read their runs with them, in one transaction.
+
+        The one claim of this backend: ``claim``, ``drain`` and workers all go through it.
+        On PostgreSQL it is one statement, committed without waiting for the WAL flush (a
+        claim lost in a crash only makes its job claimable again).
+        """
+        if limit <= 0:
+            return []
         with self._sessions.begin() as session:
-            row = session.execute(stmt).first()
-        if row is None:
-            return None
-        return ClaimedJob(
-            id=int(row.id),
-            queue=row.queue,
-            kind=row.kind,
-            run_id=row.run_id,
-            payload=row.payload,
-            attempts=int(row.attempts),
-            max_attempts=int(row.max_attempts),
-            available_at=row.available_at,
-            claimed_until=row.claimed_until,
-        )
+            return claim_jobs(
+                session.connection(),
+                now=now,
+                worker=worker,
+                lease=lease,
+                limit=limit,
+                queues=queues,
+                workflows=workflows,
+                fifo=fifo,
+            )
 
     def ack(self, session: Session, job: ClaimedJob) -> None:
         """DELETE the job in ``session``'s transaction."""
-        session.execute(delete(jobs).where(jobs.c.id == job.id))
+        self.ack_all(session, [job])
+
+    def ack_all(self, session: Session, jobs_done: Sequence[ClaimedJob]) -> None:
+        """DELETE the jobs in ``session``'s transaction, in one statement."""
+        session.connection().execute(_DELETE_JOBS, {"ids": [job.id for job in jobs_done]})
+
+    def enqueue_claimed(
+        self,
+        session: Session,
+        jobs_to_add: Sequence[tuple[JobSpec, datetime]],
+        *,
+        worker: str,
+        now: datetime,
+    ) -> list[ClaimedJob]:
+        """INSERT jobs already claimed by ``worker`` (a run's next step, run in place)."""
+        del now  # created_at takes the column default, as for every other job
+        rows = [
+            {
+                **job_row(spec, queue=self.queue, max_attempts=self.max_attempts),
+                "attempts": 1,
+                "claimed_by": worker,
+                "claimed_until": until,
+            }
+            for spec, until in jobs_to_add
+        ]
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":
+            arrays = {f"a_{name}": [row[name] for row in rows] for name in _CLAIMED_FIELDS}
+            by_run = {int(r.run_id): int(r.id) for r in conn.execute(_INSERT_CLAIMED_PG, arrays)}
+            ids = [by_run[row["run_id"]] for row in rows]
+        else:
+            ids = list(
+                conn.execute(
+                    insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows
+                ).scalars()
+            )
+        return [
+            ClaimedJob(
+                id=int(job_id),
+                queue=row["queue"],
+                kind=row["kind"],
+                run_id=row["run_id"],
+                payload=row["payload"],
+                attempts=1,
+                max_attempts=row["max_attempts"],
+                available_at=row["available_at"],
+                claimed_until=row["claimed_until"],
+            )
+            for job_id, row in zip(ids, rows, strict=True)
+        ]
 
     def release(self, job: ClaimedJob, *, error: str, retry_at: datetime) -> None:
         """Unclaim the job and make it due again at ``retry_at``."""

@@ -134,3 +134,28 @@ class QueueBackend(Protocol):
     def clear(self) -> None:
         """Delete every queued job, whatever its state (tests: simulates a lost job)."""
         ...
+
+
+@runtime_checkable
+class InPlaceProducer(Protocol):
+    """A backend whose jobs can be handed to the worker that wrote them (the jobs table).
+
+    A worker that finishes a step whose run's next step is due now inserts that next job
+    already claimed by itself and runs it in place, instead of queueing it for a claim.
+    Such a backend also acknowledges a group of jobs in one statement.
+    """
+
+    def ack_all(self, session: Session, jobs: Sequence[ClaimedJob]) -> None:
+        """Mark every job of ``jobs`` done in ``session``'s transaction."""
+        ...
+
+    def enqueue_claimed(
+        self,
+        session: Session,
+        jobs: Sequence[tuple[JobSpec, datetime]],
+        *,
+        worker: str,
+        now: datetime,
+    ) -> list[ClaimedJob]:
+        """Insert ``jobs`` claimed by ``worker``, each leased until its paired instant."""
+        ...

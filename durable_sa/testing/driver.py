@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 import attrs
 from sqlalchemy import select
 
-from durable_sa import handlers
 from durable_sa.core.codec import JSONValue
 from durable_sa.core.jobs import (
     AdvanceJob,
@@ -31,6 +30,7 @@ from durable_sa.core.jobs import (
 from durable_sa.core.registry import registry
 from durable_sa.core.status import RunStatus
 from durable_sa.errors import DurableError, PayloadError
+from durable_sa.execute import runner
 from durable_sa.store.models import runs_table
 from durable_sa.store.queries import load_run
 from durable_sa.testing.clock import FakeClock
@@ -237,7 +237,7 @@ class Driver:
 
             shell.crash_before_commit = crash
             try:
-                handlers.dispatch(shell, payload, job)
+                runner.run_payload(shell, payload, job)
             except SimulatedCrash:
                 pass
             finally:
@@ -248,7 +248,7 @@ class Driver:
             self._redeliver(job, payload)
         elif isinstance(event, DuplicateDelivery):
             self.engine.run_job(job)
-            handlers.dispatch(shell, payload)
+            runner.run_payload(shell, payload)
         elif isinstance(event, ConcurrentDuplicate):
             self._concurrently(job, payload)
 
@@ -266,7 +266,7 @@ class Driver:
         def second() -> None:
             try:
                 gate.wait(timeout=10)
-                handlers.dispatch(self.engine.shell, payload)
+                runner.run_payload(self.engine.shell, payload)
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 errors.append(exc)
 

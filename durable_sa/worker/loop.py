@@ -3,8 +3,9 @@
 Rules:
 - Slots claim due jobs (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers never wait
   on each other) and run them; a job's outcome and its acknowledgement commit together.
-  With the built-in jobs table the slots work through the fast lane
-  (:mod:`durable_sa.hotpath`): runs in hand, continued in place, commits grouped.
+  With the built-in jobs table the slots work through the pipeline
+  (:mod:`durable_sa.worker.pipeline`): runs in hand, continued in place, commits
+  grouped. Either way every outcome is written by the one applier.
 - Only jobs of workflows this process defines, at the version it defines, are claimed:
   a job pinned to another version waits for a worker that has it.
 - A claim is a lease. The heartbeat renews the leases of running jobs; a job running
@@ -34,12 +35,13 @@ import attrs
 
 from durable_sa.core.registry import registry
 from durable_sa.errors import InvalidArgumentError
-from durable_sa.hotpath.lane import FastLane, Work
 from durable_sa.outbox.backend import OutboxBackend
+from durable_sa.queue.protocol import InPlaceProducer
 from durable_sa.results import JobOutcome
 from durable_sa.store.notify import JOBS_CHANNEL
 from durable_sa.worker import presence
 from durable_sa.worker.listen import Listener
+from durable_sa.worker.pipeline import Pipeline, Work
 from durable_sa.worker.signals import stop_on_signals
 from durable_sa.worker.wakeup import Wakeup
 
@@ -94,7 +96,6 @@ class Worker:
         grace_period: timedelta = timedelta(seconds=30),
         poll_interval: float | None = None,
         name: str | None = None,
-        fast_lane: bool = True,
         relay: bool | None = None,
     ) -> None:
         """Prepare a worker; nothing runs until :meth:`run` or :meth:`start`.
@@ -137,9 +138,9 @@ class Worker:
         self._retiring: set[int] = set()  # slots whose abandoned job got a replacement
         self._runner: threading.Thread | None = None
         self._lane = (
-            FastLane(
+            Pipeline(
                 engine.shell,
-                engine.backend,  # type: ignore[arg-type] # supports() checked the type
+                engine.backend,  # type: ignore[arg-type] # an in-place producer: the jobs table
                 worker=self.id,
                 lease=lease,
                 queues=self.queues,
@@ -149,7 +150,7 @@ class Worker:
                 on_outcome=self._count,
                 on_claimed=self._claimed,
             )
-            if fast_lane and FastLane.supports(engine.shell, engine.backend)
+            if isinstance(engine.backend, InPlaceProducer)
             else None
         )
         self._listener = Listener(

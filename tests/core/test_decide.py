@@ -296,6 +296,7 @@ def test_await_child_suspends_and_spawns_the_child() -> None:
         input={"amount": 5},
         parent_run_id=RUN_ID,
         parent_step_id="kid",
+        due=NOW,
     )
     assert t.jobs == ()
 

@@ -1,6 +1,6 @@
-"""The worker's fast lane: same rows as the general path, fewer round trips.
+"""The worker's pipeline: same rows as ``drain``, fewer round trips.
 
-The lane decides on the snapshot it claimed and applies the decision with a
+The pipeline decides on the snapshot it claimed and applies the decision with a
 compare-and-set on the run's revision; these tests pin down what that must never change:
 the rows it writes, the fallback when a run moved under a running step, continuing a run
 in place, grouping commits of different runs, and steps that are not due yet.
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from durable_sa import Durable, DurableContext, Job, JournalEntry, WorkflowRun, durable
-from durable_sa.hotpath.lane import FastLane
 from durable_sa.testing import drain
+from durable_sa.worker import pipeline
 from tests.integration.helpers import count
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ FAST = {"heartbeat": timedelta(seconds=0.2), "lease": timedelta(seconds=2)}
 
 def _lane_of(worker: Worker) -> Any:
     lane = worker._lane  # these tests are about the lane itself
-    assert lane is not None, "the fast lane should serve this database"
+    assert lane is not None, "the pipeline should serve the jobs table"
     return lane
 
 
@@ -131,17 +131,17 @@ def test_a_failure_after_a_commit_strands_no_job(
     engine: Durable, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A bug while handing on the next step must not leave jobs held (and renewed) forever."""
-    original = FastLane._following
+    original = pipeline._following
     failures: list[int] = []
 
-    def fails_once(self: FastLane, write: Any, result: Any) -> Any:
+    def fails_once(plan: Any, result: Any) -> Any:
         if not failures:
             failures.append(1)
             msg = "planted"
             raise RuntimeError(msg)
-        return original(self, write, result)
+        return original(plan, result)
 
-    monkeypatch.setattr(FastLane, "_following", fails_once)
+    monkeypatch.setattr(pipeline, "_following", fails_once)
     durable("fl-bug").step("a", lambda ctx: 1).step("b", lambda ctx: 2)
     with engine.worker(concurrency=1, poll_interval=0.1, **FAST) as worker:
         run_id = engine.start("fl-bug").run_id
@@ -150,4 +150,4 @@ def test_a_failure_after_a_commit_strands_no_job(
     assert final.status == "completed"
     assert final.results == {"a": 1, "b": 2}
     assert failures == [1]
-    assert "committing 1 steps failed" in caplog.text
+    assert "committing 1 plans failed" in caplog.text

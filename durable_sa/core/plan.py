@@ -1,0 +1,197 @@
+"""Write plans: what one decision writes, as plain values the one applier executes.
+
+Rules:
+- A :class:`WritePlan` is the complete list of writes of one decision: the run row's new
+  columns guarded by a compare-and-set on the revision the decision was made at, journal
+  rows, jobs to insert, the job it acknowledges, the run's other jobs to discard, a run
+  to create (a start or a child) and the parent to settle. The applier adds nothing and
+  decides nothing, except the parent's own decision when a child settles (made by the
+  core too, with the parent locked).
+- Every run a plan touches moves only by the status table: :func:`plan_transition`
+  refuses an illegal move before anything is written.
+- Which plans may be applied without a row lock, grouped with other runs' plans in one
+  commit, is the core's call: :data:`LOCK_FREE_FIELDS` lists the :class:`Transition`
+  fields a compare-and-set write covers, :data:`LOCKED_FIELDS` those that need the rows
+  they reach locked (a parent waiting for a child). A test holds the two sets to the
+  fields of :class:`Transition`, so a new field is never silently dropped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+import attrs
+
+from durable_sa.core.codec import JSONObject
+from durable_sa.core.jobs import AdvanceJob, JobSpec
+from durable_sa.core.snapshot import JournalWrite, RunSnapshot
+from durable_sa.core.status import RunEvent, RunStatus, is_legal_move
+from durable_sa.core.transition import ChildSpawn, ParentSettlement, Transition
+from durable_sa.errors import IllegalTransition
+
+RUN_WRITE_FIELDS: Final = (
+    "status",
+    "current_step",
+    "attempt",
+    "compensation_cursor",
+    "state",
+    "result",
+    "awaiting_signal",
+    "wake_at",
+    "error",
+)
+"""The run columns a decision may change; a plan writes all of them (compare-and-set)."""
+
+LOCK_FREE_FIELDS: Final = frozenset(
+    {"event", "before", "after", "journal", "jobs", "drop_jobs", "spawn"}
+)
+"""Transition fields a compare-and-set on the run's revision makes safe without a lock:
+they touch only the run itself, its journal and jobs, or a child run that is new."""
+LOCKED_FIELDS: Final = frozenset({"settle_parent"})
+"""Transition fields that reach another existing run (the parent), which must be locked
+(child first, then parent) while its own decision is made and applied."""
+
+
+@attrs.frozen(kw_only=True)
+class NewRun:
+    """A run to insert, running at step 0, with its first advance job due at ``due``."""
+
+    workflow_name: str
+    workflow_version: str | None
+    total_steps: int
+    input: JSONObject
+    due: datetime
+    parent_run_id: int | None = None
+    parent_step_id: str | None = None
+    idempotency_key: str | None = None
+    """With a key, a run that already holds it is returned instead of a new one."""
+
+    def first_job(self, run_id: int) -> JobSpec:
+        """The advance job of step 0, once the run's id is known."""
+        return JobSpec(
+            payload=AdvanceJob(run_id=run_id, step_index=0),
+            available_at=self.due,
+            workflow=self.workflow_name,
+            version=self.workflow_version,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class WritePlan:
+    """Everything one decision writes, applied atomically (or not at all)."""
+
+    run_id: int | None = None
+    """The run whose row is written; ``None`` for a plan that only creates a run or only
+    acknowledges a job."""
+    revision: int | None = None
+    """Compare-and-set: the run row is written only if it still has this revision."""
+    run: RunSnapshot | None = None
+    """The run as it must become (its :data:`RUN_WRITE_FIELDS` are written)."""
+    event: RunEvent | None = None
+    journal: tuple[JournalWrite, ...] = ()
+    jobs: tuple[JobSpec, ...] = ()
+    drop_jobs: bool = False
+    """Discard the run's other queued jobs before inserting ``jobs``."""
+    acknowledge: int | None = None
+    """The id of the job this plan finishes (deleted, or settled with its broker)."""
+    continue_until: datetime | None = None
+    """Set when the first job is the run's next step due now: it is inserted already
+    claimed by the applying worker until then, and run in place."""
+    create: NewRun | None = None
+    settle_parent: ParentSettlement | None = None
+
+    @property
+    def lock_free(self) -> bool:
+        """True when the plan may be applied without locks, grouped with other runs'."""
+        return self.settle_parent is None
+
+    @property
+    def writes_run(self) -> bool:
+        """True when the plan writes an existing run's row (with compare-and-set)."""
+        return self.run_id is not None and self.run is not None
+
+
+def plan_transition(
+    transition: Transition,
+    *,
+    acknowledge: int | None = None,
+    now: datetime | None = None,
+    continue_until: datetime | None = None,
+) -> WritePlan:
+    """The plan that applies ``transition`` (and acknowledges job ``acknowledge``).
+
+    ``continue_until`` (with the decision's ``now``) asks for the run's next job to be
+    handed to the applying worker, leased until then; it is honoured only when that job
+    is the run's one next job and is due by ``now``. Otherwise the job is queued.
+
+    Raises:
+        IllegalTransition: the transition moves the run by a move the table lacks.
+
+    """
+    before, after = transition.before, transition.after
+    if before.status != after.status and not is_legal_move(before.status, after.status):
+        msg = f"run {before.id}: {before.status} → {after.status} is not a legal move"
+        raise IllegalTransition(msg)
+    return WritePlan(
+        run_id=before.id,
+        revision=before.revision,
+        run=after,
+        event=transition.event,
+        journal=transition.journal,
+        jobs=transition.jobs,
+        drop_jobs=transition.drop_jobs,
+        acknowledge=acknowledge,
+        continue_until=continue_until if continues_in_place(transition, now) else None,
+        create=None if transition.spawn is None else child_run(transition.spawn),
+        settle_parent=transition.settle_parent,
+    )
+
+
+def continues_in_place(transition: Transition, now: datetime | None) -> bool:
+    """True when the run's one next job (a step or a compensation) is due by ``now``."""
+    jobs = transition.jobs
+    return (
+        now is not None
+        and len(jobs) == 1
+        and jobs[0].available_at <= now
+        and transition.after.status in _CONTINUING
+    )
+
+
+_CONTINUING: Final = frozenset({RunStatus.RUNNING, RunStatus.COMPENSATING})
+
+
+def plan_acknowledge(job_id: int) -> WritePlan:
+    """A plan that only finishes a job whose run has moved on (a stale delivery)."""
+    return WritePlan(acknowledge=job_id)
+
+
+def plan_start(new: NewRun) -> WritePlan:
+    """A plan that creates a run and queues its first job (``start``)."""
+    return WritePlan(create=new)
+
+
+def child_run(spawn: ChildSpawn) -> NewRun:
+    """The child run a parent's step starts, due when the parent's decision commits."""
+    return NewRun(
+        workflow_name=spawn.workflow_name,
+        workflow_version=spawn.workflow_version,
+        total_steps=spawn.total_steps,
+        input=spawn.input,
+        due=spawn.due,
+        parent_run_id=spawn.parent_run_id,
+        parent_step_id=spawn.parent_step_id,
+    )
+
+
+def continued(plan: WritePlan, state: JSONObject) -> RunSnapshot | None:
+    """The run as the applier left it, for running its next step in place.
+
+    ``state`` is the run's state as the database returned it after the write, so the next
+    step sees exactly what a reload would give (PostgreSQL's JSONB reorders keys and
+    normalises numbers). ``None`` when the plan writes no run.
+    """
+    if plan.run is None or plan.revision is None:
+        return None
+    return attrs.evolve(plan.run, state=state, revision=plan.revision + 1)

@@ -1,0 +1,153 @@
+"""The jobs table's one claim: lease due jobs and read their runs in the same transaction.
+
+Rules:
+- A claim leases up to ``limit`` due jobs that nobody holds (or whose lease ran out),
+  oldest due first (``fifo``: oldest enqueued first), counting an attempt on each. On
+  PostgreSQL the jobs are picked with ``FOR UPDATE SKIP LOCKED``, so concurrent workers
+  never wait on or take the same row.
+- The runs of the claimed jobs come back with them, so a worker decides on them without
+  another read. On PostgreSQL this is one statement (the UPDATE as a CTE joined to the
+  runs); SQLite, which has no data-modifying CTE, reads the runs right after, in the
+  same transaction.
+- A claim on PostgreSQL commits without waiting for its WAL flush: a claim lost in a
+  server crash only makes its job claimable again (delivery is at least once).
+- Only workflow versions in ``workflows`` are claimed, so a job pinned to a definition
+  version waits for a worker that has it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+from sqlalchemy import or_, select, tuple_, update
+
+from durable_sa.core.snapshot import RunSnapshot
+from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.store.models import jobs_table, runs_table
+from durable_sa.store.queries import RUN_COLUMNS, snapshot_from_row
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime, timedelta
+
+    from sqlalchemy import Connection
+
+
+jobs = jobs_table
+runs = runs_table
+
+JOB_COLUMNS: Final = (
+    jobs.c.id,
+    jobs.c.queue,
+    jobs.c.kind,
+    jobs.c.run_id,
+    jobs.c.payload,
+    jobs.c.attempts,
+    jobs.c.max_attempts,
+    jobs.c.available_at,
+    jobs.c.claimed_until,
+)
+_RUN_PREFIX: Final = "r_"
+
+
+@attrs.frozen
+class Claim:
+    """A leased job and, when its run exists, the run as it was read with it."""
+
+    job: ClaimedJob
+    run: RunSnapshot | None = None
+
+
+def claim_jobs(  # noqa: PLR0913 - every option is keyword-only
+    conn: Connection,
+    *,
+    now: datetime,
+    worker: str,
+    lease: timedelta,
+    limit: int,
+    queues: Sequence[str] | None = None,
+    workflows: Mapping[str, str] | None = None,
+    fifo: bool = False,
+) -> list[Claim]:
+    """Lease up to ``limit`` due jobs on ``conn`` (in its transaction) with their runs."""
+    order = (jobs.c.id,) if fifo else (jobs.c.available_at, jobs.c.id)
+    pick = (
+        select(jobs.c.id)
+        .where(
+            jobs.c.available_at <= now,
+            or_(jobs.c.claimed_until.is_(None), jobs.c.claimed_until < now),
+        )
+        .order_by(*order)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if queues is not None:
+        pick = pick.where(jobs.c.queue.in_(list(queues)))
+    if workflows is not None:
+        pick = pick.where(
+            tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
+        )
+    leased = (
+        update(jobs)
+        .where(jobs.c.id.in_(pick.scalar_subquery()))
+        .values(claimed_by=worker, claimed_until=now + lease, attempts=jobs.c.attempts + 1)
+        .returning(*JOB_COLUMNS)
+    )
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        claimed = leased.cte("claimed")
+        rows = conn.execute(
+            select(
+                *claimed.c,
+                *(c.label(f"{_RUN_PREFIX}{c.name}") for c in RUN_COLUMNS),
+            ).select_from(claimed.outerjoin(runs, runs.c.id == claimed.c.run_id))
+        ).mappings()
+        found = [(_job(row), _run(row)) for row in rows]
+    else:
+        job_rows = conn.execute(leased).mappings().all()
+        run_ids = sorted({row["run_id"] for row in job_rows if row["run_id"] is not None})
+        by_id = {}
+        if run_ids:
+            by_id = {
+                int(row["id"]): row
+                for row in conn.execute(
+                    select(*RUN_COLUMNS).where(runs.c.id.in_(run_ids))
+                ).mappings()
+            }
+        found = [(_job(row), _snapshot(by_id.get(row["run_id"]))) for row in job_rows]
+    found.sort(key=lambda pair: (pair[0].id,) if fifo else (pair[0].available_at, pair[0].id))
+    return [Claim(job=job, run=run) for job, run in found]
+
+
+def _job(row: Mapping[Any, Any]) -> ClaimedJob:
+    return ClaimedJob(
+        id=int(row["id"]),
+        queue=row["queue"],
+        kind=row["kind"],
+        run_id=row["run_id"],
+        payload=row["payload"],
+        attempts=int(row["attempts"]),
+        max_attempts=int(row["max_attempts"]),
+        available_at=row["available_at"],
+        claimed_until=row["claimed_until"],
+    )
+
+
+def _run(row: Mapping[Any, Any]) -> RunSnapshot | None:
+    if row[f"{_RUN_PREFIX}id"] is None:
+        return None
+    return _snapshot({c.name: row[f"{_RUN_PREFIX}{c.name}"] for c in RUN_COLUMNS})
+
+
+def _snapshot(row: Mapping[Any, Any] | None) -> RunSnapshot | None:
+    """The run read with a claim; ``None`` when it is gone or cannot be read.
+
+    The job's own handling then reads it again and reports what is wrong.
+    """
+    if row is None:
+        return None
+    try:
+        return snapshot_from_row(row)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,425 @@
+"""A worker's jobs in hand: claimed in batches, run by slots, committed in groups.
+
+A :class:`Pipeline` holds the jobs a worker has claimed and not finished: those ready to
+run, those whose user code is running on a slot, and those whose plan is being
+committed. Slots take ready work and run its phase A (:func:`durable_sa.execute.runner.
+prepare`); a finished job's plan goes to the committer thread without the slot waiting
+for it, so the slot runs the next ready job (of another run) while the commit is in
+flight. The committer applies every plan that finished meanwhile in one transaction,
+through the same applier every other consumer uses, then hands each run's next step back
+as ready work (continue in place).
+
+Per-run guarantees are those of a job committed alone: a run's next step starts only
+after the commit of its previous step, each plan commits atomically, and every job in
+hand is leased (renewed by the worker's heartbeat). Only plans of *different* runs are
+grouped, and only plans the core marks lock-free; an idle pipeline commits at once, so
+grouping never adds latency when there is nothing to group with. A plan that needs a lock
+(a parent to settle) or a transactional step commits alone, on its slot.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from durable_sa.core.plan import WritePlan, continued
+from durable_sa.execute import runner
+from durable_sa.queue.claims import Claim
+from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.results import JobOutcome
+from durable_sa.store.applier import Applied, Applier, PlanItem
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from datetime import timedelta
+
+    from sqlalchemy.orm import Session
+
+    from durable_sa.queue.jobs_table import JobsTableBackend
+    from durable_sa.shell import Shell
+
+logger = logging.getLogger(__name__)
+
+MAX_GROUP: Final = 64
+"""Most plans in one commit, and most jobs a worker holds in hand."""
+_IN_HAND_PER_SLOT: Final = 8
+"""Jobs in hand per slot: enough to fill a group while a commit is in flight."""
+_MIN_IN_HAND: Final = 16
+"""Even one slot holds this many: it runs them while the previous group commits."""
+
+
+@attrs.define
+class PipelineStats:
+    """How well grouping works (read freely from other threads)."""
+
+    claims: int = 0
+    claimed: int = 0
+    commits: int = 0
+    writes: int = 0
+    claim_seconds: collections.deque[float] = attrs.field(
+        factory=lambda: collections.deque(maxlen=1000)
+    )
+    """How long the latest claims took (the statement's round trip and commit)."""
+
+
+@attrs.frozen
+class Ready:
+    """A job in hand to run: freshly claimed, or the run's next step handed on in place."""
+
+    claim: Claim
+    in_place: bool = False
+
+    @property
+    def job(self) -> ClaimedJob:
+        """The job in hand."""
+        return self.claim.job
+
+
+@attrs.frozen
+class Deferred:
+    """Work a slot must do for a job in hand that is not a step to run (a redecision)."""
+
+    job: ClaimedJob
+    action: Callable[[], JobOutcome]
+
+
+Work = Ready | Deferred
+
+
+@attrs.frozen
+class _Pending:
+    decision: runner.Decision
+    plan: WritePlan
+    now: datetime
+
+    @property
+    def job(self) -> ClaimedJob:
+        job = self.decision.job
+        if job is None:  # pragma: no cover - a claimed job always comes with its decision
+            msg = "a pending plan lost its job"
+            raise RuntimeError(msg)
+        return job
+
+
+class Pipeline:
+    """Claims, runs and commits the jobs of the jobs-table backend."""
+
+    def __init__(  # noqa: PLR0913 - the worker's settings, keyword-only
+        self,
+        shell: Shell,
+        backend: JobsTableBackend,
+        *,
+        worker: str,
+        lease: timedelta,
+        queues: Sequence[str] | None,
+        workflows: Callable[[], Mapping[str, str]],
+        concurrency: int,
+        wake: Callable[[], None],
+        on_outcome: Callable[[JobOutcome], None],
+        on_claimed: Callable[[int], None] = lambda _count: None,
+    ) -> None:
+        """Prepare the pipeline; :meth:`start` starts its committer."""
+        self.shell = shell
+        self.backend = backend
+        self.worker = worker
+        self.lease = lease
+        self.queues = queues
+        self.applier = Applier(backend, worker=worker)
+        self._workflows = workflows
+        self._wake = wake
+        self._on_outcome = on_outcome
+        self._on_claimed = on_claimed
+        self.max_in_hand = min(MAX_GROUP, max(_MIN_IN_HAND, _IN_HAND_PER_SLOT * concurrency))
+        self.stats = PipelineStats()
+        self._claim_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._ready: collections.deque[Work] = collections.deque()
+        self._held: dict[int, ClaimedJob] = {}
+        self._pending: list[_Pending] = []
+        self._has_pending = threading.Condition(self._lock)
+        self._committing = False
+        self._closing = False
+        self._committer: threading.Thread | None = None
+
+    # ── lifecycle ──────────────────────────────────────────────────────────────
+
+    def start(self) -> None:
+        """Start the committer thread."""
+        self._committer = threading.Thread(
+            target=self._commit_loop, name=f"durable-sa-commit-{self.worker}", daemon=True
+        )
+        self._committer.start()
+
+    def close(self) -> None:
+        """Commit what finished, do the redecisions left, give back unstarted jobs."""
+        with self._lock:
+            self._closing = True
+            self._has_pending.notify_all()
+        if self._committer is not None:
+            self._committer.join(timeout=30)
+        unstarted: list[int] = []
+        while True:
+            with self._lock:
+                if not self._ready:
+                    break
+                work = self._ready.popleft()
+            if isinstance(work, Deferred):
+                self.process(work)
+            else:
+                unstarted.append(work.job.id)
+                self._release(work.job)
+        if unstarted:
+            try:
+                self.backend.release_claims(unstarted, worker=self.worker)
+            except Exception:  # their leases run out instead
+                logger.warning("could not give back %d jobs", len(unstarted), exc_info=True)
+
+    def held_ids(self) -> list[int]:
+        """Ids of every job in hand (the heartbeat renews their leases)."""
+        with self._lock:
+            return list(self._held)
+
+    @property
+    def busy(self) -> bool:
+        """True while commits are pending or in flight (their results wake the slots)."""
+        with self._lock:
+            return bool(self._pending) or self._committing
+
+    # ── taking work ────────────────────────────────────────────────────────────
+
+    def next_work(self, *, may_claim: bool) -> Work | None:
+        """Ready work in hand, or newly claimed work; ``None`` when there is none now."""
+        with self._lock:
+            if self._ready:
+                return self._ready.popleft()
+        if not may_claim:
+            return None
+        with self._claim_lock:
+            with self._lock:
+                if self._ready:  # another slot's claim brought work meanwhile
+                    return self._ready.popleft()
+                room = self.max_in_hand - len(self._held)
+            if room <= 0:
+                return None
+            claims = self._claim(room)
+            with self._lock:
+                for claim in claims:
+                    self._held[claim.job.id] = claim.job
+                self._ready.extend(Ready(claim) for claim in claims)
+                work = self._ready.popleft() if self._ready else None
+        if len(claims) > 1:
+            self._wake()  # more than this slot can take
+        return work
+
+    def _claim(self, limit: int) -> list[Claim]:
+        began = time.perf_counter()
+        claims = self.backend.claim_batch(
+            now=self.shell.now(),
+            worker=self.worker,
+            lease=self.lease,
+            limit=limit,
+            queues=self.queues,
+            workflows=self._workflows(),
+        )
+        self.stats.claim_seconds.append(time.perf_counter() - began)
+        self.stats.claims += 1
+        self.stats.claimed += len(claims)
+        self._on_claimed(len(claims))
+        return claims
+
+    # ── running work on a slot ─────────────────────────────────────────────────
+
+    def process(self, work: Work) -> None:
+        """Run ``work`` on the calling slot; a lock-free plan is committed later."""
+        if isinstance(work, Deferred):
+            self._finish(work.job, self._guarded(work.job, work.action))
+            return
+        job = work.job
+        lease = None if self._closing else self.lease
+        prepared = runner.prepare(
+            self.shell,
+            job,
+            work.claim.run,
+            in_place=work.in_place,
+            applier=self.applier,
+            lease=lease,
+        )
+        if isinstance(prepared, runner.Done):
+            self._finish(job, prepared.outcome)
+            if prepared.follow is not None:
+                self._hand_on([Ready(prepared.follow, in_place=True)])
+            return
+        now = self.shell.now()
+        try:
+            plan = prepared.plan(prepared.run, now=now, lease=lease)
+        except Exception as exc:  # noqa: BLE001 - a decision that fails gives the job back
+            self._finish(job, runner.job_failed(self.shell, job, exc))
+            return
+        if plan is None:  # pragma: no cover - a claimed job always has a plan
+            self._finish(job, JobOutcome.STALE)
+            return
+        if not plan.lock_free:
+            action = _alone(self.shell, prepared, self.applier, reread=False)
+            self._finish(job, self._guarded(job, action))
+            return
+        pending = _Pending(decision=prepared, plan=plan, now=now)
+        with self._lock:
+            # Nothing else to do and nothing to group with: commit here, now (no handoff).
+            inline = not (self._committing or self._pending or self._ready)
+            if inline:
+                self._committing = True
+            else:
+                self._pending.append(pending)
+                self._has_pending.notify()
+        if inline:
+            try:
+                self._commit_safely([pending])
+            finally:
+                with self._lock:
+                    self._committing = False
+                    self._has_pending.notify()
+
+    def _guarded(self, job: ClaimedJob, action: Callable[[], JobOutcome]) -> JobOutcome:
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - the job is given back
+            return runner.job_failed(self.shell, job, exc)
+
+    def _finish(self, job: ClaimedJob, outcome: JobOutcome) -> None:
+        self._release(job)
+        self._on_outcome(outcome)
+
+    def _release(self, job: ClaimedJob) -> None:
+        with self._lock:
+            self._held.pop(job.id, None)
+
+    def _hand_on(self, ready: list[Work]) -> None:
+        with self._lock:
+            for work in ready:
+                if isinstance(work, Ready):
+                    self._held[work.job.id] = work.job
+            self._ready.extend(ready)
+
+    # ── the committer ──────────────────────────────────────────────────────────
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._lock:
+                while (not self._pending or self._committing) and not self._closing:
+                    self._has_pending.wait()
+                if not self._pending:  # closing, and everything is committed
+                    return
+                group = self._take_group()
+                self._committing = True
+            try:
+                self._commit_safely(group)
+            finally:
+                with self._lock:
+                    self._committing = False
+                    self._has_pending.notify()
+                self._wake()
+
+    def _take_group(self) -> list[_Pending]:
+        """Up to :data:`MAX_GROUP` pending plans of distinct runs (the rest wait)."""
+        group: list[_Pending] = []
+        later: list[_Pending] = []
+        runs: set[int] = set()
+        for pending in self._pending:
+            run_id = pending.decision.payload.run_id
+            if len(group) < MAX_GROUP and run_id not in runs:
+                runs.add(run_id)
+                group.append(pending)
+            else:
+                later.append(pending)
+        self._pending = later
+        return group
+
+    def _commit_safely(self, group: list[_Pending]) -> None:
+        """Commit ``group``; a bug here must not strand its jobs in hand forever."""
+        try:
+            self._commit(group)
+        except Exception as exc:
+            logger.exception("committing %d plans failed", len(group))
+            with self._lock:
+                stranded = [self._held[p.job.id] for p in group if p.job.id in self._held]
+                self._ready.extend(
+                    Deferred(job=job, action=_failed(self.shell, job, exc)) for job in stranded
+                )
+
+    def _commit(self, group: list[_Pending]) -> None:
+        results = self._write(group)
+        self.stats.commits += 1
+        self.stats.writes += len(group)
+        ready: list[Work] = []
+        for pending, result in zip(group, results, strict=True):
+            job = pending.job
+            if isinstance(result, BaseException):
+                ready.append(Deferred(job=job, action=_failed(self.shell, job, result)))
+            elif not result.applied:  # the run moved meanwhile: decide again on a fresh read
+                action = _alone(self.shell, pending.decision, self.applier, reread=True)
+                ready.append(Deferred(job=job, action=action))
+            else:
+                self._finish(job, JobOutcome.APPLIED if pending.plan.run else JobOutcome.STALE)
+                following = _following(pending.plan, result)
+                if following is not None:
+                    ready.append(following)
+        self._hand_on(ready)
+
+    def _write(self, group: list[_Pending]) -> Sequence[Applied | BaseException]:
+        now = max(pending.now for pending in group)
+        items = [PlanItem(pending.plan, pending.job) for pending in group]
+        try:
+            return self.shell.transaction(lambda tx: self._apply(tx, items, now))
+        except Exception as exc:  # noqa: BLE001 - retried alone below, or handed to its job
+            if len(group) == 1:
+                return [exc]
+        # One plan failed the group's transaction: apply each alone, so only it fails.
+        results: list[Applied | BaseException] = []
+        for item in items:
+
+            def alone(tx: Session, item: PlanItem = item) -> list[Applied]:
+                return self._apply(tx, [item], now)
+
+            try:
+                results.extend(self.shell.transaction(alone))
+            except Exception as exc:  # noqa: BLE001 - handed to that plan's job
+                results.append(exc)
+        return results
+
+    def _apply(self, tx: Session, items: list[PlanItem], now: datetime) -> list[Applied]:
+        applied = self.applier.apply(tx, items, now=now)
+        self.shell.about_to_commit()
+        return applied
+
+
+def _following(plan: WritePlan, result: Applied) -> Ready | None:
+    """The run's next job, inserted claimed by this worker: ready to run here."""
+    if result.next_job is None or result.state is None:
+        return None
+    run = continued(plan, result.state)
+    if run is None:
+        return None
+    return Ready(Claim(job=result.next_job, run=run), in_place=True)
+
+
+def _failed(shell: Shell, job: ClaimedJob, exc: BaseException) -> Callable[[], JobOutcome]:
+    def action() -> JobOutcome:
+        return runner.job_failed(shell, job, exc)
+
+    return action
+
+
+def _alone(
+    shell: Shell, decision: runner.Decision, applier: Applier, *, reread: bool
+) -> Callable[[], JobOutcome]:
+    def action() -> JobOutcome:
+        return runner.commit_alone(shell, decision, applier=applier, reread=reread)
+
+    return action
