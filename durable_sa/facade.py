@@ -14,7 +14,7 @@ Rules:
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Engine, select
@@ -68,6 +68,14 @@ logger = logging.getLogger(__name__)
 runs = runs_table
 
 _MAX_KEY_LENGTH: Final = 255
+_PROBE_RUN: Final = NewRun(
+    workflow_name="",
+    workflow_version=None,
+    total_steps=0,
+    input={},
+    due=datetime.min.replace(tzinfo=UTC),
+)
+"""A start plan's shape, to ask the applier whether a start is one statement."""
 _RECOVER_BATCH: Final = 500
 
 
@@ -210,7 +218,9 @@ class Durable:
                 )
             return StartResult(run_id=applied.run_id, status=RunStatus.RUNNING)
 
-        return self.shell.transaction(work, session=session)
+        probe = [PlanItem(plan_start(_PROBE_RUN))]
+        alone = self.shell.applier.one_statement(probe, self.sa_engine.dialect.name)
+        return self.shell.transaction(work, session=session, autocommit=alone)
 
     def resume(
         self,

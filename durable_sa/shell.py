@@ -137,8 +137,18 @@ class Shell:
         with self.sessions() as session:
             yield session
 
-    def transaction(self, work: Callable[[Session], T], *, session: Session | None = None) -> T:
+    def transaction(
+        self,
+        work: Callable[[Session], T],
+        *,
+        session: Session | None = None,
+        autocommit: bool = False,
+    ) -> T:
         """Run ``work`` in ``session``'s transaction, or in a fresh one that commits.
+
+        ``autocommit`` runs ``work`` on a connection where each statement commits by
+        itself: one round trip instead of three, for work that is exactly one write
+        statement (the applier says when: :meth:`Applier.one_statement`).
 
         The engine's own transactions are retried when the database reports a deadlock,
         a serialization failure or a locked SQLite file.
@@ -148,6 +158,8 @@ class Shell:
         delay = 0.01
         for attempt in range(1, _MAX_TRANSACTION_TRIES + 1):
             try:
+                if autocommit:
+                    return self._autocommit(work)
                 with self.sessions.begin() as own:
                     return work(own)
             except DBAPIError as exc:
@@ -163,3 +175,12 @@ class Shell:
                 delay *= 2
         msg = "unreachable"
         raise AssertionError(msg)  # pragma: no cover
+
+    def _autocommit(self, work: Callable[[Session], T]) -> T:
+        with (
+            self.sa_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+            Session(bind=conn, expire_on_commit=False) as own,
+        ):
+            result = work(own)
+            own.commit()
+            return result

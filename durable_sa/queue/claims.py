@@ -9,18 +9,20 @@ Rules:
   another read. On PostgreSQL this is one statement (the UPDATE as a CTE joined to the
   runs); SQLite, which has no data-modifying CTE, reads the runs right after, in the
   same transaction.
-- A claim on PostgreSQL commits without waiting for its WAL flush: a claim lost in a
-  server crash only makes its job claimable again (delivery is at least once).
+- A claim on PostgreSQL commits without waiting for its WAL flush (the caller sets
+  ``synchronous_commit`` off for it): a claim lost in a server crash only makes its job
+  claimable again (delivery is at least once).
 - Only workflow versions in ``workflows`` are claimed, so a job pinned to a definition
   version waits for a worker that has it.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from sqlalchemy import or_, select, tuple_, update
+from sqlalchemy import Integer, bindparam, or_, select, tuple_, update
 
 from durable_sa.core.snapshot import RunSnapshot
 from durable_sa.queue.protocol import ClaimedJob
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from sqlalchemy import Connection
+    from sqlalchemy.sql.expression import Executable
 
 
 jobs = jobs_table
@@ -71,7 +74,51 @@ def claim_jobs(  # noqa: PLR0913 - every option is keyword-only
     fifo: bool = False,
 ) -> list[Claim]:
     """Lease up to ``limit`` due jobs on ``conn`` (in its transaction) with their runs."""
+    params: dict[str, Any] = {
+        "now": now,
+        "until": now + lease,
+        "worker": worker,
+        "limit": limit,
+    }
+    if queues is not None:
+        params["queues"] = list(queues)
+    if workflows is not None:
+        params["workflows"] = list(workflows.items())
+    statement = _statement(
+        conn.dialect.name,
+        queues=queues is not None,
+        workflows=workflows is not None,
+        fifo=fifo,
+    )
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(statement, params).mappings()
+        found = [(_job(row), _run(row)) for row in rows]
+    else:
+        job_rows = conn.execute(statement, params).mappings().all()
+        run_ids = sorted({row["run_id"] for row in job_rows if row["run_id"] is not None})
+        by_id = {}
+        if run_ids:
+            by_id = {
+                int(row["id"]): row
+                for row in conn.execute(_RUNS_BY_ID, {"ids": run_ids}).mappings()
+            }
+        found = [(_job(row), _snapshot(by_id.get(row["run_id"]))) for row in job_rows]
+    found.sort(key=lambda pair: (pair[0].id,) if fifo else (pair[0].available_at, pair[0].id))
+    return [Claim(job=job, run=run) for job, run in found]
+
+
+_RUNS_BY_ID: Final = select(*RUN_COLUMNS).where(runs.c.id.in_(bindparam("ids", expanding=True)))
+
+
+@functools.cache
+def _statement(dialect: str, *, queues: bool, workflows: bool, fifo: bool) -> Executable:
+    """The claim for a worker with these filters, built once (values are bound).
+
+    On PostgreSQL the leasing UPDATE is a CTE joined to the runs; elsewhere it is the
+    UPDATE alone and the runs are read after it.
+    """
     order = (jobs.c.id,) if fifo else (jobs.c.available_at, jobs.c.id)
+    now = bindparam("now", type_=jobs.c.available_at.type)
     pick = (
         select(jobs.c.id)
         .where(
@@ -79,45 +126,34 @@ def claim_jobs(  # noqa: PLR0913 - every option is keyword-only
             or_(jobs.c.claimed_until.is_(None), jobs.c.claimed_until < now),
         )
         .order_by(*order)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer()))
         .with_for_update(skip_locked=True)
     )
-    if queues is not None:
-        pick = pick.where(jobs.c.queue.in_(list(queues)))
-    if workflows is not None:
+    if queues:
+        pick = pick.where(jobs.c.queue.in_(bindparam("queues", expanding=True)))
+    if workflows:
         pick = pick.where(
-            tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
+            tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(
+                bindparam("workflows", expanding=True)
+            )
         )
     leased = (
         update(jobs)
         .where(jobs.c.id.in_(pick.scalar_subquery()))
-        .values(claimed_by=worker, claimed_until=now + lease, attempts=jobs.c.attempts + 1)
+        .values(
+            claimed_by=bindparam("worker", type_=jobs.c.claimed_by.type),
+            claimed_until=bindparam("until", type_=jobs.c.claimed_until.type),
+            attempts=jobs.c.attempts + 1,
+        )
         .returning(*JOB_COLUMNS)
     )
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-        claimed = leased.cte("claimed")
-        rows = conn.execute(
-            select(
-                *claimed.c,
-                *(c.label(f"{_RUN_PREFIX}{c.name}") for c in RUN_COLUMNS),
-            ).select_from(claimed.outerjoin(runs, runs.c.id == claimed.c.run_id))
-        ).mappings()
-        found = [(_job(row), _run(row)) for row in rows]
-    else:
-        job_rows = conn.execute(leased).mappings().all()
-        run_ids = sorted({row["run_id"] for row in job_rows if row["run_id"] is not None})
-        by_id = {}
-        if run_ids:
-            by_id = {
-                int(row["id"]): row
-                for row in conn.execute(
-                    select(*RUN_COLUMNS).where(runs.c.id.in_(run_ids))
-                ).mappings()
-            }
-        found = [(_job(row), _snapshot(by_id.get(row["run_id"]))) for row in job_rows]
-    found.sort(key=lambda pair: (pair[0].id,) if fifo else (pair[0].available_at, pair[0].id))
-    return [Claim(job=job, run=run) for job, run in found]
+    if dialect != "postgresql":
+        return leased
+    claimed = leased.cte("claimed")
+    return select(
+        *claimed.c,
+        *(c.label(f"{_RUN_PREFIX}{c.name}") for c in RUN_COLUMNS),
+    ).select_from(claimed.outerjoin(runs, runs.c.id == claimed.c.run_id))
 
 
 def _job(row: Mapping[Any, Any]) -> ClaimedJob:

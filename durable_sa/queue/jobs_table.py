@@ -12,8 +12,9 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from sqlalchemy import (
     Engine,
@@ -40,6 +41,8 @@ from durable_sa.store.models import jobs_table
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence
     from datetime import timedelta
+
+    from sqlalchemy import Connection
 
     from durable_sa.core.jobs import JobSpec
 
@@ -95,6 +98,17 @@ class JobsTableBackend:
     """Jobs as rows in the same database as the runs (the default backend)."""
 
     name = "jobs_table"
+    applier_writes_rows: ClassVar[bool] = True
+    """Whether the applier may write this backend's rows itself, inside the statement that
+    applies a group (PostgreSQL). A subclass that overrides a producer method (to count,
+    log or route jobs) gets ``False``, so its methods are called, on every database."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """A subclass that changes how jobs are written has its own methods called."""
+        super().__init_subclass__(**kwargs)
+        own = ("enqueue", "enqueue_claimed", "ack", "ack_all", "discard")
+        if any(getattr(cls, name) is not getattr(JobsTableBackend, name) for name in own):
+            cls.applier_writes_rows = False
 
     def __init__(
         self,
@@ -121,6 +135,10 @@ class JobsTableBackend:
     def remove_wake_callback(self, callback: Callable[[], None]) -> None:
         """Stop calling ``callback``."""
         self._wake.remove(callback)
+
+    def wake_after_commit(self, session: Session) -> None:
+        """Call the wake callbacks once ``session``'s transaction commits."""
+        self._wake.after_commit(session)
 
     def wake_local(self) -> None:
         """Call the wake callbacks now (a job was queued by a commit made elsewhere)."""
@@ -189,26 +207,34 @@ class JobsTableBackend:
         queues: Sequence[str] | None = None,
         workflows: Mapping[str, str] | None = None,
         fifo: bool = False,
+        connection: Connection | None = None,
     ) -> list[Claim]:
         """Lease up to ``limit`` due jobs and read their runs with them, in one transaction.
 
         The one claim of this backend: ``claim``, ``drain`` and workers all go through it.
         On PostgreSQL it is one statement, committed without waiting for the WAL flush (a
-        claim lost in a crash only makes its job claimable again).
+        claim lost in a crash only makes its job claimable again). ``connection`` is a
+        worker's held autocommit connection, already set up that way.
         """
         if limit <= 0:
             return []
+        claim = functools.partial(
+            claim_jobs,
+            now=now,
+            worker=worker,
+            lease=lease,
+            limit=limit,
+            queues=queues,
+            workflows=workflows,
+            fifo=fifo,
+        )
+        if connection is not None:
+            return claim(connection)
         with self._sessions.begin() as session:
-            return claim_jobs(
-                session.connection(),
-                now=now,
-                worker=worker,
-                lease=lease,
-                limit=limit,
-                queues=queues,
-                workflows=workflows,
-                fifo=fifo,
-            )
+            conn = session.connection()
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            return claim(conn)
 
     def ack(self, session: Session, job: ClaimedJob) -> None:
         """DELETE the job in ``session``'s transaction."""

@@ -142,8 +142,20 @@ class InPlaceProducer(Protocol):
 
     A worker that finishes a step whose run's next step is due now inserts that next job
     already claimed by itself and runs it in place, instead of queueing it for a claim.
-    Such a backend also acknowledges a group of jobs in one statement.
+    Such a backend also acknowledges a group of jobs in one statement, and lets the
+    applier write its rows (``durable_jobs``) in the statement that applies a group.
     """
+
+    queue: str
+    max_attempts: int
+    applier_writes_rows: bool
+    """True when the applier may write this backend's job rows itself, in the statement
+    that applies a group (the built-in jobs table, unless a subclass overrides how jobs
+    are written); False when its methods must be called for every job."""
+
+    def wake_after_commit(self, session: Session) -> None:
+        """Wake this process's idle workers once ``session``'s transaction commits."""
+        ...
 
     def ack_all(self, session: Session, jobs: Sequence[ClaimedJob]) -> None:
         """Mark every job of ``jobs`` done in ``session``'s transaction."""

@@ -18,26 +18,26 @@ Rules:
 
 from __future__ import annotations
 
+import enum
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from sqlalchemy import Integer, bindparam, column, func, insert, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
 
 from durable_sa.core.codec import JSONObject
 from durable_sa.core.decide import decide_child_settled
 from durable_sa.core.plan import RUN_WRITE_FIELDS, NewRun, WritePlan, plan_transition
 from durable_sa.core.status import RunStatus
 from durable_sa.queue.protocol import ClaimedJob, InPlaceProducer
-from durable_sa.store.models import journal_table, runs_table
+from durable_sa.queue.rows import job_row
+from durable_sa.store import statements
+from durable_sa.store.models import runs_table, utcnow
 from durable_sa.store.queries import lock_run
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from datetime import datetime
+    from collections.abc import Mapping, Sequence
 
     from sqlalchemy import Connection
     from sqlalchemy.orm import Session
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 runs = runs_table
-journal = journal_table
 
 
 @attrs.frozen
@@ -80,117 +79,13 @@ class Applied:
 
 _MISSED: Final = Applied(applied=False)
 
-# ── statements, built once from the tables ─────────────────────────────────────
 
-_CAS_ONE: Final = (
-    update(runs)
-    .where(runs.c.id == bindparam("p_id"), runs.c.revision == bindparam("p_revision"))
-    .values(
-        {
-            **{name: bindparam(f"p_{name}", type_=runs.c[name].type) for name in RUN_WRITE_FIELDS},
-            "updated_at": bindparam("p_now", type_=runs.c.updated_at.type),
-            "revision": runs.c.revision + 1,
-        }
-    )
-    .returning(runs.c.id, runs.c.state)
-)
-"""One run's compare-and-set write (the lone plan, and every plan on SQLite)."""
+@attrs.frozen
+class _Written:
+    """A run the compare-and-set wrote: its stored state and its job claimed in place."""
 
-_INSERT_RUN: Final = insert(runs).returning(runs.c.id)
-
-
-_JOURNAL_FIELDS: Final = ("run_id", "step_id", "status", "result", "error", "attempt")
-
-
-def _journal_insert(dialect: str) -> Any:  # noqa: ANN401 - a dialect's INSERT construct
-    """Journal rows; a (run, step) already journaled is left as it is.
-
-    On PostgreSQL the rows travel as typed arrays (one statement text for any number of
-    rows, prepared once by the server); SQLite takes them as an ``executemany``.
-    """
-    if dialect != "postgresql":
-        return sqlite_insert(journal).on_conflict_do_nothing(index_elements=["run_id", "step_id"])
-    rows = (
-        func.unnest(
-            *(
-                bindparam(f"a_{name}", type_=ARRAY(journal.c[name].type, dimensions=1))
-                for name in _JOURNAL_FIELDS
-            )
-        )
-        .table_valued(*(column(name) for name in _JOURNAL_FIELDS))
-        .render_derived(name="j")
-    )
-    source = select(
-        *(rows.c[name] for name in _JOURNAL_FIELDS),
-        bindparam("p_now", type_=journal.c.completed_at.type),
-    )
-    return (
-        pg_insert(journal)
-        .from_select([*_JOURNAL_FIELDS, "completed_at"], source)
-        .on_conflict_do_nothing(index_elements=["run_id", "step_id"])
-    )
-
-
-_JOURNAL_INSERT: Final = {name: _journal_insert(name) for name in ("postgresql", "sqlite")}
-
-
-def _keyed_run_insert(dialect: str) -> Any:  # noqa: ANN401 - a dialect's INSERT construct
-    make = pg_insert if dialect == "postgresql" else sqlite_insert
-    return (
-        make(runs)
-        .on_conflict_do_nothing(
-            index_elements=["idempotency_key"], index_where=runs.c.idempotency_key.isnot(None)
-        )
-        .returning(runs.c.id)
-    )
-
-
-_KEYED_RUN_INSERT: Final = {name: _keyed_run_insert(name) for name in ("postgresql", "sqlite")}
-
-
-def _cas_group() -> Any:  # noqa: ANN401 - an UPDATE construct
-    """Several runs' compare-and-set writes as one ``UPDATE … FROM unnest(…)`` (PostgreSQL).
-
-    Each column travels as one typed array, so the statement's text is the same for
-    every group size: compiled once, and prepared by the server once.
-    """
-    names = ("id", "revision", *RUN_WRITE_FIELDS)
-    types = {
-        "id": Integer(),
-        "revision": Integer(),
-        **{n: runs.c[n].type for n in RUN_WRITE_FIELDS},
-    }
-    given = (
-        func.unnest(*(bindparam(f"a_{n}", type_=ARRAY(types[n], dimensions=1)) for n in names))
-        .table_valued(*(column(n) for n in names))
-        .render_derived(name="w")
-    )
-    return (
-        update(runs)
-        .where(runs.c.id == given.c.id, runs.c.revision == given.c.revision)
-        .values(
-            {
-                **{name: given.c[name] for name in RUN_WRITE_FIELDS},
-                "updated_at": bindparam("p_now", type_=runs.c.updated_at.type),
-                "revision": runs.c.revision + 1,
-            }
-        )
-        .returning(runs.c.id, runs.c.state)
-    )
-
-
-_CAS_GROUP: Final = _cas_group()
-
-
-def _run_params(plan: WritePlan) -> dict[str, Any]:
-    run = plan.run
-    if run is None or plan.run_id is None:  # pragma: no cover - callers check writes_run
-        msg = "a plan without a run has no run row to write"
-        raise ValueError(msg)
-    params: dict[str, Any] = {f"p_{name}": getattr(run, name) for name in RUN_WRITE_FIELDS}
-    params["p_id"] = plan.run_id
-    params["p_revision"] = plan.revision
-    return params
+    state: JSONObject
+    next_job: ClaimedJob | None = None
 
 
 class Applier:
@@ -201,6 +96,12 @@ class Applier:
         self.backend = backend
         self.worker = worker
         self._in_place = backend if isinstance(backend, InPlaceProducer) else None
+        self._rows_in_statement = (
+            self._in_place
+            if self._in_place is not None and self._in_place.applier_writes_rows
+            else None
+        )
+        """The backend whose job rows the PostgreSQL statement writes itself, if any."""
 
     def apply(self, session: Session, items: Sequence[PlanItem], *, now: datetime) -> list[Applied]:
         """Write ``items`` in ``session``'s transaction; one result per item, in order.
@@ -209,109 +110,172 @@ class Applier:
         one before it creates).
         """
         conn = session.connection()
-        dialect = conn.dialect.name
-        states = self._write_runs(conn, [i.plan for i in items if i.plan.writes_run], now=now)
-        live: list[tuple[PlanItem, JSONObject | None]] = []
-        results: list[Applied | None] = []
+        if conn.dialect.name == "postgresql":
+            written = self._write_pg(session, items, now=now)
+            if self._rows_in_statement is None:
+                self._jobs_through_backend(session, items, written, now=now)
+        else:
+            written = self._write_in_sequence(conn, items, now=now)
+            self._jobs_through_backend(session, items, written, now=now)
+        results: list[Applied] = []
         for item in items:
             plan = item.plan
-            if plan.writes_run and plan.run_id not in states:
+            if plan.writes_run and plan.run_id not in written:
                 results.append(_MISSED)
                 continue
-            live.append((item, states.get(plan.run_id) if plan.run_id is not None else None))
-            results.append(None)
+            results.append(self._finish(session, item, written.get(plan.run_id), now=now))
+        return results
 
-        rows = [
-            _journal_row(item.plan.run_id, write)
-            for item, _ in live
-            if item.plan.run_id is not None
-            for write in item.plan.journal
-        ]
-        if rows and dialect == "postgresql":
-            arrays = {f"a_{name}": [row[name] for row in rows] for name in _JOURNAL_FIELDS}
-            conn.execute(_JOURNAL_INSERT[dialect], {**arrays, "p_now": now})
-        elif rows:
-            conn.execute(_JOURNAL_INSERT[dialect], [{**row, "completed_at": now} for row in rows])
-        acked = [item.job for item, _ in live if item.job is not None]
-        if acked:
-            self._acknowledge(session, acked)
-        for item, _ in live:
-            if item.plan.drop_jobs and item.plan.run_id is not None:
-                self.backend.discard(session, item.plan.run_id)
+    def one_statement(self, items: Sequence[PlanItem], dialect: str) -> bool:
+        """True when applying ``items`` is a single write statement on ``dialect``.
 
-        continued = self._insert_jobs(session, [item.plan for item, _ in live], now=now)
-        done = iter(live)
-        for index, result in enumerate(results):
-            if result is not None:
-                continue
-            item, state = next(done)
-            results[index] = self._finish(session, item, state, continued, now=now)
-        return [r if r is not None else _MISSED for r in results]
+        Such work may run on a connection in autocommit mode (one round trip, no
+        ``BEGIN``/``COMMIT``): it is atomic by itself. On PostgreSQL with the jobs table,
+        a group of plans is one statement unless one settles a parent (a lock, then the
+        parent's own plan) or creates a run beside other writes.
+        """
+        if dialect != "postgresql" or self._rows_in_statement is None:
+            return False
+        if any(item.plan.settle_parent is not None for item in items):
+            return False
+        creates = sum(item.plan.create is not None for item in items)
+        if creates == 0:
+            return True
+        return creates == 1 and len(items) == 1 and not items[0].plan.writes_run
 
     def apply_one(self, session: Session, item: PlanItem, *, now: datetime) -> Applied:
         """:meth:`apply` for a single plan."""
         return self.apply(session, [item], now=now)[0]
 
-    # ── the pieces ─────────────────────────────────────────────────────────────
+    # ── PostgreSQL: the group in one statement ─────────────────────────────────
 
-    def _write_runs(
-        self, conn: Connection, plans: list[WritePlan], *, now: datetime
-    ) -> dict[int | None, JSONObject]:
-        """Compare-and-set every plan's run row; the state of each run written, by id."""
-        if not plans:
+    def _write_pg(
+        self, session: Session, items: Sequence[PlanItem], *, now: datetime
+    ) -> dict[int | None, _Written]:
+        conn = session.connection()
+        plans = [item.plan for item in items if item.plan.writes_run]
+        producer = self._rows_in_statement
+        acks = [item for item in items if item.job is not None] if producer else []
+        if not plans and not acks:
             return {}
-        params = [_run_params(plan) for plan in plans]
-        if len(plans) == 1 or conn.dialect.name != "postgresql":
-            written: dict[int | None, JSONObject] = {}
-            for row in params:
-                found = conn.execute(_CAS_ONE, {**row, "p_now": now}).first()
-                if found is not None:
-                    written[int(found.id)] = found.state
-            return written
-        arrays: dict[str, Any] = {
-            f"a_{name}": [row[f"p_{name}"] for row in params]
-            for name in ("id", "revision", *RUN_WRITE_FIELDS)
-        }
-        found_rows = conn.execute(_CAS_GROUP, {**arrays, "p_now": now}).all()
-        return {int(row.id): row.state for row in found_rows}
+        params: dict[str, Any] = {"now": now, "job_created_at": utcnow()}
+        params.update(_columns("w", [_run_row(plan) for plan in plans], statements.RUN_KEYS))
+        journal_rows = [_journal_row(plan.run_id, w) for plan in plans for w in plan.journal]
+        params.update(_columns("j", journal_rows, statements.JOURNAL_FIELDS))
+        claimed_rows: dict[int, dict[str, Any]] = {}
+        job_rows: list[dict[str, Any]] = []
+        drops: list[dict[str, Any]] = []
+        ack_rows = [
+            {"id": item.job.id, "run_id": item.plan.run_id if item.plan.writes_run else None}
+            for item in acks
+            if item.job is not None
+        ]
+        if producer is not None:
+            for plan in plans:
+                if plan.drop_jobs:
+                    drops.append({"run_id": plan.run_id})
+                for index, spec in enumerate(plan.jobs):
+                    row = job_row(spec, queue=producer.queue, max_attempts=producer.max_attempts)
+                    row |= {"claimed_by": None, "claimed_until": None}
+                    if index == 0 and self._continues(plan):
+                        row |= {
+                            "attempts": 1,
+                            "claimed_by": self.worker,
+                            "claimed_until": plan.continue_until,
+                        }
+                        claimed_rows[spec.run_id] = row
+                    job_rows.append(row)
+        params.update(_columns("k", ack_rows, ("id", "run_id")))
+        params.update(_columns("d", drops, ("run_id",)))
+        params.update(_columns("n", job_rows, statements.JOB_FIELDS))
+        written: dict[int | None, _Written] = {}
+        for found in conn.execute(statements.PG_WRITE, params):
+            run_id = int(found.id)
+            next_job = None
+            if found.next_job_id is not None and run_id in claimed_rows:
+                next_job = _claimed(int(found.next_job_id), claimed_rows[run_id])
+            written[run_id] = _Written(state=found.state, next_job=next_job)
+        if producer is not None and len(job_rows) > len(claimed_rows):
+            producer.wake_after_commit(session)
+        return written
 
-    def _acknowledge(self, session: Session, jobs: list[ClaimedJob]) -> None:
-        if self._in_place is not None:
-            self._in_place.ack_all(session, jobs)
-            return
-        for job in jobs:
-            self.backend.ack(session, job)
+    # ── SQLite: the same writes, one statement per kind ────────────────────────
 
-    def _insert_jobs(
-        self, session: Session, plans: list[WritePlan], *, now: datetime
-    ) -> dict[int, ClaimedJob]:
-        """Queue every plan's jobs; a continued run's next job is claimed by this worker."""
-        queued: list[JobSpec] = []
-        in_place: list[tuple[JobSpec, datetime]] = []
-        for plan in plans:
-            jobs = plan.jobs
-            if plan.continue_until is not None and self._can_continue():
-                in_place.append((jobs[0], plan.continue_until))
-                jobs = jobs[1:]
-            queued.extend(jobs)
-        if queued:
-            self.backend.enqueue(session, queued)
-        if not in_place or self._in_place is None or self.worker is None:
-            return {}
-        claimed = self._in_place.enqueue_claimed(session, in_place, worker=self.worker, now=now)
-        return {job.run_id or 0: job for job in claimed}
+    def _write_in_sequence(
+        self, conn: Connection, items: Sequence[PlanItem], *, now: datetime
+    ) -> dict[int | None, _Written]:
+        written: dict[int | None, _Written] = {}
+        journal_rows: list[dict[str, Any]] = []
+        for item in items:
+            plan = item.plan
+            if not plan.writes_run:
+                continue
+            params = {f"w_{k}": v for k, v in _run_row(plan).items()}
+            found = conn.execute(statements.CAS_ONE, {**params, "now": now}).first()
+            if found is None:
+                continue
+            written[plan.run_id] = _Written(state=found.state)
+            journal_rows.extend(
+                {**_journal_row(plan.run_id, w), "completed_at": now} for w in plan.journal
+            )
+        if journal_rows:
+            conn.execute(statements.JOURNAL_INSERT, journal_rows)
+        return written
 
-    def _can_continue(self) -> bool:
-        return self._in_place is not None and self.worker is not None
-
-    def _finish(
+    def _jobs_through_backend(
         self,
         session: Session,
-        item: PlanItem,
-        state: JSONObject | None,
-        continued: dict[int, ClaimedJob],
+        items: Sequence[PlanItem],
+        written: dict[int | None, _Written],
         *,
         now: datetime,
+    ) -> None:
+        """Acks, discards and new jobs of the plans that applied, through the backend."""
+        live = [i for i in items if not i.plan.writes_run or i.plan.run_id in written]
+        self._acknowledge(session, [item.job for item in live if item.job is not None])
+        queued: list[JobSpec] = []
+        in_place: list[tuple[JobSpec, datetime]] = []
+        for item in live:
+            plan = item.plan
+            if plan.drop_jobs and plan.run_id is not None:
+                self.backend.discard(session, plan.run_id)
+            specs = plan.jobs
+            if self._continues(plan) and plan.continue_until is not None:
+                in_place.append((specs[0], plan.continue_until))
+                specs = specs[1:]
+            queued.extend(specs)
+        if queued:
+            self.backend.enqueue(session, queued)
+        if in_place and self._in_place is not None and self.worker is not None:
+            for job in self._in_place.enqueue_claimed(
+                session, in_place, worker=self.worker, now=now
+            ):
+                found = written.get(job.run_id)
+                if found is not None:
+                    written[job.run_id] = attrs.evolve(found, next_job=job)
+
+    def _acknowledge(self, session: Session, jobs_done: list[ClaimedJob]) -> None:
+        if not jobs_done:
+            return
+        if self._in_place is not None:
+            self._in_place.ack_all(session, jobs_done)
+            return
+        for job in jobs_done:
+            self.backend.ack(session, job)
+
+    def _continues(self, plan: WritePlan) -> bool:
+        """True when the plan's first job is handed to this applier's worker."""
+        return (
+            plan.continue_until is not None
+            and self._in_place is not None
+            and self.worker is not None
+            and bool(plan.jobs)
+        )
+
+    # ── after the writes ───────────────────────────────────────────────────────
+
+    def _finish(
+        self, session: Session, item: PlanItem, written: _Written | None, *, now: datetime
     ) -> Applied:
         plan = item.plan
         run_id = plan.run_id
@@ -320,7 +284,8 @@ class Applier:
         if plan.create is not None:
             new_id = self._create(session, plan.create, now=now)
             if plan.run_id is None:  # a start: the plan is about the new run
-                run_id, created = (new_id, True) if new_id is not None else (None, False)
+                created = new_id is not None
+                run_id = new_id
                 if new_id is None:
                     run_id, status = self._existing(session, plan.create)
         if plan.run is not None and plan.event is not None:
@@ -332,36 +297,51 @@ class Applier:
             run_id=run_id,
             created=created,
             status=status,
-            state=state,
-            next_job=continued.get(run_id) if run_id is not None else None,
+            state=None if written is None else written.state,
+            next_job=None if written is None else written.next_job,
         )
 
     def _create(self, session: Session, new: NewRun, *, now: datetime) -> int | None:
         """INSERT the run and queue its first job; ``None`` when its key exists already."""
         conn = session.connection()
-        row = {
-            "workflow_name": new.workflow_name,
-            "workflow_version": new.workflow_version,
-            "input": new.input,
-            "status": RunStatus.RUNNING,
-            "state": {},
-            "current_step": 0,
-            "total_steps": new.total_steps,
-            "attempt": 1,
-            "revision": 0,
-            "parent_run_id": new.parent_run_id,
-            "parent_step_id": new.parent_step_id,
-            "idempotency_key": new.idempotency_key,
-            "created_at": now,
-            "updated_at": now,
-        }
-        if new.idempotency_key is None:
-            run_id = int(conn.execute(_INSERT_RUN, row).scalar_one())
-        else:
-            found = conn.execute(_KEYED_RUN_INSERT[conn.dialect.name], row).scalar_one_or_none()
+        row = {name: getattr(new, name) for name in statements.NEW_RUN_FIELDS}
+        if conn.dialect.name == "postgresql":
+            producer = self._rows_in_statement
+            params: dict[str, Any] = {
+                **_columns("c", [row], statements.NEW_RUN_FIELDS),
+                "now": now,
+                "job_created_at": utcnow(),
+                "new_status": RunStatus.RUNNING,
+                "new_state": {},
+            }
+            if producer is not None:
+                params |= {"job_queue": producer.queue, "job_max_attempts": producer.max_attempts}
+                found = conn.execute(statements.PG_CREATE_WITH_JOBS, params).first()
+                if found is not None:
+                    producer.wake_after_commit(session)
+                return None if found is None else int(found.id)
+            found = conn.execute(statements.PG_CREATE, params).first()
             if found is None:
                 return None
-            run_id = int(found)
+            run_id = int(found.id)
+        else:
+            values = {
+                **row,
+                "status": RunStatus.RUNNING,
+                "state": {},
+                "current_step": 0,
+                "attempt": 1,
+                "revision": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            if new.idempotency_key is None:
+                run_id = int(conn.execute(statements.INSERT_RUN, values).scalar_one())
+            else:
+                key_id = conn.execute(statements.KEYED_RUN_INSERT, values).scalar_one_or_none()
+                if key_id is None:
+                    return None
+                run_id = int(key_id)
         self.backend.enqueue(session, [new.first_job(run_id)])
         return run_id
 
@@ -390,6 +370,54 @@ class Applier:
         if transition is None:
             return
         self.apply_one(session, PlanItem(plan_transition(transition)), now=now)
+
+
+def _columns(
+    prefix: str, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Rows as the JSON records a ``jsonb_to_recordset`` parameter takes.
+
+    Instants become ISO text in UTC and statuses their names, as the columns' own
+    types would store them; JSON values are embedded as they are.
+    """
+    return {prefix: [{name: _json_safe(row[name]) for name in names} for row in rows]}
+
+
+def _json_safe(value: Any) -> Any:  # noqa: ANN401 - any column value
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            msg = f"durable-sa stores aware datetimes only; got naive {value!r}"
+            raise ValueError(msg)
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def _run_row(plan: WritePlan) -> dict[str, Any]:
+    run = plan.run
+    if run is None or plan.run_id is None:  # pragma: no cover - callers check writes_run
+        msg = "a plan without a run has no run row to write"
+        raise ValueError(msg)
+    row: dict[str, Any] = {name: getattr(run, name) for name in RUN_WRITE_FIELDS}
+    row["id"] = plan.run_id
+    row["revision"] = plan.revision
+    return row
+
+
+def _claimed(job_id: int, row: Mapping[str, Any]) -> ClaimedJob:
+    """The job a group inserted claimed by this worker, as a claim would return it."""
+    return ClaimedJob(
+        id=job_id,
+        queue=row["queue"],
+        kind=row["kind"],
+        run_id=row["run_id"],
+        payload=row["payload"],
+        attempts=1,
+        max_attempts=row["max_attempts"],
+        available_at=row["available_at"],
+        claimed_until=row["claimed_until"],
+    )
 
 
 def _journal_row(run_id: int | None, write: JournalWrite) -> dict[str, Any]:

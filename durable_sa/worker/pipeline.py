@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 import attrs
+from sqlalchemy.orm import Session
 
 from durable_sa.core.plan import WritePlan, continued
 from durable_sa.execute import runner
@@ -35,12 +36,11 @@ from durable_sa.queue.claims import Claim
 from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.results import JobOutcome
 from durable_sa.store.applier import Applied, Applier, PlanItem
+from durable_sa.store.held import HeldConnection
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import timedelta
-
-    from sqlalchemy.orm import Session
 
     from durable_sa.queue.jobs_table import JobsTableBackend
     from durable_sa.shell import Shell
@@ -147,6 +147,21 @@ class Pipeline:
         self._committing = False
         self._closing = False
         self._committer: threading.Thread | None = None
+        self._dialect = shell.dialect
+        self._claims = (
+            HeldConnection(
+                shell.sa_engine,
+                settings=["SET synchronous_commit TO OFF"],
+                resets=["RESET synchronous_commit"],
+            )
+            if self._dialect == "postgresql"
+            else None
+        )
+        """PostgreSQL: claims run on a held autocommit connection that does not wait for
+        the WAL flush (a lost claim only makes a job claimable again)."""
+        self._writes = HeldConnection(shell.sa_engine) if self._dialect == "postgresql" else None
+        """PostgreSQL: a group that is one statement runs on a held autocommit connection
+        (one round trip, and the server keeps it prepared)."""
 
     # ── lifecycle ──────────────────────────────────────────────────────────────
 
@@ -180,6 +195,9 @@ class Pipeline:
                 self.backend.release_claims(unstarted, worker=self.worker)
             except Exception:  # their leases run out instead
                 logger.warning("could not give back %d jobs", len(unstarted), exc_info=True)
+        for held in (self._claims, self._writes):
+            if held is not None:
+                held.close()
 
     def held_ids(self) -> list[int]:
         """Ids of every job in hand (the heartbeat renews their leases)."""
@@ -220,14 +238,20 @@ class Pipeline:
 
     def _claim(self, limit: int) -> list[Claim]:
         began = time.perf_counter()
-        claims = self.backend.claim_batch(
-            now=self.shell.now(),
-            worker=self.worker,
-            lease=self.lease,
-            limit=limit,
-            queues=self.queues,
-            workflows=self._workflows(),
-        )
+        try:
+            claims = self.backend.claim_batch(
+                now=self.shell.now(),
+                worker=self.worker,
+                lease=self.lease,
+                limit=limit,
+                queues=self.queues,
+                workflows=self._workflows(),
+                connection=None if self._claims is None else self._claims.get(),
+            )
+        except Exception:
+            if self._claims is not None:
+                self._claims.broken()
+            raise
         self.stats.claim_seconds.append(time.perf_counter() - began)
         self.stats.claims += 1
         self.stats.claimed += len(claims)
@@ -376,6 +400,8 @@ class Pipeline:
         now = max(pending.now for pending in group)
         items = [PlanItem(pending.plan, pending.job) for pending in group]
         try:
+            if self._writes is not None and self.applier.one_statement(items, self._dialect):
+                return self._apply_held(self._writes, items, now)
             return self.shell.transaction(lambda tx: self._apply(tx, items, now))
         except Exception as exc:  # noqa: BLE001 - retried alone below, or handed to its job
             if len(group) == 1:
@@ -384,14 +410,27 @@ class Pipeline:
         results: list[Applied | BaseException] = []
         for item in items:
 
-            def alone(tx: Session, item: PlanItem = item) -> list[Applied]:
+            def by_itself(tx: Session, item: PlanItem = item) -> list[Applied]:
                 return self._apply(tx, [item], now)
 
             try:
-                results.extend(self.shell.transaction(alone))
+                results.extend(self.shell.transaction(by_itself))
             except Exception as exc:  # noqa: BLE001 - handed to that plan's job
                 results.append(exc)
         return results
+
+    def _apply_held(
+        self, held: HeldConnection, items: list[PlanItem], now: datetime
+    ) -> list[Applied]:
+        """Apply a group that is one statement on the held autocommit connection."""
+        try:
+            with Session(bind=held.get(), expire_on_commit=False) as session:
+                applied = self.applier.apply(session, items, now=now)
+                session.commit()
+        except Exception:
+            held.broken()
+            raise
+        return applied
 
     def _apply(self, tx: Session, items: list[PlanItem], now: datetime) -> list[Applied]:
         applied = self.applier.apply(tx, items, now=now)

@@ -1,0 +1,313 @@
+"""The applier's statements: SQLAlchemy Core constructs built once from the ``Table``s.
+
+Rules:
+- Every statement is built from :mod:`durable_sa.store.models` at import, with typed
+  bind parameters, so the engine's type processors (JSON serializer, UTC timestamps,
+  statuses), ``schema_translate_map``, ``echo`` and events apply to each value, and
+  SQLAlchemy compiles each construct once per dialect.
+- **PostgreSQL** takes a whole group of plans as JSON documents, one per kind of row
+  (``jsonb_to_recordset``, each field typed by its column), in *one* statement:
+  data-modifying CTEs write the runs with compare-and-set, then, for the runs that
+  applied only, the journal rows, the acknowledgements, the discarded and the new jobs.
+  One statement text for any group size: compiled once, prepared by the server once,
+  one round trip, and one serialization per kind of row.
+- **SQLite** has no data-modifying CTEs; the same writes run as a sequence of simple
+  statements in one transaction, which costs no round trips in-process.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Text,
+    bindparam,
+    column,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from durable_sa.core.jobs import AdvanceJob, encode_payload
+from durable_sa.core.plan import RUN_WRITE_FIELDS
+from durable_sa.store.models import jobs_table, journal_table, runs_table
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table, TableValuedAlias
+    from sqlalchemy.types import TypeEngine
+
+runs = runs_table
+journal = journal_table
+jobs = jobs_table
+
+RUN_KEYS: Final = ("id", "revision", *RUN_WRITE_FIELDS)
+"""The run columns a compare-and-set write carries: which run, at which revision, and
+everything a decision may change."""
+JOURNAL_FIELDS: Final = ("run_id", "step_id", "status", "result", "error", "attempt")
+JOB_FIELDS: Final = (
+    "queue",
+    "kind",
+    "run_id",
+    "workflow_name",
+    "workflow_version",
+    "payload",
+    "attempts",
+    "max_attempts",
+    "available_at",
+    "claimed_by",
+    "claimed_until",
+)
+"""The columns of a job written by the applier (the rest take their defaults)."""
+NEW_RUN_FIELDS: Final = (
+    "workflow_name",
+    "workflow_version",
+    "input",
+    "total_steps",
+    "parent_run_id",
+    "parent_step_id",
+    "idempotency_key",
+)
+
+
+def _type_of(table: Table, name: str) -> TypeEngine[Any]:
+    return Integer() if name == "revision" and table is runs else table.c[name].type
+
+
+def _records(prefix: str, table: Table, names: tuple[str, ...]) -> TableValuedAlias:
+    """Rows given as one JSON array of objects (``jsonb_to_recordset``), typed by column.
+
+    The whole group travels as one parameter per kind of row, serialized once by the
+    engine's JSON serializer; PostgreSQL types each field by the column it is for.
+    """
+    return (
+        func.jsonb_to_recordset(bindparam(prefix, type_=JSONB()))
+        .table_valued(*(column(name, _type_of(table, name)) for name in names))
+        .render_derived(name=f"{prefix}_rows", with_types=True)
+    )
+
+
+def _now(table: Table, name: str) -> Any:  # noqa: ANN401 - a typed bind parameter
+    return bindparam("now", type_=table.c[name].type)
+
+
+def _created(table: Table) -> Any:  # noqa: ANN401 - a typed bind parameter
+    """A job's ``created_at``: the wall clock, as the column's default gives every job."""
+    return bindparam("job_created_at", type_=table.c.created_at.type)
+
+
+# ── PostgreSQL: one statement per group ────────────────────────────────────────
+
+
+def _pg_write() -> Any:  # noqa: ANN401 - a SELECT construct with DML CTEs
+    """Apply a group of plans: runs (compare-and-set), journal, acks, discards, new jobs.
+
+    Parameters (JSON arrays of row objects): ``w`` run writes (:data:`RUN_KEYS`), ``j``
+    journal rows, ``k`` jobs to acknowledge (``id``, ``run_id``; a NULL ``run_id``:
+    whatever happens to runs), ``d`` runs whose other jobs are discarded (``run_id``),
+    ``n`` new jobs; and ``now``. Journal rows, acknowledgements, discards and new jobs of a run
+    whose compare-and-set missed are not written. Returns, for each run written, its id,
+    its state as stored, and the id of its new job claimed by a worker (if any).
+    """
+    given = _records("w", runs, RUN_KEYS)
+    written = (
+        update(runs)
+        .where(runs.c.id == given.c.id, runs.c.revision == given.c.revision)
+        .values(
+            {
+                **{name: given.c[name] for name in RUN_WRITE_FIELDS},
+                "updated_at": _now(runs, "updated_at"),
+                "revision": runs.c.revision + 1,
+            }
+        )
+        .returning(runs.c.id, runs.c.state)
+        .cte("written")
+    )
+    applied = select(written.c.id)
+
+    entries = _records("j", journal, JOURNAL_FIELDS)
+    journaled = (
+        pg_insert(journal)
+        .from_select(
+            [*JOURNAL_FIELDS, "completed_at"],
+            select(
+                *(entries.c[name] for name in JOURNAL_FIELDS), _now(journal, "completed_at")
+            ).where(entries.c.run_id.in_(applied)),
+        )
+        .on_conflict_do_nothing(index_elements=["run_id", "step_id"])
+        .cte("journaled")
+    )
+
+    acks = _records("k", jobs, ("id", "run_id"))
+    acknowledged = (
+        delete(jobs)
+        .where(
+            jobs.c.id.in_(
+                select(acks.c.id).where(or_(acks.c.run_id.is_(None), acks.c.run_id.in_(applied)))
+            )
+        )
+        .cte("acknowledged")
+    )
+    drops = _records("d", jobs, ("run_id",))
+    discarded = (
+        delete(jobs)
+        .where(jobs.c.run_id.in_(select(drops.c.run_id).where(drops.c.run_id.in_(applied))))
+        .cte("discarded")
+    )
+
+    new = _records("n", jobs, JOB_FIELDS)
+    queued = (
+        insert(jobs)
+        .from_select(
+            [*JOB_FIELDS, "created_at"],
+            select(*(new.c[name] for name in JOB_FIELDS), _created(jobs)).where(
+                new.c.run_id.in_(applied)
+            ),
+        )
+        .returning(jobs.c.id, jobs.c.run_id, jobs.c.claimed_by)
+        .cte("queued")
+    )
+    claimed = (
+        select(func.min(queued.c.id))
+        .where(queued.c.run_id == written.c.id, queued.c.claimed_by.isnot(None))
+        .scalar_subquery()
+    )
+    return select(written.c.id, written.c.state, claimed.label("next_job_id")).add_cte(
+        journaled, acknowledged, discarded
+    )
+
+
+PG_WRITE: Final = _pg_write()
+
+
+def _first_payload(run_id: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The codec's payload of a run's first advance job, with the new run's id set in."""
+    template = encode_payload(AdvanceJob(run_id=1, step_index=0))
+    return func.jsonb_set(
+        literal(template, type_=JSONB()), literal(["run_id"], ARRAY(Text())), func.to_jsonb(run_id)
+    )
+
+
+def _pg_create(*, with_jobs: bool) -> Any:  # noqa: ANN401 - an INSERT or SELECT construct
+    """Insert runs (``c``: JSON rows) running at step 0 and, ``with_jobs``, their first jobs.
+
+    A run whose idempotency key exists already is not inserted. Returns the new runs' id,
+    parent run, parent step and key, so callers match them to what they asked for.
+    """
+    given = _records("c", runs, NEW_RUN_FIELDS)
+    created = (
+        pg_insert(runs)
+        .from_select(
+            [
+                *NEW_RUN_FIELDS,
+                "status",
+                "state",
+                "current_step",
+                "attempt",
+                "revision",
+                "created_at",
+                "updated_at",
+            ],
+            select(
+                *(given.c[name] for name in NEW_RUN_FIELDS),
+                bindparam("new_status", type_=runs.c.status.type),
+                bindparam("new_state", type_=runs.c.state.type),
+                literal(0, Integer()),
+                literal(1, Integer()),
+                literal(0, Integer()),
+                _now(runs, "created_at"),
+                _now(runs, "updated_at"),
+            ),
+        )
+        .on_conflict_do_nothing(
+            index_elements=["idempotency_key"], index_where=runs.c.idempotency_key.isnot(None)
+        )
+        .returning(
+            runs.c.id,
+            runs.c.parent_run_id,
+            runs.c.parent_step_id,
+            runs.c.idempotency_key,
+            runs.c.workflow_name,
+            runs.c.workflow_version,
+        )
+    )
+    if not with_jobs:
+        return created
+    made = created.cte("created")
+    first = (
+        insert(jobs)
+        .from_select(
+            [
+                "queue",
+                "kind",
+                "run_id",
+                "workflow_name",
+                "workflow_version",
+                "payload",
+                "attempts",
+                "max_attempts",
+                "available_at",
+                "created_at",
+            ],
+            select(
+                bindparam("job_queue", type_=jobs.c.queue.type),
+                literal(AdvanceJob.kind, jobs.c.kind.type),
+                made.c.id,
+                made.c.workflow_name,
+                made.c.workflow_version,
+                _first_payload(made.c.id),
+                literal(0, Integer()),
+                bindparam("job_max_attempts", type_=Integer()),
+                _now(jobs, "available_at"),
+                _created(jobs),
+            ),
+        )
+        .cte("first_jobs")
+    )
+    return select(
+        made.c.id, made.c.parent_run_id, made.c.parent_step_id, made.c.idempotency_key
+    ).add_cte(first)
+
+
+PG_CREATE_WITH_JOBS: Final = _pg_create(with_jobs=True)
+PG_CREATE: Final = _pg_create(with_jobs=False)
+
+
+# ── SQLite (and any dialect without data-modifying CTEs): one statement per kind ─
+
+CAS_ONE: Final = (
+    update(runs)
+    .where(runs.c.id == bindparam("w_id"), runs.c.revision == bindparam("w_revision"))
+    .values(
+        {
+            **{name: bindparam(f"w_{name}", type_=runs.c[name].type) for name in RUN_WRITE_FIELDS},
+            "updated_at": _now(runs, "updated_at"),
+            "revision": runs.c.revision + 1,
+        }
+    )
+    .returning(runs.c.id, runs.c.state)
+)
+"""One run's compare-and-set write; parameters ``w_*`` and ``now``."""
+
+JOURNAL_INSERT: Final = sqlite_insert(journal).on_conflict_do_nothing(
+    index_elements=["run_id", "step_id"]
+)
+"""Journal rows as an ``executemany``; a (run, step) already journaled stays as it is."""
+
+INSERT_RUN: Final = insert(runs).returning(runs.c.id)
+KEYED_RUN_INSERT: Final = (
+    sqlite_insert(runs)
+    .on_conflict_do_nothing(
+        index_elements=["idempotency_key"], index_where=runs.c.idempotency_key.isnot(None)
+    )
+    .returning(runs.c.id)
+)
+"""A run with an idempotency key: nothing is inserted when the key exists already."""
