@@ -91,6 +91,7 @@ class JobOutcome(enum.StrEnum):
     STALE = "stale"  # the job no longer matched its run: nothing to do
     DEAD_LETTERED = "dead_lettered"  # the job cannot be run; kept with its error
     RELEASED = "released"  # an unexpected error: the job will be retried
+    DEFERRED = "deferred"  # no definition here for its run: offered again, no attempt used
 
 
 @attrs.frozen(kw_only=True)

@@ -21,9 +21,12 @@ A ``transactional=True`` step runs its handler inside the transaction that appli
 plan, with the run locked, so the handler's own writes commit with the checkpoint; if it
 fails, that transaction is rolled back and the failure is applied in a fresh one.
 
-Bad jobs (a malformed payload, a workflow this process does not define, a job whose
-attempts ran out) are dead-lettered, leaving the run untouched for ``recover``;
-unexpected errors (a lost connection) give the job back for a retry.
+One delivery policy for every backend: a malformed job, or one whose attempts ran out
+(it crashed its consumer each time), is dead-lettered, leaving the run untouched for
+``recover``; a job whose run's workflow or pinned definition version this process does
+not have is deferred (offered again later, no attempt used, never dead-lettered); a job
+that no longer matches its run is acknowledged and dropped; unexpected errors (a lost
+connection) give the job back for a retry, which uses an attempt.
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _RELEASE_BACKOFF: Final = timedelta(seconds=2)
+DEFER_DELAY: Final = timedelta(seconds=5)
+"""How long a job that no consumer here can run waits before it is offered again."""
 _MAX_REDECISIONS: Final = 20
 """A run that moves under every decision this often is moved by a bug, not by traffic."""
 _UNIT_STEPS: Final = (ParallelStep, RouteStep, LoopStep)
@@ -215,7 +220,7 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
             shell, payload, claimed, run, in_place=in_place, applier=applier, lease=lease
         )
     except (WorkflowNotRegisteredError, DefinitionChanged) as exc:
-        return Done(dead_letter(shell, claimed, str(exc)))
+        return Done(defer(shell, claimed, str(exc)))
     except Exception as exc:  # noqa: BLE001 - every unexpected error gives the job back
         return Done(job_failed(shell, claimed, exc))
 
@@ -517,6 +522,31 @@ def job_failed(shell: Shell, claimed: ClaimedJob, exc: BaseException) -> JobOutc
     except Exception:  # the database is gone: the lease runs out instead
         logger.exception("could not release job %s", claimed.id)
     return JobOutcome.RELEASED
+
+
+def defer(shell: Shell, claimed: ClaimedJob, reason: str) -> JobOutcome:
+    """Give back a job this process cannot run (its run's definition is not here).
+
+    The delivery policy, the same for every backend: such a job is never dead-lettered
+    and uses none of its attempts. It is offered again after :data:`DEFER_DELAY`, so a
+    worker that has the definition (a deploy in progress, another service's worker)
+    runs it; ``durable-sa status`` shows a run that waits for a version no live worker
+    has.
+    """
+    logger.warning(
+        "job %s (%s, run %s) deferred: %s",
+        claimed.id,
+        claimed.kind,
+        claimed.run_id,
+        reason,
+        extra={"action": "defer", "run_id": claimed.run_id},
+    )
+    try:
+        shell.backend.defer(claimed, until=shell.now() + DEFER_DELAY, reason=reason)
+    except Exception:  # the database is gone: the lease runs out and the job comes back
+        logger.exception("could not defer job %s", claimed.id)
+        return JobOutcome.RELEASED
+    return JobOutcome.DEFERRED
 
 
 def dead_letter(shell: Shell, claimed: ClaimedJob, error: str) -> JobOutcome:

@@ -51,7 +51,8 @@ DEFAULT_QUEUE: Final = "default"
 DEFAULT_MAX_ATTEMPTS: Final = 5
 DEFAULT_KEEP_PUBLISHED: Final = timedelta(hours=1)
 DEFER_DELAY: Final = timedelta(seconds=5)
-"""How long a job no consumer here can run waits before it is offered again."""
+"""How long a job no consumer here can run waits before it is offered again (the engine's
+delivery policy uses the same delay for every backend)."""
 
 
 def message_from_row(row: Mapping[Any, Any]) -> OutboxMessage:
@@ -229,7 +230,15 @@ class OutboxBackend(abc.ABC):
                 self._write_back(session, message, attempts=job.attempts, due=retry_at, error=error)
         self._settle_quietly(job)
 
-    def defer(self, message: OutboxMessage, *, until: datetime, reason: str) -> int | None:
+    def defer(self, job: ClaimedJob, *, until: datetime, reason: str) -> None:
+        """Offer a delivered job again at ``until`` (no attempt used); settle the delivery.
+
+        The engine calls this for a job whose run's definition this process lacks.
+        """
+        self.defer_message(self._message_of(job), until=until, reason=reason)
+        self._settle_quietly(job)
+
+    def defer_message(self, message: OutboxMessage, *, until: datetime, reason: str) -> int | None:
         """Offer a delivered message again at ``until`` (no attempt used); the new job id.
 
         ``None`` when another delivery of the same job already finished it.

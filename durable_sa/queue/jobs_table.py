@@ -20,6 +20,7 @@ from sqlalchemy import (
     Engine,
     Insert,
     bindparam,
+    case,
     column,
     delete,
     func,
@@ -300,6 +301,21 @@ class JobsTableBackend:
                     claimed_until=None,
                     available_at=retry_at,
                     last_error=error,
+                )
+            )
+
+    def defer(self, job: ClaimedJob, *, until: datetime, reason: str) -> None:
+        """Unclaim the job, due again at ``until``; the claim's attempt is given back."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(jobs)
+                .where(jobs.c.id == job.id)
+                .values(
+                    claimed_by=None,
+                    claimed_until=None,
+                    available_at=until,
+                    attempts=case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0),
+                    last_error=reason,
                 )
             )
 

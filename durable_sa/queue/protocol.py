@@ -89,6 +89,15 @@ class QueueBackend(Protocol):
         """Give ``job`` back after an unexpected error, to be retried at ``retry_at``."""
         ...
 
+    def defer(self, job: ClaimedJob, *, until: datetime, reason: str) -> None:
+        """Give ``job`` back unrun, due at ``until``, *without* using one of its attempts.
+
+        For a job the consumer that took it cannot run (its run's workflow, or the
+        definition version the run is pinned to, is not defined in that process): a
+        consumer that has it takes it later. Such a job is never dead-lettered.
+        """
+        ...
+
     def dead_letter(self, job: ClaimedJob, *, error: str) -> None:
         """Move ``job`` to the dead letters with ``error``; it is no longer pending."""
         ...

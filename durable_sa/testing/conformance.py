@@ -23,7 +23,9 @@ collects every inherited test for that backend::
   consumers of your own, e.g. Celery worker processes). The reference scenarios
   (sequential, parallel, signal, sleep, child, saga) complete; a job queued in a
   rolled-back transaction never runs; a duplicate job is harmless; a malformed job is
-  dead-lettered with a clear error and the consumers go on; nothing stays pending.
+  dead-lettered with a clear error and the consumers go on; a job pinned to a definition
+  version no consumer has waits, is never dead-lettered, and runs once a consumer has
+  it (the one delivery policy); nothing stays pending.
 - :class:`ClaimConformance`: the consuming half of the protocol, call by call, for
   backends that durable-sa workers consume: leases, acknowledgement only on commit,
   release with a retry time, renewals, dead letters and requeue, attempts running out.
@@ -40,14 +42,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from durable_sa.core.jobs import AdvanceJob, JobSpec
+from durable_sa.core.registry import registry
 from durable_sa.core.status import RunStatus
+from durable_sa.execute.runner import DEFER_DELAY
 from durable_sa.outbox.backend import OutboxBackend
 from durable_sa.results import JobOutcome
-from durable_sa.store.models import JournalEntry
+from durable_sa.store.models import JournalEntry, jobs_table, outbox_table, runs_table
 from durable_sa.testing import scenarios
 
 if TYPE_CHECKING:
@@ -235,6 +239,34 @@ class DeliveryConformance:
         run = engine.start(scenarios.SEQUENTIAL, {"n": 0})
         assert engine.wait(run.run_id, timeout=WAIT_SECONDS).status is RunStatus.COMPLETED
 
+    # ── the delivery policy ────────────────────────────────────────────────────
+
+    def test_a_version_no_consumer_has_waits_and_runs_once_one_has_it(
+        self, durable_engine_running: Durable
+    ) -> None:
+        """Version pinning: a job nobody can run is deferred, never dead-lettered."""
+        engine = durable_engine_running
+        version = registry.get(scenarios.SEQUENTIAL).version
+        with Session(engine.sa_engine) as session:
+            run = engine.start(scenarios.SEQUENTIAL, {"n": 3}, session=session)
+            _pin(session, run.run_id, "a-version-nobody-has")
+            session.commit()
+        time.sleep(DEFER_DELAY.total_seconds() + 1.5)  # long enough to be offered twice
+        waiting = engine.status(run.run_id)
+        assert waiting.status is RunStatus.RUNNING
+        assert waiting.current_step == 0
+        assert engine.dead_letters() == []
+        assert engine.backend.pending_count() >= 1
+
+        def deployed() -> bool:
+            with Session(engine.sa_engine) as session, session.begin():
+                _pin(session, run.run_id, version)
+            return engine.status(run.run_id).status is RunStatus.COMPLETED
+
+        assert eventually(deployed, timeout=WAIT_SECONDS + DEFER_DELAY.total_seconds())
+        assert engine.status(run.run_id).results == {"one": 4, "two": 5, "three": 6}
+        assert engine.dead_letters() == []
+
     def test_nothing_stays_pending(self, durable_engine_running: Durable) -> None:
         engine = durable_engine_running
         runs = [engine.start(scenarios.PARALLEL, {"n": i}).run_id for i in range(10)]
@@ -384,6 +416,15 @@ class ClaimConformance:
         job = self.claim(claims)
         assert claims.run_job(job) is JobOutcome.APPLIED
         assert claims.backend.pending_count() == 1  # the next step's job
+
+
+def _pin(session: Session, run_id: int, version: str | None) -> None:
+    """Pin a run, and every job of it, to definition ``version`` (as an old deploy would)."""
+    for table in (runs_table, jobs_table, outbox_table):
+        column = "id" if table is runs_table else "run_id"
+        session.execute(
+            update(table).where(table.c[column] == run_id).values(workflow_version=version)
+        )
 
 
 def _journal(engine: Durable, run_id: int) -> list[str]:

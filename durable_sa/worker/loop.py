@@ -69,6 +69,8 @@ class WorkerStats:
     stale: int = 0
     dead_lettered: int = 0
     released: int = 0
+    deferred: int = 0
+    """Jobs given back unrun: their run's definition version is not in this process."""
     abandoned: int = 0
     errors: int = 0
 
@@ -429,6 +431,8 @@ class Worker:
             self.stats.stale += 1
         elif outcome is JobOutcome.DEAD_LETTERED:
             self.stats.dead_lettered += 1
+        elif outcome is JobOutcome.DEFERRED:
+            self.stats.deferred += 1
         else:
             self.stats.released += 1
 

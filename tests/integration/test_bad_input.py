@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
@@ -23,6 +23,7 @@ from durable_sa import (
     durable,
     registry,
 )
+from durable_sa.execute.runner import DEFER_DELAY
 from durable_sa.testing import drain, pending_jobs
 from tests.integration.helpers import count, get_journal, get_run
 
@@ -148,24 +149,40 @@ def test_unknown_job_kind_is_dead_lettered(engine: Durable) -> None:
     assert "teleport" in dead_letters(engine)[0].error
 
 
-def test_workflow_missing_from_the_worker_dead_letters_and_recovers(engine: Durable) -> None:
+def waiting_jobs(engine: Durable, run_id: int) -> list[Job]:
+    with Session(engine.sa_engine) as session:
+        rows = list(session.scalars(sa.select(Job).where(Job.run_id == run_id)))
+        session.expunge_all()
+        return rows
+
+
+def later(engine: Durable) -> datetime:
+    """A clock past the delay after which a deferred job is offered again."""
+    return engine.now + DEFER_DELAY + timedelta(seconds=1)
+
+
+def test_workflow_missing_from_the_worker_waits_and_runs_once_it_is_there(
+    engine: Durable,
+) -> None:
     wf = durable("deployed-later").step("a", lambda ctx: 1).step("b", lambda ctx: 2)
     run_id = engine.start("deployed-later").run_id
     drain(engine, max=1)
     registry.unregister("deployed-later")
 
-    assert drain(engine) == 1
-    letters = dead_letters(engine)
-    assert len(letters) == 1
-    assert "deployed-later" in letters[0].error
+    assert drain(engine) == 1  # taken, and given back: this process lacks the workflow
+    assert dead_letters(engine) == []
+    (job,) = waiting_jobs(engine, run_id)
+    assert "deployed-later" in (job.last_error or "")
+    assert job.attempts == 0  # deferring uses no attempt
+    assert job.claimed_by is None
     run = get_run(engine, run_id)
     assert run.status == "running"
     assert run.current_step == 1
     assert [r.step_id for r in get_journal(engine, run_id)] == ["a"]
+    assert drain(engine) == 0  # not offered again before its delay
 
     registry.register(wf)
-    assert engine.recover() == 1
-    drain(engine)
+    drain(engine, now=later(engine))
     assert get_run(engine, run_id).status == "completed"
 
 
@@ -180,17 +197,30 @@ def test_changed_definition_is_not_run_by_new_code(engine: Durable) -> None:
         "b", lambda ctx: 2
     )
     drain(engine)
+    drain(engine, now=later(engine))
     assert ran == ["old-a"]
-    assert "version" in dead_letters(engine)[0].error
+    assert dead_letters(engine) == []  # it waits for a worker with its version
+    (job,) = waiting_jobs(engine, run_id)
+    assert "version" in (job.last_error or "")
     assert get_run(engine, run_id).status == "running"
 
 
-def test_child_of_an_unregistered_workflow_dead_letters_the_parent_job(engine: Durable) -> None:
+def test_child_of_an_unregistered_workflow_waits_for_a_worker_that_has_it(
+    engine: Durable,
+) -> None:
     durable("orphan-parent").child_workflow("sub", "missing-child")
     run_id = engine.start("orphan-parent").run_id
     drain(engine)
-    assert "missing-child" in dead_letters(engine)[0].error
+    assert dead_letters(engine) == []
+    (job,) = waiting_jobs(engine, run_id)
+    assert "missing-child" in (job.last_error or "")
     assert get_run(engine, run_id).status == "running"
+
+    durable("missing-child").step("inner", lambda ctx: 7)
+    drain(engine, now=later(engine))
+    final = engine.status(run_id)
+    assert final.status == "completed"
+    assert final.results == {"sub": {"inner": 7}}
 
 
 def test_child_input_that_is_not_a_mapping_fails_the_step(engine: Durable) -> None:

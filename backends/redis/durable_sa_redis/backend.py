@@ -285,7 +285,7 @@ class RedisStreamsBackend(OutboxBackend):
             self._dead_letter_entry(key, entry_id, fields, str(exc))
             return None
         if workflows is not None and (message.workflow, message.version) not in workflows.items():
-            self.defer(
+            self.defer_message(
                 message,
                 until=now + DEFER_DELAY,
                 reason=(
