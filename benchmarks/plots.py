@@ -228,10 +228,10 @@ def plot_mixed(results: Sequence[Result], machine: Mapping[str, Any], path: Path
         ax.axvline(0.7 * plain.median, color="black", linestyle="--", linewidth=1)
         ax.annotate(
             "target for mixed6: 0.7x plain6",
-            (0.7 * plain.median, len(bars) - 0.5),
+            (0.7 * plain.median, 0.0),
+            xycoords=("data", "axes fraction"),  # at the bottom, right of the line
             textcoords="offset points",
-            xytext=(-4, -2),
-            ha="right",
+            xytext=(4, 4),
             fontsize=8,
         )
     ax.set_xscale("log")
