@@ -1,4 +1,4 @@
-"""durable-sa's own scenarios: throughput, latency, memory, fan-out, SQLite.
+"""durable-sa's own scenarios: throughput, latency, memory, fan-out, SQLite, mixed.
 
 Each scenario runs in this process (the client that starts runs) plus real worker
 processes (:mod:`benchmarks.durable_worker`) on a fresh database, and prints one JSON
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from sqlalchemy import func, select, text
 
-from benchmarks.workload import URL_ENV, engine_for
+from benchmarks.workload import ORDERS_METADATA, URL_ENV, bench_orders, engine_for
 from durable_sa.store.models import runs_table
 from durable_sa.store.notify import RUNS_CHANNEL
 
@@ -108,10 +108,16 @@ def wait_completed(engine: Durable, n: int, timeout: float, *, after: int = 0) -
         time.sleep(_POLL_S)
 
 
-def throughput(
-    url: str, *, n: int, processes: int, concurrency: int, timeout: float
+def throughput(  # noqa: PLR0913 - the workers, the runs and the workflow they run
+    url: str,
+    *,
+    n: int,
+    processes: int,
+    concurrency: int,
+    timeout: float,
+    workflow: str = "bench3",
 ) -> dict[str, Any]:
-    """Scenario 2: start ``n`` bench3 runs up front, then drain them with workers."""
+    """Scenario 2: start ``n`` runs of ``workflow`` up front, then drain them with workers."""
     engine = engine_for(url)
     engine.create_tables()
     workers = Workers(url, processes=processes, concurrency=concurrency)
@@ -119,7 +125,7 @@ def throughput(
     try:
         started = time.perf_counter()
         for i in range(n):
-            engine.start("bench3", {"i": i})
+            engine.start(workflow, {"i": i})
         start_s = time.perf_counter() - started
         started = time.perf_counter()
         workers.go()
@@ -145,6 +151,24 @@ def throughput(
         "steps_per_commit": writes / commits if commits else None,
         "stats": [r["stats"] for r in reports],
     }
+
+
+def mixed(url: str, *, n: int, workflow: str, timeout: float) -> dict[str, Any]:
+    """Scenario 9: scenario 2 with ``mixed6`` or ``plain6``, one worker as ``durable-sa worker``
+    runs by default (P=1, C=1); the application's table is created first.
+
+    Raises:
+        RuntimeError: ``mixed6`` did not write exactly one row per run.
+    """
+    engine = engine_for(url)
+    ORDERS_METADATA.create_all(engine.sa_engine)
+    out = throughput(url, n=n, processes=1, concurrency=1, timeout=timeout, workflow=workflow)
+    with engine.sa_engine.connect() as conn:
+        orders = int(conn.execute(select(func.count()).select_from(bench_orders)).scalar_one())
+    if orders != (n if workflow == "mixed6" else 0):
+        msg = f"{workflow}: {orders} rows in bench_orders after {n} runs"
+        raise RuntimeError(msg)
+    return {**out, "scenario": workflow, "workflow": workflow, "orders": orders}
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -335,8 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run one scenario and print its JSON line."""
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "scenario", choices=["throughput", "latency", "history", "memory", "fanout"]
+        "scenario", choices=["throughput", "latency", "history", "memory", "fanout", "mixed"]
     )
+    parser.add_argument("--workflow", choices=["mixed6", "plain6"], default="mixed6")
     parser.add_argument("--url", required=True)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--processes", type=int, default=1)
@@ -359,6 +384,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.scenario == "fanout":
         out = latency(args.url, n=args.n, workflow="fanout16")
         out.update(entries=16, entry_ms=10)
+    elif args.scenario == "mixed":
+        out = mixed(args.url, n=args.n, workflow=args.workflow, timeout=args.timeout)
     elif args.scenario == "history":
         out = history(args.url, n=args.n, runs=args.history, timeout=args.timeout)
     else:

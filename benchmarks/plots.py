@@ -1,4 +1,4 @@
-"""The benchmark plots: throughput against concurrency, and the relay's outbox backlog.
+"""The benchmark plots: throughput against concurrency, the relay's outbox backlog, mixed.
 
 Kept apart from :mod:`benchmarks.report` (the figures, targets and tables), since only
 these functions need matplotlib, which the ``bench`` and ``dev`` extras install.
@@ -18,6 +18,7 @@ from benchmarks.report import (
     find,
     machine_summary,
 )
+from benchmarks.report_mixed import ROWS as MIXED_ROWS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -177,6 +178,71 @@ def plot_relay(results: Sequence[Result], machine: Mapping[str, Any], path: Path
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title(_wrap(machine_summary(machine), 95), fontsize=8)
     fig.suptitle("Relay: outbox backlog while draining (one line per repetition)", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def mixed_bars(results: Sequence[Result]) -> list[tuple[str, Result]]:
+    """The mixed scenario's bars: (label, end-to-end result) per workflow and system measured."""
+    return [
+        (f"{system} {workflow}", found)
+        for workflow, system in MIXED_ROWS
+        if (found := find(results, system, f"{workflow}_throughput")) is not None
+    ]
+
+
+def plot_mixed(results: Sequence[Result], machine: Mapping[str, Any], path: Path) -> bool:
+    """End-to-end wf/s of plain6 and mixed6 (durable-sa) and mixed6 (DBOS); False if none."""
+    bars = mixed_bars(results)
+    if not bars:
+        return False
+    import matplotlib as mpl  # noqa: PLC0415 - only the plot needs it (the bench extra)
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - after choosing the backend
+
+    colors = {OURS: "#1f77b4", "dbos": "#d62728"}
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    ys = list(range(len(bars)))
+    ax.barh(
+        ys,
+        [r.median for _, r in bars],
+        xerr=[[r.median - r.min for _, r in bars], [r.max - r.median for _, r in bars]],
+        color=[colors.get(r.system, "#7f7f7f") for _, r in bars],
+        capsize=3,
+        height=0.6,
+    )
+    for y, (_, r) in zip(ys, bars, strict=True):
+        ax.annotate(
+            f"{r.median:.3g} wf/s",
+            (r.max, y),
+            textcoords="offset points",
+            xytext=(4, -3),
+            fontsize=8,
+        )
+    plain = find(results, OURS, "plain6_throughput")
+    if plain is not None:
+        ax.axvline(0.7 * plain.median, color="black", linestyle="--", linewidth=1)
+        ax.annotate(
+            "target for mixed6: 0.7x plain6",
+            (0.7 * plain.median, 0.0),
+            xycoords=("data", "axes fraction"),  # at the bottom, right of the line
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+        )
+    ax.set_xscale("log")
+    highest = max(r.max for _, r in bars)
+    ax.set_xlim(right=4 * highest)
+    ax.set_yticks(ys, [label for label, _ in bars])
+    ax.invert_yaxis()
+    ax.set_xlabel("workflows per second (start + drain), log scale")
+    ax.grid(visible=True, axis="x", alpha=0.3)
+    ax.set_title(_wrap(machine_summary(machine), 95), fontsize=8)
+    fig.suptitle("Mixed: six steps of every kind against six plain steps, one worker", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

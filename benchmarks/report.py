@@ -18,6 +18,10 @@ Rules of this module:
   a plot of its own (:func:`benchmarks.plots.plot_relay`); its figures are results like
   any other, the backlog series of each repetition ride along on its ``backlog_max``
   result, and its verdicts are targets. :func:`backlog_verdict` judges one drain's backlog.
+* The mixed scenario (sample kinds ``mixed6`` and ``plain6``, :data:`MIXED_KINDS`) gives
+  results and targets here like any other, but its table is its own, between its own
+  markers, and so is its plot: see :mod:`benchmarks.report_mixed` and
+  :func:`benchmarks.plots.plot_mixed`.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ RELAY_BACKENDS: Final = ("jobs_table", "redis", "celery")
 """The relay scenario's backends, in table order: the jobs table is the baseline."""
 RELAY_PREFIX: Final = "relay_"
 
+MIXED_KINDS: Final = ("plain6", "mixed6")
+"""The mixed scenario's workflows: its sample kinds, and the prefix of their scenarios."""
+
 # Order of rows in the tables: by family (the scenario name's prefix), then system, P, C.
 _FAMILIES: Final = (
     "throughput",
@@ -61,6 +68,7 @@ _FAMILIES: Final = (
     "fanout",
     "sqlite",
     "relay",
+    *MIXED_KINDS,
 )
 
 
@@ -73,7 +81,8 @@ class Sample:
 
     ``kind`` names the program and how to read its output: ``floor``, ``sqlite_floor``,
     ``throughput``, ``peer``, ``latency``, ``history``, ``memory``, ``fanout``, ``sqlite``,
-    or ``relay_<backend>`` (``relay_jobs_table``, ``relay_redis``, ``relay_celery``).
+    ``relay_<backend>`` (``relay_jobs_table``, ``relay_redis``, ``relay_celery``), or a
+    workflow of the mixed scenario (``mixed6``, ``plain6``: durable-sa's or DBOS's).
     """
 
     kind: str
@@ -182,7 +191,7 @@ def headline_scenario(kind: str, processes: int | None, concurrency: int | None)
     }
     if kind in names:
         return names[kind]
-    if kind.startswith(RELAY_PREFIX):
+    if kind.startswith(RELAY_PREFIX) or kind in MIXED_KINDS:
         return f"{kind}_throughput"
     return "throughput" + config_suffix(processes, concurrency)
 
@@ -234,8 +243,9 @@ def metrics_from_sample(sample: Sample) -> list[Metric]:
         figures = _throughput_metrics(out, "", suffix)
     elif kind == "floor":
         figures = _throughput_metrics(out, "", "", cpu=False)
-    elif kind in {"sqlite", "sqlite_floor"}:
-        figures = _throughput_metrics(out, "sqlite_", "", cpu=kind == "sqlite")
+    elif kind in {"sqlite", "sqlite_floor", *MIXED_KINDS}:  # named by the kind, no P or C
+        prefix = "sqlite_" if kind.startswith("sqlite") else f"{kind}_"
+        figures = _throughput_metrics(out, prefix, "", cpu=kind != "sqlite_floor")
     elif kind == "history":
         figures = [
             ("history_throughput", out.get("wf_per_s"), WF_PER_S),
@@ -602,6 +612,12 @@ def targets(results: Sequence[Result]) -> list[Target]:
         judge("s7_sqlite", "SQLite ≥ 0.7x SQLite floor", "sqlite_throughput",
               against_floor(ours("sqlite_throughput"), "sqlite_throughput"), ">= 0.7 x floor"),
         *(_relay_target(results, backend) for backend in RELAY_BACKENDS[1:]),
+        judge("mixed_vs_plain", "mixed6 ≥ 0.7x plain6 (one worker, P=1 C=1)",
+              "mixed6_throughput", ratio(ours("mixed6_throughput"), ours("plain6_throughput")),
+              ">= 0.7 x plain6"),
+        judge("mixed_vs_dbos", "durable-sa mixed6 ≥ 5x DBOS mixed6 (C=1)", "mixed6_throughput",
+              ratio(ours("mixed6_throughput"), median_of(results, "dbos", "mixed6_throughput")),
+              ">= 5 x dbos"),
     ]  # fmt: skip
 
 
@@ -706,7 +722,8 @@ def _notes(result: Result, results: Sequence[Result], own: Sequence[Target]) -> 
     return [note for note in notes if note]
 
 
-def _verdict(found: Sequence[Target]) -> str:
+def verdict_of(found: Sequence[Target]) -> str:
+    """One row's verdict over its targets: ``FAIL`` if any failed, else how many passed."""
     if not found:
         return ""
     verdicts = [t.verdict for t in found]
@@ -723,13 +740,13 @@ def rows(
 ) -> list[list[str]]:
     """Table rows: scenario, system, median, min, max, unit, ratios/target, verdict.
 
-    ``drain_*`` figures are left out (they are in the JSON), and so is the relay scenario
-    (:func:`relay_rows`); a scenario that never produced a figure gets a row saying
-    ``error: ...``.
+    ``drain_*`` figures are left out (they are in the JSON), and so are the relay scenario
+    (:func:`relay_rows`) and the mixed scenario (:mod:`benchmarks.report_mixed`); a
+    scenario that never produced a figure gets a row saying ``error: ...``.
     """
     table = []
     for result in results:
-        if "drain_" in result.scenario or result.scenario.startswith(RELAY_PREFIX):
+        if "drain_" in result.scenario or has_own_table(result.scenario):
             continue
         own = [t for t in found if t.row == _key(result)]
         notes = _notes(result, results, own)
@@ -745,18 +762,23 @@ def rows(
                 fmt(result.max),
                 result.unit,
                 "; ".join(notes),
-                _verdict(own),
+                verdict_of(own),
             ]
         )
     measured = {_key(r) for r in results}
     seen: set[tuple[str, str]] = set()
     for error in errors:
         key = (error["system"], error["scenario"])
-        if key in measured or key in seen or key[1].startswith(RELAY_PREFIX):
+        if key in measured or key in seen or has_own_table(key[1]):
             continue
         seen.add(key)
         table.append([key[1], key[0], "-", "-", "-", "", f"error: {error['error']}", ""])
     return table
+
+
+def has_own_table(scenario: str) -> bool:
+    """Whether the scenario's rows are in a table of their own (relay, mixed), not the main one."""
+    return scenario.startswith((RELAY_PREFIX, *(f"{kind}_" for kind in MIXED_KINDS)))
 
 
 def _key(result: Result) -> tuple[str, str]:
@@ -773,14 +795,20 @@ def text_table(
     machine: Mapping[str, Any],
 ) -> str:
     """The table printed at the end of a run, with the targets and errors under it."""
+    from benchmarks import report_mixed  # noqa: PLC0415 - it builds on this module
+
     body = rows(results, found, errors)
     relay = relay_rows(results, found, errors)
+    mixed = report_mixed.mixed_rows(results, found, errors)
     lines = [machine_summary(machine)]
-    if body or not relay:  # a run of the relay scenario alone has no main table
+    if body or not (relay or mixed):  # a run of scenarios with their own tables alone
         lines += ["", *_aligned([list(HEADERS), *body], right={2, 3, 4})]
     if relay:
         lines += ["", relay_caption(results)]
         lines += _aligned([list(RELAY_HEADERS), *relay], right={1, 2, 3, 4, 5, 6})
+    if mixed:
+        lines += ["", report_mixed.caption(results) + ":"]
+        lines += _aligned([list(report_mixed.HEADERS), *mixed], right={2, 3, 4, 5, 6})
     lines += ["", "Targets (medians):"]
     lines += _aligned(
         [[t.verdict, t.scenario, t.text, t.detail or "not measured"] for t in found], right=set()

@@ -18,9 +18,11 @@ Rules of this module:
   ``benchmarks/results/latest.json`` is written, ``docs/performance.png`` drawn and the
   marked table of ``docs/performance.md`` replaced (see :mod:`benchmarks.report`); the
   relay scenario has its own marked table there and its own plot,
-  ``docs/performance-relay.png``. A part of the page (and its plot) is rewritten only
-  when the run measured something for it, so ``--only relay`` leaves the main table be;
-  such a run writes ``latest-only-relay.json`` and leaves ``latest.json`` whole.
+  ``docs/performance-relay.png``, and so has the mixed scenario (group ``mixed``,
+  :mod:`benchmarks.report_mixed`, ``docs/performance-mixed.png``). A part of the page
+  (and its plot) is rewritten only when the run measured something for it, so ``--only
+  relay`` leaves the main table be; such a run writes ``latest-only-relay.json`` and
+  leaves ``latest.json`` whole.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
-from benchmarks import plots, report
+from benchmarks import plots, report, report_mixed
 from benchmarks.report import (
     RELAY_BACKENDS,
     RELAY_PREFIX,
@@ -63,6 +65,7 @@ ROOT: Final = Path(__file__).resolve().parents[1]
 RESULTS_JSON: Final = ROOT / "benchmarks" / "results" / "latest.json"
 PLOT_PNG: Final = ROOT / "docs" / "performance.png"
 RELAY_PNG: Final = ROOT / "docs" / "performance-relay.png"
+MIXED_PNG: Final = ROOT / "docs" / "performance-mixed.png"
 DOCS_PAGE: Final = ROOT / "docs" / "performance.md"
 
 GROUPS: Final = (
@@ -77,11 +80,13 @@ GROUPS: Final = (
     "fanout",
     "sqlite",
     "relay",
+    "mixed",
 )
 """What ``--only`` selects: ``floor`` is the PostgreSQL floor, ``throughput`` durable-sa's
 worker configurations, ``peers`` both peers (or ``dbos`` / ``procrastinate`` alone),
 ``sqlite`` the SQLite floor and durable-sa on SQLite, ``relay`` scenario 2 through the
-jobs table, Redis Streams and Celery (:mod:`benchmarks.relay_bench`)."""
+jobs table, Redis Streams and Celery (:mod:`benchmarks.relay_bench`), ``mixed`` one
+worker on ``mixed6`` and on ``plain6``, and DBOS on its ``mixed6``."""
 
 RELAY_PROCESSES: Final = 1
 RELAY_CONCURRENCY: Final = 4
@@ -106,6 +111,8 @@ class Sizes:
     fanout_n: int
     multi_process_concurrency: int
     relay_n: int
+    mixed_n: int
+    dbos_mixed_n: int
     timeout_s: float
 
 
@@ -121,6 +128,8 @@ FULL: Final = Sizes(
     fanout_n=20,
     multi_process_concurrency=16,
     relay_n=2000,
+    mixed_n=1000,  # mixed6 runs at about 35 wf/s before the engine's rewrite: 30 s a repetition
+    dbos_mixed_n=500,  # about 17 wf/s: 30 s a repetition
     timeout_s=600,
 )
 QUICK: Final = Sizes(
@@ -135,6 +144,8 @@ QUICK: Final = Sizes(
     fanout_n=10,
     multi_process_concurrency=4,
     relay_n=300,
+    mixed_n=200,
+    dbos_mixed_n=100,
     timeout_s=60,
 )
 
@@ -175,6 +186,10 @@ def plan(sizes: Sizes, only: Sequence[str] | None = None) -> list[Job]:
         options = (*args, "--concurrency", str(c))
         return Job(system, "peer", system, module, options, concurrency=c, timeout_s=timeout)
 
+    def mixed(workflow: str) -> Job:
+        args = ("mixed", "--workflow", workflow, "--n", str(sizes.mixed_n))
+        return ours("mixed", workflow, *args, processes=1, concurrency=1)
+
     configs = [(1, 1), (1, 4), (1, 16)]
     configs += [(p, sizes.multi_process_concurrency) for p in (2, 4)]
     one_worker = ("--processes", "1", "--concurrency", "1")
@@ -211,6 +226,11 @@ def plan(sizes: Sizes, only: Sequence[str] | None = None) -> list[Job]:
                 broker=backend != "jobs_table", timeout_s=timeout)
             for backend in RELAY_BACKENDS
         ),
+        mixed("mixed6"),
+        mixed("plain6"),
+        Job("mixed", "mixed6", "dbos", "benchmarks.peers.dbos_mixed_peer",
+            ("--n", str(sizes.dbos_mixed_n), "--polling-interval", str(DBOS_POLLING_INTERVAL_S),
+             "--concurrency", "1"), concurrency=1, timeout_s=timeout),
     ]  # fmt: skip
     if not only:
         return jobs
@@ -521,12 +541,13 @@ def publish(  # noqa: PLR0913 - what was run, and where its figures go
     progress: Progress,
     main: bool = True,
     relay: bool = True,
+    mixed: bool = True,
     only: Sequence[str] | None = None,
 ) -> str:
     """Write the JSON, the plots and the docs tables; return the tables to print.
 
-    ``main`` and ``relay`` say which parts of the page (and which plot) this run
-    measured: a part it did not measure keeps what an earlier run wrote there. A run of
+    ``main``, ``relay`` and ``mixed`` say which parts of the page (and which plot) this
+    run measured: a part it did not measure keeps what an earlier run wrote there. A run of
     some groups only (``only``) writes its JSON beside ``latest.json``, as
     ``latest-only-<groups>.json``, so the last full run's figures stay whole.
     """
@@ -556,6 +577,8 @@ def publish(  # noqa: PLR0913 - what was run, and where its figures go
             progress.say(f"updated the relay table in {DOCS_PAGE.relative_to(ROOT)}")
         except Exception as exc:  # noqa: BLE001 - the figures matter more than the page
             errors.append(_own_error("relay docs", exc))
+    if docs and mixed:
+        errors += _publish_mixed(results, found, errors, machine, progress)
     document = report.to_json(machine, results, found, errors)
     target = RESULTS_JSON
     if only:
@@ -563,6 +586,29 @@ def publish(  # noqa: PLR0913 - what was run, and where its figures go
     target.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     progress.say(f"wrote {target.relative_to(ROOT)}")
     return report.text_table(results, found, errors, machine)
+
+
+def _publish_mixed(
+    results: Sequence[report.Result],
+    found: Sequence[report.Target],
+    errors: Sequence[Mapping[str, Any]],
+    machine: Mapping[str, Any],
+    progress: Progress,
+) -> list[dict[str, Any]]:
+    """The mixed scenario's plot and table; the errors in drawing or writing them."""
+    failed = []
+    try:
+        if plots.plot_mixed(results, machine, MIXED_PNG):
+            progress.say(f"drew {MIXED_PNG.relative_to(ROOT)}")
+    except Exception as exc:  # noqa: BLE001 - the figures matter more than the picture
+        failed.append(_own_error("mixed plot", exc))
+    try:
+        block = report_mixed.markdown_table(results, found, errors, machine)
+        report.update_docs(DOCS_PAGE, block, report_mixed.MIXED_START, report_mixed.MIXED_END)
+        progress.say(f"updated the mixed table in {DOCS_PAGE.relative_to(ROOT)}")
+    except Exception as exc:  # noqa: BLE001 - the figures matter more than the page
+        failed.append(_own_error("mixed docs", exc))
+    return failed
 
 
 def _own_error(what: str, exc: Exception) -> dict[str, Any]:
@@ -622,14 +668,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             broker.stop()
         if not isinstance(server, str):
             server.stop()
-    relay = [job.kind.startswith(RELAY_PREFIX) for job in jobs]
+    parts = {job.group for job in jobs}  # the relay and mixed groups have their own tables
     table = publish(
         samples,
         machine,
         docs=not args.no_docs,
         progress=progress,
-        main=not all(relay),
-        relay=any(relay),
+        main=bool(parts - {"relay", "mixed"}),
+        relay="relay" in parts,
+        mixed="mixed" in parts,
         only=args.only,
     )
     sys.stdout.write("\n" + table)

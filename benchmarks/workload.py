@@ -5,6 +5,14 @@ a small JSON value. ``fanout16`` is one parallel step of sixteen 10 ms sleeps. T
 step of ``bench3`` records ``time.monotonic()`` (system-wide on Linux, so comparable
 across processes) so the latency scenario can measure start → first handler call.
 
+The mixed scenario compares ``mixed6``, six steps of the kinds real workflows use (a
+plain step, a ``transactional=True`` step writing one row to the application table
+``bench_orders``, a parallel step of three entries, a route, a loop of two iterations, a
+plain step), with ``plain6``, six plain steps. Nothing in either takes time, so the gap
+between them is what the richer step kinds cost the engine. ``bench_orders`` is on its
+own :data:`ORDERS_METADATA`, which the program creates before measuring (the DBOS peer
+writes the same rows).
+
 A worker process is started as ``python -m benchmarks.durable_worker`` with the database
 URL in ``DURABLE_SA_BENCH_URL``. ``DURABLE_SA_BENCH_BACKEND`` picks the queue backend (the
 relay scenario): unset or empty for the jobs table, a ``redis://`` URL for Redis Streams,
@@ -18,7 +26,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import create_engine
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert
 
 from durable_sa import Durable, ParallelEntry, durable
 
@@ -32,6 +40,21 @@ CELERY: Final = "celery"
 CELERY_APP: Final = "benchmarks.relay_celery_app:app"
 FANOUT_ENTRIES: Final = 16
 FANOUT_SLEEP_S: Final = 0.010
+MIXED_CHECKS: Final = ("stock", "fraud", "address")
+"""The entries of ``mixed6``'s parallel step."""
+MIXED_LOOP_ITERATIONS: Final = 2
+ORDER_CENTS: Final = 4200
+
+ORDERS_METADATA: Final = MetaData()
+bench_orders: Final = Table(
+    "bench_orders",
+    ORDERS_METADATA,
+    Column("id", Integer, primary_key=True),
+    Column("ref", Integer, nullable=False),
+    Column("amount_cents", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+)
+"""The application's own table: one row per ``mixed6`` run (and per DBOS mixed run)."""
 
 
 def first(ctx: DurableContext) -> float:
@@ -58,10 +81,102 @@ def _nap(ctx: DurableContext) -> int:
     return 1
 
 
+def _receive(ctx: DurableContext) -> dict[str, int]:
+    """mixed6, step 1 (plain): the order as received."""
+    return {"ref": int(ctx.input["i"]), "amount_cents": ORDER_CENTS}
+
+
+def _record(ctx: DurableContext) -> str:
+    """mixed6, step 2 (transactional): one row in the application's table."""
+    order = ctx.results["receive"]
+    ctx.session.execute(
+        insert(bench_orders).values(
+            ref=order["ref"], amount_cents=order["amount_cents"], status="new"
+        )
+    )
+    return "recorded"
+
+
+def _check(ctx: DurableContext) -> bool:
+    """mixed6, step 3: each parallel entry is a trivial check."""
+    del ctx
+    return True
+
+
+def _carrier(ctx: DurableContext) -> str:
+    """mixed6, step 4: the route's resolver picks a branch from the input."""
+    return "parcel" if int(ctx.input["i"]) % 2 == 0 else "freight"
+
+
+def _parcel(ctx: DurableContext) -> dict[str, str]:
+    del ctx
+    return {"carrier": "parcel"}
+
+
+def _freight(ctx: DurableContext) -> dict[str, str]:
+    del ctx
+    return {"carrier": "freight"}
+
+
+def _first_poll(ctx: DurableContext) -> int:
+    del ctx
+    return 0
+
+
+def _poll(value: object, ctx: DurableContext) -> int:
+    """mixed6, step 5: a loop body; it runs exactly twice (``max_iterations=2``)."""
+    del ctx
+    assert isinstance(value, int)
+    return value + 1
+
+
+def _same(result: object) -> object:
+    return result
+
+
+def _confirm(ctx: DurableContext) -> str:
+    """mixed6, step 6 (plain)."""
+    del ctx
+    return "confirmed"
+
+
+def _trivial(ctx: DurableContext) -> int:
+    """Each step of plain6."""
+    del ctx
+    return 1
+
+
 bench3 = durable("bench3").step("first", first).step("second", second).step("third", third)
 
 fanout16 = durable("fanout16").parallel(
     "fan", [ParallelEntry(name=f"e{i}", handler=_nap) for i in range(FANOUT_ENTRIES)]
+)
+
+
+mixed6 = (
+    durable("mixed6")
+    .step("receive", _receive)
+    .step("record", _record, transactional=True)
+    .parallel("checks", [ParallelEntry(name=name, handler=_check) for name in MIXED_CHECKS])
+    .route("ship", _carrier, {"parcel": _parcel, "freight": _freight})
+    .loop(
+        "poll",
+        _poll,
+        max_iterations=MIXED_LOOP_ITERATIONS,
+        map_input=_first_poll,
+        feedback=_same,
+    )
+    .step("confirm", _confirm)
+)
+
+plain6 = (
+    durable("plain6")
+    .step("s1", _trivial)
+    .step("s2", _trivial)
+    .step("s3", _trivial)
+    .step("s4", _trivial)
+    .step("s5", _trivial)
+    .step("s6", _trivial)
 )
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from benchmarks import plots, report, run
+from benchmarks import plots, report, report_mixed, run
 from benchmarks.report import TABLE_END, TABLE_START, Result, Sample
 from benchmarks.run import DOCS_PAGE
 
@@ -59,6 +59,27 @@ def relay(backend, wf_per_s, *, rep=1, bounded=True, backlog=12, **extra):
     )
 
 
+def mixed(workflow, wf_per_s, *, rep=1, system="durable-sa"):
+    """A JSON line of the mixed scenario: durable-sa's (P=1 C=1) or DBOS's (C=1)."""
+    ours_ = system == "durable-sa"
+    out = {
+        "system": system,
+        "workflow": workflow,
+        "n": 1000 if ours_ else 500,
+        "wf_per_s": wf_per_s,
+        "drain_wf_per_s": 1.5 * wf_per_s,
+        "cpu_ms_per_wf": 2.0 if ours_ else 40.0,
+    }
+    return Sample(
+        kind=workflow,
+        system=system,
+        rep=rep,
+        processes=1 if ours_ else None,
+        concurrency=1,
+        output=out,
+    )
+
+
 def full_run():
     """Three repetitions of every scenario, all targets met except where noted."""
     samples = []
@@ -99,6 +120,9 @@ def full_run():
             relay(
                 "celery", 50 + jitter, rep=rep, bounded=rep != 3, backlog=600 if rep == 3 else 40
             ),
+            mixed("mixed6", 450 + jitter, rep=rep),
+            mixed("plain6", 600 + jitter, rep=rep),
+            mixed("mixed6", 100 + jitter, rep=rep, system="dbos"),
         ]
     return samples
 
@@ -196,6 +220,8 @@ def test_targets_pass_and_fail_on_medians():
         "s7_sqlite": "PASS",  # 800 / 1000
         "relay_redis": "PASS",
         "relay_celery": "FAIL",  # 2 of 3 repetitions bounded
+        "mixed_vs_plain": "PASS",  # 450 / 600
+        "mixed_vs_dbos": "FAIL",  # 450 / 100
     }
     assert found["s2_best_under_load"].row == ("durable-sa", "throughput_p4_c16")
     assert found["s2_best_under_load"].measured == pytest.approx(1100 / 400)
@@ -589,7 +615,11 @@ def test_the_markdown_relay_table_and_its_markers():
 
 def test_the_docs_page_has_each_pair_of_markers_once():
     text = DOCS_PAGE.read_text(encoding="utf-8")
-    for start, end in ((TABLE_START, TABLE_END), (report.RELAY_START, report.RELAY_END)):
+    for start, end in (
+        (TABLE_START, TABLE_END),
+        (report.RELAY_START, report.RELAY_END),
+        (report_mixed.MIXED_START, report_mixed.MIXED_END),
+    ):
         assert report.replace_marked(text, "x", start, end).count("\nx\n") == 1
 
 
@@ -635,3 +665,112 @@ def test_the_warmup_lasts_until_the_runs_started_up_front_are_published():
     assert report.backlog_verdict(series, drain_s=40.0, batch_size=500)["warmup_s"] == 5.5
     late = report.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=35.0)
     assert late["warmup_s"] == 20.0
+
+
+# --------------------------------------------------------------------------- mixed scenario
+
+
+def test_a_mixed_sample_gives_its_figures_under_its_workflow():
+    metrics = report.metrics_from_sample(mixed("mixed6", 40.0))
+    assert {m.scenario: (m.value, m.unit) for m in metrics} == {
+        "mixed6_throughput": (40.0, "wf/s"),
+        "mixed6_drain_throughput": (60.0, "wf/s"),
+        "mixed6_cpu_per_wf": (2.0, "ms"),
+    }
+    assert all(m.config == {"processes": 1, "concurrency": 1} for m in metrics)
+    peer = report.metrics_from_sample(mixed("mixed6", 15.0, system="dbos"))
+    assert {(m.system, m.scenario) for m in peer} >= {("dbos", "mixed6_throughput")}
+
+
+def test_mixed_targets_compare_mixed6_with_plain6_and_with_dbos():
+    found = by_id(report.targets(report.aggregate(full_run())))
+    assert found["mixed_vs_plain"].row == ("durable-sa", "mixed6_throughput")
+    assert found["mixed_vs_plain"].detail == "0.75x (needs ≥ 0.70x plain6)"
+    assert found["mixed_vs_dbos"].detail == "4.50x (needs ≥ 5.00x dbos)"
+    unmeasured = by_id(report.targets(report.aggregate([mixed("mixed6", 40.0)])))
+    assert unmeasured["mixed_vs_plain"].verdict == "n/a"
+
+
+def test_the_mixed_table_has_a_row_per_workflow_and_system_and_leaves_the_main_table():
+    results, found, errors = report.report(full_run())
+    assert report_mixed.mixed_rows(results, found, errors) == [
+        ["plain6", "durable-sa", "600", "590", "610", "900", "2.00", "", ""],
+        ["mixed6", "durable-sa", "450", "440", "460", "675", "2.00",
+         "0.75x plain6, 4.50x dbos; needs ≥ 0.70x plain6, ≥ 5.00x dbos", "FAIL"],
+        ["mixed6", "dbos", "100", "90.0", "110", "150", "40.0", "", ""],
+    ]  # fmt: skip
+    main = report.rows(results, found, errors)
+    assert not [row for row in main if row[0].startswith(("mixed6", "plain6"))]
+
+
+def test_a_mixed_program_that_failed_shows_its_error_in_the_mixed_table():
+    failed = Sample("mixed6", "dbos", 1, concurrency=1, error="exit code 1: no datasource")
+    samples = [mixed("mixed6", 40.0), mixed("plain6", 600.0), failed]
+    results, found, errors = report.report(samples)
+    assert errors[0]["scenario"] == "mixed6_throughput"
+    assert errors[0]["label"] == "dbos mixed6 C=1"
+    table = report_mixed.mixed_rows(results, found, errors)
+    assert table[2] == [
+        "mixed6", "dbos", "-", "-", "-", "-", "-", "error: exit code 1: no datasource", ""
+    ]  # fmt: skip
+    assert table[1][-1] == "FAIL"  # 40 / 600 is below 0.7; DBOS's target is not judged
+    assert not report.rows(results, found, errors)
+
+
+def test_the_text_table_of_a_mixed_only_run_has_the_mixed_table_alone():
+    samples = [mixed("mixed6", 40.0), mixed("plain6", 600.0), mixed("mixed6", 15.0, system="dbos")]
+    results, found, errors = report.report(samples)
+    text = report.text_table(results, found, errors, MACHINE)
+    assert "scenario  system" not in text
+    assert "Mixed: 1000 runs of mixed6 and of plain6 started up front" in text
+    assert "DBOS: 500 runs of its mixed6" in text
+    assert re.search(r"mixed6 +durable-sa +40\.0 +40\.0 +40\.0 +60\.0 +2\.00 +0\.07x plain6", text)
+    assert re.search(r"FAIL +mixed +mixed6 ≥ 0\.7x plain6", text)
+    assert re.search(r"FAIL +mixed +durable-sa mixed6 ≥ 5x DBOS mixed6 \(C=1\) +2\.67x", text)
+
+
+def test_the_markdown_mixed_table():
+    results, found, errors = report.report(full_run())
+    text = report_mixed.markdown_table(results, found, errors, MACHINE)
+    lines = text.splitlines()
+    assert lines[0] == (
+        "| workflow | system | wf/s | min | max | drain wf/s | CPU ms/wf | ratio / target "
+        "| PASS/FAIL |"
+    )
+    assert "| plain6 | durable-sa | 600 | 590 | 610 | 900 | 2.00 |  |  |" in lines
+    assert (
+        "| mixed6 ≥ 0.7x plain6 (one worker, P=1 C=1) | 0.75x (needs ≥ 0.70x plain6) | PASS |"
+        in lines
+    )
+    assert "| worker RSS growth < 10 % |" not in text
+    assert lines[-1].startswith("Measured on 2 x Test CPU")
+
+
+def test_the_mixed_plot_draws_three_bars_or_nothing(tmp_path):
+    results = report.aggregate(full_run())
+    assert [label for label, _ in plots.mixed_bars(results)] == [
+        "durable-sa plain6",
+        "durable-sa mixed6",
+        "dbos mixed6",
+    ]
+    path = tmp_path / "mixed.png"
+    assert plots.plot_mixed(results, MACHINE, path) is True
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG")
+    assert len(data) < 200_000
+    other = tmp_path / "none.png"
+    assert plots.plot_mixed(report.aggregate([ours(500)]), MACHINE, other) is False
+    assert not other.exists()
+
+
+def test_the_mixed_group_plans_both_workflows_and_the_dbos_peer():
+    jobs = run.plan(run.QUICK, ["mixed"])
+    assert [(j.kind, j.system, j.module, j.label) for j in jobs] == [
+        ("mixed6", "durable-sa", "benchmarks.durable_bench", "durable-sa mixed6 P=1 C=1"),
+        ("plain6", "durable-sa", "benchmarks.durable_bench", "durable-sa plain6 P=1 C=1"),
+        ("mixed6", "dbos", "benchmarks.peers.dbos_mixed_peer", "dbos mixed6 C=1"),
+    ]
+    assert jobs[0].args == ("mixed", "--workflow", "mixed6", "--n", "200")
+    assert jobs[2].args == ("--n", "100", "--polling-interval", "0.01", "--concurrency", "1")
+    assert next(j for j in run.plan(run.FULL) if j.group == "mixed").args[-1] == "1000"
+    assert run.headline(mixed("mixed6", 40.0)) == "40.0 wf/s (mixed6_throughput)"
