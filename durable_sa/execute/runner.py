@@ -394,10 +394,9 @@ def _advance_transactional(  # noqa: PLR0913 - the job, its step, where it commi
                 ack = PlanItem(plan_acknowledge(claimed.id), claimed)
                 applier.apply_one(tx, ack, now=shell.now())
             return Done(JobOutcome.STALE)
-        journal = load_journal(tx, locked.id)
         ctx = build_context(locked, step.name, job.attempt, session=tx)
         started = time.perf_counter()
-        outcome = drive_step(step, ctx, journal)
+        outcome = drive_step(step, ctx, {})  # a task step journals no units of its own
         _log_step(locked, step.name, job.attempt, outcome, started)
         if isinstance(outcome, (Retry, Compensate)):
             raise _RollBack(outcome, locked)

@@ -11,9 +11,9 @@ Rules:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from durable_sa.core.snapshot import JournalRecord, JournalStatus, RunSnapshot
 from durable_sa.core.status import RunStatus
@@ -71,28 +71,30 @@ def snapshot_from_row(m: Mapping[Any, Any]) -> RunSnapshot:
     )
 
 
+_RUN_BY_ID: Final = select(*RUN_COLUMNS).where(runs.c.id == bindparam("run_id"))
+_LOCK_RUN: Final = _RUN_BY_ID.with_for_update()
+_LOCK_RUN_SQLITE: Final = (
+    update(runs)
+    .where(runs.c.id == bindparam("run_id"))
+    .values(updated_at=runs.c.updated_at)
+    .returning(*RUN_COLUMNS)
+)
+_JOURNAL_OF_RUN: Final = select(
+    journal.c.step_id, journal.c.status, journal.c.result, journal.c.error, journal.c.attempt
+).where(journal.c.run_id == bindparam("run_id"))
+
+
 def load_run(session: Session, run_id: int) -> RunSnapshot | None:
     """The run as it is now, without a lock (``None`` if there is no such run)."""
-    row = session.execute(select(*RUN_COLUMNS).where(runs.c.id == run_id)).mappings().first()
+    row = session.connection().execute(_RUN_BY_ID, {"run_id": run_id}).mappings().first()
     return None if row is None else snapshot_from_row(row)
 
 
 def lock_run(session: Session, run_id: int) -> RunSnapshot | None:
     """Lock the run row for the rest of the transaction and read it."""
-    if session.get_bind().dialect.name == "sqlite":
-        stmt = (
-            update(runs)
-            .where(runs.c.id == run_id)
-            .values(updated_at=runs.c.updated_at)
-            .returning(*RUN_COLUMNS)
-        )
-        row = session.execute(stmt).mappings().first()
-    else:
-        row = (
-            session.execute(select(*RUN_COLUMNS).where(runs.c.id == run_id).with_for_update())
-            .mappings()
-            .first()
-        )
+    conn = session.connection()
+    stmt = _LOCK_RUN_SQLITE if conn.dialect.name == "sqlite" else _LOCK_RUN
+    row = conn.execute(stmt, {"run_id": run_id}).mappings().first()
     return None if row is None else snapshot_from_row(row)
 
 
@@ -100,9 +102,11 @@ def load_runs(session: Session, run_ids: Sequence[int]) -> list[RunSnapshot]:
     """Several runs, by id order (missing ids are skipped)."""
     if not run_ids:
         return []
-    rows = session.execute(
-        select(*RUN_COLUMNS).where(runs.c.id.in_(list(run_ids))).order_by(runs.c.id)
-    ).mappings()
+    rows = (
+        session.connection()
+        .execute(select(*RUN_COLUMNS).where(runs.c.id.in_(list(run_ids))).order_by(runs.c.id))
+        .mappings()
+    )
     return [snapshot_from_row(row) for row in rows]
 
 
@@ -110,7 +114,7 @@ def child_ids(session: Session, parent_ids: Sequence[int]) -> list[int]:
     """Ids of the direct children of ``parent_ids``, oldest first."""
     if not parent_ids:
         return []
-    rows = session.execute(
+    rows = session.connection().execute(
         select(runs.c.id).where(runs.c.parent_run_id.in_(list(parent_ids))).order_by(runs.c.id)
     )
     return [int(r) for r in rows.scalars()]
@@ -154,15 +158,7 @@ def lock_tree(session: Session, run_id: int) -> list[RunSnapshot]:
 
 def load_journal(session: Session, run_id: int) -> dict[str, JournalRecord]:
     """Every journaled unit of the run, keyed by ``step_id``."""
-    rows = session.execute(
-        select(
-            journal.c.step_id,
-            journal.c.status,
-            journal.c.result,
-            journal.c.error,
-            journal.c.attempt,
-        ).where(journal.c.run_id == run_id)
-    )
+    rows = session.connection().execute(_JOURNAL_OF_RUN, {"run_id": run_id})
     return {
         row.step_id: JournalRecord(
             step_id=row.step_id,

@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from durable_sa import durable, registry
 from durable_sa.store.models import runs_table
 from durable_sa.testing import clear_jobs, drain
-from tests.cli import app_module
 
 LONG = "x" * 500
 
@@ -123,8 +122,9 @@ def test_recover_reports_how_many_runs_got_a_job(engine, database_url, app, cli)
 
 def test_dead_letters_are_listed_and_requeued(engine, database_url, app, cli):
     run_id = engine.start("cli-three", {"n": 5}).run_id
-    registry.unregister("cli-three")
-    drain(engine)  # the job names a workflow this process lacks: dead-lettered
+    job = engine.claim()
+    assert job is not None
+    engine.backend.dead_letter(job, error="No durable workflow named 'cli-three' here")
     code, out, _ = cli("dead-letters", "--database-url", database_url)
     assert code == 0
     header, row = out.splitlines()
@@ -133,7 +133,6 @@ def test_dead_letters_are_listed_and_requeued(engine, database_url, app, cli):
     assert (kind, run) == ("advance", str(run_id))
     assert "No durable workflow named 'cli-three'" in row
 
-    app_module.define()
     code, out, _ = cli("dead-letters", "--requeue", letter_id, "--database-url", database_url)
     assert code == 0
     assert out.startswith(f"dead letter {letter_id} requeued as job ")

@@ -20,7 +20,6 @@ from durable_sa import (
     RunStatus,
     WorkflowRun,
     durable,
-    registry,
     retention,
 )
 from durable_sa.core.jobs import AdvanceJob, JobSpec
@@ -201,23 +200,23 @@ def test_a_finished_root_with_a_live_or_recent_descendant_stays_whole(
     assert run_ids(engine) == {root, child}
 
 
+def dead_letter_next_job(engine: Durable) -> None:
+    job = engine.claim()
+    assert job is not None
+    engine.backend.dead_letter(job, error="crashed its worker every time")
+
+
 def test_leftover_jobs_and_dead_letters_of_pruned_runs_go(
     engine: Durable, clock: FakeClock
 ) -> None:
-    # A dead letter: the workflow was missing from the worker, then the run recovered.
-    workflow = registry.get("p-two")
+    # A dead letter (a job that crashed its workers), then the run recovered.
     lettered = engine.start("p-two").run_id
-    registry.unregister("p-two")
-    drain(engine)
-    registry.register(workflow)
+    dead_letter_next_job(engine)
     assert engine.recover() == 1
     drain(engine)
     # A live run with a dead letter of its own: kept, and so is its letter.
-    waiting = registry.get("p-wait")
     live = engine.start("p-wait").run_id
-    registry.unregister("p-wait")
-    drain(engine)
-    registry.register(waiting)
+    dead_letter_next_job(engine)
     # A stale job left queued for a finished run (a redelivery that never ran).
     stale = finished(engine, "p-two")
     with Session(engine.sa_engine) as session, session.begin():
