@@ -195,9 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("--heartbeat", "how often leases and presence are renewed"),
         ("--job-timeout", "abandon a job running longer than this"),
         ("--grace", "how long a stop waits for running steps"),
+        ("--commit-timeout", "give up held jobs when a commit blocks this long"),
     ):
         worker.add_argument(flag, type=_seconds, metavar="S", help=f"{what} (seconds)")
     worker.add_argument("--poll-interval", type=_positive_float, metavar="S")
+    worker.add_argument(
+        "--prefetch", type=_positive_int, metavar="N", help="most jobs held at once (jobs table)"
+    )
     worker.add_argument("--name", help="worker id (default: host:pid:random)")
     worker.add_argument(
         "--no-relay",
@@ -505,6 +509,8 @@ def _worker(args: argparse.Namespace, inv: Invocation) -> int:
         "heartbeat": args.heartbeat,
         "job_timeout": args.job_timeout,
         "grace_period": args.grace,
+        "commit_timeout": args.commit_timeout,
+        "prefetch": args.prefetch,
         "poll_interval": args.poll_interval,
         "name": args.name,
         "relay": None if args.relay else False,

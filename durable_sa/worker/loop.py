@@ -99,6 +99,8 @@ class Worker:
         poll_interval: float | None = None,
         name: str | None = None,
         relay: bool | None = None,
+        prefetch: int | None = None,
+        commit_timeout: timedelta | None = timedelta(seconds=10),
     ) -> None:
         """Prepare a worker; nothing runs until :meth:`run` or :meth:`start`.
 
@@ -106,12 +108,25 @@ class Worker:
         default runs one when the backend has an outbox; ``False`` leaves publishing to
         separate ``durable-sa relay`` processes.
 
+        ``prefetch``: how many jobs the worker holds at most, running or ready (the
+        jobs table; default eight per slot, at least 16, at most 64). More lets one
+        commit carry more runs; ready work never waits long behind busy slots either
+        way (it is given back to the queue). ``commit_timeout``: how long a commit may
+        block (a row lock held by an application, a half-open connection) before the
+        worker gives up what it holds to other workers.
+
         Raises:
             InvalidArgumentError: a bad setting, or ``relay=True`` without an outbox.
 
         """
         if concurrency < 1:
             msg = f"concurrency must be at least 1, not {concurrency}"
+            raise InvalidArgumentError(msg)
+        if prefetch is not None and prefetch < 1:
+            msg = f"prefetch must be at least 1, not {prefetch}"
+            raise InvalidArgumentError(msg)
+        if commit_timeout is not None and commit_timeout <= timedelta(0):
+            msg = f"commit_timeout must be a positive duration, not {commit_timeout}"
             raise InvalidArgumentError(msg)
         if heartbeat * 2 > lease:
             msg = f"the lease ({lease}) must be at least twice the heartbeat ({heartbeat})"
@@ -151,6 +166,8 @@ class Worker:
                 wake=self.wake,
                 on_outcome=self._count,
                 on_claimed=self._claimed,
+                prefetch=prefetch,
+                commit_timeout=commit_timeout,
             )
             if isinstance(engine.backend, InPlaceProducer)
             else None
@@ -306,7 +323,8 @@ class Worker:
             for flight in self._in_flight.values():
                 job_id = flight.job.id
                 if time.monotonic() - flight.started <= timeout:
-                    renew.add(job_id)
+                    if self._lane is None:  # the pipeline says which of its jobs to renew
+                        renew.add(job_id)
                     continue
                 renew.discard(job_id)  # abandoned: its lease must run out
                 if not flight.abandoned:

@@ -53,6 +53,15 @@ _IN_HAND_PER_SLOT: Final = 8
 """Jobs in hand per slot: enough to fill a group while a commit is in flight."""
 _MIN_IN_HAND: Final = 16
 """Even one slot holds this many: it runs them while the previous group commits."""
+RELEASE_WAITING_AFTER: Final = 0.5
+"""Seconds ready work may wait while every slot is busy before it goes back to the queue."""
+_WATCH_INTERVAL: Final = 0.1
+"""How often the committer looks for work waiting behind busy slots."""
+
+
+def default_prefetch(concurrency: int) -> int:
+    """Jobs a worker holds by default: enough to group commits, at most :data:`MAX_GROUP`."""
+    return min(MAX_GROUP, max(_MIN_IN_HAND, _IN_HAND_PER_SLOT * concurrency))
 
 
 @attrs.define
@@ -124,8 +133,19 @@ class Pipeline:
         wake: Callable[[], None],
         on_outcome: Callable[[JobOutcome], None],
         on_claimed: Callable[[int], None] = lambda _count: None,
+        prefetch: int | None = None,
+        commit_timeout: timedelta | None = None,
+        release_waiting_after: float = RELEASE_WAITING_AFTER,
     ) -> None:
-        """Prepare the pipeline; :meth:`start` starts its committer."""
+        """Prepare the pipeline; :meth:`start` starts its committer.
+
+        ``prefetch`` bounds the jobs held (default :func:`default_prefetch`).
+        ``commit_timeout`` bounds how long a commit may block (a row lock an
+        application holds, a half-open connection): past it, the statement fails on
+        PostgreSQL, and the pipeline gives up the leases of everything it holds so that
+        other workers take it over. Ready work that has waited ``release_waiting_after``
+        seconds while every slot is busy goes back to the queue for other workers.
+        """
         self.shell = shell
         self.backend = backend
         self.worker = worker
@@ -136,7 +156,19 @@ class Pipeline:
         self._wake = wake
         self._on_outcome = on_outcome
         self._on_claimed = on_claimed
-        self.max_in_hand = min(MAX_GROUP, max(_MIN_IN_HAND, _IN_HAND_PER_SLOT * concurrency))
+        self.concurrency = concurrency
+        self.max_in_hand = prefetch if prefetch is not None else default_prefetch(concurrency)
+        self.commit_timeout = commit_timeout
+        self.release_waiting_after = release_waiting_after
+        self._running: dict[int, float] = {}
+        """Slots running a job now (thread id → when it started, monotonic)."""
+        self._running_ids: dict[int, int] = {}
+        """Slots running a job now (thread id → the job's id)."""
+        self._committing_ids: set[int] = set()
+        """The jobs whose plans the commit in flight applies."""
+        self._commit_began: float | None = None
+        """When the commit in flight began (monotonic), ``None`` when none is."""
+        self._stalled = False
         self.stats = PipelineStats()
         self._claim_lock = threading.Lock()
         self._lock = threading.Lock()
@@ -159,7 +191,12 @@ class Pipeline:
         )
         """PostgreSQL: claims run on a held autocommit connection that does not wait for
         the WAL flush (a lost claim only makes a job claimable again)."""
-        self._writes = HeldConnection(shell.sa_engine) if self._dialect == "postgresql" else None
+        bound = _timeout_settings(commit_timeout)
+        self._writes = (
+            HeldConnection(shell.sa_engine, settings=bound[0], resets=bound[1])
+            if self._dialect == "postgresql"
+            else None
+        )
         """PostgreSQL: a group that is one statement runs on a held autocommit connection
         (one round trip, and the server keeps it prepared)."""
 
@@ -200,9 +237,46 @@ class Pipeline:
                 held.close()
 
     def held_ids(self) -> list[int]:
-        """Ids of every job in hand (the heartbeat renews their leases)."""
+        """Ids of the jobs in hand whose leases the heartbeat renews.
+
+        While a commit has been blocked past ``commit_timeout``, none: the worker gives
+        up everything it holds (its ready work is released now, the rest lapses with
+        its lease), so other workers take the runs over. The commit's plans are
+        compare-and-set: if it ever completes, it cannot undo what others did since.
+        """
+        if self._commit_blocked():
+            self._give_up()
+            with self._lock:
+                running = set(self._running_ids.values()) - self._committing_ids
+                return [job_id for job_id in self._held if job_id in running]
         with self._lock:
             return list(self._held)
+
+    @property
+    def stalled(self) -> bool:
+        """True while a commit is blocked past ``commit_timeout``."""
+        return self._stalled
+
+    def _commit_blocked(self) -> bool:
+        began = self._commit_began
+        return (
+            self.commit_timeout is not None
+            and began is not None
+            and time.monotonic() - began > self.commit_timeout.total_seconds()
+        )
+
+    def _give_up(self) -> None:
+        """A commit is blocked: stop claiming, give back ready work, let leases lapse."""
+        if not self._stalled:
+            self._stalled = True
+            logger.error(
+                "a commit has been blocked for more than %s: giving up the %d jobs this "
+                "worker holds so that other workers take them over",
+                self.commit_timeout,
+                len(self._held),
+                extra={"action": "commit_blocked", "worker": self.worker},
+            )
+        self._release_ready()
 
     @property
     def busy(self) -> bool:
@@ -217,7 +291,7 @@ class Pipeline:
         with self._lock:
             if self._ready:
                 return self._ready.popleft()
-        if not may_claim:
+        if not may_claim or self._stalled:
             return None
         with self._claim_lock:
             with self._lock:
@@ -262,6 +336,18 @@ class Pipeline:
 
     def process(self, work: Work) -> None:
         """Run ``work`` on the calling slot; a lock-free plan is committed later."""
+        slot = threading.get_ident()
+        with self._lock:
+            self._running[slot] = time.monotonic()
+            self._running_ids[slot] = work.job.id
+        try:
+            self._process(work)
+        finally:
+            with self._lock:
+                self._running.pop(slot, None)
+                self._running_ids.pop(slot, None)
+
+    def _process(self, work: Work) -> None:
         if isinstance(work, Deferred):
             self._finish(work.job, self._guarded(work.job, work.action))
             return
@@ -337,7 +423,13 @@ class Pipeline:
         while True:
             with self._lock:
                 while (not self._pending or self._committing) and not self._closing:
-                    self._has_pending.wait()
+                    self._has_pending.wait(_WATCH_INTERVAL)
+                    if not self._pending or self._committing:
+                        self._lock.release()
+                        try:
+                            self._release_waiting()
+                        finally:
+                            self._lock.acquire()
                 if not self._pending:  # closing, and everything is committed
                     return
                 group = self._take_group()
@@ -365,8 +457,47 @@ class Pipeline:
         self._pending = later
         return group
 
+    def _release_waiting(self) -> None:
+        """Give ready work back when every slot has been busy for too long.
+
+        A slow step must not hold quick runs in hand while other workers sit idle: after
+        ``release_waiting_after`` seconds with every slot busy, the ready jobs go back to
+        the queue (their claims released at once), for whichever worker is free.
+        """
+        with self._lock:
+            if not self._ready or len(self._running) < self.concurrency:
+                return
+            busy_since = max(self._running.values(), default=time.monotonic())
+            if time.monotonic() - busy_since < self.release_waiting_after:
+                return
+        self._release_ready()
+
+    def _release_ready(self) -> None:
+        """Give back every ready job in hand (not the redecisions: those are ours to do)."""
+        with self._lock:
+            ready = [work for work in self._ready if isinstance(work, Ready)]
+            if not ready:
+                return
+            self._ready = collections.deque(w for w in self._ready if not isinstance(w, Ready))
+            for work in ready:
+                self._held.pop(work.job.id, None)
+        ids = [work.job.id for work in ready]
+        try:
+            released = self.backend.release_claims(ids, worker=self.worker)
+        except Exception:  # their leases run out instead
+            logger.warning("could not give back %d waiting jobs", len(ids), exc_info=True)
+            return
+        logger.info(
+            "gave back %d waiting jobs for other workers (every slot is busy)",
+            released,
+            extra={"action": "release_waiting", "worker": self.worker},
+        )
+
     def _commit_safely(self, group: list[_Pending]) -> None:
         """Commit ``group``; a bug here must not strand its jobs in hand forever."""
+        with self._lock:
+            self._committing_ids = {pending.job.id for pending in group}
+        self._commit_began = time.monotonic()
         try:
             self._commit(group)
         except Exception as exc:
@@ -376,6 +507,11 @@ class Pipeline:
                 self._ready.extend(
                     Deferred(job=job, action=_failed(self.shell, job, exc)) for job in stranded
                 )
+        finally:
+            self._commit_began = None
+            self._stalled = False
+            with self._lock:
+                self._committing_ids = set()
 
     def _commit(self, group: list[_Pending]) -> None:
         results = self._write(group)
@@ -436,6 +572,17 @@ class Pipeline:
         applied = self.applier.apply(tx, items, now=now)
         self.shell.about_to_commit()
         return applied
+
+
+def _timeout_settings(timeout: timedelta | None) -> tuple[list[str], list[str]]:
+    """PostgreSQL session settings that make a blocked write fail after ``timeout``."""
+    if timeout is None:
+        return [], []
+    ms = max(1, int(timeout.total_seconds() * 1000))
+    return (
+        [f"SET lock_timeout = {ms}", f"SET statement_timeout = {ms}"],
+        ["RESET lock_timeout", "RESET statement_timeout"],
+    )
 
 
 def _following(plan: WritePlan, result: Applied) -> Ready | None:

@@ -89,6 +89,7 @@ for i in range(4):
 saga.step("s4", fail, max_retries=1)
 
 durable("rel-slow").step("slow", record("slow", seconds=3.0)).step("after", record("after"))
+durable("rel-slower").step("slow", record("slow", seconds=8.0)).step("after", record("after"))
 
 EXPECTED = {"rel-seq": "completed", "rel-par": "completed", "rel-saga": "failed"}
 UNITS = {
