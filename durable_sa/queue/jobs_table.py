@@ -18,10 +18,8 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 from sqlalchemy import (
     Engine,
-    Insert,
     bindparam,
     case,
-    column,
     delete,
     func,
     insert,
@@ -29,7 +27,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.queue import dead_letters
@@ -53,46 +50,6 @@ DEFAULT_QUEUE: Final = "default"
 DEFAULT_MAX_ATTEMPTS: Final = 5
 
 _DELETE_JOBS: Final = delete(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
-
-_CLAIMED_FIELDS: Final = (
-    "queue",
-    "kind",
-    "run_id",
-    "workflow_name",
-    "workflow_version",
-    "payload",
-    "attempts",
-    "max_attempts",
-    "available_at",
-    "claimed_by",
-    "claimed_until",
-)
-
-
-def _insert_claimed_pg() -> Insert:
-    """Jobs inserted already claimed, their columns as typed arrays (PostgreSQL).
-
-    One statement text for any number of jobs; each run has at most one such job per
-    group, so the ids are matched back by run.
-    """
-    given = (
-        func.unnest(
-            *(
-                bindparam(f"a_{n}", type_=ARRAY(jobs.c[n].type, dimensions=1))
-                for n in _CLAIMED_FIELDS
-            )
-        )
-        .table_valued(*(column(n) for n in _CLAIMED_FIELDS))
-        .render_derived(name="n")
-    )
-    return (
-        insert(jobs)
-        .from_select(list(_CLAIMED_FIELDS), select(*(given.c[n] for n in _CLAIMED_FIELDS)))
-        .returning(jobs.c.id, jobs.c.run_id)
-    )
-
-
-_INSERT_CLAIMED_PG: Final = _insert_claimed_pg()
 
 
 class JobsTableBackend:
@@ -264,17 +221,11 @@ class JobsTableBackend:
             }
             for spec, until in jobs_to_add
         ]
-        conn = session.connection()
-        if conn.dialect.name == "postgresql":
-            arrays = {f"a_{name}": [row[name] for row in rows] for name in _CLAIMED_FIELDS}
-            by_run = {int(r.run_id): int(r.id) for r in conn.execute(_INSERT_CLAIMED_PG, arrays)}
-            ids = [by_run[row["run_id"]] for row in rows]
-        else:
-            ids = list(
-                conn.execute(
-                    insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows
-                ).scalars()
-            )
+        ids = (
+            session.connection()
+            .execute(insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows)
+            .scalars()
+        )
         return [
             ClaimedJob(
                 id=int(job_id),
