@@ -53,7 +53,7 @@ RUN_KEYS: Final = ("id", "revision", *RUN_WRITE_FIELDS)
 """The run columns a compare-and-set write carries: which run, at which revision, and
 everything a decision may change."""
 JOURNAL_FIELDS: Final = ("run_id", "step_id", "status", "result", "error", "attempt")
-JOB_FIELDS: Final = (
+QUEUED_JOB_FIELDS: Final = (
     "queue",
     "kind",
     "run_id",
@@ -63,10 +63,10 @@ JOB_FIELDS: Final = (
     "attempts",
     "max_attempts",
     "available_at",
-    "claimed_by",
-    "claimed_until",
 )
-"""The columns of a job written by the applier (the rest take their defaults)."""
+"""The columns of a queued job that the applier writes (the rest take their defaults)."""
+JOB_FIELDS: Final = (*QUEUED_JOB_FIELDS, "claimed_by", "claimed_until")
+"""The same, for a job that may be inserted already claimed (continued in place)."""
 NEW_RUN_FIELDS: Final = (
     "workflow_name",
     "workflow_version",
@@ -245,18 +245,7 @@ def _pg_create(*, with_jobs: bool) -> Any:  # noqa: ANN401 - an INSERT or SELECT
     first = (
         insert(jobs)
         .from_select(
-            [
-                "queue",
-                "kind",
-                "run_id",
-                "workflow_name",
-                "workflow_version",
-                "payload",
-                "attempts",
-                "max_attempts",
-                "available_at",
-                "created_at",
-            ],
+            [*QUEUED_JOB_FIELDS, "created_at"],
             select(
                 bindparam("job_queue", type_=jobs.c.queue.type),
                 literal(AdvanceJob.kind, jobs.c.kind.type),
