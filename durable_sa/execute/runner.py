@@ -329,23 +329,12 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
     lease: timedelta | None,
 ) -> Prepared:
     """Run one top-level step of a run (the ``advance`` job)."""
-
-    def stale_or(
-        outcome: StepOutcome,
-    ) -> Callable[[RunSnapshot | None, datetime], Transition | None]:
-        def decide(current: RunSnapshot | None, now: datetime) -> Transition | None:
-            if current is None or not is_current_advance(current, job):
-                return None
-            return decide_step(
-                current, outcome, attempt=job.attempt, now=now, jitter=shell.jitter()
-            )
-
-        return decide
-
     if run is None or not is_current_advance(run, job):
         return _stale(job, claimed, run)
     if run.current_step >= run.total_steps:
-        return Decision(payload=job, job=claimed, run=run, decide=stale_or(Complete()))
+        return Decision(
+            payload=job, job=claimed, run=run, decide=_step_decision(shell, job, Complete())
+        )
     step = definition_for(run).steps[run.current_step]
     if isinstance(step, TaskStep) and step.transactional:
         return _advance_transactional(
@@ -356,7 +345,20 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
         with shell.reading() as session:
             journal = load_journal(session, run.id)
     outcome = execute_step(run, step, job.attempt, journal)
-    return Decision(payload=job, job=claimed, run=run, decide=stale_or(outcome))
+    return Decision(payload=job, job=claimed, run=run, decide=_step_decision(shell, job, outcome))
+
+
+def _step_decision(
+    shell: Shell, job: AdvanceJob, outcome: StepOutcome
+) -> Callable[[RunSnapshot | None, datetime], Transition | None]:
+    """How ``outcome`` of the job's step is decided on a run snapshot (``None``: stale)."""
+
+    def decide(current: RunSnapshot | None, now: datetime) -> Transition | None:
+        if current is None or not is_current_advance(current, job):
+            return None
+        return decide_step(current, outcome, attempt=job.attempt, now=now, jitter=shell.jitter())
+
+    return decide
 
 
 def execute_step(
@@ -412,26 +414,18 @@ def _advance_transactional(  # noqa: PLR0913 - the job, its step, where it commi
         )
         applied = applier.apply_one(tx, PlanItem(plan, claimed), now=now)
         shell.about_to_commit()
-        return Done(JobOutcome.APPLIED, follow=_follow(plan, applied))
+        return Done(JobOutcome.APPLIED, follow=follow(plan, applied))
 
     try:
         return shell.transaction(in_one_transaction)
     except _RollBack as failed:
-        outcome = failed.outcome
-
-        def decide(current: RunSnapshot | None, now: datetime) -> Transition | None:
-            if current is None or not is_current_advance(current, job):
-                return None
-            return decide_step(
-                current, outcome, attempt=job.attempt, now=now, jitter=shell.jitter()
-            )
-
+        decide = _step_decision(shell, job, failed.outcome)
         decision = Decision(payload=job, job=claimed, run=failed.run, decide=decide)
         return Done(commit_alone(shell, decision, applier=applier))
 
 
-def _follow(plan: WritePlan, applied: Applied) -> Claim | None:
-    """The run's next step, when the applier handed it to this worker."""
+def follow(plan: WritePlan, applied: Applied) -> Claim | None:
+    """The run's next step, when the applier handed it to this worker (run it in place)."""
     if applied.next_job is None or applied.state is None:
         return None
     run = continued(plan, applied.state)

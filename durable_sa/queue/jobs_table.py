@@ -243,30 +243,20 @@ class JobsTableBackend:
 
     def release(self, job: ClaimedJob, *, error: str, retry_at: datetime) -> None:
         """Unclaim the job and make it due again at ``retry_at``."""
-        with self._sessions.begin() as session:
-            session.execute(
-                update(jobs)
-                .where(jobs.c.id == job.id)
-                .values(
-                    claimed_by=None,
-                    claimed_until=None,
-                    available_at=retry_at,
-                    last_error=error,
-                )
-            )
+        self._give_back(job, due=retry_at, error=error)
 
     def defer(self, job: ClaimedJob, *, until: datetime, reason: str) -> None:
         """Unclaim the job, due again at ``until``; the claim's attempt is given back."""
+        attempts = case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0)
+        self._give_back(job, due=until, error=reason, attempts=attempts)
+
+    def _give_back(self, job: ClaimedJob, *, due: datetime, error: str, **more: object) -> None:
         with self._sessions.begin() as session:
             session.execute(
                 update(jobs)
                 .where(jobs.c.id == job.id)
                 .values(
-                    claimed_by=None,
-                    claimed_until=None,
-                    available_at=until,
-                    attempts=case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0),
-                    last_error=reason,
+                    claimed_by=None, claimed_until=None, available_at=due, last_error=error, **more
                 )
             )
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 from sqlalchemy.orm import Session
 
-from durable_sa.core.plan import WritePlan, continued
+from durable_sa.core.plan import WritePlan
 from durable_sa.execute import runner
 from durable_sa.queue.claims import Claim
 from durable_sa.queue.protocol import ClaimedJob
@@ -587,12 +587,8 @@ def _timeout_settings(timeout: timedelta | None) -> tuple[list[str], list[str]]:
 
 def _following(plan: WritePlan, result: Applied) -> Ready | None:
     """The run's next job, inserted claimed by this worker: ready to run here."""
-    if result.next_job is None or result.state is None:
-        return None
-    run = continued(plan, result.state)
-    if run is None:
-        return None
-    return Ready(Claim(job=result.next_job, run=run), in_place=True)
+    claim = runner.follow(plan, result)
+    return None if claim is None else Ready(claim, in_place=True)
 
 
 def _failed(shell: Shell, job: ClaimedJob, exc: BaseException) -> Callable[[], JobOutcome]:
