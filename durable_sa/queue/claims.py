@@ -14,15 +14,25 @@ Rules:
   claimable again (delivery is at least once).
 - Only workflow versions in ``workflows`` are claimed, so a job pinned to a definition
   version waits for a worker that has it.
+- A worker's death must not charge the innocent jobs it held. A batch claim
+  (:attr:`ClaimKind.BATCH`) takes only jobs nobody holds and marks them claimed in
+  company; a job whose lease ran out is taken only by a claim of one job
+  (:attr:`ClaimKind.ANY` for ``claim()``, :attr:`ClaimKind.RECOVERED` for a worker whose
+  hand is empty), marked claimed alone. Taking over a job that was claimed in company
+  gives back the attempt its lost claim used (the death may have been another job's
+  doing); taking over one that was claimed alone counts one (it was the only suspect).
+  So a job that kills its worker is charged only for deaths it caused alone, and is
+  dead-lettered by itself while the jobs that died with it run again.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from sqlalchemy import Integer, bindparam, or_, select, tuple_, update
+from sqlalchemy import Integer, bindparam, case, false, or_, select, true, tuple_, update
 
 from durable_sa.core.snapshot import RunSnapshot
 from durable_sa.queue.protocol import ClaimedJob
@@ -54,6 +64,17 @@ JOB_COLUMNS: Final = (
 _RUN_PREFIX: Final = "r_"
 
 
+class ClaimKind(enum.Enum):
+    """Which jobs a claim may take, and whether it takes them in company or alone."""
+
+    BATCH = "batch"
+    """Up to ``limit`` jobs nobody holds, claimed in company (a worker's batch)."""
+    ANY = "any"
+    """One due job, unheld or whose lease ran out, claimed alone (``claim()``)."""
+    RECOVERED = "recovered"
+    """One job whose lease ran out, claimed alone (a worker with nothing else in hand)."""
+
+
 @attrs.frozen
 class Claim:
     """A leased job and, when its run exists, the run as it was read with it."""
@@ -72,13 +93,17 @@ def claim_jobs(  # noqa: PLR0913 - every option is keyword-only
     queues: Sequence[str] | None = None,
     workflows: Mapping[str, str] | None = None,
     fifo: bool = False,
+    kind: ClaimKind = ClaimKind.BATCH,
 ) -> list[Claim]:
-    """Lease up to ``limit`` due jobs on ``conn`` (in its transaction) with their runs."""
+    """Lease up to ``limit`` due jobs on ``conn`` (in its transaction) with their runs.
+
+    A claim of another ``kind`` than :attr:`ClaimKind.BATCH` takes one job at most.
+    """
     params: dict[str, Any] = {
         "now": now,
         "until": now + lease,
         "worker": worker,
-        "limit": limit,
+        "limit": limit if kind is ClaimKind.BATCH else min(limit, 1),
     }
     if queues is not None:
         params["queues"] = list(queues)
@@ -89,6 +114,7 @@ def claim_jobs(  # noqa: PLR0913 - every option is keyword-only
         queues=queues is not None,
         workflows=workflows is not None,
         fifo=fifo,
+        kind=kind,
     )
     if conn.dialect.name == "postgresql":
         rows = conn.execute(statement, params).mappings()
@@ -111,7 +137,9 @@ _RUNS_BY_ID: Final = select(*RUN_COLUMNS).where(runs.c.id.in_(bindparam("ids", e
 
 
 @functools.cache
-def _statement(dialect: str, *, queues: bool, workflows: bool, fifo: bool) -> Executable:
+def _statement(
+    dialect: str, *, queues: bool, workflows: bool, fifo: bool, kind: ClaimKind
+) -> Executable:
     """The claim for a worker with these filters, built once (values are bound).
 
     On PostgreSQL the leasing UPDATE is a CTE joined to the runs; elsewhere it is the
@@ -119,12 +147,12 @@ def _statement(dialect: str, *, queues: bool, workflows: bool, fifo: bool) -> Ex
     """
     order = (jobs.c.id,) if fifo else (jobs.c.available_at, jobs.c.id)
     now = bindparam("now", type_=jobs.c.available_at.type)
+    unheld = jobs.c.claimed_until.is_(None)
+    lapsed = jobs.c.claimed_until < now
+    takes = {ClaimKind.BATCH: unheld, ClaimKind.ANY: or_(unheld, lapsed)}
     pick = (
         select(jobs.c.id)
-        .where(
-            jobs.c.available_at <= now,
-            or_(jobs.c.claimed_until.is_(None), jobs.c.claimed_until < now),
-        )
+        .where(jobs.c.available_at <= now, takes.get(kind, lapsed))
         .order_by(*order)
         .limit(bindparam("limit", type_=Integer()))
         .with_for_update(skip_locked=True)
@@ -137,13 +165,19 @@ def _statement(dialect: str, *, queues: bool, workflows: bool, fifo: bool) -> Ex
                 bindparam("workflows", expanding=True)
             )
         )
+    if kind is ClaimKind.BATCH:
+        attempts = jobs.c.attempts + 1
+    else:  # a lost claim in company is given back; one made alone is counted
+        charged = or_(unheld, jobs.c.claimed_alone)
+        attempts = jobs.c.attempts + case((charged, 1), else_=0)
     leased = (
         update(jobs)
         .where(jobs.c.id.in_(pick.scalar_subquery()))
         .values(
             claimed_by=bindparam("worker", type_=jobs.c.claimed_by.type),
             claimed_until=bindparam("until", type_=jobs.c.claimed_until.type),
-            attempts=jobs.c.attempts + 1,
+            claimed_alone=false() if kind is ClaimKind.BATCH else true(),
+            attempts=attempts,
         )
         .returning(*JOB_COLUMNS)
     )

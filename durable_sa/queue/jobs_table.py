@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.queue import dead_letters
-from durable_sa.queue.claims import Claim, claim_jobs
+from durable_sa.queue.claims import Claim, ClaimKind, claim_jobs
 from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.queue.rows import job_row, requeued_row
 from durable_sa.queue.wake import WakeCallbacks
@@ -142,7 +142,8 @@ class JobsTableBackend:
         """Lease the oldest due job that is unclaimed or whose lease expired.
 
         ``workflows`` (name → definition version) limits the claim to jobs of runs this
-        consumer can execute; ``fifo`` orders by enqueue order instead of due time.
+        consumer can execute; ``fifo`` orders by enqueue order instead of due time. The
+        job is claimed alone (the caller holds nothing else from this claim).
         """
         claims = self.claim_batch(
             now=now,
@@ -152,6 +153,7 @@ class JobsTableBackend:
             queues=queues,
             workflows=workflows,
             fifo=fifo,
+            kind=ClaimKind.ANY,
         )
         return claims[0].job if claims else None
 
@@ -166,13 +168,16 @@ class JobsTableBackend:
         workflows: Mapping[str, str] | None = None,
         fifo: bool = False,
         connection: Connection | None = None,
+        kind: ClaimKind = ClaimKind.BATCH,
     ) -> list[Claim]:
         """Lease up to ``limit`` due jobs and read their runs with them, in one transaction.
 
         The one claim of this backend: ``claim``, ``drain`` and workers all go through it.
         On PostgreSQL it is one statement, committed without waiting for the WAL flush (a
         claim lost in a crash only makes its job claimable again). ``connection`` is a
-        worker's held autocommit connection, already set up that way.
+        worker's held autocommit connection, already set up that way. ``kind`` says
+        which jobs it may take (a batch never takes over a lapsed lease; see
+        :mod:`durable_sa.queue.claims`).
         """
         if limit <= 0:
             return []
@@ -185,6 +190,7 @@ class JobsTableBackend:
             queues=queues,
             workflows=workflows,
             fifo=fifo,
+            kind=kind,
         )
         if connection is not None:
             return claim(connection)
@@ -289,6 +295,24 @@ class JobsTableBackend:
                 .values(claimed_by=None, claimed_until=None)
             )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    def has_lapsed(
+        self,
+        *,
+        now: datetime,
+        queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Whether a job's lease ran out (its worker died or gave up): one to take alone."""
+        stmt = select(jobs.c.id).where(jobs.c.claimed_until < now).limit(1)
+        if queues is not None:
+            stmt = stmt.where(jobs.c.queue.in_(list(queues)))
+        if workflows is not None:
+            stmt = stmt.where(
+                tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
+            )
+        with self._sessions() as session:
+            return session.execute(stmt).first() is not None
 
     def next_due(
         self,

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -188,6 +189,10 @@ class Job(Base):
     available_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(255))
     claimed_until: Mapped[datetime | None]
+    claimed_alone: Mapped[bool] = mapped_column(server_default=false())
+    """Whether the claim was made with no other job in the claimer's hand: taking over
+    a job whose lease ran out counts an attempt only then (see
+    :mod:`durable_sa.queue.claims`)."""
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

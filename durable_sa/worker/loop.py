@@ -329,6 +329,8 @@ class Worker:
                 renew.discard(job_id)  # abandoned: its lease must run out
                 if not flight.abandoned:
                     flight.abandoned = True
+                    if self._lane is not None:
+                        self._lane.abandon(job_id)
                     self.stats.abandoned += 1
                     self._retiring.add(flight.slot)
                     self._add_slot()  # keep the capacity; the stuck slot retires later
@@ -344,6 +346,8 @@ class Worker:
         try:
             if renew:
                 self.engine.backend.renew(renew, worker=self.id, until=now + self.lease)
+            if self._lane is not None:
+                self._lane.look_for_lapsed()
             with self.engine.shell.sessions.begin() as session:
                 presence.beat(
                     session,

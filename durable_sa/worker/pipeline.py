@@ -15,6 +15,12 @@ hand is leased (renewed by the worker's heartbeat). Only plans of *different* ru
 grouped, and only plans the core marks lock-free; an idle pipeline commits at once, so
 grouping never adds latency when there is nothing to group with. A plan that needs a lock
 (a parent to settle) or a transactional step commits alone, on its slot.
+
+A job whose lease ran out (its worker died, maybe because of another job it held) is
+taken over only alone: the pipeline stops claiming, lets its hand empty, claims that one
+job by itself, and resumes batches once it is done. Claimed alone, a job that kills its
+worker is charged for it; the innocent jobs that died with it in company are not (see
+:mod:`durable_sa.queue.claims`).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from durable_sa.core.plan import WritePlan
 from durable_sa.execute import runner
-from durable_sa.queue.claims import Claim
+from durable_sa.queue.claims import Claim, ClaimKind
 from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.results import JobOutcome
 from durable_sa.store.applier import Applied, Applier, PlanItem
@@ -169,6 +175,10 @@ class Pipeline:
         self._commit_began: float | None = None
         """When the commit in flight began (monotonic), ``None`` when none is."""
         self._stalled = False
+        self._isolating = False
+        """A job whose lease ran out waits: claim nothing more until the hand is empty."""
+        self._alone: int | None = None
+        """The job claimed alone and not finished: no batch is claimed beside it."""
         self.stats = PipelineStats()
         self._claim_lock = threading.Lock()
         self._lock = threading.Lock()
@@ -286,6 +296,24 @@ class Pipeline:
 
     # ── taking work ────────────────────────────────────────────────────────────
 
+    def look_for_lapsed(self) -> None:
+        """Called by the heartbeat: if a job's lease ran out, go and take it over alone."""
+        if self._isolating or self._stalled:
+            return
+        if self.backend.has_lapsed(
+            now=self.shell.now(), queues=self.queues, workflows=self._workflows()
+        ):
+            self._isolating = True
+            logger.info(
+                "a job's lease ran out: finishing the jobs in hand, then taking it over alone",
+                extra={"action": "isolate", "worker": self.worker},
+            )
+
+    def abandon(self, job_id: int) -> None:
+        """Stop counting a job that ran past its timeout as in hand (its lease runs out)."""
+        with self._lock:
+            self._held.pop(job_id, None)
+
     def next_work(self, *, may_claim: bool) -> Work | None:
         """Ready work in hand, or newly claimed work; ``None`` when there is none now."""
         with self._lock:
@@ -298,9 +326,16 @@ class Pipeline:
                 if self._ready:  # another slot's claim brought work meanwhile
                     return self._ready.popleft()
                 room = self.max_in_hand - len(self._held)
-            if room <= 0:
-                return None
-            claims = self._claim(room)
+                empty = not self._held
+                if self._alone is not None and self._alone in self._held:
+                    return None  # nothing is claimed beside a job taken over alone
+            if self._isolating and not empty:
+                return None  # the hand empties first
+            claims = self._take_over() if self._isolating else []
+            if not claims and room > 0:
+                claims = self._claim(room)
+                if not claims and empty:  # nothing new: a lapsed lease, maybe
+                    claims = self._take_over()
             with self._lock:
                 for claim in claims:
                     self._held[claim.job.id] = claim.job
@@ -310,7 +345,14 @@ class Pipeline:
             self._wake()  # more than this slot can take
         return work
 
-    def _claim(self, limit: int) -> list[Claim]:
+    def _take_over(self) -> list[Claim]:
+        """Claim one job whose lease ran out, alone (the hand is empty)."""
+        claims = self._claim(1, kind=ClaimKind.RECOVERED)
+        self._isolating = bool(claims)  # look again once it is done, until none is left
+        self._alone = claims[0].job.id if claims else None
+        return claims
+
+    def _claim(self, limit: int, *, kind: ClaimKind = ClaimKind.BATCH) -> list[Claim]:
         began = time.perf_counter()
         try:
             claims = self.backend.claim_batch(
@@ -321,6 +363,7 @@ class Pipeline:
                 queues=self.queues,
                 workflows=self._workflows(),
                 connection=None if self._claims is None else self._claims.get(),
+                kind=kind,
             )
         except Exception:
             if self._claims is not None:

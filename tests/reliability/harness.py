@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -17,6 +17,9 @@ from sqlalchemy.orm import Session
 from durable_sa import DeadLetter, Durable, Job, JournalEntry, WorkflowRun
 from durable_sa.store.models import outbox_table
 from tests.reliability.app import EXPECTED, UNITS, effects, effects_metadata
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,6 +115,32 @@ class WorkerProcess(ChildProcess):
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "durable_sa.cli", *self.command, *self.args]
+
+
+def restart_until(
+    url: str, args: tuple[str, ...], done: Callable[[], bool], timeout: float = 120
+) -> tuple[int, int, str]:
+    """Run one worker, starting it again each time it dies, until ``done()`` holds.
+
+    Returns how many times it was restarted, the exit code of the last one (stopped
+    gracefully) and its output.
+    """
+    restarts = 0
+    deadline = time.monotonic() + timeout
+    worker = WorkerProcess(url, *args).start()
+    try:
+        while not done() and time.monotonic() < deadline:
+            assert worker.proc is not None
+            if worker.proc.poll() is not None:  # it died: start it again, as a supervisor would
+                worker.close()
+                restarts += 1
+                worker = WorkerProcess(url, *args).start()
+            time.sleep(0.1)
+        code = worker.terminate()
+        output = worker.output()
+    finally:
+        worker.close()
+    return restarts, code, output
 
 
 def prepare_database(url: str) -> str:

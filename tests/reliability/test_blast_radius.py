@@ -1,8 +1,9 @@
 """One job's trouble harms only that job: real worker processes on PostgreSQL.
 
 A worker holds several jobs in hand (to group their commits). A slow step must not keep
-the others waiting while another worker is idle, and a commit that blocks on a row lock
-an application holds must not stall every run the worker holds.
+the others waiting while another worker is idle, a commit that blocks on a row lock an
+application holds must not stall every run the worker holds, and a job that kills its
+worker must not use up the attempts of the jobs that died with it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from durable_sa import Durable, WorkflowRun
 from tests.reliability.app import effects
-from tests.reliability.harness import WorkerProcess, wait_until_all_terminal
+from tests.reliability.harness import WorkerProcess, restart_until, wait_until_all_terminal
 
 FAST = ("--lease", "3", "--heartbeat", "0.5", "--poll-interval", "0.5")
 
@@ -113,3 +114,27 @@ def test_a_row_lock_held_by_the_application_stalls_only_its_own_run(
     assert codes == [0, 0], outputs
     assert {rel_engine.status(r).status for r in run_ids} == {"completed"}
     assert rel_engine.dead_letters() == []
+
+
+def test_a_job_that_kills_its_worker_is_dead_lettered_alone(
+    rel_url: str, rel_engine: Durable
+) -> None:
+    """The poison job is first in due order: the worker claims it with the ten others
+    (one batch), runs it first and dies holding all eleven, again and again."""
+    poison = rel_engine.start("rel-crash").run_id
+    innocent = [rel_engine.start("rel-seq", {"i": i}).run_id for i in range(10)]
+
+    def settled() -> bool:
+        return bool(rel_engine.dead_letters()) and not wait_until_all_terminal(
+            rel_engine.sa_engine, innocent, timeout=0
+        )
+
+    args = ("--concurrency", "1", "--lease", "1", "--heartbeat", "0.2", "--poll-interval", "0.2")
+    restarts, code, output = restart_until(rel_url, args, settled)
+    letters = rel_engine.dead_letters()
+    print(f"\npoison job: restarts={restarts} dead_letters={len(letters)}")  # noqa: T201
+    assert code == 0, output
+    assert [letter.run_id for letter in letters] == [poison], output
+    assert {rel_engine.status(r).status for r in innocent} == {"completed"}, output
+    assert restarts == 6  # one death in company (free), then max_job_attempts deaths alone
+    assert rel_engine.status(poison).status == "running"  # intact: recover() can requeue it
