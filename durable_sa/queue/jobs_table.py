@@ -12,8 +12,9 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from sqlalchemy import (
@@ -37,8 +38,7 @@ from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import jobs_table
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Mapping, Sequence
-    from datetime import timedelta
+    from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
     from sqlalchemy import Connection
 
@@ -48,6 +48,10 @@ jobs = jobs_table
 
 DEFAULT_QUEUE: Final = "default"
 DEFAULT_MAX_ATTEMPTS: Final = 5
+DEFAULT_WRITE_TIMEOUT: Final = timedelta(seconds=10)
+"""How long a worker's own short write (give back, renew, dead-letter) may wait for a
+row lock on PostgreSQL before it fails (an application holding a job's row, e.g. an
+uncommitted ``cancel(run_id, session=s)``, must not hold the worker's slot forever)."""
 
 _DELETE_JOBS: Final = delete(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
 
@@ -74,11 +78,17 @@ class JobsTableBackend:
         *,
         queue: str = DEFAULT_QUEUE,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        write_timeout: timedelta | None = DEFAULT_WRITE_TIMEOUT,
     ) -> None:
-        """Use ``sa_engine``'s database; new jobs go to ``queue``."""
+        """Use ``sa_engine``'s database; new jobs go to ``queue``.
+
+        ``write_timeout`` bounds how long the consumer's own writes wait for a lock
+        (see :data:`DEFAULT_WRITE_TIMEOUT`; ``None``: wait as long as it takes).
+        """
         self.sa_engine = sa_engine
         self.queue = queue
         self.max_attempts = max_attempts
+        self.write_timeout = write_timeout
         self._sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
         self._wake = WakeCallbacks()
 
@@ -256,8 +266,19 @@ class JobsTableBackend:
         attempts = case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0)
         self._give_back(job, due=until, error=reason, attempts=attempts)
 
-    def _give_back(self, job: ClaimedJob, *, due: datetime, error: str, **more: object) -> None:
+    @contextlib.contextmanager
+    def _bounded(self) -> Iterator[Session]:
+        """A transaction for the consumer's own writes, bounded by ``write_timeout``."""
         with self._sessions.begin() as session:
+            if self.write_timeout is not None and self.sa_engine.dialect.name == "postgresql":
+                ms = max(1, int(self.write_timeout.total_seconds() * 1000))
+                connection = session.connection()
+                connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+            yield session
+
+    def _give_back(self, job: ClaimedJob, *, due: datetime, error: str, **more: object) -> None:
+        with self._bounded() as session:
             session.execute(
                 update(jobs)
                 .where(jobs.c.id == job.id)
@@ -268,7 +289,7 @@ class JobsTableBackend:
 
     def dead_letter(self, job: ClaimedJob, *, error: str) -> None:
         """Move the job to ``durable_dead_letters`` and delete it, in one transaction."""
-        with self._sessions.begin() as session:
+        with self._bounded() as session:
             dead_letters.record(session, job, error=error)
             session.execute(delete(jobs).where(jobs.c.id == job.id))
 
@@ -276,7 +297,7 @@ class JobsTableBackend:
         """Extend the leases ``worker`` holds on ``job_ids`` to ``until``; how many it holds."""
         if not job_ids:
             return 0
-        with self._sessions.begin() as session:
+        with self._bounded() as session:
             result = session.execute(
                 update(jobs)
                 .where(jobs.c.id.in_(list(job_ids)), jobs.c.claimed_by == worker)
@@ -288,7 +309,7 @@ class JobsTableBackend:
         """Give back ``worker``'s claims on ``job_ids`` at once (a stopping worker)."""
         if not job_ids:
             return 0
-        with self._sessions.begin() as session:
+        with self._bounded() as session:
             result = session.execute(
                 update(jobs)
                 .where(jobs.c.id.in_(list(job_ids)), jobs.c.claimed_by == worker)

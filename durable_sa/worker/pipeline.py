@@ -385,6 +385,12 @@ class Pipeline:
             self._running_ids[slot] = work.job.id
         try:
             self._process(work)
+        except BaseException:
+            # Even giving the job back failed (the database is gone, or a lock outlasted
+            # the write timeout): stop holding it, so its lease runs out and another
+            # worker takes it over, instead of renewing it here forever.
+            self._release(work.job)
+            raise
         finally:
             with self._lock:
                 self._running.pop(slot, None)

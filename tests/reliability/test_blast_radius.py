@@ -13,9 +13,10 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from durable_sa import Durable, WorkflowRun
+from durable_sa import Durable, JournalEntry, WorkflowRun
 from tests.reliability.app import effects
 from tests.reliability.harness import WorkerProcess, restart_until, wait_until_all_terminal
+from tests.support.tcpproxy import FreezingProxy
 
 FAST = ("--lease", "3", "--heartbeat", "0.5", "--poll-interval", "0.5")
 
@@ -114,6 +115,39 @@ def test_a_row_lock_held_by_the_application_stalls_only_its_own_run(
     assert codes == [0, 0], outputs
     assert {rel_engine.status(r).status for r in run_ids} == {"completed"}
     assert rel_engine.dead_letters() == []
+
+
+def test_a_half_open_write_connection_strands_no_run(rel_url: str, rel_engine: Durable) -> None:
+    """The first worker reaches the database through a proxy that silences the connection
+    of its first grouped write while it holds 16 runs: the statement is sent, no answer
+    and no error ever come back, and its heartbeat (another connection) keeps working.
+    The worker gives up what it holds after the commit timeout; a second one finishes."""
+    url = sa.make_url(rel_url)
+    assert url.port is not None
+    run_ids = [rel_engine.start("rel-seq", {"i": i}).run_id for i in range(20)]
+    options = ("--concurrency", "1", "--commit-timeout", "1", *FAST)
+    with FreezingProxy(url.port) as proxy:
+        proxy.freeze_on(b"jsonb_to_recordset")  # the grouped write's statement
+        behind = url.set(port=proxy.port).render_as_string(hide_password=False)
+        stuck = WorkerProcess(behind, *options, step_seconds=0.2).start()
+        healthy = WorkerProcess(rel_url, *options, step_seconds=0.2)
+        try:
+            _wait_for_unit(rel_engine, run_ids[0], "s0")  # it holds the runs now
+            healthy.start()
+            left_open = wait_until_all_terminal(rel_engine.sa_engine, run_ids, timeout=90)
+            code = healthy.terminate()
+            output = healthy.output() + stuck.output()
+        finally:
+            stuck.close()
+            healthy.close()
+    assert "a commit has been blocked" in output  # the stuck worker noticed and gave up
+    assert left_open == 0, output
+    assert code == 0, output
+    assert {rel_engine.status(r).status for r in run_ids} == {"completed"}
+    assert rel_engine.dead_letters() == []
+    with Session(rel_engine.sa_engine) as session:  # every step checkpointed once
+        rows = session.scalar(sa.select(sa.func.count()).select_from(JournalEntry))
+    assert rows == 20 * 5
 
 
 def test_a_job_that_kills_its_worker_is_dead_lettered_alone(
