@@ -12,6 +12,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import time
@@ -23,6 +24,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from durable_sa.core.stored import StoredForm, jsonb_form, text_form
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.store.applier import Applier
 
@@ -88,6 +90,19 @@ def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:  # no
     record.info[_CONFIGURED] = True
 
 
+def stored_form_for(sa_engine: Engine) -> StoredForm:
+    """What reading a JSON value back from ``sa_engine``'s database gives.
+
+    It uses the engine's JSON serializer and deserializer (``json_serializer=`` of
+    ``create_engine``), as the writes and reads do.
+    """
+    dialect = sa_engine.dialect
+    serialize = getattr(dialect, "_json_serializer", None) or json.dumps
+    deserialize = getattr(dialect, "_json_deserializer", None) or json.loads
+    form = jsonb_form if dialect.name == "postgresql" else text_form
+    return form(serialize, deserialize)
+
+
 class Shell:
     """Sessions, the clock and the backend, shared by every engine operation."""
 
@@ -107,6 +122,8 @@ class Shell:
         self.jitter: Callable[[], float] = jitter or random.random
         self.lease = lease
         self.sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
+        self.stored_form = stored_form_for(sa_engine)
+        """A result as this database gives it back (see :mod:`durable_sa.core.stored`)."""
         self.applier = Applier(backend)
         """Applies plans for everyone who commits them alone (drain, start, resume...)."""
         self.crash_before_commit: Callable[[], None] | None = None

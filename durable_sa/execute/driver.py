@@ -40,6 +40,7 @@ from durable_sa.core.outcomes import (
 )
 from durable_sa.core.registry import registry
 from durable_sa.core.snapshot import JournalRecord, JournalStatus, JournalWrite
+from durable_sa.core.stored import StoredForm, as_is
 from durable_sa.errors import ResultNotSerializableError
 from durable_sa.execute.agent import agent_snapshot, is_suspended_agent
 from durable_sa.execute.invoke import call, call_all
@@ -61,9 +62,12 @@ def describe(exc: BaseException) -> str:
 
 
 def drive_step(  # noqa: PLR0911 - one return per step kind
-    step: StepDefinition, ctx: DurableContext, journal: Journal
+    step: StepDefinition, ctx: DurableContext, journal: Journal, stored: StoredForm = as_is
 ) -> StepOutcome:
     """Execute ``step`` for ``ctx`` and return its outcome (never raises for handler errors).
+
+    ``stored`` gives a result as the database will give it back: what a loop's ``until``
+    and ``feedback`` see of an iteration just run, as they would after a crash.
 
     Raises:
         WorkflowNotRegisteredError: a child step names a workflow this process lacks.
@@ -76,7 +80,7 @@ def drive_step(  # noqa: PLR0911 - one return per step kind
     if isinstance(step, RouteStep):
         return _route(step, ctx, journal)
     if isinstance(step, LoopStep):
-        return _loop(step, ctx, journal)
+        return _loop(step, ctx, journal, stored)
     if isinstance(step, SleepStep):
         return Sleep(step_name=step.name, delay=step.delay, until=step.until)
     if isinstance(step, SignalStep):
@@ -223,16 +227,17 @@ def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcom
 # ── loop ────────────────────────────────────────────────────────────────────────
 
 
-def _loop(step: LoopStep, ctx: DurableContext, journal: Journal) -> StepOutcome:
+def _loop(step: LoopStep, ctx: DurableContext, journal: Journal, stored: StoredForm) -> StepOutcome:
     writes: list[JournalWrite] = []
     last: JSONValue = None
+    seen: object = None
     try:
         current: object = call(step.map_input, ctx) if step.map_input else ctx.input
         for i in range(step.max_iterations):
             unit = f"{step.name}#iter{i}"
             record = journal.get(unit)
             if record is not None and record.completed:
-                last = record.result
+                last = seen = record.result
             else:
                 try:
                     raw = call(step.handler, current, ctx)
@@ -240,10 +245,11 @@ def _loop(step: LoopStep, ctx: DurableContext, journal: Journal) -> StepOutcome:
                     return _failure(step, ctx, describe(exc), writes)
                 last = _encode(raw, f"the result of loop {step.name!r} iteration {i}")
                 writes.append(_completed(unit, last, ctx.attempt))
-            if step.until is not None and call(step.until, last, i + 1):
+                seen = stored(last)
+            if step.until is not None and call(step.until, seen, i + 1):
                 break
             if step.feedback is not None:
-                current = call(step.feedback, last)
+                current = call(step.feedback, seen)
     except StepFailedError as exc:
         return _failure(step, ctx, str(exc), writes)
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step

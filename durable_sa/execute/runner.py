@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from durable_sa.core.snapshot import JournalRecord, JournalWrite
+    from durable_sa.core.stored import StoredForm
     from durable_sa.shell import Shell
 
 logger = logging.getLogger(__name__)
@@ -344,7 +345,7 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
     if isinstance(step, _UNIT_STEPS) and not (in_place and job.attempt == 1):
         with shell.reading() as session:
             journal = load_journal(session, run.id)
-    outcome = execute_step(run, step, job.attempt, journal)
+    outcome = execute_step(run, step, job.attempt, journal, stored=shell.stored_form)
     return Decision(payload=job, job=claimed, run=run, decide=_step_decision(shell, job, outcome))
 
 
@@ -362,11 +363,16 @@ def _step_decision(
 
 
 def execute_step(
-    run: RunSnapshot, step: StepDefinition, attempt: int, journal: Mapping[str, JournalRecord]
+    run: RunSnapshot,
+    step: StepDefinition,
+    attempt: int,
+    journal: Mapping[str, JournalRecord],
+    *,
+    stored: StoredForm,
 ) -> StepOutcome:
     """Run the user code of ``run``'s current ``step`` (no lock, no transaction) and log it."""
     started = time.perf_counter()
-    outcome = drive_step(step, build_context(run, step.name, attempt), journal)
+    outcome = drive_step(step, build_context(run, step.name, attempt), journal, stored)
     _log_step(run, step.name, attempt, outcome, started)
     return outcome
 
