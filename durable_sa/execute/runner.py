@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 import attrs
+from sqlalchemy.exc import DBAPIError
 
 from durable_sa.context import DurableContext
 from durable_sa.core.decide import (
@@ -136,7 +137,37 @@ class Done:
     follow: Claim | None = None
 
 
-Prepared = Decision | Done
+class Open:
+    """A transactional step whose handler's writes and checkpoint wait for their COMMIT.
+
+    The pipeline hands it to its committer, so the slot runs other work while the
+    commit waits for the disk. :meth:`commit` (or :meth:`abandon`) must be called once.
+    """
+
+    __slots__ = ("applied", "plan", "session", "shell")
+
+    def __init__(self, shell: Shell, session: Session, plan: WritePlan, applied: Applied) -> None:
+        """Hold ``session``'s open transaction, which applied ``plan``."""
+        self.shell = shell
+        self.session = session
+        self.plan = plan
+        self.applied = applied
+
+    def commit(self) -> Done:
+        """COMMIT; the run's next step when it was handed to this worker."""
+        try:
+            self.shell.about_to_commit()
+            self.session.commit()
+        finally:
+            self.session.close()
+        return Done(JobOutcome.APPLIED, follow=follow(self.plan, self.applied))
+
+    def abandon(self) -> None:
+        """Roll back (the worker is stopping, or nobody will commit it)."""
+        self.session.close()
+
+
+Prepared = Decision | Done | Open
 
 
 def build_context(
@@ -194,6 +225,7 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
     in_place: bool = False,
     applier: Applier | None = None,
     lease: timedelta | None = None,
+    keep_open: bool = False,
 ) -> Prepared:
     """Phase A of a claimed job; never raises for a bad job or a failing database.
 
@@ -218,7 +250,14 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
         return Done(dead_letter(shell, claimed, str(exc)))
     try:
         return prepare_payload(
-            shell, payload, claimed, run, in_place=in_place, applier=applier, lease=lease
+            shell,
+            payload,
+            claimed,
+            run,
+            in_place=in_place,
+            applier=applier,
+            lease=lease,
+            keep_open=keep_open,
         )
     except (WorkflowNotRegisteredError, DefinitionChanged) as exc:
         return Done(defer(shell, claimed, str(exc)))
@@ -235,8 +274,11 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
     in_place: bool = False,
     applier: Applier | None = None,
     lease: timedelta | None = None,
+    keep_open: bool = False,
 ) -> Prepared:
     """Phase A of ``payload``: run its user code; its :class:`Decision` (or :class:`Done`).
+
+    With ``keep_open``, a transactional step comes back as an :class:`Open` transaction.
 
     Raises:
         WorkflowNotRegisteredError: the run's workflow is not defined here.
@@ -248,7 +290,14 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
             run = load_run(session, payload.run_id)
     if isinstance(payload, AdvanceJob):
         return _advance(
-            shell, payload, claimed, run, in_place=in_place, applier=applier, lease=lease
+            shell,
+            payload,
+            claimed,
+            run,
+            in_place=in_place,
+            applier=applier,
+            lease=lease,
+            keep_open=keep_open,
         )
     if isinstance(payload, CompensateJob):
         return _compensate(shell, payload, claimed, run)
@@ -261,6 +310,8 @@ def run_job(shell: Shell, claimed: ClaimedJob) -> JobOutcome:
     if isinstance(prepared, Done):
         return prepared.outcome
     try:
+        if isinstance(prepared, Open):  # pragma: no cover - only asked for with keep_open
+            return prepared.commit().outcome
         return commit_alone(shell, prepared)
     except Exception as exc:  # noqa: BLE001 - every unexpected error gives the job back
         return job_failed(shell, claimed, exc)
@@ -277,6 +328,8 @@ def run_payload(shell: Shell, payload: JobPayload, claimed: ClaimedJob | None = 
     prepared = prepare_payload(shell, payload, claimed)
     if isinstance(prepared, Done):
         return prepared.outcome
+    if isinstance(prepared, Open):  # pragma: no cover - only asked for with keep_open
+        return prepared.commit().outcome
     return commit_alone(shell, prepared)
 
 
@@ -328,6 +381,7 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
     in_place: bool,
     applier: Applier | None,
     lease: timedelta | None,
+    keep_open: bool,
 ) -> Prepared:
     """Run one top-level step of a run (the ``advance`` job)."""
     if run is None or not is_current_advance(run, job):
@@ -338,9 +392,15 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
         )
     step = definition_for(run).steps[run.current_step]
     if isinstance(step, TaskStep) and step.transactional:
-        return _advance_transactional(
-            shell, job, claimed, step, applier=applier or shell.applier, lease=lease
+        transactional = _TransactionalStep(
+            shell=shell,
+            job=job,
+            claimed=claimed,
+            step=step,
+            applier=applier or shell.applier,
+            lease=lease,
         )
+        return _advance_transactional(transactional, run, keep_open=keep_open)
     journal: Mapping[str, JournalRecord] = {}
     if isinstance(step, _UNIT_STEPS) and not (in_place and job.attempt == 1):
         with shell.reading() as session:
@@ -384,50 +444,128 @@ class _RollBack(Exception):  # noqa: N818 - control flow, never escapes this mod
         self.run = run
 
 
-def _advance_transactional(  # noqa: PLR0913 - the job, its step, where it commits
-    shell: Shell,
-    job: AdvanceJob,
-    claimed: ClaimedJob | None,
-    step: TaskStep,
-    *,
-    applier: Applier,
-    lease: timedelta | None,
-) -> Prepared:
-    """Run the handler inside the checkpoint's transaction (exactly-once writes)."""
+class _Moved(Exception):  # noqa: N818 - control flow, never escapes this module
+    """The run moved since it was read: undo the handler's writes and try again, locked."""
 
-    def in_one_transaction(tx: Session) -> Done:
-        locked = lock_run(tx, job.run_id)
-        if locked is None or not is_current_advance(locked, job):
+
+class _TransactionalStep:
+    """A transactional step's handler and checkpoint, for one transaction."""
+
+    __slots__ = ("applier", "claimed", "job", "lease", "shell", "step")
+
+    def __init__(  # noqa: PLR0913 - the job, its step and where it commits
+        self,
+        *,
+        shell: Shell,
+        job: AdvanceJob,
+        claimed: ClaimedJob | None,
+        step: TaskStep,
+        applier: Applier,
+        lease: timedelta | None,
+    ) -> None:
+        self.shell = shell
+        self.job = job
+        self.claimed = claimed
+        self.step = step
+        self.applier = applier
+        self.lease = lease
+
+    def apply(self, tx: Session, read: RunSnapshot | None) -> tuple[WritePlan, Applied]:
+        """Run the handler in ``tx`` and apply its checkpoint there.
+
+        ``read`` is the run as read with the job (its revision is the lock); ``None``
+        locks the row first. Raises :class:`_Stale` (the ack is written), :class:`_RollBack`
+        (the handler failed) or :class:`_Moved` (the compare-and-set missed).
+        """
+        job, claimed, shell = self.job, self.claimed, self.shell
+        current = read if read is not None else lock_run(tx, job.run_id)
+        if current is None or not is_current_advance(current, job):
             if claimed is not None:
                 ack = PlanItem(plan_acknowledge(claimed.id), claimed)
-                applier.apply_one(tx, ack, now=shell.now())
-            return Done(JobOutcome.STALE)
-        ctx = build_context(locked, step.name, job.attempt, session=tx)
+                self.applier.apply_one(tx, ack, now=shell.now())
+            raise _Stale
+        ctx = build_context(current, self.step.name, job.attempt, session=tx)
         started = time.perf_counter()
-        outcome = drive_step(step, ctx, {})  # a task step journals no units of its own
-        _log_step(locked, step.name, job.attempt, outcome, started)
+        outcome = drive_step(self.step, ctx, {})  # a task step journals no units of its own
+        _log_step(current, self.step.name, job.attempt, outcome, started)
         if isinstance(outcome, (Retry, Compensate)):
-            raise _RollBack(outcome, locked)
+            raise _RollBack(outcome, current)
         now = shell.now()
         transition = decide_step(
-            locked, outcome, attempt=job.attempt, now=now, jitter=shell.jitter()
+            current, outcome, attempt=job.attempt, now=now, jitter=shell.jitter()
         )
         plan = plan_transition(
             transition,
             acknowledge=None if claimed is None else claimed.id,
             now=now,
-            continue_until=None if lease is None else now + lease,
+            continue_until=None if self.lease is None else now + self.lease,
         )
-        applied = applier.apply_one(tx, PlanItem(plan, claimed), now=now)
-        shell.about_to_commit()
+        applied = self.applier.apply_one(tx, PlanItem(plan, claimed), now=now)
+        if not applied.applied:
+            raise _Moved
+        return plan, applied
+
+    def locked(self, tx: Session) -> Done:
+        """The step with its run row locked first (SQLite, or after the run moved)."""
+        try:
+            plan, applied = self.apply(tx, None)
+        except _Stale:
+            return Done(JobOutcome.STALE)
+        self.shell.about_to_commit()
         return Done(JobOutcome.APPLIED, follow=follow(plan, applied))
 
+
+def _advance_transactional(
+    step: _TransactionalStep, run: RunSnapshot, *, keep_open: bool
+) -> Prepared:
+    """Run the handler inside the checkpoint's transaction (exactly-once writes).
+
+    On PostgreSQL the run is not locked first: the checkpoint's compare-and-set on the
+    revision read with the job is the lock. If the run moved meanwhile (a duplicate
+    delivery, a cancel), the transaction rolls back, the handler's writes with it, and
+    the step is tried again with the run row locked first. ``keep_open`` returns the
+    transaction uncommitted (:class:`Open`) for a committer to finish.
+    """
+    shell = step.shell
     try:
-        return shell.transaction(in_one_transaction)
+        if shell.dialect == "postgresql":
+            opened = _optimistic(shell, lambda tx: step.apply(tx, run))
+            if opened is not None:
+                return opened if keep_open else opened.commit()
+        return shell.transaction(step.locked)
+    except _Stale:
+        return Done(JobOutcome.STALE)
     except _RollBack as failed:
-        decide = _step_decision(shell, job, failed.outcome)
-        decision = Decision(payload=job, job=claimed, run=failed.run, decide=decide)
-        return Done(commit_alone(shell, decision, applier=applier))
+        decide = _step_decision(shell, step.job, failed.outcome)
+        decision = Decision(payload=step.job, job=step.claimed, run=failed.run, decide=decide)
+        return Done(commit_alone(shell, decision, applier=step.applier))
+
+
+class _Stale(Exception):  # noqa: N818 - control flow, never escapes this module
+    """The job is stale: acknowledged (in the same transaction) and nothing else."""
+
+
+def _optimistic(shell: Shell, work: Callable[[Session], tuple[WritePlan, Applied]]) -> Open | None:
+    """``work`` in a transaction left open; ``None`` when it must be tried again locked.
+
+    A stale job is acknowledged and committed here (:class:`_Stale` is raised after).
+    """
+    session = shell.sessions()
+    try:
+        plan, applied = work(session)
+    except _Stale:
+        try:
+            session.commit()
+        finally:
+            session.close()
+        raise
+    except (_Moved, DBAPIError):
+        session.close()
+        return None
+    except BaseException:
+        session.close()
+        raise
+    return Open(shell=shell, session=session, plan=plan, applied=applied)
 
 
 def follow(plan: WritePlan, applied: Applied) -> Claim | None:

@@ -61,6 +61,9 @@ _MIN_IN_HAND: Final = 16
 """Even one slot holds this many: it runs them while the previous group commits."""
 RELEASE_WAITING_AFTER: Final = 0.5
 """Seconds ready work may wait while every slot is busy before it goes back to the queue."""
+MAX_OPEN: Final = 4
+"""Transactional steps whose COMMIT may wait for the committer at once (each holds a
+connection of the application's pool until then); past it, the slot commits itself."""
 _WATCH_INTERVAL: Final = 0.1
 """How often the committer looks for work waiting behind busy slots."""
 
@@ -185,6 +188,8 @@ class Pipeline:
         self._ready: collections.deque[Work] = collections.deque()
         self._held: dict[int, ClaimedJob] = {}
         self._pending: list[_Pending] = []
+        self._opens: list[tuple[ClaimedJob, runner.Open]] = []
+        """Transactional steps applied in transactions that wait for their COMMIT."""
         self._has_pending = threading.Condition(self._lock)
         self._committing = False
         self._closing = False
@@ -292,7 +297,7 @@ class Pipeline:
     def busy(self) -> bool:
         """True while commits are pending or in flight (their results wake the slots)."""
         with self._lock:
-            return bool(self._pending) or self._committing
+            return bool(self._pending or self._opens) or self._committing
 
     # ── taking work ────────────────────────────────────────────────────────────
 
@@ -409,7 +414,11 @@ class Pipeline:
             in_place=work.in_place,
             applier=self.applier,
             lease=lease,
+            keep_open=self._dialect == "postgresql",
         )
+        if isinstance(prepared, runner.Open):
+            self._hand_over(job, prepared)
+            return
         if isinstance(prepared, runner.Done):
             self._finish(job, prepared.outcome)
             if prepared.follow is not None:
@@ -431,7 +440,7 @@ class Pipeline:
         pending = _Pending(decision=prepared, plan=plan, now=now)
         with self._lock:
             # Nothing else to do and nothing to group with: commit here, now (no handoff).
-            inline = not (self._committing or self._pending or self._ready)
+            inline = not (self._committing or self._pending or self._opens or self._ready)
             if inline:
                 self._committing = True
             else:
@@ -444,6 +453,37 @@ class Pipeline:
                 with self._lock:
                     self._committing = False
                     self._has_pending.notify()
+
+    def _hand_over(self, job: ClaimedJob, opened: runner.Open) -> None:
+        """Give a transactional step's COMMIT to the committer; the slot goes on at once."""
+        with self._lock:
+            queued = (
+                self._committer is not None and not self._closing and len(self._opens) < MAX_OPEN
+            )
+            if queued:
+                self._opens.append((job, opened))
+                self._has_pending.notify()
+        if not queued:
+            self._commit_open(job, opened)
+
+    def _commit_open(self, job: ClaimedJob, opened: runner.Open) -> None:
+        """COMMIT a transactional step, then hand its run's next step on (in place)."""
+        with self._lock:
+            self._committing_ids = {job.id}
+        self._commit_began = time.monotonic()
+        try:
+            done = opened.commit()
+        except Exception as exc:  # noqa: BLE001 - rolled back: the job is given back
+            self._hand_on([Deferred(job=job, action=_failed(self.shell, job, exc))])
+            return
+        finally:
+            self._commit_began = None
+            self._stalled = False
+            with self._lock:
+                self._committing_ids = set()
+        self._finish(job, done.outcome)
+        if done.follow is not None:
+            self._hand_on([Ready(done.follow, in_place=True)])
 
     def _guarded(self, job: ClaimedJob, action: Callable[[], JobOutcome]) -> JobOutcome:
         try:
@@ -471,20 +511,26 @@ class Pipeline:
     def _commit_loop(self) -> None:
         while True:
             with self._lock:
-                while (not self._pending or self._committing) and not self._closing:
+                while (
+                    not (self._pending or self._opens) or self._committing
+                ) and not self._closing:
                     self._has_pending.wait(_WATCH_INTERVAL)
-                    if not self._pending or self._committing:
+                    if not (self._pending or self._opens) or self._committing:
                         self._lock.release()
                         try:
                             self._release_waiting()
                         finally:
                             self._lock.acquire()
-                if not self._pending:  # closing, and everything is committed
+                if not (self._pending or self._opens):  # closing, and everything is committed
                     return
                 group = self._take_group()
+                opens, self._opens = self._opens, []
                 self._committing = True
             try:
-                self._commit_safely(group)
+                for job, opened in opens:
+                    self._commit_open(job, opened)
+                if group:
+                    self._commit_safely(group)
             finally:
                 with self._lock:
                     self._committing = False

@@ -199,3 +199,30 @@ def test_handler_may_write_through_its_own_connection(app_engine: Durable) -> No
     drain(app_engine)
     assert all(get_run(app_engine, rid).status == "completed" for rid in run_ids)
     assert count(app_engine, Ledger) == 15
+
+
+def test_a_run_canceled_during_its_transactional_step_keeps_none_of_its_writes(
+    pg_engine: sa.Engine,
+) -> None:
+    """On PostgreSQL the step does not lock its run first: the checkpoint's compare-and-set
+    finds the run moved, and the transaction (the handler's writes with it) rolls back."""
+    app_engine = Durable(pg_engine)
+    app_engine.create_tables()
+    AppBase.metadata.create_all(pg_engine)
+    calls: list[int] = []
+
+    def charge(ctx: DurableContext) -> int:
+        calls.append(ctx.run_id)
+        ctx.session.add(Ledger(order_id=1, amount=100))
+        ctx.session.flush()
+        if len(calls) == 1:  # an operator cancels the run meanwhile, on another connection
+            app_engine.cancel(ctx.run_id)
+        return 100
+
+    durable("charge-canceled").step("charge", charge, transactional=True)
+    run_id = app_engine.start("charge-canceled").run_id
+    drain(app_engine)
+    assert calls == [run_id]  # not run again: the locked retry found the run canceled
+    assert get_run(app_engine, run_id).status == "canceled"
+    assert count(app_engine, Ledger) == 0
+    assert pending_jobs(app_engine) == 0
