@@ -185,6 +185,8 @@ class Applier:
                         }
                         claimed_rows[spec.run_id] = row
                     job_rows.append(row)
+        params["w_ids"] = [plan.run_id for plan in plans]
+        params["k_ids"] = [row["id"] for row in ack_rows]
         params.update(_columns("k", ack_rows, ("id", "run_id")))
         params.update(_columns("d", drops, ("run_id",)))
         params.update(_columns("n", job_rows, statements.JOB_FIELDS))

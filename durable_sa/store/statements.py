@@ -20,9 +20,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     Text,
+    any_,
     bindparam,
     column,
     delete,
@@ -78,6 +80,9 @@ NEW_RUN_FIELDS: Final = (
 )
 
 
+_ID_ARRAY: Final = ARRAY(BigInteger())
+
+
 def _type_of(table: Table, name: str) -> TypeEngine[Any]:
     return Integer() if name == "revision" and table is runs else table.c[name].type
 
@@ -113,14 +118,22 @@ def _pg_write() -> Any:  # noqa: ANN401 - a SELECT construct with DML CTEs
     Parameters (JSON arrays of row objects): ``w`` run writes (:data:`RUN_KEYS`), ``j``
     journal rows, ``k`` jobs to acknowledge (``id``, ``run_id``; a NULL ``run_id``:
     whatever happens to runs), ``d`` runs whose other jobs are discarded (``run_id``),
-    ``n`` new jobs; and ``now``. Journal rows, acknowledgements, discards and new jobs of a run
-    whose compare-and-set missed are not written. Returns, for each run written, its id,
+    ``n`` new jobs; and ``now``. ``w_ids`` and ``k_ids`` repeat the ids of ``w`` and ``k``
+    as arrays: the planner estimates a JSON array at a hundred rows whatever its length,
+    and with that guess it scans the whole runs and jobs tables (a hash join) instead of
+    probing their primary keys; ``id = ANY(array)`` makes it probe. Journal rows,
+    acknowledgements, discards and new jobs of a run whose compare-and-set missed are not
+    written. Returns, for each run written, its id,
     its state as stored, and the id of its new job claimed by a worker (if any).
     """
     given = _records("w", runs, RUN_KEYS)
     written = (
         update(runs)
-        .where(runs.c.id == given.c.id, runs.c.revision == given.c.revision)
+        .where(
+            runs.c.id == any_(bindparam("w_ids", type_=_ID_ARRAY)),
+            runs.c.id == given.c.id,
+            runs.c.revision == given.c.revision,
+        )
         .values(
             {
                 **{name: given.c[name] for name in RUN_WRITE_FIELDS},
@@ -150,9 +163,10 @@ def _pg_write() -> Any:  # noqa: ANN401 - a SELECT construct with DML CTEs
     acknowledged = (
         delete(jobs)
         .where(
+            jobs.c.id == any_(bindparam("k_ids", type_=_ID_ARRAY)),
             jobs.c.id.in_(
                 select(acks.c.id).where(or_(acks.c.run_id.is_(None), acks.c.run_id.in_(applied)))
-            )
+            ),
         )
         .cte("acknowledged")
     )
