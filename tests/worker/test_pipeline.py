@@ -97,6 +97,42 @@ def test_a_run_that_moved_under_a_running_step_is_left_as_it_is(engine: Durable)
     assert count(engine, Job) == 0
 
 
+def test_a_transactional_step_whose_run_moved_keeps_none_of_its_writes(
+    pg_engine: sa.Engine,
+) -> None:
+    """On PostgreSQL the handler runs without locking its run and the committer writes
+    its checkpoint: the compare-and-set misses, the transaction rolls back with the
+    handler's row, and the step's locked retry (on a slot) finds the run canceled."""
+    engine = Durable(pg_engine)
+    engine.create_tables()
+    marks = sa.Table("fl_marks", sa.MetaData(), sa.Column("run_id", sa.BigInteger))
+    marks.create(pg_engine)
+    started = threading.Event()
+    release = threading.Event()
+    calls: list[int] = []
+
+    def mark(ctx: DurableContext) -> int:
+        calls.append(ctx.run_id)
+        ctx.session.execute(marks.insert().values(run_id=ctx.run_id))
+        started.set()
+        release.wait(10)
+        return 1
+
+    durable("fl-tx-moved").step("mark", mark, transactional=True).step("after", lambda ctx: 2)
+    with engine.worker(concurrency=1, **FAST) as worker:
+        run_id = engine.start("fl-tx-moved").run_id
+        assert started.wait(10)
+        assert engine.cancel(run_id).canceled  # the run row is not locked by the step
+        release.set()
+        final = engine.wait(run_id, timeout=30)
+    assert final.status == "canceled"
+    assert calls == [run_id]  # the locked retry saw the cancel and did not run it again
+    assert worker.stats.stale == 1
+    with pg_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(marks)).scalar() == 0
+    assert count(engine, Job) == 0
+
+
 def test_steps_of_different_runs_share_commits_under_load(engine: Durable) -> None:
     durable("fl-group").step("a", lambda ctx: ctx.input["i"]).step(
         "b", lambda ctx: ctx.results["a"] * 2
