@@ -14,7 +14,9 @@ after the commit of its previous step, each plan commits atomically, and every j
 hand is leased (renewed by the worker's heartbeat). Only plans of *different* runs are
 grouped, and only plans the core marks lock-free; an idle pipeline commits at once, so
 grouping never adds latency when there is nothing to group with. A plan that needs a lock
-(a parent to settle) or a transactional step commits alone, on its slot.
+(a parent to settle) commits alone, on its slot. A transactional step runs its handler and
+writes its checkpoint in a transaction of its own on its slot, and the committer does the
+COMMIT (at most :data:`MAX_OPEN` wait for it at once).
 
 A job whose lease ran out (its worker died, maybe because of another job it held) is
 taken over only alone: the pipeline stops claiming, lets its hand empty, claims that one
@@ -232,6 +234,12 @@ class Pipeline:
         if self._committer is not None:
             self._committer.join(timeout=30)
         unstarted: list[int] = []
+        with self._lock:
+            left, self._opens = self._opens, []
+        for job, opened in left:  # the committer is gone: roll back, give the job back
+            opened.abandon()
+            unstarted.append(job.id)
+            self._release(job)
         while True:
             with self._lock:
                 if not self._ready:
