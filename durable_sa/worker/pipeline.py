@@ -200,14 +200,26 @@ class Pipeline:
         self._claims = (
             HeldConnection(
                 shell.sa_engine,
-                settings=["SET synchronous_commit TO OFF"],
-                resets=["RESET synchronous_commit"],
+                settings=[
+                    "SET synchronous_commit TO OFF",
+                    "SET enable_seqscan TO OFF",
+                    "SET enable_bitmapscan TO OFF",
+                ],
+                resets=[
+                    "RESET synchronous_commit",
+                    "RESET enable_seqscan",
+                    "RESET enable_bitmapscan",
+                ],
             )
             if self._dialect == "postgresql"
             else None
         )
         """PostgreSQL: claims run on a held autocommit connection that does not wait for
-        the WAL flush (a lost claim only makes a job claimable again)."""
+        the WAL flush (a lost claim only makes a job claimable again). On it the planner
+        reads the due jobs in the order of their index (no table or bitmap scan): with
+        statistics taken when the jobs table was small (a backlog that grew faster than
+        autovacuum analyzes it), it would otherwise scan and sort the whole backlog on
+        every claim, since ``FOR UPDATE`` keeps it from sorting only the first rows."""
         bound = _timeout_settings(commit_timeout)
         self._writes = (
             HeldConnection(shell.sa_engine, settings=bound[0], resets=bound[1])

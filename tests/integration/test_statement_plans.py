@@ -54,3 +54,53 @@ def test_the_grouped_write_probes_primary_keys(pg_engine: sa.Engine) -> None:
     for plan in plans:
         assert "Seq Scan on durable_runs" not in plan, plan
         assert "Seq Scan on durable_jobs" not in plan, plan
+
+
+_BACKLOG_RUNS = """
+INSERT INTO durable_runs (workflow_name, input, status, state, current_step, total_steps,
+    attempt, revision, created_at, updated_at)
+SELECT 'backlog', '{}', 'running', '{}', 0, 1, 1, 0, now(), now()
+FROM generate_series(1, 5000)
+"""
+_BACKLOG_JOBS = """
+INSERT INTO durable_jobs (queue, kind, run_id, workflow_name, workflow_version, payload,
+    attempts, max_attempts, available_at, created_at)
+SELECT 'default', 'advance', id, 'backlog', %(version)s, '{}', 0, 5,
+    now() - interval '1 minute', now()
+FROM durable_runs WHERE workflow_name = 'backlog'
+"""
+
+
+def test_a_workers_claim_reads_the_due_index_with_stale_statistics(pg_engine: sa.Engine) -> None:
+    """Statistics taken while the jobs table was empty, then a backlog of 5,000: the
+    worker's claim still walks the due-order index instead of sorting the backlog."""
+    engine = Durable(pg_engine)
+    engine.create_tables()
+    with pg_engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE durable_jobs")
+    backlog = durable("backlog").step("a", lambda _ctx: 1)
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql(_BACKLOG_RUNS)
+        conn.exec_driver_sql(_BACKLOG_JOBS, {"version": backlog.version})
+    plans: list[str] = []
+
+    def explain(
+        conn: sa.Connection, cursor: Any, statement: str, parameters: Any, *_: object
+    ) -> None:
+        if "SKIP LOCKED" in statement:
+            explained = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            explained.execute("EXPLAIN " + statement, parameters)
+            plans.append("\n".join(row[0] for row in explained.fetchall()))
+
+    lane = engine.worker(concurrency=1)._lane  # the pipeline, not started: one claim
+    assert lane is not None
+    event.listen(pg_engine, "before_cursor_execute", explain)
+    try:
+        claimed = lane.next_work(may_claim=True)
+    finally:
+        event.remove(pg_engine, "before_cursor_execute", explain)
+        lane.close()
+    assert claimed is not None
+    assert plans, "the claim was not executed"
+    assert "Seq Scan on durable_jobs" not in plans[0], plans[0]
+    assert "Sort" not in plans[0], plans[0]
