@@ -39,11 +39,11 @@ redis-binaries:
 test: venv postgres-binaries redis-binaries
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
-## bench: every benchmark scenario against the floor, DBOS and Procrastinate (<15 min)
+## bench: every benchmark scenario against the floor, DBOS and Procrastinate (~30 min on 2 cores)
 bench: $(BENCH_STAMP) postgres-binaries redis-binaries
 	$(VENV_PY) -m benchmarks.run $(BENCH_ARGS)
 
-## bench-quick: the same scenarios, smaller (about 3 min)
+## bench-quick: the same scenarios, smaller (about 5 min)
 bench-quick: $(BENCH_STAMP) postgres-binaries redis-binaries
 	$(VENV_PY) -m benchmarks.run --quick $(BENCH_ARGS)
 
