@@ -470,20 +470,13 @@ class _TransactionalStep:
         self.applier = applier
         self.lease = lease
 
-    def apply(self, tx: Session, read: RunSnapshot | None) -> tuple[WritePlan, Applied]:
-        """Run the handler in ``tx`` and apply its checkpoint there.
+    def apply(self, tx: Session, current: RunSnapshot) -> tuple[WritePlan, Applied]:
+        """Run the handler in ``tx`` on ``current`` and apply its checkpoint there.
 
-        ``read`` is the run as read with the job (its revision is the lock); ``None``
-        locks the row first. Raises :class:`_Stale` (the ack is written), :class:`_RollBack`
-        (the handler failed) or :class:`_Moved` (the compare-and-set missed).
+        Raises :class:`_RollBack` (the handler failed) or :class:`_Moved` (the
+        compare-and-set on ``current``'s revision missed: the run moved since).
         """
         job, claimed, shell = self.job, self.claimed, self.shell
-        current = read if read is not None else lock_run(tx, job.run_id)
-        if current is None or not is_current_advance(current, job):
-            if claimed is not None:
-                ack = PlanItem(plan_acknowledge(claimed.id), claimed)
-                self.applier.apply_one(tx, ack, now=shell.now())
-            raise _Stale
         ctx = build_context(current, self.step.name, job.attempt, session=tx)
         started = time.perf_counter()
         outcome = drive_step(self.step, ctx, {})  # a task step journals no units of its own
@@ -507,10 +500,13 @@ class _TransactionalStep:
 
     def locked(self, tx: Session) -> Done:
         """The step with its run row locked first (SQLite, or after the run moved)."""
-        try:
-            plan, applied = self.apply(tx, None)
-        except _Stale:
+        current = lock_run(tx, self.job.run_id)
+        if current is None or not is_current_advance(current, self.job):
+            if self.claimed is not None:
+                ack = PlanItem(plan_acknowledge(self.claimed.id), self.claimed)
+                self.applier.apply_one(tx, ack, now=self.shell.now())
             return Done(JobOutcome.STALE)
+        plan, applied = self.apply(tx, current)  # locked: the compare-and-set holds
         self.shell.about_to_commit()
         return Done(JobOutcome.APPLIED, follow=follow(plan, applied))
 
@@ -533,32 +529,17 @@ def _advance_transactional(
             if opened is not None:
                 return opened if keep_open else opened.commit()
         return shell.transaction(step.locked)
-    except _Stale:
-        return Done(JobOutcome.STALE)
     except _RollBack as failed:
         decide = _step_decision(shell, step.job, failed.outcome)
         decision = Decision(payload=step.job, job=step.claimed, run=failed.run, decide=decide)
         return Done(commit_alone(shell, decision, applier=step.applier))
 
 
-class _Stale(Exception):  # noqa: N818 - control flow, never escapes this module
-    """The job is stale: acknowledged (in the same transaction) and nothing else."""
-
-
 def _optimistic(shell: Shell, work: Callable[[Session], tuple[WritePlan, Applied]]) -> Open | None:
-    """``work`` in a transaction left open; ``None`` when it must be tried again locked.
-
-    A stale job is acknowledged and committed here (:class:`_Stale` is raised after).
-    """
+    """``work`` in a transaction left open; ``None`` when it must be tried again locked."""
     session = shell.sessions()
     try:
         plan, applied = work(session)
-    except _Stale:
-        try:
-            session.commit()
-        finally:
-            session.close()
-        raise
     except (_Moved, DBAPIError):
         session.close()
         return None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from sqlalchemy import (
     Engine,
@@ -40,7 +40,7 @@ from durable_sa.store.models import jobs_table
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
-    from sqlalchemy import Connection
+    from sqlalchemy import Connection, Select
 
     from durable_sa.core.jobs import JobSpec
 
@@ -325,13 +325,9 @@ class JobsTableBackend:
         workflows: Mapping[str, str] | None = None,
     ) -> bool:
         """Whether a job's lease ran out (its worker died or gave up): one to take alone."""
-        stmt = select(jobs.c.id).where(jobs.c.claimed_until < now).limit(1)
-        if queues is not None:
-            stmt = stmt.where(jobs.c.queue.in_(list(queues)))
-        if workflows is not None:
-            stmt = stmt.where(
-                tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
-            )
+        stmt = _runnable(
+            select(jobs.c.id).where(jobs.c.claimed_until < now).limit(1), queues, workflows
+        )
         with self._sessions() as session:
             return session.execute(stmt).first() is not None
 
@@ -345,13 +341,9 @@ class JobsTableBackend:
         """When the next job becomes claimable: due, or its lease runs out."""
         held_until = func.coalesce(jobs.c.claimed_until, jobs.c.available_at)
         later = func.greatest if self.sa_engine.dialect.name == "postgresql" else func.max
-        stmt = select(func.min(later(held_until, jobs.c.available_at)))
-        if queues is not None:
-            stmt = stmt.where(jobs.c.queue.in_(list(queues)))
-        if workflows is not None:
-            stmt = stmt.where(
-                tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
-            )
+        stmt = _runnable(
+            select(func.min(later(held_until, jobs.c.available_at))), queues, workflows
+        )
         with self._sessions() as session:
             value = session.execute(stmt).scalar()
         if value is None:
@@ -395,3 +387,16 @@ class JobsTableBackend:
         """Delete every job row."""
         with self._sessions.begin() as session:
             session.execute(delete(jobs))
+
+
+def _runnable(
+    stmt: Select[Any], queues: Sequence[str] | None, workflows: Mapping[str, str] | None
+) -> Select[Any]:
+    """``stmt`` limited to jobs of ``queues`` and of the ``workflows`` versions a worker has."""
+    if queues is not None:
+        stmt = stmt.where(jobs.c.queue.in_(list(queues)))
+    if workflows is not None:
+        stmt = stmt.where(
+            tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
+        )
+    return stmt

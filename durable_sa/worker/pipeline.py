@@ -28,6 +28,7 @@ worker is charged for it; the innocent jobs that died with it in company are not
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -47,7 +48,7 @@ from durable_sa.store.applier import Applied, Applier, PlanItem
 from durable_sa.store.held import HeldConnection
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
     from datetime import timedelta
 
     from durable_sa.queue.jobs_table import JobsTableBackend
@@ -440,9 +441,7 @@ class Pipeline:
             self._hand_over(job, prepared)
             return
         if isinstance(prepared, runner.Done):
-            self._finish(job, prepared.outcome)
-            if prepared.follow is not None:
-                self._hand_on([Ready(prepared.follow, in_place=True)])
+            self._done(job, prepared)
             return
         now = self.shell.now()
         try:
@@ -488,22 +487,33 @@ class Pipeline:
 
     def _commit_open(self, job: ClaimedJob, opened: runner.Open) -> None:
         """COMMIT a transactional step, then hand its run's next step on (in place)."""
-        with self._lock:
-            self._committing_ids = {job.id}
-        self._commit_began = time.monotonic()
         try:
-            done = opened.commit()
+            with self._watched({job.id}):
+                done = opened.commit()
         except Exception as exc:  # noqa: BLE001 - rolled back: the job is given back
             self._hand_on([Deferred(job=job, action=_failed(self.shell, job, exc))])
             return
+        self._done(job, done)
+
+    def _done(self, job: ClaimedJob, done: runner.Done) -> None:
+        """``job`` is finished; its run's next step, handed to this worker, is ready."""
+        self._finish(job, done.outcome)
+        if done.follow is not None:
+            self._hand_on([Ready(done.follow, in_place=True)])
+
+    @contextlib.contextmanager
+    def _watched(self, job_ids: set[int]) -> Iterator[None]:
+        """A commit in flight for ``job_ids``: what the stall watch (``held_ids``) sees."""
+        with self._lock:
+            self._committing_ids = job_ids
+        self._commit_began = time.monotonic()
+        try:
+            yield
         finally:
             self._commit_began = None
             self._stalled = False
             with self._lock:
                 self._committing_ids = set()
-        self._finish(job, done.outcome)
-        if done.follow is not None:
-            self._hand_on([Ready(done.follow, in_place=True)])
 
     def _guarded(self, job: ClaimedJob, action: Callable[[], JobOutcome]) -> JobOutcome:
         try:
@@ -610,11 +620,9 @@ class Pipeline:
 
     def _commit_safely(self, group: list[_Pending]) -> None:
         """Commit ``group``; a bug here must not strand its jobs in hand forever."""
-        with self._lock:
-            self._committing_ids = {pending.job.id for pending in group}
-        self._commit_began = time.monotonic()
         try:
-            self._commit(group)
+            with self._watched({pending.job.id for pending in group}):
+                self._commit(group)
         except Exception as exc:
             logger.exception("committing %d plans failed", len(group))
             with self._lock:
@@ -622,11 +630,6 @@ class Pipeline:
                 self._ready.extend(
                     Deferred(job=job, action=_failed(self.shell, job, exc)) for job in stranded
                 )
-        finally:
-            self._commit_began = None
-            self._stalled = False
-            with self._lock:
-                self._committing_ids = set()
 
     def _commit(self, group: list[_Pending]) -> None:
         results = self._write(group)
