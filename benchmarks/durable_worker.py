@@ -50,7 +50,7 @@ def run_worker(engine: Durable, *, concurrency: int, relay: bool) -> dict[str, A
     sys.stdin.readline()  # "stop" (or EOF: the driver went away)
     cpu = time.process_time() - cpu
     worker.stop(wait=True)
-    lane = worker._lane  # noqa: SLF001 - the benchmark reads the pipeline's counters
+    lane = worker._pipeline  # noqa: SLF001 - the benchmark reads the pipeline's counters
     report = {"cpu_s": cpu, "stats": attrs.asdict(worker.stats)}
     if lane is not None:
         claims = sorted(lane.stats.claim_seconds)

@@ -304,17 +304,48 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
     return _signal_timeout(payload, claimed, run)
 
 
-def run_job(shell: Shell, claimed: ClaimedJob) -> JobOutcome:
-    """Run a claimed job to its commit, alone; never raises for a bad job or database."""
-    prepared = prepare(shell, claimed)
+def run_job(
+    shell: Shell,
+    claimed: ClaimedJob,
+    *,
+    applier: Applier | None = None,
+    lease: timedelta | None = None,
+) -> JobOutcome:
+    """Run a claimed job to its commit, alone; never raises for a bad job or database.
+
+    With ``lease`` and an ``applier`` of a consumer that runs jobs in place, each next
+    step of the run that the commit hands to that consumer runs here too, in turn,
+    until the run stops (waits, ends, or its next step is not due now). The first
+    job's outcome is returned.
+    """
+    first: JobOutcome | None = None
+    claim: Claim | None = Claim(job=claimed)
+    in_place = False
+    while claim is not None:
+        done = _run_one(shell, claim, in_place=in_place, applier=applier, lease=lease)
+        first = done.outcome if first is None else first
+        claim, in_place = done.follow, True
+    return first if first is not None else JobOutcome.STALE
+
+
+def _run_one(
+    shell: Shell,
+    claim: Claim,
+    *,
+    in_place: bool,
+    applier: Applier | None,
+    lease: timedelta | None,
+) -> Done:
+    claimed = claim.job
+    prepared = prepare(shell, claimed, claim.run, in_place=in_place, applier=applier, lease=lease)
     if isinstance(prepared, Done):
-        return prepared.outcome
+        return prepared
     try:
         if isinstance(prepared, Open):  # pragma: no cover - only asked for with keep_open
-            return prepared.commit().outcome
-        return commit_alone(shell, prepared)
+            return prepared.commit()
+        return commit_alone(shell, prepared, applier=applier, lease=lease)
     except Exception as exc:  # noqa: BLE001 - every unexpected error gives the job back
-        return job_failed(shell, claimed, exc)
+        return Done(job_failed(shell, claimed, exc))
 
 
 def run_payload(shell: Shell, payload: JobPayload, claimed: ClaimedJob | None = None) -> JobOutcome:
@@ -330,18 +361,24 @@ def run_payload(shell: Shell, payload: JobPayload, claimed: ClaimedJob | None = 
         return prepared.outcome
     if isinstance(prepared, Open):  # pragma: no cover - only asked for with keep_open
         return prepared.commit().outcome
-    return commit_alone(shell, prepared)
+    return commit_alone(shell, prepared).outcome
 
 
 def commit_alone(
-    shell: Shell, decision: Decision, *, applier: Applier | None = None, reread: bool = False
-) -> JobOutcome:
+    shell: Shell,
+    decision: Decision,
+    *,
+    applier: Applier | None = None,
+    reread: bool = False,
+    lease: timedelta | None = None,
+) -> Done:
     """Apply ``decision`` in a transaction of its own, deciding again if the run moved.
 
     ``reread`` decides on a fresh read of the run from the start (the decision's own
-    snapshot is known to be out of date). The transaction is the engine's, so the test
-    hook :meth:`Shell.about_to_commit` can fail it at its commit boundary, as a process
-    dying there would.
+    snapshot is known to be out of date). With ``lease``, the run's next step is handed
+    to ``applier``'s consumer when it is due now (``Done.follow``). The transaction is
+    the engine's, so the test hook :meth:`Shell.about_to_commit` can fail it at its
+    commit boundary, as a process dying there would.
     """
     applier = applier or shell.applier
     run = decision.run
@@ -350,9 +387,9 @@ def commit_alone(
             run = load_run(session, decision.payload.run_id)
     for _ in range(_MAX_REDECISIONS):
         now = shell.now()
-        plan = decision.plan(run, now=now, lease=None)
+        plan = decision.plan(run, now=now, lease=lease)
         if plan is None:
-            return JobOutcome.STALE
+            return Done(JobOutcome.STALE)
         item = PlanItem(plan, decision.job)
 
         def work(tx: Session, item: PlanItem = item, now: datetime = now) -> Applied:
@@ -361,8 +398,11 @@ def commit_alone(
                 shell.about_to_commit()
             return applied
 
-        if shell.transaction(work).applied:
-            return JobOutcome.STALE if plan.run is None else JobOutcome.APPLIED
+        applied = shell.transaction(work)
+        if applied.applied:
+            if plan.run is None:
+                return Done(JobOutcome.STALE)
+            return Done(JobOutcome.APPLIED, follow=follow(plan, applied))
         with shell.reading() as session:
             run = load_run(session, decision.payload.run_id)
     msg = f"run {decision.payload.run_id} moved under {_MAX_REDECISIONS} decisions in a row"
@@ -532,7 +572,7 @@ def _advance_transactional(
     except _RollBack as failed:
         decide = _step_decision(shell, step.job, failed.outcome)
         decision = Decision(payload=step.job, job=step.claimed, run=failed.run, decide=decide)
-        return Done(commit_alone(shell, decision, applier=step.applier))
+        return commit_alone(shell, decision, applier=step.applier, lease=step.lease)
 
 
 def _optimistic(shell: Shell, work: Callable[[Session], tuple[WritePlan, Applied]]) -> Open | None:

@@ -12,6 +12,15 @@ A relay backend is a :class:`~durable_sa.queue.protocol.QueueBackend` in two hal
   message only once its effect is durable. A consumer that dies before that leaves the
   message to be delivered again; the engine's stale-job guards make the repeat harmless.
 
+**In place.** A worker that commits a step whose run's next step is due now runs that
+step itself, as on the jobs table: the next job's outbox row is written already taken by
+the worker (``published_by`` is the worker, ``claimed_until`` its lease, renewed by its
+heartbeat) and never reaches the broker. The transaction that applies that job's outcome
+deletes the row. If the worker dies, the lease runs out and a relay publishes the row
+like any other (counted as a redelivery, so a job that kills every worker that runs it
+still runs out of attempts). A run therefore costs one broker message per wake-up
+(start, sleep, signal, retry), not one per step.
+
 What never goes to the broker's own retry machinery: a job given back after an error
 (:meth:`release`) or held for another worker (:meth:`defer`) is written back to the
 outbox as a new row, due at its retry time, and the delivered message is settled. Delays
@@ -27,12 +36,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from sqlalchemy import Engine, delete, event, func, insert, select, update
+from sqlalchemy import Engine, delete, event, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.outbox.message import OutboxMessage
 from durable_sa.queue import dead_letters
+from durable_sa.queue.claims import Claim, ClaimKind
 from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.queue.rows import job_row, requeued_row
 from durable_sa.queue.wake import WakeCallbacks
@@ -40,6 +50,8 @@ from durable_sa.store.models import outbox_table, runs_table
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+
+    from sqlalchemy import Connection
 
     from durable_sa.core.jobs import JobSpec
 
@@ -91,6 +103,12 @@ class OutboxBackend(abc.ABC):
     without telling anyone (Celery): the relay publishes again a row still there
     ``redeliver_after`` after its last publication."""
     redeliver_after: timedelta | None = None
+    applier_writes_rows: ClassVar[bool] = False
+    """The applier writes outbox rows through this class's methods, one call per group."""
+    claims_on_connection: ClassVar[bool] = False
+    """Claims read the broker: a worker lends them no database connection."""
+    claims_wait: ClassVar[bool] = True
+    """A claim with ``wait`` may block until the broker has messages."""
 
     def __init__(
         self,
@@ -114,6 +132,8 @@ class OutboxBackend(abc.ABC):
         self._sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
         self._wake = WakeCallbacks()
         self._held: dict[int, OutboxMessage] = {}
+        self._in_place: set[int] = set()
+        """Held jobs whose outbox rows this process wrote already taken (run in place)."""
         self._held_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -178,6 +198,73 @@ class OutboxBackend(abc.ABC):
         self._wake.after_commit(session)
         return int(row_id)
 
+    # ── in place: a run's next step, taken by the worker that wrote it ──────────
+
+    def wake_after_commit(self, session: Session) -> None:
+        """Wake an in-process relay once ``session``'s transaction commits."""
+        self._wake.after_commit(session)
+
+    def enqueue_claimed(
+        self,
+        session: Session,
+        jobs: Sequence[tuple[JobSpec, datetime]],
+        *,
+        worker: str,
+        now: datetime,
+    ) -> list[ClaimedJob]:
+        """INSERT rows already taken by ``worker`` until their paired instants.
+
+        The relay leaves them alone while their leases last: ``worker`` runs them in
+        place, and the transaction that applies each one's outcome deletes its row.
+        """
+        rows = [
+            job_row(spec, queue=self.queue, max_attempts=self.max_attempts)
+            | {"published_at": now, "published_by": worker, "claimed_until": until}
+            for spec, until in jobs
+        ]
+        ids = session.execute(
+            insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), rows
+        ).scalars()
+        taken: list[ClaimedJob] = []
+        for row_id, row in zip(ids, rows, strict=True):
+            message = message_from_row({**row, "id": row_id, "redeliveries": 0})
+            taken.append(self.hold(message, deliveries=1, claimed_until=row["claimed_until"]))
+        with self._held_lock:
+            self._in_place.update(job.id for job in taken)
+
+        def forget_on_rollback(_session: Session, *_: object) -> None:
+            for job in taken:
+                self.forget(job.id)
+
+        event.listen(session, "after_soft_rollback", forget_on_rollback, once=True)
+        return taken
+
+    def ack_all(self, session: Session, jobs: Sequence[ClaimedJob]) -> None:
+        """Acknowledge ``jobs`` in ``session``: in-place rows go in one DELETE.
+
+        The broker's messages are settled, in one exchange, once ``session`` commits.
+        """
+        ids = [job.id for job in jobs if self.tracks_delivery or self.runs_in_place(job.id)]
+        if ids:
+            session.execute(delete(outbox).where(outbox.c.id.in_(ids)))
+        done = list(jobs)
+
+        def settle_after_commit(_session: Session) -> None:
+            self._settle_all_quietly(done)
+
+        event.listen(session, "after_commit", settle_after_commit, once=True)
+
+    def runs_in_place(self, job_id: int) -> bool:
+        """True when this process holds job ``job_id`` as a row it wrote taken (in place)."""
+        with self._held_lock:
+            return job_id in self._in_place
+
+    def _split(self, job_ids: Collection[int]) -> tuple[list[int], list[int]]:
+        """``job_ids`` as (held in place, delivered by the broker)."""
+        with self._held_lock:
+            taken = self._in_place & set(job_ids)
+        return [i for i in job_ids if i in taken], [i for i in job_ids if i not in taken]
+
     # ── relay side ─────────────────────────────────────────────────────────────
 
     @abc.abstractmethod
@@ -207,20 +294,16 @@ class OutboxBackend(abc.ABC):
     def forget(self, job_id: int) -> OutboxMessage | None:
         """Stop tracking a delivered job (settled or handed back); its message."""
         with self._held_lock:
+            self._in_place.discard(job_id)
             return self._held.pop(job_id, None)
 
     def ack(self, session: Session, job: ClaimedJob) -> None:
         """Settle the broker's message once ``session`` commits (never on rollback).
 
-        With ``tracks_delivery``, the job's outbox row is deleted in ``session`` too.
+        With ``tracks_delivery``, or for a job run in place, the job's outbox row is
+        deleted in ``session`` too.
         """
-        if self.tracks_delivery:
-            session.execute(delete(outbox).where(outbox.c.id == job.id))
-
-        def settle_after_commit(_session: Session) -> None:
-            self._settle_quietly(job)
-
-        event.listen(session, "after_commit", settle_after_commit, once=True)
+        self.ack_all(session, [job])
 
     def release(self, job: ClaimedJob, *, error: str, retry_at: datetime) -> None:
         """Write the job back to the outbox, due at ``retry_at``; settle the delivery."""
@@ -316,7 +399,7 @@ class OutboxBackend(abc.ABC):
         relay's second publication): only the first to end the record may write a dead
         letter or a retry, so a job is never dead-lettered or released twice.
         """
-        if not self.tracks_delivery:
+        if not self.tracks_delivery and not self.runs_in_place(job_id):
             return True
         result = session.execute(delete(outbox).where(outbox.c.id == job_id))
         return bool(getattr(result, "rowcount", 0))
@@ -360,12 +443,25 @@ class OutboxBackend(abc.ABC):
         )
 
     def _settle_quietly(self, job: ClaimedJob) -> None:
+        self._settle_all_quietly([job])
+
+    def _settle_all_quietly(self, jobs: Sequence[ClaimedJob]) -> None:
+        delivered = [job for job in jobs if not self.runs_in_place(job.id)]
         try:
-            self.settle(job)
-        except Exception:  # the broker is away: the message comes back and turns stale
-            logger.warning("could not settle job %s with the broker", job.id, exc_info=True)
+            if delivered:
+                self.settle_all(delivered)
+        except Exception:  # the broker is away: the messages come back and turn stale
+            logger.warning(
+                "could not settle %d job(s) with the broker", len(delivered), exc_info=True
+            )
         finally:
-            self.forget(job.id)
+            for job in jobs:
+                self.forget(job.id)
+
+    def settle_all(self, jobs: Sequence[ClaimedJob]) -> None:
+        """Tell the broker the deliveries of ``jobs`` are done (a broker may batch this)."""
+        for job in jobs:
+            self.settle(job)
 
     @abc.abstractmethod
     def settle(self, job: ClaimedJob) -> None:
@@ -384,13 +480,126 @@ class OutboxBackend(abc.ABC):
     ) -> ClaimedJob | None:
         """Take the next message for ``worker`` from the broker (``None``: none came)."""
 
-    @abc.abstractmethod
+    def claim_batch(  # noqa: PLR0913 - the worker's claim, every option keyword-only
+        self,
+        *,
+        now: datetime,
+        worker: str,
+        lease: timedelta,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+        fifo: bool = False,
+        connection: Connection | None = None,  # noqa: ARG002 - claims read the broker
+        kind: ClaimKind = ClaimKind.BATCH,
+        wait: bool = True,
+    ) -> list[Claim]:
+        """Take up to ``limit`` messages for ``worker``'s pipeline; their runs are read later.
+
+        ``wait`` lets the read wait for the broker (a worker with nothing in hand).
+        Only batches are claimed: a delivery whose consumer died is taken over by the
+        broker's own redelivery (or the relay, for a row run in place).
+        """
+        if limit <= 0 or kind is not ClaimKind.BATCH:
+            return []
+        jobs = self.claim_many(
+            now=now,
+            worker=worker,
+            lease=lease,
+            limit=limit,
+            queues=queues,
+            workflows=workflows,
+            fifo=fifo,
+            wait=wait,
+        )
+        return [Claim(job=job) for job in jobs]
+
+    def claim_many(  # noqa: PLR0913 - every option is keyword-only
+        self,
+        *,
+        now: datetime,
+        worker: str,
+        lease: timedelta,
+        limit: int,  # noqa: ARG002 - one at a time unless a broker reads batches
+        queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+        fifo: bool = False,
+        wait: bool = True,  # noqa: ARG002 - claim() waits as its broker does
+    ) -> list[ClaimedJob]:
+        """Take up to ``limit`` messages (a broker that can read a batch overrides this)."""
+        job = self.claim(
+            now=now, worker=worker, lease=lease, queues=queues, workflows=workflows, fifo=fifo
+        )
+        return [] if job is None else [job]
+
+    def has_lapsed(
+        self,
+        *,
+        now: datetime,  # noqa: ARG002
+        queues: Sequence[str] | None = None,  # noqa: ARG002
+        workflows: Mapping[str, str] | None = None,  # noqa: ARG002
+    ) -> bool:
+        """Always False: the broker redelivers a dead consumer's messages itself."""
+        return False
+
     def renew(self, job_ids: Collection[int], *, worker: str, until: datetime) -> int:
-        """Extend ``worker``'s hold on the deliveries of ``job_ids``; how many it holds."""
+        """Extend ``worker``'s hold on ``job_ids``; how many it holds.
+
+        Rows run in place get a new lease in the database; broker deliveries are
+        renewed with :meth:`renew_deliveries`.
+        """
+        in_place, delivered = self._split(job_ids)
+        held = 0
+        if in_place:
+            with self._sessions.begin() as session:
+                result = session.execute(
+                    update(outbox)
+                    .where(
+                        outbox.c.id.in_(in_place),
+                        outbox.c.published_by == worker,
+                        outbox.c.claimed_until.is_not(None),
+                    )
+                    .values(claimed_until=until)
+                )
+            held += int(getattr(result, "rowcount", 0) or 0)
+        if delivered:
+            held += self.renew_deliveries(delivered, worker=worker, until=until)
+        return held
+
+    def release_claims(self, job_ids: Collection[int], *, worker: str) -> int:
+        """Give ``worker``'s jobs of ``job_ids`` back now, for any consumer.
+
+        A row run in place becomes an unpublished row, due now, that a relay publishes;
+        broker deliveries go back with :meth:`release_deliveries`.
+        """
+        in_place, delivered = self._split(job_ids)
+        released = 0
+        if in_place:
+            with self._sessions.begin() as session:
+                result = session.execute(
+                    update(outbox)
+                    .where(
+                        outbox.c.id.in_(in_place),
+                        outbox.c.published_by == worker,
+                        outbox.c.claimed_until.is_not(None),
+                    )
+                    .values(published_at=None, published_by=None, claimed_until=None)
+                )
+                self._wake.after_commit(session)
+            released += int(getattr(result, "rowcount", 0) or 0)
+            for job_id in in_place:
+                self.forget(job_id)
+        if delivered:
+            released += self.release_deliveries(delivered, worker=worker)
+        return released
 
     @abc.abstractmethod
-    def release_claims(self, job_ids: Collection[int], *, worker: str) -> int:
-        """Give ``worker``'s deliveries of ``job_ids`` back to the broker now."""
+    def renew_deliveries(self, job_ids: Collection[int], *, worker: str, until: datetime) -> int:
+        """Extend ``worker``'s hold on the broker's deliveries of ``job_ids``; how many."""
+
+    @abc.abstractmethod
+    def release_deliveries(self, job_ids: Collection[int], *, worker: str) -> int:
+        """Give ``worker``'s broker deliveries of ``job_ids`` back to the broker now."""
 
     @abc.abstractmethod
     def next_due(
@@ -405,20 +614,29 @@ class OutboxBackend(abc.ABC):
     # ── inspection ─────────────────────────────────────────────────────────────
 
     def live_run_ids(self, session: Session, run_ids: Collection[int]) -> set[int]:
-        """Runs of ``run_ids`` with an unpublished row or a message still in the broker."""
+        """Runs of ``run_ids`` with an unpublished or taken row, or a message in the broker."""
         if not run_ids:
             return set()
         rows = session.execute(
             select(outbox.c.run_id)
-            .where(outbox.c.run_id.in_(list(run_ids)), outbox.c.published_at.is_(None))
+            .where(
+                outbox.c.run_id.in_(list(run_ids)),
+                or_(outbox.c.published_at.is_(None), outbox.c.claimed_until.is_not(None)),
+            )
             .distinct()
         )
         live = {int(r) for r in rows.scalars()}
         return live | self.broker_run_ids(set(run_ids) - live)
 
     def pending_count(self) -> int:
-        """Unpublished outbox rows plus messages the broker has not settled."""
-        return self.unpublished_count() + self.broker_pending()
+        """Unpublished outbox rows, rows run in place, and messages not settled."""
+        return self.unpublished_count() + self.in_place_count() + self.broker_pending()
+
+    def in_place_count(self) -> int:
+        """Rows taken by the workers that wrote them (run in place, not in the broker)."""
+        stmt = select(func.count()).select_from(outbox).where(outbox.c.claimed_until.is_not(None))
+        with self._sessions() as session:
+            return int(session.execute(stmt).scalar_one())
 
     def unpublished_count(self, *, due_by: datetime | None = None) -> int:
         """Outbox rows not yet published (only those due by ``due_by``, when given)."""
@@ -435,6 +653,7 @@ class OutboxBackend(abc.ABC):
         self.broker_clear()
         with self._held_lock:
             self._held.clear()
+            self._in_place.clear()
 
     @abc.abstractmethod
     def broker_run_ids(self, run_ids: Iterable[int]) -> set[int]:

@@ -11,6 +11,9 @@ Rules:
 - Only due rows are published: a sleep or a retry backoff waits in the database.
 - For a backend that ``tracks_delivery`` (a row stays until its job is done), a row still
   there ``redeliver_after`` after its publication is published again: the broker lost it.
+- A row a worker took to run in place (``claimed_until`` set) is the worker's while its
+  lease lasts; once the lease has run out (the worker died), the row is published like
+  any other, its redelivery counted.
 - Idle, the relay sleeps until the next row is due, an in-process commit wakes it, a
   NOTIFY arrives (PostgreSQL), or the poll interval passes.
 - Published rows are deleted once older than the backend's ``keep_published``, checked
@@ -118,7 +121,9 @@ class Relay:
         """
         now = self.clock()
         with self.backend.sessions.begin() as session:
-            rows = list(self._stale_rows(session, now))
+            rows = list(self._lapsed_rows(session, now))
+            if len(rows) < self.batch_size:
+                rows += self._stale_rows(session, now)
             if len(rows) < self.batch_size:
                 rows += self._due_rows(session, now, self.batch_size - len(rows))
             if not rows:
@@ -147,13 +152,47 @@ class Relay:
         )
         return session.execute(stamp).mappings().all()
 
+    def _lapsed_rows(self, session: Session, now: datetime) -> Sequence[RowMapping]:
+        """Rows taken to run in place by a worker whose lease ran out: publish them."""
+        pick = (
+            select(outbox.c.id)
+            .where(outbox.c.claimed_until.is_not(None), outbox.c.claimed_until < now)
+            .order_by(outbox.c.claimed_until, outbox.c.id)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        stamp = (
+            update(outbox)
+            .where(outbox.c.id.in_(pick.scalar_subquery()))
+            .values(
+                published_at=now,
+                published_by=self.id,
+                claimed_until=None,
+                redeliveries=outbox.c.redeliveries + 1,
+            )
+            .returning(*(outbox.c[name] for name in _MESSAGE_COLUMNS))
+        )
+        rows = session.execute(stamp).mappings().all()
+        if rows:
+            logger.warning(
+                "relay %s: %d job(s) run in place by a worker whose lease ran out; publishing them",
+                self.id,
+                len(rows),
+                extra={"action": "redeliver"},
+            )
+        return rows
+
     def _stale_rows(self, session: Session, now: datetime) -> Sequence[RowMapping]:
         after = self.backend.redeliver_after
         if not self.backend.tracks_delivery or after is None:
             return []
         pick = (
             select(outbox.c.id)
-            .where(outbox.c.published_at.is_not(None), outbox.c.published_at < now - after)
+            .where(
+                outbox.c.published_at.is_not(None),
+                outbox.c.published_at < now - after,
+                outbox.c.claimed_until.is_(None),
+            )
             .order_by(outbox.c.published_at, outbox.c.id)
             .limit(self.batch_size)
             .with_for_update(skip_locked=True)
@@ -199,7 +238,11 @@ class Relay:
         while True:
             doomed = (
                 select(outbox.c.id)
-                .where(outbox.c.published_at.is_not(None), outbox.c.published_at < cutoff)
+                .where(
+                    outbox.c.published_at.is_not(None),
+                    outbox.c.published_at < cutoff,
+                    outbox.c.claimed_until.is_(None),
+                )
                 .limit(_PRUNE_BATCH)
             )
             with self.backend.sessions.begin() as session:

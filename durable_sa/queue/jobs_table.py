@@ -64,6 +64,10 @@ class JobsTableBackend:
     """Whether the applier may write this backend's rows itself, inside the statement that
     applies a group (PostgreSQL). A subclass that overrides a producer method (to count,
     log or route jobs) gets ``False``, so its methods are called, on every database."""
+    claims_on_connection: ClassVar[bool] = True
+    """Claims are statements on the jobs table (a worker lends its held connection)."""
+    claims_wait: ClassVar[bool] = False
+    """A claim never waits for jobs; idle workers sleep until ``next_due`` or a NOTIFY."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         """A subclass that changes how jobs are written has its own methods called."""
@@ -179,6 +183,7 @@ class JobsTableBackend:
         fifo: bool = False,
         connection: Connection | None = None,
         kind: ClaimKind = ClaimKind.BATCH,
+        wait: bool = True,  # noqa: ARG002 - a claim on the table never waits for jobs
     ) -> list[Claim]:
         """Lease up to ``limit`` due jobs and read their runs with them, in one transaction.
 

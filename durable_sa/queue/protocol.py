@@ -25,9 +25,11 @@ import attrs
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence
 
+    from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
     from durable_sa.core.jobs import JobSpec
+    from durable_sa.queue.claims import Claim, ClaimKind
 
 
 @attrs.frozen(kw_only=True)
@@ -53,7 +55,10 @@ class ClaimedJob:
 class QueueBackend(Protocol):
     """What the engine needs from a queue."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The backend's name (``jobs_table``, ``redis``, ...), as users select it."""
+        ...
 
     def enqueue(self, session: Session, jobs: Sequence[JobSpec]) -> None:
         """Queue ``jobs`` in ``session``'s transaction; they exist only if it commits."""
@@ -179,4 +184,55 @@ class InPlaceProducer(Protocol):
         now: datetime,
     ) -> list[ClaimedJob]:
         """Insert ``jobs`` claimed by ``worker``, each leased until its paired instant."""
+        ...
+
+
+@runtime_checkable
+class BatchClaims(Protocol):
+    """How a worker's pipeline claims from a backend: in batches.
+
+    The jobs table claims rows on a connection the worker lends it; a relay backend
+    (Redis Streams) reads its broker, and may wait there for messages. A backend that
+    only has :meth:`QueueBackend.claim` is consumed through
+    :class:`~durable_sa.queue.single_claims.SingleClaims`.
+    """
+
+    @property
+    def claims_on_connection(self) -> bool:
+        """True: claims are statements on the ``connection`` a worker lends them (the jobs
+        table on PostgreSQL); False: they ignore it."""
+        ...
+
+    @property
+    def claims_wait(self) -> bool:
+        """True: a claim with ``wait`` may block until the broker has messages (up to the
+        broker's own read timeout); False: a claim never waits, idle workers sleep until
+        ``next_due``."""
+        ...
+
+    def claim_batch(  # noqa: PLR0913 - every option is keyword-only
+        self,
+        *,
+        now: datetime,
+        worker: str,
+        lease: timedelta,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+        fifo: bool = False,
+        connection: Connection | None = None,
+        kind: ClaimKind = ...,
+        wait: bool = True,
+    ) -> list[Claim]:
+        """Take up to ``limit`` jobs for ``worker`` (with their runs, where read)."""
+        ...
+
+    def has_lapsed(
+        self,
+        *,
+        now: datetime,
+        queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Whether a job's lease ran out, to be taken over alone."""
         ...

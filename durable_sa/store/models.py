@@ -228,6 +228,14 @@ class OutboxEntry(Base):
             postgresql_where=text("published_at IS NOT NULL"),
             sqlite_where=text("published_at IS NOT NULL"),
         ),
+        # The relay's look for rows run in place whose worker died. Partial: only rows
+        # a worker holds now are in it.
+        Index(
+            "ix_durable_outbox_taken",
+            "claimed_until",
+            postgresql_where=text("claimed_until IS NOT NULL"),
+            sqlite_where=text("claimed_until IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -248,6 +256,10 @@ class OutboxEntry(Base):
     available_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_at: Mapped[datetime | None]
     published_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_until: Mapped[datetime | None]
+    """Set while the worker named in ``published_by`` runs the job in place (it wrote
+    the row as the next step of a run it had just committed, and never sent it to the
+    broker): its lease. A relay publishes the row once the lease has run out."""
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -2,10 +2,10 @@
 
 Rules:
 - Slots claim due jobs (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers never wait
-  on each other) and run them; a job's outcome and its acknowledgement commit together.
-  With the built-in jobs table the slots work through the pipeline
-  (:mod:`durable_sa.worker.pipeline`): runs in hand, continued in place, commits
-  grouped. Either way every outcome is written by the one applier.
+  on each other; a blocking read on a broker) and run them; a job's outcome and its
+  acknowledgement commit together. Whatever the backend, the slots work through the
+  pipeline (:mod:`durable_sa.worker.pipeline`): runs in hand, continued in place,
+  commits grouped, every outcome written by the one applier.
 - Only jobs of workflows this process defines, at the version it defines, are claimed:
   a job pinned to another version waits for a worker that has it.
 - A claim is a lease. The heartbeat renews the leases of running jobs; a job running
@@ -36,7 +36,6 @@ import attrs
 from durable_sa.core.registry import registry
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.outbox.backend import OutboxBackend
-from durable_sa.queue.protocol import InPlaceProducer
 from durable_sa.results import JobOutcome
 from durable_sa.store.notify import JOBS_CHANNEL
 from durable_sa.worker import presence
@@ -154,10 +153,12 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._retiring: set[int] = set()  # slots whose abandoned job got a replacement
         self._runner: threading.Thread | None = None
-        self._lane = (
+        # A backend whose own workers consume it (Celery) leaves only the relay to run.
+        self._consumes = getattr(engine.backend, "consumed_by_workers", True)
+        self._pipeline = (
             Pipeline(
                 engine.shell,
-                engine.backend,  # type: ignore[arg-type] # an in-place producer: the jobs table
+                engine.backend,
                 worker=self.id,
                 lease=lease,
                 queues=self.queues,
@@ -169,7 +170,7 @@ class Worker:
                 prefetch=prefetch,
                 commit_timeout=commit_timeout,
             )
-            if isinstance(engine.backend, InPlaceProducer)
+            if self._consumes
             else None
         )
         self._listener = Listener(
@@ -249,11 +250,9 @@ class Worker:
         self._listener.start()
         if self._relay is not None:
             self._relay.start()
-        if self._lane is not None:
-            self._lane.start()
-        # A backend whose own workers consume it (Celery) leaves only the relay to run.
-        consumes = getattr(self.engine.backend, "consumed_by_workers", True)
-        for _ in range(self.concurrency if consumes else 0):
+        if self._pipeline is not None:
+            self._pipeline.start()
+        for _ in range(self.concurrency if self._pipeline is not None else 0):
             self._add_slot()
         self._ready.set()
         try:
@@ -293,8 +292,8 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._listener.stop()
-        if self._lane is not None:
-            self._lane.close()
+        if self._pipeline is not None:
+            self._pipeline.close()
         self.engine.backend.remove_wake_callback(self.wake)
         with self._lock:
             unfinished = [flight.job.id for flight in self._in_flight.values()]
@@ -318,19 +317,17 @@ class Worker:
     def _beat(self) -> None:
         now = self.engine.now
         timeout = self.job_timeout.total_seconds()
-        renew: set[int] = set(self._lane.held_ids()) if self._lane is not None else set()
+        renew: set[int] = set(self._pipeline.held_ids()) if self._pipeline is not None else set()
         with self._lock:
             for flight in self._in_flight.values():
                 job_id = flight.job.id
                 if time.monotonic() - flight.started <= timeout:
-                    if self._lane is None:  # the pipeline says which of its jobs to renew
-                        renew.add(job_id)
-                    continue
+                    continue  # the pipeline says which of its jobs to renew
                 renew.discard(job_id)  # abandoned: its lease must run out
                 if not flight.abandoned:
                     flight.abandoned = True
-                    if self._lane is not None:
-                        self._lane.abandon(job_id)
+                    if self._pipeline is not None:
+                        self._pipeline.abandon(job_id)
                     self.stats.abandoned += 1
                     self._retiring.add(flight.slot)
                     self._add_slot()  # keep the capacity; the stuck slot retires later
@@ -346,8 +343,8 @@ class Worker:
         try:
             if renew:
                 self.engine.backend.renew(renew, worker=self.id, until=now + self.lease)
-            if self._lane is not None:
-                self._lane.look_for_lapsed()
+            if self._pipeline is not None:
+                self._pipeline.look_for_lapsed()
             with self.engine.shell.sessions.begin() as session:
                 presence.beat(
                     session,
@@ -407,37 +404,30 @@ class Worker:
                 continue
             pause = 0.1
             if job is None:
-                busy = self._lane is not None and self._lane.busy
+                busy = self._pipeline is not None and self._pipeline.busy
                 # Commits in flight wake us with their runs' next steps; else look again
                 # when the next job is due.
                 self._idle(self.poll_interval if busy else self._until_next_job(), seen)
                 continue
             self._execute(job)
 
-    def _next_job(self) -> ClaimedJob | Work | None:
-        if self._lane is not None:
-            return self._lane.next_work(may_claim=not self._stopping.is_set())
-        job = self.engine.claim(
-            worker=self.id, queues=self.queues, workflows=self.workflows, lease=self.lease
-        )
-        if job is not None:
-            self.stats.claimed += 1
-        return job
+    def _next_job(self) -> Work | None:
+        if self._pipeline is None:  # pragma: no cover - slots run only beside a pipeline
+            return None
+        return self._pipeline.next_work(may_claim=not self._stopping.is_set())
 
-    def _execute(self, job: ClaimedJob | Work) -> None:
+    def _execute(self, work: Work) -> None:
+        if self._pipeline is None:  # pragma: no cover - slots run only beside a pipeline
+            return
         token = next(self._tokens)
-        first = job if isinstance(job, ClaimedJob) else job.job
-        flight = _InFlight(job=first, started=time.monotonic(), slot=threading.get_ident())
+        flight = _InFlight(job=work.job, started=time.monotonic(), slot=threading.get_ident())
         with self._lock:
             self._in_flight[token] = flight
         try:
-            if isinstance(job, ClaimedJob) or self._lane is None:
-                self._count(self.engine.run_job(job))  # type: ignore[arg-type] # lane-less: a job
-            else:
-                self._lane.process(job)
+            self._pipeline.process(work)
         except Exception:
             self.stats.errors += 1
-            logger.exception("job %s crashed the slot", first.id, extra={"worker": self.id})
+            logger.exception("job %s crashed the slot", work.job.id, extra={"worker": self.id})
             self._count(JobOutcome.RELEASED)
         finally:
             with self._lock:

@@ -42,7 +42,8 @@ from sqlalchemy.orm import Session
 from durable_sa.core.plan import WritePlan
 from durable_sa.execute import runner
 from durable_sa.queue.claims import Claim, ClaimKind
-from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.queue.protocol import BatchClaims, ClaimedJob
+from durable_sa.queue.single_claims import SingleClaims
 from durable_sa.results import JobOutcome
 from durable_sa.store.applier import Applied, Applier, PlanItem
 from durable_sa.store.held import HeldConnection
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
     from datetime import timedelta
 
-    from durable_sa.queue.jobs_table import JobsTableBackend
+    from durable_sa.queue.protocol import QueueBackend
     from durable_sa.shell import Shell
 
 logger = logging.getLogger(__name__)
@@ -130,12 +131,12 @@ class _Pending:
 
 
 class Pipeline:
-    """Claims, runs and commits the jobs of the jobs-table backend."""
+    """Claims, runs and commits a worker's jobs, from the jobs table or a broker."""
 
     def __init__(  # noqa: PLR0913 - the worker's settings, keyword-only
         self,
         shell: Shell,
-        backend: JobsTableBackend,
+        backend: QueueBackend,
         *,
         worker: str,
         lease: timedelta,
@@ -160,6 +161,9 @@ class Pipeline:
         """
         self.shell = shell
         self.backend = backend
+        self.claims: BatchClaims = (
+            backend if isinstance(backend, BatchClaims) else SingleClaims(backend)
+        )
         self.worker = worker
         self.lease = lease
         self.queues = queues
@@ -198,7 +202,7 @@ class Pipeline:
         self._closing = False
         self._committer: threading.Thread | None = None
         self._dialect = shell.dialect
-        self._claims = (
+        self._claim_connection = (
             HeldConnection(
                 shell.sa_engine,
                 settings=[
@@ -212,7 +216,7 @@ class Pipeline:
                     "RESET enable_bitmapscan",
                 ],
             )
-            if self._dialect == "postgresql"
+            if self._dialect == "postgresql" and self.claims.claims_on_connection
             else None
         )
         """PostgreSQL: claims run on a held autocommit connection that does not wait for
@@ -268,7 +272,7 @@ class Pipeline:
                 self.backend.release_claims(unstarted, worker=self.worker)
             except Exception:  # their leases run out instead
                 logger.warning("could not give back %d jobs", len(unstarted), exc_info=True)
-        for held in (self._claims, self._writes):
+        for held in (self._claim_connection, self._writes):
             if held is not None:
                 held.close()
 
@@ -316,7 +320,12 @@ class Pipeline:
 
     @property
     def busy(self) -> bool:
-        """True while commits are pending or in flight (their results wake the slots)."""
+        """True while commits are pending or in flight (their results wake the slots).
+
+        Also while another slot waits for a broker's messages: what it reads wakes them.
+        """
+        if self.claims.claims_wait and self._claim_lock.locked():
+            return True
         with self._lock:
             return bool(self._pending or self._opens) or self._committing
 
@@ -326,7 +335,7 @@ class Pipeline:
         """Called by the heartbeat: if a job's lease ran out, go and take it over alone."""
         if self._isolating or self._stalled:
             return
-        if self.backend.has_lapsed(
+        if self.claims.has_lapsed(
             now=self.shell.now(), queues=self.queues, workflows=self._workflows()
         ):
             self._isolating = True
@@ -347,29 +356,44 @@ class Pipeline:
                 return self._ready.popleft()
         if not may_claim or self._stalled:
             return None
-        with self._claim_lock:
+        # A broker's read may wait for messages: one slot waits there, the others idle
+        # until what it reads (or a commit) wakes them.
+        waits = self.claims.claims_wait
+        if not self._claim_lock.acquire(blocking=not waits):
+            return None
+        try:
+            claims = self._claim_into_hand()
             with self._lock:
-                if self._ready:  # another slot's claim brought work meanwhile
-                    return self._ready.popleft()
-                room = self.max_in_hand - len(self._held)
-                empty = not self._held
-                if self._alone is not None and self._alone in self._held:
-                    return None  # nothing is claimed beside a job taken over alone
-            if self._isolating and not empty:
-                return None  # the hand empties first
-            claims = self._take_over() if self._isolating else []
-            if not claims and room > 0:
-                claims = self._claim(room)
-                if not claims and empty:  # nothing new: a lapsed lease, maybe
-                    claims = self._take_over()
-            with self._lock:
-                for claim in claims:
-                    self._held[claim.job.id] = claim.job
-                self._ready.extend(Ready(claim) for claim in claims)
                 work = self._ready.popleft() if self._ready else None
-        if len(claims) > 1:
-            self._wake()  # more than this slot can take
+        finally:
+            self._claim_lock.release()
+        if len(claims) > 1 or (claims and waits):
+            self._wake()  # more than this slot can take, or another slot must read on
         return work
+
+    def _claim_into_hand(self) -> list[Claim]:
+        """Claim what the hand has room for (the claim lock is held); the claims."""
+        with self._lock:
+            if self._ready:  # another slot's claim brought work meanwhile
+                return []
+            room = self.max_in_hand - len(self._held)
+            empty = not self._held
+            # Wait for a broker only when nothing in hand can become ready meanwhile.
+            wait = not (self._pending or self._opens or self._committing)
+            if self._alone is not None and self._alone in self._held:
+                return []  # nothing is claimed beside a job taken over alone
+        if self._isolating and not empty:
+            return []  # the hand empties first
+        claims = self._take_over() if self._isolating else []
+        if not claims and room > 0:
+            claims = self._claim(room, wait=wait)
+            if not claims and empty:  # nothing new: a lapsed lease, maybe
+                claims = self._take_over()
+        with self._lock:
+            for claim in claims:
+                self._held[claim.job.id] = claim.job
+            self._ready.extend(Ready(claim) for claim in claims)
+        return claims
 
     def _take_over(self) -> list[Claim]:
         """Claim one job whose lease ran out, alone (the hand is empty)."""
@@ -378,22 +402,25 @@ class Pipeline:
         self._alone = claims[0].job.id if claims else None
         return claims
 
-    def _claim(self, limit: int, *, kind: ClaimKind = ClaimKind.BATCH) -> list[Claim]:
+    def _claim(
+        self, limit: int, *, kind: ClaimKind = ClaimKind.BATCH, wait: bool = False
+    ) -> list[Claim]:
         began = time.perf_counter()
         try:
-            claims = self.backend.claim_batch(
+            claims = self.claims.claim_batch(
                 now=self.shell.now(),
                 worker=self.worker,
                 lease=self.lease,
                 limit=limit,
                 queues=self.queues,
                 workflows=self._workflows(),
-                connection=None if self._claims is None else self._claims.get(),
+                connection=None if self._claim_connection is None else self._claim_connection.get(),
                 kind=kind,
+                wait=wait,
             )
         except Exception:
-            if self._claims is not None:
-                self._claims.broken()
+            if self._claim_connection is not None:
+                self._claim_connection.broken()
             raise
         self.stats.claim_seconds.append(time.perf_counter() - began)
         self.stats.claims += 1
@@ -720,6 +747,6 @@ def _alone(
     shell: Shell, decision: runner.Decision, applier: Applier, *, reread: bool
 ) -> Callable[[], JobOutcome]:
     def action() -> JobOutcome:
-        return runner.commit_alone(shell, decision, applier=applier, reread=reread)
+        return runner.commit_alone(shell, decision, applier=applier, reread=reread).outcome
 
     return action

@@ -92,7 +92,7 @@ def test_a_workers_claim_reads_the_due_index_with_stale_statistics(pg_engine: sa
             explained.execute("EXPLAIN " + statement, parameters)
             plans.append("\n".join(row[0] for row in explained.fetchall()))
 
-    lane = engine.worker(concurrency=1)._lane  # the pipeline, not started: one claim
+    lane = engine.worker(concurrency=1)._pipeline  # the pipeline, not started: one claim
     assert lane is not None
     event.listen(pg_engine, "before_cursor_execute", explain)
     try:

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 FAST = {"heartbeat": timedelta(seconds=0.2), "lease": timedelta(seconds=2)}
 
 
-def _lane_of(worker: Worker) -> Any:
-    lane = worker._lane  # these tests are about the lane itself
+def _pipeline_of(worker: Worker) -> Any:
+    lane = worker._pipeline  # these tests are about the pipeline itself
     assert lane is not None, "the pipeline should serve the jobs table"
     return lane
 
@@ -47,17 +47,17 @@ def _rows(engine: Durable, run_id: int) -> tuple[dict[str, Any], list[tuple[Any,
     return {k: run[k] for k in keep}, [tuple(row) for row in journal]
 
 
-def test_the_lane_writes_what_the_general_path_writes(engine: Durable) -> None:
+def test_the_pipeline_writes_what_drain_writes(engine: Durable) -> None:
     durable("fl-same").step("a", lambda ctx: {"n": 1}).step("b", lambda ctx: [1, "x", None]).step(
         "c", lambda ctx: None
     )
     by_drain = engine.start("fl-same", {"k": 1}).run_id
     drain(engine)
     with engine.worker(concurrency=1, **FAST) as worker:
-        by_lane = engine.start("fl-same", {"k": 1}).run_id
-        assert engine.wait(by_lane, timeout=30).status == "completed"
-    assert _lane_of(worker).stats.writes == 3
-    assert _rows(engine, by_lane) == _rows(engine, by_drain)
+        by_pipeline = engine.start("fl-same", {"k": 1}).run_id
+        assert engine.wait(by_pipeline, timeout=30).status == "completed"
+    assert _pipeline_of(worker).stats.writes == 3
+    assert _rows(engine, by_pipeline) == _rows(engine, by_drain)
     assert count(engine, Job) == 0
 
 
@@ -141,7 +141,7 @@ def test_steps_of_different_runs_share_commits_under_load(engine: Durable) -> No
     with engine.worker(concurrency=4, **FAST) as worker:
         finals = [engine.wait(run_id, timeout=60) for run_id in run_ids]
     assert [f.results["c"] for f in finals] == [i * 2 + 1 for i in range(60)]
-    lane = _lane_of(worker)
+    lane = _pipeline_of(worker)
     assert lane.stats.writes == 180
     assert lane.stats.commits < lane.stats.writes  # some commits carried several runs
     with engine.sa_engine.connect() as conn:
@@ -160,7 +160,7 @@ def test_a_step_due_later_is_queued_not_continued(engine: Durable) -> None:
         final = engine.wait(run_id, timeout=30)
     assert final.status == "completed"
     assert worker.stats.claimed == 2  # the step after the nap was claimed when due
-    assert _lane_of(worker).stats.writes == 3
+    assert _pipeline_of(worker).stats.writes == 3
 
 
 def test_a_failure_after_a_commit_strands_no_job(
@@ -182,7 +182,7 @@ def test_a_failure_after_a_commit_strands_no_job(
     with engine.worker(concurrency=1, poll_interval=0.1, **FAST) as worker:
         run_id = engine.start("fl-bug").run_id
         final = engine.wait(run_id, timeout=30)
-        assert _lane_of(worker).held_ids() == []
+        assert _pipeline_of(worker).held_ids() == []
     assert final.status == "completed"
     assert final.results == {"a": 1, "b": 2}
     assert failures == [1]

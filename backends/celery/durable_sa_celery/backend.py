@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import socket
 import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -43,6 +45,7 @@ from celery import Celery
 from sqlalchemy import func, select
 
 from durable_sa.errors import InvalidArgumentError, PayloadError
+from durable_sa.execute import runner
 from durable_sa.outbox.backend import (
     DEFAULT_KEEP_PUBLISHED,
     DEFAULT_MAX_ATTEMPTS,
@@ -51,6 +54,7 @@ from durable_sa.outbox.backend import (
 )
 from durable_sa.outbox.message import decode_message, encode_message
 from durable_sa.results import JobOutcome
+from durable_sa.store.applier import Applier
 from durable_sa.store.models import outbox_table
 
 if TYPE_CHECKING:
@@ -123,6 +127,7 @@ class CeleryBackend(OutboxBackend):
         self.retry_delay = retry_delay
         self._queues = {self.celery_queue_for(queue)}
         self._unsaved: set[int] = set()  # deliveries whose outcome could not be written
+        self._appliers: tuple[Durable, Applier] | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -187,7 +192,9 @@ class CeleryBackend(OutboxBackend):
                 return JobOutcome.STALE
             message = attrs.evolve(message, redeliveries=counted)
         job = self.hold(message, deliveries=1, claimed_until=None)
-        outcome = engine.run_job(job)
+        outcome = runner.run_job(
+            engine.shell, job, applier=self._applier(engine), lease=self.redeliver_after
+        )
         with self._lock:
             unsaved = job.id in self._unsaved
             self._unsaved.discard(job.id)
@@ -195,6 +202,21 @@ class CeleryBackend(OutboxBackend):
             msg = f"job {job.id} ({job.kind}, run {job.run_id}): its outcome was not saved"
             raise NotPersisted(msg)
         return outcome
+
+    def _applier(self, engine: Durable) -> Applier:
+        """The applier of this process's consumer: it runs each run's next step in place.
+
+        A step whose next step is due now commits that job's outbox row already taken by
+        this process, leased for ``redeliver_after`` (the time a published job may take,
+        too), and the task runs it before it returns: a run costs one task message per
+        wake-up, not one per step. If the process dies, the relay publishes the row once
+        the lease has run out.
+        """
+        with self._lock:
+            if self._appliers is None or self._appliers[0] is not engine:
+                worker = f"celery:{socket.gethostname()}:{os.getpid()}"
+                self._appliers = (engine, Applier(self, worker=worker))
+            return self._appliers[1]
 
     def _dead_letter_document(self, document: object, error: str) -> None:
         try:
@@ -241,11 +263,11 @@ class CeleryBackend(OutboxBackend):
         """Always ``None``: Celery's own workers consume the messages."""
         return None
 
-    def renew(self, job_ids: Collection[int], *, worker: str, until: datetime) -> int:  # noqa: ARG002
+    def renew_deliveries(self, job_ids: Collection[int], *, worker: str, until: datetime) -> int:  # noqa: ARG002
         """Nothing to renew: Celery holds a message until its task returns."""
         return 0
 
-    def release_claims(self, job_ids: Collection[int], *, worker: str) -> int:  # noqa: ARG002
+    def release_deliveries(self, job_ids: Collection[int], *, worker: str) -> int:  # noqa: ARG002
         """Nothing to give back: durable-sa workers never hold Celery messages."""
         return 0
 
@@ -269,7 +291,11 @@ class CeleryBackend(OutboxBackend):
         with self.sessions() as session:
             rows = session.execute(
                 select(outbox_table.c.run_id)
-                .where(outbox_table.c.run_id.in_(wanted), outbox_table.c.published_at.is_not(None))
+                .where(
+                    outbox_table.c.run_id.in_(wanted),
+                    outbox_table.c.published_at.is_not(None),
+                    outbox_table.c.claimed_until.is_(None),
+                )
                 .distinct()
             )
             return {int(r) for r in rows.scalars()}
@@ -281,7 +307,10 @@ class CeleryBackend(OutboxBackend):
                 session.execute(
                     select(func.count())
                     .select_from(outbox_table)
-                    .where(outbox_table.c.published_at.is_not(None))
+                    .where(
+                        outbox_table.c.published_at.is_not(None),
+                        outbox_table.c.claimed_until.is_(None),
+                    )
                 ).scalar_one()
             )
 

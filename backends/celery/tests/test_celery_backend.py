@@ -167,7 +167,11 @@ def test_a_copy_of_a_finished_job_is_dropped_without_running(sqlite_engine: sa.E
     first = backend.consume(engine, encode_message(message), redelivered=False)
     assert first is JobOutcome.APPLIED
     after_first = engine.status(run.run_id)
-    assert after_first.results == {"one": 2}
+    # The task ran the run's next steps in place: one message for the whole run, and
+    # every row it took is gone with its job.
+    assert after_first.status is RunStatus.COMPLETED
+    assert after_first.results == {"one": 2, "two": 3, "three": 4}
+    assert backend.pending_count() == 0
     celery_redelivery = backend.consume(engine, encode_message(message), redelivered=True)
     relay_copy = backend.consume(
         engine, encode_message(attrs.evolve(message, redeliveries=1)), redelivered=False

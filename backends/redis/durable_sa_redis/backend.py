@@ -185,45 +185,79 @@ class RedisStreamsBackend(OutboxBackend):
         lease: timedelta,
         queues: Sequence[str] | None = None,
         workflows: Mapping[str, str] | None = None,
-        fifo: bool = False,  # noqa: ARG002 - a stream is always in publish order
+        fifo: bool = False,
     ) -> ClaimedJob | None:
         """Take over an entry of a dead consumer, else read the next new entry.
 
         Blocks up to ``block`` seconds when no entry is waiting; ``None`` after that.
         ``queues`` defaults to this backend's queue.
         """
+        jobs = self.claim_many(
+            now=now,
+            worker=worker,
+            lease=lease,
+            limit=1,
+            queues=queues,
+            workflows=workflows,
+            fifo=fifo,
+        )
+        return jobs[0] if jobs else None
+
+    def claim_many(  # noqa: PLR0913 - every option is keyword-only
+        self,
+        *,
+        now: datetime,
+        worker: str,
+        lease: timedelta,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        workflows: Mapping[str, str] | None = None,
+        fifo: bool = False,  # noqa: ARG002 - a stream is always in publish order
+        wait: bool = True,
+    ) -> list[ClaimedJob]:
+        """Take over one entry of a dead consumer (alone), else read up to ``limit`` new ones.
+
+        With ``wait``, blocks up to ``block`` seconds when no entry is waiting.
+        ``queues`` defaults to this backend's queue.
+        """
         keys = [self.stream(q) for q in (queues or [self.queue])]
         for key in keys:
             self._ensure_group(key)
         for _ in range(_MAX_SKIPS):
-            entry = self._reclaim(keys, worker, lease) or self._read(keys, worker)
-            if entry is None:
-                return None
-            job = self._accept(entry, now=now, lease=lease, workflows=workflows)
-            if job is not None:
-                return job
-        return None
+            reclaimed = self._reclaim(keys, worker, lease)
+            entries = [reclaimed] if reclaimed else self._read(keys, worker, limit, wait=wait)
+            if not entries:
+                return []
+            jobs = [
+                job
+                for entry in entries
+                if (job := self._accept(entry, now=now, lease=lease, workflows=workflows))
+            ]
+            if jobs:
+                return jobs
+        return []
 
-    def _read(self, keys: list[str], worker: str) -> _Entry | None:
-        block_ms = int(self.block * 1000)
+    def _read(self, keys: list[str], worker: str, count: int, *, wait: bool) -> list[_Entry]:
+        block_ms = max(1, int(self.block * 1000))  # 0 would mean "forever" to Redis
         try:
             reply: Any = self.redis.xreadgroup(
                 self.group,
                 worker,
                 dict.fromkeys(keys, ">"),
-                count=1,
-                block=max(1, block_ms),  # 0 would mean "forever" to Redis
+                count=count,
+                block=block_ms if wait else None,
             )
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             for key in keys:  # the server lost the group (restarted without its data)
                 self._ensure_group(key, again=True)
-            return None
-        for key, entries in reply or []:
-            for entry_id, fields in entries:
-                return _text(key), entry_id, fields, 1
-        return None
+            return []
+        return [
+            (_text(key), entry_id, fields, 1)
+            for key, entries in reply or []
+            for entry_id, fields in entries
+        ][:count]
 
     def _reclaim(self, keys: list[str], worker: str, lease: timedelta) -> _Entry | None:
         with self._lock:
@@ -321,12 +355,22 @@ class RedisStreamsBackend(OutboxBackend):
 
     def settle(self, job: ClaimedJob) -> None:
         """XACK and XDEL the entry that delivered ``job``: it is done."""
-        with self._lock:
-            where = self._entries.pop(job.id, None)
-        if where is not None:
-            self._drop(*where)
+        self.settle_all([job])
 
-    def renew(self, job_ids: Collection[int], *, worker: str, until: datetime) -> int:  # noqa: ARG002 - Redis counts idle time itself
+    def settle_all(self, jobs: Sequence[ClaimedJob]) -> None:
+        """XACK and XDEL the entries that delivered ``jobs``, in one round trip."""
+        with self._lock:
+            found = [self._entries.pop(job.id, None) for job in jobs]
+        where = [entry for entry in found if entry is not None]
+        if not where:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key, entry_id in where:
+                pipe.xack(key, self.group, entry_id)
+                pipe.xdel(key, entry_id)
+            pipe.execute()
+
+    def renew_deliveries(self, job_ids: Collection[int], *, worker: str, until: datetime) -> int:  # noqa: ARG002 - Redis counts idle time itself
         """Reset the idle time of ``worker``'s entries for ``job_ids``; how many it holds."""
         with self._lock:
             held = [self._entries[i] for i in job_ids if i in self._entries]
@@ -336,7 +380,7 @@ class RedisStreamsBackend(OutboxBackend):
         ids = [entry_id for _, entry_id in held]
         return int(self._renew(keys=keys, args=[self.group, worker, *ids]))
 
-    def release_claims(self, job_ids: Collection[int], *, worker: str) -> int:  # noqa: ARG002 - the entries are this process's
+    def release_deliveries(self, job_ids: Collection[int], *, worker: str) -> int:  # noqa: ARG002 - the entries are this process's
         """Put the entries of ``job_ids`` back at the end of their streams, now."""
         released = 0
         for job_id in job_ids:

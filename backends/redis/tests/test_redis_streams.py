@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,6 +13,8 @@ from durable_sa_redis import RedisStreamsBackend
 from sqlalchemy import func, select
 
 from durable_sa import Durable, InvalidArgumentError, JobOutcome, RunStatus
+from durable_sa.core.jobs import AdvanceJob, JobSpec
+from durable_sa.core.registry import registry
 from durable_sa.outbox.backend import OutboxBackend
 from durable_sa.store.models import dead_letters_table, outbox_table
 from durable_sa.testing import scenarios
@@ -101,6 +103,92 @@ def test_a_sleep_waits_in_the_outbox_until_due(redis_engine: Durable) -> None:
     job = redis_engine.claim(worker="w1", lease=LEASE)
     assert job is not None
     assert job.run_id == run.run_id
+
+
+def test_a_worker_runs_a_runs_next_steps_in_place(redis_engine: Durable) -> None:
+    """One broker message per run: each next step is a row the worker took itself."""
+    scenarios.define_scenarios()
+    runs = [redis_engine.start(scenarios.SEQUENTIAL, {"n": i}).run_id for i in range(5)]
+    relay = redis_engine.relay()
+    with redis_engine.worker(concurrency=2, relay=False, lease=LEASE, heartbeat=LEASE / 4):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(
+            redis_engine.status(r).status is RunStatus.COMPLETED for r in runs
+        ):
+            relay.drain()
+            time.sleep(0.05)
+    assert [redis_engine.status(r).results for r in runs] == [
+        {"one": i + 1, "two": i + 2, "three": i + 3} for i in range(5)
+    ]
+    assert relay.stats.published == len(runs)  # the first steps only
+    assert backend_of(redis_engine).pending_count() == 0
+    assert stream_length(redis_engine) == 0
+
+
+def test_a_row_taken_in_place_is_published_once_its_lease_ran_out(
+    redis_engine: Durable,
+) -> None:
+    """A worker that died holding a run's next step: the relay publishes it, counted."""
+    scenarios.define_scenarios()
+    redis_engine.start(scenarios.SEQUENTIAL, {"n": 1})
+    backend = backend_of(redis_engine)
+    first = claim_now(redis_engine)
+    assert first is not None
+    with backend.sessions.begin() as session:  # the first step's commit, continued
+        backend.ack(session, first)
+        (taken,) = backend.enqueue_claimed(
+            session,
+            [(_next_step(first), redis_engine.now + LEASE)],
+            worker="dies",
+            now=redis_engine.now,
+        )
+    assert backend.runs_in_place(taken.id)
+    assert (backend.in_place_count(), backend.unpublished_count()) == (1, 0)
+    assert backend.pending_count() == 1
+    relay = redis_engine.relay()
+    assert relay.drain() == 0  # the worker's while its lease lasts
+    assert backend.renew([taken.id], worker="someone else", until=redis_engine.now) == 0
+    assert backend.renew([taken.id], worker="dies", until=redis_engine.now + LEASE) == 1
+    backend.forget(taken.id)  # the worker is gone
+    relay.clock = lambda: redis_engine.now + LEASE * 2
+    assert relay.drain() == 1
+    again = redis_engine.claim(worker="w2", lease=LEASE)
+    assert again is not None
+    assert again.id == taken.id
+    assert again.attempts == 2  # the lost run in place is counted, as a lost delivery is
+    assert backend.in_place_count() == 0
+
+
+def test_a_row_taken_in_place_and_given_back_is_published_at_once(
+    redis_engine: Durable,
+) -> None:
+    scenarios.define_scenarios()
+    redis_engine.start(scenarios.SEQUENTIAL, {"n": 1})
+    backend = backend_of(redis_engine)
+    first = claim_now(redis_engine)
+    assert first is not None
+    with backend.sessions.begin() as session:
+        (taken,) = backend.enqueue_claimed(
+            session,
+            [(_next_step(first), redis_engine.now + LEASE)],
+            worker="w1",
+            now=redis_engine.now,
+        )
+    assert backend.release_claims([taken.id], worker="w1") == 1
+    assert not backend.runs_in_place(taken.id)
+    assert (backend.in_place_count(), backend.unpublished_count()) == (0, 1)
+    assert redis_engine.relay().drain() == 1
+
+
+def _next_step(job: ClaimedJob) -> JobSpec:
+    """The job of the step after ``job``'s (a first step of the sequential scenario)."""
+    assert job.run_id is not None
+    return JobSpec(
+        payload=AdvanceJob(run_id=job.run_id, step_index=1),
+        available_at=datetime.now(UTC),
+        workflow=scenarios.SEQUENTIAL,
+        version=registry.get(scenarios.SEQUENTIAL).version,
+    )
 
 
 def test_relays_side_by_side_publish_each_row_once(redis_engine: Durable) -> None:
