@@ -42,11 +42,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.outbox.message import OutboxMessage
 from durable_sa.queue import dead_letters
-from durable_sa.queue.claims import Claim, ClaimKind
+from durable_sa.queue.claims import Claim, ClaimKind, runs_by_id
 from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.queue.rows import job_row, requeued_row
 from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import outbox_table, runs_table
+from durable_sa.store.statements import OUTBOX_ROWS, QueueRows
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -103,12 +104,21 @@ class OutboxBackend(abc.ABC):
     without telling anyone (Celery): the relay publishes again a row still there
     ``redeliver_after`` after its last publication."""
     redeliver_after: timedelta | None = None
-    applier_writes_rows: ClassVar[bool] = False
-    """The applier writes outbox rows through this class's methods, one call per group."""
+    applier_writes_rows: ClassVar[bool] = True
+    """Whether the applier may write outbox rows itself, in the statement that applies a
+    group (PostgreSQL). A subclass that overrides a producer method gets ``False``."""
+    queue_rows: ClassVar[QueueRows] = OUTBOX_ROWS
     claims_on_connection: ClassVar[bool] = False
     """Claims read the broker: a worker lends them no database connection."""
     claims_wait: ClassVar[bool] = True
     """A claim with ``wait`` may block until the broker has messages."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """A subclass that changes how rows are written has its own methods called."""
+        super().__init_subclass__(**kwargs)
+        own = ("enqueue", "enqueue_claimed", "ack", "ack_all", "discard")
+        if any(getattr(cls, name) is not getattr(OutboxBackend, name) for name in own):
+            cls.applier_writes_rows = False
 
     def __init__(
         self,
@@ -217,42 +227,63 @@ class OutboxBackend(abc.ABC):
         The relay leaves them alone while their leases last: ``worker`` runs them in
         place, and the transaction that applies each one's outcome deletes its row.
         """
-        rows = [
-            job_row(spec, queue=self.queue, max_attempts=self.max_attempts)
-            | {"published_at": now, "published_by": worker, "claimed_until": until}
-            for spec, until in jobs
-        ]
+        rows = [self.new_row(spec, taken_by=worker, until=until, now=now) for spec, until in jobs]
         ids = session.execute(
             insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), rows
         ).scalars()
-        taken: list[ClaimedJob] = []
-        for row_id, row in zip(ids, rows, strict=True):
-            message = message_from_row({**row, "id": row_id, "redeliveries": 0})
-            taken.append(self.hold(message, deliveries=1, claimed_until=row["claimed_until"]))
+        return [
+            self.taken(session, int(row_id), row) for row_id, row in zip(ids, rows, strict=True)
+        ]
+
+    def new_row(
+        self, spec: JobSpec, *, taken_by: str | None, until: datetime | None, now: datetime
+    ) -> dict[str, Any]:
+        """The outbox row of a new job; taken by ``taken_by`` until ``until`` (in place)."""
+        row = job_row(spec, queue=self.queue, max_attempts=self.max_attempts)
+        row["redeliveries"] = 0
+        if taken_by is None:
+            return row | {"published_by": None, "published_at": None, "claimed_until": None}
+        return row | {"published_by": taken_by, "published_at": now, "claimed_until": until}
+
+    def taken(self, session: Session, job_id: int, row: Mapping[str, Any]) -> ClaimedJob:
+        """The job of a row ``session`` wrote taken by this worker: held here, in place.
+
+        Forgotten again if ``session`` rolls back.
+        """
+        message = message_from_row({**row, "id": job_id})
+        job = self.hold(message, deliveries=1, claimed_until=row["claimed_until"])
         with self._held_lock:
-            self._in_place.update(job.id for job in taken)
+            self._in_place.add(job_id)
 
         def forget_on_rollback(_session: Session, *_: object) -> None:
-            for job in taken:
-                self.forget(job.id)
+            self.forget(job_id)
 
         event.listen(session, "after_soft_rollback", forget_on_rollback, once=True)
-        return taken
+        return job
 
-    def ack_all(self, session: Session, jobs: Sequence[ClaimedJob]) -> None:
-        """Acknowledge ``jobs`` in ``session``: in-place rows go in one DELETE.
+    def acknowledged(self, session: Session, jobs: Sequence[ClaimedJob]) -> list[int]:
+        """Settle ``jobs`` with the broker once ``session`` commits; the rows to delete.
 
-        The broker's messages are settled, in one exchange, once ``session`` commits.
+        The rows are those of jobs run in place (and every row, with
+        ``tracks_delivery``): the caller deletes them in ``session``.
         """
-        ids = [job.id for job in jobs if self.tracks_delivery or self.runs_in_place(job.id)]
-        if ids:
-            session.execute(delete(outbox).where(outbox.c.id.in_(ids)))
         done = list(jobs)
 
         def settle_after_commit(_session: Session) -> None:
             self._settle_all_quietly(done)
 
         event.listen(session, "after_commit", settle_after_commit, once=True)
+        return [job.id for job in done if self.tracks_delivery or self.runs_in_place(job.id)]
+
+    def ack_all(self, session: Session, jobs: Sequence[ClaimedJob]) -> None:
+        """Acknowledge ``jobs`` in ``session``, their rows deleted in one statement.
+
+        Which rows: see :meth:`acknowledged`. The broker's messages are settled once
+        ``session`` commits.
+        """
+        ids = self.acknowledged(session, jobs)
+        if ids:
+            session.execute(delete(outbox).where(outbox.c.id.in_(ids)))
 
     def runs_in_place(self, job_id: int) -> bool:
         """True when this process holds job ``job_id`` as a row it wrote taken (in place)."""
@@ -494,11 +525,12 @@ class OutboxBackend(abc.ABC):
         kind: ClaimKind = ClaimKind.BATCH,
         wait: bool = True,
     ) -> list[Claim]:
-        """Take up to ``limit`` messages for ``worker``'s pipeline; their runs are read later.
+        """Take up to ``limit`` messages for ``worker``'s pipeline, with their runs.
 
-        ``wait`` lets the read wait for the broker (a worker with nothing in hand).
-        Only batches are claimed: a delivery whose consumer died is taken over by the
-        broker's own redelivery (or the relay, for a row run in place).
+        ``wait`` lets the read wait for the broker (a worker with nothing in hand). The
+        runs of the batch are read in one statement after it. Only batches are claimed:
+        a delivery whose consumer died is taken over by the broker's own redelivery (or
+        the relay, for a row run in place).
         """
         if limit <= 0 or kind is not ClaimKind.BATCH:
             return []
@@ -512,7 +544,11 @@ class OutboxBackend(abc.ABC):
             fifo=fifo,
             wait=wait,
         )
-        return [Claim(job=job) for job in jobs]
+        if not jobs:
+            return []
+        with self.sa_engine.connect() as conn:
+            runs = runs_by_id(conn, [job.run_id for job in jobs])
+        return [Claim(job=job, run=runs.get(job.run_id or 0)) for job in jobs]
 
     def claim_many(  # noqa: PLR0913 - every option is keyword-only
         self,

@@ -121,19 +121,26 @@ def claim_jobs(  # noqa: PLR0913 - every option is keyword-only
         found = [(_job(row), _run(row)) for row in rows]
     else:
         job_rows = conn.execute(statement, params).mappings().all()
-        run_ids = sorted({row["run_id"] for row in job_rows if row["run_id"] is not None})
-        by_id = {}
-        if run_ids:
-            by_id = {
-                int(row["id"]): row
-                for row in conn.execute(_RUNS_BY_ID, {"ids": run_ids}).mappings()
-            }
-        found = [(_job(row), _snapshot(by_id.get(row["run_id"]))) for row in job_rows]
+        by_id = runs_by_id(conn, [row["run_id"] for row in job_rows])
+        found = [(_job(row), by_id.get(row["run_id"])) for row in job_rows]
     found.sort(key=lambda pair: (pair[0].id,) if fifo else (pair[0].available_at, pair[0].id))
     return [Claim(job=job, run=run) for job, run in found]
 
 
 _RUNS_BY_ID: Final = select(*RUN_COLUMNS).where(runs.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def runs_by_id(conn: Connection, run_ids: Sequence[int | None]) -> dict[int, RunSnapshot]:
+    """The runs of claimed jobs, read in one statement (a run gone or unreadable: absent)."""
+    wanted = sorted({run_id for run_id in run_ids if run_id is not None})
+    if not wanted:
+        return {}
+    found = {}
+    for row in conn.execute(_RUNS_BY_ID, {"ids": wanted}).mappings():
+        snapshot = _snapshot(row)
+        if snapshot is not None:
+            found[int(row["id"])] = snapshot
+    return found
 
 
 @functools.cache

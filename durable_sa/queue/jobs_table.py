@@ -36,6 +36,7 @@ from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.queue.rows import job_row, requeued_row
 from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import jobs_table
+from durable_sa.store.statements import JOB_ROWS, QueueRows
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -232,15 +233,8 @@ class JobsTableBackend:
         now: datetime,
     ) -> list[ClaimedJob]:
         """INSERT jobs already claimed by ``worker`` (a run's next step, run in place)."""
-        del now  # created_at takes the column default, as for every other job
         rows = [
-            {
-                **job_row(spec, queue=self.queue, max_attempts=self.max_attempts),
-                "attempts": 1,
-                "claimed_by": worker,
-                "claimed_until": until,
-            }
-            for spec, until in jobs_to_add
+            self.new_row(spec, taken_by=worker, until=until, now=now) for spec, until in jobs_to_add
         ]
         ids = (
             session.connection()
@@ -248,19 +242,42 @@ class JobsTableBackend:
             .scalars()
         )
         return [
-            ClaimedJob(
-                id=int(job_id),
-                queue=row["queue"],
-                kind=row["kind"],
-                run_id=row["run_id"],
-                payload=row["payload"],
-                attempts=1,
-                max_attempts=row["max_attempts"],
-                available_at=row["available_at"],
-                claimed_until=row["claimed_until"],
-            )
-            for job_id, row in zip(ids, rows, strict=True)
+            self.taken(session, int(job_id), row) for job_id, row in zip(ids, rows, strict=True)
         ]
+
+    # ── rows the applier writes in its group statement ─────────────────────────
+
+    queue_rows: ClassVar[QueueRows] = JOB_ROWS
+
+    def new_row(
+        self, spec: JobSpec, *, taken_by: str | None, until: datetime | None, now: datetime
+    ) -> dict[str, Any]:
+        """The row of a new job; taken by ``taken_by`` until ``until`` (claimed, in place)."""
+        del now  # created_at takes the column default, as for every other job
+        row = job_row(spec, queue=self.queue, max_attempts=self.max_attempts)
+        if taken_by is None:
+            return row | {"claimed_by": None, "claimed_until": None}
+        return row | {"attempts": 1, "claimed_by": taken_by, "claimed_until": until}
+
+    def taken(self, session: Session, job_id: int, row: Mapping[str, Any]) -> ClaimedJob:
+        """The job a group inserted claimed by this worker, as a claim would return it."""
+        del session  # nothing to remember: the row is the claim
+        return ClaimedJob(
+            id=job_id,
+            queue=row["queue"],
+            kind=row["kind"],
+            run_id=row["run_id"],
+            payload=row["payload"],
+            attempts=1,
+            max_attempts=row["max_attempts"],
+            available_at=row["available_at"],
+            claimed_until=row["claimed_until"],
+        )
+
+    def acknowledged(self, session: Session, jobs_done: Sequence[ClaimedJob]) -> list[int]:
+        """The jobs a group statement deletes as done: all of them."""
+        del session
+        return [job.id for job in jobs_done]
 
     def release(self, job: ClaimedJob, *, error: str, retry_at: datetime) -> None:
         """Unclaim the job and make it due again at ``retry_at``."""

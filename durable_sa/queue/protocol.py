@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from durable_sa.core.jobs import JobSpec
     from durable_sa.queue.claims import Claim, ClaimKind
+    from durable_sa.store.statements import QueueRows
 
 
 @attrs.frozen(kw_only=True)
@@ -186,6 +187,27 @@ class InPlaceProducer(Protocol):
         """Insert ``jobs`` claimed by ``worker``, each leased until its paired instant."""
         ...
 
+    # What the applier's group statement needs when ``applier_writes_rows`` is true.
+
+    @property
+    def queue_rows(self) -> QueueRows:
+        """The table the rows go to and how the group statement writes them."""
+        ...
+
+    def new_row(
+        self, spec: JobSpec, *, taken_by: str | None, until: datetime | None, now: datetime
+    ) -> dict[str, Any]:
+        """The row of a new job: queued, or taken by worker ``taken_by`` until ``until``."""
+        ...
+
+    def taken(self, session: Session, job_id: int, row: Mapping[str, Any]) -> ClaimedJob:
+        """The job of ``row``, which ``session`` inserted taken by this worker (id ``job_id``)."""
+        ...
+
+    def acknowledged(self, session: Session, jobs: Sequence[ClaimedJob]) -> list[int]:
+        """``jobs`` are done once ``session`` commits; the ids of the rows to delete."""
+        ...
+
 
 @runtime_checkable
 class BatchClaims(Protocol):
@@ -199,15 +221,20 @@ class BatchClaims(Protocol):
 
     @property
     def claims_on_connection(self) -> bool:
-        """True: claims are statements on the ``connection`` a worker lends them (the jobs
-        table on PostgreSQL); False: they ignore it."""
+        """Whether claims are statements on the ``connection`` a worker lends them.
+
+        True for the jobs table (on PostgreSQL, the worker's held connection); False
+        for a broker, which ignores it.
+        """
         ...
 
     @property
     def claims_wait(self) -> bool:
-        """True: a claim with ``wait`` may block until the broker has messages (up to the
-        broker's own read timeout); False: a claim never waits, idle workers sleep until
-        ``next_due``."""
+        """Whether a claim with ``wait`` may block until the broker has messages.
+
+        True for a broker's blocking read (up to its own read timeout); False when a
+        claim never waits and idle workers sleep until ``next_due``.
+        """
         ...
 
     def claim_batch(  # noqa: PLR0913 - every option is keyword-only

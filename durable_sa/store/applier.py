@@ -31,7 +31,6 @@ from durable_sa.core.decide import decide_child_settled
 from durable_sa.core.plan import RUN_WRITE_FIELDS, NewRun, WritePlan, plan_transition
 from durable_sa.core.status import RunStatus
 from durable_sa.queue.protocol import ClaimedJob, InPlaceProducer
-from durable_sa.queue.rows import job_row
 from durable_sa.store import statements
 from durable_sa.store.models import runs_table, utcnow
 from durable_sa.store.queries import lock_run
@@ -171,31 +170,34 @@ class Applier:
             if item.job is not None
         ]
         if producer is not None:
+            deleted = set(producer.acknowledged(session, [i.job for i in acks if i.job]))
+            ack_rows = [row for row in ack_rows if row["id"] in deleted]
             for plan in plans:
                 if plan.drop_jobs:
                     drops.append({"run_id": plan.run_id})
                 for index, spec in enumerate(plan.jobs):
-                    row = job_row(spec, queue=producer.queue, max_attempts=producer.max_attempts)
-                    row |= {"claimed_by": None, "claimed_until": None}
-                    if index == 0 and self._continues(plan):
-                        row |= {
-                            "attempts": 1,
-                            "claimed_by": self.worker,
-                            "claimed_until": plan.continue_until,
-                        }
+                    taken = index == 0 and self._continues(plan)
+                    row = producer.new_row(
+                        spec,
+                        taken_by=self.worker if taken else None,
+                        until=plan.continue_until if taken else None,
+                        now=now,
+                    )
+                    if taken:
                         claimed_rows[spec.run_id] = row
                     job_rows.append(row)
+        rows = statements.JOB_ROWS if producer is None else producer.queue_rows
         params["w_ids"] = [plan.run_id for plan in plans]
         params["k_ids"] = [row["id"] for row in ack_rows]
         params.update(_columns("k", ack_rows, ("id", "run_id")))
         params.update(_columns("d", drops, ("run_id",)))
-        params.update(_columns("n", job_rows, statements.JOB_FIELDS))
+        params.update(_columns("n", job_rows, rows.fields))
         written: dict[int | None, _Written] = {}
-        for found in conn.execute(statements.PG_WRITE, params):
+        for found in conn.execute(statements.pg_write(rows), params):
             run_id = int(found.id)
             next_job = None
-            if found.next_job_id is not None and run_id in claimed_rows:
-                next_job = _claimed(int(found.next_job_id), claimed_rows[run_id])
+            if producer is not None and found.next_job_id is not None and run_id in claimed_rows:
+                next_job = producer.taken(session, int(found.next_job_id), claimed_rows[run_id])
             written[run_id] = _Written(state=found.state, next_job=next_job)
         if producer is not None and len(job_rows) > len(claimed_rows):
             producer.wake_after_commit(session)
@@ -318,7 +320,7 @@ class Applier:
             }
             if producer is not None:
                 params |= {"job_queue": producer.queue, "job_max_attempts": producer.max_attempts}
-                found = conn.execute(statements.PG_CREATE_WITH_JOBS, params).first()
+                found = conn.execute(statements.pg_create(producer.queue_rows), params).first()
                 if found is not None:
                     producer.wake_after_commit(session)
                 return None if found is None else int(found.id)
@@ -405,21 +407,6 @@ def _run_row(plan: WritePlan) -> dict[str, Any]:
     row["id"] = plan.run_id
     row["revision"] = plan.revision
     return row
-
-
-def _claimed(job_id: int, row: Mapping[str, Any]) -> ClaimedJob:
-    """The job a group inserted claimed by this worker, as a claim would return it."""
-    return ClaimedJob(
-        id=job_id,
-        queue=row["queue"],
-        kind=row["kind"],
-        run_id=row["run_id"],
-        payload=row["payload"],
-        attempts=1,
-        max_attempts=row["max_attempts"],
-        available_at=row["available_at"],
-        claimed_until=row["claimed_until"],
-    )
 
 
 def _journal_row(run_id: int | None, write: JournalWrite) -> dict[str, Any]:

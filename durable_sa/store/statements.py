@@ -17,12 +17,15 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Integer,
+    Table,
     Text,
     any_,
     bindparam,
@@ -41,10 +44,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from durable_sa.core.jobs import AdvanceJob, encode_payload
 from durable_sa.core.plan import RUN_WRITE_FIELDS
-from durable_sa.store.models import jobs_table, journal_table, runs_table
+from durable_sa.store.models import jobs_table, journal_table, outbox_table, runs_table
 
 if TYPE_CHECKING:
-    from sqlalchemy import Table, TableValuedAlias
+    from sqlalchemy import TableValuedAlias
     from sqlalchemy.types import TypeEngine
 
 runs = runs_table
@@ -69,6 +72,34 @@ QUEUED_JOB_FIELDS: Final = (
 """The columns of a queued job that the applier writes (the rest take their defaults)."""
 JOB_FIELDS: Final = (*QUEUED_JOB_FIELDS, "claimed_by", "claimed_until")
 """The same, for a job that may be inserted already claimed (continued in place)."""
+OUTBOX_FIELDS: Final = (
+    *QUEUED_JOB_FIELDS,
+    "redeliveries",
+    "published_by",
+    "published_at",
+    "claimed_until",
+)
+"""The same for an outbox row, which a worker takes by writing it published to itself."""
+
+
+@attrs.frozen
+class QueueRows:
+    """How a group statement writes one queue table's rows (the jobs table, the outbox)."""
+
+    table: Table
+    fields: tuple[str, ...]
+    """The columns of a new row the applier writes (the rest take their defaults)."""
+    taker: str
+    """The column naming the worker a new row is taken by (NULL: queued for a claim)."""
+    discards_published: bool
+    """Whether discarding a run's jobs also deletes rows already handed on (False for
+    the outbox: a published row turns stale when it is delivered)."""
+
+
+JOB_ROWS: Final = QueueRows(jobs_table, JOB_FIELDS, "claimed_by", discards_published=True)
+OUTBOX_ROWS: Final = QueueRows(
+    outbox_table, OUTBOX_FIELDS, "published_by", discards_published=False
+)
 NEW_RUN_FIELDS: Final = (
     "workflow_name",
     "workflow_version",
@@ -112,8 +143,11 @@ def _created(table: Table) -> Any:  # noqa: ANN401 - a typed bind parameter
 # ── PostgreSQL: one statement per group ────────────────────────────────────────
 
 
-def _pg_write() -> Any:  # noqa: ANN401 - a SELECT construct with DML CTEs
+@functools.cache
+def pg_write(rows: QueueRows) -> Any:  # noqa: ANN401 - a SELECT construct with DML CTEs
     """Apply a group of plans: runs (compare-and-set), journal, acks, discards, new jobs.
+
+    The jobs go to ``rows.table``: the jobs table, or a relay backend's outbox.
 
     Parameters (JSON arrays of row objects): ``w`` run writes (:data:`RUN_KEYS`), ``j``
     journal rows, ``k`` jobs to acknowledge (``id``, ``run_id``; a NULL ``run_id``:
@@ -159,47 +193,45 @@ def _pg_write() -> Any:  # noqa: ANN401 - a SELECT construct with DML CTEs
         .cte("journaled")
     )
 
-    acks = _records("k", jobs, ("id", "run_id"))
+    table = rows.table
+    acks = _records("k", table, ("id", "run_id"))
     acknowledged = (
-        delete(jobs)
+        delete(table)
         .where(
-            jobs.c.id == any_(bindparam("k_ids", type_=_ID_ARRAY)),
-            jobs.c.id.in_(
+            table.c.id == any_(bindparam("k_ids", type_=_ID_ARRAY)),
+            table.c.id.in_(
                 select(acks.c.id).where(or_(acks.c.run_id.is_(None), acks.c.run_id.in_(applied)))
             ),
         )
         .cte("acknowledged")
     )
-    drops = _records("d", jobs, ("run_id",))
-    discarded = (
-        delete(jobs)
-        .where(jobs.c.run_id.in_(select(drops.c.run_id).where(drops.c.run_id.in_(applied))))
-        .cte("discarded")
+    drops = _records("d", table, ("run_id",))
+    discarded = delete(table).where(
+        table.c.run_id.in_(select(drops.c.run_id).where(drops.c.run_id.in_(applied)))
     )
+    if not rows.discards_published:
+        discarded = discarded.where(table.c.published_at.is_(None))
 
-    new = _records("n", jobs, JOB_FIELDS)
+    new = _records("n", table, rows.fields)
     queued = (
-        insert(jobs)
+        insert(table)
         .from_select(
-            [*JOB_FIELDS, "created_at"],
-            select(*(new.c[name] for name in JOB_FIELDS), _created(jobs)).where(
+            [*rows.fields, "created_at"],
+            select(*(new.c[name] for name in rows.fields), _created(table)).where(
                 new.c.run_id.in_(applied)
             ),
         )
-        .returning(jobs.c.id, jobs.c.run_id, jobs.c.claimed_by)
+        .returning(table.c.id, table.c.run_id, table.c[rows.taker].label("taker"))
         .cte("queued")
     )
     claimed = (
         select(func.min(queued.c.id))
-        .where(queued.c.run_id == written.c.id, queued.c.claimed_by.isnot(None))
+        .where(queued.c.run_id == written.c.id, queued.c.taker.isnot(None))
         .scalar_subquery()
     )
     return select(written.c.id, written.c.state, claimed.label("next_job_id")).add_cte(
-        journaled, acknowledged, discarded
+        journaled, acknowledged, discarded.cte("discarded")
     )
-
-
-PG_WRITE: Final = _pg_write()
 
 
 def _first_payload(run_id: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -210,8 +242,9 @@ def _first_payload(run_id: ColumnElement[Any]) -> ColumnElement[Any]:
     )
 
 
-def _pg_create(*, with_jobs: bool) -> Any:  # noqa: ANN401 - an INSERT or SELECT construct
-    """Insert runs (``c``: JSON rows) running at step 0 and, ``with_jobs``, their first jobs.
+@functools.cache
+def pg_create(rows: QueueRows | None) -> Any:  # noqa: ANN401 - an INSERT or SELECT construct
+    """Insert runs (``c``: JSON rows) running at step 0 and, with ``rows``, their first jobs.
 
     A run whose idempotency key exists already is not inserted. Returns the new runs' id,
     parent run, parent step and key, so callers match them to what they asked for.
@@ -253,24 +286,28 @@ def _pg_create(*, with_jobs: bool) -> Any:  # noqa: ANN401 - an INSERT or SELECT
             runs.c.workflow_version,
         )
     )
-    if not with_jobs:
+    if rows is None:
         return created
     made = created.cte("created")
+    table = rows.table
+    # Every column a Python-side default would fill is given (a fresh job's zero).
+    zeros = [name for name in ("redeliveries",) if name in rows.fields]
     first = (
-        insert(jobs)
+        insert(table)
         .from_select(
-            [*QUEUED_JOB_FIELDS, "created_at"],
+            [*QUEUED_JOB_FIELDS, "created_at", *zeros],
             select(
-                bindparam("job_queue", type_=jobs.c.queue.type),
-                literal(AdvanceJob.kind, jobs.c.kind.type),
+                bindparam("job_queue", type_=table.c.queue.type),
+                literal(AdvanceJob.kind, table.c.kind.type),
                 made.c.id,
                 made.c.workflow_name,
                 made.c.workflow_version,
                 _first_payload(made.c.id),
                 literal(0, Integer()),
                 bindparam("job_max_attempts", type_=Integer()),
-                _now(jobs, "available_at"),
-                _created(jobs),
+                _now(table, "available_at"),
+                _created(table),
+                *(literal(0, Integer()) for _ in zeros),
             ),
         )
         .cte("first_jobs")
@@ -280,8 +317,7 @@ def _pg_create(*, with_jobs: bool) -> Any:  # noqa: ANN401 - an INSERT or SELECT
     ).add_cte(first)
 
 
-PG_CREATE_WITH_JOBS: Final = _pg_create(with_jobs=True)
-PG_CREATE: Final = _pg_create(with_jobs=False)
+PG_CREATE: Final = pg_create(None)
 
 
 # ── SQLite (and any dialect without data-modifying CTEs): one statement per kind ─

@@ -48,12 +48,12 @@ class PlainBackend:
         self.inner = JobsTableBackend(sa_engine)
         self.claims = 0
 
-    def __getattr__(self, attribute: str) -> Any:  # noqa: ANN401 - the protocol's methods
+    def __getattr__(self, attribute: str) -> Any:
         if attribute not in _PROTOCOL:
             raise AttributeError(attribute)
         return getattr(self.inner, attribute)
 
-    def claim(self, **options: Any) -> Any:  # noqa: ANN401 - forwarded as they came
+    def claim(self, **options: Any) -> Any:
         self.claims += 1
         return self.inner.claim(**options)
 
@@ -72,7 +72,7 @@ def test_a_plain_backend_runs_every_scenario_through_the_pipeline(
     with plain.worker(
         concurrency=2, heartbeat=timedelta(seconds=0.2), lease=timedelta(seconds=2)
     ) as worker:
-        assert isinstance(worker._pipeline.claims, SingleClaims)  # noqa: SLF001 - the subject
+        assert isinstance(worker._pipeline.claims, SingleClaims)
         finals = [plain.wait(run_id, timeout=30) for run_id in runs]
     assert [final.status for final in finals] == [RunStatus.COMPLETED] * len(runs)
     assert finals[0].results == {"one": 1, "two": 2, "three": 3}
