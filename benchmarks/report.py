@@ -612,6 +612,7 @@ def targets(results: Sequence[Result]) -> list[Target]:
         judge("s7_sqlite", "SQLite ≥ 0.7x SQLite floor", "sqlite_throughput",
               against_floor(ours("sqlite_throughput"), "sqlite_throughput"), ">= 0.7 x floor"),
         *(_relay_target(results, backend) for backend in RELAY_BACKENDS[1:]),
+        *(_relay_speed(results, backend, need) for backend, need in RELAY_SPEED.items()),
         judge("mixed_vs_plain", "mixed6 ≥ 0.7x plain6 (one worker, P=1 C=1)",
               "mixed6_throughput", ratio(ours("mixed6_throughput"), ours("plain6_throughput")),
               ">= 0.7 x plain6"),
@@ -619,6 +620,23 @@ def targets(results: Sequence[Result]) -> list[Target]:
               ratio(ours("mixed6_throughput"), median_of(results, "dbos", "mixed6_throughput")),
               ">= 5 x dbos"),
     ]  # fmt: skip
+
+
+RELAY_SPEED: Final = {"redis": 0.5, "celery": 0.3}
+"""The least drain throughput of each relay backend, as a fraction of the jobs table's."""
+
+
+def _relay_speed(results: Sequence[Result], backend: str, need: float) -> Target:
+    """A relay backend drains at least ``need`` times as fast as the jobs table."""
+    row = f"{RELAY_PREFIX}{backend}_throughput"
+    base = median_of(results, OURS, f"{RELAY_PREFIX}jobs_table_throughput")
+    return judge(
+        f"relay_{backend}_speed",
+        f"{backend} drain ≥ {fmt(need)}x the jobs table (P=1 C=4)",
+        row,
+        ratio(median_of(results, OURS, row), base),
+        f">= {need} x jobs_table",
+    )
 
 
 def _relay_target(results: Sequence[Result], backend: str) -> Target:
