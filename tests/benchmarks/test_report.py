@@ -220,6 +220,8 @@ def test_targets_pass_and_fail_on_medians():
         "s7_sqlite": "PASS",  # 800 / 1000
         "relay_redis": "PASS",
         "relay_celery": "FAIL",  # 2 of 3 repetitions bounded
+        "relay_redis_speed": "FAIL",  # 80 / 1500 wf/s
+        "relay_celery_speed": "FAIL",  # 50 / 1500 wf/s
         "mixed_vs_plain": "PASS",  # 450 / 600
         "mixed_vs_dbos": "FAIL",  # 450 / 100
     }
@@ -774,3 +776,16 @@ def test_the_mixed_group_plans_both_workflows_and_the_dbos_peer():
     assert jobs[2].args == ("--n", "100", "--polling-interval", "0.01", "--concurrency", "1")
     assert next(j for j in run.plan(run.FULL) if j.group == "mixed").args[-1] == "1000"
     assert run.headline(mixed("mixed6", 40.0)) == "40.0 wf/s (mixed6_throughput)"
+
+
+def test_the_relay_speed_targets_compare_each_backend_with_the_jobs_table():
+    samples = [
+        relay("jobs_table", 1500.0),
+        relay("redis", 760.0),  # 0.51x
+        relay("celery", 440.0),  # 0.29x
+    ]
+    found = by_id(report.targets(report.aggregate(samples)))
+    redis, celery = found["relay_redis_speed"], found["relay_celery_speed"]
+    assert (redis.verdict, celery.verdict) == ("PASS", "FAIL")
+    assert redis.measured == pytest.approx(760 / 1500)
+    assert redis.detail == "0.51x (needs ≥ 0.50x jobs_table)"
