@@ -261,29 +261,35 @@ class OutboxBackend(abc.ABC):
         event.listen(session, "after_soft_rollback", forget_on_rollback, once=True)
         return job
 
-    def acknowledged(self, session: Session, jobs: Sequence[ClaimedJob]) -> list[int]:
-        """Settle ``jobs`` with the broker once ``session`` commits; the rows to delete.
+    def ack_rows(self, jobs: Sequence[ClaimedJob]) -> list[int]:
+        """The rows acknowledging ``jobs`` deletes.
 
-        The rows are those of jobs run in place (and every row, with
-        ``tracks_delivery``): the caller deletes them in ``session``.
+        Those of jobs run in place (and all, with ``tracks_delivery``); a delivered
+        row otherwise stays, published, until the relay prunes it.
         """
+        return [job.id for job in jobs if self.tracks_delivery or self.runs_in_place(job.id)]
+
+    def acknowledged(self, session: Session, jobs: Sequence[ClaimedJob]) -> None:
+        """Settle ``jobs`` with the broker, and forget them, once ``session`` commits."""
+        if not jobs:
+            return
         done = list(jobs)
 
         def settle_after_commit(_session: Session) -> None:
             self._settle_all_quietly(done)
 
         event.listen(session, "after_commit", settle_after_commit, once=True)
-        return [job.id for job in done if self.tracks_delivery or self.runs_in_place(job.id)]
 
     def ack_all(self, session: Session, jobs: Sequence[ClaimedJob]) -> None:
         """Acknowledge ``jobs`` in ``session``, their rows deleted in one statement.
 
-        Which rows: see :meth:`acknowledged`. The broker's messages are settled once
+        Which rows: see :meth:`ack_rows`. The broker's messages are settled once
         ``session`` commits.
         """
-        ids = self.acknowledged(session, jobs)
+        ids = self.ack_rows(jobs)
         if ids:
             session.execute(delete(outbox).where(outbox.c.id.in_(ids)))
+        self.acknowledged(session, jobs)
 
     def runs_in_place(self, job_id: int) -> bool:
         """True when this process holds job ``job_id`` as a row it wrote taken (in place)."""

@@ -274,10 +274,12 @@ class JobsTableBackend:
             claimed_until=row["claimed_until"],
         )
 
-    def acknowledged(self, session: Session, jobs_done: Sequence[ClaimedJob]) -> list[int]:
-        """The jobs a group statement deletes as done: all of them."""
-        del session
+    def ack_rows(self, jobs_done: Sequence[ClaimedJob]) -> list[int]:
+        """Acknowledging a job deletes its row: all of them."""
         return [job.id for job in jobs_done]
+
+    def acknowledged(self, session: Session, jobs_done: Sequence[ClaimedJob]) -> None:
+        """Nothing more: deleting its row is all a job's acknowledgement takes."""
 
     def release(self, job: ClaimedJob, *, error: str, retry_at: datetime) -> None:
         """Unclaim the job and make it due again at ``retry_at``."""

@@ -204,8 +204,12 @@ class InPlaceProducer(Protocol):
         """The job of ``row``, which ``session`` inserted taken by this worker (id ``job_id``)."""
         ...
 
-    def acknowledged(self, session: Session, jobs: Sequence[ClaimedJob]) -> list[int]:
-        """``jobs`` are done once ``session`` commits; the ids of the rows to delete."""
+    def ack_rows(self, jobs: Sequence[ClaimedJob]) -> list[int]:
+        """The ids of the rows that acknowledging ``jobs`` deletes."""
+        ...
+
+    def acknowledged(self, session: Session, jobs: Sequence[ClaimedJob]) -> None:
+        """``jobs`` are done once ``session`` commits (their rows deleted in it)."""
         ...
 
 

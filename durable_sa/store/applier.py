@@ -87,6 +87,17 @@ class _Written:
     next_job: ClaimedJob | None = None
 
 
+@attrs.define
+class _Queued:
+    """The queue rows of a group: acknowledged, runs whose jobs go, new (and taken)."""
+
+    acks: list[dict[str, Any]] = attrs.field(factory=list)
+    drops: list[dict[str, Any]] = attrs.field(factory=list)
+    new: list[dict[str, Any]] = attrs.field(factory=list)
+    taken: dict[int, dict[str, Any]] = attrs.field(factory=dict)
+    """The new rows taken by this applier's worker, by run."""
+
+
 class Applier:
     """Executes write plans on a session; the producer side of ``backend`` writes jobs."""
 
@@ -161,47 +172,61 @@ class Applier:
         params.update(_columns("w", [_run_row(plan) for plan in plans], statements.RUN_KEYS))
         journal_rows = [_journal_row(plan.run_id, w) for plan in plans for w in plan.journal]
         params.update(_columns("j", journal_rows, statements.JOURNAL_FIELDS))
-        claimed_rows: dict[int, dict[str, Any]] = {}
-        job_rows: list[dict[str, Any]] = []
-        drops: list[dict[str, Any]] = []
-        ack_rows = [
-            {"id": item.job.id, "run_id": item.plan.run_id if item.plan.writes_run else None}
-            for item in acks
-            if item.job is not None
-        ]
-        if producer is not None:
-            deleted = set(producer.acknowledged(session, [i.job for i in acks if i.job]))
-            ack_rows = [row for row in ack_rows if row["id"] in deleted]
-            for plan in plans:
-                if plan.drop_jobs:
-                    drops.append({"run_id": plan.run_id})
-                for index, spec in enumerate(plan.jobs):
-                    taken = index == 0 and self._continues(plan)
-                    row = producer.new_row(
-                        spec,
-                        taken_by=self.worker if taken else None,
-                        until=plan.continue_until if taken else None,
-                        now=now,
-                    )
-                    if taken:
-                        claimed_rows[spec.run_id] = row
-                    job_rows.append(row)
-        rows = statements.JOB_ROWS if producer is None else producer.queue_rows
         params["w_ids"] = [plan.run_id for plan in plans]
-        params["k_ids"] = [row["id"] for row in ack_rows]
-        params.update(_columns("k", ack_rows, ("id", "run_id")))
-        params.update(_columns("d", drops, ("run_id",)))
-        params.update(_columns("n", job_rows, rows.fields))
+        queued = _Queued()
+        if producer is not None:
+            queued = self._queued(producer, plans, acks, now=now)
+        rows = statements.JOB_ROWS if producer is None else producer.queue_rows
+        params["k_ids"] = [row["id"] for row in queued.acks]
+        params.update(_columns("k", queued.acks, ("id", "run_id")))
+        params.update(_columns("d", queued.drops, ("run_id",)))
+        params.update(_columns("n", queued.new, rows.fields))
         written: dict[int | None, _Written] = {}
         for found in conn.execute(statements.pg_write(rows), params):
             run_id = int(found.id)
             next_job = None
-            if producer is not None and found.next_job_id is not None and run_id in claimed_rows:
-                next_job = producer.taken(session, int(found.next_job_id), claimed_rows[run_id])
+            if producer is not None and found.next_job_id is not None and run_id in queued.taken:
+                next_job = producer.taken(session, int(found.next_job_id), queued.taken[run_id])
             written[run_id] = _Written(state=found.state, next_job=next_job)
-        if producer is not None and len(job_rows) > len(claimed_rows):
-            producer.wake_after_commit(session)
+        if producer is not None:  # what a job done needs after the commit (a broker's settle)
+            live = [i for i in acks if not i.plan.writes_run or i.plan.run_id in written]
+            producer.acknowledged(session, [item.job for item in live if item.job])
+            if len(queued.new) > len(queued.taken):
+                producer.wake_after_commit(session)
         return written
+
+    def _queued(
+        self,
+        producer: InPlaceProducer,
+        plans: Sequence[WritePlan],
+        acks: Sequence[PlanItem],
+        *,
+        now: datetime,
+    ) -> _Queued:
+        """The queue rows a group statement deletes and inserts, as ``producer`` has them."""
+        done = [item.job for item in acks if item.job is not None]
+        deleted = set(producer.ack_rows(done))
+        queued = _Queued(
+            acks=[
+                {"id": item.job.id, "run_id": item.plan.run_id if item.plan.writes_run else None}
+                for item in acks
+                if item.job is not None and item.job.id in deleted
+            ],
+            drops=[{"run_id": plan.run_id} for plan in plans if plan.drop_jobs],
+        )
+        for plan in plans:
+            for index, spec in enumerate(plan.jobs):
+                taken = index == 0 and self._continues(plan)
+                row = producer.new_row(
+                    spec,
+                    taken_by=self.worker if taken else None,
+                    until=plan.continue_until if taken else None,
+                    now=now,
+                )
+                if taken:
+                    queued.taken[spec.run_id] = row
+                queued.new.append(row)
+        return queued
 
     # ── SQLite: the same writes, one statement per kind ────────────────────────
 

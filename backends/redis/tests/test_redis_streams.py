@@ -10,13 +10,18 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 from durable_sa_redis import RedisStreamsBackend
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from durable_sa import Durable, InvalidArgumentError, JobOutcome, RunStatus
+from durable_sa.core.decide import decide_step
 from durable_sa.core.jobs import AdvanceJob, JobSpec
+from durable_sa.core.outcomes import Advance
+from durable_sa.core.plan import plan_transition
 from durable_sa.core.registry import registry
 from durable_sa.outbox.backend import OutboxBackend
-from durable_sa.store.models import dead_letters_table, outbox_table
+from durable_sa.store.applier import Applier, PlanItem
+from durable_sa.store.models import dead_letters_table, outbox_table, runs_table
+from durable_sa.store.queries import load_run
 from durable_sa.testing import scenarios
 from durable_sa.testing.conformance import eventually
 
@@ -178,6 +183,40 @@ def test_a_row_taken_in_place_and_given_back_is_published_at_once(
     assert not backend.runs_in_place(taken.id)
     assert (backend.in_place_count(), backend.unpublished_count()) == (0, 1)
     assert redis_engine.relay().drain() == 1
+
+
+def test_a_job_whose_plan_missed_its_compare_and_set_stays_in_hand(
+    redis_engine: Durable,
+) -> None:
+    """A run that moved under a group's write: its job is neither settled nor forgotten.
+
+    The pipeline decides that job again on a fresh read; only that decision's commit
+    may settle its delivery.
+    """
+    scenarios.define_scenarios()
+    run_id = redis_engine.start(scenarios.SEQUENTIAL, {"n": 1}).run_id
+    backend = backend_of(redis_engine)
+    first = claim_now(redis_engine)
+    assert first is not None
+    with redis_engine.shell.reading() as session:
+        run = load_run(session, run_id)
+    assert run is not None
+    now = redis_engine.now
+    step = Advance(journal=(), result_patch={"one": 2})
+    transition = decide_step(run, step, attempt=1, now=now)
+    plan = plan_transition(transition, acknowledge=first.id, now=now, continue_until=now + LEASE)
+    with redis_engine.sa_engine.begin() as conn:  # the run moves meanwhile (a signal, a cancel)
+        conn.execute(
+            update(runs_table)
+            .where(runs_table.c.id == run_id)
+            .values(revision=runs_table.c.revision + 1)
+        )
+    with backend.sessions.begin() as session:
+        (applied,) = Applier(backend, worker="w1").apply(session, [PlanItem(plan, first)], now=now)
+    assert not applied.applied
+    assert backend.held_message(first.id) is not None
+    assert stream_length(redis_engine) == 1  # still delivered, not settled
+    assert (backend.in_place_count(), backend.unpublished_count()) == (0, 0)
 
 
 def _next_step(job: ClaimedJob) -> JobSpec:
