@@ -52,11 +52,12 @@ $(BENCH_STAMP): $(STAMP)
 	$(VENV_PY) -m pip install --disable-pip-version-check -e '.[dev,bench]'
 	@touch $@
 
-## lint: ruff (lint + format check) and mypy
+## lint: ruff (lint + format check), mypy and the import-linter contracts (layers)
 lint: venv
 	$(VENV)/bin/ruff check durable_sa backends benchmarks tests
 	$(VENV)/bin/ruff format --check durable_sa backends benchmarks tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
 
 ## demo: run the demo module
 demo: venv

@@ -24,7 +24,7 @@ from durable_sa.core.jobs import decode_payload
 from durable_sa.core.plan import plan_transition
 from durable_sa.core.snapshot import RunSnapshot
 from durable_sa.core.status import RunStatus
-from durable_sa.execute import runner
+from durable_sa.engine import runner
 
 
 def per_workflow_us(workflows: int = 5000) -> float:

@@ -31,7 +31,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, 
 from durable_sa import Durable, ParallelEntry, durable
 
 if TYPE_CHECKING:
-    from durable_sa.context import DurableContext
+    from durable_sa.core.context import DurableContext
 
 URL_ENV: Final = "DURABLE_SA_BENCH_URL"
 BACKEND_ENV: Final = "DURABLE_SA_BENCH_BACKEND"

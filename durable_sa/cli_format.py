@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from durable_sa.results import DeadLetterInfo, PruneResult, RunStatusSnapshot
+    from durable_sa.runtime.presence import WorkerInfo
     from durable_sa.store.models import JournalEntry
-    from durable_sa.worker.presence import WorkerInfo
 
 NONE: Final = "-"
 CELL_WIDTH: Final = 60

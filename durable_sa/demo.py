@@ -27,7 +27,7 @@ from durable_sa.testing import drain
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from durable_sa.context import DurableContext
+    from durable_sa.core.context import DurableContext
 
 CALLS: list[str] = []
 

@@ -25,13 +25,15 @@ from durable_sa.core.jobs import AdvanceJob, CompensateJob
 from durable_sa.core.plan import NewRun, plan_start, plan_transition
 from durable_sa.core.registry import registry
 from durable_sa.core.status import RunStatus
+from durable_sa.engine import runner
+from durable_sa.engine.applier import PlanItem
+from durable_sa.engine.shell import Clock, Shell, configure_sqlite
 from durable_sa.errors import (
     DeadLetterNotFoundError,
     InvalidArgumentError,
     PayloadError,
     RunNotFoundError,
 )
-from durable_sa.execute import runner
 from durable_sa.outbox.relay import Relay
 from durable_sa.queue.backends import load_backend
 from durable_sa.queue.jobs_table import JobsTableBackend
@@ -45,14 +47,12 @@ from durable_sa.results import (
     StartResult,
 )
 from durable_sa.retention import prune_runs
-from durable_sa.shell import Clock, Shell, configure_sqlite
-from durable_sa.store.applier import PlanItem
+from durable_sa.runtime.presence import WorkerInfo, live_workers
 from durable_sa.store.models import metadata, runs_table
 from durable_sa.store.notify import install_triggers
 from durable_sa.store.queries import load_run, lock_run, lock_tree
 from durable_sa.views import list_dead_letters, list_runs, run_status
 from durable_sa.waiting import wait_for_run, wait_for_run_async
-from durable_sa.worker.presence import WorkerInfo, live_workers
 
 if TYPE_CHECKING:
     import builtins

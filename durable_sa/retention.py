@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
     from sqlalchemy.orm import Session
 
-    from durable_sa.shell import Shell
+    from durable_sa.engine.shell import Shell
 
 logger = logging.getLogger(__name__)
 

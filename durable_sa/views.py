@@ -14,8 +14,8 @@ from durable_sa.core.definition import RESERVED_PREFIX
 from durable_sa.core.status import RunStatus
 from durable_sa.errors import RunNotFoundError
 from durable_sa.results import DeadLetterInfo, RunStatusSnapshot
+from durable_sa.runtime.presence import live_workers
 from durable_sa.store.models import dead_letters_table, jobs_table, runs_table
-from durable_sa.worker.presence import live_workers
 
 if TYPE_CHECKING:
     from datetime import datetime

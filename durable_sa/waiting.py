@@ -23,9 +23,9 @@ from sqlalchemy import select
 
 from durable_sa.core.status import RunStatus
 from durable_sa.errors import InvalidArgumentError, RunNotFoundError, WaitTimeoutError
+from durable_sa.runtime.listen import conninfo_for
 from durable_sa.store.models import runs_table
 from durable_sa.store.notify import RUNS_CHANNEL
-from durable_sa.worker.listen import conninfo_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

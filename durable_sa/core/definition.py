@@ -28,7 +28,7 @@ from durable_sa.core.registry import registry
 from durable_sa.errors import DefinitionError
 
 if TYPE_CHECKING:
-    from durable_sa.context import DurableContext
+    from durable_sa.core.context import DurableContext
 
 StepHandler: TypeAlias = "Callable[[DurableContext], object]"
 """A step, parallel-entry, branch or compensation handler: plain or ``async def``."""

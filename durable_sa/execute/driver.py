@@ -46,7 +46,7 @@ from durable_sa.execute.agent import agent_snapshot, is_suspended_agent
 from durable_sa.execute.invoke import call, call_all
 
 if TYPE_CHECKING:
-    from durable_sa.context import DurableContext
+    from durable_sa.core.context import DurableContext
 
 Journal = Mapping[str, JournalRecord]
 

@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Final, Self
 import attrs
 from sqlalchemy import delete, func, select, update
 
+from durable_sa.engine.shell import system_clock
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.outbox.backend import OutboxBackend, message_from_row, outbox
-from durable_sa.shell import system_clock
+from durable_sa.runtime.listen import Listener
+from durable_sa.runtime.signals import stop_on_signals
+from durable_sa.runtime.wakeup import Wakeup
 from durable_sa.store.notify import OUTBOX_CHANNEL
-from durable_sa.worker.listen import Listener
-from durable_sa.worker.signals import stop_on_signals
-from durable_sa.worker.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -1,1 +1,1 @@
-"""The imperative shell over the database: the schema, reads, and applying transitions."""
+"""The database: the schema (ORM entities and tables), reads, and the statements that write."""

@@ -29,8 +29,8 @@ from durable_sa.core.jobs import (
 )
 from durable_sa.core.registry import registry
 from durable_sa.core.status import RunStatus
+from durable_sa.engine import runner
 from durable_sa.errors import DurableError, PayloadError
-from durable_sa.execute import runner
 from durable_sa.store.models import runs_table
 from durable_sa.store.queries import load_run
 from durable_sa.testing.clock import FakeClock

@@ -17,7 +17,7 @@ from durable_sa.core.definition import ParallelEntry, durable
 from durable_sa.core.registry import registry
 
 if TYPE_CHECKING:
-    from durable_sa.context import DurableContext
+    from durable_sa.core.context import DurableContext
 
 SEQUENTIAL: Final = "conformance-sequential"
 PARALLEL: Final = "conformance-parallel"

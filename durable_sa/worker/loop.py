@@ -36,20 +36,20 @@ import attrs
 from durable_sa.core.registry import registry
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.outbox.backend import OutboxBackend
+from durable_sa.outbox.relay import Relay
 from durable_sa.results import JobOutcome
+from durable_sa.runtime import presence
+from durable_sa.runtime.listen import Listener
+from durable_sa.runtime.signals import stop_on_signals
+from durable_sa.runtime.wakeup import Wakeup
 from durable_sa.store.notify import JOBS_CHANNEL
-from durable_sa.worker import presence
-from durable_sa.worker.listen import Listener
 from durable_sa.worker.pipeline import Pipeline, Work
-from durable_sa.worker.signals import stop_on_signals
-from durable_sa.worker.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import TracebackType
 
-    from durable_sa.facade import Durable
-    from durable_sa.outbox.relay import Relay
+    from durable_sa.engine.shell import HasShell
 
 from durable_sa.queue.protocol import ClaimedJob  # an attrs field type: needed at run time
 
@@ -87,7 +87,7 @@ class Worker:
 
     def __init__(  # noqa: PLR0913 - worker tuning, all keyword-only
         self,
-        engine: Durable,
+        engine: HasShell,
         *,
         concurrency: int = 1,
         queues: Sequence[str] | None = None,
@@ -131,13 +131,14 @@ class Worker:
             msg = f"the lease ({lease}) must be at least twice the heartbeat ({heartbeat})"
             raise InvalidArgumentError(msg)
         self.engine = engine
+        self.shell = shell = engine.shell
         self.concurrency = concurrency
         self.queues = list(queues) if queues else None
         self.lease = lease
         self.heartbeat = heartbeat
         self.job_timeout = job_timeout
         self.grace_period = grace_period
-        sqlite = engine.sa_engine.dialect.name == "sqlite"
+        sqlite = shell.dialect == "sqlite"
         self.poll_interval = (
             poll_interval if poll_interval is not None else (0.25 if sqlite else 2.0)
         )
@@ -154,11 +155,11 @@ class Worker:
         self._retiring: set[int] = set()  # slots whose abandoned job got a replacement
         self._runner: threading.Thread | None = None
         # A backend whose own workers consume it (Celery) leaves only the relay to run.
-        self._consumes = getattr(engine.backend, "consumed_by_workers", True)
+        self._consumes = getattr(shell.backend, "consumed_by_workers", True)
         self._pipeline = (
             Pipeline(
-                engine.shell,
-                engine.backend,
+                shell,
+                shell.backend,
                 worker=self.id,
                 lease=lease,
                 queues=self.queues,
@@ -174,14 +175,16 @@ class Worker:
             else None
         )
         self._listener = Listener(
-            engine.sa_engine, [JOBS_CHANNEL], self._on_notify, on_reconnect=self.wake
+            shell.sa_engine, [JOBS_CHANNEL], self._on_notify, on_reconnect=self.wake
         )
-        has_outbox = isinstance(engine.backend, OutboxBackend)
-        if relay and not has_outbox:
-            msg = f"relay=True needs a relay backend; {engine.backend.name!r} has no outbox"
+        backend = shell.backend
+        if relay and not isinstance(backend, OutboxBackend):
+            msg = f"relay=True needs a relay backend; {backend.name!r} has no outbox"
             raise InvalidArgumentError(msg)
         self._relay: Relay | None = (
-            engine.relay(name=f"relay:{self.id}") if has_outbox and relay is not False else None
+            Relay(backend, clock=shell.now, name=f"relay:{self.id}")
+            if isinstance(backend, OutboxBackend) and relay is not False
+            else None
         )
 
     def __repr__(self) -> str:
@@ -246,7 +249,7 @@ class Worker:
     def _run(self) -> None:
         started = time.monotonic()
         self._announce()
-        self.engine.backend.add_wake_callback(self.wake)
+        self.shell.backend.add_wake_callback(self.wake)
         self._listener.start()
         if self._relay is not None:
             self._relay.start()
@@ -280,8 +283,8 @@ class Worker:
             extra={"action": "worker_started", "worker": self.id},
         )
         try:
-            with self.engine.shell.sessions.begin() as session:
-                presence.sweep(session, now=self.engine.now)
+            with self.shell.sessions.begin() as session:
+                presence.sweep(session, now=self.shell.now())
         except Exception:
             logger.warning("could not sweep dead workers", exc_info=True)
         self._beat()
@@ -294,18 +297,18 @@ class Worker:
         self._listener.stop()
         if self._pipeline is not None:
             self._pipeline.close()
-        self.engine.backend.remove_wake_callback(self.wake)
+        self.shell.backend.remove_wake_callback(self.wake)
         with self._lock:
             unfinished = [flight.job.id for flight in self._in_flight.values()]
         try:
             if unfinished:
-                released = self.engine.backend.release_claims(unfinished, worker=self.id)
+                released = self.shell.backend.release_claims(unfinished, worker=self.id)
                 logger.warning(
                     "grace period over: gave back %d unfinished job(s)",
                     released,
                     extra={"action": "shutdown", "worker": self.id},
                 )
-            with self.engine.shell.sessions.begin() as session:
+            with self.shell.sessions.begin() as session:
                 presence.leave(session, self.id)
         except Exception:
             logger.warning("could not clean up after stopping", exc_info=True)
@@ -315,7 +318,7 @@ class Worker:
     # ── heartbeat: leases and presence ─────────────────────────────────────────
 
     def _beat(self) -> None:
-        now = self.engine.now
+        now = self.shell.now()
         timeout = self.job_timeout.total_seconds()
         renew: set[int] = set(self._pipeline.held_ids()) if self._pipeline is not None else set()
         with self._lock:
@@ -342,10 +345,10 @@ class Worker:
             in_flight = len(self._in_flight)
         try:
             if renew:
-                self.engine.backend.renew(renew, worker=self.id, until=now + self.lease)
+                self.shell.backend.renew(renew, worker=self.id, until=now + self.lease)
             if self._pipeline is not None:
                 self._pipeline.look_for_lapsed()
-            with self.engine.shell.sessions.begin() as session:
+            with self.shell.sessions.begin() as session:
                 presence.beat(
                     session,
                     {
@@ -450,10 +453,8 @@ class Worker:
 
     def _until_next_job(self) -> float:
         try:
-            now = self.engine.now
-            due = self.engine.backend.next_due(
-                now=now, queues=self.queues, workflows=self.workflows
-            )
+            now = self.shell.now()
+            due = self.shell.backend.next_due(now=now, queues=self.queues, workflows=self.workflows)
         except Exception:  # noqa: BLE001 - the claim loop reports database errors
             return self.poll_interval
         if due is None:

@@ -2,7 +2,7 @@
 
 A :class:`Pipeline` holds the jobs a worker has claimed and not finished: those ready to
 run, those whose user code is running on a slot, and those whose plan is being
-committed. Slots take ready work and run its phase A (:func:`durable_sa.execute.runner.
+committed. Slots take ready work and run its phase A (:func:`durable_sa.engine.runner.
 prepare`); a finished job's plan goes to the committer thread without the slot waiting
 for it, so the slot runs the next ready job (of another run) while the commit is in
 flight. The committer applies every plan that finished meanwhile in one transaction,
@@ -40,20 +40,20 @@ import attrs
 from sqlalchemy.orm import Session
 
 from durable_sa.core.plan import WritePlan
-from durable_sa.execute import runner
+from durable_sa.engine import runner
+from durable_sa.engine.applier import Applied, Applier, PlanItem
 from durable_sa.queue.claims import Claim, ClaimKind
 from durable_sa.queue.protocol import BatchClaims, ClaimedJob
 from durable_sa.queue.single_claims import SingleClaims
 from durable_sa.results import JobOutcome
-from durable_sa.store.applier import Applied, Applier, PlanItem
 from durable_sa.store.held import HeldConnection
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
     from datetime import timedelta
 
+    from durable_sa.engine.shell import Shell
     from durable_sa.queue.protocol import QueueBackend
-    from durable_sa.shell import Shell
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
 from durable_sa import Durable, JournalEntry, durable
-from durable_sa.shell import stored_form_for
+from durable_sa.engine.shell import stored_form_for
 from durable_sa.store.types import JSONColumn
 from durable_sa.testing import drain
 

@@ -44,8 +44,9 @@ import attrs
 from celery import Celery
 from sqlalchemy import func, select
 
+from durable_sa.engine import runner
+from durable_sa.engine.applier import Applier
 from durable_sa.errors import InvalidArgumentError, PayloadError
-from durable_sa.execute import runner
 from durable_sa.outbox.backend import (
     DEFAULT_KEEP_PUBLISHED,
     DEFAULT_MAX_ATTEMPTS,
@@ -54,7 +55,6 @@ from durable_sa.outbox.backend import (
 )
 from durable_sa.outbox.message import decode_message, encode_message
 from durable_sa.results import JobOutcome
-from durable_sa.store.applier import Applier
 from durable_sa.store.models import outbox_table
 
 if TYPE_CHECKING:

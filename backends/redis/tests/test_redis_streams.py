@@ -18,8 +18,8 @@ from durable_sa.core.jobs import AdvanceJob, JobSpec
 from durable_sa.core.outcomes import Advance
 from durable_sa.core.plan import plan_transition
 from durable_sa.core.registry import registry
+from durable_sa.engine.applier import Applier, PlanItem
 from durable_sa.outbox.backend import OutboxBackend
-from durable_sa.store.applier import Applier, PlanItem
 from durable_sa.store.models import dead_letters_table, outbox_table, runs_table
 from durable_sa.store.queries import load_run
 from durable_sa.testing import scenarios

@@ -18,15 +18,15 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.core.stored import StoredForm, jsonb_form, text_form
+from durable_sa.engine.applier import Applier
 from durable_sa.errors import InvalidArgumentError
-from durable_sa.store.applier import Applier
 
 if TYPE_CHECKING:
     from durable_sa.queue.protocol import QueueBackend
@@ -101,6 +101,18 @@ def stored_form_for(sa_engine: Engine) -> StoredForm:
     deserialize = getattr(dialect, "_json_deserializer", None) or json.loads
     form = jsonb_form if dialect.name == "postgresql" else text_form
     return form(serialize, deserialize)
+
+
+class HasShell(Protocol):
+    """What long-running parts (a worker, ``wait()``) take: anything that has a shell.
+
+    :class:`~durable_sa.Durable` is one; they need none of its user verbs.
+    """
+
+    @property
+    def shell(self) -> Shell:
+        """The engine's shell."""
+        ...
 
 
 class Shell:

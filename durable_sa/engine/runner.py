@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 from sqlalchemy.exc import DBAPIError
 
-from durable_sa.context import DurableContext
+from durable_sa.core.context import DurableContext
 from durable_sa.core.decide import (
     decide_compensation,
     decide_signal_timeout,
@@ -68,12 +68,12 @@ from durable_sa.core.plan import WritePlan, continued, plan_acknowledge, plan_tr
 from durable_sa.core.registry import registry
 from durable_sa.core.snapshot import RunSnapshot
 from durable_sa.core.transition import Transition
+from durable_sa.engine.applier import Applied, Applier, PlanItem
 from durable_sa.errors import DefinitionChanged, PayloadError, WorkflowNotRegisteredError
 from durable_sa.execute.driver import describe, drive_compensation, drive_step
 from durable_sa.queue.claims import Claim
 from durable_sa.queue.protocol import ClaimedJob
 from durable_sa.results import JobOutcome
-from durable_sa.store.applier import Applied, Applier, PlanItem
 from durable_sa.store.queries import load_journal, load_run, lock_run
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ if TYPE_CHECKING:
 
     from durable_sa.core.snapshot import JournalRecord, JournalWrite
     from durable_sa.core.stored import StoredForm
-    from durable_sa.shell import Shell
+    from durable_sa.engine.shell import Shell
 
 logger = logging.getLogger(__name__)
 
