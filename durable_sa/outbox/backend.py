@@ -44,7 +44,7 @@ from durable_sa.outbox.message import OutboxMessage
 from durable_sa.queue import dead_letters
 from durable_sa.queue.claims import Claim, ClaimKind, runs_by_id
 from durable_sa.queue.protocol import ClaimedJob
-from durable_sa.queue.rows import job_row, requeued_row
+from durable_sa.queue.rows import job_row, overrides_producer, requeued_row
 from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import outbox_table, runs_table
 from durable_sa.store.statements import OUTBOX_ROWS, QueueRows
@@ -116,8 +116,7 @@ class OutboxBackend(abc.ABC):
     def __init_subclass__(cls, **kwargs: object) -> None:
         """A subclass that changes how rows are written has its own methods called."""
         super().__init_subclass__(**kwargs)
-        own = ("enqueue", "enqueue_claimed", "ack", "ack_all", "discard")
-        if any(getattr(cls, name) is not getattr(OutboxBackend, name) for name in own):
+        if overrides_producer(cls, OutboxBackend):
             cls.applier_writes_rows = False
 
     def __init__(
@@ -591,19 +590,7 @@ class OutboxBackend(abc.ABC):
         renewed with :meth:`renew_deliveries`.
         """
         in_place, delivered = self._split(job_ids)
-        held = 0
-        if in_place:
-            with self._sessions.begin() as session:
-                result = session.execute(
-                    update(outbox)
-                    .where(
-                        outbox.c.id.in_(in_place),
-                        outbox.c.published_by == worker,
-                        outbox.c.claimed_until.is_not(None),
-                    )
-                    .values(claimed_until=until)
-                )
-            held += int(getattr(result, "rowcount", 0) or 0)
+        held = self._update_taken(in_place, worker, {"claimed_until": until})
         if delivered:
             held += self.renew_deliveries(delivered, worker=worker, until=until)
         return held
@@ -615,25 +602,30 @@ class OutboxBackend(abc.ABC):
         broker deliveries go back with :meth:`release_deliveries`.
         """
         in_place, delivered = self._split(job_ids)
-        released = 0
-        if in_place:
-            with self._sessions.begin() as session:
-                result = session.execute(
-                    update(outbox)
-                    .where(
-                        outbox.c.id.in_(in_place),
-                        outbox.c.published_by == worker,
-                        outbox.c.claimed_until.is_not(None),
-                    )
-                    .values(published_at=None, published_by=None, claimed_until=None)
-                )
-                self._wake.after_commit(session)
-            released += int(getattr(result, "rowcount", 0) or 0)
-            for job_id in in_place:
-                self.forget(job_id)
+        unpublished = {"published_at": None, "published_by": None, "claimed_until": None}
+        released = self._update_taken(in_place, worker, unpublished)
+        for job_id in in_place:
+            self.forget(job_id)
         if delivered:
             released += self.release_deliveries(delivered, worker=worker)
         return released
+
+    def _update_taken(self, job_ids: list[int], worker: str, values: dict[str, Any]) -> int:
+        """Set ``values`` on the rows of ``job_ids`` that ``worker`` holds taken; how many."""
+        if not job_ids:
+            return 0
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(outbox)
+                .where(
+                    outbox.c.id.in_(job_ids),
+                    outbox.c.published_by == worker,
+                    outbox.c.claimed_until.is_not(None),
+                )
+                .values(values)
+            )
+            self._wake.after_commit(session)  # a row given back: the relay publishes it
+        return int(getattr(result, "rowcount", 0) or 0)
 
     @abc.abstractmethod
     def renew_deliveries(self, job_ids: Collection[int], *, worker: str, until: datetime) -> int:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from durable_sa.queue import dead_letters
 from durable_sa.queue.claims import Claim, ClaimKind, claim_jobs
 from durable_sa.queue.protocol import ClaimedJob
-from durable_sa.queue.rows import job_row, requeued_row
+from durable_sa.queue.rows import job_row, overrides_producer, requeued_row
 from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import jobs_table
 from durable_sa.store.statements import JOB_ROWS, QueueRows
@@ -73,8 +73,7 @@ class JobsTableBackend:
     def __init_subclass__(cls, **kwargs: object) -> None:
         """A subclass that changes how jobs are written has its own methods called."""
         super().__init_subclass__(**kwargs)
-        own = ("enqueue", "enqueue_claimed", "ack", "ack_all", "discard")
-        if any(getattr(cls, name) is not getattr(JobsTableBackend, name) for name in own):
+        if overrides_producer(cls, JobsTableBackend):
             cls.applier_writes_rows = False
 
     def __init__(

@@ -7,7 +7,7 @@ and every relay backend build their rows here and cannot drift apart.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from durable_sa.core.jobs import encode_payload
 
@@ -46,3 +46,17 @@ def requeued_row(taken: Requeued, *, max_attempts: int, now: datetime) -> dict[s
         "max_attempts": max_attempts,
         "available_at": now,
     }
+
+
+PRODUCER_METHODS: Final = ("enqueue", "enqueue_claimed", "ack", "ack_all", "discard")
+"""The methods by which a backend writes its rows, which the applier's group statement
+replaces when the backend lets it (``applier_writes_rows``)."""
+
+
+def overrides_producer(cls: type, base: type) -> bool:
+    """True when subclass ``cls`` of ``base`` changes how rows are written.
+
+    The applier must then call its methods for every job, instead of writing the rows
+    itself in its group statement.
+    """
+    return any(getattr(cls, name) is not getattr(base, name) for name in PRODUCER_METHODS)
