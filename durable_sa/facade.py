@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -496,7 +497,8 @@ class Durable:
             WaitTimeoutError: the run did not end within ``timeout``.
 
         """
-        return wait_for_run(self, run_id, timeout)
+        wait_for_run(self.shell, run_id, timeout)
+        return self.status(run_id)
 
     async def wait_async(
         self,
@@ -504,7 +506,8 @@ class Durable:
         timeout: float | timedelta | None = None,  # noqa: ASYNC109 - a deadline, as documented
     ) -> RunStatusSnapshot:
         """:meth:`wait` for asyncio code: the event loop keeps running while it waits."""
-        return await wait_for_run_async(self, run_id, timeout)
+        await wait_for_run_async(self.shell, run_id, timeout)
+        return await asyncio.to_thread(self.status, run_id)
 
     def dead_letters(self, limit: int | None = None) -> builtins.list[DeadLetterInfo]:
         """Dead-lettered jobs, newest first, with the error that put them there."""

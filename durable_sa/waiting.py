@@ -30,8 +30,7 @@ from durable_sa.store.notify import RUNS_CHANNEL
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
-    from durable_sa.facade import Durable
-    from durable_sa.results import RunStatusSnapshot
+    from durable_sa.engine.shell import Shell
 
 _FIRST_POLL: Final = 0.02
 _MAX_POLL: Final = 0.5
@@ -73,17 +72,21 @@ class _Deadline:
         return window if remaining is None else min(window, remaining)
 
 
-def wait_for_run(
-    engine: Durable, run_id: int, timeout: float | timedelta | None
-) -> RunStatusSnapshot:
-    """Block until run ``run_id`` is terminal; raise :class:`WaitTimeoutError` after ``timeout``."""
-    listening = engine.sa_engine.dialect.name == "postgresql"
+def wait_for_run(shell: Shell, run_id: int, timeout: float | timedelta | None) -> RunStatus:
+    """Block until run ``run_id`` is terminal; its status.
+
+    Raises:
+        WaitTimeoutError: ``timeout`` passed first.
+        RunNotFoundError: there is no run ``run_id``.
+
+    """
+    listening = shell.dialect == "postgresql"
     deadline = _Deadline(run_id, timeout, listening=listening)
-    with _listen(engine) as conn:
+    with _listen(shell) as conn:
         while True:
-            status = _status(engine, run_id)  # after LISTEN: no ending slips in between
+            status = _status(shell, run_id)  # after LISTEN: no ending slips in between
             if status.is_terminal:
-                return engine.status(run_id)
+                return status
             window = deadline.next_wait(status)
             if conn is None:
                 time.sleep(window)
@@ -94,18 +97,18 @@ def wait_for_run(
 
 
 async def wait_for_run_async(
-    engine: Durable,
+    shell: Shell,
     run_id: int,
     timeout: float | timedelta | None,  # noqa: ASYNC109 - a deadline, as documented
-) -> RunStatusSnapshot:
+) -> RunStatus:
     """The asyncio twin of :func:`wait_for_run`; database reads run in a thread."""
-    listening = engine.sa_engine.dialect.name == "postgresql"
+    listening = shell.dialect == "postgresql"
     deadline = _Deadline(run_id, timeout, listening=listening)
-    async with _listen_async(engine) as conn:
+    async with _listen_async(shell) as conn:
         while True:
-            status = await asyncio.to_thread(_status, engine, run_id)
+            status = await asyncio.to_thread(_status, shell, run_id)
             if status.is_terminal:
-                return await asyncio.to_thread(engine.status, run_id)
+                return status
             window = deadline.next_wait(status)
             if conn is None:
                 await asyncio.sleep(window)
@@ -115,9 +118,9 @@ async def wait_for_run_async(
                     break
 
 
-def _status(engine: Durable, run_id: int) -> RunStatus:
+def _status(shell: Shell, run_id: int) -> RunStatus:
     """Only the run's status: polling reads one column, not the whole snapshot."""
-    with engine.shell.reading() as session:
+    with shell.reading() as session:
         value = session.scalar(select(runs_table.c.status).where(runs_table.c.id == run_id))
     if value is None:
         raise RunNotFoundError(run_id)
@@ -125,21 +128,21 @@ def _status(engine: Durable, run_id: int) -> RunStatus:
 
 
 @contextlib.contextmanager
-def _listen(engine: Durable) -> Iterator[psycopg.Connection | None]:
-    if engine.sa_engine.dialect.name != "postgresql":
+def _listen(shell: Shell) -> Iterator[psycopg.Connection | None]:
+    if shell.dialect != "postgresql":
         yield None
         return
-    with psycopg.connect(conninfo_for(engine.sa_engine), autocommit=True) as conn:
+    with psycopg.connect(conninfo_for(shell.sa_engine), autocommit=True) as conn:
         conn.execute(_LISTEN)
         yield conn
 
 
 @contextlib.asynccontextmanager
-async def _listen_async(engine: Durable) -> AsyncIterator[psycopg.AsyncConnection | None]:
-    if engine.sa_engine.dialect.name != "postgresql":
+async def _listen_async(shell: Shell) -> AsyncIterator[psycopg.AsyncConnection | None]:
+    if shell.dialect != "postgresql":
         yield None
         return
-    conn = await psycopg.AsyncConnection.connect(conninfo_for(engine.sa_engine), autocommit=True)
+    conn = await psycopg.AsyncConnection.connect(conninfo_for(shell.sa_engine), autocommit=True)
     async with conn:
         await conn.execute(_LISTEN)
         yield conn
