@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from durable_sa import PruneResult, RunStatus, RunStatusSnapshot
+from durable_sa import RunStatus, RunStatusSnapshot
 from durable_sa.cli import parse_age
 from durable_sa.cli_format import (
     age,
@@ -19,6 +19,7 @@ from durable_sa.cli_format import (
     versions,
     when,
 )
+from durable_sa.results import PruneResult
 
 
 def _snap(**changes):

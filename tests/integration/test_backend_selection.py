@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from durable_sa import BackendNotFound, Durable, InvalidArgumentError, JobsTableBackend, durable
+from durable_sa import Durable, InvalidArgumentError, durable
+from durable_sa.backends import JobsTableBackend
+from durable_sa.errors import BackendNotFound
 from durable_sa.queue.backends import backend_name, installed_backends
 from durable_sa.testing import drain
 

@@ -16,7 +16,6 @@ from durable_sa import (
     DurableContext,
     DurableError,
     Job,
-    JobOutcome,
     PayloadError,
     WorkflowNotRegisteredError,
     WorkflowRun,
@@ -24,6 +23,7 @@ from durable_sa import (
     registry,
 )
 from durable_sa.engine.runner import DEFER_DELAY
+from durable_sa.results import JobOutcome
 from durable_sa.testing import drain, pending_jobs
 from tests.integration.helpers import count, get_journal, get_run
 

@@ -16,13 +16,13 @@ from durable_sa import (
     InvalidArgumentError,
     Job,
     JournalEntry,
-    PruneResult,
     RunStatus,
     WorkflowRun,
     durable,
     retention,
 )
 from durable_sa.core.jobs import AdvanceJob, JobSpec
+from durable_sa.results import PruneResult
 from durable_sa.store.models import journal_table, runs_table
 from durable_sa.testing import FakeClock, drain
 from tests.integration.helpers import count, get_run

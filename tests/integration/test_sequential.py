@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from durable_sa import Durable, DurableContext, JobOutcome, RunStatus, durable
+from durable_sa import Durable, DurableContext, RunStatus, durable
+from durable_sa.results import JobOutcome
 from durable_sa.testing import clear_jobs, drain, pending_jobs
 from tests.integration.helpers import get_journal, get_run
 

@@ -69,22 +69,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from durable_sa import (
-    Durable,
-    DurableContext,
-    LoopStep,
-    ParallelStep,
-    RouteStep,
-    TaskStep,
-    durable,
-    registry,
-)
+from durable_sa import Durable, DurableContext, durable, registry
 from durable_sa.core.backoff import backoff_delay
 from durable_sa.core.decide import (
     is_current_advance,
     is_current_compensation,
     is_current_signal_timeout,
 )
+from durable_sa.core.definition import LoopStep, ParallelStep, RouteStep, TaskStep
 from durable_sa.core.jobs import AdvanceJob, CompensateJob, decode_payload
 from durable_sa.core.snapshot import RunSnapshot, WaitKind
 from durable_sa.core.status import RunStatus, is_legal_move

@@ -12,7 +12,7 @@ import redis
 from durable_sa_redis import RedisStreamsBackend
 from sqlalchemy import func, select, update
 
-from durable_sa import Durable, InvalidArgumentError, JobOutcome, RunStatus
+from durable_sa import Durable, InvalidArgumentError, RunStatus
 from durable_sa.core.decide import decide_step
 from durable_sa.core.jobs import AdvanceJob, JobSpec
 from durable_sa.core.outcomes import Advance
@@ -20,6 +20,7 @@ from durable_sa.core.plan import plan_transition
 from durable_sa.core.registry import registry
 from durable_sa.engine.applier import Applier, PlanItem
 from durable_sa.outbox.backend import OutboxBackend
+from durable_sa.results import JobOutcome
 from durable_sa.store.models import dead_letters_table, outbox_table, runs_table
 from durable_sa.store.queries import load_run
 from durable_sa.testing import scenarios

@@ -1,0 +1,31 @@
+"""The plugin API: what a queue backend implements and what it may build on.
+
+- :class:`QueueBackend`: the protocol every backend satisfies (the jobs it is handed are
+  :class:`ClaimedJob` values). Two optional protocols let a worker do more with it:
+  :class:`BatchClaims` (claim several jobs at once) and :class:`InPlaceProducer` (insert
+  a run's next job already claimed by the worker that wrote it, and let the applier
+  write its rows in its group statement).
+- :class:`JobsTableBackend`: the built-in backend, the jobs table.
+- :class:`OutboxBackend` and :class:`Relay`: the base of relay backends (a broker beside
+  the database) and the process that publishes their outbox; :class:`OutboxMessage` is
+  a job as it travels through a broker.
+
+See docs/backends/writing-your-own.md.
+"""
+
+from durable_sa.outbox.backend import OutboxBackend
+from durable_sa.outbox.message import OutboxMessage
+from durable_sa.outbox.relay import Relay
+from durable_sa.queue.jobs_table import JobsTableBackend
+from durable_sa.queue.protocol import BatchClaims, ClaimedJob, InPlaceProducer, QueueBackend
+
+__all__ = [
+    "BatchClaims",
+    "ClaimedJob",
+    "InPlaceProducer",
+    "JobsTableBackend",
+    "OutboxBackend",
+    "OutboxMessage",
+    "QueueBackend",
+    "Relay",
+]
