@@ -8,7 +8,7 @@ import pytest
 
 from durable_sa import RunStatus, RunStatusSnapshot
 from durable_sa.cli import parse_age
-from durable_sa.cli_format import (
+from durable_sa.cli.formatting import (
     age,
     note,
     plural,

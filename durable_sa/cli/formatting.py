@@ -1,7 +1,8 @@
 """Text rendering for the ``durable-sa`` command: runs, journals, workers as tables.
 
 Rules:
-- Every function here returns lines (``list[str]``) and prints nothing; ``cli.py`` prints.
+- Every function here returns lines (``list[str]``) and prints nothing; the commands
+  (:mod:`durable_sa.cli.commands`) print.
 - A cell is one line: newlines collapse to spaces and a long value is cut to a fixed
   width with an ellipsis, so a table stays a table whatever a step returned.
 - Times are shown in UTC, to the second, with a ``Z``; a missing value is ``-``.

@@ -1,0 +1,310 @@
+"""The commands: each opens the database (or loads APP), does one thing, prints lines.
+
+Only this module prints (tables come from :mod:`durable_sa.cli.formatting` as lines):
+results to stdout, a worker's log records to stderr through ``logging``. Operator
+commands never change the schema; a database without durable-sa's tables is reported,
+not created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from durable_sa import demo
+from durable_sa.cli.errors import FAILURE, USAGE, CliError
+from durable_sa.cli.formatting import (
+    render_dead_letters,
+    render_prune,
+    render_runs,
+    render_status,
+    render_workers,
+    versions,
+)
+from durable_sa.cli.scrubbing import configure_logging
+from durable_sa.facade import Durable
+from durable_sa.store.models import JournalEntry
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterable, Iterator
+
+    from durable_sa.cli.scrubbing import Invocation
+
+ENV_DATABASE_URL: Final = "DURABLE_SA_DATABASE_URL"
+_CONNECT_TIMEOUT: Final = 10  # seconds; an unreachable host must not hang a command
+
+
+# ── output ──────────────────────────────────────────────────────────────────────
+
+
+def _out(lines: Iterable[str]) -> None:
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+
+
+# ── the database ────────────────────────────────────────────────────────────────
+
+
+@contextlib.contextmanager
+def _database(args: argparse.Namespace, inv: Invocation) -> Iterator[Durable]:
+    """The engine on ``--database-url`` (or the environment), disposed at exit."""
+    text = getattr(args, "database_url", None) or os.environ.get(ENV_DATABASE_URL)
+    if not text:
+        msg = f"no database: pass --database-url URL or set {ENV_DATABASE_URL}"
+        raise CliError(msg, USAGE)
+    url = sa.make_url(text)  # ArgumentError for a malformed URL
+    inv.remember(url)
+    _check_sqlite_file(url)
+    connect_args = (
+        {"connect_timeout": _CONNECT_TIMEOUT} if url.get_backend_name() == "postgresql" else {}
+    )
+    try:
+        sa_engine = sa.create_engine(url, connect_args=connect_args)
+    except ImportError as exc:
+        msg = (
+            f"bad database URL {inv.url}: its driver is not installed ({exc}); "
+            "for PostgreSQL use postgresql+psycopg://"
+        )
+        raise CliError(msg, USAGE) from None
+    try:
+        yield Durable(sa_engine)
+    finally:
+        sa_engine.dispose()
+
+
+def _check_sqlite_file(url: sa.URL) -> None:
+    """Refuse a SQLite file that does not exist, rather than create an empty one."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    if url.database.startswith("file:"):
+        return
+    if not Path(url.database).is_file():
+        msg = f"no SQLite database file at {url.database}"
+        raise CliError(msg)
+
+
+# ── commands ────────────────────────────────────────────────────────────────────
+
+
+def status_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Print a run: its status, steps, journal and children."""
+    with _database(args, inv) as engine:
+        snap = engine.status(args.run_id)
+        with Session(engine.sa_engine) as session:
+            journal = session.scalars(
+                sa.select(JournalEntry)
+                .where(JournalEntry.run_id == snap.run_id)
+                .order_by(JournalEntry.id)
+            ).all()
+            _out(render_status(snap, journal))
+    return 0
+
+
+def list_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Print the most recent runs, newest first."""
+    with _database(args, inv) as engine:
+        snaps = engine.list(status=args.status, workflow=args.workflow, limit=args.limit)
+    _out(render_runs(snaps))
+    if len(snaps) == args.limit:
+        _out([f"(the {args.limit} most recent; --limit N shows more)"])
+    return 0
+
+
+def resume_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Send a signal to a suspended run; exit 1 when it does not take it."""
+    try:
+        data = None if args.data is None else json.loads(args.data)
+    except json.JSONDecodeError as exc:
+        msg = f"--data is not valid JSON: {exc}"
+        raise CliError(msg, USAGE) from None
+    with _database(args, inv) as engine:
+        result = engine.resume(args.run_id, args.signal, data)
+        if result.accepted:
+            _out([f"run {args.run_id} accepted signal {args.signal!r}; status: {result.status}"])
+            return 0
+        snap = engine.status(args.run_id)
+    waiting = f", awaiting {snap.awaiting_signal!r}" if snap.awaiting_signal else ""
+    refused = f"run {args.run_id} did not accept signal {args.signal!r}"
+    _out([f"{refused} (status: {snap.status}{waiting})"])
+    return FAILURE
+
+
+def cancel_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Cancel a run and its descendants."""
+    with _database(args, inv) as engine:
+        result = engine.cancel(args.run_id)
+        if result.canceled:
+            _out([f"canceled: {', '.join(str(run_id) for run_id in result.canceled)}"])
+        else:
+            status = engine.status(args.run_id).status
+            _out([f"nothing to cancel: run {args.run_id} is {status}"])
+    return 0
+
+
+def recover_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Re-enqueue runs that should progress but have no job."""
+    with _database(args, inv) as engine:
+        _out([f"recovering on {inv.url}: looking for runs that should progress but have no job..."])
+        count = engine.recover()
+    _out([f"re-enqueued {count} run(s)"])
+    return 0
+
+
+def prune_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Delete finished runs older than the given age (or count them, dry)."""
+    with _database(args, inv) as engine:
+        result = engine.prune(args.older_than, batch_size=args.batch_size, dry_run=args.dry_run)
+    _out(render_prune(result, args.older_than))
+    return 0
+
+
+def dead_letters_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """List dead letters, or requeue one."""
+    with _database(args, inv) as engine:
+        if args.requeue is not None:
+            job_id = engine.requeue(args.requeue)
+            _out([f"dead letter {args.requeue} requeued as job {job_id}"])
+            return 0
+        letters = engine.dead_letters(limit=args.limit)
+    _out(render_dead_letters(letters))
+    return 0
+
+
+def workers_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Print the live workers, from their heartbeats."""
+    with _database(args, inv) as engine:
+        _out(render_workers(engine.workers()))
+    return 0
+
+
+def demo_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Run the demo (its own arguments follow)."""
+    del inv
+    return demo.main(args.demo_args)
+
+
+# ── the worker ──────────────────────────────────────────────────────────────────
+
+
+def load_app(spec: str) -> Durable:
+    """The engine APP (``package.module:attribute``) names; a callable is called.
+
+    The current directory goes on ``sys.path`` first, as ``python -m`` would put it,
+    so ``durable-sa worker myapp.workflows:engine`` finds ``./myapp``.
+
+    Raises:
+        CliError: APP is malformed, cannot be imported, or is not a ``Durable``.
+
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        msg = f"APP must look like package.module:attribute, not {spec!r}"
+        raise CliError(msg, USAGE)
+    cwd = str(Path.cwd())
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        found: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        msg = f"cannot import APP module {module_name!r}: {exc}"
+        raise CliError(msg, USAGE) from None
+    try:
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except AttributeError:
+        msg = f"module {module_name!r} has no attribute {attribute!r}"
+        raise CliError(msg, USAGE) from None
+    if not isinstance(found, Durable) and callable(found):
+        found = found()
+    if not isinstance(found, Durable):
+        msg = (
+            f"APP {spec!r} is not a durable_sa.Durable (nor a function that returns one): "
+            f"got {type(found).__name__}"
+        )
+        raise CliError(msg, USAGE)
+    return found
+
+
+def worker_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Run a worker for APP until stopped."""
+    configure_logging(args.log_level, inv)
+    engine = load_app(args.app)
+    inv.remember(engine.sa_engine.url)
+    options = {
+        "lease": args.lease,
+        "heartbeat": args.heartbeat,
+        "job_timeout": args.job_timeout,
+        "grace_period": args.grace,
+        "commit_timeout": args.commit_timeout,
+        "prefetch": args.prefetch,
+        "poll_interval": args.poll_interval,
+        "name": args.name,
+        "relay": None if args.relay else False,
+    }
+    try:
+        worker = engine.worker(
+            concurrency=args.concurrency,
+            queues=args.queue,
+            **{key: value for key, value in options.items() if value is not None},
+        )
+    except ValueError as exc:
+        raise CliError(str(exc), USAGE) from None
+    engine.workers()  # fail now, in one line, if the database cannot be reached
+    queues = ", ".join(worker.queues) if worker.queues else "all"
+    started = (
+        f"durable-sa worker {worker.id}: concurrency {worker.concurrency}, queues {queues}, "
+        f"workflows {versions(worker.workflows)}, database {inv.url}"
+    )
+    _out([started])
+    if not worker.workflows:
+        print(
+            f"durable-sa: warning: {args.app} registered no workflows; this worker will "
+            "claim nothing (import the modules that call durable(...) from APP)",
+            file=sys.stderr,
+        )
+    worker.run()
+    stats = worker.stats
+    _out([f"durable-sa worker {worker.id} stopped: {stats.applied + stats.stale} job(s) done"])
+    return 0
+
+
+def relay_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Run a relay for APP until stopped, or publish once."""
+    configure_logging(args.log_level, inv)
+    engine = load_app(args.app)
+    inv.remember(engine.sa_engine.url)
+    options = {"batch_size": args.batch_size, "poll_interval": args.poll_interval}
+    relay = engine.relay(
+        name=args.name, **{key: value for key, value in options.items() if value is not None}
+    )
+    backlog = relay.backlog()  # fail now, in one line, if the database cannot be reached
+    if args.once:
+        try:
+            published, pruned = relay.drain(), relay.prune()
+        except DBAPIError:  # explained by main(), like every database error
+            raise
+        except Exception as exc:  # noqa: BLE001 - the broker refused: one line, not a traceback
+            msg = f"could not publish to {engine.backend!r}: {type(exc).__name__}: {exc}"
+            raise CliError(msg) from None
+        _out([f"durable-sa relay {relay.id}: published {published}, pruned {pruned}"])
+        return 0
+    started = (
+        f"durable-sa relay {relay.id}: {engine.backend.name} backend, {backlog} row(s) due, "
+        f"database {inv.url}"
+    )
+    _out([started])
+    relay.run()
+    stats = relay.stats
+    _out([f"durable-sa relay {relay.id} stopped: {stats.published} message(s) published"])
+    return 0

@@ -1,0 +1,57 @@
+"""What ends a command: a user's mistake or a database error, told in one line.
+
+A :class:`CliError` is a mistake the user can fix; :func:`explain` turns it, or a
+database error, into the one line ``main`` prints (never a traceback) and its exit code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from psycopg import errors as pg_errors
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+if TYPE_CHECKING:
+    from durable_sa.cli.scrubbing import Invocation
+
+USAGE: Final = 2
+FAILURE: Final = 1
+
+
+class CliError(Exception):
+    """A mistake the user can fix: printed as one line, exit ``code``."""
+
+    def __init__(self, message: str, code: int = FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
+
+
+def _missing_tables(exc: DBAPIError) -> bool:
+    return "no such table" in str(exc.orig) or isinstance(exc.orig, pg_errors.UndefinedTable)
+
+
+def explain(exc: BaseException, inv: Invocation) -> tuple[str, int]:
+    """The one-line message and exit code for an error that ended a command."""
+    where = inv.url or "the database"
+    if isinstance(exc, CliError):
+        return str(exc), exc.code
+    if isinstance(exc, ArgumentError):
+        shown = f" {inv.url}" if inv.url else ""
+        return f"bad database URL{shown}: {exc}", USAGE
+    if isinstance(exc, DBAPIError) and _missing_tables(exc):
+        missing = (
+            f"{where} has no durable-sa tables ({_first_line(exc)}); "
+            "create them with Durable(...).create_tables() or your migrations"
+        )
+        return missing, FAILURE
+    if isinstance(exc, OperationalError):
+        return f"could not reach the database at {where}: {_first_line(exc)}", FAILURE
+    if isinstance(exc, DBAPIError):
+        return f"database error on {where}: {_first_line(exc)}", FAILURE
+    return str(exc), FAILURE

@@ -1,0 +1,246 @@
+"""The command line: every command, its arguments and their types.
+
+Usage errors end in one line, like every other error (:class:`~durable_sa.cli.errors.
+CliError` with the usage exit code), never argparse's own message and exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final, NoReturn
+
+from durable_sa.cli.commands import (
+    ENV_DATABASE_URL,
+    cancel_command,
+    dead_letters_command,
+    demo_command,
+    list_command,
+    prune_command,
+    recover_command,
+    relay_command,
+    resume_command,
+    status_command,
+    worker_command,
+    workers_command,
+)
+from durable_sa.cli.errors import USAGE, CliError
+from durable_sa.core.status import RunStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_AGE = re.compile(r"(?P<amount>[0-9]+)(?P<unit>[smhdw])")
+_AGE_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        msg = f"{message} (see `{self.prog} --help`)"
+        raise CliError(msg, USAGE)
+
+
+# ── argument types ──────────────────────────────────────────────────────────────
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a whole number of at least 1, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        msg = f"expected a number of seconds above 0, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _seconds(text: str) -> timedelta:
+    return timedelta(seconds=_positive_float(text))
+
+
+def parse_age(text: str) -> timedelta:
+    """An age such as ``90s``, ``15m``, ``12h``, ``30d`` or ``2w``: a whole number and a unit.
+
+    The unit is required, so ``30`` is refused rather than guessed at.
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is not such an age (or absurdly large).
+
+    """
+    match = _AGE.fullmatch(text.strip())
+    if match is None:
+        msg = (
+            "expected an age as a whole number and a unit (s, m, h, d or w), "
+            f"such as 90s, 15m, 12h, 30d or 2w, not {text!r}"
+        )
+        raise argparse.ArgumentTypeError(msg)
+    try:
+        return timedelta(**{_AGE_UNITS[match["unit"]]: int(match["amount"])})
+    except OverflowError:
+        msg = f"the age {text!r} is too large (at most 999999999d)"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+# ── the parser ──────────────────────────────────────────────────────────────────
+
+
+_LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def _relay_arguments(relay: argparse.ArgumentParser) -> None:
+    relay.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
+    relay.add_argument("--batch-size", type=_positive_int, default=500, metavar="N")
+    relay.add_argument("--poll-interval", type=_positive_float, metavar="S")
+    relay.add_argument("--name", help="relay id (default: relay:host:pid:random)")
+    relay.add_argument("--once", action="store_true", help="publish what is due, prune, and exit")
+    relay.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
+    relay.set_defaults(run=relay_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one sub-command per operation."""
+    database = _Parser(add_help=False)
+    database.add_argument(
+        "--database-url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"SQLAlchemy URL of the database (default: ${ENV_DATABASE_URL})",
+    )
+    parser = _Parser(
+        prog="durable-sa",
+        description="Durable, crash-resumable workflows on SQLAlchemy.",
+        parents=[database],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = commands.add_parser("worker", help="run jobs until SIGTERM/SIGINT")
+    worker.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
+    worker.add_argument("--concurrency", type=_positive_int, default=1, metavar="N")
+    worker.add_argument("--queue", action="append", metavar="Q", help="repeat for several")
+    for flag, what in (
+        ("--lease", "how long a claim lasts without a heartbeat"),
+        ("--heartbeat", "how often leases and presence are renewed"),
+        ("--job-timeout", "abandon a job running longer than this"),
+        ("--grace", "how long a stop waits for running steps"),
+        ("--commit-timeout", "give up held jobs when a commit blocks this long"),
+    ):
+        worker.add_argument(flag, type=_seconds, metavar="S", help=f"{what} (seconds)")
+    worker.add_argument("--poll-interval", type=_positive_float, metavar="S")
+    worker.add_argument(
+        "--prefetch", type=_positive_int, metavar="N", help="most jobs held at once (jobs table)"
+    )
+    worker.add_argument("--name", help="worker id (default: host:pid:random)")
+    worker.add_argument(
+        "--no-relay",
+        dest="relay",
+        action="store_false",
+        help="relay backends: leave publishing the outbox to `durable-sa relay` processes",
+    )
+    worker.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
+    worker.set_defaults(run=worker_command)
+
+    _relay_arguments(
+        commands.add_parser(
+            "relay", help="publish a relay backend's outbox to its broker until SIGTERM/SIGINT"
+        )
+    )
+
+    status = commands.add_parser("status", parents=[database], help="a run, its journal, children")
+    status.add_argument("run_id", type=int, metavar="RUN_ID")
+    status.set_defaults(run=status_command)
+
+    listing = commands.add_parser("list", parents=[database], help="runs, newest first")
+    listing.add_argument("--status", choices=[s.value for s in RunStatus])
+    listing.add_argument("--workflow", metavar="W")
+    listing.add_argument("--limit", type=_positive_int, default=50, metavar="N")
+    listing.set_defaults(run=list_command)
+
+    resume = commands.add_parser(
+        "resume",
+        parents=[database],
+        help="deliver a signal to a suspended run",
+        description="Deliver SIGNAL to run RUN_ID; exits 1 when the run does not accept it.",
+    )
+    resume.add_argument("run_id", type=int, metavar="RUN_ID")
+    resume.add_argument("signal", metavar="SIGNAL")
+    resume.add_argument("--data", metavar="JSON", help="the signal's data, as JSON")
+    resume.set_defaults(run=resume_command)
+
+    cancel = commands.add_parser("cancel", parents=[database], help="cancel a run and its children")
+    cancel.add_argument("run_id", type=int, metavar="RUN_ID")
+    cancel.set_defaults(run=cancel_command)
+
+    recover = commands.add_parser(
+        "recover", parents=[database], help="re-enqueue runs that should progress but have no job"
+    )
+    recover.set_defaults(run=recover_command)
+
+    prune = commands.add_parser(
+        "prune",
+        parents=[database],
+        help="delete runs that finished long ago, with their journal",
+        description=(
+            "Delete completed, failed and canceled runs that finished more than AGE ago, "
+            "with their journal entries, leftover jobs and dead letters. A child run goes "
+            "only with its root, and only once the whole tree has finished; live runs are "
+            "never touched. Each batch of runs is its own short transaction."
+        ),
+    )
+    prune.add_argument(
+        "--older-than",
+        type=parse_age,
+        required=True,
+        metavar="AGE",
+        help="how long ago a run must have finished: 90s, 15m, 12h, 30d, 2w",
+    )
+    prune.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="runs deleted per transaction (default: 1000)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    prune.set_defaults(run=prune_command)
+
+    dead = commands.add_parser(
+        "dead-letters", parents=[database], help="list dead-lettered jobs, or requeue one"
+    )
+    dead.add_argument("--requeue", type=int, metavar="ID", help="put dead letter ID back")
+    dead.add_argument("--limit", type=_positive_int, default=50, metavar="N")
+    dead.set_defaults(run=dead_letters_command)
+
+    workers = commands.add_parser("workers", parents=[database], help="list live workers")
+    workers.set_defaults(run=workers_command)
+
+    run_demo = commands.add_parser(
+        "demo",
+        add_help=False,  # its options, --help included, belong to durable_sa.demo
+        help="run an order saga on an embedded SQLite file (durable-sa demo --help)",
+    )
+    run_demo.set_defaults(run=demo_command, demo_args=[])
+    return parser
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments; ``demo`` hands whatever follows it to :func:`durable_sa.demo.main`."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "demo":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.demo_args = extra
+    return args
