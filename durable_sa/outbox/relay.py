@@ -27,11 +27,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING, Final
 
 import attrs
 from sqlalchemy import delete, func, select, update
@@ -40,20 +39,17 @@ from durable_sa.engine.shell import system_clock
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.outbox.backend import OutboxBackend, message_from_row, outbox
 from durable_sa.runtime.listen import Listener
-from durable_sa.runtime.signals import stop_on_signals
-from durable_sa.runtime.wakeup import Wakeup
+from durable_sa.runtime.service import ErrorPause, Service
 from durable_sa.store.notify import OUTBOX_CHANNEL
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from types import TracebackType
 
     from sqlalchemy import RowMapping
     from sqlalchemy.orm import Session
 
 logger = logging.getLogger(__name__)
 
-_MAX_ERROR_PAUSE: Final = 5.0
 _PRUNE_BATCH: Final = 1000
 
 
@@ -67,8 +63,15 @@ class RelayStats:
     errors: int = 0
 
 
-class Relay:
-    """Publishes an :class:`OutboxBackend`'s due rows; see the module docstring."""
+class Relay(Service):
+    """Publishes an :class:`OutboxBackend`'s due rows; see the module docstring.
+
+    ``run()`` publishes in the calling thread, ``start()`` in a background thread;
+    ``stop()`` lets the batch in hand commit or roll back, never half-done
+    (:class:`~durable_sa.runtime.service.Service`).
+    """
+
+    daemon_thread = True
 
     def __init__(  # noqa: PLR0913 - relay tuning, all keyword-only
         self,
@@ -100,10 +103,7 @@ class Relay:
         self.prune_interval = prune_interval
         self.id = name or f"relay:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = RelayStats()
-        self._stopping = threading.Event()
-        self._stopped = threading.Event()
-        self._wakeup = Wakeup()
-        self._thread: threading.Thread | None = None
+        super().__init__(f"durable-sa-{self.id}")
         self._listener = Listener(
             backend.sa_engine, [OUTBOX_CHANNEL], self._on_notify, on_reconnect=self.wake
         )
@@ -271,52 +271,13 @@ class Relay:
 
     # ── lifecycle ──────────────────────────────────────────────────────────────
 
-    def run(self, *, install_signal_handlers: bool = True) -> None:
-        """Publish until :meth:`stop` (or SIGTERM/SIGINT when handlers are installed)."""
-        if install_signal_handlers:
-            with stop_on_signals(self.stop):
-                self._run()
-        else:
-            self._run()
-
-    def start(self) -> Self:
-        """Publish in a background thread."""
-        self._thread = threading.Thread(target=self._run, name=f"durable-sa-{self.id}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, *, wait: bool = False) -> None:
-        """Stop after the batch in hand (it commits or rolls back, never half-done)."""
-        self._stopping.set()
-        self.wake()
-        if wait:
-            self.join()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait until the relay has stopped; True if it did within ``timeout``."""
-        return self._stopped.wait(timeout)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop(wait=True)
-
-    def wake(self) -> None:
-        """Look for due rows now."""
-        self._wakeup.ring()
-
-    def _run(self) -> None:
+    def _serve(self) -> None:
         self.backend.add_wake_callback(self.wake)
         self._listener.start()
         logger.info(
             "relay %s started for %s", self.id, self.backend.name, extra={"action": "relay_started"}
         )
+        self._ready()
         try:
             self._loop()
         finally:
@@ -328,10 +289,9 @@ class Relay:
                 attrs.asdict(self.stats),
                 extra={"action": "relay_stopped"},
             )
-            self._stopped.set()
 
     def _loop(self) -> None:
-        pause = 0.1
+        pause = ErrorPause()
         next_prune = time.monotonic()
         while not self._stopping.is_set():
             seen = self._wakeup.rung
@@ -343,18 +303,18 @@ class Relay:
                 wait = 0.0 if published >= self.batch_size else self._until_next_due()
             except Exception as exc:  # noqa: BLE001 - the broker or the database is away
                 self.stats.errors += 1
+                wait = pause.failed()
                 logger.warning(
                     "relay %s could not publish (%s: %s); retrying in %.1f s",
                     self.id,
                     type(exc).__name__,
                     exc,
-                    pause,
+                    wait,
                     extra={"action": "relay_failed"},
                 )
-                self._idle(pause, seen)
-                pause = min(pause * 2, _MAX_ERROR_PAUSE)
+                self._idle(wait, seen)
                 continue
-            pause = 0.1
+            pause.succeeded()
             self._idle(wait, seen)
 
     def _until_next_due(self) -> float:
@@ -364,10 +324,6 @@ class Relay:
         seconds = (due - self.clock()).total_seconds()
         # A due row still there is held by another relay: look again at the next poll.
         return self.poll_interval if seconds <= 0 else min(self.poll_interval, seconds)
-
-    def _idle(self, seconds: float, seen: int) -> None:
-        if not self._stopping.is_set():
-            self._wakeup.wait(seconds, seen)
 
     def _on_notify(self, _channel: str, _payload: str) -> None:
         self.wake()

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -40,22 +40,18 @@ from durable_sa.outbox.relay import Relay
 from durable_sa.results import JobOutcome
 from durable_sa.runtime import presence
 from durable_sa.runtime.listen import Listener
-from durable_sa.runtime.signals import stop_on_signals
-from durable_sa.runtime.wakeup import Wakeup
+from durable_sa.runtime.service import ErrorPause, Service
 from durable_sa.store.notify import JOBS_CHANNEL
 from durable_sa.worker.pipeline import Pipeline, Work
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from types import TracebackType
 
     from durable_sa.engine.shell import HasShell
 
 from durable_sa.queue.protocol import ClaimedJob  # an attrs field type: needed at run time
 
 logger = logging.getLogger(__name__)
-
-_MAX_ERROR_PAUSE: Final = 10.0
 
 
 @attrs.define
@@ -82,8 +78,13 @@ class _InFlight:
     abandoned: bool = False
 
 
-class Worker:
-    """Runs an engine's jobs until stopped; see the module docstring for the rules."""
+class Worker(Service):
+    """Runs an engine's jobs until stopped; see the module docstring for the rules.
+
+    ``run()`` works in the calling thread, ``start()`` in a background thread (returning
+    once slots claim), ``stop()`` stops claiming while running steps finish within the
+    grace period (:class:`~durable_sa.runtime.service.Service`).
+    """
 
     def __init__(  # noqa: PLR0913 - worker tuning, all keyword-only
         self,
@@ -144,16 +145,12 @@ class Worker:
         )
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WorkerStats()
-        self._stopping = threading.Event()
-        self._stopped = threading.Event()
-        self._ready = threading.Event()
-        self._wakeup = Wakeup()
+        super().__init__(f"durable-sa-{self.id}")
         self._lock = threading.Lock()
         self._in_flight: dict[int, _InFlight] = {}  # by claim token: a job may come back
         self._tokens = itertools.count()
         self._threads: list[threading.Thread] = []
         self._retiring: set[int] = set()  # slots whose abandoned job got a replacement
-        self._runner: threading.Thread | None = None
         # A backend whose own workers consume it (Celery) leaves only the relay to run.
         self._consumes = getattr(shell.backend, "consumed_by_workers", True)
         self._pipeline = (
@@ -190,45 +187,6 @@ class Worker:
     def __repr__(self) -> str:
         return f"<Worker {self.id} concurrency={self.concurrency}>"
 
-    # ── lifecycle ──────────────────────────────────────────────────────────────
-
-    def run(self, *, install_signal_handlers: bool = True) -> None:
-        """Work until :meth:`stop` (or SIGTERM/SIGINT when handlers are installed)."""
-        if install_signal_handlers:
-            with stop_on_signals(self.stop):
-                self._run()
-        else:
-            self._run()
-
-    def start(self) -> Self:
-        """Work in a background thread; returns once the worker is claiming jobs."""
-        self._runner = threading.Thread(target=self._run, name=f"durable-sa-{self.id}")
-        self._runner.start()
-        self._ready.wait(timeout=30)
-        return self
-
-    def stop(self, *, wait: bool = False) -> None:
-        """Stop claiming; running steps finish within the grace period."""
-        self._stopping.set()
-        self.wake()
-        if wait:
-            self.join()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait until the worker has stopped; True if it did within ``timeout``."""
-        return self._stopped.wait(timeout)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop(wait=True)
-
     @property
     def workflows(self) -> dict[str, str]:
         """The workflow versions this worker can run: name → definition version."""
@@ -240,13 +198,9 @@ class Worker:
         with self._lock:
             return len(self._in_flight)
 
-    def wake(self) -> None:
-        """Wake idle slots to look for work now."""
-        self._wakeup.ring()
-
     # ── the main thread of the worker ──────────────────────────────────────────
 
-    def _run(self) -> None:
+    def _serve(self) -> None:
         started = time.monotonic()
         self._announce()
         self.shell.backend.add_wake_callback(self.wake)
@@ -257,7 +211,7 @@ class Worker:
             self._pipeline.start()
         for _ in range(self.concurrency if self._pipeline is not None else 0):
             self._add_slot()
-        self._ready.set()
+        self._ready()
         try:
             while not self._stopping.wait(self.heartbeat.total_seconds()):
                 self._beat()
@@ -270,7 +224,6 @@ class Worker:
                 attrs.asdict(self.stats),
                 extra={"action": "worker_stopped", "worker": self.id},
             )
-            self._stopped.set()
 
     def _announce(self) -> None:
         versions = ", ".join(f"{n}@{v}" for n, v in sorted(self.workflows.items())) or "none"
@@ -388,24 +341,24 @@ class Worker:
             return threading.get_ident() in self._retiring
 
     def _slot(self) -> None:
-        pause = 0.1
+        pause = ErrorPause()
         while not self._stopping.is_set() and not self._retire():
             seen = self._wakeup.rung
             try:
                 job = self._next_job()
             except Exception as exc:  # noqa: BLE001 - a database blip must not kill the slot
                 self.stats.errors += 1
+                wait = pause.failed()
                 logger.warning(
                     "claiming failed (%s: %s); retrying in %.1f s",
                     type(exc).__name__,
                     exc,
-                    pause,
+                    wait,
                     extra={"action": "claim_failed", "worker": self.id},
                 )
-                self._idle(pause, seen)
-                pause = min(pause * 2, _MAX_ERROR_PAUSE)
+                self._idle(wait, seen)
                 continue
-            pause = 0.1
+            pause.succeeded()
             if job is None:
                 busy = self._pipeline is not None and self._pipeline.busy
                 # Commits in flight wake us with their runs' next steps; else look again
@@ -460,10 +413,6 @@ class Worker:
         if due is None:
             return self.poll_interval
         return max(0.0, min(self.poll_interval, (due - now).total_seconds()))
-
-    def _idle(self, seconds: float, seen: int) -> None:
-        if not self._stopping.is_set():
-            self._wakeup.wait(seconds, seen)
 
     def _on_notify(self, _channel: str, _payload: str) -> None:
         self.wake()
