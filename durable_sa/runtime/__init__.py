@@ -1,4 +1,5 @@
-"""What long-running processes share: LISTEN, wake-ups, stop signals and presence.
+"""What long-running processes share: a lifecycle, LISTEN, wake-ups, stop signals, presence.
 
-The worker, the relay and ``wait()`` are built from these; none of them imports another.
+The worker and the relay are both a :class:`~durable_sa.runtime.service.Service`; they
+and ``wait()`` are built from these parts, and none of them imports another.
 """
