@@ -318,14 +318,11 @@ def run_job(
     until the run stops (waits, ends, or its next step is not due now). The first
     job's outcome is returned.
     """
-    first: JobOutcome | None = None
-    claim: Claim | None = Claim(job=claimed)
-    in_place = False
-    while claim is not None:
-        done = _run_one(shell, claim, in_place=in_place, applier=applier, lease=lease)
-        first = done.outcome if first is None else first
-        claim, in_place = done.follow, True
-    return first if first is not None else JobOutcome.STALE
+    done = _run_one(shell, Claim(job=claimed), in_place=False, applier=applier, lease=lease)
+    follow = done.follow
+    while follow is not None:
+        follow = _run_one(shell, follow, in_place=True, applier=applier, lease=lease).follow
+    return done.outcome
 
 
 def _run_one(

@@ -30,7 +30,7 @@ import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 from sqlalchemy import delete, func, select, update
@@ -45,7 +45,7 @@ from durable_sa.store.notify import OUTBOX_CHANNEL
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from sqlalchemy import RowMapping
+    from sqlalchemy import ColumnElement, RowMapping
     from sqlalchemy.orm import Session
 
 logger = logging.getLogger(__name__)
@@ -121,11 +121,10 @@ class Relay(Service):
         """
         now = self.clock()
         with self.backend.sessions.begin() as session:
-            rows = list(self._lapsed_rows(session, now))
-            if len(rows) < self.batch_size:
-                rows += self._stale_rows(session, now)
-            if len(rows) < self.batch_size:
-                rows += self._due_rows(session, now, self.batch_size - len(rows))
+            rows: list[RowMapping] = []
+            for pick in (self._lapsed_rows, self._stale_rows, self._due_rows):
+                if len(rows) < self.batch_size:
+                    rows += pick(session, now, self.batch_size - len(rows))
             if not rows:
                 return 0
             messages = sorted(
@@ -137,42 +136,16 @@ class Relay(Service):
         return len(messages)
 
     def _due_rows(self, session: Session, now: datetime, limit: int) -> Sequence[RowMapping]:
-        pick = (
-            select(outbox.c.id)
-            .where(outbox.c.published_at.is_(None), outbox.c.available_at <= now)
-            .order_by(outbox.c.available_at, outbox.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        stamp = (
-            update(outbox)
-            .where(outbox.c.id.in_(pick.scalar_subquery()))
-            .values(published_at=now, published_by=self.id)
-            .returning(*(outbox.c[name] for name in _MESSAGE_COLUMNS))
-        )
-        return session.execute(stamp).mappings().all()
+        """Rows never published and due now."""
+        due = (outbox.c.published_at.is_(None), outbox.c.available_at <= now)
+        order = (outbox.c.available_at, outbox.c.id)
+        return self._stamp(session, now, due, order, limit)
 
-    def _lapsed_rows(self, session: Session, now: datetime) -> Sequence[RowMapping]:
+    def _lapsed_rows(self, session: Session, now: datetime, limit: int) -> Sequence[RowMapping]:
         """Rows taken to run in place by a worker whose lease ran out: publish them."""
-        pick = (
-            select(outbox.c.id)
-            .where(outbox.c.claimed_until.is_not(None), outbox.c.claimed_until < now)
-            .order_by(outbox.c.claimed_until, outbox.c.id)
-            .limit(self.batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        stamp = (
-            update(outbox)
-            .where(outbox.c.id.in_(pick.scalar_subquery()))
-            .values(
-                published_at=now,
-                published_by=self.id,
-                claimed_until=None,
-                redeliveries=outbox.c.redeliveries + 1,
-            )
-            .returning(*(outbox.c[name] for name in _MESSAGE_COLUMNS))
-        )
-        rows = session.execute(stamp).mappings().all()
+        lapsed = (outbox.c.claimed_until.is_not(None), outbox.c.claimed_until < now)
+        order = (outbox.c.claimed_until, outbox.c.id)
+        rows = self._stamp(session, now, lapsed, order, limit, again=True)
         if rows:
             logger.warning(
                 "relay %s: %d job(s) run in place by a worker whose lease ran out; publishing them",
@@ -182,32 +155,21 @@ class Relay(Service):
             )
         return rows
 
-    def _stale_rows(self, session: Session, now: datetime) -> Sequence[RowMapping]:
+    def _stale_rows(self, session: Session, now: datetime, limit: int) -> Sequence[RowMapping]:
+        """Rows published ``redeliver_after`` ago and still there: the broker lost them.
+
+        Only for a backend that ``tracks_delivery`` (its rows stay until the job is done).
+        """
         after = self.backend.redeliver_after
         if not self.backend.tracks_delivery or after is None:
             return []
-        pick = (
-            select(outbox.c.id)
-            .where(
-                outbox.c.published_at.is_not(None),
-                outbox.c.published_at < now - after,
-                outbox.c.claimed_until.is_(None),
-            )
-            .order_by(outbox.c.published_at, outbox.c.id)
-            .limit(self.batch_size)
-            .with_for_update(skip_locked=True)
+        stale = (
+            outbox.c.published_at.is_not(None),
+            outbox.c.published_at < now - after,
+            outbox.c.claimed_until.is_(None),
         )
-        stamp = (
-            update(outbox)
-            .where(outbox.c.id.in_(pick.scalar_subquery()))
-            .values(
-                published_at=now,
-                published_by=self.id,
-                redeliveries=outbox.c.redeliveries + 1,
-            )
-            .returning(*(outbox.c[name] for name in _MESSAGE_COLUMNS))
-        )
-        rows = session.execute(stamp).mappings().all()
+        order = (outbox.c.published_at, outbox.c.id)
+        rows = self._stamp(session, now, stale, order, limit, again=True)
         if rows:
             logger.warning(
                 "relay %s: %d job(s) published %s ago never finished; publishing them again",
@@ -217,6 +179,41 @@ class Relay(Service):
                 extra={"action": "redeliver"},
             )
         return rows
+
+    def _stamp(  # noqa: PLR0913 - one pick, all of it positional but ``again``
+        self,
+        session: Session,
+        now: datetime,
+        where: tuple[ColumnElement[bool], ...],
+        order: tuple[ColumnElement[Any], ...],
+        limit: int,
+        *,
+        again: bool = False,
+    ) -> Sequence[RowMapping]:
+        """Mark up to ``limit`` rows matching ``where`` published by this relay; their columns.
+
+        Rows are taken in ``order``, skipping those another relay holds.
+
+        ``again``: a publication after an earlier one was lost (counted as a redelivery,
+        and a worker's hold on the row ends).
+        """
+        pick = (
+            select(outbox.c.id)
+            .where(*where)
+            .order_by(*order)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        values: dict[str, Any] = {"published_at": now, "published_by": self.id}
+        if again:
+            values |= {"claimed_until": None, "redeliveries": outbox.c.redeliveries + 1}
+        stamp = (
+            update(outbox)
+            .where(outbox.c.id.in_(pick.scalar_subquery()))
+            .values(values)
+            .returning(*(outbox.c[name] for name in _MESSAGE_COLUMNS))
+        )
+        return session.execute(stamp).mappings().all()
 
     def drain(self) -> int:
         """Publish every due row; how many were published."""

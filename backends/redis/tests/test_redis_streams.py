@@ -135,19 +135,8 @@ def test_a_row_taken_in_place_is_published_once_its_lease_ran_out(
     redis_engine: Durable,
 ) -> None:
     """A worker that died holding a run's next step: the relay publishes it, counted."""
-    scenarios.define_scenarios()
-    redis_engine.start(scenarios.SEQUENTIAL, {"n": 1})
     backend = backend_of(redis_engine)
-    first = claim_now(redis_engine)
-    assert first is not None
-    with backend.sessions.begin() as session:  # the first step's commit, continued
-        backend.ack(session, first)
-        (taken,) = backend.enqueue_claimed(
-            session,
-            [(_next_step(first), redis_engine.now + LEASE)],
-            worker="dies",
-            now=redis_engine.now,
-        )
+    taken = _take_next_step(redis_engine, worker="dies")
     assert backend.runs_in_place(taken.id)
     assert (backend.in_place_count(), backend.unpublished_count()) == (1, 0)
     assert backend.pending_count() == 1
@@ -168,18 +157,8 @@ def test_a_row_taken_in_place_is_published_once_its_lease_ran_out(
 def test_a_row_taken_in_place_and_given_back_is_published_at_once(
     redis_engine: Durable,
 ) -> None:
-    scenarios.define_scenarios()
-    redis_engine.start(scenarios.SEQUENTIAL, {"n": 1})
     backend = backend_of(redis_engine)
-    first = claim_now(redis_engine)
-    assert first is not None
-    with backend.sessions.begin() as session:
-        (taken,) = backend.enqueue_claimed(
-            session,
-            [(_next_step(first), redis_engine.now + LEASE)],
-            worker="w1",
-            now=redis_engine.now,
-        )
+    taken = _take_next_step(redis_engine, worker="w1")
     assert backend.release_claims([taken.id], worker="w1") == 1
     assert not backend.runs_in_place(taken.id)
     assert (backend.in_place_count(), backend.unpublished_count()) == (0, 1)
@@ -218,6 +197,22 @@ def test_a_job_whose_plan_missed_its_compare_and_set_stays_in_hand(
     assert backend.held_message(first.id) is not None
     assert stream_length(redis_engine) == 1  # still delivered, not settled
     assert (backend.in_place_count(), backend.unpublished_count()) == (0, 0)
+
+
+def _take_next_step(engine: Durable, *, worker: str) -> ClaimedJob:
+    """Start a sequential run, deliver its first step, and commit (as that step's commit
+    does) the acknowledgement and the next step's row taken by ``worker``."""
+    scenarios.define_scenarios()
+    engine.start(scenarios.SEQUENTIAL, {"n": 1})
+    backend = backend_of(engine)
+    first = claim_now(engine)
+    assert first is not None
+    with backend.sessions.begin() as session:
+        backend.ack(session, first)
+        (taken,) = backend.enqueue_claimed(
+            session, [(_next_step(first), engine.now + LEASE)], worker=worker, now=engine.now
+        )
+    return taken
 
 
 def _next_step(job: ClaimedJob) -> JobSpec:
