@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from durable_sa.core.codec import JSONObject, JSONValue, to_json, to_json_object
-from durable_sa.core.definition import (
+from durable_sa.core.steps import (
     ChildStep,
     LoopStep,
     ParallelStep,
