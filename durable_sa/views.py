@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 from sqlalchemy import or_, select
 
-from durable_sa.core.definition import RESERVED_PREFIX
+from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.status import RunStatus
 from durable_sa.errors import RunNotFoundError
 from durable_sa.results import DeadLetterInfo, RunStatusSnapshot

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from durable_sa.core.snapshot import RESUME_KEY
+from durable_sa.core.keys import RESUME_KEY
 from durable_sa.errors import StepNotTransactionalError
 
 if TYPE_CHECKING:

@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Final
 
 import attrs
 
 from durable_sa.core.codec import JSONObject, JSONValue
-from durable_sa.core.definition import RESERVED_PREFIX
+from durable_sa.core.keys import RESERVED_PREFIX, WAIT_KEY
 from durable_sa.core.status import RunStatus
-
-RESUME_KEY: Final = f"{RESERVED_PREFIX}_resume__"
-"""State key holding the payload of the last resume (read by ``ctx.resume_data()``)."""
-WAIT_KEY: Final = f"{RESERVED_PREFIX}_wait__"
-"""State key describing what a suspended run waits for: a signal, an agent or a child."""
 
 
 class JournalStatus(enum.StrEnum):
@@ -85,7 +79,7 @@ class RunSnapshot:
 
 @attrs.frozen(kw_only=True)
 class WaitInfo:
-    """What a suspended run waits for (stored under :data:`WAIT_KEY`)."""
+    """What a suspended run waits for (stored under :data:`~durable_sa.core.keys.WAIT_KEY`)."""
 
     kind: WaitKind
     step: str

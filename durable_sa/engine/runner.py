@@ -71,8 +71,7 @@ from durable_sa.core.transition import Transition
 from durable_sa.engine.applier import Applied, Applier, PlanItem
 from durable_sa.errors import DefinitionChanged, PayloadError, WorkflowNotRegisteredError
 from durable_sa.execute.driver import describe, drive_compensation, drive_step
-from durable_sa.queue.claims import Claim
-from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.queue.protocol import Claim, ClaimedJob
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import load_journal, load_run, lock_run
 

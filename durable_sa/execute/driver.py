@@ -17,17 +17,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from durable_sa.core.codec import JSONObject, JSONValue, to_json, to_json_object
-from durable_sa.core.definition import (
-    ChildStep,
-    LoopStep,
-    ParallelStep,
-    RetryableStep,
-    RouteStep,
-    SignalStep,
-    SleepStep,
-    StepDefinition,
-    TaskStep,
-)
 from durable_sa.core.outcomes import (
     Advance,
     AwaitChild,
@@ -40,6 +29,17 @@ from durable_sa.core.outcomes import (
 )
 from durable_sa.core.registry import registry
 from durable_sa.core.snapshot import JournalRecord, JournalStatus, JournalWrite
+from durable_sa.core.steps import (
+    ChildStep,
+    LoopStep,
+    ParallelStep,
+    RetryableStep,
+    RouteStep,
+    SignalStep,
+    SleepStep,
+    StepDefinition,
+    TaskStep,
+)
 from durable_sa.core.stored import StoredForm, as_is
 from durable_sa.errors import ResultNotSerializableError
 from durable_sa.execute.agent import agent_snapshot, is_suspended_agent

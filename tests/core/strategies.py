@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from hypothesis import strategies as st
 
 from durable_sa.core.jobs import SignalTimeoutJob
+from durable_sa.core.keys import RESUME_KEY, WAIT_KEY
 from durable_sa.core.outcomes import (
     Advance,
     AwaitChild,
@@ -26,8 +27,6 @@ from durable_sa.core.outcomes import (
     SuspendAgent,
 )
 from durable_sa.core.snapshot import (
-    RESUME_KEY,
-    WAIT_KEY,
     JournalStatus,
     JournalWrite,
     RunSnapshot,

@@ -26,6 +26,7 @@ from durable_sa.core.jobs import (
     JobSpec,
     SignalTimeoutJob,
 )
+from durable_sa.core.keys import RESUME_KEY, WAIT_KEY
 from durable_sa.core.outcomes import (
     Advance,
     AwaitChild,
@@ -37,8 +38,6 @@ from durable_sa.core.outcomes import (
     SuspendAgent,
 )
 from durable_sa.core.snapshot import (
-    RESUME_KEY,
-    WAIT_KEY,
     JournalStatus,
     JournalWrite,
     RunSnapshot,

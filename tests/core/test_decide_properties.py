@@ -19,8 +19,9 @@ from durable_sa.core.decide import (
     is_current_signal_timeout,
 )
 from durable_sa.core.jobs import AdvanceJob, CompensateJob, SignalTimeoutJob
+from durable_sa.core.keys import RESERVED_PREFIX, WAIT_KEY
 from durable_sa.core.outcomes import AwaitSignal, Complete, Retry
-from durable_sa.core.snapshot import RESERVED_PREFIX, WAIT_KEY, WaitKind
+from durable_sa.core.snapshot import WaitKind
 from durable_sa.core.status import TERMINAL_STATUSES, RunStatus, is_legal_move, next_status
 from durable_sa.errors import IllegalTransition
 from tests.core.strategies import (

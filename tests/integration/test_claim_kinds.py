@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from durable_sa import Durable, durable
-from durable_sa.queue.claims import ClaimKind
 from durable_sa.queue.jobs_table import JobsTableBackend
+from durable_sa.queue.protocol import ClaimKind
 
 LEASE = timedelta(seconds=30)
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
