@@ -25,13 +25,13 @@ from durable_sa.core.codec import to_json, to_json_object
 from durable_sa.core.decide import decide_cancel, decide_resume
 from durable_sa.core.plan import NewRun, plan_start, plan_transition
 from durable_sa.core.registry import registry
+from durable_sa.core.start import decide_start
 from durable_sa.core.status import RunStatus
 from durable_sa.engine.applier import PlanItem
 from durable_sa.engine.recovery import recover_runs
 from durable_sa.engine.shell import Clock, Shell, configure_sqlite
 from durable_sa.errors import (
     InvalidArgumentError,
-    PayloadError,
     RunNotFoundError,
 )
 from durable_sa.outbox.relay import Relay
@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-_MAX_KEY_LENGTH: Final = 255
 _PROBE_RUN: Final = NewRun(
     workflow_name="",
     workflow_version=None,
@@ -164,30 +163,21 @@ class Durable:
 
         Raises:
             WorkflowNotRegisteredError: no workflow ``name`` in this process.
-            PayloadError: ``input`` is not a JSON-serializable mapping.
+            PayloadError: ``input`` is not a JSON-serializable mapping, or
+                ``idempotency_key`` is not a string of 1 to 255 characters.
 
         """
         workflow = registry.get(name)
         data = to_json_object(input, what=f"the input of workflow {name!r}")
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str)
-            or not idempotency_key
-            or len(idempotency_key) > _MAX_KEY_LENGTH
-        ):
-            msg = (
-                "idempotency_key must be a non-empty string of at most "
-                f"{_MAX_KEY_LENGTH} characters"
-            )
-            raise PayloadError(msg)
 
         def work(tx: Session) -> StartResult:
             now = self.shell.now()
-            new = NewRun(
+            new = decide_start(
                 workflow_name=workflow.name,
                 workflow_version=workflow.version,
                 total_steps=len(workflow.steps),
                 input=data,
-                due=now,
+                now=now,
                 idempotency_key=idempotency_key,
             )
             applied = self.shell.applier.apply_one(tx, PlanItem(plan_start(new)), now=now)

@@ -17,7 +17,7 @@ The moves the decisions share (go on, complete, roll back) are in
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 import attrs
 
@@ -38,7 +38,7 @@ from durable_sa.core.outcomes import (
     AwaitChild,
     AwaitSignal,
     Complete,
-    Retry,
+    Failed,
     Sleep,
     StepOutcome,
     SuspendAgent,
@@ -84,7 +84,7 @@ def is_current_signal_timeout(run: RunSnapshot, job: SignalTimeoutJob) -> bool:
 # ── step outcomes ───────────────────────────────────────────────────────────────
 
 
-def decide_step(  # noqa: PLR0911 - one branch per outcome type
+def decide_step(  # noqa: PLR0911 - one case per outcome type
     run: RunSnapshot,
     outcome: StepOutcome,
     *,
@@ -93,74 +93,110 @@ def decide_step(  # noqa: PLR0911 - one branch per outcome type
     jitter: float = 0.0,
 ) -> Transition:
     """The transition for ``outcome`` of the run's current step, run as ``attempt``."""
-    index = run.current_step
-    if isinstance(outcome, Complete):
-        return complete(run, run.state, journal=())
-    if isinstance(outcome, Advance):
-        state = without({**run.state, **outcome.result_patch}, RESUME_KEY)
-        if index + 1 >= run.total_steps:
-            return complete(run, state, journal=outcome.journal)
-        return move_on(run, RunEvent.PROGRESS, outcome.journal, state, now=now, due=now)
-    if isinstance(outcome, Sleep):
-        wake_at = outcome.until if outcome.until is not None else now + (outcome.delay or _ZERO)
-        write = JournalWrite(
-            step_id=outcome.step_name,
-            status=JournalStatus.COMPLETED,
-            result={"wake_at": wake_at.isoformat()},
-            attempt=attempt,
-        )
-        state = without(run.state, RESUME_KEY)
-        return move_on(run, RunEvent.PROGRESS, (write,), state, now=now, due=wake_at)
-    if isinstance(outcome, AwaitSignal):
-        return _await_signal(run, outcome, now)
-    if isinstance(outcome, SuspendAgent):
-        wait = WaitInfo(kind=WaitKind.AGENT, step=outcome.step_name)
-        state = {**run.state, outcome.step_name: outcome.snapshot, WAIT_KEY: wait.to_json()}
-        after = evolve(
-            run, RunEvent.SUSPEND, state=state, awaiting_signal=outcome.step_name, wake_at=None
-        )
-        return Transition(event=RunEvent.SUSPEND, before=run, after=after)
-    if isinstance(outcome, AwaitChild):
-        wait = WaitInfo(kind=WaitKind.CHILD, step=outcome.step_name)
-        state = {**run.state, WAIT_KEY: wait.to_json()}
-        after = evolve(run, RunEvent.SUSPEND, state=state, awaiting_signal=None, wake_at=None)
-        spawn = ChildSpawn(
-            workflow_name=outcome.child_name,
-            workflow_version=outcome.child_version,
-            total_steps=outcome.child_total_steps,
-            input=outcome.child_input,
-            parent_run_id=run.id,
-            parent_step_id=outcome.step_name,
-            due=now,
-        )
-        return Transition(event=RunEvent.SUSPEND, before=run, after=after, spawn=spawn)
-    if isinstance(outcome, Retry):
-        delay = backoff_delay(attempt, outcome.backoff, jitter)
+    match outcome:
+        case Complete():
+            return complete(run, run.state, journal=())
+        case Advance():
+            state = without({**run.state, **outcome.result_patch}, RESUME_KEY)
+            if run.current_step + 1 >= run.total_steps:
+                return complete(run, state, journal=outcome.journal)
+            return move_on(run, RunEvent.PROGRESS, outcome.journal, state, now=now, due=now)
+        case Sleep():
+            return _sleep(run, outcome, attempt, now)
+        case AwaitSignal():
+            return _await_signal(run, outcome, now)
+        case SuspendAgent():
+            return _suspend_agent(run, outcome)
+        case AwaitChild():
+            return _await_child(run, outcome, now)
+        case Failed():
+            return decide_failure(run, outcome, attempt=attempt, now=now, jitter=jitter)
+        case _:  # pragma: no cover - mypy proves every outcome is handled above
+            assert_never(outcome)
+
+
+def decide_failure(
+    run: RunSnapshot,
+    failed: Failed,
+    *,
+    attempt: int,
+    now: datetime,
+    jitter: float = 0.0,
+) -> Transition:
+    """Retry the failed step, or, its attempts spent, journal the failure and roll back.
+
+    A retry keeps the units the attempt finished and runs the step again after its
+    backoff (``jitter`` in [0, 1) spreads retries of many runs); the last attempt's
+    failure is journaled on the step's row and the run compensates what it completed.
+    """
+    if attempt < failed.max_attempts:
+        delay = backoff_delay(attempt, failed.backoff, jitter)
         after = evolve(
             run,
             RunEvent.PROGRESS,
             attempt=attempt + 1,
             wake_at=now + delay,
-            error=f"attempt {attempt} of {outcome.max_attempts} failed: {outcome.failure}",
+            error=f"attempt {attempt} of {failed.max_attempts} failed: {failed.failure}",
         )
-        job = job_for(
-            run, AdvanceJob(run_id=run.id, step_index=index, attempt=attempt + 1), now + delay
-        )
+        again = AdvanceJob(run_id=run.id, step_index=run.current_step, attempt=attempt + 1)
         return Transition(
             event=RunEvent.PROGRESS,
             before=run,
             after=after,
-            journal=outcome.journal,
-            jobs=(job,),
+            journal=failed.journal,
+            jobs=(job_for(run, again, now + delay),),
         )
+    row = JournalWrite(
+        step_id=failed.step_name,
+        status=JournalStatus.FAILED,
+        error=failed.failure,
+        attempt=attempt,
+    )
     return roll_back(
         run,
-        failed_index=index,
-        failure=outcome.failure,
-        journal=outcome.journal,
-        undo_failed_step=outcome.undo_failed_step,
+        failed_index=run.current_step,
+        failure=failed.failure,
+        journal=(*failed.journal, row),
+        undo_failed_step=failed.undo_failed_step,
         now=now,
     )
+
+
+def _sleep(run: RunSnapshot, outcome: Sleep, attempt: int, now: datetime) -> Transition:
+    wake_at = outcome.until if outcome.until is not None else now + (outcome.delay or _ZERO)
+    write = JournalWrite(
+        step_id=outcome.step_name,
+        status=JournalStatus.COMPLETED,
+        result={"wake_at": wake_at.isoformat()},
+        attempt=attempt,
+    )
+    state = without(run.state, RESUME_KEY)
+    return move_on(run, RunEvent.PROGRESS, (write,), state, now=now, due=wake_at)
+
+
+def _suspend_agent(run: RunSnapshot, outcome: SuspendAgent) -> Transition:
+    wait = WaitInfo(kind=WaitKind.AGENT, step=outcome.step_name)
+    state = {**run.state, outcome.step_name: outcome.snapshot, WAIT_KEY: wait.to_json()}
+    after = evolve(
+        run, RunEvent.SUSPEND, state=state, awaiting_signal=outcome.step_name, wake_at=None
+    )
+    return Transition(event=RunEvent.SUSPEND, before=run, after=after)
+
+
+def _await_child(run: RunSnapshot, outcome: AwaitChild, now: datetime) -> Transition:
+    wait = WaitInfo(kind=WaitKind.CHILD, step=outcome.step_name)
+    state = {**run.state, WAIT_KEY: wait.to_json()}
+    after = evolve(run, RunEvent.SUSPEND, state=state, awaiting_signal=None, wake_at=None)
+    spawn = ChildSpawn(
+        workflow_name=outcome.child_name,
+        workflow_version=outcome.child_version,
+        total_steps=outcome.child_total_steps,
+        input=outcome.child_input,
+        parent_run_id=run.id,
+        parent_step_id=outcome.step_name,
+        due=now,
+    )
+    return Transition(event=RunEvent.SUSPEND, before=run, after=after, spawn=spawn)
 
 
 def _await_signal(run: RunSnapshot, outcome: AwaitSignal, now: datetime) -> Transition:

@@ -63,7 +63,7 @@ from durable_sa.core.jobs import (
     SignalTimeoutJob,
     decode_payload,
 )
-from durable_sa.core.outcomes import Compensate, Complete, Retry, StepOutcome
+from durable_sa.core.outcomes import Complete, Failed, StepOutcome
 from durable_sa.core.plan import WritePlan, continued, plan_acknowledge, plan_transition
 from durable_sa.core.registry import registry
 from durable_sa.core.snapshot import RunSnapshot
@@ -517,7 +517,7 @@ class _TransactionalStep:
         started = time.perf_counter()
         outcome = drive_step(self.step, ctx, {})  # a task step journals no units of its own
         _log_step(current, self.step.name, job.attempt, outcome, started)
-        if isinstance(outcome, (Retry, Compensate)):
+        if isinstance(outcome, Failed):
             raise _RollBack(outcome, current)
         now = shell.now()
         transition = decide_step(

@@ -19,9 +19,8 @@ from durable_sa.core.outcomes import (
     Advance,
     AwaitChild,
     AwaitSignal,
-    Compensate,
     Complete,
-    Retry,
+    Failed,
     Sleep,
     StepOutcome,
     SuspendAgent,
@@ -259,9 +258,17 @@ def await_children(draw: DrawFn, name: str) -> AwaitChild:
 
 
 @st.composite
-def retries(draw: DrawFn, name: str, attempt: int) -> Retry:
-    return Retry(
-        journal=draw(journal_writes(name, attempt)),
+def finished_units(draw: DrawFn, name: str, attempt: int) -> tuple[JournalWrite, ...]:
+    """What a failed attempt finished first: units only, never the step's own row."""
+    return draw(journal_writes(name, attempt, failed=True))[:-1]
+
+
+@st.composite
+def retries(draw: DrawFn, name: str, attempt: int) -> Failed:
+    """A failed attempt with attempts left: the core retries it."""
+    return Failed(
+        step_name=name,
+        journal=draw(finished_units(name, attempt)),
         failure=draw(failures),
         backoff=draw(st.sampled_from(["exponential", "linear"])),
         max_attempts=attempt + draw(st.integers(1, 3)),
@@ -269,10 +276,14 @@ def retries(draw: DrawFn, name: str, attempt: int) -> Retry:
 
 
 @st.composite
-def compensates(draw: DrawFn, name: str, attempt: int) -> Compensate:
-    return Compensate(
-        journal=draw(journal_writes(name, attempt, failed=True)),
+def compensates(draw: DrawFn, name: str, attempt: int) -> Failed:
+    """A failed last attempt: the core journals the failure and rolls back."""
+    return Failed(
+        step_name=name,
+        journal=draw(finished_units(name, attempt)),
         failure=draw(failures),
+        backoff=draw(st.sampled_from(["exponential", "linear"])),
+        max_attempts=draw(st.integers(1, attempt)),
         undo_failed_step=draw(st.booleans()),
     )
 

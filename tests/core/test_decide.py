@@ -11,6 +11,7 @@ from durable_sa.core.decide import (
     decide_cancel,
     decide_child_settled,
     decide_compensation,
+    decide_failure,
     decide_recovery,
     decide_resume,
     decide_signal_timeout,
@@ -31,9 +32,8 @@ from durable_sa.core.outcomes import (
     Advance,
     AwaitChild,
     AwaitSignal,
-    Compensate,
     Complete,
-    Retry,
+    Failed,
     Sleep,
     SuspendAgent,
 )
@@ -300,14 +300,16 @@ def test_await_child_suspends_and_spawns_the_child() -> None:
     assert t.jobs == ()
 
 
-# ── Retry ─────────────────────────────────────────────────────────────────────
+# ── Failed: retry ─────────────────────────────────────────────────────────────────
 
 
 @pytest.mark.parametrize(("strategy", "jitter"), [("exponential", 0.5), ("linear", 0.3)])
 def test_retry_keeps_the_step_and_delays_the_next_attempt(strategy: str, jitter: float) -> None:
     run = make_run(attempt=2)
     journal = (done("fan#a", 1, attempt=2),)
-    outcome = Retry(journal=journal, failure="boom", backoff=strategy, max_attempts=3)  # type: ignore[arg-type]
+    outcome = Failed(
+        step_name="fan", journal=journal, failure="boom", backoff=strategy, max_attempts=3
+    )  # type: ignore[arg-type]
     t = decide_step(run, outcome, attempt=2, now=NOW, jitter=jitter)
     assert t.event is RunEvent.PROGRESS
     assert t.after.status is S.RUNNING
@@ -322,18 +324,43 @@ def test_retry_keeps_the_step_and_delays_the_next_attempt(strategy: str, jitter:
 
 
 def test_retry_delay_for_exponential_is_four_seconds_and_jitter_at_attempt_two() -> None:
-    outcome = Retry(journal=(), failure="x", backoff="exponential", max_attempts=5)
+    outcome = Failed(step_name="s", journal=(), failure="x", backoff="exponential", max_attempts=5)
     t = decide_step(make_run(attempt=2), outcome, attempt=2, now=NOW, jitter=0.25)
     assert t.jobs[0].available_at == NOW + timedelta(seconds=4.25)
 
 
-# ── Compensate ────────────────────────────────────────────────────────────────
+@pytest.mark.parametrize(("attempt", "retried"), [(1, True), (2, True), (3, False), (4, False)])
+def test_the_core_retries_until_the_last_attempt_then_journals_the_failure(
+    attempt: int, retried: bool
+) -> None:
+    finished = (done("fan#a", 1, attempt=attempt),)
+    outcome = Failed(
+        step_name="fan", journal=finished, failure="boom", backoff="linear", max_attempts=3
+    )
+    t = decide_failure(make_run(attempt=attempt), outcome, attempt=attempt, now=NOW)
+    if retried:
+        assert t.after.status is S.RUNNING
+        assert t.journal == finished  # no failed row: the step is not over
+    else:
+        assert t.after.status in {S.COMPENSATING, S.FAILED}
+        failed = JournalWrite(
+            step_id="fan", status=JournalStatus.FAILED, error="boom", attempt=attempt
+        )
+        assert t.journal == (*finished, failed)
+
+
+# ── Failed: roll back ─────────────────────────────────────────────────────────────
 
 
 def test_compensate_with_steps_before_begins_rollback() -> None:
     run = make_run(current_step=2)
-    journal = (JournalWrite(step_id="ship", status=JournalStatus.FAILED, error="no truck"),)
-    t = decide_step(run, Compensate(journal=journal, failure="no truck"), attempt=3, now=NOW)
+    outcome = Failed(
+        step_name="ship", journal=(), failure="no truck", backoff="linear", max_attempts=3
+    )
+    t = decide_step(run, outcome, attempt=3, now=NOW)
+    journal = (
+        JournalWrite(step_id="ship", status=JournalStatus.FAILED, error="no truck", attempt=3),
+    )
     assert t.event is RunEvent.ROLLBACK
     assert t.after.status is S.COMPENSATING
     assert t.after.compensation_cursor == 1
@@ -346,7 +373,10 @@ def test_compensate_with_steps_before_begins_rollback() -> None:
 
 def test_compensate_at_step_zero_fails_the_run() -> None:
     run = make_run(current_step=0, parent_run_id=5, parent_step_id="sub")
-    t = decide_step(run, Compensate(journal=(), failure="bad input"), attempt=1, now=NOW)
+    outcome = Failed(
+        step_name="first", journal=(), failure="bad input", backoff="linear", max_attempts=1
+    )
+    t = decide_step(run, outcome, attempt=1, now=NOW)
     assert t.event is RunEvent.FAIL
     assert t.after.status is S.FAILED
     assert t.after.error == "bad input"
@@ -367,7 +397,14 @@ def test_compensate_at_step_zero_fails_the_run() -> None:
 @pytest.mark.parametrize("index", [0, 2])
 def test_undo_failed_step_starts_at_the_failed_step(index: int) -> None:
     run = make_run(current_step=index)
-    outcome = Compensate(journal=(), failure="half done", undo_failed_step=True)
+    outcome = Failed(
+        step_name="s",
+        journal=(),
+        failure="half done",
+        backoff="linear",
+        max_attempts=1,
+        undo_failed_step=True,
+    )
     t = decide_step(run, outcome, attempt=1, now=NOW)
     assert t.after.status is S.COMPENSATING
     assert t.after.compensation_cursor == index
@@ -380,7 +417,7 @@ def test_undo_failed_step_starts_at_the_failed_step(index: int) -> None:
         Advance(journal=(), result_patch={}),
         Sleep(step_name="s", delay=timedelta(1)),
         AwaitSignal(step_name="s", signal="go"),
-        Retry(journal=(), failure="x", backoff="linear", max_attempts=3),
+        Failed(step_name="s", journal=(), failure="x", backoff="linear", max_attempts=3),
         Complete(),
     ],
     ids=lambda outcome: type(outcome).__name__,
@@ -775,7 +812,7 @@ def test_the_jobs_a_decision_emits_pass_their_guard() -> None:
     assert isinstance(t1.jobs[0].payload, AdvanceJob)
     assert is_current_advance(t1.after, t1.jobs[0].payload)
     assert not is_current_advance(t1.after, AdvanceJob(run_id=RUN_ID, step_index=1))
-    retry = Retry(journal=(), failure="x", backoff="linear", max_attempts=3)
+    retry = Failed(step_name="s", journal=(), failure="x", backoff="linear", max_attempts=3)
     t2 = decide_step(make_run(), retry, attempt=1, now=NOW)
     assert isinstance(t2.jobs[0].payload, AdvanceJob)
     assert is_current_advance(t2.after, t2.jobs[0].payload)

@@ -20,7 +20,7 @@ from durable_sa.core.decide import (
 )
 from durable_sa.core.jobs import AdvanceJob, CompensateJob, SignalTimeoutJob
 from durable_sa.core.keys import RESERVED_PREFIX, WAIT_KEY
-from durable_sa.core.outcomes import AwaitSignal, Complete, Retry
+from durable_sa.core.outcomes import AwaitSignal, Complete, Failed
 from durable_sa.core.snapshot import WaitKind
 from durable_sa.core.status import TERMINAL_STATUSES, RunStatus, is_legal_move, next_status
 from durable_sa.errors import IllegalTransition
@@ -114,7 +114,7 @@ def check_step(case: tuple[RunSnapshot, StepOutcome, int], jitter: float) -> Tra
     if t.after.status is S.SUSPENDED and t.jobs:
         assert isinstance(outcome, AwaitSignal)
         assert outcome.timeout is not None
-    if isinstance(outcome, Retry):
+    if isinstance(outcome, Failed) and attempt < outcome.max_attempts:
         assert t.after.current_step == run.current_step
         assert t.after.attempt == attempt + 1
         assert t.jobs[0].available_at > NOW
