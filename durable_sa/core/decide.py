@@ -23,7 +23,6 @@ import attrs
 
 from durable_sa.core.backoff import backoff_delay
 from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobSpec, SignalTimeoutJob
-from durable_sa.core.keys import RESUME_KEY, WAIT_KEY
 from durable_sa.core.moves import (
     complete,
     evolve,
@@ -31,7 +30,6 @@ from durable_sa.core.moves import (
     move_on,
     roll_back,
     settlement_of,
-    without,
 )
 from durable_sa.core.outcomes import (
     Advance,
@@ -43,7 +41,14 @@ from durable_sa.core.outcomes import (
     StepOutcome,
     SuspendAgent,
 )
-from durable_sa.core.snapshot import JournalStatus, JournalWrite, RunSnapshot, WaitInfo, WaitKind
+from durable_sa.core.snapshot import (
+    NOT_WAITING,
+    JournalStatus,
+    JournalWrite,
+    RunSnapshot,
+    WaitInfo,
+    WaitKind,
+)
 from durable_sa.core.status import RunEvent, RunStatus
 from durable_sa.core.transition import ChildSpawn, ParentSettlement, Settlement, Transition
 
@@ -97,10 +102,12 @@ def decide_step(  # noqa: PLR0911 - one case per outcome type
         case Complete():
             return complete(run, run.state, journal=())
         case Advance():
-            state = without({**run.state, **outcome.result_patch}, RESUME_KEY)
+            state = {**run.state, **outcome.result_patch}
             if run.current_step + 1 >= run.total_steps:
                 return complete(run, state, journal=outcome.journal)
-            return move_on(run, RunEvent.PROGRESS, outcome.journal, state, now=now, due=now)
+            return move_on(
+                run, RunEvent.PROGRESS, outcome.journal, state, now=now, due=now, resume_data=None
+            )
         case Sleep():
             return _sleep(run, outcome, attempt, now)
         case AwaitSignal():
@@ -170,23 +177,21 @@ def _sleep(run: RunSnapshot, outcome: Sleep, attempt: int, now: datetime) -> Tra
         result={"wake_at": wake_at.isoformat()},
         attempt=attempt,
     )
-    state = without(run.state, RESUME_KEY)
-    return move_on(run, RunEvent.PROGRESS, (write,), state, now=now, due=wake_at)
+    return move_on(
+        run, RunEvent.PROGRESS, (write,), run.state, now=now, due=wake_at, resume_data=None
+    )
 
 
 def _suspend_agent(run: RunSnapshot, outcome: SuspendAgent) -> Transition:
     wait = WaitInfo(kind=WaitKind.AGENT, step=outcome.step_name)
-    state = {**run.state, outcome.step_name: outcome.snapshot, WAIT_KEY: wait.to_json()}
-    after = evolve(
-        run, RunEvent.SUSPEND, state=state, awaiting_signal=outcome.step_name, wake_at=None
-    )
+    state = {**run.state, outcome.step_name: outcome.snapshot}
+    after = evolve(run, RunEvent.SUSPEND, state=state, **wait.columns(), wake_at=None)
     return Transition(event=RunEvent.SUSPEND, before=run, after=after)
 
 
 def _await_child(run: RunSnapshot, outcome: AwaitChild, now: datetime) -> Transition:
     wait = WaitInfo(kind=WaitKind.CHILD, step=outcome.step_name)
-    state = {**run.state, WAIT_KEY: wait.to_json()}
-    after = evolve(run, RunEvent.SUSPEND, state=state, awaiting_signal=None, wake_at=None)
+    after = evolve(run, RunEvent.SUSPEND, **wait.columns(), wake_at=None)
     spawn = ChildSpawn(
         workflow_name=outcome.child_name,
         workflow_version=outcome.child_version,
@@ -205,8 +210,7 @@ def _await_signal(run: RunSnapshot, outcome: AwaitSignal, now: datetime) -> Tran
     after = evolve(
         run,
         RunEvent.SUSPEND,
-        state={**run.state, WAIT_KEY: wait.to_json()},
-        awaiting_signal=outcome.signal,
+        **wait.columns(),
         wake_at=deadline,
     )
     jobs: tuple[JobSpec, ...] = ()
@@ -264,18 +268,19 @@ def decide_resume(
     available as ``ctx.resume_data()``. The payload is consumed by the step that reads it.
     """
     wait = run.waiting_for
-    if run.status is not RunStatus.SUSPENDED or run.awaiting_signal != signal or wait is None:
+    if run.status is not RunStatus.SUSPENDED or wait is None:
         return None
     if wait.kind is WaitKind.SIGNAL and wait.signal == signal:
         write = JournalWrite(
             step_id=wait.step, status=JournalStatus.COMPLETED, result=data, attempt=1
         )
-        state = without({**run.state, wait.step: data, RESUME_KEY: data}, WAIT_KEY)
-        transition = move_on(run, RunEvent.WAKE, (write,), state, now=now, due=now)
+        state = {**run.state, wait.step: data}
+        transition = move_on(
+            run, RunEvent.WAKE, (write,), state, now=now, due=now, resume_data=data
+        )
         return attrs.evolve(transition, drop_jobs=True)
     if wait.kind is WaitKind.AGENT and wait.step == signal:
-        state = without({**run.state, RESUME_KEY: data}, WAIT_KEY)
-        after = evolve(run, RunEvent.WAKE, state=state, awaiting_signal=None, wake_at=None)
+        after = evolve(run, RunEvent.WAKE, **NOT_WAITING, resume_data=data, wake_at=None)
         job = job_for(
             run, AdvanceJob(run_id=run.id, step_index=run.current_step, attempt=run.attempt), now
         )
@@ -321,8 +326,16 @@ def decide_child_settled(
         write = JournalWrite(
             step_id=wait.step, status=JournalStatus.COMPLETED, result=result, attempt=1
         )
-        state = without({**parent.state, wait.step: result}, WAIT_KEY)
-        return move_on(parent, RunEvent.WAKE, (write,), state, now=now, due=now)
+        state = {**parent.state, wait.step: result}
+        return move_on(
+            parent,
+            RunEvent.WAKE,
+            (write,),
+            state,
+            now=now,
+            due=now,
+            resume_data=parent.resume_data,
+        )
     verb = "was canceled" if settled.settlement is Settlement.CANCELED else "failed"
     failure = f"child workflow {settled.child_workflow!r} (run {settled.child_run_id}) {verb}"
     if settled.error:
@@ -345,8 +358,7 @@ def decide_cancel(run: RunSnapshot) -> Transition | None:
     after = evolve(
         run,
         RunEvent.CANCEL,
-        state=without(run.state, WAIT_KEY),
-        awaiting_signal=None,
+        **NOT_WAITING,
         wake_at=None,
     )
     return Transition(

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 import attrs
 
 from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobPayload, JobSpec
-from durable_sa.core.keys import RESUME_KEY, WAIT_KEY
+from durable_sa.core.snapshot import NOT_WAITING
 from durable_sa.core.status import RunEvent, next_status
 from durable_sa.core.transition import ParentSettlement, Settlement, Transition
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from durable_sa.core.codec import JSONObject
+    from durable_sa.core.codec import JSONObject, JSONValue
     from durable_sa.core.snapshot import JournalWrite, RunSnapshot
 
 
@@ -34,8 +34,13 @@ def move_on(  # noqa: PLR0913 - the pieces of a forward move
     *,
     now: datetime,
     due: datetime,
+    resume_data: JSONValue,
 ) -> Transition:
-    """Move to the next step and enqueue its job, due at ``due``."""
+    """Move to the next step and enqueue its job, due at ``due``.
+
+    ``resume_data`` is what the next step reads as ``ctx.resume_data()``: a resume's
+    payload, kept, or ``None`` once a step has consumed it.
+    """
     nxt = run.current_step + 1
     sleeping = due > now
     after = evolve(
@@ -44,7 +49,8 @@ def move_on(  # noqa: PLR0913 - the pieces of a forward move
         state=state,
         current_step=nxt,
         attempt=1,
-        awaiting_signal=None,
+        **NOT_WAITING,
+        resume_data=resume_data,
         wake_at=due if sleeping else None,
         error=None,
     )
@@ -56,14 +62,14 @@ def complete(
     run: RunSnapshot, state: JSONObject, *, journal: tuple[JournalWrite, ...]
 ) -> Transition:
     """End the run completed; its result is every public result it gathered."""
-    state = without(state, RESUME_KEY, WAIT_KEY)
     done = attrs.evolve(run, state=state)
     after = evolve(
         done,
         RunEvent.COMPLETE,
         current_step=max(run.current_step, run.total_steps),
         result=done.public_results,
-        awaiting_signal=None,
+        **NOT_WAITING,
+        resume_data=None,
         wake_at=None,
         error=None,
     )
@@ -87,11 +93,8 @@ def roll_back(  # noqa: PLR0913 - the pieces of a failure
 ) -> Transition:
     """Begin compensation below ``failed_index``, or fail at once when nothing precedes it."""
     cursor = failed_index if undo_failed_step else failed_index - 1
-    state = without(run.state, WAIT_KEY)
     if cursor < 0:
-        after = evolve(
-            run, RunEvent.FAIL, state=state, awaiting_signal=None, wake_at=None, error=failure
-        )
+        after = evolve(run, RunEvent.FAIL, **NOT_WAITING, wake_at=None, error=failure)
         return Transition(
             event=RunEvent.FAIL,
             before=run,
@@ -103,9 +106,8 @@ def roll_back(  # noqa: PLR0913 - the pieces of a failure
     after = evolve(
         run,
         RunEvent.ROLLBACK,
-        state=state,
         compensation_cursor=cursor,
-        awaiting_signal=None,
+        **NOT_WAITING,
         wake_at=None,
         error=failure,
     )

@@ -183,7 +183,7 @@ def build_context(
         attempt=attempt,
         input=run.input,
         results=run.public_results,
-        state=run.state,
+        resume_data=run.resume_data,
         session=session,
     )
 

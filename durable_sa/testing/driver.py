@@ -159,12 +159,12 @@ class Driver:
                 load_run(session, rid) for rid, s in tree.items() if s is RunStatus.SUSPENDED
             ]
         for run in waiting:
-            if run is None or run.awaiting_signal is None:
+            wait = None if run is None else run.waiting_for
+            signal = None if run is None else run.resume_signal
+            if run is None or wait is None or signal is None:
                 continue
-            wait = run.waiting_for
-            step = wait.step if wait is not None else run.awaiting_signal
-            send, data = signal_data(run.id, step, run.awaiting_signal)
-            if send and self._signal(run.id, run.awaiting_signal, data, scheduled=False):
+            send, data = signal_data(run.id, wait.step, signal)
+            if send and self._signal(run.id, signal, data, scheduled=False):
                 delivered = True
         return delivered
 
@@ -199,7 +199,7 @@ class Driver:
         for target in [run_id, *[t for t in targets if t != run_id]]:
             with self.engine.shell.reading() as session:
                 before = load_run(session, target)
-            if before is None or before.awaiting_signal != name:
+            if before is None or before.resume_signal != name:
                 continue
             if self.engine.resume(target, name, data).accepted:
                 wait = before.waiting_for

@@ -27,7 +27,6 @@ from durable_sa.core.jobs import (
     JobSpec,
     SignalTimeoutJob,
 )
-from durable_sa.core.keys import RESUME_KEY, WAIT_KEY
 from durable_sa.core.outcomes import (
     Advance,
     AwaitChild,
@@ -69,14 +68,7 @@ def make_run(**changes: Any) -> RunSnapshot:
 
 def waiting(kind: WaitKind, step: str, signal: str | None = None, **changes: Any) -> RunSnapshot:
     wait = WaitInfo(kind=kind, step=step, signal=signal)
-    state = {"reserve": {"ok": True}, WAIT_KEY: wait.to_json()}
-    awaiting = signal if kind is WaitKind.SIGNAL else step if kind is WaitKind.AGENT else None
-    values: dict[str, Any] = {
-        "status": S.SUSPENDED,
-        "state": state,
-        "awaiting_signal": awaiting,
-        **changes,
-    }
+    values: dict[str, Any] = {"status": S.SUSPENDED, **wait.columns(), **changes}
     return make_run(**values)
 
 
@@ -153,13 +145,14 @@ def test_advance_moves_to_the_next_step_with_one_job_due_now() -> None:
 
 
 def test_advance_drops_the_resume_payload() -> None:
-    run = make_run(state={"reserve": 1, RESUME_KEY: {"answer": 42}})
+    run = make_run(state={"reserve": 1}, resume_data={"answer": 42})
     t = decide_step(run, Advance(journal=(), result_patch={"s1": 2}), attempt=1, now=NOW)
     assert t.after.state == {"reserve": 1, "s1": 2}
+    assert t.after.resume_data is None
 
 
 def test_advance_on_the_last_step_completes_the_run() -> None:
-    run = make_run(current_step=3, state={"a": 1, RESUME_KEY: {"x": 1}})
+    run = make_run(current_step=3, state={"a": 1}, resume_data={"x": 1})
     journal = (done("last", "done"),)
     t = decide_step(
         run, Advance(journal=journal, result_patch={"last": "done"}), attempt=1, now=NOW
@@ -172,7 +165,7 @@ def test_advance_on_the_last_step_completes_the_run() -> None:
     assert t.jobs == ()
     assert t.journal == journal
     assert t.settle_parent is None
-    assert RESUME_KEY not in t.after.state
+    assert t.after.resume_data is None
 
 
 def test_completing_a_child_run_settles_its_parent() -> None:
@@ -191,7 +184,7 @@ def test_completing_a_child_run_settles_its_parent() -> None:
 
 
 def test_complete_outcome_ends_the_run_with_its_public_results() -> None:
-    run = make_run(current_step=4, state={"a": 1, RESUME_KEY: "r"})
+    run = make_run(current_step=4, state={"a": 1}, resume_data="r")
     t = decide_step(run, Complete(), attempt=1, now=NOW)
     assert t.after.status is S.COMPLETED
     assert t.after.result == {"a": 1}
@@ -270,7 +263,8 @@ def test_suspend_agent_stores_the_snapshot_under_the_step_name() -> None:
     assert t.event is RunEvent.SUSPEND
     assert t.after.status is S.SUSPENDED
     assert t.after.state["agent"] == snapshot
-    assert t.after.awaiting_signal == "agent"
+    assert t.after.awaiting_signal is None  # a column for signals only
+    assert t.after.resume_signal == "agent"  # resume(run, "agent") wakes it
     assert t.after.waiting_for == WaitInfo(kind=WaitKind.AGENT, step="agent")
     assert t.after.current_step == 1
     assert t.jobs == ()
@@ -502,12 +496,9 @@ def test_resume_of_a_signal_step_journals_the_data_and_advances() -> None:
     assert t.journal == (done("approve", {"approved": True}),)
     assert t.after.status is S.RUNNING
     assert t.after.current_step == 2
-    assert t.after.state == {
-        "reserve": {"ok": True},
-        "approve": {"approved": True},
-        RESUME_KEY: {"approved": True},  # the next step's ctx.resume_data()
-    }
-    assert t.after.public_results == {"reserve": {"ok": True}, "approve": {"approved": True}}
+    assert t.after.state == {"reserve": {"ok": True}, "approve": {"approved": True}}
+    assert t.after.resume_data == {"approved": True}  # the next step's ctx.resume_data()
+    assert t.after.waiting_for is None
     assert t.after.awaiting_signal is None
     assert t.after.wake_at is None
     assert t.jobs == (advance_job(2),)
@@ -521,9 +512,8 @@ def test_resume_of_an_agent_step_re_enters_it_with_the_payload() -> None:
     assert t.event is RunEvent.WAKE
     assert t.after.status is S.RUNNING
     assert t.after.current_step == 1
-    assert t.after.state[RESUME_KEY] == {"tool": "ok"}
-    assert WAIT_KEY not in t.after.state
-    assert t.after.awaiting_signal is None
+    assert t.after.resume_data == {"tool": "ok"}
+    assert t.after.waiting_for is None
     assert t.journal == ()
     assert t.jobs == (advance_job(1, attempt=2),)
     assert t.drop_jobs is True
@@ -538,7 +528,7 @@ def test_resume_of_an_agent_step_re_enters_it_with_the_payload() -> None:
         (on_child(), "kid"),
         (make_run(), "go"),
         (make_run(status=S.COMPLETED), "go"),
-        (make_run(status=S.SUSPENDED, awaiting_signal="go"), "go"),  # no wait marker
+        (make_run(status=S.SUSPENDED, awaiting_signal="go"), "go"),  # no wait kind
         (attrs.evolve(on_signal(), status=S.CANCELED), "go"),
         (on_signal(awaiting_signal="other"), "go"),
     ],
@@ -575,7 +565,7 @@ def test_signal_timeout_fails_the_step_and_rolls_back() -> None:
     assert (write.step_id, write.status) == ("approve", JournalStatus.FAILED)
     assert write.error is not None
     assert "timed out" in write.error
-    assert WAIT_KEY not in t.after.state
+    assert t.after.waiting_for is None
     assert (t.after.awaiting_signal, t.after.wake_at) == (None, None)
     assert t.jobs == (compensate_job(0),)
     assert t.drop_jobs is True
@@ -655,7 +645,7 @@ def test_failed_or_canceled_child_fails_the_parent_step(settlement: Settlement, 
     assert (t.journal[0].step_id, t.journal[0].status) == ("kid", JournalStatus.FAILED)
     assert t.journal[0].error == error
     assert t.jobs == (compensate_job(0),)
-    assert WAIT_KEY not in t.after.state
+    assert t.after.waiting_for is None
 
 
 def test_failed_child_at_step_zero_fails_the_parent() -> None:
@@ -702,7 +692,7 @@ def test_cancel_ends_every_non_terminal_run(run: RunSnapshot) -> None:
     assert t.after.status is S.CANCELED
     assert t.drop_jobs is True
     assert t.jobs == ()
-    assert WAIT_KEY not in t.after.state
+    assert t.after.waiting_for is None
     assert (t.after.awaiting_signal, t.after.wake_at) == (None, None)
     assert t.settle_parent is None
 
@@ -803,7 +793,7 @@ def test_is_current_signal_timeout() -> None:
     assert not is_current_signal_timeout(run, attrs.evolve(job, signal="stop"))
     assert not is_current_signal_timeout(attrs.evolve(run, status=S.RUNNING), job)
     assert not is_current_signal_timeout(attrs.evolve(run, status=S.CANCELED), job)
-    assert not is_current_signal_timeout(attrs.evolve(run, state={}), job)
+    assert not is_current_signal_timeout(attrs.evolve(run, wait_kind=None), job)
     assert not is_current_signal_timeout(on_agent(), attrs.evolve(job, signal="agent"))
 
 

@@ -19,7 +19,7 @@ from durable_sa.core.decide import (
     is_current_signal_timeout,
 )
 from durable_sa.core.jobs import AdvanceJob, CompensateJob, SignalTimeoutJob
-from durable_sa.core.keys import RESERVED_PREFIX, WAIT_KEY
+from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.outcomes import AwaitSignal, Complete, Failed
 from durable_sa.core.snapshot import WaitKind
 from durable_sa.core.status import TERMINAL_STATUSES, RunStatus, is_legal_move, next_status
@@ -84,11 +84,11 @@ def check_transition(t: Transition) -> None:
     else:
         assert after.status in TERMINAL_STATUSES
         assert t.jobs == ()
-    # a wait marker exists exactly while the run is suspended
+    # a wait is recorded exactly while the run is suspended, in its columns alone
     assert (after.status is S.SUSPENDED) == (after.waiting_for is not None)
-    assert (after.status is S.SUSPENDED) == (WAIT_KEY in after.state)
     if after.status is not S.SUSPENDED:
-        assert after.awaiting_signal is None
+        assert (after.awaiting_signal, after.wait_kind, after.wait_step) == (None, None, None)
+    assert not any(key.startswith(RESERVED_PREFIX) for key in after.state)
     if after.status is S.COMPLETED:
         assert after.result == after.public_results
         assert not any(key.startswith(RESERVED_PREFIX) for key in after.result)
@@ -228,7 +228,7 @@ def test_resume_is_legal_or_refused(run: RunSnapshot, data: DataObject) -> None:
     if t is None:
         return
     assert run.status is S.SUSPENDED
-    assert run.awaiting_signal == signal
+    assert run.resume_signal == signal
     check_transition(t)
     assert t.after.status is S.RUNNING
     assert t.drop_jobs
