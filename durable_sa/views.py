@@ -62,9 +62,7 @@ def _snapshot(row: Any) -> RunStatusSnapshot:  # noqa: ANN401 - a result row
         total_steps=int(row.total_steps),
         attempt=int(row.attempt),
         compensation_cursor=row.compensation_cursor,
-        awaiting_signal=(
-            row.wait_step if row.wait_kind == WaitKind.AGENT else row.awaiting_signal
-        ),
+        awaiting_signal=(row.wait_step if row.wait_kind == WaitKind.AGENT else row.awaiting_signal),
         wait_kind=row.wait_kind,
         wait_step=row.wait_step,
         wake_at=row.wake_at,
