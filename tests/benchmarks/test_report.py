@@ -8,7 +8,7 @@ import re
 import pytest
 
 from benchmarks import plots, report, report_mixed, run
-from benchmarks.report import TABLE_END, TABLE_START, Result, Sample
+from benchmarks.report import TABLE_END, TABLE_START, Result, Sample, relay_backlog
 from benchmarks.run import DOCS_PAGE
 
 MACHINE = {"cpu_model": "Test CPU", "cpu_count": 2, "commit": "abc1234", "date": "2026-01-01"}
@@ -484,7 +484,9 @@ def steady(level, *, until=10.0, start=2000, step=0.25):
 
 
 def test_a_backlog_that_stays_small_after_warmup_is_bounded():
-    verdict = report.backlog_verdict(steady(lambda t: 20 + 5 * (t % 1)), drain_s=10, batch_size=500)
+    verdict = relay_backlog.backlog_verdict(
+        steady(lambda t: 20 + 5 * (t % 1)), drain_s=10, batch_size=500
+    )
     assert verdict["bounded"] is True
     assert all(verdict["checks"].values())
     assert verdict["warmup_s"] == 2.0
@@ -495,7 +497,7 @@ def test_a_backlog_that_stays_small_after_warmup_is_bounded():
 
 
 def test_a_backlog_rising_over_the_second_half_is_not_bounded():
-    verdict = report.backlog_verdict(steady(lambda t: 40 * t), drain_s=10, batch_size=500)
+    verdict = relay_backlog.backlog_verdict(steady(lambda t: 40 * t), drain_s=10, batch_size=500)
     assert verdict["bounded"] is False
     assert verdict["checks"]["second_half_not_rising"] is False
     assert verdict["backlog_second_half_slope"] > 0
@@ -505,21 +507,21 @@ def test_a_second_half_above_the_first_is_not_bounded_even_when_flat_at_the_end(
     def level(t):
         return 10 if t < 5 else 3000
 
-    verdict = report.backlog_verdict(steady(level), drain_s=10, batch_size=500)
+    verdict = relay_backlog.backlog_verdict(steady(level), drain_s=10, batch_size=500)
     assert verdict["checks"]["second_half_within_first"] is False
     assert verdict["bounded"] is False
 
 
 def test_a_backlog_left_at_the_end_above_one_batch_is_not_bounded():
     points = [*steady(lambda t: 5, until=9.75)[:-1], (10.0, 501)]
-    verdict = report.backlog_verdict(points, drain_s=10, batch_size=500)
+    verdict = relay_backlog.backlog_verdict(points, drain_s=10, batch_size=500)
     assert verdict["checks"]["final_within_batch"] is False
     assert verdict["bounded"] is False
 
 
 def test_a_rise_within_a_tenth_of_a_batch_over_the_second_half_is_tolerated():
     # 9 rows per second over the second half's 5 s: 45 rows, under 50 (a tenth of 500).
-    verdict = report.backlog_verdict(steady(lambda t: 9 * t), drain_s=10, batch_size=500)
+    verdict = relay_backlog.backlog_verdict(steady(lambda t: 9 * t), drain_s=10, batch_size=500)
     assert verdict["backlog_second_half_slope"] < 10
     assert verdict["checks"]["second_half_not_rising"] is True
 
@@ -527,7 +529,7 @@ def test_a_rise_within_a_tenth_of_a_batch_over_the_second_half_is_tolerated():
 def test_the_warmup_is_the_longer_of_two_seconds_and_a_tenth_but_at_most_half():
     def warmup(drain_s):
         series = [(0.0, 1), (drain_s, 0)]
-        return report.backlog_verdict(series, drain_s=drain_s, batch_size=500)["warmup_s"]
+        return relay_backlog.backlog_verdict(series, drain_s=drain_s, batch_size=500)["warmup_s"]
 
     assert warmup(40.0) == 4.0
     assert warmup(10.0) == 2.0
@@ -535,26 +537,28 @@ def test_the_warmup_is_the_longer_of_two_seconds_and_a_tenth_but_at_most_half():
 
 
 def test_a_drain_too_short_to_have_a_trend_is_not_judged():
-    verdict = report.backlog_verdict([(0.0, 300), (0.25, 0), (0.4, 0)], drain_s=0.4, batch_size=500)
+    verdict = relay_backlog.backlog_verdict(
+        [(0.0, 300), (0.25, 0), (0.4, 0)], drain_s=0.4, batch_size=500
+    )
     assert verdict["bounded"] is None
-    assert report.backlog_verdict([], drain_s=1.0, batch_size=500)["bounded"] is None
+    assert relay_backlog.backlog_verdict([], drain_s=1.0, batch_size=500)["bounded"] is None
 
 
 def test_thin_keeps_the_ends_and_at_most_the_limit():
     points = [[float(i), float(i * i)] for i in range(1000)]
-    thinned = report.thin(points, 200)
+    thinned = relay_backlog.thin(points, 200)
     assert len(thinned) == 200
     assert (thinned[0], thinned[-1]) == (points[0], points[-1])
-    assert report.thin(points[:3], 200) == points[:3]
+    assert relay_backlog.thin(points[:3], 200) == points[:3]
     with pytest.raises(ValueError, match="at least 2"):
-        report.thin(points, 1)
+        relay_backlog.thin(points, 1)
 
 
 def test_slope_is_the_least_squares_line():
-    assert report.slope([(0, 1), (1, 3), (2, 5)]) == pytest.approx(2.0)
-    assert report.slope([(0, 0), (1, 2), (2, 0), (3, 2)]) == pytest.approx(0.4)
-    assert report.slope([(1, 5)]) == 0.0
-    assert report.slope([(1, 5), (1, 7)]) == 0.0
+    assert relay_backlog.slope([(0, 1), (1, 3), (2, 5)]) == pytest.approx(2.0)
+    assert relay_backlog.slope([(0, 0), (1, 2), (2, 0), (3, 2)]) == pytest.approx(0.4)
+    assert relay_backlog.slope([(1, 5)]) == 0.0
+    assert relay_backlog.slope([(1, 5), (1, 7)]) == 0.0
 
 
 def test_the_relay_target_needs_every_judged_repetition_bounded():
@@ -655,17 +659,17 @@ def test_the_relay_group_plans_one_measurement_per_backend():
 
 def test_the_warmup_lasts_until_the_burst_has_drained():
     series = [[0.0, 2000], [1.0, 1500], [4.0, 490], [6.0, 581], [7.0, 40], [9.0, 5], [30, 6]]
-    verdict = report.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=5.0)
+    verdict = relay_backlog.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=5.0)
     assert (verdict["warmup_s"], verdict["backlog_max_after_warmup"]) == (7.0, 40)
 
 
 def test_the_warmup_lasts_until_the_runs_started_up_front_are_published():
     series = [(0.0, 2000), (2.5, 900), (5.0, 300), (5.5, 3), (30.0, 2), (40.0, 0)]
-    verdict = report.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=5.5)
+    verdict = relay_backlog.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=5.5)
     assert (verdict["warmup_s"], verdict["backlog_max_after_warmup"]) == (5.5, 3)
     # Without the counter, the warm-up ends when the backlog first falls to 50 rows.
-    assert report.backlog_verdict(series, drain_s=40.0, batch_size=500)["warmup_s"] == 5.5
-    late = report.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=35.0)
+    assert relay_backlog.backlog_verdict(series, drain_s=40.0, batch_size=500)["warmup_s"] == 5.5
+    late = relay_backlog.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=35.0)
     assert late["warmup_s"] == 20.0
 
 
