@@ -19,7 +19,7 @@ Rules of this module:
   marked table of ``docs/performance.md`` replaced (see :mod:`benchmarks.report`); the
   relay scenario has its own marked table there and its own plot,
   ``docs/performance-relay.png``, and so has the mixed scenario (group ``mixed``,
-  :mod:`benchmarks.report_mixed`, ``docs/performance-mixed.png``). A part of the page
+  :mod:`benchmarks.report.mixed_table`, ``docs/performance-mixed.png``). A part of the page
   (and its plot) is rewritten only when the run measured something for it, so ``--only
   relay`` leaves the main table be; such a run writes ``latest-only-relay.json`` and
   leaves ``latest.json`` whole.
@@ -45,19 +45,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
-from benchmarks import plots, report, report_mixed
-from benchmarks.report import (
-    RELAY_BACKENDS,
-    RELAY_PREFIX,
-    Sample,
-    job_label,
-    metrics_from_sample,
-    one_line,
-)
+from benchmarks.report import docs_page, mixed_table, plots, relay_table, report, tables
+from benchmarks.report.figures import fmt, metrics_from_sample
+from benchmarks.report.json_document import to_json
+from benchmarks.report.samples import RELAY_BACKENDS, RELAY_PREFIX, Sample, job_label, one_line
+from benchmarks.report.text_table import text_table
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from benchmarks.report.figures import Result
+    from benchmarks.report.targets import Target
     from tests.support.pgserver import PostgresServer
     from tests.support.redisserver import RedisServer
 
@@ -284,8 +282,8 @@ def headline(sample: Sample) -> str:
     if sample.kind.startswith(RELAY_PREFIX) and out.get("published_per_s") is not None:
         verdict = {True: "bounded", False: "NOT bounded", None: "too short to judge"}
         return (
-            f"{report.fmt(out.get('wf_per_s'))} wf/s, "
-            f"{report.fmt(out.get('published_per_s'))} msg/s published, "
+            f"{fmt(out.get('wf_per_s'))} wf/s, "
+            f"{fmt(out.get('published_per_s'))} msg/s published, "
             f"backlog after warm-up ≤ {out.get('backlog_max_after_warmup') or 0:.0f}, "
             f"{verdict.get(out.get('bounded'), '?')} ({sample.kind})"
         )
@@ -293,7 +291,7 @@ def headline(sample: Sample) -> str:
     if not metrics:
         return "no figures in the output"
     first = metrics[0]
-    return f"{report.fmt(first.value)} {first.unit} ({first.scenario})"
+    return f"{fmt(first.value)} {first.unit} ({first.scenario})"
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:
@@ -551,7 +549,7 @@ def publish(  # noqa: PLR0913 - what was run, and where its figures go
     some groups only (``only``) writes its JSON beside ``latest.json``, as
     ``latest-only-<groups>.json``, so the last full run's figures stay whole.
     """
-    results, found, errors = report.report(samples)
+    results, found, errors = report(samples)
     errors = list(errors)
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     if docs and main:
@@ -561,7 +559,7 @@ def publish(  # noqa: PLR0913 - what was run, and where its figures go
         except Exception as exc:  # noqa: BLE001 - the figures matter more than the picture
             errors.append(_own_error("plot", exc))
         try:
-            report.update_docs(DOCS_PAGE, report.markdown_table(results, found, errors, machine))
+            docs_page.update_docs(DOCS_PAGE, tables.markdown_table(results, found, errors, machine))
             progress.say(f"updated the table in {DOCS_PAGE.relative_to(ROOT)}")
         except Exception as exc:  # noqa: BLE001 - the figures matter more than the page
             errors.append(_own_error("docs", exc))
@@ -572,25 +570,25 @@ def publish(  # noqa: PLR0913 - what was run, and where its figures go
         except Exception as exc:  # noqa: BLE001 - the figures matter more than the picture
             errors.append(_own_error("relay plot", exc))
         try:
-            block = report.markdown_relay_table(results, found, errors, machine)
-            report.update_docs(DOCS_PAGE, block, report.RELAY_START, report.RELAY_END)
+            block = relay_table.markdown_relay_table(results, found, errors, machine)
+            docs_page.update_docs(DOCS_PAGE, block, docs_page.RELAY_START, docs_page.RELAY_END)
             progress.say(f"updated the relay table in {DOCS_PAGE.relative_to(ROOT)}")
         except Exception as exc:  # noqa: BLE001 - the figures matter more than the page
             errors.append(_own_error("relay docs", exc))
     if docs and mixed:
         errors += _publish_mixed(results, found, errors, machine, progress)
-    document = report.to_json(machine, results, found, errors)
+    document = to_json(machine, results, found, errors)
     target = RESULTS_JSON
     if only:
         target = RESULTS_JSON.with_name(f"latest-only-{'-'.join(sorted(set(only)))}.json")
     target.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     progress.say(f"wrote {target.relative_to(ROOT)}")
-    return report.text_table(results, found, errors, machine)
+    return text_table(results, found, errors, machine)
 
 
 def _publish_mixed(
-    results: Sequence[report.Result],
-    found: Sequence[report.Target],
+    results: Sequence[Result],
+    found: Sequence[Target],
     errors: Sequence[Mapping[str, Any]],
     machine: Mapping[str, Any],
     progress: Progress,
@@ -603,8 +601,8 @@ def _publish_mixed(
     except Exception as exc:  # noqa: BLE001 - the figures matter more than the picture
         failed.append(_own_error("mixed plot", exc))
     try:
-        block = report_mixed.markdown_table(results, found, errors, machine)
-        report.update_docs(DOCS_PAGE, block, report_mixed.MIXED_START, report_mixed.MIXED_END)
+        block = mixed_table.markdown_table(results, found, errors, machine)
+        docs_page.update_docs(DOCS_PAGE, block, docs_page.MIXED_START, docs_page.MIXED_END)
         progress.say(f"updated the mixed table in {DOCS_PAGE.relative_to(ROOT)}")
     except Exception as exc:  # noqa: BLE001 - the figures matter more than the page
         failed.append(_own_error("mixed docs", exc))
