@@ -4,9 +4,10 @@ Rules of this package:
 
 * Pure functions only, apart from :func:`benchmarks.report.docs_page.update_docs`
   (rewrites the marked part of a Markdown page) and the plots (write PNG files). Nothing
-  here starts a process, reads a clock or talks to a database: :mod:`benchmarks.run` does
-  that and hands over :class:`~benchmarks.report.samples.Sample` objects, one per program
-  run (successful or not); :func:`report` turns them into results, targets and errors.
+  here starts a process, reads a clock or talks to a database: :mod:`benchmarks.suite`
+  does that and hands over :class:`~benchmarks.report.samples.Sample` objects, one per
+  program run (successful or not); :func:`report` turns them into results, targets and
+  errors.
 * Missing figures are never an error here: a ratio or target that lacks one of its
   inputs is ``None`` ("not measured"), and the table says so.
 * The relay scenario and the mixed scenario give results and targets like any other, but

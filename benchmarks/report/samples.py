@@ -1,7 +1,7 @@
 """What the report starts from: one :class:`Sample` per run of a scenario program.
 
-:mod:`benchmarks.run` runs the programs and hands over samples, successful or
-not. This module holds the words a sample is described in (systems, relay backends,
+:mod:`benchmarks.suite.measure` runs the programs and hands over samples, successful
+or not. This module holds the words a sample is described in (systems, relay backends,
 mixed workflows), the names a sample's scenario and its progress line go by, and the
 errors of the samples that failed: everything about a program run before its figures
 are read (:mod:`benchmarks.report.figures`).

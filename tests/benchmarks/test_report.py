@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from benchmarks import run
 from benchmarks.report import (
     docs_page,
     figures,
@@ -24,7 +23,8 @@ from benchmarks.report import (
 from benchmarks.report.docs_page import TABLE_END, TABLE_START
 from benchmarks.report.figures import Result
 from benchmarks.report.samples import RELAY_BACKENDS, Sample, errors_of, job_label, one_line
-from benchmarks.run import DOCS_PAGE
+from benchmarks.suite import measure, plan
+from benchmarks.suite.paths import DOCS_PAGE
 
 MACHINE = {"cpu_model": "Test CPU", "cpu_count": 2, "commit": "abc1234", "date": "2026-01-01"}
 
@@ -658,15 +658,15 @@ def test_the_relay_plot_draws_the_backlog_series_or_nothing(tmp_path):
 
 
 def test_the_relay_group_plans_one_measurement_per_backend():
-    jobs = run.plan(run.QUICK, ["relay"])
+    jobs = plan.plan(plan.QUICK, ["relay"])
     assert [(j.kind, j.broker, j.label) for j in jobs] == [
         ("relay_jobs_table", False, "durable-sa relay jobs_table P=1 C=4"),
         ("relay_redis", True, "durable-sa relay redis P=1 C=4"),
         ("relay_celery", True, "durable-sa relay celery P=1 C=4"),
     ]
     assert all(j.args[2:4] == ("--n", "300") for j in jobs)
-    assert {j.kind for j in run.plan(run.FULL)} >= {"relay_redis", "relay_celery"}
-    line = run.headline(relay("redis", 80.0))
+    assert {j.kind for j in plan.plan(plan.FULL)} >= {"relay_redis", "relay_celery"}
+    line = measure.headline(relay("redis", 80.0))
     assert (
         line == "80.0 wf/s, 240 msg/s published, backlog after warm-up ≤ 12, bounded (relay_redis)"
     )
@@ -785,7 +785,7 @@ def test_the_mixed_plot_draws_three_bars_or_nothing(tmp_path):
 
 
 def test_the_mixed_group_plans_both_workflows_and_the_dbos_peer():
-    jobs = run.plan(run.QUICK, ["mixed"])
+    jobs = plan.plan(plan.QUICK, ["mixed"])
     assert [(j.kind, j.system, j.module, j.label) for j in jobs] == [
         ("mixed6", "durable-sa", "benchmarks.durable_bench", "durable-sa mixed6 P=1 C=1"),
         ("plain6", "durable-sa", "benchmarks.durable_bench", "durable-sa plain6 P=1 C=1"),
@@ -793,8 +793,8 @@ def test_the_mixed_group_plans_both_workflows_and_the_dbos_peer():
     ]
     assert jobs[0].args == ("mixed", "--workflow", "mixed6", "--n", "200")
     assert jobs[2].args == ("--n", "100", "--polling-interval", "0.01", "--concurrency", "1")
-    assert next(j for j in run.plan(run.FULL) if j.group == "mixed").args[-1] == "1000"
-    assert run.headline(mixed("mixed6", 40.0)) == "40.0 wf/s (mixed6_throughput)"
+    assert next(j for j in plan.plan(plan.FULL) if j.group == "mixed").args[-1] == "1000"
+    assert measure.headline(mixed("mixed6", 40.0)) == "40.0 wf/s (mixed6_throughput)"
 
 
 def test_the_relay_speed_targets_compare_each_backend_with_the_jobs_table():
