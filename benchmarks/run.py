@@ -23,23 +23,31 @@ Rules of a run (this module is its command line, :mod:`benchmarks.suite` the res
   (and its plot) is rewritten only when the run measured something for it, so ``--only
   relay`` leaves the main table be; such a run writes ``latest-only-relay.json`` and
   leaves ``latest.json`` whole.
+* ``--render-only`` measures nothing: it makes the page's parts, the plots and the JSON
+  again from the last run's JSON (the same file the run wrote, so ``--only relay
+  --render-only`` reads ``latest-only-relay.json``), as today's code renders them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import TYPE_CHECKING
 
+from benchmarks.report import report
+from benchmarks.report.json_document import from_json
 from benchmarks.suite.machine import machine_facts
 from benchmarks.suite.measure import Progress, run_all, start_broker, start_server
+from benchmarks.suite.paths import ROOT, results_json
 from benchmarks.suite.plan import FULL, GROUPS, QUICK, plan
 from benchmarks.suite.publish import publish
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from benchmarks.suite.plan import Job
     from tests.support.pgserver import PostgresServer
     from tests.support.redisserver import RedisServer
 
@@ -54,6 +62,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-docs", action="store_true", help="write the JSON only, not the plot and docs"
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: publish the last run's JSON again (latest.json, or with "
+        "--only the latest-only-… file)",
+    )
     args = parser.parse_args(argv)
     if args.repetitions < 3:
         parser.error("--repetitions must be at least 3 (medians of fewer mean little)")
@@ -65,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
     jobs = plan(sizes, args.only)
+    if args.render_only:
+        return render_only(jobs, args)
     progress = Progress(len(jobs) * args.repetitions, sys.stderr)
     began = time.monotonic()
     progress.say(
@@ -91,21 +107,49 @@ def main(argv: Sequence[str] | None = None) -> int:
             broker.stop()
         if not isinstance(server, str):
             server.stop()
-    parts = {job.group for job in jobs}  # the relay and mixed groups have their own tables
     table = publish(
-        samples,
+        *report(samples),
         machine,
         docs=not args.no_docs,
         progress=progress,
-        main=bool(parts - {"relay", "mixed"}),
-        relay="relay" in parts,
-        mixed="mixed" in parts,
         only=args.only,
+        **parts_of(jobs),
     )
     sys.stdout.write("\n" + table)
     minutes, seconds = divmod(round(time.monotonic() - began), 60)
     progress.say(f"benchmarks: done in {minutes}:{seconds:02d}")
     return 0
+
+
+def render_only(jobs: Sequence[Job], args: argparse.Namespace) -> int:
+    """Publish the figures of the last run's JSON again; 1 if there is none."""
+    progress = Progress(0, sys.stderr)
+    source = results_json(args.only)
+    if not source.exists():
+        progress.say(f"benchmarks: no {source.relative_to(ROOT)} to render: run them first")
+        return 1
+    progress.say(f"benchmarks: rendering {source.relative_to(ROOT)} again, measuring nothing")
+    document = json.loads(source.read_text(encoding="utf-8"))
+    table = publish(
+        *from_json(document),
+        document["machine"],
+        docs=not args.no_docs,
+        progress=progress,
+        only=args.only,
+        **parts_of(jobs),
+    )
+    sys.stdout.write("\n" + table)
+    return 0
+
+
+def parts_of(jobs: Sequence[Job]) -> dict[str, bool]:
+    """Which parts of the page (and plots) the jobs measure: relay and mixed have their own."""
+    groups = {job.group for job in jobs}
+    return {
+        "main": bool(groups - {"relay", "mixed"}),
+        "relay": "relay" in groups,
+        "mixed": "mixed" in groups,
+    }
 
 
 if __name__ == "__main__":

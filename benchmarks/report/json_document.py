@@ -3,20 +3,24 @@
 It has exactly the keys ``machine``, ``results``, ``ratios``, ``targets`` and ``errors``:
 every result with its repetitions' samples and configuration (and the relay's backlog
 series), every target with its verdict. It is the record a run leaves, beside the page
-and plots it rewrites.
+and plots it rewrites; :func:`from_json` reads it back, so that the page and plots can be
+made again from it (``python -m benchmarks.run --render-only``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from benchmarks.report.targets import ratios
+from benchmarks.report.figures import Result
+from benchmarks.report.targets import ratios, targets
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from benchmarks.report.figures import Result
     from benchmarks.report.targets import Target
+
+_RESULT_KEYS: Final = {"system", "scenario", "value", "unit", "n", "min", "max", "reps", "samples"}
+"""The keys of a result's entry that are not its configuration (nor its ``series``)."""
 
 
 def to_json(
@@ -65,3 +69,26 @@ def to_json(
         ],
         "errors": [dict(e) for e in errors],
     }
+
+
+def from_json(
+    document: Mapping[str, Any],
+) -> tuple[list[Result], list[Target], list[dict[str, Any]]]:
+    """Results, targets and errors of a document :func:`to_json` made.
+
+    The results are read back whole (every repetition's sample, the configuration, the
+    series); the targets are judged again on them, by the rules of today's code.
+    """
+    results = [
+        Result(
+            system=entry["system"],
+            scenario=entry["scenario"],
+            unit=entry["unit"],
+            n=entry["n"],
+            samples=tuple(entry["samples"]),
+            config={k: v for k, v in entry.items() if k not in _RESULT_KEYS | {"series"}},
+            series=tuple(tuple(tuple(p) for p in s) for s in entry.get("series", ())),
+        )
+        for entry in document["results"]
+    ]
+    return results, targets(results), [dict(e) for e in document["errors"]]

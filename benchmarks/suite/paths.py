@@ -9,7 +9,10 @@ The scenario programs run with the repository root as their working directory
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 RESULTS_JSON: Final = ROOT / "benchmarks" / "results" / "latest.json"
@@ -17,3 +20,14 @@ PLOT_PNG: Final = ROOT / "docs" / "performance.png"
 RELAY_PNG: Final = ROOT / "docs" / "performance-relay.png"
 MIXED_PNG: Final = ROOT / "docs" / "performance-mixed.png"
 DOCS_PAGE: Final = ROOT / "docs" / "performance.md"
+
+
+def results_json(only: Sequence[str] | None) -> Path:
+    """The JSON of a run: ``latest.json``, or beside it ``latest-only-<groups>.json``.
+
+    A run of some groups only (``only``) writes its own file, so the last full run's
+    figures stay whole.
+    """
+    if not only:
+        return RESULTS_JSON
+    return RESULTS_JSON.with_name(f"latest-only-{'-'.join(sorted(set(only)))}.json")

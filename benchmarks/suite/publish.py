@@ -1,34 +1,39 @@
 """Where a run's figures go: the JSON, the plots, the marked tables of the performance page.
 
-:func:`publish` turns the samples into the report (:mod:`benchmarks.report`) and writes
-it out: ``benchmarks/results/latest.json`` (or ``latest-only-<groups>.json``), the plots
-and the parts of ``docs/performance.md`` the run measured something for
-(:mod:`benchmarks.suite.paths`). Drawing or writing a part can fail without losing the
+:func:`publish` writes a run's report (:mod:`benchmarks.report`: results, targets,
+errors) out: ``benchmarks/results/latest.json`` (or ``latest-only-<groups>.json``), the
+plots and the parts of ``docs/performance.md`` the run measured something for
+(:mod:`benchmarks.suite.paths`). The report comes from the run's samples, or from the
+JSON of an earlier run (``--render-only``). Drawing or writing a part can fail without losing the
 figures: the failure is one more error in the JSON and the printed table.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from benchmarks.report import docs_page, mixed_table, plots, relay_table, report, tables
+from benchmarks.report import docs_page, mixed_table, plots, relay_table, tables
 from benchmarks.report.json_document import to_json
 from benchmarks.report.samples import one_line
 from benchmarks.report.text_table import text_table
-from benchmarks.suite.paths import DOCS_PAGE, MIXED_PNG, PLOT_PNG, RELAY_PNG, RESULTS_JSON, ROOT
+from benchmarks.suite.paths import DOCS_PAGE, MIXED_PNG, PLOT_PNG, RELAY_PNG, ROOT, results_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from benchmarks.report.figures import Result
-    from benchmarks.report.samples import Sample
     from benchmarks.report.targets import Target
     from benchmarks.suite.measure import Progress
 
+OWN: Final = "bench"
+"""The system of publishing's own errors (a plot not drawn, a table not written)."""
+
 
 def publish(  # noqa: PLR0913 - what was run, and where its figures go
-    samples: Sequence[Sample],
+    results: Sequence[Result],
+    found: Sequence[Target],
+    errors: Sequence[Mapping[str, Any]],
     machine: Mapping[str, Any],
     *,
     docs: bool,
@@ -43,11 +48,13 @@ def publish(  # noqa: PLR0913 - what was run, and where its figures go
     ``main``, ``relay`` and ``mixed`` say which parts of the page (and which plot) this
     run measured: a part it did not measure keeps what an earlier run wrote there. A run of
     some groups only (``only``) writes its JSON beside ``latest.json``, as
-    ``latest-only-<groups>.json``, so the last full run's figures stay whole.
+    ``latest-only-<groups>.json``, so the last full run's figures stay whole. Errors of
+    an earlier publishing (a report read back from its JSON) are left behind: this one
+    says whether its own plots and tables fail.
     """
-    results, found, errors = report(samples)
-    errors = list(errors)
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    errors = [dict(e) for e in errors if e["system"] != OWN]
+    target = results_json(only)
+    target.parent.mkdir(parents=True, exist_ok=True)
     if docs and main:
         try:
             plots.plot(results, machine, PLOT_PNG)
@@ -74,9 +81,6 @@ def publish(  # noqa: PLR0913 - what was run, and where its figures go
     if docs and mixed:
         errors += _publish_mixed(results, found, errors, machine, progress)
     document = to_json(machine, results, found, errors)
-    target = RESULTS_JSON
-    if only:
-        target = RESULTS_JSON.with_name(f"latest-only-{'-'.join(sorted(set(only)))}.json")
     target.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     progress.say(f"wrote {target.relative_to(ROOT)}")
     return text_table(results, found, errors, machine)
@@ -107,9 +111,9 @@ def _publish_mixed(
 
 def _own_error(what: str, exc: Exception) -> dict[str, Any]:
     return {
-        "system": "bench",
+        "system": OWN,
         "scenario": what,
-        "label": f"bench {what}",
+        "label": f"{OWN} {what}",
         "rep": 0,
         "error": f"{type(exc).__name__}: {one_line(str(exc))}",
     }

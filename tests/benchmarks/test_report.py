@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from benchmarks import run
 from benchmarks.report import (
     docs_page,
     figures,
@@ -23,7 +24,7 @@ from benchmarks.report import (
 from benchmarks.report.docs_page import TABLE_END, TABLE_START
 from benchmarks.report.figures import Result
 from benchmarks.report.samples import RELAY_BACKENDS, Sample, errors_of, job_label, one_line
-from benchmarks.suite import measure, plan
+from benchmarks.suite import measure, paths, plan
 from benchmarks.suite.paths import DOCS_PAGE
 
 MACHINE = {"cpu_model": "Test CPU", "cpu_count": 2, "commit": "abc1234", "date": "2026-01-01"}
@@ -379,6 +380,25 @@ def test_json_has_exactly_the_contracted_shape():
         {"system": "durable-sa", "scenario": "fanout_p50", "label": "durable-sa fanout",
          "rep": 4, "error": "x"}
     ]  # fmt: skip
+
+
+def test_a_document_read_back_gives_the_report_it_was_made_from():
+    results, found, errors = report([*full_run(), Sample("fanout", "durable-sa", 4, error="x")])
+    document = json.loads(json.dumps(json_document.to_json(MACHINE, results, found, errors)))
+    again = json_document.from_json(document)
+    assert again == (results, found, errors)
+    assert json_document.to_json(MACHINE, *again) == document
+
+
+def test_a_run_publishes_the_parts_its_groups_measure_into_its_own_json():
+    assert run.parts_of(plan.plan(plan.QUICK)) == {"main": True, "relay": True, "mixed": True}
+    assert run.parts_of(plan.plan(plan.QUICK, ["relay"])) == {
+        "main": False,
+        "relay": True,
+        "mixed": False,
+    }
+    assert paths.results_json(["relay", "mixed", "relay"]).name == "latest-only-mixed-relay.json"
+    assert paths.results_json(None) == paths.RESULTS_JSON
 
 
 # --------------------------------------------------------------------------- docs and plot
