@@ -34,7 +34,7 @@ import argparse
 import json
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.report import report
 from benchmarks.report.json_document import from_json
@@ -45,8 +45,10 @@ from benchmarks.suite.plan import FULL, GROUPS, QUICK, plan
 from benchmarks.suite.publish import publish
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
+    from benchmarks.report.figures import Result
+    from benchmarks.report.targets import Target
     from benchmarks.suite.plan import Job
     from tests.support.pgserver import PostgresServer
     from tests.support.redisserver import RedisServer
@@ -107,15 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             broker.stop()
         if not isinstance(server, str):
             server.stop()
-    table = publish(
-        *report(samples),
-        machine,
-        docs=not args.no_docs,
-        progress=progress,
-        only=args.only,
-        **parts_of(jobs),
-    )
-    sys.stdout.write("\n" + table)
+    publish_and_print(report(samples), machine, jobs, args, progress)
     minutes, seconds = divmod(round(time.monotonic() - began), 60)
     progress.say(f"benchmarks: done in {minutes}:{seconds:02d}")
     return 0
@@ -130,26 +124,33 @@ def render_only(jobs: Sequence[Job], args: argparse.Namespace) -> int:
         return 1
     progress.say(f"benchmarks: rendering {source.relative_to(ROOT)} again, measuring nothing")
     document = json.loads(source.read_text(encoding="utf-8"))
-    table = publish(
-        *from_json(document),
-        document["machine"],
-        docs=not args.no_docs,
-        progress=progress,
-        only=args.only,
-        **parts_of(jobs),
-    )
-    sys.stdout.write("\n" + table)
+    publish_and_print(from_json(document), document["machine"], jobs, args, progress)
     return 0
 
 
-def parts_of(jobs: Sequence[Job]) -> dict[str, bool]:
-    """Which parts of the page (and plots) the jobs measure: relay and mixed have their own."""
-    groups = {job.group for job in jobs}
-    return {
-        "main": bool(groups - {"relay", "mixed"}),
-        "relay": "relay" in groups,
-        "mixed": "mixed" in groups,
-    }
+def publish_and_print(
+    judged: tuple[list[Result], list[Target], list[dict[str, Any]]],
+    machine: Mapping[str, Any],
+    jobs: Sequence[Job],
+    args: argparse.Namespace,
+    progress: Progress,
+) -> None:
+    """Publish a report (results, targets, errors) and print its tables on stdout.
+
+    Only the parts of the page (and plots) the jobs measure are rewritten.
+    """
+    groups = {job.group for job in jobs}  # the relay and mixed groups have their own tables
+    table = publish(
+        *judged,
+        machine,
+        docs=not args.no_docs,
+        progress=progress,
+        main=bool(groups - {"relay", "mixed"}),
+        relay="relay" in groups,
+        mixed="mixed" in groups,
+        only=args.only,
+    )
+    sys.stdout.write("\n" + table)
 
 
 if __name__ == "__main__":

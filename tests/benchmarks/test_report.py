@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from benchmarks import run
 from benchmarks.report import (
     docs_page,
     figures,
@@ -390,13 +389,7 @@ def test_a_document_read_back_gives_the_report_it_was_made_from():
     assert json_document.to_json(MACHINE, *again) == document
 
 
-def test_a_run_publishes_the_parts_its_groups_measure_into_its_own_json():
-    assert run.parts_of(plan.plan(plan.QUICK)) == {"main": True, "relay": True, "mixed": True}
-    assert run.parts_of(plan.plan(plan.QUICK, ["relay"])) == {
-        "main": False,
-        "relay": True,
-        "mixed": False,
-    }
+def test_a_run_of_some_groups_writes_a_json_of_its_own():
     assert paths.results_json(["relay", "mixed", "relay"]).name == "latest-only-mixed-relay.json"
     assert paths.results_json(None) == paths.RESULTS_JSON
 
