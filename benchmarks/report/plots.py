@@ -1,8 +1,8 @@
 """The benchmark plots: throughput against concurrency, the relay's outbox backlog, mixed.
 
 Kept apart from the figures, targets and tables of the report, since only these
-functions need matplotlib, which the ``bench`` and ``dev`` extras install (and import it
-when called).
+functions need matplotlib (the ``bench`` and ``dev`` extras install it), and they import
+it only when called.
 """
 
 from __future__ import annotations
