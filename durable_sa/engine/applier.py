@@ -14,40 +14,40 @@ Rules:
   settle. A parent is locked after its child's row was written (child → parent order,
   as everywhere), so plans that settle a parent are applied alone.
 - Nothing here commits: the caller owns the transaction and its commit.
+
+A plan's values become statement parameters in :mod:`durable_sa.engine.plan_rows`; a
+run a plan creates is inserted by :mod:`durable_sa.engine.new_runs`.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from sqlalchemy import select
 
 from durable_sa.core.codec import JSONObject
 from durable_sa.core.decide import decide_child_settled
-from durable_sa.core.plan import RUN_WRITE_FIELDS, NewRun, WritePlan, plan_transition
+from durable_sa.core.plan import WritePlan, plan_transition
 from durable_sa.core.status import RunStatus
+from durable_sa.engine.new_runs import existing_run, insert_run
+from durable_sa.engine.plan_rows import columns, journal_row, run_row
 from durable_sa.queue.protocol import ClaimedJob, InPlaceProducer
 from durable_sa.store import statements
-from durable_sa.store.models import runs_table, utcnow
+from durable_sa.store.models import utcnow
 from durable_sa.store.queries import lock_run
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
+    from datetime import datetime
 
     from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
     from durable_sa.core.jobs import JobSpec
-    from durable_sa.core.snapshot import JournalWrite
     from durable_sa.queue.protocol import QueueBackend
 
 logger = logging.getLogger(__name__)
-
-runs = runs_table
 
 
 @attrs.frozen
@@ -169,18 +169,18 @@ class Applier:
         if not plans and not acks:
             return {}
         params: dict[str, Any] = {"now": now, "job_created_at": utcnow()}
-        params.update(_columns("w", [_run_row(plan) for plan in plans], statements.RUN_KEYS))
-        journal_rows = [_journal_row(plan.run_id, w) for plan in plans for w in plan.journal]
-        params.update(_columns("j", journal_rows, statements.JOURNAL_FIELDS))
+        params.update(columns("w", [run_row(plan) for plan in plans], statements.RUN_KEYS))
+        journal_rows = [journal_row(plan.run_id, w) for plan in plans for w in plan.journal]
+        params.update(columns("j", journal_rows, statements.JOURNAL_FIELDS))
         params["w_ids"] = [plan.run_id for plan in plans]
         queued = _Queued()
         if producer is not None:
             queued = self._queued(producer, plans, acks, now=now)
         rows = statements.JOB_ROWS if producer is None else producer.queue_rows
         params["k_ids"] = [row["id"] for row in queued.acks]
-        params.update(_columns("k", queued.acks, ("id", "run_id")))
-        params.update(_columns("d", queued.drops, ("run_id",)))
-        params.update(_columns("n", queued.new, rows.fields))
+        params.update(columns("k", queued.acks, ("id", "run_id")))
+        params.update(columns("d", queued.drops, ("run_id",)))
+        params.update(columns("n", queued.new, rows.fields))
         written: dict[int | None, _Written] = {}
         for found in conn.execute(statements.pg_write(rows), params):
             run_id = int(found.id)
@@ -239,13 +239,13 @@ class Applier:
             plan = item.plan
             if not plan.writes_run:
                 continue
-            params = {f"w_{k}": v for k, v in _run_row(plan).items()}
+            params = {f"w_{k}": v for k, v in run_row(plan).items()}
             found = conn.execute(statements.CAS_ONE, {**params, "now": now}).first()
             if found is None:
                 continue
             written[plan.run_id] = _Written(state=found.state)
             journal_rows.extend(
-                {**_journal_row(plan.run_id, w), "completed_at": now} for w in plan.journal
+                {**journal_row(plan.run_id, w), "completed_at": now} for w in plan.journal
             )
         if journal_rows:
             conn.execute(statements.JOURNAL_INSERT, journal_rows)
@@ -311,12 +311,18 @@ class Applier:
         created = False
         status: RunStatus | None = None
         if plan.create is not None:
-            new_id = self._create(session, plan.create, now=now)
+            new_id = insert_run(
+                session,
+                plan.create,
+                backend=self.backend,
+                producer=self._rows_in_statement,
+                now=now,
+            )
             if plan.run_id is None:  # a start: the plan is about the new run
                 created = new_id is not None
                 run_id = new_id
                 if new_id is None:
-                    run_id, status = self._existing(session, plan.create)
+                    run_id, status = existing_run(session, plan.create)
         if plan.run is not None and plan.event is not None:
             _log(plan)
         if plan.settle_parent is not None:
@@ -330,63 +336,6 @@ class Applier:
             next_job=None if written is None else written.next_job,
         )
 
-    def _create(self, session: Session, new: NewRun, *, now: datetime) -> int | None:
-        """INSERT the run and queue its first job; ``None`` when its key exists already."""
-        conn = session.connection()
-        row = {name: getattr(new, name) for name in statements.NEW_RUN_FIELDS}
-        if conn.dialect.name == "postgresql":
-            producer = self._rows_in_statement
-            params: dict[str, Any] = {
-                **_columns("c", [row], statements.NEW_RUN_FIELDS),
-                "now": now,
-                "job_created_at": utcnow(),
-                "new_status": RunStatus.RUNNING,
-                "new_state": {},
-            }
-            if producer is not None:
-                params |= {"job_queue": producer.queue, "job_max_attempts": producer.max_attempts}
-                found = conn.execute(statements.pg_create(producer.queue_rows), params).first()
-                if found is not None:
-                    producer.wake_after_commit(session)
-                return None if found is None else int(found.id)
-            found = conn.execute(statements.PG_CREATE, params).first()
-            if found is None:
-                return None
-            run_id = int(found.id)
-        else:
-            values = {
-                **row,
-                "status": RunStatus.RUNNING,
-                "state": {},
-                "current_step": 0,
-                "attempt": 1,
-                "revision": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-            if new.idempotency_key is None:
-                run_id = int(conn.execute(statements.INSERT_RUN, values).scalar_one())
-            else:
-                key_id = conn.execute(statements.KEYED_RUN_INSERT, values).scalar_one_or_none()
-                if key_id is None:
-                    return None
-                run_id = int(key_id)
-        self.backend.enqueue(session, [new.first_job(run_id)])
-        return run_id
-
-    @staticmethod
-    def _existing(session: Session, new: NewRun) -> tuple[int, RunStatus]:
-        row = (
-            session.connection()
-            .execute(
-                select(runs.c.id, runs.c.status).where(
-                    runs.c.idempotency_key == new.idempotency_key
-                )
-            )
-            .one()
-        )
-        return int(row.id), RunStatus(row.status)
-
     def _settle_parent(self, session: Session, plan: WritePlan, *, now: datetime) -> None:
         """Lock the parent (after its child) and apply its own decision, if it waits."""
         settled = plan.settle_parent
@@ -399,50 +348,6 @@ class Applier:
         if transition is None:
             return
         self.apply_one(session, PlanItem(plan_transition(transition)), now=now)
-
-
-def _columns(
-    prefix: str, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
-) -> dict[str, list[dict[str, Any]]]:
-    """Rows as the JSON records a ``jsonb_to_recordset`` parameter takes.
-
-    Instants become ISO text in UTC and statuses their names, as the columns' own
-    types would store them; JSON values are embedded as they are.
-    """
-    return {prefix: [{name: _json_safe(row[name]) for name in names} for row in rows]}
-
-
-def _json_safe(value: Any) -> Any:  # noqa: ANN401 - any column value
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            msg = f"durable-sa stores aware datetimes only; got naive {value!r}"
-            raise ValueError(msg)
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
-
-
-def _run_row(plan: WritePlan) -> dict[str, Any]:
-    run = plan.run
-    if run is None or plan.run_id is None:  # pragma: no cover - callers check writes_run
-        msg = "a plan without a run has no run row to write"
-        raise ValueError(msg)
-    row: dict[str, Any] = {name: getattr(run, name) for name in RUN_WRITE_FIELDS}
-    row["id"] = plan.run_id
-    row["revision"] = plan.revision
-    return row
-
-
-def _journal_row(run_id: int | None, write: JournalWrite) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "step_id": write.step_id,
-        "status": str(write.status),
-        "result": write.result,
-        "error": write.error,
-        "attempt": write.attempt,
-    }
 
 
 def _log(plan: WritePlan) -> None:

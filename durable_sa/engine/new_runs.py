@@ -1,0 +1,91 @@
+"""New runs: the run a plan creates (a start, or a child), inserted with its first job.
+
+A start is idempotent by its key: the insert does nothing when a run holds the key
+already, and the caller is told that run instead (:func:`existing_run`). On PostgreSQL
+the run and, for a backend whose rows the applier writes, its first job are one
+statement; otherwise the first job goes through the backend's ``enqueue``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from durable_sa.core.status import RunStatus
+from durable_sa.engine.plan_rows import columns
+from durable_sa.store import statements
+from durable_sa.store.models import runs_table, utcnow
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.orm import Session
+
+    from durable_sa.core.plan import NewRun
+    from durable_sa.queue.protocol import InPlaceProducer, QueueBackend
+
+runs = runs_table
+
+
+def insert_run(
+    session: Session,
+    new: NewRun,
+    *,
+    backend: QueueBackend,
+    producer: InPlaceProducer | None,
+    now: datetime,
+) -> int | None:
+    """INSERT the run and queue its first job; ``None`` when its key exists already."""
+    conn = session.connection()
+    row = {name: getattr(new, name) for name in statements.NEW_RUN_FIELDS}
+    if conn.dialect.name == "postgresql":
+        params: dict[str, Any] = {
+            **columns("c", [row], statements.NEW_RUN_FIELDS),
+            "now": now,
+            "job_created_at": utcnow(),
+            "new_status": RunStatus.RUNNING,
+            "new_state": {},
+        }
+        if producer is not None:
+            params |= {"job_queue": producer.queue, "job_max_attempts": producer.max_attempts}
+            found = conn.execute(statements.pg_create(producer.queue_rows), params).first()
+            if found is not None:
+                producer.wake_after_commit(session)
+            return None if found is None else int(found.id)
+        found = conn.execute(statements.PG_CREATE, params).first()
+        if found is None:
+            return None
+        run_id = int(found.id)
+    else:
+        values = {
+            **row,
+            "status": RunStatus.RUNNING,
+            "state": {},
+            "current_step": 0,
+            "attempt": 1,
+            "revision": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if new.idempotency_key is None:
+            run_id = int(conn.execute(statements.INSERT_RUN, values).scalar_one())
+        else:
+            key_id = conn.execute(statements.KEYED_RUN_INSERT, values).scalar_one_or_none()
+            if key_id is None:
+                return None
+            run_id = int(key_id)
+    backend.enqueue(session, [new.first_job(run_id)])
+    return run_id
+
+
+def existing_run(session: Session, new: NewRun) -> tuple[int, RunStatus]:
+    """The id and status of the run that holds ``new``'s idempotency key already."""
+    row = (
+        session.connection()
+        .execute(
+            select(runs.c.id, runs.c.status).where(runs.c.idempotency_key == new.idempotency_key)
+        )
+        .one()
+    )
+    return int(row.id), RunStatus(row.status)
