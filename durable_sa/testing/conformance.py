@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session
 from durable_sa.core.jobs import AdvanceJob, JobSpec
 from durable_sa.core.registry import registry
 from durable_sa.core.status import RunStatus
-from durable_sa.engine.runner import DEFER_DELAY
+from durable_sa.engine.delivery import DEFER_DELAY
 from durable_sa.outbox.backend import OutboxBackend
 from durable_sa.results import JobOutcome
 from durable_sa.store.models import JournalEntry, jobs_table, outbox_table, runs_table

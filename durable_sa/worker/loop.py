@@ -42,32 +42,18 @@ from durable_sa.runtime import presence
 from durable_sa.runtime.listen import Listener
 from durable_sa.runtime.service import ErrorPause, Service
 from durable_sa.store.notify import JOBS_CHANNEL
-from durable_sa.worker.pipeline import Pipeline, Work
+from durable_sa.worker.pipeline import Pipeline
+from durable_sa.worker.stats import WorkerStats
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from durable_sa.engine.shell import HasShell
+    from durable_sa.worker.hand import Work
 
 from durable_sa.queue.protocol import ClaimedJob  # an attrs field type: needed at run time
 
 logger = logging.getLogger(__name__)
-
-
-@attrs.define
-class WorkerStats:
-    """Counts since the worker started (read them from another thread freely)."""
-
-    claimed: int = 0
-    """Jobs claimed from the queue (a run's next step handed on in place is not one)."""
-    applied: int = 0
-    stale: int = 0
-    dead_lettered: int = 0
-    released: int = 0
-    deferred: int = 0
-    """Jobs given back unrun: their run's definition version is not in this process."""
-    abandoned: int = 0
-    errors: int = 0
 
 
 @attrs.define
@@ -163,8 +149,8 @@ class Worker(Service):
                 workflows=lambda: self.workflows,
                 concurrency=concurrency,
                 wake=self.wake,
-                on_outcome=self._count,
-                on_claimed=self._claimed,
+                on_outcome=self.stats.count,
+                on_claimed=self.stats.count_claimed,
                 prefetch=prefetch,
                 commit_timeout=commit_timeout,
             )
@@ -384,25 +370,10 @@ class Worker(Service):
         except Exception:
             self.stats.errors += 1
             logger.exception("job %s crashed the slot", work.job.id, extra={"worker": self.id})
-            self._count(JobOutcome.RELEASED)
+            self.stats.count(JobOutcome.RELEASED)
         finally:
             with self._lock:
                 self._in_flight.pop(token, None)
-
-    def _claimed(self, count: int) -> None:
-        self.stats.claimed += count
-
-    def _count(self, outcome: JobOutcome) -> None:
-        if outcome is JobOutcome.APPLIED:
-            self.stats.applied += 1
-        elif outcome is JobOutcome.STALE:
-            self.stats.stale += 1
-        elif outcome is JobOutcome.DEAD_LETTERED:
-            self.stats.dead_lettered += 1
-        elif outcome is JobOutcome.DEFERRED:
-            self.stats.deferred += 1
-        else:
-            self.stats.released += 1
 
     def _until_next_job(self) -> float:
         try:

@@ -22,7 +22,7 @@ from durable_sa import (
     durable,
     registry,
 )
-from durable_sa.engine.runner import DEFER_DELAY
+from durable_sa.engine.delivery import DEFER_DELAY
 from durable_sa.results import JobOutcome
 from durable_sa.testing import drain, pending_jobs
 from tests.integration.helpers import count, get_journal, get_run

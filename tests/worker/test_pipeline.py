@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from durable_sa import Durable, DurableContext, Job, JournalEntry, WorkflowRun, durable
 from durable_sa.testing import drain
-from durable_sa.worker import pipeline
+from durable_sa.worker import committer
 from tests.integration.helpers import count
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def test_a_failure_after_a_commit_strands_no_job(
     engine: Durable, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A bug while handing on the next step must not leave jobs held (and renewed) forever."""
-    original = pipeline._following
+    original = committer._following
     failures: list[int] = []
 
     def fails_once(plan: Any, result: Any) -> Any:
@@ -177,7 +177,7 @@ def test_a_failure_after_a_commit_strands_no_job(
             raise RuntimeError(msg)
         return original(plan, result)
 
-    monkeypatch.setattr(pipeline, "_following", fails_once)
+    monkeypatch.setattr(committer, "_following", fails_once)
     durable("fl-bug").step("a", lambda ctx: 1).step("b", lambda ctx: 2)
     with engine.worker(concurrency=1, poll_interval=0.1, **FAST) as worker:
         run_id = engine.start("fl-bug").run_id

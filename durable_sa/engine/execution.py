@@ -1,0 +1,143 @@
+"""A step's user code, run with no lock held and no transaction open.
+
+What every way of running a step shares: the context its handler sees
+(:func:`build_context`), the definition it is run against, checked against the run's
+pinned version (:func:`definition_for`), the run itself through the step driver with
+its log line (:func:`execute_step`), and how its outcome is decided on a run snapshot
+(:func:`step_decision`), which returns ``None`` for a snapshot the job no longer matches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from durable_sa.core.context import DurableContext
+from durable_sa.core.decide import decide_step, is_current_advance
+from durable_sa.core.registry import registry
+from durable_sa.errors import DefinitionChanged
+from durable_sa.execute.driver import drive_step
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from datetime import datetime
+
+    from sqlalchemy.orm import Session
+
+    from durable_sa.core.jobs import AdvanceJob
+    from durable_sa.core.outcomes import StepOutcome
+    from durable_sa.core.snapshot import JournalRecord, RunSnapshot
+    from durable_sa.core.steps import StepDefinition
+    from durable_sa.core.stored import StoredForm
+    from durable_sa.core.transition import Transition
+    from durable_sa.core.workflow import DurableWorkflow
+    from durable_sa.engine.shell import Shell
+
+logger = logging.getLogger("durable_sa.engine.runner")
+"""The runner's logger, whichever of its modules writes: log filters keep working."""
+
+
+def build_context(
+    run: RunSnapshot,
+    step_name: str,
+    attempt: int,
+    session: Session | None = None,
+) -> DurableContext:
+    """The context handlers see for ``run`` at ``step_name``."""
+    return DurableContext(
+        run_id=run.id,
+        workflow_name=run.workflow_name,
+        step_name=step_name,
+        attempt=attempt,
+        input=run.input,
+        results=run.public_results,
+        resume_data=run.resume_data,
+        session=session,
+    )
+
+
+def definition_for(run: RunSnapshot) -> DurableWorkflow:
+    """The registered definition of ``run``'s workflow, checked against the run's pin.
+
+    Raises:
+        WorkflowNotRegisteredError: this process does not define the workflow.
+        DefinitionChanged: it defines another version than the run started with.
+
+    """
+    workflow = registry.get(run.workflow_name)
+    if run.workflow_version is not None and workflow.version != run.workflow_version:
+        msg = (
+            f"run {run.id} of workflow {run.workflow_name!r} was started with definition "
+            f"version {run.workflow_version!r}, but this process has {workflow.version!r}; "
+            f"run it on a worker that has version {run.workflow_version!r}"
+        )
+        raise DefinitionChanged(msg)
+    if len(workflow.steps) != run.total_steps:
+        msg = (
+            f"run {run.id} of workflow {run.workflow_name!r} has {run.total_steps} steps, "
+            f"but this process defines {len(workflow.steps)}"
+        )
+        raise DefinitionChanged(msg)
+    return workflow
+
+
+def execute_step(
+    run: RunSnapshot,
+    step: StepDefinition,
+    attempt: int,
+    journal: Mapping[str, JournalRecord],
+    *,
+    stored: StoredForm,
+) -> StepOutcome:
+    """Run the user code of ``run``'s current ``step`` (no lock, no transaction) and log it."""
+    started = time.perf_counter()
+    outcome = drive_step(step, build_context(run, step.name, attempt), journal, stored)
+    log_step(run, step.name, attempt, outcome, started)
+    return outcome
+
+
+def step_decision(
+    shell: Shell, job: AdvanceJob, outcome: StepOutcome
+) -> Callable[[RunSnapshot | None, datetime], Transition | None]:
+    """How ``outcome`` of the job's step is decided on a run snapshot (``None``: stale)."""
+
+    def decide(current: RunSnapshot | None, now: datetime) -> Transition | None:
+        if current is None or not is_current_advance(current, job):
+            return None
+        return decide_step(current, outcome, attempt=job.attempt, now=now, jitter=shell.jitter())
+
+    return decide
+
+
+def outcome_name(outcome: StepOutcome) -> str:
+    """``AwaitSignal`` → ``await_signal``: the outcome's name for logs."""
+    name = type(outcome).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def log_step(
+    run: RunSnapshot, step: str, attempt: int, outcome: StepOutcome, started: float
+) -> None:
+    """Log a step's outcome and duration at INFO (skipped cheaply when INFO is off)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    duration_ms = (time.perf_counter() - started) * 1000
+    logger.info(
+        "run %s %s step %r attempt %d: %s (%.1f ms)",
+        run.id,
+        run.workflow_name,
+        step,
+        attempt,
+        outcome_name(outcome),
+        duration_ms,
+        extra={
+            "duration_ms": round(duration_ms, 3),
+            "action": "step",
+            "run_id": run.id,
+            "workflow": run.workflow_name,
+            "step": step,
+            "attempt": attempt,
+            "outcome": outcome_name(outcome),
+        },
+    )
