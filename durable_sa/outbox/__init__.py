@@ -2,7 +2,9 @@
 
 - :mod:`~durable_sa.outbox.message`: the job as it travels through a broker.
 - :mod:`~durable_sa.outbox.backend`: :class:`OutboxBackend`, the base of relay backends
-  (the producer half writes outbox rows; a subclass delivers through its broker).
+  (the producer half writes outbox rows; a subclass delivers through its broker), built
+  on :mod:`~durable_sa.outbox.deliveries`, :mod:`~durable_sa.outbox.producer` and
+  :mod:`~durable_sa.outbox.consumer`.
 - :mod:`~durable_sa.outbox.relay`: :class:`Relay`, which publishes committed rows.
 """
 

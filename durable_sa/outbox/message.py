@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from durable_sa.core.codec import converter, from_json
 from durable_sa.errors import PayloadError
 from durable_sa.queue.protocol import ClaimedJob
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 FORMAT_VERSION: Final = 1
 """The version of the document :func:`encode_message` writes."""
@@ -107,3 +110,20 @@ def decode_message(raw: str | bytes | object) -> OutboxMessage:
 
 def _preview(raw: str, limit: int = 120) -> str:
     return repr(raw if len(raw) <= limit else raw[:limit] + "…")
+
+
+def message_from_row(row: Mapping[Any, Any]) -> OutboxMessage:
+    """The message for an outbox row (as mapped by SQLAlchemy)."""
+    return OutboxMessage(
+        id=int(row["id"]),
+        queue=row["queue"],
+        kind=row["kind"],
+        run_id=int(row["run_id"]),
+        workflow=row["workflow_name"],
+        version=row["workflow_version"],
+        payload=row["payload"],
+        attempts=int(row["attempts"]),
+        max_attempts=int(row["max_attempts"]),
+        available_at=row["available_at"],
+        redeliveries=int(row["redeliveries"]),
+    )

@@ -37,9 +37,11 @@ from sqlalchemy import delete, func, select, update
 
 from durable_sa.engine.shell import system_clock
 from durable_sa.errors import InvalidArgumentError
-from durable_sa.outbox.backend import OutboxBackend, message_from_row, outbox
+from durable_sa.outbox.backend import OutboxBackend
+from durable_sa.outbox.message import message_from_row
 from durable_sa.runtime.listen import Listener
 from durable_sa.runtime.service import ErrorPause, Service
+from durable_sa.store.models import outbox_table
 from durable_sa.store.notify import OUTBOX_CHANNEL
 
 if TYPE_CHECKING:
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 logger = logging.getLogger(__name__)
+
+outbox = outbox_table
 
 _PRUNE_BATCH: Final = 1000
 

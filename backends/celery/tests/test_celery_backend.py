@@ -14,8 +14,7 @@ from durable_sa_celery import CeleryBackend
 
 from conftest import CeleryWorker, database_url_of
 from durable_sa import Durable, InvalidArgumentError, RunStatus
-from durable_sa.outbox.backend import message_from_row
-from durable_sa.outbox.message import encode_message
+from durable_sa.outbox.message import encode_message, message_from_row
 from durable_sa.results import JobOutcome
 from durable_sa.store.models import outbox_table
 from durable_sa.testing import scenarios
