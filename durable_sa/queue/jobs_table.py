@@ -8,29 +8,22 @@ Rules:
   the same row. It sets a lease (``claimed_until``) and counts the attempt.
 - Acknowledging deletes the row in the transaction that applied the job's outcome.
 - A job whose attempts run out is moved to ``durable_dead_letters`` with its error.
+
+The claim statement is :mod:`durable_sa.queue.claims`; which jobs a worker may run and
+when the next one is due, :mod:`durable_sa.queue.due`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from sqlalchemy import (
-    Engine,
-    bindparam,
-    case,
-    delete,
-    func,
-    insert,
-    select,
-    tuple_,
-    update,
-)
+from sqlalchemy import Engine, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from durable_sa.queue import dead_letters
+from durable_sa.queue import dead_letters, due
 from durable_sa.queue.claims import claim_jobs
 from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
 from durable_sa.queue.rows import job_row, overrides_producer, requeued_row
@@ -41,7 +34,7 @@ from durable_sa.store.statements import JOB_ROWS, QueueRows
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
-    from sqlalchemy import Connection, Select
+    from sqlalchemy import Connection
 
     from durable_sa.core.jobs import JobSpec
 
@@ -348,11 +341,7 @@ class JobsTableBackend:
         workflows: Mapping[str, str] | None = None,
     ) -> bool:
         """Whether a job's lease ran out (its worker died or gave up): one to take alone."""
-        stmt = _runnable(
-            select(jobs.c.id).where(jobs.c.claimed_until < now).limit(1), queues, workflows
-        )
-        with self._sessions() as session:
-            return session.execute(stmt).first() is not None
+        return due.has_lapsed(self._sessions, now=now, queues=queues, workflows=workflows)
 
     def next_due(
         self,
@@ -362,20 +351,13 @@ class JobsTableBackend:
         workflows: Mapping[str, str] | None = None,
     ) -> datetime | None:
         """When the next job becomes claimable: due, or its lease runs out."""
-        held_until = func.coalesce(jobs.c.claimed_until, jobs.c.available_at)
-        later = func.greatest if self.sa_engine.dialect.name == "postgresql" else func.max
-        stmt = _runnable(
-            select(func.min(later(held_until, jobs.c.available_at))), queues, workflows
+        return due.next_due(
+            self._sessions,
+            dialect=self.sa_engine.dialect.name,
+            now=now,
+            queues=queues,
+            workflows=workflows,
         )
-        with self._sessions() as session:
-            value = session.execute(stmt).scalar()
-        if value is None:
-            return None
-        if isinstance(value, str):  # SQLite returns the expression as text
-            value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return max(value, now)
 
     def requeue(self, dead_letter_id: int, *, now: datetime) -> int | None:
         """Move a dead letter back to the queue as a fresh job; its new id (or ``None``)."""
@@ -410,16 +392,3 @@ class JobsTableBackend:
         """Delete every job row."""
         with self._sessions.begin() as session:
             session.execute(delete(jobs))
-
-
-def _runnable(
-    stmt: Select[Any], queues: Sequence[str] | None, workflows: Mapping[str, str] | None
-) -> Select[Any]:
-    """``stmt`` limited to jobs of ``queues`` and of the ``workflows`` versions a worker has."""
-    if queues is not None:
-        stmt = stmt.where(jobs.c.queue.in_(list(queues)))
-    if workflows is not None:
-        stmt = stmt.where(
-            tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
-        )
-    return stmt
