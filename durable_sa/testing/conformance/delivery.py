@@ -1,45 +1,16 @@
-"""The conformance suite every queue backend must pass, as pytest classes to subclass.
+"""The delivery conformance suite: end to end, through a backend's consumers.
 
-A backend's test module subclasses the classes here and provides fixtures; pytest then
-collects every inherited test for that backend::
-
-    from durable_sa.testing.conformance import ClaimConformance, DeliveryConformance
-
-    class TestMyBackendDelivery(DeliveryConformance):
-        @pytest.fixture
-        def conformance_engine(self, sa_engine):       # the engine under test
-            engine = Durable(sa_engine, backend="mybroker://...")
-            engine.create_tables()
-            return engine
-
-        @pytest.fixture
-        def conformance_malformed(self):                # put one unreadable job in
-            return lambda engine: ...
-
-    class TestMyBackendClaims(ClaimConformance): ...   # if durable-sa workers consume it
-
-- :class:`DeliveryConformance`: end to end, through the backend's consumers (a
-  durable-sa worker in this process by default; override ``conformance_consumers`` for
-  consumers of your own, e.g. Celery worker processes). The reference scenarios
-  (sequential, parallel, signal, sleep, child, saga) complete; a job queued in a
-  rolled-back transaction never runs; a duplicate job is harmless; a malformed job is
-  dead-lettered with a clear error and the consumers go on; a job pinned to a definition
-  version no consumer has waits, is never dead-lettered, and runs once a consumer has
-  it (the one delivery policy); nothing stays pending.
-- :class:`ClaimConformance`: the consuming half of the protocol, call by call, for
-  backends that durable-sa workers consume: leases, acknowledgement only on commit,
-  release with a retry time, renewals, dead letters and requeue, attempts running out.
-
-Relay backends are driven through their relay (``publish``), so the suite also checks
-that the outbox and the relay deliver what was committed, and only that.
+The reference scenarios complete; a job queued in a rolled-back transaction never runs;
+a duplicate job is harmless; a malformed job is dead-lettered with a clear error and the
+consumers go on; a job pinned to a definition version no consumer has waits, is never
+dead-lettered, and runs once a consumer has it; nothing stays pending. See
+:mod:`durable_sa.testing.conformance` for how a backend's tests use it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import select, update
@@ -49,50 +20,19 @@ from durable_sa.core.jobs import AdvanceJob, JobSpec
 from durable_sa.core.registry import registry
 from durable_sa.core.status import RunStatus
 from durable_sa.engine.delivery import DEFER_DELAY
-from durable_sa.outbox.backend import OutboxBackend
-from durable_sa.results import JobOutcome
 from durable_sa.store.models import JournalEntry, jobs_table, outbox_table, runs_table
 from durable_sa.testing import scenarios
+from durable_sa.testing.conformance.support import (
+    WAIT_SECONDS,
+    eventually,
+    in_process_worker,
+)
 
 if TYPE_CHECKING:
+    import contextlib
     from collections.abc import Callable, Iterator
 
     from durable_sa.facade import Durable
-    from durable_sa.queue.protocol import ClaimedJob
-
-WAIT_SECONDS: Final = 30.0
-"""How long a scenario may take end to end before the test fails."""
-
-
-def publish(engine: Durable) -> int:
-    """Relay every due outbox row now (relay backends); how many were published."""
-    if isinstance(engine.backend, OutboxBackend):
-        return engine.relay().drain()
-    return 0
-
-
-def eventually(check: Callable[[], bool], *, timeout: float = WAIT_SECONDS) -> bool:
-    """Poll ``check`` until it holds or ``timeout`` seconds pass; whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
-@contextlib.contextmanager
-def in_process_worker(engine: Durable) -> Iterator[None]:
-    """A durable-sa worker (and, for relay backends, its relay thread) in this process."""
-    worker = engine.worker(
-        concurrency=4,
-        lease=timedelta(seconds=4),
-        heartbeat=timedelta(seconds=1),
-        poll_interval=0.1,
-        name="conformance-worker",
-    )
-    with worker:
-        yield
 
 
 class DeliveryConformance:
@@ -274,148 +214,6 @@ class DeliveryConformance:
             assert engine.wait(run_id, timeout=WAIT_SECONDS).status is RunStatus.COMPLETED
         assert eventually(lambda: engine.backend.pending_count() == 0)
         assert engine.recover() == 0
-
-
-class ClaimConformance:
-    """The consuming half of the protocol, call by call; see the module docstring.
-
-    The backend under test must let a claim come back within about a second when
-    nothing is queued (a short blocking read, if it blocks at all), and must honour
-    leases of a fraction of a second.
-    """
-
-    lease: Final = timedelta(milliseconds=600)
-
-    @pytest.fixture
-    def conformance_engine(self) -> Durable:
-        """The engine with the backend under test, its tables created (override)."""
-        msg = "a conformance test class must provide the conformance_engine fixture"
-        raise NotImplementedError(msg)
-
-    @pytest.fixture
-    def claims(self, conformance_engine: Durable) -> Durable:
-        """The engine, with the scenarios defined (no consumer runs: the test claims)."""
-        scenarios.define_scenarios()
-        return conformance_engine
-
-    def claim(self, engine: Durable, worker: str = "w1", *, timeout: float = 5.0) -> ClaimedJob:
-        """Publish what is due and claim until a job comes (fail after ``timeout``)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            publish(engine)
-            job = engine.admin.claim(worker=worker, lease=self.lease)
-            if job is not None:
-                return job
-            if time.monotonic() > deadline:
-                pytest.fail(f"no job could be claimed within {timeout} s")
-            time.sleep(0.05)
-
-    def nothing_to_claim(self, engine: Durable, worker: str = "w2") -> bool:
-        """True when a claim (after publishing what is due) finds nothing."""
-        publish(engine)
-        return engine.admin.claim(worker=worker, lease=self.lease) is None
-
-    def test_claim_finds_nothing_in_an_empty_queue(self, claims: Durable) -> None:
-        started = time.monotonic()
-        assert self.nothing_to_claim(claims)
-        assert time.monotonic() - started < 5.0
-
-    def test_enqueue_is_part_of_the_callers_transaction(self, claims: Durable) -> None:
-        with Session(claims.sa_engine) as session:
-            claims.start(scenarios.SEQUENTIAL, {}, session=session)
-            session.rollback()
-        assert self.nothing_to_claim(claims)
-        run = claims.start(scenarios.SEQUENTIAL, {})
-        job = self.claim(claims)
-        assert job.run_id == run.run_id
-        assert job.kind == "advance"
-        assert job.attempts == 1
-
-    def test_acknowledged_job_is_gone_and_the_next_step_comes(self, claims: Durable) -> None:
-        run = claims.start(scenarios.SEQUENTIAL, {"n": 1})
-        first = self.claim(claims)
-        assert claims.admin.run_job(first) is JobOutcome.APPLIED
-        second = self.claim(claims)
-        assert second.id != first.id
-        assert second.payload["step_index"] == 1
-        assert claims.status(run.run_id).results == {"one": 2}
-
-    def test_unacknowledged_claim_comes_back_after_its_lease(self, claims: Durable) -> None:
-        claims.start(scenarios.SEQUENTIAL, {})
-        first = self.claim(claims, "w1")
-        assert self.nothing_to_claim(claims, "w2")
-        time.sleep(self.lease.total_seconds() + 0.3)
-        again = self.claim(claims, "w2")
-        assert again.id == first.id
-        assert again.attempts == first.attempts + 1
-
-    def test_renewed_claim_stays_with_its_worker(self, claims: Durable) -> None:
-        claims.start(scenarios.SEQUENTIAL, {})
-        job = self.claim(claims, "w1")
-        for _ in range(3):
-            time.sleep(self.lease.total_seconds() / 2)
-            held = claims.backend.renew([job.id], worker="w1", until=claims.now + self.lease)
-            assert held == 1
-        assert self.nothing_to_claim(claims, "w2")
-
-    def test_acknowledgement_in_a_rolled_back_transaction_does_not_count(
-        self, claims: Durable
-    ) -> None:
-        claims.start(scenarios.SEQUENTIAL, {})
-        job = self.claim(claims, "w1")
-        with Session(claims.sa_engine) as session:
-            claims.backend.ack(session, job)
-            session.rollback()
-        time.sleep(self.lease.total_seconds() + 0.3)
-        assert self.claim(claims, "w2").id == job.id
-
-    def test_released_job_waits_for_its_retry_time(self, claims: Durable) -> None:
-        claims.start(scenarios.SEQUENTIAL, {})
-        job = self.claim(claims)
-        claims.backend.release(job, error="boom", retry_at=claims.now + timedelta(seconds=1))
-        assert self.nothing_to_claim(claims)
-        time.sleep(1.1)
-        again = self.claim(claims)
-        assert again.run_id == job.run_id
-        assert again.attempts == job.attempts + 1
-        assert claims.admin.run_job(again) is JobOutcome.APPLIED
-
-    def test_given_back_claims_are_claimable_at_once(self, claims: Durable) -> None:
-        claims.start(scenarios.SEQUENTIAL, {})
-        job = self.claim(claims, "w1")
-        assert claims.backend.release_claims([job.id], worker="w1") == 1
-        assert self.claim(claims, "w2", timeout=2.0).run_id == job.run_id
-
-    def test_dead_letter_is_listed_and_requeued(self, claims: Durable) -> None:
-        run = claims.start(scenarios.SEQUENTIAL, {"n": 0})
-        job = self.claim(claims)
-        claims.backend.dead_letter(job, error="operator test")
-        assert self.nothing_to_claim(claims)
-        letters = claims.admin.dead_letters()
-        assert [(d.run_id, d.error) for d in letters] == [(run.run_id, "operator test")]
-        claims.admin.requeue(letters[0].id)
-        again = self.claim(claims)
-        assert again.run_id == run.run_id
-        assert claims.admin.run_job(again) is JobOutcome.APPLIED
-        assert claims.admin.dead_letters() == []
-
-    def test_job_whose_attempts_run_out_is_dead_lettered(self, claims: Durable) -> None:
-        claims.start(scenarios.SEQUENTIAL, {})
-        job = self.claim(claims, "w0")
-        while job.attempts <= job.max_attempts:
-            time.sleep(self.lease.total_seconds() + 0.2)  # its worker "died": the lease runs out
-            job = self.claim(claims, f"w{job.attempts}")
-        assert claims.admin.run_job(job) is JobOutcome.DEAD_LETTERED
-        assert "claimed" in claims.admin.dead_letters()[0].error
-        assert self.nothing_to_claim(claims)
-
-    def test_live_runs_are_those_with_a_job(self, claims: Durable) -> None:
-        queued = claims.start(scenarios.SEQUENTIAL, {}).run_id
-        with Session(claims.sa_engine) as session:
-            assert claims.backend.live_run_ids(session, [queued, queued + 1000]) == {queued}
-        job = self.claim(claims)
-        assert claims.admin.run_job(job) is JobOutcome.APPLIED
-        assert claims.backend.pending_count() == 1  # the next step's job
 
 
 def _pin(session: Session, run_id: int, version: str | None) -> None:
