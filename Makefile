@@ -52,7 +52,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(VENV_PY) -m pip install --disable-pip-version-check -e '.[dev,bench]'
 	@touch $@
 
-## lint: ruff (lint + format check), mypy and the import-linter contracts (layers)
+## lint: ruff (lint + format check), mypy and the import-linter contracts (layers, pure core, no cycles)
 lint: venv
 	$(VENV)/bin/ruff check durable_sa backends benchmarks examples tests
 	$(VENV)/bin/ruff format --check durable_sa backends benchmarks examples tests
