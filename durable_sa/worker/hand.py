@@ -6,9 +6,9 @@ place: :class:`Ready`), a *redecision* or a give-back the slots must do
 (:class:`Pending`). :class:`Hand` declares the state the pipeline's parts share (what
 is held, ready, pending, being committed) under its one lock, and the moves between
 those states that every part makes. The parts are mixed into
-:class:`~durable_sa.worker.pipeline.Pipeline`: claiming (:mod:`~durable_sa.worker.
-claiming`), committing (:mod:`~durable_sa.worker.committer`) and the slots' own
-work (:mod:`~durable_sa.worker.pipeline`).
+:class:`~durable_sa.worker.pipeline.Pipeline`: claiming
+(:mod:`~durable_sa.worker.claiming`), committing (:mod:`~durable_sa.worker.committer`)
+and the slots' own work (:mod:`~durable_sa.worker.pipeline`).
 """
 
 from __future__ import annotations
