@@ -24,7 +24,8 @@ from durable_sa.core.jobs import decode_payload
 from durable_sa.core.plan import plan_transition
 from durable_sa.core.snapshot import RunSnapshot
 from durable_sa.core.status import RunStatus
-from durable_sa.engine import runner
+from durable_sa.core.stored import as_is
+from durable_sa.engine.execution import definition_for, execute_step
 
 
 def per_workflow_us(workflows: int = 5000) -> float:
@@ -42,8 +43,8 @@ def per_workflow_us(workflows: int = 5000) -> float:
         )
         for index in range(3):
             decode_payload("advance", {"run_id": i + 1, "step_index": index, "attempt": 1})
-            step = runner.definition_for(run).steps[run.current_step]
-            outcome = runner.execute_step(run, step, 1, journal={})
+            step = definition_for(run).steps[run.current_step]
+            outcome = execute_step(run, step, 1, journal={}, stored=as_is)
             transition = decide_step(run, outcome, attempt=1, now=now, jitter=0.5)
             plan_transition(transition, acknowledge=1, now=now, continue_until=now)
             run = attrs.evolve(transition.after, revision=run.revision + 1)
