@@ -35,7 +35,7 @@ from durable_sa.errors import (
     RunNotFoundError,
 )
 from durable_sa.outbox.relay import Relay
-from durable_sa.queue.backends import load_backend
+from durable_sa.queue.backends import check_capabilities, load_backend
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.results import (
     CancelResult,
@@ -118,6 +118,7 @@ class Durable:
         self.backend: QueueBackend = backend or JobsTableBackend(
             sa_engine, queue=queue, max_attempts=max_job_attempts
         )
+        check_capabilities(self.backend)
         self.shell = Shell(sa_engine, backend=self.backend, clock=clock, lease=job_lease)
         self.admin = Admin(self.shell)
         """Operator and driver verbs: dead letters, requeue, prune, workers, single jobs."""

@@ -22,7 +22,7 @@ run a plan creates is inserted by :mod:`durable_sa.engine.new_runs`.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
@@ -105,12 +105,9 @@ class Applier:
         """Apply plans whose jobs go to ``backend``; ``worker`` claims continued jobs."""
         self.backend = backend
         self.worker = worker
-        self._in_place = backend if isinstance(backend, InPlaceProducer) else None
-        self._rows_in_statement = (
-            self._in_place
-            if self._in_place is not None and self._in_place.applier_writes_rows
-            else None
-        )
+        caps = backend.capabilities
+        self._in_place = cast("InPlaceProducer", backend) if caps.in_place else None
+        self._rows_in_statement = self._in_place if caps.applier_writes_rows else None
         """The backend whose job rows the PostgreSQL statement writes itself, if any."""
 
     def apply(self, session: Session, items: Sequence[PlanItem], *, now: datetime) -> list[Applied]:

@@ -41,11 +41,13 @@ import threading
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, Final
 
+import attrs
 from sqlalchemy import Engine, delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.outbox.consumer import OutboxConsumer
+from durable_sa.queue.capabilities import Capabilities
 from durable_sa.queue.rows import overrides_producer
 from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import outbox_table
@@ -77,28 +79,26 @@ class OutboxBackend(OutboxConsumer):
     """
 
     name: ClassVar[str] = "outbox"
-    consumed_by_workers: ClassVar[bool] = True
-    """Whether durable-sa workers consume this broker (False: its own workers do)."""
-    tracks_delivery: ClassVar[bool] = False
-    """Whether a row stays in the outbox until its job is done, deleted in the
-    transaction that applies the job's outcome. For brokers that may lose a message
-    without telling anyone (Celery): the relay publishes again a row still there
-    ``redeliver_after`` after its last publication."""
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        batch_claims=True,
+        claims_wait=True,  # a claim may block until the broker has messages
+        in_place=True,
+        applier_writes_rows=True,
+        outbox=True,
+    )
+    """A subclass declares what differs: a broker whose own workers consume it sets
+    ``consumed_by_workers=False``; one that may lose a message silently sets
+    ``tracks_delivery=True`` (its rows stay until their job is done and are published
+    again ``redeliver_after`` after their last publication). A subclass that overrides a
+    producer method loses ``applier_writes_rows``."""
     redeliver_after: timedelta | None = None
-    applier_writes_rows: ClassVar[bool] = True
-    """Whether the applier may write outbox rows itself, in the statement that applies a
-    group (PostgreSQL). A subclass that overrides a producer method gets ``False``."""
     queue_rows: ClassVar[QueueRows] = OUTBOX_ROWS
-    claims_on_connection: ClassVar[bool] = False
-    """Claims read the broker: a worker lends them no database connection."""
-    claims_wait: ClassVar[bool] = True
-    """A claim with ``wait`` may block until the broker has messages."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         """A subclass that changes how rows are written has its own methods called."""
         super().__init_subclass__(**kwargs)
         if overrides_producer(cls, OutboxBackend):
-            cls.applier_writes_rows = False
+            cls.capabilities = attrs.evolve(cls.capabilities, applier_writes_rows=False)
 
     def __init__(
         self,

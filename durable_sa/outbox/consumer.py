@@ -137,7 +137,7 @@ class OutboxConsumer(OutboxProducer):
         relay's second publication): only the first to end the record may write a dead
         letter or a retry, so a job is never dead-lettered or released twice.
         """
-        if not self.tracks_delivery and not self.runs_in_place(job_id):
+        if not self.capabilities.tracks_delivery and not self.runs_in_place(job_id):
             return True
         result = session.execute(delete(outbox).where(outbox.c.id == job_id))
         return bool(getattr(result, "rowcount", 0))

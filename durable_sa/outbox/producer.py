@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from durable_sa.core.jobs import JobSpec
+    from durable_sa.queue.capabilities import Capabilities
     from durable_sa.queue.protocol import ClaimedJob
     from durable_sa.queue.wake import WakeCallbacks
 
@@ -38,7 +39,7 @@ class OutboxProducer(HeldDeliveries):
     sa_engine: Engine
     queue: str
     max_attempts: int
-    tracks_delivery: ClassVar[bool]
+    capabilities: ClassVar[Capabilities]
     _sessions: sessionmaker[Session]
     _wake: WakeCallbacks
 
@@ -160,7 +161,8 @@ class OutboxProducer(HeldDeliveries):
         Those of jobs run in place (and all, with ``tracks_delivery``); a delivered
         row otherwise stays, published, until the relay prunes it.
         """
-        return [job.id for job in jobs if self.tracks_delivery or self.runs_in_place(job.id)]
+        tracks = self.capabilities.tracks_delivery
+        return [job.id for job in jobs if tracks or self.runs_in_place(job.id)]
 
     def acknowledged(self, session: Session, jobs: Sequence[ClaimedJob]) -> None:
         """Settle ``jobs`` with the broker, and forget them, once ``session`` commits."""

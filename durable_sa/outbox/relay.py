@@ -37,7 +37,6 @@ from sqlalchemy import delete, func, select, update
 
 from durable_sa.engine.shell import system_clock
 from durable_sa.errors import InvalidArgumentError
-from durable_sa.outbox.backend import OutboxBackend
 from durable_sa.outbox.message import message_from_row
 from durable_sa.runtime.listen import Listener
 from durable_sa.runtime.service import ErrorPause, Service
@@ -49,6 +48,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy import ColumnElement, RowMapping
     from sqlalchemy.orm import Session
+
+    from durable_sa.outbox.backend import OutboxBackend
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Relay(Service):
         name: str | None = None,
     ) -> None:
         """Prepare a relay for ``backend``; nothing runs until :meth:`run` or :meth:`start`."""
-        if not isinstance(backend, OutboxBackend):
+        if not backend.capabilities.outbox:
             msg = (
                 f"{backend!r} has no outbox to relay: only relay backends (such as redis "
                 "or celery) need a relay; the jobs table is read by workers directly"
@@ -165,7 +166,7 @@ class Relay(Service):
         Only for a backend that ``tracks_delivery`` (its rows stay until the job is done).
         """
         after = self.backend.redeliver_after
-        if not self.backend.tracks_delivery or after is None:
+        if not self.backend.capabilities.tracks_delivery or after is None:
             return []
         stale = (
             outbox.c.published_at.is_not(None),
@@ -232,7 +233,7 @@ class Relay(Service):
         Nothing to do for a backend that ``tracks_delivery``: its rows go when their
         job is done, and one still there is a job not done.
         """
-        if self.backend.tracks_delivery:
+        if self.backend.capabilities.tracks_delivery:
             return 0
         cutoff = (now or self.clock()) - self.backend.keep_published
         total = 0

@@ -20,7 +20,8 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Final
 
 from durable_sa.errors import BackendNotFound, InvalidArgumentError
-from durable_sa.queue.protocol import QueueBackend
+from durable_sa.queue.capabilities import Capabilities
+from durable_sa.queue.protocol import BatchClaims, InPlaceProducer, QueueBackend
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -83,3 +84,34 @@ def load_backend(
         msg = f"queue backend {name!r} ({entry.value}) did not build a QueueBackend"
         raise InvalidArgumentError(msg)
     return backend
+
+
+def check_capabilities(backend: QueueBackend) -> Capabilities:
+    """``backend``'s capabilities, once checked against the methods it has.
+
+    Raises:
+        InvalidArgumentError: the backend declares an ability it does not implement.
+
+    """
+    caps = getattr(backend, "capabilities", None)  # a check of the declaration, not a probe
+    if not isinstance(caps, Capabilities):
+        msg = (
+            f"backend {getattr(backend, 'name', backend)!r} must declare its abilities: "
+            "a `capabilities` attribute holding a durable_sa.backends.Capabilities value "
+            "(Capabilities() for a plain queue)"
+        )
+        raise InvalidArgumentError(msg)
+    implemented = {
+        "batch_claims": isinstance(backend, BatchClaims),
+        "in_place": isinstance(backend, InPlaceProducer),
+    }
+    missing = [name for name, has in implemented.items() if getattr(caps, name) and not has]
+    if caps.applier_writes_rows and not caps.in_place:
+        missing.append("applier_writes_rows (it needs in_place)")
+    if missing:
+        msg = (
+            f"backend {backend.name!r} declares {', '.join(missing)} but lacks the "
+            "methods of that protocol; see durable_sa.backends"
+        )
+        raise InvalidArgumentError(msg)
+    return caps

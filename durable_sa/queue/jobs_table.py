@@ -20,10 +20,12 @@ import functools
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+import attrs
 from sqlalchemy import Engine, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.queue import dead_letters, due
+from durable_sa.queue.capabilities import Capabilities
 from durable_sa.queue.claims import claim_jobs
 from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
 from durable_sa.queue.rows import job_row, overrides_producer, requeued_row
@@ -54,20 +56,21 @@ class JobsTableBackend:
     """Jobs as rows in the same database as the runs (the default backend)."""
 
     name = "jobs_table"
-    applier_writes_rows: ClassVar[bool] = True
-    """Whether the applier may write this backend's rows itself, inside the statement that
-    applies a group (PostgreSQL). A subclass that overrides a producer method (to count,
-    log or route jobs) gets ``False``, so its methods are called, on every database."""
-    claims_on_connection: ClassVar[bool] = True
-    """Claims are statements on the jobs table (a worker lends its held connection)."""
-    claims_wait: ClassVar[bool] = False
-    """A claim never waits for jobs; idle workers sleep until ``next_due`` or a NOTIFY."""
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        batch_claims=True,
+        claims_on_connection=True,  # claims are statements: a worker lends its connection
+        in_place=True,
+        applier_writes_rows=True,
+    )
+    """Claims never wait for jobs: idle workers sleep until ``next_due`` or a NOTIFY. A
+    subclass that overrides a producer method (to count, log or route jobs) loses
+    ``applier_writes_rows``, so its methods are called, on every database."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         """A subclass that changes how jobs are written has its own methods called."""
         super().__init_subclass__(**kwargs)
         if overrides_producer(cls, JobsTableBackend):
-            cls.applier_writes_rows = False
+            cls.capabilities = attrs.evolve(cls.capabilities, applier_writes_rows=False)
 
     def __init__(
         self,

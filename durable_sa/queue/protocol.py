@@ -1,15 +1,20 @@
 """The contract between the engine and a queue backend.
 
-A backend has two sides:
+A backend plays three roles, each a protocol of its own (:class:`QueueBackend` is all
+three, with a name and its :class:`~durable_sa.queue.capabilities.Capabilities`):
 
-- **Producer, inside the engine's transaction.** :meth:`QueueBackend.enqueue` and
-  :meth:`QueueBackend.discard` run on the very ``Session`` that checkpoints a step, so a
-  job exists exactly when the decision that made it commits. The built-in backend writes
-  the jobs table; a relay backend writes an outbox row and publishes it later.
-- **Consumer.** :meth:`claim` hands out one due job under a lease; the engine then
-  acknowledges it with :meth:`ack` *in the transaction that applies its outcome* (or in
-  its own, for a stale job), gives it back with :meth:`release` after an unexpected
-  error, or moves it to the dead letters with :meth:`dead_letter`.
+- **Producer, inside the engine's transaction** (:class:`JobProducer`).
+  :meth:`QueueBackend.enqueue` and :meth:`QueueBackend.discard` run on the very
+  ``Session`` that checkpoints a step, so a job exists exactly when the decision that
+  made it commits. The built-in backend writes the jobs table; a relay backend writes an
+  outbox row and publishes it later.
+- **Consumer** (:class:`JobConsumer`). :meth:`claim` hands out one due job under a
+  lease; the engine then acknowledges it with :meth:`ack` *in the transaction that
+  applies its outcome* (or in its own, for a stale job), gives it back with
+  :meth:`release` after an unexpected error, or moves it to the dead letters with
+  :meth:`dead_letter`.
+- **Operator** (:class:`QueueAdmin`): a dead letter back to its queue, which runs have a
+  job (recovery), how many are pending, clearing the queue in tests.
 
 Delivery is at-least-once: a claim whose lease runs out is handed out again. The engine
 makes a repeated job harmless (a job that no longer matches its run does nothing).
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from durable_sa.core.jobs import JobSpec
+    from durable_sa.queue.capabilities import Capabilities
     from durable_sa.store.statements import QueueRows
 
 
@@ -80,14 +86,12 @@ class Claim:
     run: RunSnapshot | None = None
 
 
-@runtime_checkable
-class QueueBackend(Protocol):
-    """What the engine needs from a queue."""
+class JobProducer(Protocol):
+    """The producer role: writing jobs inside the engine's transaction.
 
-    @property
-    def name(self) -> str:
-        """The backend's name (``jobs_table``, ``redis``, ...), as users select it."""
-        ...
+    The applier calls these on the very ``Session`` that checkpoints a step, so a job
+    exists exactly when the decision that made it commits.
+    """
 
     def enqueue(self, session: Session, jobs: Sequence[JobSpec]) -> None:
         """Queue ``jobs`` in ``session``'s transaction; they exist only if it commits."""
@@ -96,6 +100,10 @@ class QueueBackend(Protocol):
     def discard(self, session: Session, run_id: int, *, keep: Collection[int] = ()) -> None:
         """Drop the run's queued jobs (except ids in ``keep``) in ``session``'s transaction."""
         ...
+
+
+class JobConsumer(Protocol):
+    """The consumer role: what a worker does with jobs, one claim at a time."""
 
     def claim(  # noqa: PLR0913 - every option is keyword-only
         self,
@@ -154,16 +162,20 @@ class QueueBackend(Protocol):
         """When the next job becomes claimable (``None``: no job at all)."""
         ...
 
-    def requeue(self, dead_letter_id: int, *, now: datetime) -> int | None:
-        """Move a dead letter back to the queue; the new job's id (``None``: not found)."""
-        ...
-
     def add_wake_callback(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` after a commit in this process enqueued jobs (may never call)."""
         ...
 
     def remove_wake_callback(self, callback: Callable[[], None]) -> None:
         """Stop calling ``callback``."""
+        ...
+
+
+class QueueAdmin(Protocol):
+    """The operator role: dead letters back to the queue, recovery, tests."""
+
+    def requeue(self, dead_letter_id: int, *, now: datetime) -> int | None:
+        """Move a dead letter back to the queue; the new job's id (``None``: not found)."""
         ...
 
     def live_run_ids(self, session: Session, run_ids: Collection[int]) -> set[int]:
@@ -180,8 +192,25 @@ class QueueBackend(Protocol):
 
 
 @runtime_checkable
+class QueueBackend(JobProducer, JobConsumer, QueueAdmin, Protocol):
+    """What the engine needs from a queue: the three roles, a name, its capabilities."""
+
+    @property
+    def name(self) -> str:
+        """The backend's name (``jobs_table``, ``redis``, ...), as users select it."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What it can do beyond this protocol (``Capabilities()``: nothing more)."""
+        ...
+
+
+@runtime_checkable
 class InPlaceProducer(Protocol):
     """A backend whose jobs can be handed to the worker that wrote them (the jobs table).
+
+    Declared with ``Capabilities(in_place=True)``.
 
     A worker that finishes a step whose run's next step is due now inserts that next job
     already claimed by itself and runs it in place, instead of queueing it for a claim.
@@ -191,10 +220,6 @@ class InPlaceProducer(Protocol):
 
     queue: str
     max_attempts: int
-    applier_writes_rows: bool
-    """True when the applier may write this backend's job rows itself, in the statement
-    that applies a group (the built-in jobs table, unless a subclass overrides how jobs
-    are written); False when its methods must be called for every job."""
 
     def wake_after_commit(self, session: Session) -> None:
         """Wake this process's idle workers once ``session``'s transaction commits."""
@@ -245,29 +270,13 @@ class InPlaceProducer(Protocol):
 class BatchClaims(Protocol):
     """How a worker's pipeline claims from a backend: in batches.
 
+    Declared with ``Capabilities(batch_claims=True)``.
+
     The jobs table claims rows on a connection the worker lends it; a relay backend
     (Redis Streams) reads its broker, and may wait there for messages. A backend that
     only has :meth:`QueueBackend.claim` is consumed through
     :class:`~durable_sa.queue.single_claims.SingleClaims`.
     """
-
-    @property
-    def claims_on_connection(self) -> bool:
-        """Whether claims are statements on the ``connection`` a worker lends them.
-
-        True for the jobs table (on PostgreSQL, the worker's held connection); False
-        for a broker, which ignores it.
-        """
-        ...
-
-    @property
-    def claims_wait(self) -> bool:
-        """Whether a claim with ``wait`` may block until the broker has messages.
-
-        True for a broker's blocking read (up to its own read timeout); False when a
-        claim never waits and idle workers sleep until ``next_due``.
-        """
-        ...
 
     def claim_batch(  # noqa: PLR0913 - every option is keyword-only
         self,

@@ -8,7 +8,7 @@ time, with every other rule (leases, commits, the applier) unchanged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from durable_sa.queue.protocol import Claim, ClaimKind
 
@@ -23,9 +23,6 @@ if TYPE_CHECKING:
 
 class SingleClaims:
     """:class:`~durable_sa.queue.protocol.BatchClaims` for a backend with only ``claim``."""
-
-    claims_on_connection: ClassVar[bool] = False
-    claims_wait: ClassVar[bool] = False
 
     def __init__(self, backend: QueueBackend) -> None:
         """Claim from ``backend``, one job per claim."""

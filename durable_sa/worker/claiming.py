@@ -46,7 +46,7 @@ class Claiming(Hand):
             return None
         # A broker's read may wait for messages: one slot waits there, the others idle
         # until what it reads (or a commit) wakes them.
-        waits = self.claims.claims_wait
+        waits = self.capabilities.claims_wait
         if not self._claim_lock.acquire(blocking=not waits):
             return None
         try:

@@ -16,10 +16,9 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
     from durable_sa.engine.shell import Shell
-    from durable_sa.queue.protocol import BatchClaims
 
 
-def claim_connection(shell: Shell, claims: BatchClaims) -> HeldConnection | None:
+def claim_connection(shell: Shell) -> HeldConnection | None:
     """PostgreSQL, a backend whose claims are statements: their held connection.
 
     Claims on it do not wait for the WAL flush (a lost claim only makes a job claimable
@@ -29,7 +28,7 @@ def claim_connection(shell: Shell, claims: BatchClaims) -> HeldConnection | None
     backlog on every claim, since ``FOR UPDATE`` keeps it from sorting only the first
     rows.
     """
-    if shell.dialect != "postgresql" or not claims.claims_on_connection:
+    if shell.dialect != "postgresql" or not shell.backend.capabilities.claims_on_connection:
         return None
     return HeldConnection(
         shell.sa_engine,

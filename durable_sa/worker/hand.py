@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from durable_sa.engine.applier import Applier
     from durable_sa.engine.shell import Shell
+    from durable_sa.queue.capabilities import Capabilities
     from durable_sa.queue.protocol import BatchClaims, QueueBackend
     from durable_sa.store.held import HeldConnection
     from durable_sa.worker.stats import PipelineStats
@@ -127,6 +128,7 @@ class Hand:
     # The worker's settings.
     shell: Shell
     backend: QueueBackend
+    capabilities: Capabilities
     claims: BatchClaims
     applier: Applier
     worker: str

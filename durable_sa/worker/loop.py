@@ -29,13 +29,12 @@ import threading
 import time
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import attrs
 
 from durable_sa.core.registry import registry
 from durable_sa.errors import InvalidArgumentError
-from durable_sa.outbox.backend import OutboxBackend
 from durable_sa.outbox.relay import Relay
 from durable_sa.results import JobOutcome
 from durable_sa.runtime import presence
@@ -49,6 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from durable_sa.engine.shell import HasShell
+    from durable_sa.outbox.backend import OutboxBackend
     from durable_sa.worker.hand import Work
 
 from durable_sa.queue.protocol import ClaimedJob  # an attrs field type: needed at run time
@@ -138,7 +138,7 @@ class Worker(Service):
         self._threads: list[threading.Thread] = []
         self._retiring: set[int] = set()  # slots whose abandoned job got a replacement
         # A backend whose own workers consume it (Celery) leaves only the relay to run.
-        self._consumes = getattr(shell.backend, "consumed_by_workers", True)
+        self._consumes = shell.backend.capabilities.consumed_by_workers
         self._pipeline = (
             Pipeline(
                 shell,
@@ -161,12 +161,13 @@ class Worker(Service):
             shell.sa_engine, [JOBS_CHANNEL], self._on_notify, on_reconnect=self.wake
         )
         backend = shell.backend
-        if relay and not isinstance(backend, OutboxBackend):
+        has_outbox = backend.capabilities.outbox
+        if relay and not has_outbox:
             msg = f"relay=True needs a relay backend; {backend.name!r} has no outbox"
             raise InvalidArgumentError(msg)
         self._relay: Relay | None = (
-            Relay(backend, clock=shell.now, name=f"relay:{self.id}")
-            if isinstance(backend, OutboxBackend) and relay is not False
+            Relay(cast("OutboxBackend", backend), clock=shell.now, name=f"relay:{self.id}")
+            if has_outbox and relay is not False
             else None
         )
 

@@ -35,13 +35,12 @@ import collections
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from durable_sa.engine.applier import Applier
 from durable_sa.engine.decision import Done, Open
 from durable_sa.engine.delivery import job_failed
 from durable_sa.engine.runner import prepare
-from durable_sa.queue.protocol import BatchClaims, ClaimedJob
 from durable_sa.queue.single_claims import SingleClaims
 from durable_sa.results import JobOutcome
 from durable_sa.worker.claiming import Claiming
@@ -55,7 +54,7 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
     from durable_sa.engine.shell import Shell
-    from durable_sa.queue.protocol import QueueBackend
+    from durable_sa.queue.protocol import BatchClaims, ClaimedJob, QueueBackend
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +96,9 @@ class Pipeline(Claiming, Committer):
         """
         self.shell = shell
         self.backend = backend
-        self.claims = backend if isinstance(backend, BatchClaims) else SingleClaims(backend)
+        self.capabilities = backend.capabilities
+        batch = self.capabilities.batch_claims
+        self.claims = cast("BatchClaims", backend) if batch else SingleClaims(backend)
         self.worker = worker
         self.lease = lease
         self.queues = queues
@@ -129,7 +130,7 @@ class Pipeline(Claiming, Committer):
         self._closing = False
         self._committer = None
         self._dialect = shell.dialect
-        self._claim_connection = claim_connection(shell, self.claims)
+        self._claim_connection = claim_connection(shell)
         self._writes = write_connection(shell, commit_timeout)
 
     # ── lifecycle ──────────────────────────────────────────────────────────────
@@ -222,7 +223,7 @@ class Pipeline(Claiming, Committer):
 
         Also while another slot waits for a broker's messages: what it reads wakes them.
         """
-        if self.claims.claims_wait and self._claim_lock.locked():
+        if self.capabilities.claims_wait and self._claim_lock.locked():
             return True
         with self._lock:
             return bool(self._pending or self._opens) or self._committing

@@ -10,7 +10,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from durable_sa import Durable, RunStatus
+from durable_sa.backends import Capabilities
+from durable_sa.errors import InvalidArgumentError
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.queue.protocol import BatchClaims, InPlaceProducer, QueueBackend
 from durable_sa.queue.single_claims import SingleClaims
@@ -43,6 +47,7 @@ class PlainBackend:
     """The jobs table seen through :class:`QueueBackend` alone (no batches, no in place)."""
 
     name = "plain"
+    capabilities = Capabilities()
 
     def __init__(self, sa_engine: sa.Engine) -> None:
         self.inner = JobsTableBackend(sa_engine)
@@ -80,3 +85,22 @@ def test_a_plain_backend_runs_every_scenario_through_the_pipeline(
     assert worker.stats.claimed == 4 * 3 + 3  # three steps in each scenario
     assert backend.claims >= worker.stats.claimed
     assert plain.backend.pending_count() == 0
+
+
+class Boasting(PlainBackend):
+    """Declares batches it cannot claim."""
+
+    capabilities = Capabilities(batch_claims=True)
+
+
+class Undeclared(PlainBackend):
+    """Says nothing of what it can do."""
+
+    capabilities = None  # type: ignore[assignment]
+
+
+def test_a_backend_is_held_to_what_it_declares(engine: Durable) -> None:
+    with pytest.raises(InvalidArgumentError, match="declares batch_claims"):
+        Durable(engine.sa_engine, backend=Boasting(engine.sa_engine))
+    with pytest.raises(InvalidArgumentError, match="must declare its abilities"):
+        Durable(engine.sa_engine, backend=Undeclared(engine.sa_engine))

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
     from durable_sa.facade import Durable
     from durable_sa.outbox.message import OutboxMessage
+    from durable_sa.queue.capabilities import Capabilities
     from durable_sa.queue.protocol import ClaimedJob
 
 logger = logging.getLogger(__name__)
@@ -82,8 +83,9 @@ class CeleryBackend(OutboxBackend):
     """Jobs relayed to Celery tasks; see the module docstring for the rules."""
 
     name: ClassVar[str] = "celery"
-    consumed_by_workers: ClassVar[bool] = False
-    tracks_delivery: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = attrs.evolve(
+        OutboxBackend.capabilities, consumed_by_workers=False, tracks_delivery=True
+    )
 
     def __init__(  # noqa: PLR0913 - backend options, all keyword-only
         self,

@@ -12,8 +12,6 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
-from durable_sa.outbox.backend import OutboxBackend
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -25,7 +23,7 @@ WAIT_SECONDS: Final = 30.0
 
 def publish(engine: Durable) -> int:
     """Relay every due outbox row now (relay backends); how many were published."""
-    if isinstance(engine.backend, OutboxBackend):
+    if engine.backend.capabilities.outbox:
         return engine.relay().drain()
     return 0
 
