@@ -1,4 +1,9 @@
-"""CLI tests reuse the engine fixtures and run ``durable_sa.cli.main`` in-process."""
+"""Fixtures the whole main suite shares: engines on fresh databases, the CLI in-process.
+
+The databases and servers come from the fixtures the repository's root ``conftest.py``
+loads; here they become SQLAlchemy engines, a ``Durable`` engine and the CLI. Every test
+also gets a clean workflow registry: workflows a test defines never leak into the next.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,29 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from durable_sa import Durable
 from durable_sa.cli import main
-from tests.cli import app_module
-from tests.integration.conftest import engine  # noqa: F401
+from tests.support import cli_app
 from tests.support.registry import clean_registry  # noqa: F401 - autouse: no workflow leaks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    import sqlalchemy as sa
+
+
+@pytest.fixture
+def engine(sa_engine: sa.Engine) -> Durable:
+    """A durable engine with fresh tables on each database."""
+    durable_engine = Durable(sa_engine)
+    durable_engine.create_tables()
+    return durable_engine
+
 
 @pytest.fixture
 def app() -> None:
-    """The test application's workflows, registered for this test."""
-    app_module.define()
+    """The CLI test application's workflows, registered for this test."""
+    cli_app.define()
 
 
 @pytest.fixture

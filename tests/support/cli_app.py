@@ -1,4 +1,4 @@
-"""A small application for the CLI tests: ``durable-sa worker tests.cli.app_module:engine``.
+"""A small application for the CLI tests: ``durable-sa worker tests.support.cli_app:engine``.
 
 Importing it registers the workflows; the engine's database comes from
 ``DURABLE_SA_DATABASE_URL`` (an in-memory SQLite database when it is unset, so the

@@ -21,7 +21,7 @@ from durable_sa.core.jobs import (
     encode_payload,
 )
 from durable_sa.errors import DurableError, PayloadError
-from tests.core.strategies import json_values
+from tests.unit.core.strategies import json_values
 
 
 @attrs.frozen

@@ -1,13 +1,13 @@
-"""User mistakes end in one line on stderr, a non-zero exit and no password (in-process)."""
+"""User mistakes end in one line on stderr, a non-zero exit and no password (in-process).
+
+The errors of :mod:`durable_sa.cli.errors`, as ``main`` prints them; no database is reached.
+"""
 
 from __future__ import annotations
 
-import logging
-
 import pytest
-import sqlalchemy as sa
 
-from durable_sa.cli import CliError, Invocation, ScrubbingFormatter, load_app
+from durable_sa.cli import CliError, Invocation, load_app
 
 UNREACHABLE = "postgresql+psycopg://user:s3cret@127.0.0.1:1/db"
 
@@ -64,12 +64,12 @@ def _one_line(code, out, err, expected_code):
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
         ([], 2, "the following arguments are required: COMMAND"),
         (
-            ["worker", "tests.cli.app_module:engine", "--lease", "1", "--heartbeat", "1"],
+            ["worker", "tests.support.cli_app:engine", "--lease", "1", "--heartbeat", "1"],
             2,
             "must be at least twice the heartbeat",
         ),
         (
-            ["worker", "tests.cli.app_module:engine", "--grace", "-1"],
+            ["worker", "tests.support.cli_app:engine", "--grace", "-1"],
             2,
             "expected a number of seconds above 0",
         ),
@@ -90,23 +90,15 @@ def test_a_password_never_appears_even_when_it_is_short_or_odd(cli):
         assert "user:***@127.0.0.1:1/db" in err
 
 
-def test_scrub_hides_url_and_conninfo_passwords():
-    inv = Invocation()
-    text = "a postgresql://u:pw123@h/db and password=pw123 host=h and pw123 again"
-    assert inv.scrub(text) == "a postgresql://u:***@h/db and password=*** host=h and pw123 again"
-    inv.remember(sa.make_url("postgresql://u:pw123@h/db"))
-    assert "pw123" not in inv.scrub(text)
-
-
 @pytest.mark.parametrize(
     ("spec", "says"),
     [
-        ("tests.cli.app_module", "APP must look like package.module:attribute"),
+        ("tests.support.cli_app", "APP must look like package.module:attribute"),
         (":engine", "APP must look like package.module:attribute"),
         ("no_such_package.workflows:engine", "cannot import APP module 'no_such_package"),
-        ("tests.cli.app_module:missing", "module 'tests.cli.app_module' has no attribute"),
+        ("tests.support.cli_app:missing", "module 'tests.support.cli_app' has no attribute"),
         (
-            "tests.cli.app_module:not_an_engine",
+            "tests.support.cli_app:not_an_engine",
             "is not a durable_sa.Durable (nor a function that returns one): got int",
         ),
     ],
@@ -122,27 +114,10 @@ def test_a_bad_app_is_a_usage_error(cli, spec, says):
 
 
 def test_app_may_be_an_engine_or_a_factory():
-    from tests.cli import app_module  # noqa: PLC0415
+    from tests.support import cli_app  # noqa: PLC0415
 
-    assert load_app("tests.cli.app_module:engine") is app_module.engine
-    assert load_app("tests.cli.app_module:make_engine") is app_module.engine
-
-
-def test_worker_log_lines_are_scrubbed_too():
-    inv = Invocation()
-    inv.remember(sa.make_url("postgresql://u:hunter2hunter2@h/db"))
-    formatter = ScrubbingFormatter(inv)
-    record = logging.LogRecord(
-        "durable_sa",
-        logging.WARNING,
-        "x.py",
-        1,
-        "lost %s (pw %s)",
-        ("postgresql://u:pw@h", "hunter2hunter2"),
-        None,
-    )
-    line = formatter.format(record)
-    assert line.endswith("WARNING lost postgresql://u:***@h (pw ***)")
+    assert load_app("tests.support.cli_app:engine") is cli_app.engine
+    assert load_app("tests.support.cli_app:make_engine") is cli_app.engine
 
 
 def test_a_common_password_does_not_mangle_the_scheme(cli):

@@ -1,7 +1,8 @@
-"""Reliability tests: real worker processes on a real PostgreSQL database.
+"""Tests that start real processes: workers, relays and the CLI, on real databases.
 
-They are marked ``reliability``; ``make test`` runs them with everything else. Select
-them alone with ``-m reliability``, or leave them out with ``-m "not reliability"``.
+The crash tests (kill -9, blast radius, worker processes) are marked ``reliability``;
+``make test`` runs them with everything else. Select them alone with ``-m reliability``,
+or leave them out with ``-m "not reliability"``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,6 @@ from tests.reliability.harness import prepare_database
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/reliability/" in str(item.path).replace("\\", "/"):
-            item.add_marker(pytest.mark.reliability)
 
 
 @pytest.fixture

@@ -48,7 +48,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from durable_sa import Durable, DurableContext, durable
 from durable_sa.testing import check_workflow, faults, replay
-from tests.support.registry import clean_registry  # noqa: F401 - autouse: no workflow leaks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -11,7 +11,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from durable_sa import Durable, DurableContext, InvalidArgumentError, JournalEntry, durable
 from durable_sa.testing import Driver, FakeClock, faults, pending_jobs
 from tests.integration.helpers import get_run
-from tests.support.registry import clean_registry  # noqa: F401 - autouse: no workflow leaks
 
 
 class Base(DeclarativeBase):

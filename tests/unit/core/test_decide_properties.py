@@ -23,7 +23,7 @@ from durable_sa.core.outcomes import AwaitSignal, Complete, Retry
 from durable_sa.core.snapshot import RESERVED_PREFIX, WAIT_KEY, WaitKind
 from durable_sa.core.status import TERMINAL_STATUSES, RunStatus, is_legal_move, next_status
 from durable_sa.errors import IllegalTransition
-from tests.core.strategies import (
+from tests.unit.core.strategies import (
     NOW,
     OUTCOME_KINDS,
     cases_of_kind,

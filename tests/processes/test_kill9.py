@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -16,6 +17,8 @@ from tests.reliability.harness import (
     summary,
     wait_until_all_terminal,
 )
+
+pytestmark = pytest.mark.reliability
 
 RUNS_PER_WORKFLOW = 70  # 210 runs of 5+ steps
 WORKERS = 3

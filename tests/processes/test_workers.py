@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,8 @@ from tests.reliability.harness import (
 
 if TYPE_CHECKING:
     from tests.support.pgserver import PostgresServer
+
+pytestmark = pytest.mark.reliability
 
 FAST = ("--lease", "3", "--heartbeat", "0.5", "--poll-interval", "0.5")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,8 @@ from durable_sa import Durable, JournalEntry, WorkflowRun
 from tests.reliability.app import effects
 from tests.reliability.harness import WorkerProcess, restart_until, wait_until_all_terminal
 from tests.support.tcpproxy import FreezingProxy
+
+pytestmark = pytest.mark.reliability
 
 FAST = ("--lease", "3", "--heartbeat", "0.5", "--poll-interval", "0.5")
 

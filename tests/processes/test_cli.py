@@ -17,7 +17,7 @@ from durable_sa import Durable
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret"  # noqa: S105 - a fake password that must never be printed
-APP = "tests.cli.app_module:engine"
+APP = "tests.support.cli_app:engine"
 
 
 def _command(*argv: str) -> list[str]:
@@ -144,7 +144,7 @@ def test_mistakes_are_one_line_without_traceback_or_password(sqlite_database_url
         "unknown run": (["status", "999999"], 1, sqlite_database_url),
         "malformed data": (["resume", "1", "go", "--data", "{not json"], 2, sqlite_database_url),
         "bad app": (["worker", "no_such_package.workflows:engine"], 2, sqlite_database_url),
-        "not an engine": (["worker", "tests.cli.app_module:not_an_engine"], 2, no_tables),
+        "not an engine": (["worker", "tests.support.cli_app:not_an_engine"], 2, no_tables),
         "worker, no tables": (["worker", APP], 1, no_tables),
         "worker, unreachable": (["worker", APP], 1, unreachable),
     }
