@@ -1,8 +1,9 @@
 """Fixtures the whole main suite shares: engines on fresh databases, the CLI in-process.
 
-The databases and servers come from the fixtures the repository's root ``conftest.py``
-loads; here they become SQLAlchemy engines, a ``Durable`` engine and the CLI. Every test
-also gets a clean workflow registry: workflows a test defines never leak into the next.
+The databases and servers are the fixtures durable_sa.testing's pytest plugin ships to
+every user (``durable_each_database_url``, ``durable_postgres_url``, ``durable_redis_url``
+...); here they become SQLAlchemy engines, a ``Durable`` engine and the CLI. Every test
+gets a clean workflow registry: workflows a test defines never leak into the next.
 """
 
 from __future__ import annotations
@@ -11,16 +12,43 @@ import logging
 from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 
 from durable_sa import Durable
 from durable_sa.cli import main
 from tests.support import cli_app
-from tests.support.registry import clean_registry  # noqa: F401 - autouse: no workflow leaks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    import sqlalchemy as sa
+
+@pytest.fixture(autouse=True)
+def _clean_registry(durable_clean_registry: None) -> None:
+    """Every test: the workflows it defines are unregistered after it."""
+
+
+@pytest.fixture
+def sa_engine(durable_each_database_url: str) -> Iterator[sa.Engine]:
+    """Engine on a fresh database, once per database (SQLite, PostgreSQL); disposed after."""
+    engine = sa.create_engine(durable_each_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(durable_sqlite_url: str) -> Iterator[sa.Engine]:
+    """Engine on a fresh SQLite database."""
+    engine = sa.create_engine(durable_sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_engine(durable_postgres_url: str) -> Iterator[sa.Engine]:
+    """Engine on a fresh PostgreSQL database."""
+    engine = sa.create_engine(durable_postgres_url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

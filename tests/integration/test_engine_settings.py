@@ -26,7 +26,9 @@ def _define() -> None:
     ).step("c", lambda ctx: ctx.results["a"])
 
 
-def test_the_engines_json_serializer_and_events_see_every_write(database_url: str) -> None:
+def test_the_engines_json_serializer_and_events_see_every_write(
+    durable_each_database_url: str,
+) -> None:
     serialized: list[str] = []
 
     def serializer(value: Any) -> str:
@@ -34,7 +36,7 @@ def test_the_engines_json_serializer_and_events_see_every_write(database_url: st
         serialized.append(text)
         return text
 
-    sa_engine = sa.create_engine(database_url, json_serializer=serializer)
+    sa_engine = sa.create_engine(durable_each_database_url, json_serializer=serializer)
     statements: list[str] = []
     sa.event.listen(
         sa_engine,
@@ -56,9 +58,11 @@ def test_the_engines_json_serializer_and_events_see_every_write(database_url: st
     sa_engine.dispose()
 
 
-def test_a_schema_translate_map_puts_every_row_in_the_mapped_schema(pg_database_url: str) -> None:
+def test_a_schema_translate_map_puts_every_row_in_the_mapped_schema(
+    durable_postgres_url: str,
+) -> None:
     schema = f"tenant_{uuid.uuid4().hex[:8]}"
-    plain = sa.create_engine(pg_database_url)
+    plain = sa.create_engine(durable_postgres_url)
     with plain.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     mapped = plain.execution_options(schema_translate_map={None: schema})

@@ -13,23 +13,16 @@ import pytest
 import sqlalchemy as sa
 
 from durable_sa import Durable
-from tests.reliability.harness import prepare_database
+from durable_sa.testing.workload import define_workload
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
 @pytest.fixture
-def rel_url(pg_database_url: str) -> str:
-    """A fresh PostgreSQL database with the engine's tables and the effects table."""
-    return prepare_database(pg_database_url)
-
-
-@pytest.fixture
-def rel_engine(rel_url: str) -> Iterator[Durable]:
-    """The test's own engine on that database (workflows come from the app module)."""
-    import tests.reliability.app  # noqa: F401, PLC0415 - registers the workflows
-
-    sa_engine = sa.create_engine(rel_url, pool_pre_ping=True)
+def rel_engine(durable_workload_url: str) -> Iterator[Durable]:
+    """The test's own engine on the workload's database, the workload's workflows defined."""
+    sa_engine = sa.create_engine(durable_workload_url, pool_pre_ping=True)
+    define_workload(sa_engine)
     yield Durable(sa_engine)
     sa_engine.dispose()

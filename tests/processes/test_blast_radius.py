@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from durable_sa import Durable, JournalEntry, WorkflowRun
-from tests.reliability.app import effects
-from tests.reliability.harness import WorkerProcess, restart_until, wait_until_all_terminal
+from durable_sa.testing.processes import WorkerProcess, restart_until
+from durable_sa.testing.workload import effects, wait_until_all_terminal
 from tests.support.tcpproxy import FreezingProxy
 
 pytestmark = pytest.mark.reliability
@@ -61,15 +61,17 @@ def _wait_for_unit(engine: Durable, run_id: int, unit: str, timeout: float = 60)
             session.rollback()
 
 
-def test_ready_work_does_not_wait_behind_a_slow_step(rel_url: str, rel_engine: Durable) -> None:
+def test_ready_work_does_not_wait_behind_a_slow_step(
+    durable_workload_url: str, rel_engine: Durable
+) -> None:
     """The worker holding an 8 s step gives its other jobs back; a worker started later
     (it finds every job held) runs them while the slow step is still running."""
     slow = rel_engine.start("rel-slower").run_id  # first in due order: run first
     quick = [rel_engine.start("rel-seq", {"i": i}).run_id for i in range(10)]
-    workers = [WorkerProcess(rel_url, "--concurrency", "1", *FAST).start()]
+    workers = [WorkerProcess(durable_workload_url, "--concurrency", "1", *FAST).start()]
     try:
         _wait_for_unit(rel_engine, slow, "slow")  # the first worker holds all 11 jobs now
-        workers.append(WorkerProcess(rel_url, "--concurrency", "1", *FAST).start())
+        workers.append(WorkerProcess(durable_workload_url, "--concurrency", "1", *FAST).start())
         assert wait_until_all_terminal(rel_engine.sa_engine, [slow, *quick], timeout=120) == 0
         codes = [worker.terminate() for worker in workers]
         outputs = [worker.output() for worker in workers]
@@ -85,7 +87,7 @@ def test_ready_work_does_not_wait_behind_a_slow_step(rel_url: str, rel_engine: D
 
 
 def test_a_row_lock_held_by_the_application_stalls_only_its_own_run(
-    rel_url: str, rel_engine: Durable
+    durable_workload_url: str, rel_engine: Durable
 ) -> None:
     """A commit that blocks on a run row an application has locked times out alone.
 
@@ -97,11 +99,11 @@ def test_a_row_lock_held_by_the_application_stalls_only_its_own_run(
     locked, others = run_ids[0], run_ids[1:]
     holder = Session(rel_engine.sa_engine)
     options = ("--concurrency", "1", "--commit-timeout", "1", *FAST)
-    workers = [WorkerProcess(rel_url, *options, step_seconds=0.2).start()]
+    workers = [WorkerProcess(durable_workload_url, *options, step_seconds=0.2).start()]
     try:
         _wait_for_unit(rel_engine, locked, "s0")  # its first step runs: lock its row now
         holder.get(WorkflowRun, locked, with_for_update=True)  # held, not committed
-        workers.append(WorkerProcess(rel_url, *options, step_seconds=0.2).start())
+        workers.append(WorkerProcess(durable_workload_url, *options, step_seconds=0.2).start())
         left_open = wait_until_all_terminal(rel_engine.sa_engine, others, timeout=60)
         assert rel_engine.status(locked).status == "running"  # still held by the application
         holder.rollback()  # the application changes its mind: the run goes on
@@ -120,12 +122,14 @@ def test_a_row_lock_held_by_the_application_stalls_only_its_own_run(
     assert rel_engine.dead_letters() == []
 
 
-def test_a_half_open_write_connection_strands_no_run(rel_url: str, rel_engine: Durable) -> None:
+def test_a_half_open_write_connection_strands_no_run(
+    durable_workload_url: str, rel_engine: Durable
+) -> None:
     """The first worker reaches the database through a proxy that silences the connection
     of its first grouped write while it holds 16 runs: the statement is sent, no answer
     and no error ever come back, and its heartbeat (another connection) keeps working.
     The worker gives up what it holds after the commit timeout; a second one finishes."""
-    url = sa.make_url(rel_url)
+    url = sa.make_url(durable_workload_url)
     assert url.port is not None
     run_ids = [rel_engine.start("rel-seq", {"i": i}).run_id for i in range(20)]
     options = ("--concurrency", "1", "--commit-timeout", "1", *FAST)
@@ -133,7 +137,7 @@ def test_a_half_open_write_connection_strands_no_run(rel_url: str, rel_engine: D
         proxy.freeze_on(b"jsonb_to_recordset")  # the grouped write's statement
         behind = url.set(port=proxy.port).render_as_string(hide_password=False)
         stuck = WorkerProcess(behind, *options, step_seconds=0.2).start()
-        healthy = WorkerProcess(rel_url, *options, step_seconds=0.2)
+        healthy = WorkerProcess(durable_workload_url, *options, step_seconds=0.2)
         try:
             _wait_for_unit(rel_engine, run_ids[0], "s0")  # it holds the runs now
             healthy.start()
@@ -154,7 +158,7 @@ def test_a_half_open_write_connection_strands_no_run(rel_url: str, rel_engine: D
 
 
 def test_a_job_that_kills_its_worker_is_dead_lettered_alone(
-    rel_url: str, rel_engine: Durable
+    durable_workload_url: str, rel_engine: Durable
 ) -> None:
     """The poison job is first in due order: the worker claims it with the ten others
     (one batch), runs it first and dies holding all eleven, again and again."""
@@ -167,7 +171,7 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_alone(
         )
 
     args = ("--concurrency", "1", "--lease", "1", "--heartbeat", "0.2", "--poll-interval", "0.2")
-    restarts, code, output = restart_until(rel_url, args, settled)
+    restarts, code, output = restart_until(durable_workload_url, args, settled)
     letters = rel_engine.dead_letters()
     print(f"\npoison job: restarts={restarts} dead_letters={len(letters)}")  # noqa: T201
     assert code == 0, output

@@ -75,8 +75,10 @@ def _poll(check, *, timeout: float = 30) -> str:
     pytest.fail(f"gave up after {timeout} s; last output:\n{last}")
 
 
-def test_a_worker_process_runs_workflows_while_the_cli_watches(engine, database_url, app):
-    url = _with_password(database_url)
+def test_a_worker_process_runs_workflows_while_the_cli_watches(
+    engine, durable_each_database_url, app
+):
+    url = _with_password(durable_each_database_url)
     env = {**os.environ, "DURABLE_SA_DATABASE_URL": url}
     worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         _command(
@@ -132,18 +134,18 @@ def test_a_worker_process_runs_workflows_while_the_cli_watches(engine, database_
     assert PASSWORD not in text
 
 
-def test_mistakes_are_one_line_without_traceback_or_password(sqlite_database_url, tmp_path):
-    engine = Durable(sa.create_engine(sqlite_database_url))
+def test_mistakes_are_one_line_without_traceback_or_password(durable_sqlite_url, tmp_path):
+    engine = Durable(sa.create_engine(durable_sqlite_url))
     engine.create_tables()
     engine.sa_engine.dispose()
     unreachable = f"postgresql+psycopg://user:{PASSWORD}@127.0.0.1:1/db"
     no_tables = f"sqlite:///{tmp_path / 'empty.sqlite'}"
     cases = {
-        "unreachable": (["status", "1", "--database-url", unreachable], 1, sqlite_database_url),
+        "unreachable": (["status", "1", "--database-url", unreachable], 1, durable_sqlite_url),
         "bad url": (["list", "--database-url", f"nosuchdb://u:{PASSWORD}@h/db"], 2, ""),
-        "unknown run": (["status", "999999"], 1, sqlite_database_url),
-        "malformed data": (["resume", "1", "go", "--data", "{not json"], 2, sqlite_database_url),
-        "bad app": (["worker", "no_such_package.workflows:engine"], 2, sqlite_database_url),
+        "unknown run": (["status", "999999"], 1, durable_sqlite_url),
+        "malformed data": (["resume", "1", "go", "--data", "{not json"], 2, durable_sqlite_url),
+        "bad app": (["worker", "no_such_package.workflows:engine"], 2, durable_sqlite_url),
         "not an engine": (["worker", "tests.support.cli_app:not_an_engine"], 2, no_tables),
         "worker, no tables": (["worker", APP], 1, no_tables),
         "worker, unreachable": (["worker", APP], 1, unreachable),

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from durable_sa import Durable, WorkflowRun
-from tests.reliability.app import EXPECTED
-from tests.reliability.harness import (
-    WorkerProcess,
+from durable_sa.testing.processes import WorkerProcess
+from durable_sa.testing.workload import (
+    EXPECTED,
     assert_runs_ended_as_expected,
     summary,
     wait_until_all_terminal,
@@ -43,7 +43,7 @@ def open_runs(engine: Durable, run_ids: list[int]) -> int:
         )
 
 
-def test_random_kill9_loses_nothing(rel_url: str, rel_engine: Durable) -> None:
+def test_random_kill9_loses_nothing(durable_workload_url: str, rel_engine: Durable) -> None:
     rng = random.Random(SEED)  # noqa: S311 - a reproducible schedule, not crypto
     run_ids = {
         name: [rel_engine.start(name, {"i": i}).run_id for i in range(RUNS_PER_WORKFLOW)]
@@ -52,7 +52,7 @@ def test_random_kill9_loses_nothing(rel_url: str, rel_engine: Durable) -> None:
     everything = [run_id for ids in run_ids.values() for run_id in ids]
 
     def spawn() -> WorkerProcess:
-        return WorkerProcess(rel_url, *WORKER_ARGS, step_seconds=STEP_SECONDS).start()
+        return WorkerProcess(durable_workload_url, *WORKER_ARGS, step_seconds=STEP_SECONDS).start()
 
     workers = [spawn() for _ in range(WORKERS)]
     kills = 0

@@ -10,27 +10,23 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from durable_sa import Durable, JournalEntry
-from tests.reliability.app import effects
-from tests.reliability.harness import (
-    WorkerProcess,
-    overlaps,
-    restart_until,
-    summary,
-    wait_until_all_terminal,
-)
+from durable_sa.testing.processes import WorkerProcess, restart_until
+from durable_sa.testing.workload import effects, overlaps, summary, wait_until_all_terminal
 
 if TYPE_CHECKING:
-    from tests.support.pgserver import PostgresServer
+    from durable_sa.testing.servers import PostgresServer
 
 pytestmark = pytest.mark.reliability
 
 FAST = ("--lease", "3", "--heartbeat", "0.5", "--poll-interval", "0.5")
 
 
-def test_workers_never_run_the_same_job_at_the_same_time(rel_url: str, rel_engine: Durable) -> None:
+def test_workers_never_run_the_same_job_at_the_same_time(
+    durable_workload_url: str, rel_engine: Durable
+) -> None:
     run_ids = [rel_engine.start("rel-par", {"i": i}).run_id for i in range(60)]
     workers = [
-        WorkerProcess(rel_url, "--concurrency", "4", *FAST, step_seconds=0.01).start()
+        WorkerProcess(durable_workload_url, "--concurrency", "4", *FAST, step_seconds=0.01).start()
         for _ in range(4)
     ]
     try:
@@ -49,9 +45,11 @@ def test_workers_never_run_the_same_job_at_the_same_time(rel_url: str, rel_engin
     assert figures["jobs_left"] == 0
 
 
-def test_sigterm_lets_the_running_step_finish_and_commit(rel_url: str, rel_engine: Durable) -> None:
+def test_sigterm_lets_the_running_step_finish_and_commit(
+    durable_workload_url: str, rel_engine: Durable
+) -> None:
     run_id = rel_engine.start("rel-slow").run_id
-    worker = WorkerProcess(rel_url, "--grace", "30", *FAST).start()
+    worker = WorkerProcess(durable_workload_url, "--grace", "30", *FAST).start()
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -79,17 +77,17 @@ def test_sigterm_lets_the_running_step_finish_and_commit(rel_url: str, rel_engin
 
 
 def test_workers_reconnect_after_a_database_restart(
-    rel_url: str, rel_engine: Durable, postgres_server: PostgresServer
+    durable_workload_url: str, rel_engine: Durable, durable_postgres_server: PostgresServer
 ) -> None:
     run_ids = [rel_engine.start("rel-seq", {"i": i}).run_id for i in range(40)]
     workers = [
-        WorkerProcess(rel_url, "--concurrency", "2", *FAST, step_seconds=0.05).start()
+        WorkerProcess(durable_workload_url, "--concurrency", "2", *FAST, step_seconds=0.05).start()
         for _ in range(2)
     ]
     try:
         time.sleep(2.0)
         rel_engine.sa_engine.dispose()
-        postgres_server.restart(down_for=1.0)
+        durable_postgres_server.restart(down_for=1.0)
         left_open = wait_until_all_terminal(rel_engine.sa_engine, run_ids, timeout=180)
         codes = [worker.terminate() for worker in workers]
         outputs = [worker.output() for worker in workers]
@@ -108,11 +106,13 @@ def test_workers_reconnect_after_a_database_restart(
 
 
 def test_a_job_that_keeps_crashing_its_worker_is_dead_lettered(
-    rel_url: str, rel_engine: Durable
+    durable_workload_url: str, rel_engine: Durable
 ) -> None:
     run_id = rel_engine.start("rel-crash").run_id
     restarts, code, output = restart_until(
-        rel_url, ("--lease", "1", "--heartbeat", "0.2"), lambda: bool(rel_engine.dead_letters())
+        durable_workload_url,
+        ("--lease", "1", "--heartbeat", "0.2"),
+        lambda: bool(rel_engine.dead_letters()),
     )
     letters = rel_engine.dead_letters()
     print(f"\ncrashing job: restarts={restarts} dead_letters={len(letters)}")  # noqa: T201

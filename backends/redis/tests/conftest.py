@@ -1,7 +1,8 @@
 """Fixtures for the Redis Streams backend: an engine on each database, one Redis server.
 
-The databases (``sa_engine``) and the Redis server (``redis_url``) come from the
-repository's shared fixture plugins; a third-party backend would provide its own.
+The databases (``durable_each_database_url``, ``durable_sqlite_url``) and the Redis
+server (``durable_redis_url``) come from durable_sa.testing's pytest plugin, as they
+would for a third-party backend.
 """
 
 from __future__ import annotations
@@ -9,22 +10,41 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 
 from durable_sa import Durable
-from tests.support.registry import clean_registry  # noqa: F401 - autouse: no workflow leaks
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    import sqlalchemy as sa
+
+@pytest.fixture(autouse=True)
+def _clean_registry(durable_clean_registry: None) -> None:
+    """Every test: the workflows it defines are unregistered after it."""
 
 
 @pytest.fixture
-def redis_engine(sa_engine: sa.Engine, redis_url: str) -> Iterator[Durable]:
+def sa_engine(durable_each_database_url: str) -> Iterator[sa.Engine]:
+    """Engine on a fresh database, once per database (SQLite, PostgreSQL)."""
+    engine = sa.create_engine(durable_each_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(durable_sqlite_url: str) -> Iterator[sa.Engine]:
+    """Engine on a fresh SQLite database."""
+    engine = sa.create_engine(durable_sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def redis_engine(sa_engine: sa.Engine, durable_redis_url: str) -> Iterator[Durable]:
     """A durable engine relaying to Redis, with short waits so tests stay quick."""
     engine = Durable(
         sa_engine,
-        backend=redis_url,
+        backend=durable_redis_url,
         backend_options={"block": 0.2, "reclaim_every": 0.0},
     )
     engine.create_tables()

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
-    from tests.support.pgserver import PostgresServer
+    from durable_sa.testing.servers import PostgresServer
 
 
 def test_fresh_database_roundtrip(sa_engine: sa.Engine) -> None:
@@ -31,26 +31,28 @@ def test_fresh_database_roundtrip(sa_engine: sa.Engine) -> None:
     assert [tuple(row) for row in rows] == [(1, "one"), (2, "two")]
 
 
-def test_postgres_server_settings(pg_engine: sa.Engine, postgres_server: PostgresServer) -> None:
+def test_postgres_server_settings(
+    pg_engine: sa.Engine, durable_postgres_server: PostgresServer
+) -> None:
     with pg_engine.connect() as conn:
         version = conn.execute(sa.text("SHOW server_version_num")).scalar_one()
         listen = conn.execute(sa.text("SHOW listen_addresses")).scalar_one()
 
     assert int(version) >= 150000, f"PostgreSQL >= 15 required, got {version}"
-    if postgres_server.is_external:
+    if durable_postgres_server.is_external:
         pytest.skip("listen_addresses is the external server's own business")
     assert listen == "127.0.0.1"
 
 
-def test_drop_database_ends_open_sessions(postgres_server: PostgresServer) -> None:
+def test_drop_database_ends_open_sessions(durable_postgres_server: PostgresServer) -> None:
     name = f"t_{uuid.uuid4().hex}"
-    postgres_server.create_database(name)
-    engine = sa.create_engine(postgres_server.url(name))
+    durable_postgres_server.create_database(name)
+    engine = sa.create_engine(durable_postgres_server.url(name))
     conn = engine.connect()  # an open session that the drop has to end
     try:
         conn.execute(sa.text("SELECT 1"))
-        postgres_server.drop_database(name)
-        with postgres_server.connect() as admin:
+        durable_postgres_server.drop_database(name)
+        with durable_postgres_server.connect() as admin:
             found = admin.execute(
                 "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
             ).fetchone()
@@ -59,4 +61,4 @@ def test_drop_database_ends_open_sessions(postgres_server: PostgresServer) -> No
         conn.invalidate()  # its server session is gone: close without a rollback
         conn.close()
         engine.dispose()
-        postgres_server.drop_database(name)
+        durable_postgres_server.drop_database(name)

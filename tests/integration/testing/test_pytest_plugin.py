@@ -72,14 +72,14 @@ def test_fixtures_on_a_fresh_sqlite_file_by_default(pytester, monkeypatch):
     result.assert_outcomes(passed=3)
 
 
-def test_fixtures_on_postgresql_with_the_option(pytester, monkeypatch, pg_database_url):
+def test_fixtures_on_postgresql_with_the_option(pytester, monkeypatch, durable_postgres_url):
     monkeypatch.delenv(ENV_VAR, raising=False)
     write_user_tests(pytester, "postgresql")
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", f"--durable-database-url={pg_database_url}"
+        "-p", "no:cacheprovider", f"--durable-database-url={durable_postgres_url}"
     )
     result.assert_outcomes(passed=3)
-    engine = sa.create_engine(pg_database_url)
+    engine = sa.create_engine(durable_postgres_url)
     try:
         assert "durable_runs" in sa.inspect(engine).get_table_names()  # created if missing
     finally:
@@ -102,3 +102,62 @@ def test_the_environment_variable_names_the_database(pytester, monkeypatch, tmp_
 def test_the_option_is_in_pytest_help(pytester):
     result = pytester.runpytest_subprocess("--help")
     result.stdout.fnmatch_lines(["*--durable-database-url=URL*"])
+
+
+SERVER_TESTS = """
+import sys
+
+import redis
+import sqlalchemy as sa
+
+from durable_sa import durable, registry
+
+
+def test_no_server_is_started_unless_a_test_asks():
+    assert "durable_sa.testing.servers" not in sys.modules
+
+
+def test_each_database_is_fresh(durable_each_database_url):
+    engine = sa.create_engine(durable_each_database_url)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE mine (id INTEGER PRIMARY KEY)"))
+    finally:
+        engine.dispose()
+
+
+def test_a_workflow_defined_here(durable_clean_registry):
+    durable("plugin-leak").step("a", lambda ctx: 1)
+    assert "plugin-leak" in registry.names()
+
+
+def test_is_gone_in_the_next_test():
+    assert "plugin-leak" not in registry.names()
+
+
+def test_redis_writes(durable_redis_url):
+    redis.Redis.from_url(durable_redis_url).set("left-over", "1")
+
+
+def test_redis_is_emptied_for_each_test(durable_redis_url, durable_redis_server):
+    assert durable_redis_url == durable_redis_server.url
+    assert redis.Redis.from_url(durable_redis_url).get("left-over") is None
+"""
+
+
+def test_server_fixtures_as_a_backends_suite_sees_them(
+    pytester, monkeypatch, durable_postgres_server, durable_redis_server
+):
+    # The user's session uses this session's servers (as a CI job would, by URL).
+    monkeypatch.setenv("DURABLE_SA_TEST_POSTGRES_URL", durable_postgres_server.url("postgres"))
+    monkeypatch.setenv("DURABLE_SA_TEST_REDIS_URL", durable_redis_server.url)
+    pytester.makepyfile(test_backend_suite=SERVER_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=7)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_each_database_is_fresh?sqlite? PASSED*",
+            "*test_each_database_is_fresh?postgresql? PASSED*",
+        ]
+    )

@@ -1,4 +1,4 @@
-"""The throwaway Redis server of tests/support/redisserver.py, checked over raw sockets.
+"""The throwaway Redis server of durable_sa.testing.servers, checked over raw sockets.
 
 Each test starts its own server (they restart, kill and stop it), so none share state.
 No Redis client library is needed: a few lines of RESP below are enough.
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.redisserver import EXTERNAL_URL_ENV, RedisServer, RedisServerError
+from durable_sa.testing.servers import REDIS_URL_ENV, RedisServer, RedisServerError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -72,7 +72,7 @@ def _process_exists(pid: int) -> bool:
 @pytest.fixture
 def redis_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
     """A server of our own, even if the environment names an external one."""
-    monkeypatch.delenv(EXTERNAL_URL_ENV, raising=False)
+    monkeypatch.delenv(REDIS_URL_ENV, raising=False)
     with RedisServer() as server:
         yield server
 
@@ -135,7 +135,7 @@ def test_restart_keeps_acknowledged_writes(redis_server: RedisServer, kill: bool
 
 
 def test_stop_removes_directory_and_frees_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(EXTERNAL_URL_ENV, raising=False)
+    monkeypatch.delenv(REDIS_URL_ENV, raising=False)
     server = RedisServer().start()
     data_dir, port, pid = server.data_dir, server.port, server.pid
     assert data_dir is not None
@@ -165,3 +165,22 @@ def test_external_server_is_used_not_managed(redis_server: RedisServer) -> None:
             external.restart()
     # Leaving the block did not stop the real server.
     assert command(redis_server, "PING") == b"PONG"
+
+
+def test_flushall_empties_every_database(redis_server: RedisServer) -> None:
+    assert command(redis_server, "SET", "k", "v") == b"OK"
+    assert command(redis_server, "RPUSH", "queue", "a") == b"1"
+    assert command(redis_server, "DBSIZE") == b"2"
+    redis_server.flushall()
+    assert command(redis_server, "GET", "k") is None
+    assert command(redis_server, "DBSIZE") == b"0"
+
+
+def test_flushall_of_a_stopped_server_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(REDIS_URL_ENV, raising=False)
+    server = RedisServer().start()
+    port = server.port
+    server.stop()
+    gone = RedisServer(external_url=f"redis://127.0.0.1:{port}/0")
+    with pytest.raises(RedisServerError, match="could not reach the Redis server"):
+        gone.flushall()
