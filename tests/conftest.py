@@ -28,9 +28,13 @@ def _clean_registry(durable_clean_registry: None) -> None:
 
 
 @pytest.fixture
-def sa_engine(durable_each_database_url: str) -> Iterator[sa.Engine]:
-    """Engine on a fresh database, once per database (SQLite, PostgreSQL); disposed after."""
-    engine = sa.create_engine(durable_each_database_url)
+def sa_engine(durable_sqlalchemy_engine: sa.Engine) -> sa.Engine:
+    """Engine on a fresh database, once per database (SQLite, PostgreSQL)."""
+    return durable_sqlalchemy_engine
+
+
+def _engine_on(url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(url)
     yield engine
     engine.dispose()
 
@@ -38,17 +42,13 @@ def sa_engine(durable_each_database_url: str) -> Iterator[sa.Engine]:
 @pytest.fixture
 def sqlite_engine(durable_sqlite_url: str) -> Iterator[sa.Engine]:
     """Engine on a fresh SQLite database."""
-    engine = sa.create_engine(durable_sqlite_url)
-    yield engine
-    engine.dispose()
+    yield from _engine_on(durable_sqlite_url)
 
 
 @pytest.fixture
 def pg_engine(durable_postgres_url: str) -> Iterator[sa.Engine]:
     """Engine on a fresh PostgreSQL database."""
-    engine = sa.create_engine(durable_postgres_url)
-    yield engine
-    engine.dispose()
+    yield from _engine_on(durable_postgres_url)
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ For tests on real servers (a backend's suite, a worker's), each database fresh a
 - ``durable_postgres_url``: a fresh database on the session's throwaway PostgreSQL
   server (``durable_postgres_server``), dropped after the test;
 - ``durable_each_database_url``: parametrized, so the test runs once per database
-  (test ids ``[sqlite]`` and ``[postgresql]``);
+  (test ids ``[sqlite]`` and ``[postgresql]``); ``durable_sqlalchemy_engine``: a
+  SQLAlchemy engine on it;
 - ``durable_redis_url``: the session's throwaway Redis server (``durable_redis_server``),
   emptied for the test; ``durable_own_redis_server``: a server of the test's own, to
   restart or kill;
@@ -45,7 +46,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
 
 from durable_sa.core.registry import registry
 from durable_sa.facade import Durable
@@ -197,6 +198,21 @@ def durable_each_database_url(request: pytest.FixtureRequest) -> str:
     """URL of a fresh database, once per database: the test runs on SQLite and PostgreSQL."""
     url: str = request.getfixturevalue(_EACH_DATABASE[request.param])
     return url
+
+
+@pytest.fixture
+def durable_sqlalchemy_engine(durable_each_database_url: str) -> Iterator[Engine]:
+    """A SQLAlchemy engine on a fresh database, once per database; disposed after the test.
+
+    Parametrize ``durable_each_database_url`` (``indirect=True``) to keep one database::
+
+        @pytest.mark.parametrize("durable_each_database_url", ["sqlite"], indirect=True)
+    """
+    engine = create_engine(durable_each_database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

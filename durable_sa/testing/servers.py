@@ -130,6 +130,31 @@ def _log_tail(log_file: Path | None, lines: int = 30) -> str:
     return f"\n--- last lines of {log_file} ---\n" + "\n".join(tail)
 
 
+class _Server:
+    """Used as a context manager, a server is started on entry and stopped on exit."""
+
+    def start(self) -> Self:
+        """Start the server; return ``self``."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        """Start the server."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the server."""
+        self.stop()
+
+
 # ------------------------------------------------------------------------- PostgreSQL
 
 POSTGRES_URL_ENV = "DURABLE_SA_TEST_POSTGRES_URL"
@@ -236,7 +261,7 @@ def _ensure_os_user(name: str) -> pwd.struct_passwd:
     raise PostgresServerError(msg)
 
 
-class PostgresServer:
+class PostgresServer(_Server):
     """A PostgreSQL server that lives as long as this object is started.
 
     Usable as a context manager. :meth:`stop` is idempotent and is also registered with
@@ -411,19 +436,6 @@ class PostgresServer:
         self._run([pg_ctl, "stop", "-D", str(data_dir), "-m", "fast", "-w"], timeout=60)
         time.sleep(down_for)
         self._pg_ctl_start(self.port)
-
-    def __enter__(self) -> Self:
-        """Start the server."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server."""
-        self.stop()
 
     # ------------------------------------------------------------------ internals
 
@@ -670,7 +682,7 @@ def _server_pid(port: int) -> int | None:
     return None
 
 
-class RedisServer:
+class RedisServer(_Server):
     """A Redis server that lives as long as this object is started.
 
     Usable as a context manager. :meth:`stop` is idempotent and is also registered with
@@ -826,19 +838,6 @@ class RedisServer:
         if reply != b"OK":
             msg = f"FLUSHALL failed: {reply.decode(errors='replace')}"
             raise RedisServerError(msg)
-
-    def __enter__(self) -> Self:
-        """Start the server."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server."""
-        self.stop()
 
     # ------------------------------------------------------------------ internals
 

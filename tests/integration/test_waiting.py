@@ -154,27 +154,28 @@ def test_an_unknown_run_and_a_negative_timeout_are_refused(engine: Durable) -> N
         wait_for_run(engine.shell, run_id, timeout=-1)
 
 
-def test_the_async_wait_lets_the_event_loop_run(engine: Durable) -> None:
-    run_id = engine.start(QUICK).run_id
-    ticks = 0
+def test_async_waits_share_the_event_loop(engine: Durable) -> None:
+    runs = [engine.start(QUICK).run_id for _ in range(2)]
+    napped_at: list[float] = []
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.01)
+    async def nap() -> None:
+        await asyncio.sleep(0.05)
+        napped_at.append(time.monotonic())
 
-    async def main() -> RunStatus:
-        task = asyncio.create_task(ticker())
-        try:
-            return await wait_for_run_async(engine.shell, run_id, timeout=30)
-        finally:
-            task.cancel()
+    async def main() -> list[RunStatus]:
+        napping = asyncio.create_task(nap())
+        statuses = await asyncio.gather(
+            *(wait_for_run_async(engine.shell, run_id, timeout=30) for run_id in runs)
+        )
+        await napping
+        return list(statuses)
 
-    with Finisher(engine, delay=0.3):
-        status = asyncio.run(main())
-    assert status is RunStatus.COMPLETED
-    assert ticks >= 10  # the loop kept running while it waited
+    with Finisher(engine, delay=0.5) as finisher:
+        statuses = asyncio.run(main())
+    assert statuses == [RunStatus.COMPLETED, RunStatus.COMPLETED]
+    assert finisher.committed_at is not None
+    # The other task ran while both waits were on: long before the runs ended.
+    assert napped_at[0] < finisher.committed_at - 0.2
 
 
 def test_the_async_wait_times_out_and_knows_unknown_runs(engine: Durable) -> None:

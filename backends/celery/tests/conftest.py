@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 import pytest
-import sqlalchemy as sa
 from celery_config import make_app
 
 from durable_sa import Durable
@@ -25,6 +24,8 @@ from durable_sa.testing.workload import STEP_SECONDS_ENV
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    import sqlalchemy as sa
+
 HERE = Path(__file__).resolve().parent
 """This folder: Celery worker processes import the test app (``celery_test_app``) here."""
 
@@ -32,30 +33,6 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture(autouse=True)
 def _clean_registry(durable_clean_registry: None) -> None:
     """Every test: the workflows it defines are unregistered after it."""
-
-
-@pytest.fixture
-def sa_engine(durable_each_database_url: str) -> Iterator[sa.Engine]:
-    """Engine on a fresh database, once per database (SQLite, PostgreSQL)."""
-    engine = sa.create_engine(durable_each_database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def sqlite_engine(durable_sqlite_url: str) -> Iterator[sa.Engine]:
-    """Engine on a fresh SQLite database."""
-    engine = sa.create_engine(durable_sqlite_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def pg_engine(durable_postgres_url: str) -> Iterator[sa.Engine]:
-    """Engine on a fresh PostgreSQL database."""
-    engine = sa.create_engine(durable_postgres_url)
-    yield engine
-    engine.dispose()
 
 
 class CeleryWorker(ChildProcess):
@@ -136,10 +113,12 @@ def celery_consumers(engine: Durable, *, workers: int = 1) -> Iterator[list[Cele
 
 
 @pytest.fixture
-def celery_engine(sa_engine: sa.Engine, durable_redis_url: str) -> Durable:
+def celery_engine(durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str) -> Durable:
     """A durable engine relaying to Celery through the test Redis server."""
     engine = Durable(
-        sa_engine, backend="celery", backend_options={"app": make_app(durable_redis_url)}
+        durable_sqlalchemy_engine,
+        backend="celery",
+        backend_options={"app": make_app(durable_redis_url)},
     )
     engine.create_tables()
     return engine

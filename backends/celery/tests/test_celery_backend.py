@@ -25,6 +25,11 @@ from durable_sa.testing.workload import define_workload, effects_metadata
 if TYPE_CHECKING:
     from durable_sa.testing.servers import RedisServer
 
+ON_SQLITE = pytest.mark.parametrize("durable_each_database_url", ["sqlite"], indirect=True)
+ON_POSTGRESQL = pytest.mark.parametrize("durable_each_database_url", ["postgresql"], indirect=True)
+"""Tests that need one database only: durable_sqlalchemy_engine on it alone."""
+
+
 WAIT = 60
 
 
@@ -37,14 +42,17 @@ def celery_durable(sa_engine: sa.Engine, broker_url: str, **options: object) -> 
 
 
 @pytest.fixture
-def pg_celery(pg_engine: sa.Engine, durable_redis_url: str) -> Durable:
-    effects_metadata.create_all(pg_engine)
-    return celery_durable(pg_engine, durable_redis_url, redeliver_after=timedelta(seconds=2))
+def pg_celery(durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str) -> Durable:
+    effects_metadata.create_all(durable_sqlalchemy_engine)
+    return celery_durable(
+        durable_sqlalchemy_engine, durable_redis_url, redeliver_after=timedelta(seconds=2)
+    )
 
 
-def test_the_app_may_be_named_by_its_import_path(sqlite_engine: sa.Engine) -> None:
+@ON_SQLITE
+def test_the_app_may_be_named_by_its_import_path(durable_sqlalchemy_engine: sa.Engine) -> None:
     engine = Durable(
-        sqlite_engine, backend="celery", backend_options={"app": "celery_config:probe"}
+        durable_sqlalchemy_engine, backend="celery", backend_options={"app": "celery_config:probe"}
     )
     assert isinstance(engine.backend, CeleryBackend)
     import celery_config  # noqa: PLC0415 - the module the path names
@@ -61,15 +69,17 @@ def test_the_app_may_be_named_by_its_import_path(sqlite_engine: sa.Engine) -> No
         ({"app": "celery_config:probe", "retry_delay": -1}, "retry_delay"),
     ],
 )
-def test_bad_options_are_refused(sqlite_engine: sa.Engine, options, match) -> None:
+@ON_SQLITE
+def test_bad_options_are_refused(durable_sqlalchemy_engine: sa.Engine, options, match) -> None:
     with pytest.raises(InvalidArgumentError, match=match):
-        Durable(sqlite_engine, backend="celery", backend_options=options)
+        Durable(durable_sqlalchemy_engine, backend="celery", backend_options=options)
 
 
+@ON_SQLITE
 def test_durable_workers_do_not_consume_celery(
-    sqlite_engine: sa.Engine, durable_redis_url: str
+    durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str
 ) -> None:
-    engine = celery_durable(sqlite_engine, durable_redis_url)
+    engine = celery_durable(durable_sqlalchemy_engine, durable_redis_url)
     scenarios.define_scenarios()
     engine.start(scenarios.SEQUENTIAL, {})
     engine.relay().drain()
@@ -78,10 +88,13 @@ def test_durable_workers_do_not_consume_celery(
     assert engine.backend.pending_count() == 1
 
 
+@ON_SQLITE
 def test_a_message_celery_lost_is_published_again(
-    sqlite_engine: sa.Engine, durable_redis_url: str
+    durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str
 ) -> None:
-    engine = celery_durable(sqlite_engine, durable_redis_url, redeliver_after=timedelta(seconds=1))
+    engine = celery_durable(
+        durable_sqlalchemy_engine, durable_redis_url, redeliver_after=timedelta(seconds=1)
+    )
     scenarios.define_scenarios()
     run = engine.start(scenarios.SEQUENTIAL, {"n": 1})
     relay = engine.relay()
@@ -91,7 +104,7 @@ def test_a_message_celery_lost_is_published_again(
     assert relay.drain() == 0  # published a moment ago: not yet
     time.sleep(1.1)
     assert relay.drain() == 1
-    with sqlite_engine.connect() as conn:
+    with durable_sqlalchemy_engine.connect() as conn:
         assert conn.execute(sa.select(outbox_table.c.redeliveries)).scalar_one() == 1
     with (
         CeleryWorker(database_url_of(engine), durable_redis_url, name="lost").start() as worker,
@@ -101,6 +114,7 @@ def test_a_message_celery_lost_is_published_again(
         assert final.status is RunStatus.COMPLETED, worker.output()
 
 
+@ON_POSTGRESQL
 def test_a_job_that_kills_every_worker_is_dead_lettered(
     pg_celery: Durable, durable_redis_url: str
 ) -> None:
@@ -123,11 +137,14 @@ def test_a_job_that_kills_every_worker_is_dead_lettered(
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+@ON_POSTGRESQL
 def test_runs_survive_a_broker_restart(
-    pg_engine: sa.Engine, durable_own_redis_server: RedisServer, kill: bool
+    durable_sqlalchemy_engine: sa.Engine, durable_own_redis_server: RedisServer, kill: bool
 ) -> None:
     engine = celery_durable(
-        pg_engine, durable_own_redis_server.url, redeliver_after=timedelta(seconds=15)
+        durable_sqlalchemy_engine,
+        durable_own_redis_server.url,
+        redeliver_after=timedelta(seconds=15),
     )
     scenarios.define_scenarios()
     runs = [engine.start(scenarios.PARALLEL, {"n": i}).run_id for i in range(20)]
@@ -162,14 +179,17 @@ def all_done(engine: Durable, run_ids: list[int]) -> bool:
     return all(engine.status(run_id).status is RunStatus.COMPLETED for run_id in run_ids)
 
 
-def test_a_copy_of_a_finished_job_is_dropped_without_running(sqlite_engine: sa.Engine) -> None:
+@ON_SQLITE
+def test_a_copy_of_a_finished_job_is_dropped_without_running(
+    durable_sqlalchemy_engine: sa.Engine,
+) -> None:
     engine = Durable(
-        sqlite_engine, backend="celery", backend_options={"app": "celery_config:probe"}
+        durable_sqlalchemy_engine, backend="celery", backend_options={"app": "celery_config:probe"}
     )
     engine.create_tables()
     scenarios.define_scenarios()
     run = engine.start(scenarios.SEQUENTIAL, {"n": 1})
-    with sqlite_engine.connect() as conn:
+    with durable_sqlalchemy_engine.connect() as conn:
         row = conn.execute(sa.select(outbox_table)).mappings().one()
     message = message_from_row(row)
     backend = engine.backend
@@ -190,9 +210,12 @@ def test_a_copy_of_a_finished_job_is_dropped_without_running(sqlite_engine: sa.E
     assert engine.status(run.run_id).updated_at == after_first.updated_at
 
 
-def test_a_malformed_message_is_dead_lettered_by_the_task_logic(sqlite_engine: sa.Engine) -> None:
+@ON_SQLITE
+def test_a_malformed_message_is_dead_lettered_by_the_task_logic(
+    durable_sqlalchemy_engine: sa.Engine,
+) -> None:
     engine = Durable(
-        sqlite_engine, backend="celery", backend_options={"app": "celery_config:probe"}
+        durable_sqlalchemy_engine, backend="celery", backend_options={"app": "celery_config:probe"}
     )
     engine.create_tables()
     backend = engine.backend

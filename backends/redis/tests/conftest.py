@@ -1,6 +1,6 @@
 """Fixtures for the Redis Streams backend: an engine on each database, one Redis server.
 
-The databases (``durable_each_database_url``, ``durable_sqlite_url``) and the Redis
+The databases (``durable_sqlalchemy_engine``, on SQLite then PostgreSQL) and the Redis
 server (``durable_redis_url``) come from durable_sa.testing's pytest plugin, as they
 would for a third-party backend.
 """
@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-import sqlalchemy as sa
 
 from durable_sa import Durable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    import sqlalchemy as sa
 
 
 @pytest.fixture(autouse=True)
@@ -24,26 +25,10 @@ def _clean_registry(durable_clean_registry: None) -> None:
 
 
 @pytest.fixture
-def sa_engine(durable_each_database_url: str) -> Iterator[sa.Engine]:
-    """Engine on a fresh database, once per database (SQLite, PostgreSQL)."""
-    engine = sa.create_engine(durable_each_database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def sqlite_engine(durable_sqlite_url: str) -> Iterator[sa.Engine]:
-    """Engine on a fresh SQLite database."""
-    engine = sa.create_engine(durable_sqlite_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def redis_engine(sa_engine: sa.Engine, durable_redis_url: str) -> Iterator[Durable]:
+def redis_engine(durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str) -> Iterator[Durable]:
     """A durable engine relaying to Redis, with short waits so tests stay quick."""
     engine = Durable(
-        sa_engine,
+        durable_sqlalchemy_engine,
         backend=durable_redis_url,
         backend_options={"block": 0.2, "reclaim_every": 0.0},
     )

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from durable_sa.queue.protocol import ClaimedJob
     from durable_sa.testing.servers import RedisServer
 
+ON_SQLITE = pytest.mark.parametrize("durable_each_database_url", ["sqlite"], indirect=True)
+"""Tests that need one database only: durable_sqlalchemy_engine on it alone."""
+
+
 LEASE = timedelta(seconds=2)
 
 
@@ -56,8 +60,11 @@ def claim_now(engine: Durable, worker: str = "w1") -> ClaimedJob | None:
 # ── selection and options ───────────────────────────────────────────────────────
 
 
-def test_a_redis_url_selects_the_backend(sqlite_engine: sa.Engine, durable_redis_url: str) -> None:
-    engine = Durable(sqlite_engine, backend=durable_redis_url, queue="mail")
+@ON_SQLITE
+def test_a_redis_url_selects_the_backend(
+    durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str
+) -> None:
+    engine = Durable(durable_sqlalchemy_engine, backend=durable_redis_url, queue="mail")
     backend = backend_of(engine)
     assert backend.queue == "mail"
     assert backend.stream("mail") == "durable-sa:mail"
@@ -68,16 +75,20 @@ def test_a_redis_url_selects_the_backend(sqlite_engine: sa.Engine, durable_redis
     ("option", "value"),
     [("prefix", "has space"), ("group", ""), ("block", 0), ("keep_published", 5)],
 )
+@ON_SQLITE
 def test_bad_options_are_refused(
-    sqlite_engine: sa.Engine, durable_redis_url: str, option, value
+    durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str, option, value
 ) -> None:
     with pytest.raises(InvalidArgumentError, match=option):
-        Durable(sqlite_engine, backend=durable_redis_url, backend_options={option: value})
+        Durable(
+            durable_sqlalchemy_engine, backend=durable_redis_url, backend_options={option: value}
+        )
 
 
-def test_the_jobs_table_has_no_relay(sqlite_engine: sa.Engine) -> None:
+@ON_SQLITE
+def test_the_jobs_table_has_no_relay(durable_sqlalchemy_engine: sa.Engine) -> None:
     with pytest.raises(InvalidArgumentError, match="no outbox"):
-        Durable(sqlite_engine).relay()
+        Durable(durable_sqlalchemy_engine).relay()
 
 
 # ── the outbox and the relay ────────────────────────────────────────────────────
@@ -260,10 +271,12 @@ class PublishThenFail(RedisStreamsBackend):
 
 
 def test_a_batch_published_but_not_marked_is_published_again_and_harmless(
-    sa_engine: sa.Engine, durable_redis_url: str
+    durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str
 ) -> None:
-    backend = PublishThenFail(sa_engine, url=durable_redis_url, block=0.2, reclaim_every=0)
-    engine = Durable(sa_engine, backend=backend)
+    backend = PublishThenFail(
+        durable_sqlalchemy_engine, url=durable_redis_url, block=0.2, reclaim_every=0
+    )
+    engine = Durable(durable_sqlalchemy_engine, backend=backend)
     engine.create_tables()
     scenarios.define_scenarios()
     run = engine.start(scenarios.SEQUENTIAL, {"n": 1})
@@ -374,10 +387,10 @@ def test_dead_letters_of_unreadable_entries_are_kept_not_requeued(redis_engine: 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
 def test_runs_survive_a_broker_restart(
-    sa_engine: sa.Engine, durable_own_redis_server: RedisServer, kill: bool
+    durable_sqlalchemy_engine: sa.Engine, durable_own_redis_server: RedisServer, kill: bool
 ) -> None:
     engine = Durable(
-        sa_engine,
+        durable_sqlalchemy_engine,
         backend=durable_own_redis_server.url,
         backend_options={"block": 0.2, "reclaim_every": 0.2},
     )
@@ -402,9 +415,9 @@ def test_runs_survive_a_broker_restart(
 
 
 def test_the_relay_retries_while_the_broker_is_down(
-    sa_engine: sa.Engine, durable_own_redis_server: RedisServer
+    durable_sqlalchemy_engine: sa.Engine, durable_own_redis_server: RedisServer
 ) -> None:
-    engine = Durable(sa_engine, backend=durable_own_redis_server.url)
+    engine = Durable(durable_sqlalchemy_engine, backend=durable_own_redis_server.url)
     engine.create_tables()
     scenarios.define_scenarios()
     engine.start(scenarios.SEQUENTIAL, {})

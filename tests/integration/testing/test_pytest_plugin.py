@@ -107,6 +107,7 @@ def test_the_option_is_in_pytest_help(pytester):
 SERVER_TESTS = """
 import sys
 
+import pytest
 import redis
 import sqlalchemy as sa
 
@@ -125,6 +126,11 @@ def test_each_database_is_fresh(durable_each_database_url):
             conn.execute(sa.text("CREATE TABLE mine (id INTEGER PRIMARY KEY)"))
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("durable_each_database_url", ["postgresql"], indirect=True)
+def test_an_engine_on_one_database(durable_sqlalchemy_engine):
+    assert durable_sqlalchemy_engine.dialect.name == "postgresql"
 
 
 def test_a_workflow_defined_here(durable_clean_registry):
@@ -154,10 +160,11 @@ def test_server_fixtures_as_a_backends_suite_sees_them(
     monkeypatch.setenv("DURABLE_SA_TEST_REDIS_URL", durable_redis_server.url)
     pytester.makepyfile(test_backend_suite=SERVER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(
         [
             "*test_each_database_is_fresh?sqlite? PASSED*",
             "*test_each_database_is_fresh?postgresql? PASSED*",
+            "*test_an_engine_on_one_database?postgresql? PASSED*",
         ]
     )
