@@ -54,14 +54,20 @@ $(BENCH_STAMP): $(STAMP)
 
 ## lint: ruff (lint + format check), mypy and the import-linter contracts (layers)
 lint: venv
-	$(VENV)/bin/ruff check durable_sa backends benchmarks tests
-	$(VENV)/bin/ruff format --check durable_sa backends benchmarks tests
+	$(VENV)/bin/ruff check durable_sa backends benchmarks examples tests
+	$(VENV)/bin/ruff format --check durable_sa backends benchmarks examples tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo
 
-## demo: run the demo module
-demo: venv
-	$(VENV_PY) -m durable_sa.demo
+## demo: run the demo (installs the package alone: SQLite needs no driver, no dev tools)
+DEMO_STAMP := $(VENV)/.demo-installed
+$(DEMO_STAMP): pyproject.toml
+	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install --disable-pip-version-check -e .
+	@touch $@
+
+demo: $(DEMO_STAMP)
+	$(VENV_PY) -m examples.demo
 
 ## clean: remove the virtualenv, caches and build output
 clean:

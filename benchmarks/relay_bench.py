@@ -34,7 +34,7 @@ its job is done, and pruning deletes published Redis rows after a while).
 ``backlog_max_after_warmup`` leaves out the warm-up: the first 2 s or 10 % of the drain,
 or until the relay had published N messages (the rows of the runs started up front,
 which it publishes first, being due first), whichever is longest, at most half the
-drain. The verdict ``bounded`` (see :func:`benchmarks.report.backlog_verdict`) says
+drain. The verdict ``bounded`` (see :func:`benchmarks.report.relay_backlog.backlog_verdict`) says
 whether the relay kept up with the engine's commits: the backlog at the end is within
 one relay batch, and over the second half of the drain it does not trend upward
 (least-squares slope) nor rise above the first half's maximum. The JSON line also
@@ -62,7 +62,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from sqlalchemy import func, select
 
 from benchmarks.durable_bench import completed, last_run_id
-from benchmarks.report import backlog_verdict, thin
+from benchmarks.report.relay_backlog import backlog_verdict, thin
 from benchmarks.workload import BACKEND_ENV, BROKER_ENV, CELERY, URL_ENV, engine_for
 from durable_sa.store.models import outbox_table
 

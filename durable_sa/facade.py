@@ -7,8 +7,10 @@ Rules:
   short transaction.
 - Every value stored is JSON through the codec; bad input raises before anything is
   written.
-- ``advance`` and ``compensate`` are the job handlers; workers and ``drain`` call them
-  through :meth:`Durable.run_job`.
+- ``Durable`` holds the verbs an application writes (the reference facade's start,
+  resume, cancel, status, list and recover, plus wait, worker and create_tables).
+  Operator and driver verbs (dead letters, requeue, prune, live workers, single jobs)
+  live on ``engine.admin`` (:class:`durable_sa.admin.Admin`).
 """
 
 from __future__ import annotations
@@ -18,21 +20,18 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Engine, select
-
+from durable_sa.admin import Admin
 from durable_sa.core.codec import to_json, to_json_object
-from durable_sa.core.decide import decide_cancel, decide_recovery, decide_resume
-from durable_sa.core.jobs import AdvanceJob, CompensateJob
+from durable_sa.core.decide import decide_cancel, decide_resume
 from durable_sa.core.plan import NewRun, plan_start, plan_transition
 from durable_sa.core.registry import registry
+from durable_sa.core.start import decide_start
 from durable_sa.core.status import RunStatus
-from durable_sa.engine import runner
 from durable_sa.engine.applier import PlanItem
+from durable_sa.engine.recovery import recover_runs
 from durable_sa.engine.shell import Clock, Shell, configure_sqlite
 from durable_sa.errors import (
-    DeadLetterNotFoundError,
     InvalidArgumentError,
-    PayloadError,
     RunNotFoundError,
 )
 from durable_sa.outbox.relay import Relay
@@ -40,35 +39,28 @@ from durable_sa.queue.backends import load_backend
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.results import (
     CancelResult,
-    DeadLetterInfo,
-    JobOutcome,
-    PruneResult,
     ResumeResult,
     RunStatusSnapshot,
     StartResult,
 )
-from durable_sa.retention import prune_runs
-from durable_sa.runtime.presence import WorkerInfo, live_workers
-from durable_sa.store.models import metadata, runs_table
+from durable_sa.store.models import metadata
 from durable_sa.store.notify import install_triggers
 from durable_sa.store.queries import load_run, lock_run, lock_tree
-from durable_sa.views import list_dead_letters, list_runs, run_status
+from durable_sa.views import list_runs, run_status
 from durable_sa.waiting import wait_for_run, wait_for_run_async
 
 if TYPE_CHECKING:
-    import builtins
     from collections.abc import Mapping, Sequence
 
+    from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
-    from durable_sa.queue.protocol import ClaimedJob, QueueBackend
+    from durable_sa.queue.protocol import QueueBackend
     from durable_sa.worker import Worker
 
 logger = logging.getLogger(__name__)
 
-runs = runs_table
 
-_MAX_KEY_LENGTH: Final = 255
 _PROBE_RUN: Final = NewRun(
     workflow_name="",
     workflow_version=None,
@@ -77,7 +69,6 @@ _PROBE_RUN: Final = NewRun(
     due=datetime.min.replace(tzinfo=UTC),
 )
 """A start plan's shape, to ask the applier whether a start is one statement."""
-_RECOVER_BATCH: Final = 500
 
 
 class Durable:
@@ -128,6 +119,8 @@ class Durable:
             sa_engine, queue=queue, max_attempts=max_job_attempts
         )
         self.shell = Shell(sa_engine, backend=self.backend, clock=clock, lease=job_lease)
+        self.admin = Admin(self.shell)
+        """Operator and driver verbs: dead letters, requeue, prune, workers, single jobs."""
 
     def __repr__(self) -> str:
         return f"<Durable {self.sa_engine.url!r} backend={self.backend.name}>"
@@ -153,10 +146,6 @@ class Durable:
         with self.sa_engine.begin() as conn:
             install_triggers(conn)
 
-    def drop_tables(self) -> None:
-        """Drop durable-sa's tables (all runs, journal and jobs are lost)."""
-        metadata.drop_all(self.sa_engine, checkfirst=True)
-
     # ── start / resume / cancel ────────────────────────────────────────────────
 
     def start(
@@ -174,30 +163,21 @@ class Durable:
 
         Raises:
             WorkflowNotRegisteredError: no workflow ``name`` in this process.
-            PayloadError: ``input`` is not a JSON-serializable mapping.
+            PayloadError: ``input`` is not a JSON-serializable mapping, or
+                ``idempotency_key`` is not a string of 1 to 255 characters.
 
         """
         workflow = registry.get(name)
         data = to_json_object(input, what=f"the input of workflow {name!r}")
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str)
-            or not idempotency_key
-            or len(idempotency_key) > _MAX_KEY_LENGTH
-        ):
-            msg = (
-                "idempotency_key must be a non-empty string of at most "
-                f"{_MAX_KEY_LENGTH} characters"
-            )
-            raise PayloadError(msg)
 
         def work(tx: Session) -> StartResult:
             now = self.shell.now()
-            new = NewRun(
+            new = decide_start(
                 workflow_name=workflow.name,
                 workflow_version=workflow.version,
                 total_steps=len(workflow.steps),
                 input=data,
-                due=now,
+                now=now,
                 idempotency_key=idempotency_key,
             )
             applied = self.shell.applier.apply_one(tx, PlanItem(plan_start(new)), now=now)
@@ -346,112 +326,9 @@ class Durable:
         compensating runs their compensation cursor, runs waiting on a signal with a
         timeout their timer. Returns how many runs got a job.
         """
-        recovered = 0
-        after_id = 0
-        while True:
-            with self.shell.reading() as session:
-                candidates = [
-                    int(r)
-                    for r in session.execute(
-                        select(runs.c.id)
-                        .where(
-                            runs.c.id > after_id,
-                            runs.c.status.in_(
-                                [RunStatus.RUNNING, RunStatus.COMPENSATING, RunStatus.SUSPENDED]
-                            ),
-                        )
-                        .order_by(runs.c.id)
-                        .limit(_RECOVER_BATCH)
-                    ).scalars()
-                ]
-                if not candidates:
-                    return recovered
-                after_id = candidates[-1]
-                live = self.backend.live_run_ids(session, candidates)
-            for candidate in candidates:
-                if candidate not in live and self._recover_one(candidate):
-                    recovered += 1
+        return recover_runs(self.shell)
 
-    def _recover_one(self, run_id: int) -> bool:
-        def work(tx: Session) -> bool:
-            locked = lock_run(tx, run_id)
-            if locked is None or self.backend.live_run_ids(tx, [run_id]):
-                return False
-            job = decide_recovery(locked, now=self.shell.now())
-            if job is None:
-                return False
-            self.backend.enqueue(tx, [job])
-            logger.info(
-                "run %s recovered with a %s job",
-                run_id,
-                job.kind,
-                extra={"action": "recover", "run_id": run_id},
-            )
-            return True
-
-        return self.shell.transaction(work)
-
-    # ── retention ──────────────────────────────────────────────────────────────
-
-    def prune(
-        self, older_than: timedelta, *, batch_size: int = 1000, dry_run: bool = False
-    ) -> PruneResult:
-        """Delete runs that finished more than ``older_than`` ago, so the tables stay small.
-
-        A completed, failed or canceled run whose last update (when it finished) is older
-        than ``now - older_than`` is deleted with its journal entries, leftover jobs and
-        dead letters. Trees stay whole: a child run goes only with its root, and a root
-        only once every run below it has finished that long ago too. Live runs are never
-        touched. Work is done in transactions of at most ``batch_size`` runs, so workers
-        keep running alongside; ``dry_run`` counts what would go and deletes nothing.
-
-        Raises:
-            InvalidArgumentError: ``older_than`` is not a non-negative ``timedelta`` or
-                ``batch_size`` is below 1.
-
-        """
-        return prune_runs(self.shell, older_than=older_than, batch_size=batch_size, dry_run=dry_run)
-
-    # ── job handlers ───────────────────────────────────────────────────────────
-
-    def advance(self, run_id: int, step_index: int, attempt: int = 1) -> JobOutcome:
-        """The advance job's handler: run step ``step_index`` of the run, then commit.
-
-        A call that does not match the run (another step, an older attempt, a run that
-        is not running) does nothing and returns ``JobOutcome.STALE``.
-        """
-        job = AdvanceJob(run_id=run_id, step_index=step_index, attempt=attempt)
-        return runner.run_payload(self.shell, job)
-
-    def compensate(self, run_id: int, index: int) -> JobOutcome:
-        """The compensate job's handler: undo step ``index`` and move the cursor down."""
-        return runner.run_payload(self.shell, CompensateJob(run_id=run_id, index=index))
-
-    def run_job(self, job: ClaimedJob) -> JobOutcome:
-        """Run a claimed job; bad jobs are dead-lettered, failing ones released."""
-        return runner.run_job(self.shell, job)
-
-    def claim(  # noqa: PLR0913 - every option is keyword-only
-        self,
-        *,
-        now: datetime | None = None,
-        worker: str = "inline",
-        queues: Sequence[str] | None = None,
-        workflows: Mapping[str, str] | None = None,
-        fifo: bool = False,
-        lease: timedelta | None = None,
-    ) -> ClaimedJob | None:
-        """Lease the next due job for this process (``None`` when nothing is due)."""
-        return self.backend.claim(
-            now=now or self.shell.now(),
-            worker=worker,
-            lease=lease or self.shell.lease,
-            queues=queues,
-            workflows=workflows,
-            fifo=fifo,
-        )
-
-    # ── workers, waiting, dead letters ─────────────────────────────────────────
+    # ── workers and waiting ────────────────────────────────────────────────────
 
     def worker(
         self,
@@ -482,11 +359,6 @@ class Durable:
         """
         return Relay(self.backend, clock=self.shell.now, **options)  # type: ignore[arg-type]
 
-    def workers(self) -> builtins.list[WorkerInfo]:
-        """Live workers, as their heartbeats describe them."""
-        with self.shell.reading() as session:
-            return live_workers(session, now=self.shell.now())
-
     def wait(self, run_id: int, timeout: float | timedelta | None = None) -> RunStatusSnapshot:
         """Block until the run is completed, failed or canceled; its final snapshot.
 
@@ -508,26 +380,3 @@ class Durable:
         """:meth:`wait` for asyncio code: the event loop keeps running while it waits."""
         await wait_for_run_async(self.shell, run_id, timeout)
         return await asyncio.to_thread(self.status, run_id)
-
-    def dead_letters(self, limit: int | None = None) -> builtins.list[DeadLetterInfo]:
-        """Dead-lettered jobs, newest first, with the error that put them there."""
-        with self.shell.reading() as session:
-            return list_dead_letters(session, limit=limit)
-
-    def requeue(self, dead_letter_id: int) -> int:
-        """Put a dead-lettered job back on the queue; the new job's id.
-
-        Raises:
-            DeadLetterNotFoundError: no dead letter ``dead_letter_id`` (or its run is gone).
-
-        """
-        job_id = self.backend.requeue(dead_letter_id, now=self.shell.now())
-        if job_id is None:
-            raise DeadLetterNotFoundError(dead_letter_id)
-        logger.info(
-            "dead letter %s requeued as job %s",
-            dead_letter_id,
-            job_id,
-            extra={"action": "requeue"},
-        )
-        return job_id

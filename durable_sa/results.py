@@ -46,6 +46,7 @@ class RunStatusSnapshot:
     current_step: int
     total_steps: int
     awaiting_signal: str | None
+    """The signal ``resume`` accepts now: a signal step's signal, or an agent step's name."""
     wake_at: datetime | None
     results: dict[str, Any]
     error: str | None
@@ -59,6 +60,10 @@ class RunStatusSnapshot:
     idempotency_key: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    wait_kind: str | None = None
+    """What a suspended run waits for: ``"signal"``, ``"agent"`` or ``"child"``."""
+    wait_step: str | None = None
+    """The step that waits (``None`` unless suspended)."""
     waiting_for_version: str | None = None
     """Set while the run has work queued that no live worker can run: the definition
     version a worker must have (``workflow_version``) to take it."""

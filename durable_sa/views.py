@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 from sqlalchemy import or_, select
 
-from durable_sa.core.definition import RESERVED_PREFIX
+from durable_sa.core.keys import RESERVED_PREFIX
+from durable_sa.core.snapshot import WaitKind
 from durable_sa.core.status import RunStatus
 from durable_sa.errors import RunNotFoundError
 from durable_sa.results import DeadLetterInfo, RunStatusSnapshot
@@ -40,6 +41,8 @@ _COLUMNS = (
     runs.c.parent_run_id,
     runs.c.parent_step_id,
     runs.c.awaiting_signal,
+    runs.c.wait_kind,
+    runs.c.wait_step,
     runs.c.wake_at,
     runs.c.error,
     runs.c.idempotency_key,
@@ -59,7 +62,9 @@ def _snapshot(row: Any) -> RunStatusSnapshot:  # noqa: ANN401 - a result row
         total_steps=int(row.total_steps),
         attempt=int(row.attempt),
         compensation_cursor=row.compensation_cursor,
-        awaiting_signal=row.awaiting_signal,
+        awaiting_signal=(row.wait_step if row.wait_kind == WaitKind.AGENT else row.awaiting_signal),
+        wait_kind=row.wait_kind,
+        wait_step=row.wait_step,
         wake_at=row.wake_at,
         results={k: v for k, v in state.items() if not k.startswith(RESERVED_PREFIX)},
         result=row.result,

@@ -1,8 +1,9 @@
 """Waiting for a run to end, from the caller's side.
 
-On PostgreSQL a dedicated connection LISTENs for the ``durable_sa_runs`` notification
-that the runs trigger sends when a run reaches a terminal status; the status is re-read
-on each one, and every second in case one was missed. On SQLite the status is polled,
+On PostgreSQL (through psycopg 3) a connection of the application's engine, detached
+from its pool, LISTENs for the ``durable_sa_runs`` notification that the runs trigger
+sends when a run reaches a terminal status; the status is re-read on each one, and every
+second in case one was missed. Elsewhere (SQLite, other drivers) the status is polled,
 starting at 20 ms and backing off to half a second.
 
 One logic, two shells: :class:`_Deadline` decides how long to wait next (or that time
@@ -12,30 +13,25 @@ is up); :func:`wait_for_run` and :func:`wait_for_run_async` only do the waiting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
-import psycopg
-from psycopg import sql
 from sqlalchemy import select
 
 from durable_sa.core.status import RunStatus
 from durable_sa.errors import InvalidArgumentError, RunNotFoundError, WaitTimeoutError
-from durable_sa.runtime.listen import conninfo_for
+from durable_sa.runtime.listen import ListeningConnection, can_listen, listening
 from durable_sa.store.models import runs_table
 from durable_sa.store.notify import RUNS_CHANNEL
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
-
     from durable_sa.engine.shell import Shell
 
 _FIRST_POLL: Final = 0.02
 _MAX_POLL: Final = 0.5
 _RECHECK: Final = 1.0
-_LISTEN = sql.SQL("LISTEN {}").format(sql.Identifier(RUNS_CHANNEL))
 
 
 class _Deadline:
@@ -80,9 +76,8 @@ def wait_for_run(shell: Shell, run_id: int, timeout: float | timedelta | None) -
         RunNotFoundError: there is no run ``run_id``.
 
     """
-    listening = shell.dialect == "postgresql"
-    deadline = _Deadline(run_id, timeout, listening=listening)
-    with _listen(shell) as conn:
+    deadline = _Deadline(run_id, timeout, listening=can_listen(shell.sa_engine))
+    with listening(shell.sa_engine, [RUNS_CHANNEL]) as conn:
         while True:
             status = _status(shell, run_id)  # after LISTEN: no ending slips in between
             if status.is_terminal:
@@ -90,10 +85,8 @@ def wait_for_run(shell: Shell, run_id: int, timeout: float | timedelta | None) -
             window = deadline.next_wait(status)
             if conn is None:
                 time.sleep(window)
-                continue
-            for note in conn.notifies(timeout=window):
-                if note.payload == str(run_id):
-                    break
+            else:
+                conn.wait_for(str(run_id), window)
 
 
 async def wait_for_run_async(
@@ -101,10 +94,19 @@ async def wait_for_run_async(
     run_id: int,
     timeout: float | timedelta | None,  # noqa: ASYNC109 - a deadline, as documented
 ) -> RunStatus:
-    """The asyncio twin of :func:`wait_for_run`; database reads run in a thread."""
-    listening = shell.dialect == "postgresql"
-    deadline = _Deadline(run_id, timeout, listening=listening)
-    async with _listen_async(shell) as conn:
+    """The asyncio twin of :func:`wait_for_run`; each blocking call runs in a thread.
+
+    The same connection and the same slices, so the event loop keeps running. A canceled
+    wait closes its connection once the slice in flight (at most a second)
+    has ended.
+    """
+    deadline = _Deadline(run_id, timeout, listening=can_listen(shell.sa_engine))
+    conn = (
+        await asyncio.to_thread(ListeningConnection, shell.sa_engine, [RUNS_CHANNEL])
+        if deadline.listening
+        else None
+    )
+    try:
         while True:
             status = await asyncio.to_thread(_status, shell, run_id)
             if status.is_terminal:
@@ -112,10 +114,11 @@ async def wait_for_run_async(
             window = deadline.next_wait(status)
             if conn is None:
                 await asyncio.sleep(window)
-                continue
-            async for note in conn.notifies(timeout=window):
-                if note.payload == str(run_id):
-                    break
+            else:
+                await asyncio.to_thread(conn.wait_for, str(run_id), window)
+    finally:
+        if conn is not None:
+            threading.Thread(target=conn.close, name="durable-sa-unlisten", daemon=True).start()
 
 
 def _status(shell: Shell, run_id: int) -> RunStatus:
@@ -125,24 +128,3 @@ def _status(shell: Shell, run_id: int) -> RunStatus:
     if value is None:
         raise RunNotFoundError(run_id)
     return RunStatus(value)
-
-
-@contextlib.contextmanager
-def _listen(shell: Shell) -> Iterator[psycopg.Connection | None]:
-    if shell.dialect != "postgresql":
-        yield None
-        return
-    with psycopg.connect(conninfo_for(shell.sa_engine), autocommit=True) as conn:
-        conn.execute(_LISTEN)
-        yield conn
-
-
-@contextlib.asynccontextmanager
-async def _listen_async(shell: Shell) -> AsyncIterator[psycopg.AsyncConnection | None]:
-    if shell.dialect != "postgresql":
-        yield None
-        return
-    conn = await psycopg.AsyncConnection.connect(conninfo_for(shell.sa_engine), autocommit=True)
-    async with conn:
-        await conn.execute(_LISTEN)
-        yield conn

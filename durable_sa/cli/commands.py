@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from durable_sa import demo
 from durable_sa.cli.errors import FAILURE, USAGE, CliError
 from durable_sa.cli.formatting import (
     render_dead_letters,
@@ -164,7 +163,9 @@ def recover_command(args: argparse.Namespace, inv: Invocation) -> int:
 def prune_command(args: argparse.Namespace, inv: Invocation) -> int:
     """Delete finished runs older than the given age (or count them, dry)."""
     with _database(args, inv) as engine:
-        result = engine.prune(args.older_than, batch_size=args.batch_size, dry_run=args.dry_run)
+        result = engine.admin.prune(
+            args.older_than, batch_size=args.batch_size, dry_run=args.dry_run
+        )
     _out(render_prune(result, args.older_than))
     return 0
 
@@ -173,10 +174,10 @@ def dead_letters_command(args: argparse.Namespace, inv: Invocation) -> int:
     """List dead letters, or requeue one."""
     with _database(args, inv) as engine:
         if args.requeue is not None:
-            job_id = engine.requeue(args.requeue)
+            job_id = engine.admin.requeue(args.requeue)
             _out([f"dead letter {args.requeue} requeued as job {job_id}"])
             return 0
-        letters = engine.dead_letters(limit=args.limit)
+        letters = engine.admin.dead_letters(limit=args.limit)
     _out(render_dead_letters(letters))
     return 0
 
@@ -184,14 +185,8 @@ def dead_letters_command(args: argparse.Namespace, inv: Invocation) -> int:
 def workers_command(args: argparse.Namespace, inv: Invocation) -> int:
     """Print the live workers, from their heartbeats."""
     with _database(args, inv) as engine:
-        _out(render_workers(engine.workers()))
+        _out(render_workers(engine.admin.workers()))
     return 0
-
-
-def demo_command(args: argparse.Namespace, inv: Invocation) -> int:
-    """Run the demo (its own arguments follow)."""
-    del inv
-    return demo.main(args.demo_args)
 
 
 # ── the worker ──────────────────────────────────────────────────────────────────
@@ -260,7 +255,7 @@ def worker_command(args: argparse.Namespace, inv: Invocation) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc), USAGE) from None
-    engine.workers()  # fail now, in one line, if the database cannot be reached
+    engine.admin.workers()  # fail now, in one line, if the database cannot be reached
     queues = ", ".join(worker.queues) if worker.queues else "all"
     started = (
         f"durable-sa worker {worker.id}: concurrency {worker.concurrency}, queues {queues}, "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from psycopg import errors as pg_errors
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 if TYPE_CHECKING:
@@ -32,8 +31,13 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(orig).__name__
 
 
+_UNDEFINED_TABLE: Final = "42P01"
+"""PostgreSQL's SQLSTATE for a missing table (any driver reports it)."""
+
+
 def _missing_tables(exc: DBAPIError) -> bool:
-    return "no such table" in str(exc.orig) or isinstance(exc.orig, pg_errors.UndefinedTable)
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return "no such table" in str(exc.orig) or sqlstate == _UNDEFINED_TABLE
 
 
 def explain(exc: BaseException, inv: Invocation) -> tuple[str, int]:

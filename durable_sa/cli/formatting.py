@@ -75,11 +75,21 @@ def note(snap: RunStatusSnapshot) -> str:
     """Why a run is where it is, in a few words (empty when there is nothing to say)."""
     if snap.waiting_for_version is not None:
         return f"waiting for a worker with version {snap.waiting_for_version}"
+    if snap.wait_kind == "agent":
+        return f"agent step {snap.wait_step!r} awaiting resume {snap.awaiting_signal!r}"
     if snap.awaiting_signal is not None:
         return f"awaiting signal {snap.awaiting_signal!r}"
+    if snap.wait_kind == "child":
+        return f"awaiting its child run (step {snap.wait_step!r})"
     if snap.error is not None:
         return f"error: {short(snap.error, 50)}"
     return ""
+
+
+def _waiting_for(snap: RunStatusSnapshot) -> str:
+    if snap.wait_kind is None:
+        return NONE
+    return f"{snap.wait_kind} at step {snap.wait_step!r}"
 
 
 def render_status(snap: RunStatusSnapshot, journal: Sequence[JournalEntry]) -> list[str]:
@@ -90,6 +100,7 @@ def render_status(snap: RunStatusSnapshot, journal: Sequence[JournalEntry]) -> l
         ("version", snap.workflow_version or NONE),
         ("status", str(snap.status)),
         ("step", f"{snap.current_step}/{snap.total_steps}"),
+        ("waiting for", _waiting_for(snap)),
         ("awaiting signal", snap.awaiting_signal or NONE),
         ("wake at", when(snap.wake_at)),
         ("error", short(snap.error, 200)),

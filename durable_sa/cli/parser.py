@@ -15,7 +15,6 @@ from durable_sa.cli.commands import (
     ENV_DATABASE_URL,
     cancel_command,
     dead_letters_command,
-    demo_command,
     list_command,
     prune_command,
     recover_command,
@@ -226,21 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     workers = commands.add_parser("workers", parents=[database], help="list live workers")
     workers.set_defaults(run=workers_command)
-
-    run_demo = commands.add_parser(
-        "demo",
-        add_help=False,  # its options, --help included, belong to durable_sa.demo
-        help="run an order saga on an embedded SQLite file (durable-sa demo --help)",
-    )
-    run_demo.set_defaults(run=demo_command, demo_args=[])
     return parser
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The arguments; ``demo`` hands whatever follows it to :func:`durable_sa.demo.main`."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "demo":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.demo_args = extra
-    return args
+    """The parsed arguments; a mistake exits with argparse's usage message (status 2)."""
+    return build_parser().parse_args(argv)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from durable_sa.core.snapshot import RESUME_KEY
 from durable_sa.errors import StepNotTransactionalError
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ class DurableContext:
         attempt: int,
         input: Mapping[str, Any],  # noqa: A002 - the public name, as in the reference
         results: Mapping[str, Any],
-        state: Mapping[str, Any] | None = None,
+        resume_data: Any = None,  # noqa: ANN401 - a resume's payload, any JSON value
         session: Session | None = None,
     ) -> None:
         """Build a context; the engine does this, handlers only read it."""
@@ -52,7 +51,7 @@ class DurableContext:
         self.attempt = attempt
         self.input: dict[str, Any] = dict(input)
         self.results: dict[str, Any] = dict(results)
-        self._resume = (state or {}).get(RESUME_KEY)
+        self._resume = resume_data
         self._session = session
 
     def __repr__(self) -> str:

@@ -9,43 +9,48 @@ Rules:
   parks (signal, agent, child) or ends emits none, except a signal timeout's timer.
 - The guards (``is_current_*``) say whether a job still matches the run; a stale job is
   never turned into a transition.
+
+The moves the decisions share (go on, complete, roll back) are in
+:mod:`durable_sa.core.moves`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 import attrs
 
 from durable_sa.core.backoff import backoff_delay
-from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobPayload, JobSpec, SignalTimeoutJob
+from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobSpec, SignalTimeoutJob
+from durable_sa.core.moves import (
+    complete,
+    evolve,
+    job_for,
+    move_on,
+    roll_back,
+    settlement_of,
+)
 from durable_sa.core.outcomes import (
     Advance,
     AwaitChild,
     AwaitSignal,
     Complete,
-    Retry,
+    Failed,
     Sleep,
     StepOutcome,
     SuspendAgent,
 )
 from durable_sa.core.snapshot import (
-    RESUME_KEY,
-    WAIT_KEY,
+    NOT_WAITING,
     JournalStatus,
     JournalWrite,
     RunSnapshot,
     WaitInfo,
     WaitKind,
 )
-from durable_sa.core.status import RunEvent, RunStatus, next_status
-from durable_sa.core.transition import (
-    ChildSpawn,
-    ParentSettlement,
-    Settlement,
-    Transition,
-)
+from durable_sa.core.status import RunEvent, RunStatus
+from durable_sa.core.transition import ChildSpawn, ParentSettlement, Settlement, Transition
 
 if TYPE_CHECKING:
     from durable_sa.core.codec import JSONObject, JSONValue
@@ -84,7 +89,7 @@ def is_current_signal_timeout(run: RunSnapshot, job: SignalTimeoutJob) -> bool:
 # ── step outcomes ───────────────────────────────────────────────────────────────
 
 
-def decide_step(  # noqa: PLR0911 - one branch per outcome type
+def decide_step(  # noqa: PLR0911 - one case per outcome type
     run: RunSnapshot,
     outcome: StepOutcome,
     *,
@@ -93,185 +98,126 @@ def decide_step(  # noqa: PLR0911 - one branch per outcome type
     jitter: float = 0.0,
 ) -> Transition:
     """The transition for ``outcome`` of the run's current step, run as ``attempt``."""
-    index = run.current_step
-    if isinstance(outcome, Complete):
-        return _complete(run, run.state, journal=())
-    if isinstance(outcome, Advance):
-        state = _without({**run.state, **outcome.result_patch}, RESUME_KEY)
-        if index + 1 >= run.total_steps:
-            return _complete(run, state, journal=outcome.journal)
-        return _move_on(run, RunEvent.PROGRESS, outcome.journal, state, now=now, due=now)
-    if isinstance(outcome, Sleep):
-        wake_at = outcome.until if outcome.until is not None else now + (outcome.delay or _ZERO)
-        write = JournalWrite(
-            step_id=outcome.step_name,
-            status=JournalStatus.COMPLETED,
-            result={"wake_at": wake_at.isoformat()},
-            attempt=attempt,
-        )
-        state = _without(run.state, RESUME_KEY)
-        return _move_on(run, RunEvent.PROGRESS, (write,), state, now=now, due=wake_at)
-    if isinstance(outcome, AwaitSignal):
-        return _await_signal(run, outcome, now)
-    if isinstance(outcome, SuspendAgent):
-        wait = WaitInfo(kind=WaitKind.AGENT, step=outcome.step_name)
-        state = {**run.state, outcome.step_name: outcome.snapshot, WAIT_KEY: wait.to_json()}
-        after = _evolve(
-            run, RunEvent.SUSPEND, state=state, awaiting_signal=outcome.step_name, wake_at=None
-        )
-        return Transition(event=RunEvent.SUSPEND, before=run, after=after)
-    if isinstance(outcome, AwaitChild):
-        wait = WaitInfo(kind=WaitKind.CHILD, step=outcome.step_name)
-        state = {**run.state, WAIT_KEY: wait.to_json()}
-        after = _evolve(run, RunEvent.SUSPEND, state=state, awaiting_signal=None, wake_at=None)
-        spawn = ChildSpawn(
-            workflow_name=outcome.child_name,
-            workflow_version=outcome.child_version,
-            total_steps=outcome.child_total_steps,
-            input=outcome.child_input,
-            parent_run_id=run.id,
-            parent_step_id=outcome.step_name,
-            due=now,
-        )
-        return Transition(event=RunEvent.SUSPEND, before=run, after=after, spawn=spawn)
-    if isinstance(outcome, Retry):
-        delay = backoff_delay(attempt, outcome.backoff, jitter)
-        after = _evolve(
+    match outcome:
+        case Complete():
+            return complete(run, run.state, journal=())
+        case Advance():
+            state = {**run.state, **outcome.result_patch}
+            if run.current_step + 1 >= run.total_steps:
+                return complete(run, state, journal=outcome.journal)
+            return move_on(
+                run, RunEvent.PROGRESS, outcome.journal, state, now=now, due=now, resume_data=None
+            )
+        case Sleep():
+            return _sleep(run, outcome, attempt, now)
+        case AwaitSignal():
+            return _await_signal(run, outcome, now)
+        case SuspendAgent():
+            return _suspend_agent(run, outcome)
+        case AwaitChild():
+            return _await_child(run, outcome, now)
+        case Failed():
+            return decide_failure(run, outcome, attempt=attempt, now=now, jitter=jitter)
+        case _:  # pragma: no cover - mypy proves every outcome is handled above
+            assert_never(outcome)
+
+
+def decide_failure(
+    run: RunSnapshot,
+    failed: Failed,
+    *,
+    attempt: int,
+    now: datetime,
+    jitter: float = 0.0,
+) -> Transition:
+    """Retry the failed step, or, its attempts spent, journal the failure and roll back.
+
+    A retry keeps the units the attempt finished and runs the step again after its
+    backoff (``jitter`` in [0, 1) spreads retries of many runs); the last attempt's
+    failure is journaled on the step's row and the run compensates what it completed.
+    """
+    if attempt < failed.max_attempts:
+        delay = backoff_delay(attempt, failed.backoff, jitter)
+        after = evolve(
             run,
             RunEvent.PROGRESS,
             attempt=attempt + 1,
             wake_at=now + delay,
-            error=f"attempt {attempt} of {outcome.max_attempts} failed: {outcome.failure}",
+            error=f"attempt {attempt} of {failed.max_attempts} failed: {failed.failure}",
         )
-        job = _job(
-            run, AdvanceJob(run_id=run.id, step_index=index, attempt=attempt + 1), now + delay
-        )
+        again = AdvanceJob(run_id=run.id, step_index=run.current_step, attempt=attempt + 1)
         return Transition(
             event=RunEvent.PROGRESS,
             before=run,
             after=after,
-            journal=outcome.journal,
-            jobs=(job,),
+            journal=failed.journal,
+            jobs=(job_for(run, again, now + delay),),
         )
-    return _rollback(
+    row = JournalWrite(
+        step_id=failed.step_name,
+        status=JournalStatus.FAILED,
+        error=failed.failure,
+        attempt=attempt,
+    )
+    return roll_back(
         run,
-        failed_index=index,
-        failure=outcome.failure,
-        journal=outcome.journal,
-        undo_failed_step=outcome.undo_failed_step,
+        failed_index=run.current_step,
+        failure=failed.failure,
+        journal=(*failed.journal, row),
+        undo_failed_step=failed.undo_failed_step,
         now=now,
     )
 
 
-def _move_on(  # noqa: PLR0913 - the pieces of a forward move
-    run: RunSnapshot,
-    event: RunEvent,
-    journal: tuple[JournalWrite, ...],
-    state: JSONObject,
-    *,
-    now: datetime,
-    due: datetime,
-) -> Transition:
-    """Move to the next step and enqueue its job, due at ``due``."""
-    nxt = run.current_step + 1
-    sleeping = due > now
-    after = _evolve(
-        run,
-        event,
-        state=state,
-        current_step=nxt,
-        attempt=1,
-        awaiting_signal=None,
-        wake_at=due if sleeping else None,
-        error=None,
+def _sleep(run: RunSnapshot, outcome: Sleep, attempt: int, now: datetime) -> Transition:
+    wake_at = outcome.until if outcome.until is not None else now + (outcome.delay or _ZERO)
+    write = JournalWrite(
+        step_id=outcome.step_name,
+        status=JournalStatus.COMPLETED,
+        result={"wake_at": wake_at.isoformat()},
+        attempt=attempt,
     )
-    job = _job(run, AdvanceJob(run_id=run.id, step_index=nxt), due)
-    return Transition(event=event, before=run, after=after, journal=journal, jobs=(job,))
+    return move_on(
+        run, RunEvent.PROGRESS, (write,), run.state, now=now, due=wake_at, resume_data=None
+    )
 
 
-def _complete(
-    run: RunSnapshot, state: JSONObject, *, journal: tuple[JournalWrite, ...]
-) -> Transition:
-    """End the run completed; its result is every public result it gathered."""
-    state = _without(state, RESUME_KEY, WAIT_KEY)
-    done = attrs.evolve(run, state=state)
-    after = _evolve(
-        done,
-        RunEvent.COMPLETE,
-        current_step=max(run.current_step, run.total_steps),
-        result=done.public_results,
-        awaiting_signal=None,
-        wake_at=None,
-        error=None,
+def _suspend_agent(run: RunSnapshot, outcome: SuspendAgent) -> Transition:
+    wait = WaitInfo(kind=WaitKind.AGENT, step=outcome.step_name)
+    state = {**run.state, outcome.step_name: outcome.snapshot}
+    after = evolve(run, RunEvent.SUSPEND, state=state, **wait.columns(), wake_at=None)
+    return Transition(event=RunEvent.SUSPEND, before=run, after=after)
+
+
+def _await_child(run: RunSnapshot, outcome: AwaitChild, now: datetime) -> Transition:
+    wait = WaitInfo(kind=WaitKind.CHILD, step=outcome.step_name)
+    after = evolve(run, RunEvent.SUSPEND, **wait.columns(), wake_at=None)
+    spawn = ChildSpawn(
+        workflow_name=outcome.child_name,
+        workflow_version=outcome.child_version,
+        total_steps=outcome.child_total_steps,
+        input=outcome.child_input,
+        parent_run_id=run.id,
+        parent_step_id=outcome.step_name,
+        due=now,
     )
-    return Transition(
-        event=RunEvent.COMPLETE,
-        before=run,
-        after=after,
-        journal=journal,
-        settle_parent=_settlement(after, Settlement.COMPLETED),
-    )
+    return Transition(event=RunEvent.SUSPEND, before=run, after=after, spawn=spawn)
 
 
 def _await_signal(run: RunSnapshot, outcome: AwaitSignal, now: datetime) -> Transition:
     wait = WaitInfo(kind=WaitKind.SIGNAL, step=outcome.step_name, signal=outcome.signal)
     deadline = None if outcome.timeout is None else now + outcome.timeout
-    after = _evolve(
+    after = evolve(
         run,
         RunEvent.SUSPEND,
-        state={**run.state, WAIT_KEY: wait.to_json()},
-        awaiting_signal=outcome.signal,
+        **wait.columns(),
         wake_at=deadline,
     )
     jobs: tuple[JobSpec, ...] = ()
     if deadline is not None:
         timer = SignalTimeoutJob(run_id=run.id, step_index=run.current_step, signal=outcome.signal)
-        jobs = (_job(run, timer, deadline),)
+        jobs = (job_for(run, timer, deadline),)
     return Transition(event=RunEvent.SUSPEND, before=run, after=after, jobs=jobs)
-
-
-def _rollback(  # noqa: PLR0913 - the pieces of a failure
-    run: RunSnapshot,
-    *,
-    failed_index: int,
-    failure: str,
-    journal: tuple[JournalWrite, ...],
-    undo_failed_step: bool,
-    now: datetime,
-) -> Transition:
-    """Begin compensation below ``failed_index``, or fail at once when nothing precedes it."""
-    cursor = failed_index if undo_failed_step else failed_index - 1
-    state = _without(run.state, WAIT_KEY)
-    if cursor < 0:
-        after = _evolve(
-            run, RunEvent.FAIL, state=state, awaiting_signal=None, wake_at=None, error=failure
-        )
-        return Transition(
-            event=RunEvent.FAIL,
-            before=run,
-            after=after,
-            journal=journal,
-            drop_jobs=True,
-            settle_parent=_settlement(after, Settlement.FAILED),
-        )
-    after = _evolve(
-        run,
-        RunEvent.ROLLBACK,
-        state=state,
-        compensation_cursor=cursor,
-        awaiting_signal=None,
-        wake_at=None,
-        error=failure,
-    )
-    job = _job(run, CompensateJob(run_id=run.id, index=cursor), now)
-    return Transition(
-        event=RunEvent.ROLLBACK,
-        before=run,
-        after=after,
-        journal=journal,
-        jobs=(job,),
-        drop_jobs=True,
-    )
 
 
 # ── compensation ────────────────────────────────────────────────────────────────
@@ -287,7 +233,7 @@ def decide_compensation(
     """Record step ``index``'s compensation and move the cursor down (or fail the run)."""
     nxt = index - 1
     if nxt < 0:
-        after = _evolve(
+        after = evolve(
             run,
             RunEvent.FAIL,
             compensation_cursor=nxt,
@@ -298,10 +244,10 @@ def decide_compensation(
             before=run,
             after=after,
             journal=journal,
-            settle_parent=_settlement(after, Settlement.FAILED),
+            settle_parent=settlement_of(after, Settlement.FAILED),
         )
-    after = _evolve(run, RunEvent.UNDO, compensation_cursor=nxt)
-    job = _job(run, CompensateJob(run_id=run.id, index=nxt), now)
+    after = evolve(run, RunEvent.UNDO, compensation_cursor=nxt)
+    job = job_for(run, CompensateJob(run_id=run.id, index=nxt), now)
     return Transition(event=RunEvent.UNDO, before=run, after=after, journal=journal, jobs=(job,))
 
 
@@ -322,19 +268,20 @@ def decide_resume(
     available as ``ctx.resume_data()``. The payload is consumed by the step that reads it.
     """
     wait = run.waiting_for
-    if run.status is not RunStatus.SUSPENDED or run.awaiting_signal != signal or wait is None:
+    if run.status is not RunStatus.SUSPENDED or wait is None:
         return None
     if wait.kind is WaitKind.SIGNAL and wait.signal == signal:
         write = JournalWrite(
             step_id=wait.step, status=JournalStatus.COMPLETED, result=data, attempt=1
         )
-        state = _without({**run.state, wait.step: data, RESUME_KEY: data}, WAIT_KEY)
-        transition = _move_on(run, RunEvent.WAKE, (write,), state, now=now, due=now)
+        state = {**run.state, wait.step: data}
+        transition = move_on(
+            run, RunEvent.WAKE, (write,), state, now=now, due=now, resume_data=data
+        )
         return attrs.evolve(transition, drop_jobs=True)
     if wait.kind is WaitKind.AGENT and wait.step == signal:
-        state = _without({**run.state, RESUME_KEY: data}, WAIT_KEY)
-        after = _evolve(run, RunEvent.WAKE, state=state, awaiting_signal=None, wake_at=None)
-        job = _job(
+        after = evolve(run, RunEvent.WAKE, **NOT_WAITING, resume_data=data, wake_at=None)
+        job = job_for(
             run, AdvanceJob(run_id=run.id, step_index=run.current_step, attempt=run.attempt), now
         )
         return Transition(event=RunEvent.WAKE, before=run, after=after, jobs=(job,), drop_jobs=True)
@@ -352,7 +299,7 @@ def decide_signal_timeout(
     deadline = run.wake_at.isoformat() if run.wake_at is not None else "its deadline"
     failure = f"step {step!r} timed out waiting for signal {job.signal!r} (deadline {deadline})"
     write = JournalWrite(step_id=step, status=JournalStatus.FAILED, error=failure, attempt=1)
-    return _rollback(
+    return roll_back(
         run,
         failed_index=run.current_step,
         failure=failure,
@@ -379,14 +326,22 @@ def decide_child_settled(
         write = JournalWrite(
             step_id=wait.step, status=JournalStatus.COMPLETED, result=result, attempt=1
         )
-        state = _without({**parent.state, wait.step: result}, WAIT_KEY)
-        return _move_on(parent, RunEvent.WAKE, (write,), state, now=now, due=now)
+        state = {**parent.state, wait.step: result}
+        return move_on(
+            parent,
+            RunEvent.WAKE,
+            (write,),
+            state,
+            now=now,
+            due=now,
+            resume_data=parent.resume_data,
+        )
     verb = "was canceled" if settled.settlement is Settlement.CANCELED else "failed"
     failure = f"child workflow {settled.child_workflow!r} (run {settled.child_run_id}) {verb}"
     if settled.error:
         failure = f"{failure}: {settled.error}"
     write = JournalWrite(step_id=wait.step, status=JournalStatus.FAILED, error=failure, attempt=1)
-    return _rollback(
+    return roll_back(
         parent,
         failed_index=parent.current_step,
         failure=failure,
@@ -400,11 +355,10 @@ def decide_cancel(run: RunSnapshot) -> Transition | None:
     """Cancel a run that has not ended; ``None`` for a terminal run."""
     if run.status.is_terminal:
         return None
-    after = _evolve(
+    after = evolve(
         run,
         RunEvent.CANCEL,
-        state=_without(run.state, WAIT_KEY),
-        awaiting_signal=None,
+        **NOT_WAITING,
         wake_at=None,
     )
     return Transition(
@@ -412,7 +366,7 @@ def decide_cancel(run: RunSnapshot) -> Transition | None:
         before=run,
         after=after,
         drop_jobs=True,
-        settle_parent=_settlement(after, Settlement.CANCELED),
+        settle_parent=settlement_of(after, Settlement.CANCELED),
     )
 
 
@@ -424,13 +378,13 @@ def decide_recovery(run: RunSnapshot, *, now: datetime) -> JobSpec | None:
     """
     if run.status is RunStatus.RUNNING:
         due = run.wake_at if run.wake_at is not None and run.wake_at > now else now
-        return _job(
+        return job_for(
             run, AdvanceJob(run_id=run.id, step_index=run.current_step, attempt=run.attempt), due
         )
     if run.status is RunStatus.COMPENSATING and run.compensation_cursor is not None:
         if run.compensation_cursor < 0:
             return None
-        return _job(run, CompensateJob(run_id=run.id, index=run.compensation_cursor), now)
+        return job_for(run, CompensateJob(run_id=run.id, index=run.compensation_cursor), now)
     wait = run.waiting_for
     if (
         run.status is RunStatus.SUSPENDED
@@ -440,43 +394,5 @@ def decide_recovery(run: RunSnapshot, *, now: datetime) -> JobSpec | None:
         and run.wake_at is not None
     ):
         timer = SignalTimeoutJob(run_id=run.id, step_index=run.current_step, signal=wait.signal)
-        return _job(run, timer, max(run.wake_at, now))
+        return job_for(run, timer, max(run.wake_at, now))
     return None
-
-
-# ── helpers ─────────────────────────────────────────────────────────────────────
-
-
-def _job(run: RunSnapshot, payload: JobPayload, due: datetime) -> JobSpec:
-    """A job for ``run``, tagged with its workflow and pinned version."""
-    return JobSpec(
-        payload=payload,
-        available_at=due,
-        workflow=run.workflow_name,
-        version=run.workflow_version,
-    )
-
-
-def _evolve(run: RunSnapshot, event: RunEvent, **changes: object) -> RunSnapshot:
-    status = next_status(run.status, event)
-    return attrs.evolve(run, status=status, **changes)  # type: ignore[arg-type]
-
-
-def _without(state: JSONObject, *keys: str) -> JSONObject:
-    if not any(key in state for key in keys):
-        return state
-    return {k: v for k, v in state.items() if k not in keys}
-
-
-def _settlement(after: RunSnapshot, settlement: Settlement) -> ParentSettlement | None:
-    if after.parent_run_id is None or after.parent_step_id is None:
-        return None
-    return ParentSettlement(
-        parent_run_id=after.parent_run_id,
-        child_run_id=after.id,
-        child_workflow=after.workflow_name,
-        child_step_id=after.parent_step_id,
-        settlement=settlement,
-        result=after.result if settlement is Settlement.COMPLETED else None,
-        error=after.error if settlement is not Settlement.COMPLETED else None,
-    )

@@ -62,25 +62,21 @@ class AwaitChild:
 
 
 @attrs.frozen(kw_only=True)
-class Retry:
-    """The step failed and attempts remain: journal finished units, run it again later."""
+class Failed:
+    """The step's attempt failed: the units it finished first, and the error.
 
+    Whether the step runs again or the run rolls back is not the driver's call: the core
+    decides it (:func:`durable_sa.core.decide.decide_failure`) from the attempt number
+    and ``max_attempts``. ``undo_failed_step`` is set when the failed step itself holds
+    completed units that can be undone (a parallel step whose other entries finished), so
+    a rollback starts there.
+    """
+
+    step_name: str
     journal: tuple[JournalWrite, ...]
     failure: str
     backoff: Backoff
     max_attempts: int
-
-
-@attrs.frozen(kw_only=True)
-class Compensate:
-    """The step failed for good: journal the failure and roll back.
-
-    ``undo_failed_step`` is set when the failed step itself holds completed units that can
-    be undone (a parallel step whose other entries finished), so rollback starts there.
-    """
-
-    journal: tuple[JournalWrite, ...]
-    failure: str
     undo_failed_step: bool = False
 
 
@@ -90,5 +86,5 @@ class Complete:
 
 
 StepOutcome: TypeAlias = (
-    Advance | Sleep | AwaitSignal | SuspendAgent | AwaitChild | Retry | Compensate | Complete
+    Advance | Sleep | AwaitSignal | SuspendAgent | AwaitChild | Failed | Complete
 )

@@ -38,6 +38,9 @@ RUN_WRITE_FIELDS: Final = (
     "state",
     "result",
     "awaiting_signal",
+    "wait_kind",
+    "wait_step",
+    "resume_data",
     "wake_at",
     "error",
 )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from durable_sa.errors import WorkflowNotRegisteredError
 
 if TYPE_CHECKING:
-    from durable_sa.core.definition import DurableWorkflow
+    from durable_sa.core.workflow import DurableWorkflow
 
 
 class WorkflowRegistry:

@@ -13,13 +13,8 @@ from typing import Final
 import attrs
 
 from durable_sa.core.codec import JSONObject, JSONValue
-from durable_sa.core.definition import RESERVED_PREFIX
+from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.status import RunStatus
-
-RESUME_KEY: Final = f"{RESERVED_PREFIX}_resume__"
-"""State key holding the payload of the last resume (read by ``ctx.resume_data()``)."""
-WAIT_KEY: Final = f"{RESERVED_PREFIX}_wait__"
-"""State key describing what a suspended run waits for: a signal, an agent or a child."""
 
 
 class JournalStatus(enum.StrEnum):
@@ -55,6 +50,14 @@ class RunSnapshot:
     parent_run_id: int | None = None
     parent_step_id: str | None = None
     awaiting_signal: str | None = None
+    """The signal a suspended signal step waits for (only signals: an agent step waits
+    under ``wait_step``)."""
+    wait_kind: WaitKind | None = None
+    """What a suspended run waits for: a signal, an agent's resume or a child run."""
+    wait_step: str | None = None
+    """The step that waits (the signal step, the agent step or the child step)."""
+    resume_data: JSONValue = None
+    """The payload of the last resume, for ``ctx.resume_data()`` until a step consumes it."""
     wake_at: datetime | None = None
     error: str | None = None
     revision: int = 0
@@ -68,35 +71,38 @@ class RunSnapshot:
 
     @property
     def waiting_for(self) -> WaitInfo | None:
-        """What this run waits for while suspended, if recorded."""
-        raw = self.state.get(WAIT_KEY)
-        if not isinstance(raw, dict):
+        """What this run waits for while suspended, if anything."""
+        if self.wait_kind is None or self.wait_step is None:
             return None
-        kind, step = raw.get("kind"), raw.get("step")
-        if kind not in WaitKind.__members__.values() or not isinstance(step, str):
-            return None
-        signal = raw.get("signal")
-        return WaitInfo(
-            kind=WaitKind(str(kind)),
-            step=step,
-            signal=signal if isinstance(signal, str) else None,
-        )
+        return WaitInfo(kind=self.wait_kind, step=self.wait_step, signal=self.awaiting_signal)
+
+    @property
+    def resume_signal(self) -> str | None:
+        """The signal ``resume`` accepts now: a signal step's signal, an agent step's name."""
+        if self.wait_kind is WaitKind.AGENT:
+            return self.wait_step
+        return self.awaiting_signal if self.wait_kind is WaitKind.SIGNAL else None
 
 
 @attrs.frozen(kw_only=True)
 class WaitInfo:
-    """What a suspended run waits for (stored under :data:`WAIT_KEY`)."""
+    """What a suspended run waits for, as its three wait columns hold it."""
 
     kind: WaitKind
     step: str
     signal: str | None = None
 
-    def to_json(self) -> JSONObject:
-        """The stored form."""
-        data: JSONObject = {"kind": str(self.kind), "step": self.step}
-        if self.signal is not None:
-            data["signal"] = self.signal
-        return data
+    def columns(self) -> dict[str, str | None]:
+        """The run fields that record this wait (``RunSnapshot``'s names)."""
+        return {"wait_kind": self.kind, "wait_step": self.step, "awaiting_signal": self.signal}
+
+
+NOT_WAITING: Final[dict[str, str | None]] = {
+    "wait_kind": None,
+    "wait_step": None,
+    "awaiting_signal": None,
+}
+"""The run fields of a run that waits for nothing."""
 
 
 @attrs.frozen(kw_only=True)

@@ -63,7 +63,7 @@ from durable_sa.core.jobs import (
     SignalTimeoutJob,
     decode_payload,
 )
-from durable_sa.core.outcomes import Compensate, Complete, Retry, StepOutcome
+from durable_sa.core.outcomes import Complete, Failed, StepOutcome
 from durable_sa.core.plan import WritePlan, continued, plan_acknowledge, plan_transition
 from durable_sa.core.registry import registry
 from durable_sa.core.snapshot import RunSnapshot
@@ -71,8 +71,7 @@ from durable_sa.core.transition import Transition
 from durable_sa.engine.applier import Applied, Applier, PlanItem
 from durable_sa.errors import DefinitionChanged, PayloadError, WorkflowNotRegisteredError
 from durable_sa.execute.driver import describe, drive_compensation, drive_step
-from durable_sa.queue.claims import Claim
-from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.queue.protocol import Claim, ClaimedJob
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import load_journal, load_run, lock_run
 
@@ -184,7 +183,7 @@ def build_context(
         attempt=attempt,
         input=run.input,
         results=run.public_results,
-        state=run.state,
+        resume_data=run.resume_data,
         session=session,
     )
 
@@ -518,7 +517,7 @@ class _TransactionalStep:
         started = time.perf_counter()
         outcome = drive_step(self.step, ctx, {})  # a task step journals no units of its own
         _log_step(current, self.step.name, job.attempt, outcome, started)
-        if isinstance(outcome, (Retry, Compensate)):
+        if isinstance(outcome, Failed):
             raise _RollBack(outcome, current)
         now = shell.now()
         transition = decide_step(

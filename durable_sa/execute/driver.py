@@ -17,7 +17,19 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from durable_sa.core.codec import JSONObject, JSONValue, to_json, to_json_object
-from durable_sa.core.definition import (
+from durable_sa.core.outcomes import (
+    Advance,
+    AwaitChild,
+    AwaitSignal,
+    Failed,
+    Sleep,
+    StepOutcome,
+    SuspendAgent,
+)
+from durable_sa.core.registry import registry
+from durable_sa.core.snapshot import JournalRecord, JournalStatus, JournalWrite
+from durable_sa.core.steps import (
+    DEFAULT_BACKOFF,
     ChildStep,
     LoopStep,
     ParallelStep,
@@ -28,18 +40,6 @@ from durable_sa.core.definition import (
     StepDefinition,
     TaskStep,
 )
-from durable_sa.core.outcomes import (
-    Advance,
-    AwaitChild,
-    AwaitSignal,
-    Compensate,
-    Retry,
-    Sleep,
-    StepOutcome,
-    SuspendAgent,
-)
-from durable_sa.core.registry import registry
-from durable_sa.core.snapshot import JournalRecord, JournalStatus, JournalWrite
 from durable_sa.core.stored import StoredForm, as_is
 from durable_sa.errors import ResultNotSerializableError
 from durable_sa.execute.agent import agent_snapshot, is_suspended_agent
@@ -90,24 +90,18 @@ def drive_step(  # noqa: PLR0911 - one return per step kind
 
 def _failure(
     step: RetryableStep,
-    ctx: DurableContext,
     failure: str,
     partial: list[JournalWrite],
     *,
     undo_failed_step: bool = False,
 ) -> StepOutcome:
-    if ctx.attempt < step.max_retries:
-        return Retry(
-            journal=tuple(partial),
-            failure=failure,
-            backoff=step.retry_backoff,
-            max_attempts=step.max_retries,
-        )
-    failed = JournalWrite(
-        step_id=step.name, status=JournalStatus.FAILED, error=failure, attempt=ctx.attempt
-    )
-    return Compensate(
-        journal=(*partial, failed), failure=failure, undo_failed_step=undo_failed_step
+    return Failed(
+        step_name=step.name,
+        journal=tuple(partial),
+        failure=failure,
+        backoff=step.retry_backoff,
+        max_attempts=step.max_retries,
+        undo_failed_step=undo_failed_step,
     )
 
 
@@ -141,9 +135,9 @@ def _task(step: TaskStep, ctx: DurableContext) -> StepOutcome:
             return SuspendAgent(step_name=step.name, snapshot=snapshot)
         result = _encode(raw, f"the result of step {step.name!r}")
     except StepFailedError as exc:
-        return _failure(step, ctx, str(exc), [])
+        return _failure(step, str(exc), [])
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
-        return _failure(step, ctx, describe(exc), [])
+        return _failure(step, describe(exc), [])
     return Advance(
         journal=(_completed(step.name, result, ctx.attempt),),
         result_patch={step.name: result},
@@ -182,7 +176,7 @@ def _parallel(step: ParallelStep, ctx: DurableContext, journal: Journal) -> Step
         undoable = any(
             entry.compensate is not None and entry.name in results for entry in step.entries
         )
-        return _failure(step, ctx, first_error, writes, undo_failed_step=undoable)
+        return _failure(step, first_error, writes, undo_failed_step=undoable)
 
     ordered: JSONObject = {entry.name: results[entry.name] for entry in step.entries}
     writes.append(_completed(step.name, ordered, ctx.attempt))
@@ -206,9 +200,9 @@ def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcom
             key = str(raw)
             writes.append(_completed(f"{step.name}#route", key, ctx.attempt))
     except StepFailedError as exc:
-        return _failure(step, ctx, str(exc), [])
+        return _failure(step, str(exc), [])
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
-        return _failure(step, ctx, describe(exc), [])
+        return _failure(step, describe(exc), [])
 
     branch = step.branches.get(key)
     try:
@@ -216,9 +210,9 @@ def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcom
         if branch is not None:
             result = _encode(call(branch, ctx), f"the result of route {step.name!r} branch {key!r}")
     except StepFailedError as exc:
-        return _failure(step, ctx, str(exc), writes)
+        return _failure(step, str(exc), writes)
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
-        return _failure(step, ctx, describe(exc), writes)
+        return _failure(step, describe(exc), writes)
     writes.append(_completed(step.name, result, ctx.attempt))
     patch: JSONObject = {step.name: result} if branch is not None else {}
     return Advance(journal=tuple(writes), result_patch=patch)
@@ -242,7 +236,7 @@ def _loop(step: LoopStep, ctx: DurableContext, journal: Journal, stored: StoredF
                 try:
                     raw = call(step.handler, current, ctx)
                 except Exception as exc:  # noqa: BLE001 - finished iterations stay journaled
-                    return _failure(step, ctx, describe(exc), writes)
+                    return _failure(step, describe(exc), writes)
                 last = _encode(raw, f"the result of loop {step.name!r} iteration {i}")
                 writes.append(_completed(unit, last, ctx.attempt))
                 seen = stored(last)
@@ -251,9 +245,9 @@ def _loop(step: LoopStep, ctx: DurableContext, journal: Journal, stored: StoredF
             if step.feedback is not None:
                 current = call(step.feedback, seen)
     except StepFailedError as exc:
-        return _failure(step, ctx, str(exc), writes)
+        return _failure(step, str(exc), writes)
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
-        return _failure(step, ctx, describe(exc), writes)
+        return _failure(step, describe(exc), writes)
     writes.append(_completed(step.name, last, ctx.attempt))
     return Advance(journal=tuple(writes), result_patch={step.name: last})
 
@@ -267,11 +261,13 @@ def _child(step: ChildStep, ctx: DurableContext) -> StepOutcome:
         raw = call(step.map_input, ctx) if step.map_input else ctx.input
         child_input = to_json_object(raw, what=f"the input of child workflow step {step.name!r}")
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
-        failure = describe(exc)
-        failed = JournalWrite(
-            step_id=step.name, status=JournalStatus.FAILED, error=failure, attempt=ctx.attempt
+        return Failed(  # a bad input mapping fails the same way on every attempt
+            step_name=step.name,
+            journal=(),
+            failure=describe(exc),
+            backoff=DEFAULT_BACKOFF,
+            max_attempts=1,
         )
-        return Compensate(journal=(failed,), failure=failure)
     return AwaitChild(
         step_name=step.name,
         child_name=child.name,

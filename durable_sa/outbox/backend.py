@@ -42,8 +42,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.outbox.message import OutboxMessage
 from durable_sa.queue import dead_letters
-from durable_sa.queue.claims import Claim, ClaimKind, runs_by_id
-from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.queue.claims import runs_by_id
+from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
 from durable_sa.queue.rows import job_row, overrides_producer, requeued_row
 from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import outbox_table, runs_table

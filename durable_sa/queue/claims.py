@@ -27,15 +27,12 @@ Rules:
 
 from __future__ import annotations
 
-import enum
 import functools
 from typing import TYPE_CHECKING, Any, Final
 
-import attrs
 from sqlalchemy import Integer, bindparam, case, false, or_, select, true, tuple_, update
 
-from durable_sa.core.snapshot import RunSnapshot
-from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
 from durable_sa.store.models import jobs_table, runs_table
 from durable_sa.store.queries import RUN_COLUMNS, snapshot_from_row
 
@@ -45,6 +42,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
     from sqlalchemy.sql.expression import Executable
+
+    from durable_sa.core.snapshot import RunSnapshot
 
 
 jobs = jobs_table
@@ -62,25 +61,6 @@ JOB_COLUMNS: Final = (
     jobs.c.claimed_until,
 )
 _RUN_PREFIX: Final = "r_"
-
-
-class ClaimKind(enum.Enum):
-    """Which jobs a claim may take, and whether it takes them in company or alone."""
-
-    BATCH = "batch"
-    """Up to ``limit`` jobs nobody holds, claimed in company (a worker's batch)."""
-    ANY = "any"
-    """One due job, unheld or whose lease ran out, claimed alone (``claim()``)."""
-    RECOVERED = "recovered"
-    """One job whose lease ran out, claimed alone (a worker with nothing else in hand)."""
-
-
-@attrs.frozen
-class Claim:
-    """A leased job and, when its run exists, the run as it was read with it."""
-
-    job: ClaimedJob
-    run: RunSnapshot | None = None
 
 
 def claim_jobs(  # noqa: PLR0913 - every option is keyword-only

@@ -31,8 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.queue import dead_letters
-from durable_sa.queue.claims import Claim, ClaimKind, claim_jobs
-from durable_sa.queue.protocol import ClaimedJob
+from durable_sa.queue.claims import claim_jobs
+from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
 from durable_sa.queue.rows import job_row, overrides_producer, requeued_row
 from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import jobs_table

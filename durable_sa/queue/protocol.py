@@ -13,14 +13,21 @@ A backend has two sides:
 
 Delivery is at-least-once: a claim whose lease runs out is handed out again. The engine
 makes a repeated job harmless (a job that no longer matches its run does nothing).
+
+The values a claim hands out (:class:`ClaimedJob`, :class:`Claim` with the run read
+beside it, :class:`ClaimKind`) are part of the contract and live here, below every
+backend and the jobs table's claim statement (:mod:`durable_sa.queue.claims`).
 """
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
+
+from durable_sa.core.snapshot import RunSnapshot
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence
@@ -29,7 +36,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from durable_sa.core.jobs import JobSpec
-    from durable_sa.queue.claims import Claim, ClaimKind
     from durable_sa.store.statements import QueueRows
 
 
@@ -50,6 +56,28 @@ class ClaimedJob:
     max_attempts: int
     available_at: datetime
     claimed_until: datetime | None = None
+
+
+class ClaimKind(enum.Enum):
+    """Which jobs a claim may take, and whether it takes them in company or alone.
+
+    Why a worker's death charges only the jobs it held alone: :mod:`durable_sa.queue.claims`.
+    """
+
+    BATCH = "batch"
+    """Up to ``limit`` jobs nobody holds, claimed in company (a worker's batch)."""
+    ANY = "any"
+    """One due job, unheld or whose lease ran out, claimed alone (``claim()``)."""
+    RECOVERED = "recovered"
+    """One job whose lease ran out, claimed alone (a worker with nothing else in hand)."""
+
+
+@attrs.frozen
+class Claim:
+    """A leased job and, when its run exists, the run as it was read with it."""
+
+    job: ClaimedJob
+    run: RunSnapshot | None = None
 
 
 @runtime_checkable

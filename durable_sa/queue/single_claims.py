@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from durable_sa.queue.claims import Claim, ClaimKind
+from durable_sa.queue.protocol import Claim, ClaimKind
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -105,6 +105,13 @@ class WorkflowRun(Base):
     )
     parent_step_id: Mapped[str | None] = mapped_column(String(512))
     awaiting_signal: Mapped[str | None] = mapped_column(String(255))
+    """The signal a suspended signal step waits for."""
+    wait_kind: Mapped[str | None] = mapped_column(String(16))
+    """What a suspended run waits for: ``signal``, ``agent`` or ``child``."""
+    wait_step: Mapped[str | None] = mapped_column(String(255))
+    """The step that waits."""
+    resume_data: Mapped[Any | None] = mapped_column(JSONColumn)
+    """The payload of the last resume, until the step that reads it has run."""
     wake_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)

@@ -11,13 +11,15 @@ Rules:
 - The outbox notifies on every insert, for the relays (one per transaction).
 - Listeners are only an optimisation: workers and waiters poll as well, so a database
   migrated without these triggers still works, only with more latency.
+- The DDL follows the tables: under a ``schema_translate_map`` (one schema per tenant),
+  the trigger functions and triggers are created in the schema the tables live in.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import DDL, Connection, event
+from sqlalchemy import Connection, Table, event
 
 from durable_sa.store.models import jobs_table, outbox_table, runs_table
 
@@ -28,61 +30,113 @@ RUNS_CHANNEL: Final = "durable_sa_runs"
 OUTBOX_CHANNEL: Final = "durable_sa_outbox"
 """Notified (empty payload) when jobs are written to the outbox, for relays to publish."""
 
-JOBS_TRIGGER_DDL: Final = f"""
-CREATE OR REPLACE FUNCTION durable_sa_notify_jobs() RETURNS trigger AS $$
+
+def _qualified(schema: str | None, name: str) -> str:
+    return name if schema is None else f"{schema}.{name}"
+
+
+def _jobs_ddl(schema: str | None) -> str:
+    fn = _qualified(schema, "durable_sa_notify_jobs")
+    table = _qualified(schema, jobs_table.name)
+    return f"""
+CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger AS $$
 BEGIN
     PERFORM pg_notify('{JOBS_CHANNEL}', '');
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS durable_sa_jobs_notify ON {jobs_table.name};
-CREATE TRIGGER durable_sa_jobs_notify AFTER INSERT ON {jobs_table.name}
-    FOR EACH ROW WHEN (NEW.claimed_by IS NULL) EXECUTE FUNCTION durable_sa_notify_jobs();
-DROP TRIGGER IF EXISTS durable_sa_jobs_released ON {jobs_table.name};
-CREATE TRIGGER durable_sa_jobs_released AFTER UPDATE OF claimed_until ON {jobs_table.name}
+DROP TRIGGER IF EXISTS durable_sa_jobs_notify ON {table};
+CREATE TRIGGER durable_sa_jobs_notify AFTER INSERT ON {table}
+    FOR EACH ROW WHEN (NEW.claimed_by IS NULL) EXECUTE FUNCTION {fn}();
+DROP TRIGGER IF EXISTS durable_sa_jobs_released ON {table};
+CREATE TRIGGER durable_sa_jobs_released AFTER UPDATE OF claimed_until ON {table}
     FOR EACH ROW WHEN (NEW.claimed_until IS NULL AND OLD.claimed_until IS NOT NULL)
-    EXECUTE FUNCTION durable_sa_notify_jobs();
+    EXECUTE FUNCTION {fn}();
 """
 
-RUNS_TRIGGER_DDL: Final = f"""
-CREATE OR REPLACE FUNCTION durable_sa_notify_runs() RETURNS trigger AS $$
+
+def _runs_ddl(schema: str | None) -> str:
+    fn = _qualified(schema, "durable_sa_notify_runs")
+    table = _qualified(schema, runs_table.name)
+    return f"""
+CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger AS $$
 BEGIN
     PERFORM pg_notify('{RUNS_CHANNEL}', NEW.id::text);
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS durable_sa_runs_notify ON {runs_table.name};
-CREATE TRIGGER durable_sa_runs_notify AFTER UPDATE OF status ON {runs_table.name}
+DROP TRIGGER IF EXISTS durable_sa_runs_notify ON {table};
+CREATE TRIGGER durable_sa_runs_notify AFTER UPDATE OF status ON {table}
     FOR EACH ROW WHEN (NEW.status IN ('completed', 'failed', 'canceled')
                        AND OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION durable_sa_notify_runs();
+    EXECUTE FUNCTION {fn}();
 """
 
-OUTBOX_TRIGGER_DDL: Final = f"""
-CREATE OR REPLACE FUNCTION durable_sa_notify_outbox() RETURNS trigger AS $$
+
+def _outbox_ddl(schema: str | None) -> str:
+    fn = _qualified(schema, "durable_sa_notify_outbox")
+    table = _qualified(schema, outbox_table.name)
+    return f"""
+CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger AS $$
 BEGIN
     PERFORM pg_notify('{OUTBOX_CHANNEL}', '');
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS durable_sa_outbox_notify ON {outbox_table.name};
-CREATE TRIGGER durable_sa_outbox_notify AFTER INSERT ON {outbox_table.name}
-    FOR EACH ROW EXECUTE FUNCTION durable_sa_notify_outbox();
+DROP TRIGGER IF EXISTS durable_sa_outbox_notify ON {table};
+CREATE TRIGGER durable_sa_outbox_notify AFTER INSERT ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {fn}();
 """
-"""The trigger DDL, to copy into an Alembic migration (``op.execute(...)``)."""
+
+
+_DDL_BY_TABLE: Final = {
+    jobs_table.name: _jobs_ddl,
+    runs_table.name: _runs_ddl,
+    outbox_table.name: _outbox_ddl,
+}
+
+JOBS_TRIGGER_DDL: Final = _jobs_ddl(None)
+RUNS_TRIGGER_DDL: Final = _runs_ddl(None)
+OUTBOX_TRIGGER_DDL: Final = _outbox_ddl(None)
+"""The trigger DDL for tables on the search path, to copy into an Alembic migration
+(``op.execute(...)``); :func:`trigger_ddl` gives it for another schema."""
+
+
+def trigger_ddl(schema: str | None = None) -> str:
+    """All three triggers' DDL for tables in ``schema`` (``None``: the search path).
+
+    ``schema`` is quoted as PostgreSQL needs; a migration for one tenant's schema runs
+    ``op.execute(trigger_ddl("tenant_42"))``.
+    """
+    from sqlalchemy.dialects import postgresql  # noqa: PLC0415 - only to quote a name
+
+    preparer = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
+    quoted = None if schema is None else preparer.quote(schema)
+    return "".join(make(quoted) for make in _DDL_BY_TABLE.values())
+
+
+def _schema_of(connection: Connection, table: Table) -> str | None:
+    """The schema ``table`` lives in on ``connection``, quoted; ``None`` for the search path."""
+    schema = table.schema
+    translate = connection.get_execution_options().get("schema_translate_map") or {}
+    if schema in translate:
+        schema = translate[schema]
+    if schema is None:
+        return None
+    return connection.dialect.identifier_preparer.quote_schema(schema)
 
 
 def install_triggers(connection: Connection) -> None:
     """Create or replace the triggers (PostgreSQL only; idempotent)."""
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(JOBS_TRIGGER_DDL)
-        connection.exec_driver_sql(RUNS_TRIGGER_DDL)
-        connection.exec_driver_sql(OUTBOX_TRIGGER_DDL)
+        for table in (jobs_table, runs_table, outbox_table):
+            connection.exec_driver_sql(_DDL_BY_TABLE[table.name](_schema_of(connection, table)))
 
 
-_JOBS_DDL = DDL(JOBS_TRIGGER_DDL)  # type: ignore[no-untyped-call]
-_RUNS_DDL = DDL(RUNS_TRIGGER_DDL)  # type: ignore[no-untyped-call]
-_OUTBOX_DDL = DDL(OUTBOX_TRIGGER_DDL)  # type: ignore[no-untyped-call]
-event.listen(jobs_table, "after_create", _JOBS_DDL.execute_if(dialect="postgresql"))
-event.listen(runs_table, "after_create", _RUNS_DDL.execute_if(dialect="postgresql"))
-event.listen(outbox_table, "after_create", _OUTBOX_DDL.execute_if(dialect="postgresql"))
+def _after_create(table: Table, connection: Connection, **_: Any) -> None:  # noqa: ANN401
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(_DDL_BY_TABLE[table.name](_schema_of(connection, table)))
+
+
+for _table in (jobs_table, runs_table, outbox_table):
+    event.listen(_table, "after_create", _after_create)

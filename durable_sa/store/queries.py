@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import bindparam, select, update
 
-from durable_sa.core.snapshot import JournalRecord, JournalStatus, RunSnapshot
+from durable_sa.core.snapshot import JournalRecord, JournalStatus, RunSnapshot, WaitKind
 from durable_sa.core.status import RunStatus
 from durable_sa.store.models import journal_table, runs_table
 
@@ -42,6 +42,9 @@ RUN_COLUMNS = (
     runs.c.parent_run_id,
     runs.c.parent_step_id,
     runs.c.awaiting_signal,
+    runs.c.wait_kind,
+    runs.c.wait_step,
+    runs.c.resume_data,
     runs.c.wake_at,
     runs.c.error,
     runs.c.revision,
@@ -65,6 +68,9 @@ def snapshot_from_row(m: Mapping[Any, Any]) -> RunSnapshot:
         parent_run_id=m["parent_run_id"],
         parent_step_id=m["parent_step_id"],
         awaiting_signal=m["awaiting_signal"],
+        wait_kind=None if m["wait_kind"] is None else WaitKind(m["wait_kind"]),
+        wait_step=m["wait_step"],
+        resume_data=m["resume_data"],
         wake_at=m["wake_at"],
         error=m["error"],
         revision=int(m["revision"]),

@@ -45,10 +45,10 @@ def drain(engine: Durable, now: datetime | None = None, max: int | None = None) 
         raise InvalidArgumentError(msg)
     done = 0
     while max is None or done < max:
-        job = engine.claim(now=now or engine.now, worker="drain", fifo=True)
+        job = engine.admin.claim(now=now or engine.now, worker="drain", fifo=True)
         if job is None:
             break
-        engine.run_job(job)
+        engine.admin.run_job(job)
         done += 1
     return done
 

@@ -30,7 +30,7 @@ from hypothesis.errors import FlakyFailure
 from sqlalchemy import func, select
 
 from durable_sa.core.codec import JSONValue, to_json_object
-from durable_sa.core.definition import RESERVED_PREFIX
+from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.registry import registry
 from durable_sa.facade import Durable
 from durable_sa.store.models import dead_letters_table, jobs_table, journal_table, runs_table

@@ -233,8 +233,8 @@ class DeliveryConformance:
     ) -> None:
         engine = durable_engine_running
         conformance_malformed(engine)
-        assert eventually(lambda: len(engine.dead_letters()) == 1)
-        letter = engine.dead_letters()[0]
+        assert eventually(lambda: len(engine.admin.dead_letters()) == 1)
+        letter = engine.admin.dead_letters()[0]
         assert "malformed" in letter.error
         run = engine.start(scenarios.SEQUENTIAL, {"n": 0})
         assert engine.wait(run.run_id, timeout=WAIT_SECONDS).status is RunStatus.COMPLETED
@@ -255,7 +255,7 @@ class DeliveryConformance:
         waiting = engine.status(run.run_id)
         assert waiting.status is RunStatus.RUNNING
         assert waiting.current_step == 0
-        assert engine.dead_letters() == []
+        assert engine.admin.dead_letters() == []
         assert engine.backend.pending_count() >= 1
 
         def deployed() -> bool:
@@ -265,7 +265,7 @@ class DeliveryConformance:
 
         assert eventually(deployed, timeout=WAIT_SECONDS + DEFER_DELAY.total_seconds())
         assert engine.status(run.run_id).results == {"one": 4, "two": 5, "three": 6}
-        assert engine.dead_letters() == []
+        assert engine.admin.dead_letters() == []
 
     def test_nothing_stays_pending(self, durable_engine_running: Durable) -> None:
         engine = durable_engine_running
@@ -303,7 +303,7 @@ class ClaimConformance:
         deadline = time.monotonic() + timeout
         while True:
             publish(engine)
-            job = engine.claim(worker=worker, lease=self.lease)
+            job = engine.admin.claim(worker=worker, lease=self.lease)
             if job is not None:
                 return job
             if time.monotonic() > deadline:
@@ -313,7 +313,7 @@ class ClaimConformance:
     def nothing_to_claim(self, engine: Durable, worker: str = "w2") -> bool:
         """True when a claim (after publishing what is due) finds nothing."""
         publish(engine)
-        return engine.claim(worker=worker, lease=self.lease) is None
+        return engine.admin.claim(worker=worker, lease=self.lease) is None
 
     def test_claim_finds_nothing_in_an_empty_queue(self, claims: Durable) -> None:
         started = time.monotonic()
@@ -334,7 +334,7 @@ class ClaimConformance:
     def test_acknowledged_job_is_gone_and_the_next_step_comes(self, claims: Durable) -> None:
         run = claims.start(scenarios.SEQUENTIAL, {"n": 1})
         first = self.claim(claims)
-        assert claims.run_job(first) is JobOutcome.APPLIED
+        assert claims.admin.run_job(first) is JobOutcome.APPLIED
         second = self.claim(claims)
         assert second.id != first.id
         assert second.payload["step_index"] == 1
@@ -378,7 +378,7 @@ class ClaimConformance:
         again = self.claim(claims)
         assert again.run_id == job.run_id
         assert again.attempts == job.attempts + 1
-        assert claims.run_job(again) is JobOutcome.APPLIED
+        assert claims.admin.run_job(again) is JobOutcome.APPLIED
 
     def test_given_back_claims_are_claimable_at_once(self, claims: Durable) -> None:
         claims.start(scenarios.SEQUENTIAL, {})
@@ -391,13 +391,13 @@ class ClaimConformance:
         job = self.claim(claims)
         claims.backend.dead_letter(job, error="operator test")
         assert self.nothing_to_claim(claims)
-        letters = claims.dead_letters()
+        letters = claims.admin.dead_letters()
         assert [(d.run_id, d.error) for d in letters] == [(run.run_id, "operator test")]
-        claims.requeue(letters[0].id)
+        claims.admin.requeue(letters[0].id)
         again = self.claim(claims)
         assert again.run_id == run.run_id
-        assert claims.run_job(again) is JobOutcome.APPLIED
-        assert claims.dead_letters() == []
+        assert claims.admin.run_job(again) is JobOutcome.APPLIED
+        assert claims.admin.dead_letters() == []
 
     def test_job_whose_attempts_run_out_is_dead_lettered(self, claims: Durable) -> None:
         claims.start(scenarios.SEQUENTIAL, {})
@@ -405,8 +405,8 @@ class ClaimConformance:
         while job.attempts <= job.max_attempts:
             time.sleep(self.lease.total_seconds() + 0.2)  # its worker "died": the lease runs out
             job = self.claim(claims, f"w{job.attempts}")
-        assert claims.run_job(job) is JobOutcome.DEAD_LETTERED
-        assert "claimed" in claims.dead_letters()[0].error
+        assert claims.admin.run_job(job) is JobOutcome.DEAD_LETTERED
+        assert "claimed" in claims.admin.dead_letters()[0].error
         assert self.nothing_to_claim(claims)
 
     def test_live_runs_are_those_with_a_job(self, claims: Durable) -> None:
@@ -414,7 +414,7 @@ class ClaimConformance:
         with Session(claims.sa_engine) as session:
             assert claims.backend.live_run_ids(session, [queued, queued + 1000]) == {queued}
         job = self.claim(claims)
-        assert claims.run_job(job) is JobOutcome.APPLIED
+        assert claims.admin.run_job(job) is JobOutcome.APPLIED
         assert claims.backend.pending_count() == 1  # the next step's job
 
 

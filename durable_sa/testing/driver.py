@@ -115,7 +115,7 @@ class Driver:
             job = self._claim()
             if job is None:
                 return done
-            self.engine.run_job(job)
+            self.engine.admin.run_job(job)
             done += 1
         return done
 
@@ -159,12 +159,12 @@ class Driver:
                 load_run(session, rid) for rid, s in tree.items() if s is RunStatus.SUSPENDED
             ]
         for run in waiting:
-            if run is None or run.awaiting_signal is None:
+            wait = None if run is None else run.waiting_for
+            signal = None if run is None else run.resume_signal
+            if run is None or wait is None or signal is None:
                 continue
-            wait = run.waiting_for
-            step = wait.step if wait is not None else run.awaiting_signal
-            send, data = signal_data(run.id, step, run.awaiting_signal)
-            if send and self._signal(run.id, run.awaiting_signal, data, scheduled=False):
+            send, data = signal_data(run.id, wait.step, signal)
+            if send and self._signal(run.id, signal, data, scheduled=False):
                 delivered = True
         return delivered
 
@@ -191,7 +191,7 @@ class Driver:
     # ── internals ──────────────────────────────────────────────────────────────
 
     def _claim(self) -> ClaimedJob | None:
-        return self.engine.claim(now=self.clock(), worker=_WORKER, fifo=True)
+        return self.engine.admin.claim(now=self.clock(), worker=_WORKER, fifo=True)
 
     def _signal(self, run_id: int, name: str, data: JSONValue, *, scheduled: bool) -> bool:
         targets = [rid for rid, s in self.tree(run_id).items() if s is RunStatus.SUSPENDED]
@@ -199,7 +199,7 @@ class Driver:
         for target in [run_id, *[t for t in targets if t != run_id]]:
             with self.engine.shell.reading() as session:
                 before = load_run(session, target)
-            if before is None or before.awaiting_signal != name:
+            if before is None or before.resume_signal != name:
                 continue
             if self.engine.resume(target, name, data).accepted:
                 wait = before.waiting_for
@@ -222,12 +222,12 @@ class Driver:
 
     def _run(self, job: ClaimedJob, event: Event) -> None:
         if isinstance(event, Deliver):
-            self.engine.run_job(job)
+            self.engine.admin.run_job(job)
             return
         try:
             payload = decode_payload(job.kind, job.payload)
         except PayloadError:
-            self.engine.run_job(job)  # a malformed job is dead-lettered either way
+            self.engine.admin.run_job(job)  # a malformed job is dead-lettered either way
             return
         shell = self.engine.shell
         if isinstance(event, CrashAfterPhaseA):
@@ -244,10 +244,10 @@ class Driver:
                 shell.crash_before_commit = None
             self.engine.backend.release_claims([job.id], worker=_WORKER)
         elif isinstance(event, CrashAfterCommit):
-            self.engine.run_job(job)
+            self.engine.admin.run_job(job)
             self._redeliver(job, payload)
         elif isinstance(event, DuplicateDelivery):
-            self.engine.run_job(job)
+            self.engine.admin.run_job(job)
             runner.run_payload(shell, payload)
         elif isinstance(event, ConcurrentDuplicate):
             self._concurrently(job, payload)
@@ -259,7 +259,7 @@ class Driver:
         def first() -> None:
             try:
                 gate.wait(timeout=10)
-                self.engine.run_job(job)
+                self.engine.admin.run_job(job)
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 errors.append(exc)
 

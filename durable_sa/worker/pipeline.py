@@ -42,8 +42,7 @@ from sqlalchemy.orm import Session
 from durable_sa.core.plan import WritePlan
 from durable_sa.engine import runner
 from durable_sa.engine.applier import Applied, Applier, PlanItem
-from durable_sa.queue.claims import Claim, ClaimKind
-from durable_sa.queue.protocol import BatchClaims, ClaimedJob
+from durable_sa.queue.protocol import BatchClaims, Claim, ClaimedJob, ClaimKind
 from durable_sa.queue.single_claims import SingleClaims
 from durable_sa.results import JobOutcome
 from durable_sa.store.held import HeldConnection

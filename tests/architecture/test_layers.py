@@ -70,7 +70,7 @@ def test_the_architecture_page_lists_the_contracts_layers() -> None:
         r"<!-- layers:start -->\s*```text\n(.*?)```\s*<!-- layers:end -->", page, re.DOTALL
     )
     assert block is not None, "docs/architecture.md has no layers block"
-    (layers,) = [c["layers"] for c in _contracts() if c["type"] == "layers"]
+    (layers,) = [c["layers"] for c in _contracts() if c["id"] == "layers"]
     assert block[1].splitlines() == layers
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/report.py: from samples to results, ratios, targets, tables, JSON and docs."""
+"""benchmarks/report/: from samples to results, ratios, targets, tables, JSON and docs."""
 
 from __future__ import annotations
 
@@ -7,9 +7,24 @@ import re
 
 import pytest
 
-from benchmarks import plots, report, report_mixed, run
-from benchmarks.report import TABLE_END, TABLE_START, Result, Sample
-from benchmarks.run import DOCS_PAGE
+from benchmarks.report import (
+    docs_page,
+    figures,
+    json_document,
+    mixed_table,
+    plots,
+    relay_backlog,
+    relay_table,
+    report,
+    tables,
+    targets,
+    text_table,
+)
+from benchmarks.report.docs_page import TABLE_END, TABLE_START
+from benchmarks.report.figures import Result
+from benchmarks.report.samples import RELAY_BACKENDS, Sample, errors_of, job_label, one_line
+from benchmarks.suite import measure, paths, plan
+from benchmarks.suite.paths import DOCS_PAGE
 
 MACHINE = {"cpu_model": "Test CPU", "cpu_count": 2, "commit": "abc1234", "date": "2026-01-01"}
 
@@ -135,7 +150,7 @@ def by_id(found):
 
 
 def test_a_throughput_sample_gives_its_figures_under_config_names():
-    metrics = report.metrics_from_sample(ours(500, processes=2, concurrency=4))
+    metrics = figures.metrics_from_sample(ours(500, processes=2, concurrency=4))
     assert {m.scenario: (m.value, m.unit) for m in metrics} == {
         "throughput_p2_c4": (500.0, "wf/s"),
         "drain_throughput_p2_c4": (1000.0, "wf/s"),
@@ -147,22 +162,22 @@ def test_a_throughput_sample_gives_its_figures_under_config_names():
 
 
 def test_peers_are_named_by_concurrency_and_absent_keys_are_skipped():
-    metrics = report.metrics_from_sample(throughput("dbos", 40.0, concurrency=4))
+    metrics = figures.metrics_from_sample(throughput("dbos", 40.0, concurrency=4))
     assert [m.scenario for m in metrics] == ["throughput_c4", "drain_throughput_c4"]
 
 
 def test_a_failed_sample_gives_no_figures():
-    assert report.metrics_from_sample(Sample("throughput", "durable-sa", 1, error="boom")) == []
+    assert figures.metrics_from_sample(Sample("throughput", "durable-sa", 1, error="boom")) == []
 
 
 def test_an_unknown_kind_is_a_bug():
     with pytest.raises(ValueError, match="unknown sample kind"):
-        report.metrics_from_sample(Sample("nonsense", "durable-sa", 1, output={}))
+        figures.metrics_from_sample(Sample("nonsense", "durable-sa", 1, output={}))
 
 
 def test_aggregate_takes_median_min_and_max_over_repetitions():
     samples = [ours(v, rep=i) for i, v in enumerate((300, 100, 200), start=1)]
-    result = report.find(report.aggregate(samples), "durable-sa", "throughput_p1_c1")
+    result = figures.find(figures.aggregate(samples), "durable-sa", "throughput_p1_c1")
     assert result is not None
     assert (result.median, result.min, result.max) == (200, 100, 300)
     assert result.samples == (300, 100, 200)
@@ -176,7 +191,9 @@ def test_aggregate_orders_rows_floor_first_then_ours_by_processes_and_concurrenc
         ours(1),
         throughput("floor", 1),
     ]
-    names = [(r.system, r.scenario) for r in report.aggregate(samples) if "drain" not in r.scenario]
+    names = [
+        (r.system, r.scenario) for r in figures.aggregate(samples) if "drain" not in r.scenario
+    ]
     assert names[:5] == [
         ("floor", "throughput"),
         ("durable-sa", "throughput_p1_c1"),
@@ -190,8 +207,8 @@ def test_aggregate_orders_rows_floor_first_then_ours_by_processes_and_concurrenc
 
 
 def test_ratios_divide_one_worker_by_the_floor_and_each_peer_at_c1():
-    results = report.aggregate(full_run())
-    assert report.ratios(results) == {
+    results = figures.aggregate(full_run())
+    assert targets.ratios(results) == {
         "floor_1w": pytest.approx(500 / 400),
         "dbos_1w": pytest.approx(5.0),
         "procrastinate_1w": pytest.approx(500 / 150),
@@ -199,12 +216,12 @@ def test_ratios_divide_one_worker_by_the_floor_and_each_peer_at_c1():
 
 
 def test_a_missing_figure_makes_its_ratio_none():
-    results = report.aggregate([ours(500), throughput("floor", 0.0)])
-    assert report.ratios(results) == {"floor_1w": None, "dbos_1w": None, "procrastinate_1w": None}
+    results = figures.aggregate([ours(500), throughput("floor", 0.0)])
+    assert targets.ratios(results) == {"floor_1w": None, "dbos_1w": None, "procrastinate_1w": None}
 
 
 def test_targets_pass_and_fail_on_medians():
-    found = by_id(report.targets(report.aggregate(full_run())))
+    found = by_id(targets.targets(figures.aggregate(full_run())))
     assert {key: t.verdict for key, t in found.items()} == {
         "s2_floor_1w": "PASS",
         "s2_dbos_1w": "PASS",
@@ -231,7 +248,7 @@ def test_targets_pass_and_fail_on_medians():
 
 
 def test_targets_without_figures_are_not_judged():
-    found = report.targets(report.aggregate([ours(500)]))
+    found = targets.targets(figures.aggregate([ours(500)]))
     verdicts = {t.id: t.verdict for t in found}
     assert verdicts["s2_cpu_per_wf"] == "PASS"
     assert verdicts["s2_floor_1w"] == "n/a"
@@ -240,8 +257,8 @@ def test_targets_without_figures_are_not_judged():
 
 
 def test_a_threshold_is_inclusive_where_the_target_says_at_least():
-    results = report.aggregate([ours(400), throughput("floor", 400)])
-    assert by_id(report.targets(results))["s2_floor_1w"].verdict == "PASS"
+    results = figures.aggregate([ours(400), throughput("floor", 400)])
+    assert by_id(targets.targets(results))["s2_floor_1w"].verdict == "PASS"
 
 
 @pytest.mark.parametrize(
@@ -260,14 +277,14 @@ def test_history_claim_is_within_ten_percent_or_a_tenth_of_a_millisecond(
         ours(500, claim_p50_ms=base),
         Sample("history", "durable-sa", 1, output={"n": 500, "claim_p50_ms": history}),
     ]
-    target = by_id(report.targets(report.aggregate(samples)))["s4_claim"]
+    target = by_id(targets.targets(figures.aggregate(samples)))["s4_claim"]
     assert target.verdict == verdict
     assert target.detail.endswith(which)
 
 
 def test_fanout_target_follows_the_entry_duration_the_program_reports():
     sample = Sample("fanout", "durable-sa", 1, output={"n": 20, "entry_ms": 20, "p50_ms": 50.0})
-    target = by_id(report.targets(report.aggregate([sample])))["s6_fanout"]
+    target = by_id(targets.targets(figures.aggregate([sample])))["s6_fanout"]
     assert (target.required, target.verdict) == (60.0, "PASS")
 
 
@@ -278,7 +295,7 @@ def test_errors_are_one_line_each_and_name_their_scenario():
     failed = Sample(
         "peer", "dbos", 2, concurrency=4, error="Traceback...\n  ...\nRuntimeError: no queue\n"
     )
-    assert report.errors_of([failed, ours(1)]) == [
+    assert errors_of([failed, ours(1)]) == [
         {
             "system": "dbos",
             "scenario": "throughput_c4",
@@ -290,14 +307,14 @@ def test_errors_are_one_line_each_and_name_their_scenario():
 
 
 def test_one_line_shortens_long_messages():
-    assert report.one_line("x" * 500, limit=10) == "x" * 9 + "…"
-    assert report.one_line("") == "failed without a message"
+    assert one_line("x" * 500, limit=10) == "x" * 9 + "…"
+    assert one_line("") == "failed without a message"
 
 
 def test_a_scenario_that_never_succeeded_shows_as_an_error_row():
     samples = [ours(500), Sample("latency", "durable-sa", 1, error="exit code 2: bad argument")]
-    results = report.aggregate(samples)
-    rows = report.rows(results, report.targets(results), report.errors_of(samples))
+    results = figures.aggregate(samples)
+    rows = tables.rows(results, targets.targets(results), errors_of(samples))
     assert [
         "latency_p50",
         "durable-sa",
@@ -312,8 +329,8 @@ def test_a_scenario_that_never_succeeded_shows_as_an_error_row():
 
 def test_the_text_table_shows_ratios_verdicts_and_errors():
     samples = [*full_run(), Sample("peer", "dbos", 1, concurrency=16, error="timed out after 9 s")]
-    results, found, errors = report.report(samples)
-    text = report.text_table(results, found, errors, MACHINE)
+    results, found, errors = report(samples)
+    text = text_table.text_table(results, found, errors, MACHINE)
     p1c1 = next(line for line in text.splitlines() if line.startswith("throughput_p1_c1 "))
     assert "1.25x floor, 5.00x dbos, 3.33x procrastinate" in p1c1
     assert p1c1.rstrip().endswith("PASS")
@@ -324,8 +341,8 @@ def test_the_text_table_shows_ratios_verdicts_and_errors():
 
 
 def test_the_markdown_table_has_a_row_per_result_and_the_targets():
-    results, found, errors = report.report(full_run())
-    text = report.markdown_table(results, found, errors, MACHINE)
+    results, found, errors = report(full_run())
+    text = tables.markdown_table(results, found, errors, MACHINE)
     lines = text.splitlines()
     assert lines[0].startswith("| scenario | system | median | min | max | unit |")
     assert "| `throughput_p1_c1` | durable-sa | 500 | 490 | 510 | wf/s |" in text
@@ -337,10 +354,8 @@ def test_the_markdown_table_has_a_row_per_result_and_the_targets():
 
 
 def test_json_has_exactly_the_contracted_shape():
-    results, found, errors = report.report(
-        [*full_run(), Sample("fanout", "durable-sa", 4, error="x")]
-    )
-    document = json.loads(json.dumps(report.to_json(MACHINE, results, found, errors)))
+    results, found, errors = report([*full_run(), Sample("fanout", "durable-sa", 4, error="x")])
+    document = json.loads(json.dumps(json_document.to_json(MACHINE, results, found, errors)))
     assert set(document) == {"machine", "results", "ratios", "targets", "errors"}
     assert document["machine"] == MACHINE
     assert set(document["ratios"]) == {"floor_1w", "dbos_1w", "procrastinate_1w"}
@@ -366,6 +381,19 @@ def test_json_has_exactly_the_contracted_shape():
     ]  # fmt: skip
 
 
+def test_a_document_read_back_gives_the_report_it_was_made_from():
+    results, found, errors = report([*full_run(), Sample("fanout", "durable-sa", 4, error="x")])
+    document = json.loads(json.dumps(json_document.to_json(MACHINE, results, found, errors)))
+    again = json_document.from_json(document)
+    assert again == (results, found, errors)
+    assert json_document.to_json(MACHINE, *again) == document
+
+
+def test_a_run_of_some_groups_writes_a_json_of_its_own():
+    assert paths.results_json(["relay", "mixed", "relay"]).name == "latest-only-mixed-relay.json"
+    assert paths.results_json(None) == paths.RESULTS_JSON
+
+
 # --------------------------------------------------------------------------- docs and plot
 
 
@@ -373,12 +401,12 @@ PAGE = f"# Title\n\nIntro.\n\n{TABLE_START}\nold table\n{TABLE_END}\n\n## After\
 
 
 def test_the_marked_table_is_replaced_and_nothing_else():
-    new = report.replace_marked(PAGE, "| a |\n| - |\n")
+    new = docs_page.replace_marked(PAGE, "| a |\n| - |\n")
     assert (
         new
         == f"# Title\n\nIntro.\n\n{TABLE_START}\n| a |\n| - |\n{TABLE_END}\n\n## After\n\nKept.\n"
     )
-    assert report.replace_marked(new, "| a |\n| - |") == new
+    assert docs_page.replace_marked(new, "| a |\n| - |") == new
 
 
 @pytest.mark.parametrize(
@@ -392,18 +420,18 @@ def test_the_marked_table_is_replaced_and_nothing_else():
 )
 def test_missing_or_muddled_markers_are_refused(text):
     with pytest.raises(ValueError, match="bench:table"):
-        report.replace_marked(text, "table")
+        docs_page.replace_marked(text, "table")
 
 
 def test_update_docs_rewrites_the_page_in_place(tmp_path):
     page = tmp_path / "performance.md"
     page.write_text(PAGE, encoding="utf-8")
-    report.update_docs(page, "new")
+    docs_page.update_docs(page, "new")
     assert page.read_text(encoding="utf-8") == PAGE.replace("old table", "new")
 
 
 def test_plot_series_are_one_line_per_system_at_one_process():
-    series = plots.plot_series(report.aggregate(full_run()))
+    series = plots.plot_series(figures.aggregate(full_run()))
     assert {system: [c for c, _ in points] for system, points in series.items()} == {
         "durable-sa": [1, 16],
         "dbos": [1],
@@ -413,7 +441,7 @@ def test_plot_series_are_one_line_per_system_at_one_process():
 
 def test_plot_writes_a_small_png(tmp_path):
     path = tmp_path / "docs" / "performance.png"
-    plots.plot(report.aggregate(full_run()), MACHINE, path)
+    plots.plot(figures.aggregate(full_run()), MACHINE, path)
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG")
     assert len(data) < 200_000
@@ -425,8 +453,8 @@ def test_a_result_reports_its_median():
 
 
 def test_a_row_with_some_targets_unmeasured_says_how_many_passed():
-    results, found, errors = report.report([ours(500), throughput("floor", 400)])
-    row = next(r for r in report.rows(results, found, errors) if r[0] == "throughput_p1_c1")
+    results, found, errors = report([ours(500), throughput("floor", 400)])
+    row = next(r for r in tables.rows(results, found, errors) if r[0] == "throughput_p1_c1")
     assert row[-1] == "PASS (1 of 3 measured)"
 
 
@@ -434,7 +462,7 @@ def test_a_row_with_some_targets_unmeasured_says_how_many_passed():
 
 
 def test_a_relay_sample_gives_its_figures_under_its_backend():
-    metrics = report.metrics_from_sample(relay("redis", 80.0))
+    metrics = figures.metrics_from_sample(relay("redis", 80.0))
     assert {m.scenario: (m.value, m.unit) for m in metrics} == {
         "relay_redis_throughput": (80.0, "wf/s"),
         "relay_redis_published": (240.0, "msg/s"),
@@ -448,23 +476,23 @@ def test_a_relay_sample_gives_its_figures_under_its_backend():
 
 
 def test_the_jobs_table_has_only_its_throughput_and_an_unjudged_drain_no_verdict():
-    assert [m.scenario for m in report.metrics_from_sample(relay("jobs_table", 1500.0))] == [
+    assert [m.scenario for m in figures.metrics_from_sample(relay("jobs_table", 1500.0))] == [
         "relay_jobs_table_throughput"
     ]
-    short = report.metrics_from_sample(relay("celery", 50.0, bounded=None))
+    short = figures.metrics_from_sample(relay("celery", 50.0, bounded=None))
     assert "relay_celery_bounded" not in {m.scenario for m in short}
 
 
 def test_bad_series_points_are_dropped():
     sample = relay("redis", 80.0, backlog_series=[[0, 5], "x", [1], [2, True], [3, 1.5]])
-    backlog = next(m for m in report.metrics_from_sample(sample) if m.series)
+    backlog = next(m for m in figures.metrics_from_sample(sample) if m.series)
     assert backlog.series == ((0.0, 5.0), (3.0, 1.5))
 
 
 def test_relay_measurements_are_named_by_backend_in_progress_and_errors():
-    assert report.job_label("relay_celery", "durable-sa", 1, 4) == "durable-sa relay celery P=1 C=4"
+    assert job_label("relay_celery", "durable-sa", 1, 4) == "durable-sa relay celery P=1 C=4"
     failed = Sample("relay_celery", "durable-sa", 2, processes=1, concurrency=4, error="boom")
-    assert report.errors_of([failed])[0] | {"error": ""} == {
+    assert errors_of([failed])[0] | {"error": ""} == {
         "system": "durable-sa",
         "scenario": "relay_celery_throughput",
         "label": "durable-sa relay celery P=1 C=4",
@@ -484,7 +512,9 @@ def steady(level, *, until=10.0, start=2000, step=0.25):
 
 
 def test_a_backlog_that_stays_small_after_warmup_is_bounded():
-    verdict = report.backlog_verdict(steady(lambda t: 20 + 5 * (t % 1)), drain_s=10, batch_size=500)
+    verdict = relay_backlog.backlog_verdict(
+        steady(lambda t: 20 + 5 * (t % 1)), drain_s=10, batch_size=500
+    )
     assert verdict["bounded"] is True
     assert all(verdict["checks"].values())
     assert verdict["warmup_s"] == 2.0
@@ -495,7 +525,7 @@ def test_a_backlog_that_stays_small_after_warmup_is_bounded():
 
 
 def test_a_backlog_rising_over_the_second_half_is_not_bounded():
-    verdict = report.backlog_verdict(steady(lambda t: 40 * t), drain_s=10, batch_size=500)
+    verdict = relay_backlog.backlog_verdict(steady(lambda t: 40 * t), drain_s=10, batch_size=500)
     assert verdict["bounded"] is False
     assert verdict["checks"]["second_half_not_rising"] is False
     assert verdict["backlog_second_half_slope"] > 0
@@ -505,21 +535,21 @@ def test_a_second_half_above_the_first_is_not_bounded_even_when_flat_at_the_end(
     def level(t):
         return 10 if t < 5 else 3000
 
-    verdict = report.backlog_verdict(steady(level), drain_s=10, batch_size=500)
+    verdict = relay_backlog.backlog_verdict(steady(level), drain_s=10, batch_size=500)
     assert verdict["checks"]["second_half_within_first"] is False
     assert verdict["bounded"] is False
 
 
 def test_a_backlog_left_at_the_end_above_one_batch_is_not_bounded():
     points = [*steady(lambda t: 5, until=9.75)[:-1], (10.0, 501)]
-    verdict = report.backlog_verdict(points, drain_s=10, batch_size=500)
+    verdict = relay_backlog.backlog_verdict(points, drain_s=10, batch_size=500)
     assert verdict["checks"]["final_within_batch"] is False
     assert verdict["bounded"] is False
 
 
 def test_a_rise_within_a_tenth_of_a_batch_over_the_second_half_is_tolerated():
     # 9 rows per second over the second half's 5 s: 45 rows, under 50 (a tenth of 500).
-    verdict = report.backlog_verdict(steady(lambda t: 9 * t), drain_s=10, batch_size=500)
+    verdict = relay_backlog.backlog_verdict(steady(lambda t: 9 * t), drain_s=10, batch_size=500)
     assert verdict["backlog_second_half_slope"] < 10
     assert verdict["checks"]["second_half_not_rising"] is True
 
@@ -527,7 +557,7 @@ def test_a_rise_within_a_tenth_of_a_batch_over_the_second_half_is_tolerated():
 def test_the_warmup_is_the_longer_of_two_seconds_and_a_tenth_but_at_most_half():
     def warmup(drain_s):
         series = [(0.0, 1), (drain_s, 0)]
-        return report.backlog_verdict(series, drain_s=drain_s, batch_size=500)["warmup_s"]
+        return relay_backlog.backlog_verdict(series, drain_s=drain_s, batch_size=500)["warmup_s"]
 
     assert warmup(40.0) == 4.0
     assert warmup(10.0) == 2.0
@@ -535,66 +565,68 @@ def test_the_warmup_is_the_longer_of_two_seconds_and_a_tenth_but_at_most_half():
 
 
 def test_a_drain_too_short_to_have_a_trend_is_not_judged():
-    verdict = report.backlog_verdict([(0.0, 300), (0.25, 0), (0.4, 0)], drain_s=0.4, batch_size=500)
+    verdict = relay_backlog.backlog_verdict(
+        [(0.0, 300), (0.25, 0), (0.4, 0)], drain_s=0.4, batch_size=500
+    )
     assert verdict["bounded"] is None
-    assert report.backlog_verdict([], drain_s=1.0, batch_size=500)["bounded"] is None
+    assert relay_backlog.backlog_verdict([], drain_s=1.0, batch_size=500)["bounded"] is None
 
 
 def test_thin_keeps_the_ends_and_at_most_the_limit():
     points = [[float(i), float(i * i)] for i in range(1000)]
-    thinned = report.thin(points, 200)
+    thinned = relay_backlog.thin(points, 200)
     assert len(thinned) == 200
     assert (thinned[0], thinned[-1]) == (points[0], points[-1])
-    assert report.thin(points[:3], 200) == points[:3]
+    assert relay_backlog.thin(points[:3], 200) == points[:3]
     with pytest.raises(ValueError, match="at least 2"):
-        report.thin(points, 1)
+        relay_backlog.thin(points, 1)
 
 
 def test_slope_is_the_least_squares_line():
-    assert report.slope([(0, 1), (1, 3), (2, 5)]) == pytest.approx(2.0)
-    assert report.slope([(0, 0), (1, 2), (2, 0), (3, 2)]) == pytest.approx(0.4)
-    assert report.slope([(1, 5)]) == 0.0
-    assert report.slope([(1, 5), (1, 7)]) == 0.0
+    assert relay_backlog.slope([(0, 1), (1, 3), (2, 5)]) == pytest.approx(2.0)
+    assert relay_backlog.slope([(0, 0), (1, 2), (2, 0), (3, 2)]) == pytest.approx(0.4)
+    assert relay_backlog.slope([(1, 5)]) == 0.0
+    assert relay_backlog.slope([(1, 5), (1, 7)]) == 0.0
 
 
 def test_the_relay_target_needs_every_judged_repetition_bounded():
-    found = by_id(report.targets(report.aggregate(full_run())))
+    found = by_id(targets.targets(figures.aggregate(full_run())))
     assert found["relay_redis"].detail == (
         "3 of 3 repetitions bounded; backlog after warm-up ≤ 13 rows (batch 500)"
     )
     assert found["relay_redis"].row == ("durable-sa", "relay_redis_bounded")
     assert found["relay_celery"].measured == pytest.approx(2 / 3)
     assert found["relay_celery"].detail.startswith("2 of 3 repetitions bounded")
-    unmeasured = by_id(report.targets(report.aggregate([ours(500)])))
+    unmeasured = by_id(targets.targets(figures.aggregate([ours(500)])))
     assert (unmeasured["relay_redis"].verdict, unmeasured["relay_redis"].detail) == ("n/a", "")
 
 
 def test_the_relay_table_has_a_row_per_backend_and_leaves_the_main_table():
-    results, found, errors = report.report(full_run())
-    assert report.relay_rows(results, found, errors) == [
+    results, found, errors = report(full_run())
+    assert relay_table.relay_rows(results, found, errors) == [
         ["jobs_table", "1500", "1490", "1510", "-", "-", "-", "",
          "no relay: workers read the jobs table"],
         ["redis", "80.0", "70.0", "90.0", "240", "13", "0", "PASS", ""],
         ["celery", "50.0", "40.0", "60.0", "150", "600", "0", "FAIL", ""],
     ]  # fmt: skip
-    assert not [row for row in report.rows(results, found, errors) if row[0].startswith("relay")]
+    assert not [row for row in tables.rows(results, found, errors) if row[0].startswith("relay")]
 
 
 def test_a_relay_backend_that_failed_shows_its_error_in_the_relay_table():
     failed = Sample("relay_celery", "durable-sa", 1, processes=1, concurrency=4, error="no Redis")
     samples = [relay("redis", 80.0), relay("redis", 90.0, rep=2), failed]
-    results, found, errors = report.report(samples)
-    table = report.relay_rows(results, found, errors)
+    results, found, errors = report(samples)
+    table = relay_table.relay_rows(results, found, errors)
     assert [row[0] for row in table] == ["redis", "celery"]
     assert table[1] == ["celery", "-", "-", "-", "-", "-", "-", "n/a", "error: no Redis"]
-    assert not any("relay" in row[0] for row in report.rows(results, found, errors))
-    partly = report.report([*samples, relay("celery", 50.0, rep=2)])
-    assert report.relay_rows(*partly)[1][-1] == "1 rep(s) failed"
+    assert not any("relay" in row[0] for row in tables.rows(results, found, errors))
+    partly = report([*samples, relay("celery", 50.0, rep=2)])
+    assert relay_table.relay_rows(*partly)[1][-1] == "1 rep(s) failed"
 
 
 def test_the_text_table_of_a_relay_only_run_has_the_relay_table_alone():
-    results, found, errors = report.report([relay(b, 80.0) for b in report.RELAY_BACKENDS])
-    text = report.text_table(results, found, errors, MACHINE)
+    results, found, errors = report([relay(b, 80.0) for b in RELAY_BACKENDS])
+    text = text_table.text_table(results, found, errors, MACHINE)
     assert "scenario  system" not in text
     assert "Relay: 2000 bench3 runs started up front, then drained by P=1 C=4" in text
     assert re.search(r"redis +80\.0 +80\.0 +80\.0 +240 +12 +0 +PASS", text)
@@ -602,52 +634,52 @@ def test_the_text_table_of_a_relay_only_run_has_the_relay_table_alone():
 
 
 def test_the_markdown_relay_table_and_its_markers():
-    results, found, errors = report.report(full_run())
-    text = report.markdown_relay_table(results, found, errors, MACHINE)
+    results, found, errors = report(full_run())
+    text = relay_table.markdown_relay_table(results, found, errors, MACHINE)
     assert text.splitlines()[0].startswith("| backend | wf/s (drain) | min | max |")
     assert "| celery | 50.0 | 40.0 | 60.0 | 150 | 600 | 0 | FAIL |  |" in text
     assert text.splitlines()[-1].startswith("Measured on 2 x Test CPU")
-    page = f"{PAGE}\n{report.RELAY_START}\nold relay\n{report.RELAY_END}\n"
-    new = report.replace_marked(page, "relay table", report.RELAY_START, report.RELAY_END)
+    page = f"{PAGE}\n{docs_page.RELAY_START}\nold relay\n{docs_page.RELAY_END}\n"
+    new = docs_page.replace_marked(page, "relay table", docs_page.RELAY_START, docs_page.RELAY_END)
     assert new == page.replace("old relay", "relay table")
-    assert report.replace_marked(new, "| a |") == new.replace("old table", "| a |")
+    assert docs_page.replace_marked(new, "| a |") == new.replace("old table", "| a |")
     with pytest.raises(ValueError, match="bench:relay"):
-        report.replace_marked(PAGE, "relay table", report.RELAY_START, report.RELAY_END)
+        docs_page.replace_marked(PAGE, "relay table", docs_page.RELAY_START, docs_page.RELAY_END)
 
 
 def test_the_docs_page_has_each_pair_of_markers_once():
     text = DOCS_PAGE.read_text(encoding="utf-8")
     for start, end in (
         (TABLE_START, TABLE_END),
-        (report.RELAY_START, report.RELAY_END),
-        (report_mixed.MIXED_START, report_mixed.MIXED_END),
+        (docs_page.RELAY_START, docs_page.RELAY_END),
+        (docs_page.MIXED_START, docs_page.MIXED_END),
     ):
-        assert report.replace_marked(text, "x", start, end).count("\nx\n") == 1
+        assert docs_page.replace_marked(text, "x", start, end).count("\nx\n") == 1
 
 
 def test_the_relay_plot_draws_the_backlog_series_or_nothing(tmp_path):
     path = tmp_path / "relay.png"
-    results = report.aggregate(full_run())
+    results = figures.aggregate(full_run())
     assert set(plots.relay_series(results)) == {"redis", "celery"}
     assert plots.plot_relay(results, MACHINE, path) is True
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG")
     assert len(data) < 200_000
     other = tmp_path / "none.png"
-    assert plots.plot_relay(report.aggregate([ours(500)]), MACHINE, other) is False
+    assert plots.plot_relay(figures.aggregate([ours(500)]), MACHINE, other) is False
     assert not other.exists()
 
 
 def test_the_relay_group_plans_one_measurement_per_backend():
-    jobs = run.plan(run.QUICK, ["relay"])
+    jobs = plan.plan(plan.QUICK, ["relay"])
     assert [(j.kind, j.broker, j.label) for j in jobs] == [
         ("relay_jobs_table", False, "durable-sa relay jobs_table P=1 C=4"),
         ("relay_redis", True, "durable-sa relay redis P=1 C=4"),
         ("relay_celery", True, "durable-sa relay celery P=1 C=4"),
     ]
     assert all(j.args[2:4] == ("--n", "300") for j in jobs)
-    assert {j.kind for j in run.plan(run.FULL)} >= {"relay_redis", "relay_celery"}
-    line = run.headline(relay("redis", 80.0))
+    assert {j.kind for j in plan.plan(plan.FULL)} >= {"relay_redis", "relay_celery"}
+    line = measure.headline(relay("redis", 80.0))
     assert (
         line == "80.0 wf/s, 240 msg/s published, backlog after warm-up ≤ 12, bounded (relay_redis)"
     )
@@ -655,17 +687,17 @@ def test_the_relay_group_plans_one_measurement_per_backend():
 
 def test_the_warmup_lasts_until_the_burst_has_drained():
     series = [[0.0, 2000], [1.0, 1500], [4.0, 490], [6.0, 581], [7.0, 40], [9.0, 5], [30, 6]]
-    verdict = report.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=5.0)
+    verdict = relay_backlog.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=5.0)
     assert (verdict["warmup_s"], verdict["backlog_max_after_warmup"]) == (7.0, 40)
 
 
 def test_the_warmup_lasts_until_the_runs_started_up_front_are_published():
     series = [(0.0, 2000), (2.5, 900), (5.0, 300), (5.5, 3), (30.0, 2), (40.0, 0)]
-    verdict = report.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=5.5)
+    verdict = relay_backlog.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=5.5)
     assert (verdict["warmup_s"], verdict["backlog_max_after_warmup"]) == (5.5, 3)
     # Without the counter, the warm-up ends when the backlog first falls to 50 rows.
-    assert report.backlog_verdict(series, drain_s=40.0, batch_size=500)["warmup_s"] == 5.5
-    late = report.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=35.0)
+    assert relay_backlog.backlog_verdict(series, drain_s=40.0, batch_size=500)["warmup_s"] == 5.5
+    late = relay_backlog.backlog_verdict(series, drain_s=40.0, batch_size=500, caught_up_s=35.0)
     assert late["warmup_s"] == 20.0
 
 
@@ -673,56 +705,56 @@ def test_the_warmup_lasts_until_the_runs_started_up_front_are_published():
 
 
 def test_a_mixed_sample_gives_its_figures_under_its_workflow():
-    metrics = report.metrics_from_sample(mixed("mixed6", 40.0))
+    metrics = figures.metrics_from_sample(mixed("mixed6", 40.0))
     assert {m.scenario: (m.value, m.unit) for m in metrics} == {
         "mixed6_throughput": (40.0, "wf/s"),
         "mixed6_drain_throughput": (60.0, "wf/s"),
         "mixed6_cpu_per_wf": (2.0, "ms"),
     }
     assert all(m.config == {"processes": 1, "concurrency": 1} for m in metrics)
-    peer = report.metrics_from_sample(mixed("mixed6", 15.0, system="dbos"))
+    peer = figures.metrics_from_sample(mixed("mixed6", 15.0, system="dbos"))
     assert {(m.system, m.scenario) for m in peer} >= {("dbos", "mixed6_throughput")}
 
 
 def test_mixed_targets_compare_mixed6_with_plain6_and_with_dbos():
-    found = by_id(report.targets(report.aggregate(full_run())))
+    found = by_id(targets.targets(figures.aggregate(full_run())))
     assert found["mixed_vs_plain"].row == ("durable-sa", "mixed6_throughput")
     assert found["mixed_vs_plain"].detail == "0.75x (needs ≥ 0.70x plain6)"
     assert found["mixed_vs_dbos"].detail == "4.50x (needs ≥ 5.00x dbos)"
-    unmeasured = by_id(report.targets(report.aggregate([mixed("mixed6", 40.0)])))
+    unmeasured = by_id(targets.targets(figures.aggregate([mixed("mixed6", 40.0)])))
     assert unmeasured["mixed_vs_plain"].verdict == "n/a"
 
 
 def test_the_mixed_table_has_a_row_per_workflow_and_system_and_leaves_the_main_table():
-    results, found, errors = report.report(full_run())
-    assert report_mixed.mixed_rows(results, found, errors) == [
+    results, found, errors = report(full_run())
+    assert mixed_table.mixed_rows(results, found, errors) == [
         ["plain6", "durable-sa", "600", "590", "610", "900", "2.00", "", ""],
         ["mixed6", "durable-sa", "450", "440", "460", "675", "2.00",
          "0.75x plain6, 4.50x dbos; needs ≥ 0.70x plain6, ≥ 5.00x dbos", "FAIL"],
         ["mixed6", "dbos", "100", "90.0", "110", "150", "40.0", "", ""],
     ]  # fmt: skip
-    main = report.rows(results, found, errors)
+    main = tables.rows(results, found, errors)
     assert not [row for row in main if row[0].startswith(("mixed6", "plain6"))]
 
 
 def test_a_mixed_program_that_failed_shows_its_error_in_the_mixed_table():
     failed = Sample("mixed6", "dbos", 1, concurrency=1, error="exit code 1: no datasource")
     samples = [mixed("mixed6", 40.0), mixed("plain6", 600.0), failed]
-    results, found, errors = report.report(samples)
+    results, found, errors = report(samples)
     assert errors[0]["scenario"] == "mixed6_throughput"
     assert errors[0]["label"] == "dbos mixed6 C=1"
-    table = report_mixed.mixed_rows(results, found, errors)
+    table = mixed_table.mixed_rows(results, found, errors)
     assert table[2] == [
         "mixed6", "dbos", "-", "-", "-", "-", "-", "error: exit code 1: no datasource", ""
     ]  # fmt: skip
     assert table[1][-1] == "FAIL"  # 40 / 600 is below 0.7; DBOS's target is not judged
-    assert not report.rows(results, found, errors)
+    assert not tables.rows(results, found, errors)
 
 
 def test_the_text_table_of_a_mixed_only_run_has_the_mixed_table_alone():
     samples = [mixed("mixed6", 40.0), mixed("plain6", 600.0), mixed("mixed6", 15.0, system="dbos")]
-    results, found, errors = report.report(samples)
-    text = report.text_table(results, found, errors, MACHINE)
+    results, found, errors = report(samples)
+    text = text_table.text_table(results, found, errors, MACHINE)
     assert "scenario  system" not in text
     assert "Mixed: 1000 runs of mixed6 and of plain6 started up front" in text
     assert "DBOS: 500 runs of its mixed6" in text
@@ -732,8 +764,8 @@ def test_the_text_table_of_a_mixed_only_run_has_the_mixed_table_alone():
 
 
 def test_the_markdown_mixed_table():
-    results, found, errors = report.report(full_run())
-    text = report_mixed.markdown_table(results, found, errors, MACHINE)
+    results, found, errors = report(full_run())
+    text = mixed_table.markdown_table(results, found, errors, MACHINE)
     lines = text.splitlines()
     assert lines[0] == (
         "| workflow | system | wf/s | min | max | drain wf/s | CPU ms/wf | ratio / target "
@@ -749,7 +781,7 @@ def test_the_markdown_mixed_table():
 
 
 def test_the_mixed_plot_draws_three_bars_or_nothing(tmp_path):
-    results = report.aggregate(full_run())
+    results = figures.aggregate(full_run())
     assert [label for label, _ in plots.mixed_bars(results)] == [
         "durable-sa plain6",
         "durable-sa mixed6",
@@ -761,12 +793,12 @@ def test_the_mixed_plot_draws_three_bars_or_nothing(tmp_path):
     assert data.startswith(b"\x89PNG")
     assert len(data) < 200_000
     other = tmp_path / "none.png"
-    assert plots.plot_mixed(report.aggregate([ours(500)]), MACHINE, other) is False
+    assert plots.plot_mixed(figures.aggregate([ours(500)]), MACHINE, other) is False
     assert not other.exists()
 
 
 def test_the_mixed_group_plans_both_workflows_and_the_dbos_peer():
-    jobs = run.plan(run.QUICK, ["mixed"])
+    jobs = plan.plan(plan.QUICK, ["mixed"])
     assert [(j.kind, j.system, j.module, j.label) for j in jobs] == [
         ("mixed6", "durable-sa", "benchmarks.durable_bench", "durable-sa mixed6 P=1 C=1"),
         ("plain6", "durable-sa", "benchmarks.durable_bench", "durable-sa plain6 P=1 C=1"),
@@ -774,8 +806,8 @@ def test_the_mixed_group_plans_both_workflows_and_the_dbos_peer():
     ]
     assert jobs[0].args == ("mixed", "--workflow", "mixed6", "--n", "200")
     assert jobs[2].args == ("--n", "100", "--polling-interval", "0.01", "--concurrency", "1")
-    assert next(j for j in run.plan(run.FULL) if j.group == "mixed").args[-1] == "1000"
-    assert run.headline(mixed("mixed6", 40.0)) == "40.0 wf/s (mixed6_throughput)"
+    assert next(j for j in plan.plan(plan.FULL) if j.group == "mixed").args[-1] == "1000"
+    assert measure.headline(mixed("mixed6", 40.0)) == "40.0 wf/s (mixed6_throughput)"
 
 
 def test_the_relay_speed_targets_compare_each_backend_with_the_jobs_table():
@@ -784,7 +816,7 @@ def test_the_relay_speed_targets_compare_each_backend_with_the_jobs_table():
         relay("redis", 760.0),  # 0.51x
         relay("celery", 440.0),  # 0.29x
     ]
-    found = by_id(report.targets(report.aggregate(samples)))
+    found = by_id(targets.targets(figures.aggregate(samples)))
     redis, celery = found["relay_redis_speed"], found["relay_celery_speed"]
     assert (redis.verdict, celery.verdict) == ("PASS", "FAIL")
     assert redis.measured == pytest.approx(760 / 1500)

@@ -125,9 +125,9 @@ def test_malformed_job_payload_is_dead_lettered_and_the_run_kept(engine: Durable
     run_id = engine.start("malformed").run_id
     with engine.sa_engine.begin() as conn:
         conn.execute(sa.update(Job.__table__).values(payload={"run_id": "abc", "bogus": 1}))
-    job = engine.claim()
+    job = engine.admin.claim()
     assert job is not None
-    assert engine.run_job(job) == JobOutcome.DEAD_LETTERED
+    assert engine.admin.run_job(job) == JobOutcome.DEAD_LETTERED
     letters = dead_letters(engine)
     assert len(letters) == 1
     assert "malformed" in letters[0].error

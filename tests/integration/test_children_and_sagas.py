@@ -143,7 +143,7 @@ def test_compensation_resumes_after_a_crash_without_rerunning(engine: Durable) -
     assert get_run(engine, run_id).status == "compensating"
     assert compensated == ["b"]
 
-    engine.compensate(run_id, 1)  # a duplicate of the job that already undid b
+    engine.admin.compensate(run_id, 1)  # a duplicate of the job that already undid b
     assert compensated == ["b"]
 
     drain(engine, now=far_future())

@@ -255,7 +255,7 @@ def observe(engine: Durable, run_ids: list[int], path: str) -> list[Expected]:
             sa.select(sa.func.count()).select_from(effects).where(effects.c.path == path)
         ).scalar_one()
     assert pending_jobs(engine) == 0, f"{path}: jobs left"
-    assert engine.dead_letters() == [], f"{path}: dead letters"
+    assert engine.admin.dead_letters() == [], f"{path}: dead letters"
     return [attrs.evolve(e, writes=int(written)) for e in seen]
 
 
@@ -302,7 +302,7 @@ def by_worker(engine: Durable, clock: FakeClock) -> list[Expected]:
 
 
 def reset(engine: Durable) -> None:
-    engine.drop_tables()
+    engine.admin.drop_tables()
     effects_metadata.drop_all(engine.sa_engine)
     engine.create_tables()
     effects_metadata.create_all(engine.sa_engine)

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from durable_sa import Durable, durable, metadata
+from durable_sa.store.notify import trigger_ddl
 from durable_sa.testing import drain
 
 FAST = {"heartbeat": timedelta(seconds=0.2), "lease": timedelta(seconds=2), "poll_interval": 0.05}
@@ -66,12 +67,8 @@ def test_a_schema_translate_map_puts_every_row_in_the_mapped_schema(
     with plain.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     mapped = plain.execution_options(schema_translate_map={None: schema})
-    with mapped.begin() as conn:
-        # The NOTIFY trigger DDL is raw SQL that the map does not rewrite (an open point of
-        # the architecture issue): a search_path puts the triggers beside the tables.
-        conn.exec_driver_sql(f"SET LOCAL search_path TO {schema}")
-        metadata.create_all(conn)
     engine = Durable(mapped)
+    engine.create_tables()  # the tables and their NOTIFY triggers, all in the schema
     _define()
     drained = engine.start("settings-wf").run_id
     drain(engine)
@@ -90,6 +87,93 @@ def test_a_schema_translate_map_puts_every_row_in_the_mapped_schema(
             ),
             {"schema": schema},
         ).scalar_one()
+        triggers = conn.execute(
+            sa.text(
+                "SELECT n.nspname, count(*) FROM pg_trigger t "
+                "JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE t.tgname LIKE 'durable_sa_%' GROUP BY n.nspname"
+            )
+        ).all()
+        functions = conn.execute(
+            sa.text(
+                "SELECT n.nspname, count(*) FROM pg_proc p "
+                "JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE p.proname LIKE 'durable_sa_notify_%' GROUP BY n.nspname"
+            )
+        ).all()
     assert in_schema == 2
     assert elsewhere == 0
+    assert triggers == [(schema, 4)]  # jobs: inserted and released; runs; outbox
+    assert functions == [(schema, 3)]
     plain.dispose()
+
+
+def test_the_trigger_ddl_for_a_schema_installs_into_that_schema(durable_postgres_url: str) -> None:
+    schema = f"Tenant_{uuid.uuid4().hex[:8]}"  # mixed case: it must be quoted
+    plain = sa.create_engine(durable_postgres_url)
+    mapped = plain.execution_options(schema_translate_map={None: schema})
+    with plain.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    with mapped.begin() as conn:
+        for table in metadata.sorted_tables:
+            table.create(conn)  # each table's own after_create event adds its trigger
+        conn.exec_driver_sql(trigger_ddl(schema))  # and the migration recipe: idempotent
+        count = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE t.tgname LIKE 'durable_sa_%' AND n.nspname = :schema"
+            ),
+            {"schema": schema},
+        ).scalar_one()
+    assert count == 4
+    plain.dispose()
+
+
+def _creator_engine(url: str, opened: list[int]) -> sa.Engine:
+    """An engine whose URL names no server: only its ``creator`` knows how to connect."""
+    import psycopg  # noqa: PLC0415 - PostgreSQL tests only
+
+    conninfo = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def connect() -> psycopg.Connection[Any]:
+        opened.append(1)
+        return psycopg.connect(conninfo)
+
+    return sa.create_engine("postgresql+psycopg://", creator=connect)
+
+
+def test_listening_and_waiting_use_the_engines_own_connections(durable_postgres_url: str) -> None:
+    opened: list[int] = []
+    sa_engine = _creator_engine(durable_postgres_url, opened)
+    engine = Durable(sa_engine)
+    engine.create_tables()
+    _define()
+    slow = {**FAST, "poll_interval": 30.0}  # only a NOTIFY can wake this worker in time
+    with engine.worker(concurrency=1, **slow) as worker:
+        assert worker._listener.connected.wait(10), "the worker never listened"
+        before = len(opened)
+        run = engine.start("settings-wf").run_id
+        final = engine.wait(run, timeout=10)  # woken by NOTIFY on the creator's connection
+    assert final.status == "completed"
+    assert len(opened) > before  # wait() opened its own connection through creator=
+    sa_engine.dispose()
+
+
+async def _wait_async(engine: Durable, run_id: int) -> str:
+    return (await engine.wait_async(run_id, timeout=10)).status
+
+
+def test_wait_async_uses_the_engines_own_connection(durable_postgres_url: str) -> None:
+    import asyncio  # noqa: PLC0415
+
+    opened: list[int] = []
+    sa_engine = _creator_engine(durable_postgres_url, opened)
+    engine = Durable(sa_engine)
+    engine.create_tables()
+    _define()
+    with engine.worker(concurrency=1, **FAST):
+        run = engine.start("settings-wf").run_id
+        assert asyncio.run(_wait_async(engine, run)) == "completed"
+    sa_engine.dispose()

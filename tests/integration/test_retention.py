@@ -118,7 +118,7 @@ def test_old_finished_runs_go_with_their_journal(engine: Durable, clock: FakeClo
     entries = journal_entries_of(engine, old)
     assert entries == 5  # p-two: a, b; p-fail: a, boom (failed), a#compensate
 
-    result = engine.prune(older_than=MONTH)
+    result = engine.admin.prune(older_than=MONTH)
 
     assert result == PruneResult(runs=3, journal_entries=entries, batches=1)
     assert run_ids(engine) == {recent, waiting}
@@ -135,14 +135,14 @@ def test_the_cutoff_is_the_engines_clock_minus_older_than(
 ) -> None:
     run_id = finished(engine, "p-two")
     clock.advance(MONTH)
-    assert engine.prune(older_than=MONTH).runs == 0  # finished exactly 30 days ago: kept
+    assert engine.admin.prune(older_than=MONTH).runs == 0  # finished exactly 30 days ago: kept
     clock.advance(timedelta(microseconds=1))
-    assert engine.prune(older_than=MONTH).runs == 1
+    assert engine.admin.prune(older_than=MONTH).runs == 1
     assert run_id not in run_ids(engine)
     finished(engine, "p-two")
-    assert engine.prune(older_than=timedelta(0)).runs == 0  # finished at this very instant
+    assert engine.admin.prune(older_than=timedelta(0)).runs == 0  # finished at this very instant
     clock.advance(timedelta(microseconds=1))
-    assert engine.prune(older_than=timedelta(0)).runs == 1  # zero: everything finished
+    assert engine.admin.prune(older_than=timedelta(0)).runs == 1  # zero: everything finished
 
 
 def test_a_finished_tree_goes_whole(engine: Durable, clock: FakeClock) -> None:
@@ -151,7 +151,7 @@ def test_a_finished_tree_goes_whole(engine: Durable, clock: FakeClock) -> None:
     assert len(members) == 2
     clock.advance(MONTH + DAY)
 
-    result = engine.prune(older_than=MONTH)
+    result = engine.admin.prune(older_than=MONTH)
 
     assert (result.runs, result.journal_entries, result.batches) == (2, 4, 1)
     assert run_ids(engine) == set()
@@ -166,15 +166,15 @@ def test_an_old_finished_child_of_a_live_parent_stays(engine: Durable, clock: Fa
     assert snap.status == "suspended"
     clock.advance(MONTH + DAY)
 
-    assert engine.prune(older_than=MONTH) == PruneResult()
+    assert engine.admin.prune(older_than=MONTH) == PruneResult()
     assert run_ids(engine) == {root, first, second}
 
     engine.resume(second, "go")
     drain(engine)
     assert engine.status(root).status == "completed"
-    assert engine.prune(older_than=MONTH) == PruneResult()  # the tree finished just now
+    assert engine.admin.prune(older_than=MONTH) == PruneResult()  # the tree finished just now
     clock.advance(MONTH + DAY)
-    assert engine.prune(older_than=MONTH).runs == 3
+    assert engine.admin.prune(older_than=MONTH).runs == 3
     assert run_ids(engine) == set()
 
 
@@ -196,12 +196,12 @@ def test_a_finished_root_with_a_live_or_recent_descendant_stays_whole(
     with engine.sa_engine.begin() as conn:
         conn.execute(sa.update(runs_table).where(runs_table.c.id == child).values(**values))
 
-    assert engine.prune(older_than=MONTH) == PruneResult()
+    assert engine.admin.prune(older_than=MONTH) == PruneResult()
     assert run_ids(engine) == {root, child}
 
 
 def dead_letter_next_job(engine: Durable) -> None:
-    job = engine.claim()
+    job = engine.admin.claim()
     assert job is not None
     engine.backend.dead_letter(job, error="crashed its worker every time")
 
@@ -228,7 +228,7 @@ def test_leftover_jobs_and_dead_letters_of_pruned_runs_go(
     assert lettered_runs == {lettered, live}
     clock.advance(MONTH + DAY)
 
-    result = engine.prune(older_than=MONTH)
+    result = engine.admin.prune(older_than=MONTH)
 
     assert result == PruneResult(runs=2, journal_entries=4, jobs=1, dead_letters=1, batches=1)
     assert run_ids(engine) == {live}
@@ -266,7 +266,7 @@ def test_batches_delete_what_one_batch_does(
     assert len(old) == 11
     survivors = run_ids(engine) - old
 
-    result = engine.prune(older_than=MONTH, batch_size=batch_size)
+    result = engine.admin.prune(older_than=MONTH, batch_size=batch_size)
 
     assert (result.runs, result.journal_entries, result.jobs, result.dead_letters) == (
         11,
@@ -288,11 +288,11 @@ def test_a_dry_run_counts_and_deletes_nothing(engine: Durable, clock: FakeClock)
     _old_forest(engine, clock)
     before = table_counts(engine)
 
-    dry = engine.prune(older_than=MONTH, batch_size=4, dry_run=True)
+    dry = engine.admin.prune(older_than=MONTH, batch_size=4, dry_run=True)
 
     assert dry.dry_run
     assert table_counts(engine) == before
-    real = engine.prune(older_than=MONTH, batch_size=4)
+    real = engine.admin.prune(older_than=MONTH, batch_size=4)
     assert not real.dry_run
     assert dry == PruneResult(
         runs=real.runs,
@@ -303,14 +303,14 @@ def test_a_dry_run_counts_and_deletes_nothing(engine: Durable, clock: FakeClock)
         dry_run=True,
     )
     assert real.runs == 11
-    assert engine.prune(older_than=MONTH, dry_run=True) == PruneResult(dry_run=True)
+    assert engine.admin.prune(older_than=MONTH, dry_run=True) == PruneResult(dry_run=True)
 
 
 def test_nothing_to_prune_is_zero_batches(engine: Durable) -> None:
-    assert engine.prune(older_than=MONTH) == PruneResult()
+    assert engine.admin.prune(older_than=MONTH) == PruneResult()
     finished(engine, "p-two")
-    assert engine.prune(older_than=MONTH) == PruneResult()
-    assert engine.prune(older_than=timedelta.max) == PruneResult()  # before the year 1
+    assert engine.admin.prune(older_than=MONTH) == PruneResult()
+    assert engine.admin.prune(older_than=timedelta.max) == PruneResult()  # before the year 1
 
 
 def _bulk_finished_runs(engine: Durable, how_many: int, finished_at: object) -> None:
@@ -351,7 +351,7 @@ def test_a_big_prune_runs_alongside_a_worker(engine: Durable, clock: FakeClock) 
     assert retention._CHUNK < 1200
     new = [engine.start("p-two").run_id for _ in range(20)]
     with engine.worker(concurrency=2, poll_interval=0.02):
-        result = engine.prune(older_than=MONTH, batch_size=700)
+        result = engine.admin.prune(older_than=MONTH, batch_size=700)
         for run_id in new:
             engine.wait(run_id, timeout=30)
     assert result == PruneResult(runs=1200, journal_entries=2400, batches=2)
@@ -433,7 +433,7 @@ def test_bad_arguments_are_refused_before_anything_is_read(
     finished(engine, "p-two")
     clock.advance(MONTH + DAY)
     with pytest.raises(InvalidArgumentError) as caught:
-        engine.prune(**arguments)  # type: ignore[arg-type]
+        engine.admin.prune(**arguments)  # type: ignore[arg-type]
     assert says in str(caught.value)
     assert isinstance(caught.value, ValueError)
     assert len(run_ids(engine)) == 1

@@ -88,8 +88,8 @@ def test_stale_redelivered_advance_is_a_no_op(engine: Durable) -> None:
     run_id = engine.start("idem-seq").run_id
     clear_jobs(engine)
 
-    assert engine.advance(run_id, 0, 1) == JobOutcome.APPLIED
-    assert engine.advance(run_id, 0, 1) == JobOutcome.STALE
+    assert engine.admin.advance(run_id, 0, 1) == JobOutcome.APPLIED
+    assert engine.admin.advance(run_id, 0, 1) == JobOutcome.STALE
     assert calls["a"] == 1
     assert [row.step_id for row in get_journal(engine, run_id)] == ["a"]
     assert get_run(engine, run_id).current_step == 1
@@ -114,7 +114,7 @@ def test_concurrent_duplicate_advances_journal_once(engine: Durable) -> None:
 
     def deliver() -> None:
         try:
-            outcomes.append(engine.advance(run_id, 0, 1))
+            outcomes.append(engine.admin.advance(run_id, 0, 1))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

@@ -107,8 +107,8 @@ def test_transactional_step_redelivery_writes_exactly_once(app_engine: Durable) 
 
     durable("charge-once").step("charge", charge, transactional=True)
     run_id = app_engine.start("charge-once").run_id
-    app_engine.advance(run_id, 0)
-    app_engine.advance(run_id, 0)  # a redelivery after the commit
+    app_engine.admin.advance(run_id, 0)
+    app_engine.admin.advance(run_id, 0)  # a redelivery after the commit
     drain(app_engine)
     assert count(app_engine, Ledger) == 1
     assert get_run(app_engine, run_id).status == "completed"

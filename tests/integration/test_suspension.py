@@ -151,7 +151,8 @@ def test_agent_suspension_and_resume_reenters_the_step(engine: Durable) -> None:
     drain(engine)
     run = get_run(engine, run_id)
     assert run.status == "suspended"
-    assert run.awaiting_signal == "think"
+    assert (run.wait_kind, run.wait_step, run.awaiting_signal) == ("agent", "think", None)
+    assert engine.status(run_id).awaiting_signal == "think"  # what resume() accepts
     assert pending_jobs(engine) == 0
     assert count(engine, JournalEntry) == 0
 

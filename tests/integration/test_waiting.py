@@ -139,7 +139,7 @@ def test_a_run_still_going_at_the_timeout_raises(engine: Durable) -> None:
 
 def test_another_run_ending_does_not_end_the_wait(engine: Durable) -> None:
     waited_for = engine.start(QUICK).run_id
-    engine.claim(worker="elsewhere")  # its job is held: it will not end meanwhile
+    engine.admin.claim(worker="elsewhere")  # its job is held: it will not end meanwhile
     engine.start(QUICK)
     with Finisher(engine), pytest.raises(WaitTimeoutError):
         wait_for_run(engine.shell, waited_for, timeout=1.0)

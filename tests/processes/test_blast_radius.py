@@ -26,7 +26,7 @@ FAST = ("--lease", "3", "--heartbeat", "0.5", "--poll-interval", "0.5")
 
 def _wait_for_workers(engine: Durable, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while len(engine.workers()) < count:
+    while len(engine.admin.workers()) < count:
         assert time.monotonic() < deadline, "the worker processes did not start"
         time.sleep(0.2)
 
@@ -119,7 +119,7 @@ def test_a_row_lock_held_by_the_application_stalls_only_its_own_run(
     assert locked_open == 0, outputs
     assert codes == [0, 0], outputs
     assert {rel_engine.status(r).status for r in run_ids} == {"completed"}
-    assert rel_engine.dead_letters() == []
+    assert rel_engine.admin.dead_letters() == []
 
 
 def test_a_half_open_write_connection_strands_no_run(
@@ -151,7 +151,7 @@ def test_a_half_open_write_connection_strands_no_run(
     assert left_open == 0, output
     assert code == 0, output
     assert {rel_engine.status(r).status for r in run_ids} == {"completed"}
-    assert rel_engine.dead_letters() == []
+    assert rel_engine.admin.dead_letters() == []
     with Session(rel_engine.sa_engine) as session:  # every step checkpointed once
         rows = session.scalar(sa.select(sa.func.count()).select_from(JournalEntry))
     assert rows == 20 * 5
@@ -166,13 +166,13 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_alone(
     innocent = [rel_engine.start("rel-seq", {"i": i}).run_id for i in range(10)]
 
     def settled() -> bool:
-        return bool(rel_engine.dead_letters()) and not wait_until_all_terminal(
+        return bool(rel_engine.admin.dead_letters()) and not wait_until_all_terminal(
             rel_engine.sa_engine, innocent, timeout=0
         )
 
     args = ("--concurrency", "1", "--lease", "1", "--heartbeat", "0.2", "--poll-interval", "0.2")
     restarts, code, output = restart_until(durable_workload_url, args, settled)
-    letters = rel_engine.dead_letters()
+    letters = rel_engine.admin.dead_letters()
     print(f"\npoison job: restarts={restarts} dead_letters={len(letters)}")  # noqa: T201
     assert code == 0, output
     assert [letter.run_id for letter in letters] == [poison], output

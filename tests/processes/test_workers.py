@@ -112,9 +112,9 @@ def test_a_job_that_keeps_crashing_its_worker_is_dead_lettered(
     restarts, code, output = restart_until(
         durable_workload_url,
         ("--lease", "1", "--heartbeat", "0.2"),
-        lambda: bool(rel_engine.dead_letters()),
+        lambda: bool(rel_engine.admin.dead_letters()),
     )
-    letters = rel_engine.dead_letters()
+    letters = rel_engine.admin.dead_letters()
     print(f"\ncrashing job: restarts={restarts} dead_letters={len(letters)}")  # noqa: T201
     assert code == 0, output
     assert len(letters) == 1

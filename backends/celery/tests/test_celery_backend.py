@@ -83,7 +83,7 @@ def test_durable_workers_do_not_consume_celery(
     scenarios.define_scenarios()
     engine.start(scenarios.SEQUENTIAL, {})
     engine.relay().drain()
-    assert engine.claim(worker="w1") is None
+    assert engine.admin.claim(worker="w1") is None
     assert engine.backend.waiting_messages() == 1  # type: ignore[attr-defined]
     assert engine.backend.pending_count() == 1
 
@@ -126,9 +126,11 @@ def test_a_job_that_kills_every_worker_is_dead_lettered(
         ).start() as worker,
         pg_celery.relay(poll_interval=0.05),
     ):
-        assert eventually(lambda: len(pg_celery.dead_letters()) >= 1, timeout=WAIT), worker.output()
+        assert eventually(lambda: len(pg_celery.admin.dead_letters()) >= 1, timeout=WAIT), (
+            worker.output()
+        )
         time.sleep(3)  # copies of the job (relay, Celery) must not dead-letter it again
-    (letter,) = pg_celery.dead_letters()
+    (letter,) = pg_celery.admin.dead_letters()
     assert letter.run_id == run.run_id
     assert "without finishing (max 5)" in letter.error
     assert letter.attempts >= 6
@@ -221,6 +223,6 @@ def test_a_malformed_message_is_dead_lettered_by_the_task_logic(
     backend = engine.backend
     assert isinstance(backend, CeleryBackend)
     assert backend.consume(engine, "{nope", redelivered=False) is JobOutcome.DEAD_LETTERED
-    (letter,) = engine.dead_letters()
+    (letter,) = engine.admin.dead_letters()
     assert letter.kind == "unreadable"
     assert "malformed Celery task message" in letter.error

@@ -54,7 +54,7 @@ def stream_length(engine: Durable) -> int:
 
 def claim_now(engine: Durable, worker: str = "w1") -> ClaimedJob | None:
     engine.relay().drain()
-    return engine.claim(worker=worker, lease=LEASE)
+    return engine.admin.claim(worker=worker, lease=LEASE)
 
 
 # ── selection and options ───────────────────────────────────────────────────────
@@ -111,7 +111,7 @@ def test_a_sleep_waits_in_the_outbox_until_due(redis_engine: Durable) -> None:
     for _step in ("before", "nap"):  # the nap step starts the timer
         job = claim_now(redis_engine)
         assert job is not None
-        assert redis_engine.run_job(job) is JobOutcome.APPLIED
+        assert redis_engine.admin.run_job(job) is JobOutcome.APPLIED
     relay = redis_engine.relay()
     assert relay.drain() == 0
     assert stream_length(redis_engine) == 0
@@ -119,7 +119,7 @@ def test_a_sleep_waits_in_the_outbox_until_due(redis_engine: Durable) -> None:
     assert relay.next_due() is not None
     time.sleep(scenarios.SLEEP_SECONDS + 0.1)
     assert relay.drain() == 1
-    job = redis_engine.claim(worker="w1", lease=LEASE)
+    job = redis_engine.admin.claim(worker="w1", lease=LEASE)
     assert job is not None
     assert job.run_id == run.run_id
 
@@ -160,7 +160,7 @@ def test_a_row_taken_in_place_is_published_once_its_lease_ran_out(
     backend.forget(taken.id)  # the worker is gone
     relay.clock = lambda: redis_engine.now + LEASE * 2
     assert relay.drain() == 1
-    again = redis_engine.claim(worker="w2", lease=LEASE)
+    again = redis_engine.admin.claim(worker="w2", lease=LEASE)
     assert again is not None
     assert again.id == taken.id
     assert again.attempts == 2  # the lost run in place is counted, as a lost delivery is
@@ -332,7 +332,7 @@ def test_an_unreadable_entry_is_dead_lettered_and_the_next_one_runs(
     job = claim_now(redis_engine)
     assert job is not None
     assert job.run_id == run.run_id
-    letters = redis_engine.dead_letters()
+    letters = redis_engine.admin.dead_letters()
     assert len(letters) == 1
     assert letters[0].kind == "unreadable"
     assert f"on stream {key}" in letters[0].error
@@ -344,7 +344,7 @@ def test_a_job_this_worker_cannot_run_is_deferred_to_the_outbox(redis_engine: Du
     scenarios.define_scenarios()
     redis_engine.start(scenarios.SEQUENTIAL, {})
     redis_engine.relay().drain()
-    job = redis_engine.claim(worker="w1", lease=LEASE, workflows={"other": "1"})
+    job = redis_engine.admin.claim(worker="w1", lease=LEASE, workflows={"other": "1"})
     assert job is None
     assert stream_length(redis_engine) == 0
     with redis_engine.sa_engine.connect() as conn:
@@ -373,13 +373,13 @@ def test_dead_letters_of_unreadable_entries_are_kept_not_requeued(redis_engine: 
     key = backend.stream(backend.queue)
     backend.redis.xgroup_create(key, backend.group, id="0", mkstream=True)
     backend.redis.xadd(key, {b"job": b"nonsense"})
-    assert redis_engine.claim(worker="w1", lease=LEASE) is None
-    (letter,) = redis_engine.dead_letters()
+    assert redis_engine.admin.claim(worker="w1", lease=LEASE) is None
+    (letter,) = redis_engine.admin.dead_letters()
     with redis_engine.sa_engine.begin() as conn:
         assert conn.execute(select(func.count()).select_from(dead_letters_table)).scalar() == 1
     with pytest.raises(InvalidArgumentError, match="names no run"):
-        redis_engine.requeue(letter.id)
-    assert [d.id for d in redis_engine.dead_letters()] == [letter.id]  # kept to be read
+        redis_engine.admin.requeue(letter.id)
+    assert [d.id for d in redis_engine.admin.dead_letters()] == [letter.id]  # kept to be read
 
 
 # ── a broker restart in the middle of runs ──────────────────────────────────────
@@ -443,15 +443,15 @@ def test_stale_settle_after_a_lost_connection_is_harmless(redis_engine: Durable)
     real = backend.redis
     backend.redis = redis.Redis(port=1)  # the broker is unreachable at settle time
     try:
-        assert redis_engine.run_job(job) is JobOutcome.APPLIED
+        assert redis_engine.admin.run_job(job) is JobOutcome.APPLIED
     finally:
         backend.redis = real
     # The entry was not settled: after its lease it comes back, and is dropped as stale.
     time.sleep(LEASE.total_seconds() + 0.2)
-    again = redis_engine.claim(worker="w2", lease=LEASE)
+    again = redis_engine.admin.claim(worker="w2", lease=LEASE)
     assert again is not None
     assert again.id == job.id
-    assert redis_engine.run_job(again) is JobOutcome.STALE
+    assert redis_engine.admin.run_job(again) is JobOutcome.STALE
 
 
 def test_consumers_of_gone_workers_are_removed_from_the_group(
@@ -471,6 +471,6 @@ def test_consumers_of_gone_workers_are_removed_from_the_group(
     monkeypatch.setattr(module, "_GONE_AFTER_MS", -1)  # everyone idle counts as gone
     backend._next_cleanup = 0.0
     backend._next_reclaim = 0.0
-    assert redis_engine.claim(worker="live", lease=LEASE) is None
+    assert redis_engine.admin.claim(worker="live", lease=LEASE) is None
     names = [c["name"] for c in backend.redis.xinfo_consumers(key, backend.group)]
     assert b"ghost" not in names

@@ -136,7 +136,7 @@ def test_recover_reports_how_many_runs_got_a_job(engine, durable_each_database_u
 
 def test_dead_letters_are_listed_and_requeued(engine, durable_each_database_url, app, cli):
     run_id = engine.start("cli-three", {"n": 5}).run_id
-    job = engine.claim()
+    job = engine.admin.claim()
     assert job is not None
     engine.backend.dead_letter(job, error="No durable workflow named 'cli-three' here")
     code, out, _ = cli("dead-letters", "--database-url", durable_each_database_url)
@@ -269,10 +269,3 @@ def test_unknown_run_is_one_line(engine, durable_each_database_url, cli):
         assert code == 1
         assert out == ""
         assert err == "durable-sa: No durable run with id 424242 exists.\n"
-
-
-def test_demo_still_runs(cli, tmp_path):
-    code, out, err = cli("demo", "--db", str(tmp_path / "demo.sqlite"))
-    assert (code, err) == (0, "")
-    assert "completed" in out
-    assert (tmp_path / "demo.sqlite").is_file()

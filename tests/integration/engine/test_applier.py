@@ -82,7 +82,7 @@ def _advance(  # noqa: PLR0913 - the decision's pieces, keyword-only
 def _claim_all(engine: Durable) -> dict[int, ClaimedJob]:
     """Claim every due job; by run."""
     claimed = {}
-    while (job := engine.claim(worker="applier-test")) is not None:
+    while (job := engine.admin.claim(worker="applier-test")) is not None:
         assert job.run_id is not None
         claimed[job.run_id] = job
     return claimed
@@ -232,7 +232,7 @@ def test_the_next_job_of_a_continued_run_is_handed_to_the_applying_worker(
         assert job is not None
         assert job.claimed_by == "w-1"
         assert job.payload["step_index"] == 1
-    assert engine.claim(worker="someone-else") is None  # it is the worker's, not the queue's
+    assert engine.admin.claim(worker="someone-else") is None  # it is the worker's, not the queue's
 
 
 def test_a_child_that_settles_locks_its_parent_and_applies_the_parents_decision(

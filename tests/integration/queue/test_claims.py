@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from durable_sa import Durable, durable
-from durable_sa.queue.claims import ClaimKind
 from durable_sa.queue.jobs_table import JobsTableBackend
+from durable_sa.queue.protocol import ClaimKind
 
 LEASE = timedelta(seconds=30)
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -71,4 +71,4 @@ def test_a_recovered_claim_takes_one_job_and_any_takes_lapsed_ones(engine: Durab
     assert len(_claim(engine, ClaimKind.RECOVERED, now=LATER, limit=10)) == 1
     # claim() (one job, alone) takes a lapsed lease too, given back as it was in company
     assert _claim(engine, ClaimKind.ANY, now=LATER) == [(ids[1], 1)]
-    assert engine.claim(now=LATER, lease=LEASE).id == ids[2]  # type: ignore[union-attr]
+    assert engine.admin.claim(now=LATER, lease=LEASE).id == ids[2]  # type: ignore[union-attr]

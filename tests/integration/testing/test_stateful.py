@@ -709,8 +709,8 @@ class EngineMachine(RuleBasedStateMachine):
     def deliver_awaited(self, world: World) -> bool:
         delivered = False
         for run in world.runs.values():
-            if run.status is RunStatus.SUSPENDED and run.awaiting_signal is not None:
-                result = self.engine.resume(run.id, run.awaiting_signal, {"settled": run.id})
+            if run.status is RunStatus.SUSPENDED and run.resume_signal is not None:
+                result = self.engine.resume(run.id, run.resume_signal, {"settled": run.id})
                 assert result.accepted, f"run {run.id} refused the signal it awaits"
                 self.observe()
                 delivered = True

@@ -126,7 +126,7 @@ def test_stop_lets_a_running_step_finish_and_commit(engine: Durable) -> None:
             sa.select(JournalEntry.step_id).where(JournalEntry.run_id == run_id)
         ).all()
     assert steps == ["slow"]
-    assert engine.workers() == []
+    assert engine.admin.workers() == []
 
 
 def test_leases_are_renewed_while_a_long_step_runs(engine: Durable) -> None:
@@ -166,11 +166,11 @@ def test_a_step_past_its_timeout_is_abandoned_and_retried(engine: Durable) -> No
 def test_workers_report_their_presence(engine: Durable) -> None:
     durable("w-presence").step("a", lambda ctx: 1)
     with engine.worker(concurrency=2, name="presence-test", **FAST):
-        live = engine.workers()
+        live = engine.admin.workers()
         assert [w.id for w in live] == ["presence-test"]
         assert live[0].concurrency == 2
         assert live[0].workflows["w-presence"] == registry.get("w-presence").version
-    assert engine.workers() == []
+    assert engine.admin.workers() == []
 
 
 def test_a_worker_claims_only_versions_it_defines(engine: Durable) -> None:
@@ -185,7 +185,7 @@ def test_a_worker_claims_only_versions_it_defines(engine: Durable) -> None:
         assert snapshot.waiting_for_version == "1"
         assert count(engine, DeadLetter) == 0
         durable("w-version", version="1").step("a", lambda ctx: "v1")  # an old worker
-        engine.workers()  # (the worker reads the registry on every claim)
+        engine.admin.workers()  # (the worker reads the registry on every claim)
         final = engine.wait(run_id, timeout=20)
     assert final.results == {"a": "v1"}
     assert final.waiting_for_version is None
@@ -198,9 +198,9 @@ def test_dead_letters_can_be_listed_and_requeued(engine: Durable) -> None:
         conn.execute(sa.update(Job.__table__).values(payload={"run_id": "oops"}))
     with engine.worker(**FAST):
         deadline = time.monotonic() + 10
-        while not engine.dead_letters() and time.monotonic() < deadline:
+        while not engine.admin.dead_letters() and time.monotonic() < deadline:
             time.sleep(0.05)
-    letters = engine.dead_letters()
+    letters = engine.admin.dead_letters()
     assert len(letters) == 1
     assert letters[0].run_id == run_id
     assert "malformed" in letters[0].error
@@ -209,9 +209,9 @@ def test_dead_letters_can_be_listed_and_requeued(engine: Durable) -> None:
         conn.execute(
             sa.update(DeadLetter.__table__).values(payload={"run_id": run_id, "step_index": 0})
         )
-    job_id = engine.requeue(letters[0].id)
+    job_id = engine.admin.requeue(letters[0].id)
     assert job_id > 0
-    assert engine.dead_letters() == []
+    assert engine.admin.dead_letters() == []
     registry.register(wf)
     with engine.worker(**FAST):
         assert engine.wait(run_id, timeout=20).status == "completed"

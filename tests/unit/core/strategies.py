@@ -1,7 +1,7 @@
 """Hypothesis strategies for the pure core, shared by the property tests.
 
 Every snapshot drawn here is one the engine could have written: its step position,
-attempt, compensation cursor, ``awaiting_signal``, ``wake_at`` and ``WAIT_KEY`` marker are
+attempt, compensation cursor, wait columns, ``resume_data`` and ``wake_at`` are
 consistent with its status. Outcomes are drawn for a given run, as the step driver would
 produce them for the run's current step.
 """
@@ -18,16 +18,14 @@ from durable_sa.core.outcomes import (
     Advance,
     AwaitChild,
     AwaitSignal,
-    Compensate,
     Complete,
-    Retry,
+    Failed,
     Sleep,
     StepOutcome,
     SuspendAgent,
 )
 from durable_sa.core.snapshot import (
-    RESUME_KEY,
-    WAIT_KEY,
+    NOT_WAITING,
     JournalStatus,
     JournalWrite,
     RunSnapshot,
@@ -114,7 +112,8 @@ def run_snapshots(  # noqa: C901, PLR0912 - one branch per status, on purpose
     state: JSONObject = {step_name(i): draw(json_values) for i in sorted(done) if i < current}
 
     cursor: int | None = None
-    awaiting_signal: str | None = None
+    wait: WaitInfo | None = None
+    resume_data: JSONValue = None
     wake_at: datetime | None = None
     error: str | None = draw(st.none() | failures)
     result: JSONObject | None = None
@@ -122,22 +121,19 @@ def run_snapshots(  # noqa: C901, PLR0912 - one branch per status, on purpose
     if status is RunStatus.RUNNING:
         wake_at = draw(st.none() | instants)  # sleeping until wake_at
         if draw(st.booleans()):
-            state[RESUME_KEY] = draw(json_values)
+            resume_data = draw(json_values)
     elif status is RunStatus.SUSPENDED:
         name = step_name(current)
         kind = draw(wait_kinds)
         if kind is WaitKind.SIGNAL:
             signal = draw(st.sampled_from(SIGNAL_NAMES))
             wait = WaitInfo(kind=kind, step=name, signal=signal)
-            awaiting_signal = signal
             wake_at = draw(st.none() | instants)  # the timeout's deadline
         elif kind is WaitKind.AGENT:
             wait = WaitInfo(kind=kind, step=name)
-            awaiting_signal = name
             state[name] = {"status": "suspended", "state": draw(json_values)}
         else:
             wait = WaitInfo(kind=kind, step=name)
-        state[WAIT_KEY] = wait.to_json()
     elif status is RunStatus.COMPENSATING:
         cursor = draw(st.integers(0, current))
         error = draw(failures)
@@ -162,7 +158,8 @@ def run_snapshots(  # noqa: C901, PLR0912 - one branch per status, on purpose
         result=result,
         parent_run_id=None if parent is None else parent[0],
         parent_step_id=None if parent is None else parent[1],
-        awaiting_signal=awaiting_signal,
+        **(NOT_WAITING if wait is None else wait.columns()),  # type: ignore[arg-type]
+        resume_data=resume_data,
         wake_at=wake_at,
         error=error,
     )
@@ -260,9 +257,17 @@ def await_children(draw: DrawFn, name: str) -> AwaitChild:
 
 
 @st.composite
-def retries(draw: DrawFn, name: str, attempt: int) -> Retry:
-    return Retry(
-        journal=draw(journal_writes(name, attempt)),
+def finished_units(draw: DrawFn, name: str, attempt: int) -> tuple[JournalWrite, ...]:
+    """What a failed attempt finished first: units only, never the step's own row."""
+    return draw(journal_writes(name, attempt, failed=True))[:-1]
+
+
+@st.composite
+def retries(draw: DrawFn, name: str, attempt: int) -> Failed:
+    """A failed attempt with attempts left: the core retries it."""
+    return Failed(
+        step_name=name,
+        journal=draw(finished_units(name, attempt)),
         failure=draw(failures),
         backoff=draw(st.sampled_from(["exponential", "linear"])),
         max_attempts=attempt + draw(st.integers(1, 3)),
@@ -270,10 +275,14 @@ def retries(draw: DrawFn, name: str, attempt: int) -> Retry:
 
 
 @st.composite
-def compensates(draw: DrawFn, name: str, attempt: int) -> Compensate:
-    return Compensate(
-        journal=draw(journal_writes(name, attempt, failed=True)),
+def compensates(draw: DrawFn, name: str, attempt: int) -> Failed:
+    """A failed last attempt: the core journals the failure and rolls back."""
+    return Failed(
+        step_name=name,
+        journal=draw(finished_units(name, attempt)),
         failure=draw(failures),
+        backoff=draw(st.sampled_from(["exponential", "linear"])),
+        max_attempts=draw(st.integers(1, attempt)),
         undo_failed_step=draw(st.booleans()),
     )
 
@@ -367,6 +376,6 @@ def settlements(draw: DrawFn, parent: RunSnapshot) -> ParentSettlement:
 @st.composite
 def resume_signals(draw: DrawFn, run: RunSnapshot) -> str:
     """The signal the run waits for (often) or any other name."""
-    if run.awaiting_signal is not None and draw(st.booleans()):
-        return run.awaiting_signal
+    if run.resume_signal is not None and draw(st.booleans()):
+        return run.resume_signal
     return draw(st.sampled_from([*SIGNAL_NAMES, "s0", "s3", "nope"]))

@@ -11,6 +11,7 @@ from durable_sa.core.decide import (
     decide_cancel,
     decide_child_settled,
     decide_compensation,
+    decide_failure,
     decide_recovery,
     decide_resume,
     decide_signal_timeout,
@@ -30,15 +31,12 @@ from durable_sa.core.outcomes import (
     Advance,
     AwaitChild,
     AwaitSignal,
-    Compensate,
     Complete,
-    Retry,
+    Failed,
     Sleep,
     SuspendAgent,
 )
 from durable_sa.core.snapshot import (
-    RESUME_KEY,
-    WAIT_KEY,
     JournalStatus,
     JournalWrite,
     RunSnapshot,
@@ -70,14 +68,7 @@ def make_run(**changes: Any) -> RunSnapshot:
 
 def waiting(kind: WaitKind, step: str, signal: str | None = None, **changes: Any) -> RunSnapshot:
     wait = WaitInfo(kind=kind, step=step, signal=signal)
-    state = {"reserve": {"ok": True}, WAIT_KEY: wait.to_json()}
-    awaiting = signal if kind is WaitKind.SIGNAL else step if kind is WaitKind.AGENT else None
-    values: dict[str, Any] = {
-        "status": S.SUSPENDED,
-        "state": state,
-        "awaiting_signal": awaiting,
-        **changes,
-    }
+    values: dict[str, Any] = {"status": S.SUSPENDED, **wait.columns(), **changes}
     return make_run(**values)
 
 
@@ -154,13 +145,14 @@ def test_advance_moves_to_the_next_step_with_one_job_due_now() -> None:
 
 
 def test_advance_drops_the_resume_payload() -> None:
-    run = make_run(state={"reserve": 1, RESUME_KEY: {"answer": 42}})
+    run = make_run(state={"reserve": 1}, resume_data={"answer": 42})
     t = decide_step(run, Advance(journal=(), result_patch={"s1": 2}), attempt=1, now=NOW)
     assert t.after.state == {"reserve": 1, "s1": 2}
+    assert t.after.resume_data is None
 
 
 def test_advance_on_the_last_step_completes_the_run() -> None:
-    run = make_run(current_step=3, state={"a": 1, RESUME_KEY: {"x": 1}})
+    run = make_run(current_step=3, state={"a": 1}, resume_data={"x": 1})
     journal = (done("last", "done"),)
     t = decide_step(
         run, Advance(journal=journal, result_patch={"last": "done"}), attempt=1, now=NOW
@@ -173,7 +165,7 @@ def test_advance_on_the_last_step_completes_the_run() -> None:
     assert t.jobs == ()
     assert t.journal == journal
     assert t.settle_parent is None
-    assert RESUME_KEY not in t.after.state
+    assert t.after.resume_data is None
 
 
 def test_completing_a_child_run_settles_its_parent() -> None:
@@ -192,7 +184,7 @@ def test_completing_a_child_run_settles_its_parent() -> None:
 
 
 def test_complete_outcome_ends_the_run_with_its_public_results() -> None:
-    run = make_run(current_step=4, state={"a": 1, RESUME_KEY: "r"})
+    run = make_run(current_step=4, state={"a": 1}, resume_data="r")
     t = decide_step(run, Complete(), attempt=1, now=NOW)
     assert t.after.status is S.COMPLETED
     assert t.after.result == {"a": 1}
@@ -271,7 +263,8 @@ def test_suspend_agent_stores_the_snapshot_under_the_step_name() -> None:
     assert t.event is RunEvent.SUSPEND
     assert t.after.status is S.SUSPENDED
     assert t.after.state["agent"] == snapshot
-    assert t.after.awaiting_signal == "agent"
+    assert t.after.awaiting_signal is None  # a column for signals only
+    assert t.after.resume_signal == "agent"  # resume(run, "agent") wakes it
     assert t.after.waiting_for == WaitInfo(kind=WaitKind.AGENT, step="agent")
     assert t.after.current_step == 1
     assert t.jobs == ()
@@ -301,14 +294,16 @@ def test_await_child_suspends_and_spawns_the_child() -> None:
     assert t.jobs == ()
 
 
-# ── Retry ─────────────────────────────────────────────────────────────────────
+# ── Failed: retry ─────────────────────────────────────────────────────────────────
 
 
 @pytest.mark.parametrize(("strategy", "jitter"), [("exponential", 0.5), ("linear", 0.3)])
 def test_retry_keeps_the_step_and_delays_the_next_attempt(strategy: str, jitter: float) -> None:
     run = make_run(attempt=2)
     journal = (done("fan#a", 1, attempt=2),)
-    outcome = Retry(journal=journal, failure="boom", backoff=strategy, max_attempts=3)  # type: ignore[arg-type]
+    outcome = Failed(
+        step_name="fan", journal=journal, failure="boom", backoff=strategy, max_attempts=3
+    )  # type: ignore[arg-type]
     t = decide_step(run, outcome, attempt=2, now=NOW, jitter=jitter)
     assert t.event is RunEvent.PROGRESS
     assert t.after.status is S.RUNNING
@@ -323,18 +318,43 @@ def test_retry_keeps_the_step_and_delays_the_next_attempt(strategy: str, jitter:
 
 
 def test_retry_delay_for_exponential_is_four_seconds_and_jitter_at_attempt_two() -> None:
-    outcome = Retry(journal=(), failure="x", backoff="exponential", max_attempts=5)
+    outcome = Failed(step_name="s", journal=(), failure="x", backoff="exponential", max_attempts=5)
     t = decide_step(make_run(attempt=2), outcome, attempt=2, now=NOW, jitter=0.25)
     assert t.jobs[0].available_at == NOW + timedelta(seconds=4.25)
 
 
-# ── Compensate ────────────────────────────────────────────────────────────────
+@pytest.mark.parametrize(("attempt", "retried"), [(1, True), (2, True), (3, False), (4, False)])
+def test_the_core_retries_until_the_last_attempt_then_journals_the_failure(
+    attempt: int, retried: bool
+) -> None:
+    finished = (done("fan#a", 1, attempt=attempt),)
+    outcome = Failed(
+        step_name="fan", journal=finished, failure="boom", backoff="linear", max_attempts=3
+    )
+    t = decide_failure(make_run(attempt=attempt), outcome, attempt=attempt, now=NOW)
+    if retried:
+        assert t.after.status is S.RUNNING
+        assert t.journal == finished  # no failed row: the step is not over
+    else:
+        assert t.after.status in {S.COMPENSATING, S.FAILED}
+        failed = JournalWrite(
+            step_id="fan", status=JournalStatus.FAILED, error="boom", attempt=attempt
+        )
+        assert t.journal == (*finished, failed)
+
+
+# ── Failed: roll back ─────────────────────────────────────────────────────────────
 
 
 def test_compensate_with_steps_before_begins_rollback() -> None:
     run = make_run(current_step=2)
-    journal = (JournalWrite(step_id="ship", status=JournalStatus.FAILED, error="no truck"),)
-    t = decide_step(run, Compensate(journal=journal, failure="no truck"), attempt=3, now=NOW)
+    outcome = Failed(
+        step_name="ship", journal=(), failure="no truck", backoff="linear", max_attempts=3
+    )
+    t = decide_step(run, outcome, attempt=3, now=NOW)
+    journal = (
+        JournalWrite(step_id="ship", status=JournalStatus.FAILED, error="no truck", attempt=3),
+    )
     assert t.event is RunEvent.ROLLBACK
     assert t.after.status is S.COMPENSATING
     assert t.after.compensation_cursor == 1
@@ -347,7 +367,10 @@ def test_compensate_with_steps_before_begins_rollback() -> None:
 
 def test_compensate_at_step_zero_fails_the_run() -> None:
     run = make_run(current_step=0, parent_run_id=5, parent_step_id="sub")
-    t = decide_step(run, Compensate(journal=(), failure="bad input"), attempt=1, now=NOW)
+    outcome = Failed(
+        step_name="first", journal=(), failure="bad input", backoff="linear", max_attempts=1
+    )
+    t = decide_step(run, outcome, attempt=1, now=NOW)
     assert t.event is RunEvent.FAIL
     assert t.after.status is S.FAILED
     assert t.after.error == "bad input"
@@ -368,7 +391,14 @@ def test_compensate_at_step_zero_fails_the_run() -> None:
 @pytest.mark.parametrize("index", [0, 2])
 def test_undo_failed_step_starts_at_the_failed_step(index: int) -> None:
     run = make_run(current_step=index)
-    outcome = Compensate(journal=(), failure="half done", undo_failed_step=True)
+    outcome = Failed(
+        step_name="s",
+        journal=(),
+        failure="half done",
+        backoff="linear",
+        max_attempts=1,
+        undo_failed_step=True,
+    )
     t = decide_step(run, outcome, attempt=1, now=NOW)
     assert t.after.status is S.COMPENSATING
     assert t.after.compensation_cursor == index
@@ -381,7 +411,7 @@ def test_undo_failed_step_starts_at_the_failed_step(index: int) -> None:
         Advance(journal=(), result_patch={}),
         Sleep(step_name="s", delay=timedelta(1)),
         AwaitSignal(step_name="s", signal="go"),
-        Retry(journal=(), failure="x", backoff="linear", max_attempts=3),
+        Failed(step_name="s", journal=(), failure="x", backoff="linear", max_attempts=3),
         Complete(),
     ],
     ids=lambda outcome: type(outcome).__name__,
@@ -466,12 +496,9 @@ def test_resume_of_a_signal_step_journals_the_data_and_advances() -> None:
     assert t.journal == (done("approve", {"approved": True}),)
     assert t.after.status is S.RUNNING
     assert t.after.current_step == 2
-    assert t.after.state == {
-        "reserve": {"ok": True},
-        "approve": {"approved": True},
-        RESUME_KEY: {"approved": True},  # the next step's ctx.resume_data()
-    }
-    assert t.after.public_results == {"reserve": {"ok": True}, "approve": {"approved": True}}
+    assert t.after.state == {"reserve": {"ok": True}, "approve": {"approved": True}}
+    assert t.after.resume_data == {"approved": True}  # the next step's ctx.resume_data()
+    assert t.after.waiting_for is None
     assert t.after.awaiting_signal is None
     assert t.after.wake_at is None
     assert t.jobs == (advance_job(2),)
@@ -485,9 +512,8 @@ def test_resume_of_an_agent_step_re_enters_it_with_the_payload() -> None:
     assert t.event is RunEvent.WAKE
     assert t.after.status is S.RUNNING
     assert t.after.current_step == 1
-    assert t.after.state[RESUME_KEY] == {"tool": "ok"}
-    assert WAIT_KEY not in t.after.state
-    assert t.after.awaiting_signal is None
+    assert t.after.resume_data == {"tool": "ok"}
+    assert t.after.waiting_for is None
     assert t.journal == ()
     assert t.jobs == (advance_job(1, attempt=2),)
     assert t.drop_jobs is True
@@ -502,7 +528,7 @@ def test_resume_of_an_agent_step_re_enters_it_with_the_payload() -> None:
         (on_child(), "kid"),
         (make_run(), "go"),
         (make_run(status=S.COMPLETED), "go"),
-        (make_run(status=S.SUSPENDED, awaiting_signal="go"), "go"),  # no wait marker
+        (make_run(status=S.SUSPENDED, awaiting_signal="go"), "go"),  # no wait kind
         (attrs.evolve(on_signal(), status=S.CANCELED), "go"),
         (on_signal(awaiting_signal="other"), "go"),
     ],
@@ -539,7 +565,7 @@ def test_signal_timeout_fails_the_step_and_rolls_back() -> None:
     assert (write.step_id, write.status) == ("approve", JournalStatus.FAILED)
     assert write.error is not None
     assert "timed out" in write.error
-    assert WAIT_KEY not in t.after.state
+    assert t.after.waiting_for is None
     assert (t.after.awaiting_signal, t.after.wake_at) == (None, None)
     assert t.jobs == (compensate_job(0),)
     assert t.drop_jobs is True
@@ -619,7 +645,7 @@ def test_failed_or_canceled_child_fails_the_parent_step(settlement: Settlement, 
     assert (t.journal[0].step_id, t.journal[0].status) == ("kid", JournalStatus.FAILED)
     assert t.journal[0].error == error
     assert t.jobs == (compensate_job(0),)
-    assert WAIT_KEY not in t.after.state
+    assert t.after.waiting_for is None
 
 
 def test_failed_child_at_step_zero_fails_the_parent() -> None:
@@ -666,7 +692,7 @@ def test_cancel_ends_every_non_terminal_run(run: RunSnapshot) -> None:
     assert t.after.status is S.CANCELED
     assert t.drop_jobs is True
     assert t.jobs == ()
-    assert WAIT_KEY not in t.after.state
+    assert t.after.waiting_for is None
     assert (t.after.awaiting_signal, t.after.wake_at) == (None, None)
     assert t.settle_parent is None
 
@@ -767,7 +793,7 @@ def test_is_current_signal_timeout() -> None:
     assert not is_current_signal_timeout(run, attrs.evolve(job, signal="stop"))
     assert not is_current_signal_timeout(attrs.evolve(run, status=S.RUNNING), job)
     assert not is_current_signal_timeout(attrs.evolve(run, status=S.CANCELED), job)
-    assert not is_current_signal_timeout(attrs.evolve(run, state={}), job)
+    assert not is_current_signal_timeout(attrs.evolve(run, wait_kind=None), job)
     assert not is_current_signal_timeout(on_agent(), attrs.evolve(job, signal="agent"))
 
 
@@ -776,7 +802,7 @@ def test_the_jobs_a_decision_emits_pass_their_guard() -> None:
     assert isinstance(t1.jobs[0].payload, AdvanceJob)
     assert is_current_advance(t1.after, t1.jobs[0].payload)
     assert not is_current_advance(t1.after, AdvanceJob(run_id=RUN_ID, step_index=1))
-    retry = Retry(journal=(), failure="x", backoff="linear", max_attempts=3)
+    retry = Failed(step_name="s", journal=(), failure="x", backoff="linear", max_attempts=3)
     t2 = decide_step(make_run(), retry, attempt=1, now=NOW)
     assert isinstance(t2.jobs[0].payload, AdvanceJob)
     assert is_current_advance(t2.after, t2.jobs[0].payload)

@@ -19,8 +19,9 @@ from durable_sa.core.decide import (
     is_current_signal_timeout,
 )
 from durable_sa.core.jobs import AdvanceJob, CompensateJob, SignalTimeoutJob
-from durable_sa.core.outcomes import AwaitSignal, Complete, Retry
-from durable_sa.core.snapshot import RESERVED_PREFIX, WAIT_KEY, WaitKind
+from durable_sa.core.keys import RESERVED_PREFIX
+from durable_sa.core.outcomes import AwaitSignal, Complete, Failed
+from durable_sa.core.snapshot import WaitKind
 from durable_sa.core.status import TERMINAL_STATUSES, RunStatus, is_legal_move, next_status
 from durable_sa.errors import IllegalTransition
 from tests.unit.core.strategies import (
@@ -83,11 +84,11 @@ def check_transition(t: Transition) -> None:
     else:
         assert after.status in TERMINAL_STATUSES
         assert t.jobs == ()
-    # a wait marker exists exactly while the run is suspended
+    # a wait is recorded exactly while the run is suspended, in its columns alone
     assert (after.status is S.SUSPENDED) == (after.waiting_for is not None)
-    assert (after.status is S.SUSPENDED) == (WAIT_KEY in after.state)
     if after.status is not S.SUSPENDED:
-        assert after.awaiting_signal is None
+        assert (after.awaiting_signal, after.wait_kind, after.wait_step) == (None, None, None)
+    assert not any(key.startswith(RESERVED_PREFIX) for key in after.state)
     if after.status is S.COMPLETED:
         assert after.result == after.public_results
         assert not any(key.startswith(RESERVED_PREFIX) for key in after.result)
@@ -113,7 +114,7 @@ def check_step(case: tuple[RunSnapshot, StepOutcome, int], jitter: float) -> Tra
     if t.after.status is S.SUSPENDED and t.jobs:
         assert isinstance(outcome, AwaitSignal)
         assert outcome.timeout is not None
-    if isinstance(outcome, Retry):
+    if isinstance(outcome, Failed) and attempt < outcome.max_attempts:
         assert t.after.current_step == run.current_step
         assert t.after.attempt == attempt + 1
         assert t.jobs[0].available_at > NOW
@@ -227,7 +228,7 @@ def test_resume_is_legal_or_refused(run: RunSnapshot, data: DataObject) -> None:
     if t is None:
         return
     assert run.status is S.SUSPENDED
-    assert run.awaiting_signal == signal
+    assert run.resume_signal == signal
     check_transition(t)
     assert t.after.status is S.RUNNING
     assert t.drop_jobs

@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from durable_sa.core.definition import (
-    DEFAULT_BACKOFF,
-    DEFAULT_MAX_RETRIES,
     ChildStep,
     DurableWorkflow,
     LoopStep,
@@ -22,6 +20,7 @@ from durable_sa.core.definition import (
     durable,
 )
 from durable_sa.core.registry import registry
+from durable_sa.core.steps import DEFAULT_BACKOFF, DEFAULT_MAX_RETRIES
 from durable_sa.errors import DefinitionError, DurableError, WorkflowNotRegisteredError
 
 if TYPE_CHECKING:

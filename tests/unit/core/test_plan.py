@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 from durable_sa.core.decide import decide_cancel, decide_step
-from durable_sa.core.outcomes import Advance, AwaitChild, Retry, Sleep
+from durable_sa.core.outcomes import Advance, AwaitChild, Failed, Sleep
 from durable_sa.core.plan import (
     LOCK_FREE_FIELDS,
     LOCKED_FIELDS,
@@ -72,10 +72,10 @@ def test_the_next_step_due_now_continues_in_place_when_asked() -> None:
     "outcome",
     [
         Sleep(step_name="nap", delay=timedelta(seconds=5)),
-        Retry(journal=(), failure="boom", backoff="linear", max_attempts=3),
+        Failed(step_name="s", journal=(), failure="boom", backoff="linear", max_attempts=3),
     ],
 )
-def test_a_job_due_later_is_queued_not_continued(outcome: Sleep | Retry) -> None:
+def test_a_job_due_later_is_queued_not_continued(outcome: Sleep | Failed) -> None:
     transition = decide_step(_run(), outcome, attempt=1, now=NOW)
     until = NOW + timedelta(seconds=30)
     assert plan_transition(transition, now=NOW, continue_until=until).continue_until is None

@@ -1,30 +1,28 @@
 """The benchmark plots: throughput against concurrency, the relay's outbox backlog, mixed.
 
-Kept apart from :mod:`benchmarks.report` (the figures, targets and tables), since only
-these functions need matplotlib, which the ``bench`` and ``dev`` extras install.
+Kept apart from the figures, targets and tables of the report, since only these
+functions need matplotlib (the ``bench`` and ``dev`` extras install it), and they import
+it only when called.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from benchmarks.report import (
-    CONCURRENCIES,
-    OURS,
-    PEERS,
-    RELAY_BACKENDS,
-    RELAY_PREFIX,
-    find,
-    machine_summary,
-)
-from benchmarks.report_mixed import ROWS as MIXED_ROWS
+from benchmarks.report.figures import find
+from benchmarks.report.mixed_table import ROWS as MIXED_ROWS
+from benchmarks.report.samples import OURS, PEERS, RELAY_BACKENDS, RELAY_PREFIX
+from benchmarks.report.tables import machine_summary
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
-    from benchmarks.report import Result
+    from benchmarks.report.figures import Result
+
+CONCURRENCIES: Final = (1, 4, 16)
+"""The worker concurrencies on the throughput plot's x axis."""
 
 
 def plot_series(results: Sequence[Result]) -> dict[str, list[tuple[int, Result]]]:

@@ -1,37 +1,29 @@
-"""The mixed scenario's part of the report: its table, in text and in Markdown.
+"""The mixed scenario's table: one row per workflow and system, in text and in Markdown.
 
 The scenario (``--only mixed``) runs three programs: durable-sa draining ``mixed6`` and
 ``plain6`` (:func:`benchmarks.durable_bench.mixed`, one worker, P=1 C=1) and DBOS draining
 its own ``mixed6`` (:mod:`benchmarks.peers.dbos_mixed_peer`, C=1). Their figures and
-targets are made by :mod:`benchmarks.report` like any other (scenarios ``mixed6_…`` and
-``plain6_…``, targets ``mixed_vs_plain`` and ``mixed_vs_dbos``); this module lays them
-out in a table of their own, between the markers :data:`MIXED_START` and
-:data:`MIXED_END` of ``docs/performance.md``. Pure functions only, like the report.
+targets are made like any other (:mod:`benchmarks.report.figures`, scenarios ``mixed6_…``
+and ``plain6_…``; :mod:`benchmarks.report.targets`, ``mixed_vs_plain`` and
+``mixed_vs_dbos``); this module lays them out in a table of their own, between the mixed
+markers of ``docs/performance.md`` (:data:`benchmarks.report.docs_page.MIXED_START`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from benchmarks.report import (
-    OURS,
-    find,
-    fmt,
-    machine_summary,
-    markdown_row,
-    median_of,
-    ratio,
-    verdict_of,
-)
+from benchmarks.report.figures import find, fmt, median_of
+from benchmarks.report.samples import OURS
+from benchmarks.report.tables import machine_summary, markdown_row
+from benchmarks.report.targets import ratio, verdict_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
 
-    from benchmarks.report import Result, Target
-
-MIXED_START: Final = "<!-- bench:mixed:start -->"
-MIXED_END: Final = "<!-- bench:mixed:end -->"
+    from benchmarks.report.figures import Result
+    from benchmarks.report.targets import Target
 
 ROWS: Final = (("plain6", OURS), ("mixed6", OURS), ("mixed6", "dbos"))
 """The table's rows, in order: (workflow, system)."""

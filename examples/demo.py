@@ -19,15 +19,13 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from durable_sa.core.definition import ParallelEntry, durable
-from durable_sa.facade import Durable
-from durable_sa.store.models import JournalEntry
+from durable_sa import Durable, JournalEntry, ParallelEntry, durable
 from durable_sa.testing import drain
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from durable_sa.core.context import DurableContext
+    from durable_sa import DurableContext
 
 CALLS: list[str] = []
 
@@ -115,7 +113,7 @@ def show(engine: Durable, run_id: int, title: str) -> None:
 
 
 def app() -> Durable:
-    """The demo for a real worker: ``durable-sa worker durable_sa.demo:app``.
+    """The demo for a real worker: ``durable-sa worker examples.demo:app``.
 
     It defines the order workflow and binds an engine to ``DURABLE_SA_DATABASE_URL``
     (default: ``durable-sa-demo.sqlite`` in the current directory).
@@ -135,7 +133,7 @@ def start_orders(count: int) -> list[int]:
     ]
     url = engine.sa_engine.url.render_as_string(hide_password=True)
     print(f"started order runs {run_ids} on {url}")
-    print("run them in another terminal:   durable-sa worker durable_sa.demo:app")
+    print("run them in another terminal:   durable-sa worker examples.demo:app")
     print(f"watch them:                       durable-sa list --database-url {url}")
     print(
         "approve one:                      durable-sa resume RUN_ID warehouse-approval "
@@ -150,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--start N`` only starts N orders on ``DURABLE_SA_DATABASE_URL`` (or the demo
     file) for a real worker to run.
     """
-    parser = argparse.ArgumentParser(prog="durable-sa demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__)
     parser.add_argument("--db", help="SQLite file to use (default: a temporary file)")
     parser.add_argument(
         "--start", type=int, metavar="N", help="only start N orders, for a worker to run"
@@ -170,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_demo(url: str) -> None:
     """The demo itself, on the database at ``url``."""
     define()
-    print(f"durable-sa demo on {url}")
+    print(f"durable-sa's demo on {url}")
     first = create_engine(url)
     engine = Durable(first)
     engine.create_tables()

@@ -1,0 +1,55 @@
+"""The start decision: what ``start`` inserts, checked before anything is written.
+
+Kept apart from :mod:`durable_sa.core.decide` (which decides what happens to a run that
+exists) because it is the one decision made without a run: its input is the caller's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from durable_sa.core.plan import NewRun
+from durable_sa.errors import PayloadError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from durable_sa.core.codec import JSONObject
+
+MAX_IDEMPOTENCY_KEY: Final = 255
+"""The length of the idempotency key's column."""
+
+
+def decide_start(  # noqa: PLR0913 - a run's parts, all keyword-only
+    *,
+    workflow_name: str,
+    workflow_version: str | None,
+    total_steps: int,
+    input: JSONObject,  # noqa: A002 - the reference's name
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> NewRun:
+    """The run that ``start`` inserts: running at step 0, its first job due ``now``.
+
+    Raises:
+        PayloadError: ``idempotency_key`` is not a non-empty string that fits its column.
+
+    """
+    if idempotency_key is not None and (
+        not isinstance(idempotency_key, str)
+        or not idempotency_key
+        or len(idempotency_key) > MAX_IDEMPOTENCY_KEY
+    ):
+        msg = (
+            "idempotency_key must be a non-empty string of at most "
+            f"{MAX_IDEMPOTENCY_KEY} characters"
+        )
+        raise PayloadError(msg)
+    return NewRun(
+        workflow_name=workflow_name,
+        workflow_version=workflow_version,
+        total_steps=total_steps,
+        input=input,
+        due=now,
+        idempotency_key=idempotency_key,
+    )

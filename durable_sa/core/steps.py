@@ -1,0 +1,147 @@
+"""The step kinds of a workflow, as frozen values: what the builder methods produce.
+
+Each builder method of :class:`~durable_sa.core.workflow.DurableWorkflow` checks its
+arguments and appends one of these values; the engine and the step driver read them and
+nothing else. Their public home is :mod:`durable_sa.core.definition`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, ClassVar, Final, TypeAlias
+
+import attrs
+
+from durable_sa.core.backoff import Backoff
+
+if TYPE_CHECKING:
+    from durable_sa.core.context import DurableContext
+
+StepHandler: TypeAlias = "Callable[[DurableContext], object]"
+"""A step, parallel-entry, branch or compensation handler: plain or ``async def``."""
+LoopHandler: TypeAlias = "Callable[[object, DurableContext], object]"
+"""A loop body: ``handler(input, ctx)``, plain or ``async def``."""
+RouteResolver: TypeAlias = "Callable[[DurableContext], object]"
+"""Returns the key of the branch to run (may be ``async def``)."""
+InputMapper: TypeAlias = "Callable[[DurableContext], object]"
+"""Builds a loop's first input or a child workflow's input from the context."""
+
+DEFAULT_MAX_RETRIES: Final = 3
+DEFAULT_BACKOFF: Final[Backoff] = "exponential"
+
+
+class StepType(enum.StrEnum):
+    """The kind of a step; members compare equal to their lower-case names."""
+
+    STEP = "step"
+    PARALLEL = "parallel"
+    ROUTE = "route"
+    LOOP = "loop"
+    SLEEP = "sleep"
+    SIGNAL = "signal"
+    CHILD = "child"
+
+
+@attrs.frozen
+class ParallelEntry:
+    """One concurrently executed unit of a parallel step, with its own compensator."""
+
+    name: str
+    handler: StepHandler
+    compensate: StepHandler | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TaskStep:
+    """A single handler; its result is stored under the step's name."""
+
+    type: ClassVar[StepType] = StepType.STEP
+    name: str
+    handler: StepHandler
+    compensate: StepHandler | None = None
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_backoff: Backoff = DEFAULT_BACKOFF
+    transactional: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class ParallelStep:
+    """Entries run concurrently; each result is stored under the entry's name."""
+
+    type: ClassVar[StepType] = StepType.PARALLEL
+    name: str
+    entries: tuple[ParallelEntry, ...]
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_backoff: Backoff = DEFAULT_BACKOFF
+
+
+@attrs.frozen(kw_only=True)
+class RouteStep:
+    """The resolver picks a branch key; that branch's handler runs."""
+
+    type: ClassVar[StepType] = StepType.ROUTE
+    name: str
+    resolver: RouteResolver
+    branches: Mapping[str, StepHandler]
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_backoff: Backoff = DEFAULT_BACKOFF
+
+
+@attrs.frozen(kw_only=True)
+class LoopStep:
+    """The handler runs up to ``max_iterations`` times; each iteration is journaled."""
+
+    type: ClassVar[StepType] = StepType.LOOP
+    name: str
+    handler: LoopHandler
+    max_iterations: int
+    until: Callable[[object, int], object] | None = None
+    feedback: Callable[[object], object] | None = None
+    map_input: InputMapper | None = None
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_backoff: Backoff = DEFAULT_BACKOFF
+
+
+@attrs.frozen(kw_only=True)
+class SleepStep:
+    """A durable timer: for ``delay`` from when the step runs, or ``until`` an instant."""
+
+    type: ClassVar[StepType] = StepType.SLEEP
+    name: str
+    delay: timedelta | None = None
+    until: datetime | None = None
+
+    @property
+    def duration(self) -> timedelta | datetime:
+        """What was given: the delay, or the instant to sleep until."""
+        if self.until is not None:
+            return self.until
+        return self.delay if self.delay is not None else timedelta(0)
+
+
+@attrs.frozen(kw_only=True)
+class SignalStep:
+    """Park the run until ``signal`` is delivered; fail the step after ``timeout``."""
+
+    type: ClassVar[StepType] = StepType.SIGNAL
+    name: str
+    signal: str
+    timeout: timedelta | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ChildStep:
+    """Start the workflow ``child_name`` as its own durable run and wait for it."""
+
+    type: ClassVar[StepType] = StepType.CHILD
+    name: str
+    child_name: str
+    map_input: InputMapper | None = None
+
+
+StepDefinition: TypeAlias = (
+    TaskStep | ParallelStep | RouteStep | LoopStep | SleepStep | SignalStep | ChildStep
+)
+RetryableStep: TypeAlias = TaskStep | ParallelStep | RouteStep | LoopStep

@@ -1,0 +1,102 @@
+"""The checks a workflow definition passes while it is declared, before it can run.
+
+Every mistake that can be seen while a workflow is being declared raises
+:class:`DefinitionError` there and then, with a message naming the step and the
+argument, never later inside a worker. The builder methods of
+:class:`~durable_sa.core.workflow.DurableWorkflow` call these.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+
+from durable_sa.core.backoff import BACKOFF_STRATEGIES
+from durable_sa.core.keys import RESERVED_PREFIX
+from durable_sa.core.steps import ParallelEntry
+from durable_sa.errors import DefinitionError
+
+
+def check_name(name: object, what: str) -> None:
+    """A step, entry, signal or workflow name: non-empty, no ``#``, not reserved."""
+    if not isinstance(name, str) or not name.strip():
+        msg = f"{what} must be a non-empty string, not {name!r}"
+        raise DefinitionError(msg)
+    if "#" in name:
+        msg = f"{what} {name!r} must not contain '#': the journal uses it for sub-units"
+        raise DefinitionError(msg)
+    if name.startswith(RESERVED_PREFIX):
+        msg = f"{what} {name!r} must not start with {RESERVED_PREFIX!r} (reserved)"
+        raise DefinitionError(msg)
+
+
+def check_callable(value: object, what: str) -> None:
+    """A handler, resolver or hook: something that can be called."""
+    if not callable(value):
+        msg = f"{what} must be callable, not {type(value).__name__}"
+        raise DefinitionError(msg)
+
+
+def check_optional_callable(value: object, what: str) -> None:
+    """:func:`check_callable`, unless ``value`` is ``None``."""
+    if value is not None:
+        check_callable(value, what)
+
+
+def check_retries(name: str, max_retries: object, retry_backoff: object) -> None:
+    """A step's retry options: a total of attempts >= 1 and a known backoff."""
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 1:
+        msg = (
+            f"step {name!r}: max_retries counts total attempts and must be an integer "
+            f">= 1, not {max_retries!r}"
+        )
+        raise DefinitionError(msg)
+    if retry_backoff not in BACKOFF_STRATEGIES:
+        msg = (
+            f"step {name!r}: retry_backoff must be 'exponential' or 'linear', not {retry_backoff!r}"
+        )
+        raise DefinitionError(msg)
+
+
+def check_duration(value: object, what: str, *, allow_zero: bool = False) -> timedelta:
+    """A ``timedelta`` or a finite number of seconds, positive: as a ``timedelta``."""
+    if isinstance(value, timedelta):
+        delta = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            msg = f"{what} must be finite, not {value!r}"
+            raise DefinitionError(msg)
+        delta = timedelta(seconds=value)
+    else:
+        msg = f"{what} must be a timedelta or a number of seconds, not {type(value).__name__}"
+        raise DefinitionError(msg)
+    zero = timedelta(0)
+    if delta < zero or (delta == zero and not allow_zero):
+        msg = f"{what} must be positive, not {delta.total_seconds():g} seconds"
+        raise DefinitionError(msg)
+    return delta
+
+
+def check_entries(value: object, what: str) -> list[object]:
+    """A parallel step's entries: a list (not a string or a mapping)."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        msg = f"{what}: entries must be a list of ParallelEntry or (name, handler) tuples"
+        raise DefinitionError(msg)
+    return list(value)
+
+
+def check_entry(step_name: str, raw: object) -> ParallelEntry:
+    """One parallel entry, from a :class:`ParallelEntry` or a tuple, checked."""
+    what = f"parallel {step_name!r}"
+    if isinstance(raw, ParallelEntry):
+        entry = raw
+    elif isinstance(raw, tuple) and len(raw) in (2, 3):
+        entry = ParallelEntry(*raw)
+    else:
+        msg = f"{what}: each entry must be a ParallelEntry or a (name, handler) tuple, not {raw!r}"
+        raise DefinitionError(msg)
+    check_name(entry.name, f"{what}: entry name")
+    check_callable(entry.handler, f"{what}: entry {entry.name!r} handler")
+    check_optional_callable(entry.compensate, f"{what}: entry {entry.name!r} compensate")
+    return entry

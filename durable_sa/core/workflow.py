@@ -1,0 +1,338 @@
+"""The workflow builder: a named, ordered list of steps, each added by one method call.
+
+Rules:
+- A workflow is a flat, ordered list of named steps. Names are unique, and so are the
+  keys results are stored under (a parallel entry's name is a result key too).
+- Each builder method checks its arguments (:mod:`durable_sa.core.validation`), appends
+  one step value (:mod:`durable_sa.core.steps`) to the same object and returns it, so
+  chaining is optional.
+- A definition has a *version*: the one given to ``durable(name, version=...)``, else a
+  fingerprint of its steps' kinds and names. A run records the version it started with.
+
+Registering a definition is :func:`durable_sa.core.definition.durable`'s job, one layer up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from durable_sa.core.steps import (
+    DEFAULT_BACKOFF,
+    DEFAULT_MAX_RETRIES,
+    ChildStep,
+    InputMapper,
+    LoopHandler,
+    LoopStep,
+    ParallelEntry,
+    ParallelStep,
+    RouteResolver,
+    RouteStep,
+    SignalStep,
+    SleepStep,
+    StepDefinition,
+    StepHandler,
+    TaskStep,
+)
+from durable_sa.core.validation import (
+    check_callable,
+    check_duration,
+    check_entries,
+    check_entry,
+    check_name,
+    check_optional_callable,
+    check_retries,
+)
+from durable_sa.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from durable_sa.core.backoff import Backoff
+
+
+class DurableWorkflow:
+    """A named, ordered list of steps, built by chaining and registered on creation."""
+
+    def __init__(self, name: str, *, version: str | None = None) -> None:
+        """Create an empty workflow; prefer :func:`~durable_sa.core.definition.durable`."""
+        check_name(name, "workflow name")
+        if version is not None and (not isinstance(version, str) or not version):
+            msg = f"workflow {name!r}: version must be a non-empty string"
+            raise DefinitionError(msg)
+        self.name: Final = name
+        self._explicit_version = version
+        self._steps: list[StepDefinition] = []
+        self._fingerprint: str | None = None
+        self._result_keys: set[str] = set()
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(f"{s.type}:{s.name}" for s in self._steps)
+        return f"<DurableWorkflow {self.name!r} [{kinds}]>"
+
+    @property
+    def steps(self) -> tuple[StepDefinition, ...]:
+        """The ordered step definitions, options filled in with their defaults."""
+        return tuple(self._steps)
+
+    @property
+    def version(self) -> str:
+        """The explicit version, else :attr:`fingerprint`."""
+        return self._explicit_version or self.fingerprint
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the steps' kinds, names and shape (entries, signal, child).
+
+        Computed once per shape: workers read it on every claim.
+        """
+        if self._fingerprint is None:
+            shape = [[str(s.type), s.name, *_shape_details(s)] for s in self._steps]
+            digest = hashlib.sha256(json.dumps(shape).encode()).hexdigest()
+            self._fingerprint = f"fp-{digest[:16]}"
+        return self._fingerprint
+
+    def step_index(self, name: str) -> int:
+        """Position of the step called ``name``."""
+        for index, step in enumerate(self._steps):
+            if step.name == name:
+                return index
+        msg = f"workflow {self.name!r} has no step named {name!r}"
+        raise KeyError(msg)
+
+    # ── builder methods ────────────────────────────────────────────────────────
+
+    def step(  # noqa: PLR0913 - the reference's step options, keyword-only
+        self,
+        name: str,
+        handler: StepHandler,
+        *,
+        compensate: StepHandler | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_backoff: Backoff = DEFAULT_BACKOFF,
+        transactional: bool = False,
+    ) -> DurableWorkflow:
+        """Add a step; its result is stored in ``ctx.results[name]``.
+
+        ``compensate`` undoes it if a later step fails for good. With
+        ``transactional=True`` the handler gets ``ctx.session``, on the very transaction
+        that checkpoints the step, so its writes commit exactly once.
+        """
+        self._claim_step(name)
+        check_callable(handler, f"step {name!r}: handler")
+        check_optional_callable(compensate, f"step {name!r}: compensate")
+        check_retries(name, max_retries, retry_backoff)
+        if not isinstance(transactional, bool):
+            msg = f"step {name!r}: transactional must be True or False"
+            raise DefinitionError(msg)
+        return self._add(
+            TaskStep(
+                name=name,
+                handler=handler,
+                compensate=compensate,
+                max_retries=max_retries,
+                retry_backoff=retry_backoff,
+                transactional=transactional,
+            ),
+            result_keys=[name],
+        )
+
+    def parallel(
+        self,
+        name: str,
+        entries: Iterable[ParallelEntry | tuple[object, ...]],
+        *,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> DurableWorkflow:
+        """Add entries that run concurrently; each result is stored under its entry name.
+
+        ``entries`` holds :class:`ParallelEntry` values or ``(name, handler)`` /
+        ``(name, handler, compensate)`` tuples.
+        """
+        self._claim_step(name)
+        check_retries(name, max_retries, retry_backoff)
+        built = tuple(
+            check_entry(name, raw) for raw in check_entries(entries, f"parallel {name!r}")
+        )
+        if not built:
+            msg = f"parallel step {name!r} must have at least one entry"
+            raise DefinitionError(msg)
+        keys = [entry.name for entry in built]
+        duplicates = sorted({key for key in keys if keys.count(key) > 1})
+        if duplicates:
+            msg = f"parallel step {name!r} has duplicate entry names: {', '.join(duplicates)}"
+            raise DefinitionError(msg)
+        return self._add(
+            ParallelStep(
+                name=name, entries=built, max_retries=max_retries, retry_backoff=retry_backoff
+            ),
+            result_keys=keys,
+        )
+
+    def route(
+        self,
+        name: str,
+        resolver: RouteResolver,
+        branches: Mapping[str, StepHandler],
+        *,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> DurableWorkflow:
+        """Add a route: ``resolver(ctx)`` returns a key and that branch runs.
+
+        A key with no branch completes the step with no result.
+        """
+        self._claim_step(name)
+        check_callable(resolver, f"route {name!r}: resolver")
+        check_retries(name, max_retries, retry_backoff)
+        if not isinstance(branches, Mapping):
+            msg = f"route {name!r}: branches must be a mapping of key to handler"
+            raise DefinitionError(msg)
+        for key, branch in branches.items():
+            if not isinstance(key, str):
+                msg = f"route {name!r}: branch key {key!r} must be a string"
+                raise DefinitionError(msg)
+            check_callable(branch, f"route {name!r}: branch {key!r}")
+        return self._add(
+            RouteStep(
+                name=name,
+                resolver=resolver,
+                branches=dict(branches),
+                max_retries=max_retries,
+                retry_backoff=retry_backoff,
+            ),
+            result_keys=[name],
+        )
+
+    def loop(  # noqa: PLR0913 - the reference's loop options, each keyword-only
+        self,
+        name: str,
+        handler: LoopHandler,
+        max_iterations: int | None = None,
+        *,
+        until: Callable[[object, int], object] | None = None,
+        feedback: Callable[[object], object] | None = None,
+        map_input: InputMapper | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> DurableWorkflow:
+        """Add a loop: ``handler(input, ctx)`` runs until ``until(result, done)`` holds.
+
+        The first input is ``map_input(ctx)`` (default ``ctx.input``), the next one
+        ``feedback(result)`` (default: the same input). Each iteration is journaled as
+        ``<name>#iter<i>`` and is not re-run after a crash or a retry.
+        """
+        self._claim_step(name)
+        check_callable(handler, f"loop {name!r}: handler")
+        if (
+            max_iterations is None
+            or isinstance(max_iterations, bool)
+            or not isinstance(max_iterations, int)
+            or max_iterations < 1
+        ):
+            msg = (
+                f"loop {name!r}: max_iterations must be a positive integer, not {max_iterations!r}"
+            )
+            raise DefinitionError(msg)
+        check_optional_callable(until, f"loop {name!r}: until")
+        check_optional_callable(feedback, f"loop {name!r}: feedback")
+        check_optional_callable(map_input, f"loop {name!r}: map_input")
+        check_retries(name, max_retries, retry_backoff)
+        return self._add(
+            LoopStep(
+                name=name,
+                handler=handler,
+                max_iterations=max_iterations,
+                until=until,
+                feedback=feedback,
+                map_input=map_input,
+                max_retries=max_retries,
+                retry_backoff=retry_backoff,
+            ),
+            result_keys=[name],
+        )
+
+    def sleep(self, name: str, duration: timedelta | float | datetime) -> DurableWorkflow:
+        """Add a durable timer: a duration (``timedelta`` or seconds) or an aware datetime."""
+        self._claim_step(name)
+        if isinstance(duration, datetime):
+            if duration.tzinfo is None or duration.utcoffset() is None:
+                msg = f"sleep {name!r}: the datetime must be timezone-aware"
+                raise DefinitionError(msg)
+            return self._add(SleepStep(name=name, until=duration), result_keys=[])
+        delay = check_duration(duration, f"sleep {name!r}: duration", allow_zero=True)
+        return self._add(SleepStep(name=name, delay=delay), result_keys=[])
+
+    def wait_for_signal(
+        self,
+        name: str,
+        signal: str,
+        *,
+        timeout: timedelta | float | None = None,
+    ) -> DurableWorkflow:
+        """Park the run, holding no process, until ``resume(run_id, signal, data)``.
+
+        The payload becomes the step's result. After ``timeout`` the step fails with an
+        error saying it timed out, and the run compensates like any failed step.
+        """
+        self._claim_step(name)
+        check_name(signal, f"wait_for_signal {name!r}: signal")
+        limit = None if timeout is None else check_duration(timeout, f"signal {name!r}: timeout")
+        return self._add(SignalStep(name=name, signal=signal, timeout=limit), result_keys=[name])
+
+    def child_workflow(
+        self,
+        name: str,
+        child_name: str,
+        map_input: InputMapper | None = None,
+    ) -> DurableWorkflow:
+        """Start ``child_name`` as an independent durable run and wait for it.
+
+        Its results become this step's result; its failure fails this step.
+        ``map_input(ctx)`` builds the child's input (default: this run's input).
+        """
+        self._claim_step(name)
+        check_name(child_name, f"child_workflow {name!r}: child workflow name")
+        check_optional_callable(map_input, f"child_workflow {name!r}: map_input")
+        return self._add(
+            ChildStep(name=name, child_name=child_name, map_input=map_input),
+            result_keys=[name],
+        )
+
+    # ── helpers ────────────────────────────────────────────────────────────────
+
+    def _claim_step(self, name: str) -> None:
+        check_name(name, "step name")
+        if any(step.name == name for step in self._steps):
+            msg = f"duplicate step name {name!r} in durable workflow {self.name!r}"
+            raise DefinitionError(msg)
+
+    def _add(self, step: StepDefinition, *, result_keys: list[str]) -> DurableWorkflow:
+        taken = self._result_keys | {existing.name for existing in self._steps}
+        clash = {key for key in result_keys if key in taken}
+        if step.name in self._result_keys:
+            clash.add(step.name)
+        if clash:
+            msg = (
+                f"{step.type} {step.name!r} in workflow {self.name!r} would store results "
+                f"under names already used: {', '.join(sorted(set(clash)))}"
+            )
+            raise DefinitionError(msg)
+        self._steps.append(step)
+        self._fingerprint = None
+        self._result_keys.update(result_keys)
+        return self
+
+
+def _shape_details(step: StepDefinition) -> list[str]:
+    if isinstance(step, ParallelStep):
+        return [entry.name for entry in step.entries]
+    if isinstance(step, SignalStep):
+        return [step.signal]
+    if isinstance(step, ChildStep):
+        return [step.child_name]
+    if isinstance(step, RouteStep):
+        return sorted(step.branches)
+    return []
