@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL server binaries (initdb, pg_ctl, postgres) are installed.
 #
-# The test suite (tests/support/pgserver.py) starts its own throwaway server from
+# The test suite (durable_sa/testing/servers.py) starts its own throwaway server from
 # /usr/lib/postgresql/<version>/bin; this script only installs the binaries.
 # Idempotent: when initdb is already there it exits at once without touching apt.
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the redis-server binary is installed.
 #
-# The test suite (tests/support/redisserver.py) starts its own throwaway server as a child
+# The test suite (durable_sa/testing/servers.py) starts its own throwaway server as a child
 # process on a free loopback port; this script only installs the binary. It must not leave
 # Debian's system service running on port 6379: the tests never use it.
 # Idempotent: when redis-server is already there it exits at once without touching apt.

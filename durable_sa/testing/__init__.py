@@ -7,13 +7,19 @@
   concurrent deliveries, clock jumps, signals) against real runs.
 - :func:`check_workflow` property-tests a workflow under generated schedules with
   hypothesis and reports a shrunk, readable failure; :func:`replay` plays one again.
+- For tests on real servers and processes (a queue backend's suite, crash tests):
+  :class:`PostgresServer` and :class:`RedisServer` (:mod:`.servers`), child processes
+  that are killed and restarted (:mod:`.processes`), a crash-test workload
+  (:mod:`.workload`), and the pytest plugin's fixtures (:mod:`.pytest_plugin`).
 
-The hypothesis-based parts load on first use, so ``drain`` needs no test dependencies.
+The hypothesis-based parts and the servers, processes and workload load on first use, so
+``drain`` needs no test dependencies and importing this package starts nothing.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Final
 
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.testing import faults
@@ -57,6 +63,10 @@ def clear_jobs(engine: Durable) -> None:
     engine.backend.clear()
 
 
+_SUBMODULES: Final = frozenset({"processes", "servers", "workload"})
+"""Modules loaded on first use, as attributes (``durable_sa.testing.servers``)."""
+
+
 def __getattr__(name: str) -> object:
     """Load the hypothesis-based helpers only when they are asked for."""
     if name in {"check_workflow", "replay", "Example", "Invariant"}:
@@ -67,6 +77,12 @@ def __getattr__(name: str) -> object:
         from durable_sa.testing import strategies  # noqa: PLC0415 - needs hypothesis
 
         return strategies.schedules
+    if name in {"PostgresServer", "RedisServer"}:
+        from durable_sa.testing import servers  # noqa: PLC0415 - only when servers are asked for
+
+        return getattr(servers, name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)
 
@@ -76,12 +92,17 @@ __all__ = [
     "Example",
     "FakeClock",
     "Invariant",
+    "PostgresServer",
+    "RedisServer",
     "SimulatedCrash",
     "check_workflow",
     "clear_jobs",
     "drain",
     "faults",
     "pending_jobs",
+    "processes",
     "replay",
     "schedules",
+    "servers",
+    "workload",
 ]

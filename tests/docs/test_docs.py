@@ -155,10 +155,12 @@ def run_page(page: Path, page_id: str) -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
 def test_page_runs(
-    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable_redis_url: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("REDIS_URL", redis_url)  # the session's server, emptied for this page
+    monkeypatch.setenv(
+        "REDIS_URL", durable_redis_url
+    )  # the session's server, emptied for this page
     before = {name: registry.get(name) for name in registry.names()}
     try:
         run_page(page, page.relative_to(ROOT).as_posix())

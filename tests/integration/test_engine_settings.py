@@ -27,7 +27,9 @@ def _define() -> None:
     ).step("c", lambda ctx: ctx.results["a"])
 
 
-def test_the_engines_json_serializer_and_events_see_every_write(database_url: str) -> None:
+def test_the_engines_json_serializer_and_events_see_every_write(
+    durable_each_database_url: str,
+) -> None:
     serialized: list[str] = []
 
     def serializer(value: Any) -> str:
@@ -35,7 +37,7 @@ def test_the_engines_json_serializer_and_events_see_every_write(database_url: st
         serialized.append(text)
         return text
 
-    sa_engine = sa.create_engine(database_url, json_serializer=serializer)
+    sa_engine = sa.create_engine(durable_each_database_url, json_serializer=serializer)
     statements: list[str] = []
     sa.event.listen(
         sa_engine,
@@ -57,9 +59,11 @@ def test_the_engines_json_serializer_and_events_see_every_write(database_url: st
     sa_engine.dispose()
 
 
-def test_a_schema_translate_map_puts_every_row_in_the_mapped_schema(pg_database_url: str) -> None:
+def test_a_schema_translate_map_puts_every_row_in_the_mapped_schema(
+    durable_postgres_url: str,
+) -> None:
     schema = f"tenant_{uuid.uuid4().hex[:8]}"
-    plain = sa.create_engine(pg_database_url)
+    plain = sa.create_engine(durable_postgres_url)
     with plain.begin() as conn:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     mapped = plain.execution_options(schema_translate_map={None: schema})
@@ -105,9 +109,9 @@ def test_a_schema_translate_map_puts_every_row_in_the_mapped_schema(pg_database_
     plain.dispose()
 
 
-def test_the_trigger_ddl_for_a_schema_installs_into_that_schema(pg_database_url: str) -> None:
+def test_the_trigger_ddl_for_a_schema_installs_into_that_schema(durable_postgres_url: str) -> None:
     schema = f"Tenant_{uuid.uuid4().hex[:8]}"  # mixed case: it must be quoted
-    plain = sa.create_engine(pg_database_url)
+    plain = sa.create_engine(durable_postgres_url)
     mapped = plain.execution_options(schema_translate_map={None: schema})
     with plain.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
@@ -140,9 +144,9 @@ def _creator_engine(url: str, opened: list[int]) -> sa.Engine:
     return sa.create_engine("postgresql+psycopg://", creator=connect)
 
 
-def test_listening_and_waiting_use_the_engines_own_connections(pg_database_url: str) -> None:
+def test_listening_and_waiting_use_the_engines_own_connections(durable_postgres_url: str) -> None:
     opened: list[int] = []
-    sa_engine = _creator_engine(pg_database_url, opened)
+    sa_engine = _creator_engine(durable_postgres_url, opened)
     engine = Durable(sa_engine)
     engine.create_tables()
     _define()
@@ -161,11 +165,11 @@ async def _wait_async(engine: Durable, run_id: int) -> str:
     return (await engine.wait_async(run_id, timeout=10)).status
 
 
-def test_wait_async_uses_the_engines_own_connection(pg_database_url: str) -> None:
+def test_wait_async_uses_the_engines_own_connection(durable_postgres_url: str) -> None:
     import asyncio  # noqa: PLC0415
 
     opened: list[int] = []
-    sa_engine = _creator_engine(pg_database_url, opened)
+    sa_engine = _creator_engine(durable_postgres_url, opened)
     engine = Durable(sa_engine)
     engine.create_tables()
     _define()

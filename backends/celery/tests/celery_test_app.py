@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from celery_config import make_app
 from durable_sa_celery import install
 
-import tests.reliability.app  # noqa: F401 - the reliability workload's workflows
 from durable_sa import Durable
 from durable_sa.testing.scenarios import define_scenarios
+from durable_sa.testing.workload import define_workload
 
 app = make_app(os.environ["CELERY_BROKER_URL"])
 engine = Durable(
@@ -31,4 +31,5 @@ engine = Durable(
     },
 )
 define_scenarios()
+define_workload(engine.sa_engine)  # the crash tests' workflows
 task = install(app, engine)

@@ -1,7 +1,8 @@
 """Fixtures for the Celery backend: an engine on each database, real Celery workers.
 
-The databases (``sa_engine``) and the Redis server that Celery uses as its broker
-(``redis_url``) come from the repository's shared fixture plugins.
+The databases (``durable_each_database_url``...) and the Redis server that Celery uses as
+its broker (``durable_redis_url``) come from durable_sa.testing's pytest plugin, the
+worker processes from :mod:`durable_sa.testing.processes`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import pytest
 from celery_config import make_app
 
 from durable_sa import Durable
-from tests.reliability.harness import ChildProcess
-from tests.support.registry import clean_registry  # noqa: F401 - autouse: no workflow leaks
+from durable_sa.testing.processes import ChildProcess
+from durable_sa.testing.workload import STEP_SECONDS_ENV
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -26,7 +27,12 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[2]
+"""This folder: Celery worker processes import the test app (``celery_test_app``) here."""
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry(durable_clean_registry: None) -> None:
+    """Every test: the workflows it defines are unregistered after it."""
 
 
 class CeleryWorker(ChildProcess):
@@ -47,11 +53,11 @@ class CeleryWorker(ChildProcess):
             {
                 "DURABLE_SA_DATABASE_URL": database_url,
                 "CELERY_BROKER_URL": broker_url,
-                "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),
-                "REL_STEP_SECONDS": os.environ.get("REL_STEP_SECONDS", "0.05"),
+                STEP_SECONDS_ENV: os.environ.get(STEP_SECONDS_ENV, "0.05"),
                 **(env or {}),
             },
             cwd=HERE,
+            pythonpath=[HERE],
         )
         self.concurrency = concurrency
         self.name = name
@@ -107,8 +113,12 @@ def celery_consumers(engine: Durable, *, workers: int = 1) -> Iterator[list[Cele
 
 
 @pytest.fixture
-def celery_engine(sa_engine: sa.Engine, redis_url: str) -> Durable:
+def celery_engine(durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str) -> Durable:
     """A durable engine relaying to Celery through the test Redis server."""
-    engine = Durable(sa_engine, backend="celery", backend_options={"app": make_app(redis_url)})
+    engine = Durable(
+        durable_sqlalchemy_engine,
+        backend="celery",
+        backend_options={"app": make_app(durable_redis_url)},
+    )
     engine.create_tables()
     return engine

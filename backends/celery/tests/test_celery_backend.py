@@ -10,19 +10,24 @@ import attrs
 import pytest
 import sqlalchemy as sa
 from celery_config import make_app
+from conftest import CeleryWorker, database_url_of
 from durable_sa_celery import CeleryBackend
 
-from conftest import CeleryWorker, database_url_of
 from durable_sa import Durable, InvalidArgumentError, RunStatus
 from durable_sa.outbox.message import encode_message, message_from_row
 from durable_sa.results import JobOutcome
 from durable_sa.store.models import outbox_table
 from durable_sa.testing import scenarios
 from durable_sa.testing.conformance import eventually
-from tests.reliability.app import effects_metadata
+from durable_sa.testing.workload import define_workload, effects_metadata
 
 if TYPE_CHECKING:
-    from tests.support.redisserver import RedisServer
+    from durable_sa.testing.servers import RedisServer
+
+ON_SQLITE = pytest.mark.parametrize("durable_each_database_url", ["sqlite"], indirect=True)
+ON_POSTGRESQL = pytest.mark.parametrize("durable_each_database_url", ["postgresql"], indirect=True)
+"""Tests that need one database only: durable_sqlalchemy_engine on it alone."""
+
 
 WAIT = 60
 
@@ -36,14 +41,17 @@ def celery_durable(sa_engine: sa.Engine, broker_url: str, **options: object) -> 
 
 
 @pytest.fixture
-def pg_celery(pg_engine: sa.Engine, redis_url: str) -> Durable:
-    effects_metadata.create_all(pg_engine)
-    return celery_durable(pg_engine, redis_url, redeliver_after=timedelta(seconds=2))
+def pg_celery(durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str) -> Durable:
+    effects_metadata.create_all(durable_sqlalchemy_engine)
+    return celery_durable(
+        durable_sqlalchemy_engine, durable_redis_url, redeliver_after=timedelta(seconds=2)
+    )
 
 
-def test_the_app_may_be_named_by_its_import_path(sqlite_engine: sa.Engine) -> None:
+@ON_SQLITE
+def test_the_app_may_be_named_by_its_import_path(durable_sqlalchemy_engine: sa.Engine) -> None:
     engine = Durable(
-        sqlite_engine, backend="celery", backend_options={"app": "celery_config:probe"}
+        durable_sqlalchemy_engine, backend="celery", backend_options={"app": "celery_config:probe"}
     )
     assert isinstance(engine.backend, CeleryBackend)
     import celery_config  # noqa: PLC0415 - the module the path names
@@ -60,13 +68,17 @@ def test_the_app_may_be_named_by_its_import_path(sqlite_engine: sa.Engine) -> No
         ({"app": "celery_config:probe", "retry_delay": -1}, "retry_delay"),
     ],
 )
-def test_bad_options_are_refused(sqlite_engine: sa.Engine, options, match) -> None:
+@ON_SQLITE
+def test_bad_options_are_refused(durable_sqlalchemy_engine: sa.Engine, options, match) -> None:
     with pytest.raises(InvalidArgumentError, match=match):
-        Durable(sqlite_engine, backend="celery", backend_options=options)
+        Durable(durable_sqlalchemy_engine, backend="celery", backend_options=options)
 
 
-def test_durable_workers_do_not_consume_celery(sqlite_engine: sa.Engine, redis_url: str) -> None:
-    engine = celery_durable(sqlite_engine, redis_url)
+@ON_SQLITE
+def test_durable_workers_do_not_consume_celery(
+    durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str
+) -> None:
+    engine = celery_durable(durable_sqlalchemy_engine, durable_redis_url)
     scenarios.define_scenarios()
     engine.start(scenarios.SEQUENTIAL, {})
     engine.relay().drain()
@@ -75,8 +87,13 @@ def test_durable_workers_do_not_consume_celery(sqlite_engine: sa.Engine, redis_u
     assert engine.backend.pending_count() == 1
 
 
-def test_a_message_celery_lost_is_published_again(sqlite_engine: sa.Engine, redis_url: str) -> None:
-    engine = celery_durable(sqlite_engine, redis_url, redeliver_after=timedelta(seconds=1))
+@ON_SQLITE
+def test_a_message_celery_lost_is_published_again(
+    durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str
+) -> None:
+    engine = celery_durable(
+        durable_sqlalchemy_engine, durable_redis_url, redeliver_after=timedelta(seconds=1)
+    )
     scenarios.define_scenarios()
     run = engine.start(scenarios.SEQUENTIAL, {"n": 1})
     relay = engine.relay()
@@ -86,22 +103,26 @@ def test_a_message_celery_lost_is_published_again(sqlite_engine: sa.Engine, redi
     assert relay.drain() == 0  # published a moment ago: not yet
     time.sleep(1.1)
     assert relay.drain() == 1
-    with sqlite_engine.connect() as conn:
+    with durable_sqlalchemy_engine.connect() as conn:
         assert conn.execute(sa.select(outbox_table.c.redeliveries)).scalar_one() == 1
     with (
-        CeleryWorker(database_url_of(engine), redis_url, name="lost").start() as worker,
+        CeleryWorker(database_url_of(engine), durable_redis_url, name="lost").start() as worker,
         engine.relay(poll_interval=0.05),
     ):
         final = engine.wait(run.run_id, timeout=WAIT)
         assert final.status is RunStatus.COMPLETED, worker.output()
 
 
-def test_a_job_that_kills_every_worker_is_dead_lettered(pg_celery: Durable, redis_url: str) -> None:
-    import tests.reliability.app  # noqa: F401, PLC0415 - defines rel-crash
-
+@ON_POSTGRESQL
+def test_a_job_that_kills_every_worker_is_dead_lettered(
+    pg_celery: Durable, durable_redis_url: str
+) -> None:
+    define_workload(pg_celery.sa_engine)  # rel-crash
     run = pg_celery.start("rel-crash", {})
     with (
-        CeleryWorker(database_url_of(pg_celery), redis_url, name="poison").start() as worker,
+        CeleryWorker(
+            database_url_of(pg_celery), durable_redis_url, name="poison"
+        ).start() as worker,
         pg_celery.relay(poll_interval=0.05),
     ):
         assert eventually(lambda: len(pg_celery.admin.dead_letters()) >= 1, timeout=WAIT), (
@@ -117,21 +138,26 @@ def test_a_job_that_kills_every_worker_is_dead_lettered(pg_celery: Durable, redi
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+@ON_POSTGRESQL
 def test_runs_survive_a_broker_restart(
-    pg_engine: sa.Engine, own_redis_server: RedisServer, kill: bool
+    durable_sqlalchemy_engine: sa.Engine, durable_own_redis_server: RedisServer, kill: bool
 ) -> None:
-    engine = celery_durable(pg_engine, own_redis_server.url, redeliver_after=timedelta(seconds=15))
+    engine = celery_durable(
+        durable_sqlalchemy_engine,
+        durable_own_redis_server.url,
+        redeliver_after=timedelta(seconds=15),
+    )
     scenarios.define_scenarios()
     runs = [engine.start(scenarios.PARALLEL, {"n": i}).run_id for i in range(20)]
     runs += [engine.start(scenarios.SLEEP, {"n": i}).run_id for i in range(10)]
     workers = [
-        CeleryWorker(database_url_of(engine), own_redis_server.url, name=f"r{i}").start()
+        CeleryWorker(database_url_of(engine), durable_own_redis_server.url, name=f"r{i}").start()
         for i in range(2)
     ]
     try:
         with engine.relay(poll_interval=0.05) as relay:
             time.sleep(0.3)
-            own_redis_server.restart(kill=kill)
+            durable_own_redis_server.restart(kill=kill)
             deadline = time.monotonic() + WAIT * 2
             while not all_done(engine, runs) and time.monotonic() < deadline:
                 # A supervisor's job: a Celery worker may exit when its broker goes away.
@@ -139,7 +165,7 @@ def test_runs_survive_a_broker_restart(
                     if worker.proc is not None and worker.proc.poll() is not None:
                         worker.close()
                         workers[i] = CeleryWorker(
-                            database_url_of(engine), own_redis_server.url, name=f"r{i}b"
+                            database_url_of(engine), durable_own_redis_server.url, name=f"r{i}b"
                         ).start()
                 time.sleep(0.2)
             assert all_done(engine, runs)
@@ -154,14 +180,17 @@ def all_done(engine: Durable, run_ids: list[int]) -> bool:
     return all(engine.status(run_id).status is RunStatus.COMPLETED for run_id in run_ids)
 
 
-def test_a_copy_of_a_finished_job_is_dropped_without_running(sqlite_engine: sa.Engine) -> None:
+@ON_SQLITE
+def test_a_copy_of_a_finished_job_is_dropped_without_running(
+    durable_sqlalchemy_engine: sa.Engine,
+) -> None:
     engine = Durable(
-        sqlite_engine, backend="celery", backend_options={"app": "celery_config:probe"}
+        durable_sqlalchemy_engine, backend="celery", backend_options={"app": "celery_config:probe"}
     )
     engine.create_tables()
     scenarios.define_scenarios()
     run = engine.start(scenarios.SEQUENTIAL, {"n": 1})
-    with sqlite_engine.connect() as conn:
+    with durable_sqlalchemy_engine.connect() as conn:
         row = conn.execute(sa.select(outbox_table)).mappings().one()
     message = message_from_row(row)
     backend = engine.backend
@@ -182,9 +211,12 @@ def test_a_copy_of_a_finished_job_is_dropped_without_running(sqlite_engine: sa.E
     assert engine.status(run.run_id).updated_at == after_first.updated_at
 
 
-def test_a_malformed_message_is_dead_lettered_by_the_task_logic(sqlite_engine: sa.Engine) -> None:
+@ON_SQLITE
+def test_a_malformed_message_is_dead_lettered_by_the_task_logic(
+    durable_sqlalchemy_engine: sa.Engine,
+) -> None:
     engine = Durable(
-        sqlite_engine, backend="celery", backend_options={"app": "celery_config:probe"}
+        durable_sqlalchemy_engine, backend="celery", backend_options={"app": "celery_config:probe"}
     )
     engine.create_tables()
     backend = engine.backend

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import celery_consumers
 from durable_sa_celery import TASK_NAME
 
-from conftest import celery_consumers
 from durable_sa.testing.conformance import DeliveryConformance
 
 if TYPE_CHECKING:

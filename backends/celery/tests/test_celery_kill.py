@@ -1,6 +1,6 @@
 """SIGKILL of relays and Celery workers at random instants: no run lost, no job stranded.
 
-The reliability workload (``tests/reliability/app.py``) runs through Celery: separate
+The crash-test workload (:mod:`durable_sa.testing.workload`) runs through Celery: separate
 ``durable-sa relay`` processes publish the outbox as task messages, and real ``celery
 worker`` processes (prefork, ``acks_late``) run the steps. The test kills one of them at
 random (a relay, a worker's main process, or one of its pool processes), again and
@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 from celery_config import make_app
+from conftest import HERE, CeleryWorker
 
-from conftest import HERE, ROOT, CeleryWorker
 from durable_sa import Durable
 from durable_sa.testing.conformance import eventually
-from tests.reliability.app import EXPECTED
-from tests.reliability.harness import (
-    WorkerProcess,
+from durable_sa.testing.processes import WorkerProcess
+from durable_sa.testing.workload import (
+    EXPECTED,
     assert_runs_ended_as_expected,
-    prepare_database,
+    define_workload,
     summary,
     unpublished_outbox_rows,
     wait_until_all_terminal,
@@ -50,20 +50,14 @@ REDELIVER_AFTER = 20  # seconds: above the visibility timeout and any step's run
 
 
 @pytest.fixture
-def kill_url(pg_database_url: str) -> str:
-    return prepare_database(pg_database_url)
-
-
-@pytest.fixture
-def kill_engine(kill_url: str, redis_url: str) -> Iterator[Durable]:
-    import tests.reliability.app  # noqa: F401, PLC0415 - registers the workflows
-
-    sa_engine = sa.create_engine(kill_url, pool_pre_ping=True)
+def kill_engine(durable_workload_url: str, durable_redis_url: str) -> Iterator[Durable]:
+    sa_engine = sa.create_engine(durable_workload_url, pool_pre_ping=True)
+    define_workload(sa_engine)
     yield Durable(
         sa_engine,
         backend="celery",
         backend_options={
-            "app": make_app(redis_url),
+            "app": make_app(durable_redis_url),
             "redeliver_after": timedelta(seconds=REDELIVER_AFTER),
         },
     )
@@ -99,7 +93,6 @@ class Fleet:
         self.database_url = database_url
         self.broker_url = broker_url
         self.env = {
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),
             "CELERY_BROKER_URL": broker_url,
             "DURABLE_SA_REDELIVER_AFTER": str(REDELIVER_AFTER),
         }
@@ -113,6 +106,7 @@ class Fleet:
             *RELAY_ARGS,
             command=("relay", "celery_test_app:engine"),
             env=self.env,
+            pythonpath=[HERE],
         ).start()
 
     def spawn_worker(self) -> CeleryWorker:
@@ -148,7 +142,7 @@ class Fleet:
 
 
 def test_random_sigkill_of_relays_and_celery_workers_loses_nothing(
-    kill_url: str, kill_engine: Durable, redis_url: str
+    durable_workload_url: str, kill_engine: Durable, durable_redis_url: str
 ) -> None:
     rng = random.Random(SEED)  # noqa: S311 - a reproducible schedule, not crypto
     run_ids = {
@@ -156,7 +150,7 @@ def test_random_sigkill_of_relays_and_celery_workers_loses_nothing(
         for name in EXPECTED
     }
     everything = [run_id for ids in run_ids.values() for run_id in ids]
-    fleet = Fleet(kill_url, redis_url)
+    fleet = Fleet(durable_workload_url, durable_redis_url)
     started = time.monotonic()
     try:
         while sum(fleet.kills.values()) < MIN_KILLS and time.monotonic() - started < 150:

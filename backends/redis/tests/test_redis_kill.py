@@ -1,6 +1,6 @@
 """SIGKILL of relays and consumers at random instants: no run lost, no job stranded.
 
-The reliability workload (``tests/reliability/app.py``) runs through Redis Streams:
+The crash-test workload (:mod:`durable_sa.testing.workload`) runs through Redis Streams:
 separate ``durable-sa relay`` processes publish the outbox, ``durable-sa worker
 --no-relay`` processes consume the stream, and the test kills one of them at random,
 again and again, while runs are in flight, restarting each victim at once.
@@ -17,12 +17,11 @@ import sqlalchemy as sa
 
 from durable_sa import Durable
 from durable_sa.testing.conformance import eventually
-from tests.reliability.app import EXPECTED
-from tests.reliability.harness import (
-    APP,
-    WorkerProcess,
+from durable_sa.testing.processes import APP, WorkerProcess
+from durable_sa.testing.workload import (
+    EXPECTED,
     assert_runs_ended_as_expected,
-    prepare_database,
+    define_workload,
     summary,
     unpublished_outbox_rows,
     wait_until_all_terminal,
@@ -44,21 +43,15 @@ STEP_SECONDS = 0.05
 
 
 @pytest.fixture
-def kill_url(pg_database_url: str) -> str:
-    return prepare_database(pg_database_url)
-
-
-@pytest.fixture
-def kill_engine(kill_url: str, redis_url: str) -> Iterator[Durable]:
-    import tests.reliability.app  # noqa: F401, PLC0415 - registers the workflows
-
-    sa_engine = sa.create_engine(kill_url, pool_pre_ping=True)
-    yield Durable(sa_engine, backend=redis_url)
+def kill_engine(durable_workload_url: str, durable_redis_url: str) -> Iterator[Durable]:
+    sa_engine = sa.create_engine(durable_workload_url, pool_pre_ping=True)
+    define_workload(sa_engine)
+    yield Durable(sa_engine, backend=durable_redis_url)
     sa_engine.dispose()
 
 
 def test_random_sigkill_of_relays_and_consumers_loses_nothing(
-    kill_url: str, kill_engine: Durable, redis_url: str
+    durable_workload_url: str, kill_engine: Durable, durable_redis_url: str
 ) -> None:
     rng = random.Random(SEED)  # noqa: S311 - a reproducible schedule, not crypto
     run_ids = {
@@ -72,7 +65,11 @@ def test_random_sigkill_of_relays_and_consumers_loses_nothing(
             (("relay", APP), RELAY_ARGS) if role == "relay" else (("worker", APP), CONSUMER_ARGS)
         )
         return WorkerProcess(
-            kill_url, *args, step_seconds=STEP_SECONDS, command=command, backend=redis_url
+            durable_workload_url,
+            *args,
+            step_seconds=STEP_SECONDS,
+            command=command,
+            backend=durable_redis_url,
         ).start()
 
     roles = ["relay"] * RELAYS + ["consumer"] * CONSUMERS

@@ -33,7 +33,11 @@ if TYPE_CHECKING:
 
     from durable_sa.outbox.message import OutboxMessage
     from durable_sa.queue.protocol import ClaimedJob
-    from tests.support.redisserver import RedisServer
+    from durable_sa.testing.servers import RedisServer
+
+ON_SQLITE = pytest.mark.parametrize("durable_each_database_url", ["sqlite"], indirect=True)
+"""Tests that need one database only: durable_sqlalchemy_engine on it alone."""
+
 
 LEASE = timedelta(seconds=2)
 
@@ -56,8 +60,11 @@ def claim_now(engine: Durable, worker: str = "w1") -> ClaimedJob | None:
 # ── selection and options ───────────────────────────────────────────────────────
 
 
-def test_a_redis_url_selects_the_backend(sqlite_engine: sa.Engine, redis_url: str) -> None:
-    engine = Durable(sqlite_engine, backend=redis_url, queue="mail")
+@ON_SQLITE
+def test_a_redis_url_selects_the_backend(
+    durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str
+) -> None:
+    engine = Durable(durable_sqlalchemy_engine, backend=durable_redis_url, queue="mail")
     backend = backend_of(engine)
     assert backend.queue == "mail"
     assert backend.stream("mail") == "durable-sa:mail"
@@ -68,14 +75,20 @@ def test_a_redis_url_selects_the_backend(sqlite_engine: sa.Engine, redis_url: st
     ("option", "value"),
     [("prefix", "has space"), ("group", ""), ("block", 0), ("keep_published", 5)],
 )
-def test_bad_options_are_refused(sqlite_engine: sa.Engine, redis_url: str, option, value) -> None:
+@ON_SQLITE
+def test_bad_options_are_refused(
+    durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str, option, value
+) -> None:
     with pytest.raises(InvalidArgumentError, match=option):
-        Durable(sqlite_engine, backend=redis_url, backend_options={option: value})
+        Durable(
+            durable_sqlalchemy_engine, backend=durable_redis_url, backend_options={option: value}
+        )
 
 
-def test_the_jobs_table_has_no_relay(sqlite_engine: sa.Engine) -> None:
+@ON_SQLITE
+def test_the_jobs_table_has_no_relay(durable_sqlalchemy_engine: sa.Engine) -> None:
     with pytest.raises(InvalidArgumentError, match="no outbox"):
-        Durable(sqlite_engine).relay()
+        Durable(durable_sqlalchemy_engine).relay()
 
 
 # ── the outbox and the relay ────────────────────────────────────────────────────
@@ -258,10 +271,12 @@ class PublishThenFail(RedisStreamsBackend):
 
 
 def test_a_batch_published_but_not_marked_is_published_again_and_harmless(
-    sa_engine: sa.Engine, redis_url: str
+    durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str
 ) -> None:
-    backend = PublishThenFail(sa_engine, url=redis_url, block=0.2, reclaim_every=0)
-    engine = Durable(sa_engine, backend=backend)
+    backend = PublishThenFail(
+        durable_sqlalchemy_engine, url=durable_redis_url, block=0.2, reclaim_every=0
+    )
+    engine = Durable(durable_sqlalchemy_engine, backend=backend)
     engine.create_tables()
     scenarios.define_scenarios()
     run = engine.start(scenarios.SEQUENTIAL, {"n": 1})
@@ -372,11 +387,11 @@ def test_dead_letters_of_unreadable_entries_are_kept_not_requeued(redis_engine: 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
 def test_runs_survive_a_broker_restart(
-    sa_engine: sa.Engine, own_redis_server: RedisServer, kill: bool
+    durable_sqlalchemy_engine: sa.Engine, durable_own_redis_server: RedisServer, kill: bool
 ) -> None:
     engine = Durable(
-        sa_engine,
-        backend=own_redis_server.url,
+        durable_sqlalchemy_engine,
+        backend=durable_own_redis_server.url,
         backend_options={"block": 0.2, "reclaim_every": 0.2},
     )
     engine.create_tables()
@@ -385,7 +400,7 @@ def test_runs_survive_a_broker_restart(
     runs += [engine.start(scenarios.PARALLEL, {"n": i}).run_id for i in range(20)]
     with engine.worker(concurrency=4, lease=LEASE, heartbeat=timedelta(seconds=0.5)):
         time.sleep(0.2)
-        own_redis_server.restart(kill=kill)
+        durable_own_redis_server.restart(kill=kill)
         for run_id in runs:
             assert engine.wait(run_id, timeout=60).status is RunStatus.COMPLETED
         assert eventually(lambda: engine.backend.pending_count() == 0)
@@ -400,9 +415,9 @@ def test_runs_survive_a_broker_restart(
 
 
 def test_the_relay_retries_while_the_broker_is_down(
-    sa_engine: sa.Engine, own_redis_server: RedisServer
+    durable_sqlalchemy_engine: sa.Engine, durable_own_redis_server: RedisServer
 ) -> None:
-    engine = Durable(sa_engine, backend=own_redis_server.url)
+    engine = Durable(durable_sqlalchemy_engine, backend=durable_own_redis_server.url)
     engine.create_tables()
     scenarios.define_scenarios()
     engine.start(scenarios.SEQUENTIAL, {})
