@@ -7,7 +7,7 @@ Rules of a run (this module is its command line, :mod:`benchmarks.suite` the res
   (started here with the server's default durability, dropped after each measurement)
   or a new SQLite file in a temporary directory. The program prints one JSON line.
 * The relay scenario (group ``relay``) also needs a broker: the suite starts its own
-  Redis server (``tests.support.redisserver``: 127.0.0.1, a free port, every write
+  Redis server (``durable_sa.testing.servers``: 127.0.0.1, a free port, every write
   synced to disk) for the whole run, and the program flushes it before measuring.
 * Repetitions are interleaved: repetition 1 of every system and configuration, then
   repetition 2, and so on, so that drift (caches, thermal, neighbours) hits all alike.
@@ -50,8 +50,7 @@ if TYPE_CHECKING:
     from benchmarks.report.figures import Result
     from benchmarks.report.targets import Target
     from benchmarks.suite.plan import Job
-    from tests.support.pgserver import PostgresServer
-    from tests.support.redisserver import RedisServer
+    from durable_sa.testing.servers import PostgresServer, RedisServer
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

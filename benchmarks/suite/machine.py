@@ -22,7 +22,7 @@ from benchmarks.suite.paths import ROOT
 
 if TYPE_CHECKING:
     from benchmarks.suite.plan import Sizes
-    from tests.support.pgserver import PostgresServer
+    from durable_sa.testing.servers import PostgresServer
 
 
 def _cpu_model() -> str:

@@ -33,8 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from benchmarks.suite.plan import Job
-    from tests.support.pgserver import PostgresServer
-    from tests.support.redisserver import RedisServer
+    from durable_sa.testing.servers import PostgresServer, RedisServer
 
 
 class Progress:
@@ -215,7 +214,7 @@ def run_all(
 def start_server() -> PostgresServer | str:
     """The suite's PostgreSQL server (default durability), or why it could not start."""
     try:
-        from tests.support.pgserver import PostgresServer  # noqa: PLC0415 - needed only here
+        from durable_sa.testing.servers import PostgresServer  # noqa: PLC0415 - needed only here
 
         return PostgresServer(durable=True).start()
     except Exception as exc:  # noqa: BLE001 - SQLite scenarios can still run
@@ -225,7 +224,7 @@ def start_server() -> PostgresServer | str:
 def start_broker() -> RedisServer | str:
     """The suite's Redis server (the relay scenario's broker), or why it could not start."""
     try:
-        from tests.support.redisserver import RedisServer  # noqa: PLC0415 - needed only here
+        from durable_sa.testing.servers import RedisServer  # noqa: PLC0415 - needed only here
 
         return RedisServer().start()
     except Exception as exc:  # noqa: BLE001 - the other scenarios can still run
