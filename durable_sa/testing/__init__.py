@@ -1,5 +1,7 @@
 """Testing your workflows: inline draining, a fake clock, fault schedules, a checker.
 
+- :func:`memory_engine` is a private database in memory that the engine runs on
+  unchanged: unit tests need no file and no server.
 - ``drain`` is a deterministic, single-threaded worker: it runs due jobs one at a time,
   oldest first, in the calling thread, so a test controls exactly how far a run gets
   (``max``) and what time it is for due-ness (``now``).
@@ -77,6 +79,10 @@ def __getattr__(name: str) -> object:
         from durable_sa.testing import strategies  # noqa: PLC0415 - needs hypothesis
 
         return strategies.schedules
+    if name == "memory_engine":
+        from durable_sa.testing.memory import memory_engine  # noqa: PLC0415 - on first use
+
+        return memory_engine
     if name in {"PostgresServer", "RedisServer"}:
         from durable_sa.testing import servers  # noqa: PLC0415 - only when servers are asked for
 
@@ -99,6 +105,7 @@ __all__ = [
     "clear_jobs",
     "drain",
     "faults",
+    "memory_engine",
     "pending_jobs",
     "processes",
     "replay",
