@@ -18,14 +18,14 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 
 from durable_sa.outbox.message import OutboxMessage
 from durable_sa.outbox.producer import OutboxProducer
 from durable_sa.queue import dead_letters
 from durable_sa.queue.claims import runs_by_id
 from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
-from durable_sa.queue.rows import requeued_row
+from durable_sa.queue.rows import requeue_into
 from durable_sa.store.models import outbox_table, runs_table
 
 if TYPE_CHECKING:
@@ -145,16 +145,12 @@ class OutboxConsumer(OutboxProducer):
     def requeue(self, dead_letter_id: int, *, now: datetime) -> int | None:
         """Move a dead letter back to the outbox, due now; its new job id (or ``None``)."""
         with self._sessions.begin() as session:
-            taken = dead_letters.take(session, dead_letter_id)
-            if taken is None:
-                return None
-            row_id = session.execute(
-                insert(outbox)
-                .values(requeued_row(taken, max_attempts=self.max_attempts, now=now))
-                .returning(outbox.c.id)
-            ).scalar_one()
-            self._wake.after_commit(session)
-        return int(row_id)
+            row_id = requeue_into(
+                session, outbox, dead_letter_id, max_attempts=self.max_attempts, now=now
+            )
+            if row_id is not None:
+                self._wake.after_commit(session)
+        return row_id
 
     def _message_of(self, job: ClaimedJob) -> OutboxMessage:
         message = self.held_message(job.id)

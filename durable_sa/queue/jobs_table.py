@@ -28,7 +28,7 @@ from durable_sa.queue import dead_letters, due
 from durable_sa.queue.capabilities import Capabilities
 from durable_sa.queue.claims import claim_jobs
 from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
-from durable_sa.queue.rows import job_row, overrides_producer, requeued_row
+from durable_sa.queue.rows import job_row, overrides_producer, requeue_into
 from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import jobs_table
 from durable_sa.store.statements import JOB_ROWS, QueueRows
@@ -365,15 +365,9 @@ class JobsTableBackend:
     def requeue(self, dead_letter_id: int, *, now: datetime) -> int | None:
         """Move a dead letter back to the queue as a fresh job; its new id (or ``None``)."""
         with self._sessions.begin() as session:
-            taken = dead_letters.take(session, dead_letter_id)
-            if taken is None:
-                return None
-            job_id = session.execute(
-                insert(jobs)
-                .values(requeued_row(taken, max_attempts=self.max_attempts, now=now))
-                .returning(jobs.c.id)
-            ).scalar_one()
-        return int(job_id)
+            return requeue_into(
+                session, jobs, dead_letter_id, max_attempts=self.max_attempts, now=now
+            )
 
     # ── inspection ─────────────────────────────────────────────────────────────
 

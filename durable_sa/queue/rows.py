@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from sqlalchemy import Table, insert
+
 from durable_sa.core.jobs import encode_payload
+from durable_sa.queue import dead_letters
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+    from sqlalchemy.orm import Session
 
     from durable_sa.core.jobs import JobSpec
     from durable_sa.queue.dead_letters import Requeued
@@ -46,6 +51,20 @@ def requeued_row(taken: Requeued, *, max_attempts: int, now: datetime) -> dict[s
         "max_attempts": max_attempts,
         "available_at": now,
     }
+
+
+def requeue_into(
+    session: Session, table: Table, dead_letter_id: int, *, max_attempts: int, now: datetime
+) -> int | None:
+    """Take dead letter ``dead_letter_id`` back into ``table`` as a fresh job due ``now``.
+
+    The new row's id, or ``None`` when there is no such dead letter (or its run is gone).
+    """
+    taken = dead_letters.take(session, dead_letter_id)
+    if taken is None:
+        return None
+    statement = insert(table).values(requeued_row(taken, max_attempts=max_attempts, now=now))
+    return int(session.execute(statement.returning(table.c.id)).scalar_one())
 
 
 PRODUCER_METHODS: Final = ("enqueue", "enqueue_claimed", "ack", "ack_all", "discard")
