@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.outbox.consumer import OutboxConsumer
-from durable_sa.queue.capabilities import Capabilities
+from durable_sa.queue.capabilities import Capabilities, refuse_former_flags
 from durable_sa.queue.rows import overrides_producer
 from durable_sa.queue.wake import WakeCallbacks
 from durable_sa.store.models import outbox_table
@@ -97,6 +97,7 @@ class OutboxBackend(OutboxConsumer):
     def __init_subclass__(cls, **kwargs: object) -> None:
         """A subclass that changes how rows are written has its own methods called."""
         super().__init_subclass__(**kwargs)
+        refuse_former_flags(cls)
         if overrides_producer(cls, OutboxBackend):
             cls.capabilities = attrs.evolve(cls.capabilities, applier_writes_rows=False)
 

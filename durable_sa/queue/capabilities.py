@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import attrs
 
+from durable_sa.errors import InvalidArgumentError
+
 
 @attrs.frozen(kw_only=True)
 class Capabilities:
@@ -45,3 +47,34 @@ class Capabilities:
     tracks_delivery: bool = False
     """An outbox row stays until its job is done and is published again if it outlives
     ``redeliver_after`` (for brokers that can lose a message silently)."""
+
+
+_FORMER_FLAGS = (
+    "consumed_by_workers",
+    "tracks_delivery",
+    "applier_writes_rows",
+    "claims_on_connection",
+    "claims_wait",
+)
+"""Class attributes that used to carry these abilities: setting one now would be ignored."""
+
+
+def refuse_former_flags(cls: type) -> None:
+    """Refuse a backend class that sets an ability as a bare class attribute.
+
+    Those attributes were read once; now only ``capabilities`` is, so such a class would
+    silently lose what it meant to say.
+
+    Raises:
+        InvalidArgumentError: ``cls`` defines one of the former attributes.
+
+    """
+    found = [name for name in _FORMER_FLAGS if name in vars(cls)]
+    if found:
+        settings = ", ".join(f"{name}={getattr(cls, name)!r}" for name in found)
+        msg = (
+            f"{cls.__name__} sets {', '.join(found)} as class attributes; declare them in "
+            f"its capabilities instead: capabilities = attrs.evolve(<base>.capabilities, "
+            f"{settings})"
+        )
+        raise InvalidArgumentError(msg)

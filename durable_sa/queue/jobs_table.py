@@ -25,7 +25,7 @@ from sqlalchemy import Engine, bindparam, case, delete, func, insert, select, up
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.queue import dead_letters, due
-from durable_sa.queue.capabilities import Capabilities
+from durable_sa.queue.capabilities import Capabilities, refuse_former_flags
 from durable_sa.queue.claims import claim_jobs
 from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
 from durable_sa.queue.rows import job_row, overrides_producer, requeue_into
@@ -69,6 +69,7 @@ class JobsTableBackend:
     def __init_subclass__(cls, **kwargs: object) -> None:
         """A subclass that changes how jobs are written has its own methods called."""
         super().__init_subclass__(**kwargs)
+        refuse_former_flags(cls)
         if overrides_producer(cls, JobsTableBackend):
             cls.capabilities = attrs.evolve(cls.capabilities, applier_writes_rows=False)
 

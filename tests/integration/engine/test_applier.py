@@ -297,7 +297,8 @@ def test_a_backend_that_writes_its_own_rows_is_never_one_statement(engine: Durab
     backend = CountingJobs(engine.sa_engine)
     run = _snapshot(engine, engine.start(THREE).run_id)
     items = [PlanItem(_advance(run, "a", 1))]
-    assert not backend.applier_writes_rows
+    assert not backend.capabilities.applier_writes_rows
+    assert engine.backend.capabilities.applier_writes_rows
     assert not Applier(backend).one_statement(items, "postgresql")
     assert Applier(engine.backend).one_statement(items, "postgresql")
 

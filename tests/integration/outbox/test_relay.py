@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -38,7 +39,7 @@ class ListBroker(OutboxBackend):
     """A broker that is a list: published messages are appended; nothing consumes them."""
 
     name = "list"
-    consumed_by_workers = False
+    capabilities = attrs.evolve(OutboxBackend.capabilities, consumed_by_workers=False)
 
     def __init__(self, sa_engine: sa.Engine, **options: Any) -> None:
         super().__init__(sa_engine, **options)
@@ -79,7 +80,7 @@ class ListBroker(OutboxBackend):
 class LossyBroker(ListBroker):
     """A broker that may lose messages silently: its rows stay until the job is done."""
 
-    tracks_delivery: ClassVar[bool] = True
+    capabilities = attrs.evolve(ListBroker.capabilities, tracks_delivery=True)
     redeliver_after = timedelta(minutes=1)
 
 

@@ -104,3 +104,10 @@ def test_a_backend_is_held_to_what_it_declares(engine: Durable) -> None:
         Durable(engine.sa_engine, backend=Boasting(engine.sa_engine))
     with pytest.raises(InvalidArgumentError, match="must declare its abilities"):
         Durable(engine.sa_engine, backend=Undeclared(engine.sa_engine))
+
+
+def test_an_ability_set_the_former_way_is_refused_not_ignored() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"capabilities = attrs.evolve"):
+
+        class Former(JobsTableBackend):
+            claims_wait = True
