@@ -108,7 +108,7 @@ class WorkflowRun(Base):
     """The signal a suspended signal step waits for."""
     wait_kind: Mapped[str | None] = mapped_column(String(16))
     """What a suspended run waits for: ``signal``, ``agent`` or ``child``."""
-    wait_step: Mapped[str | None] = mapped_column(String(255))
+    wait_step: Mapped[str | None] = mapped_column(String(512))
     """The step that waits."""
     resume_data: Mapped[Any | None] = mapped_column(JSONColumn)
     """The payload of the last resume, until the step that reads it has run."""
