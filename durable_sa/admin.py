@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from durable_sa.core.ids import id_in_range
 from durable_sa.core.jobs import AdvanceJob, CompensateJob
 from durable_sa.engine import runner
 from durable_sa.errors import DeadLetterNotFoundError
@@ -58,6 +59,8 @@ class Admin:
             DeadLetterNotFoundError: no dead letter ``dead_letter_id`` (or its run is gone).
 
         """
+        if id_in_range(dead_letter_id, "a dead letter id") is None:
+            raise DeadLetterNotFoundError(dead_letter_id)
         job_id = self.shell.backend.requeue(dead_letter_id, now=self.shell.now())
         if job_id is None:
             raise DeadLetterNotFoundError(dead_letter_id)

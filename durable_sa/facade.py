@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any, Final
 from durable_sa.admin import Admin
 from durable_sa.core.codec import to_json, to_json_object
 from durable_sa.core.decide import decide_cancel, decide_resume
+from durable_sa.core.ids import checked_run_id
 from durable_sa.core.plan import NewRun, plan_start, plan_transition
 from durable_sa.core.registry import registry
 from durable_sa.core.start import decide_start
 from durable_sa.core.status import RunStatus
+from durable_sa.core.validation import NAME_LIMIT, check_text
 from durable_sa.engine.applier import PlanItem
 from durable_sa.engine.recovery import recover_runs
 from durable_sa.engine.shell import Clock, Shell, configure_sqlite
@@ -163,11 +165,15 @@ class Durable:
         (``created=False``) whatever its input; one run exists.
 
         Raises:
+            DefinitionError: ``name`` is too long for its column, or holds NUL or a lone
+                surrogate.
             WorkflowNotRegisteredError: no workflow ``name`` in this process.
             PayloadError: ``input`` is not a JSON-serializable mapping, or
                 ``idempotency_key`` is not a string of 1 to 255 characters.
 
         """
+        if isinstance(name, str):  # a name no column can hold: say so, not a driver error
+            check_text(name, "workflow name", limit=NAME_LIMIT)
         workflow = registry.get(name)
         data = to_json_object(input, what=f"the input of workflow {name!r}")
 
@@ -222,6 +228,7 @@ class Durable:
             PayloadError: ``data`` is not JSON-serializable.
 
         """
+        run_id = checked_run_id(run_id)
         payload = to_json(data, what=f"the data of signal {signal!r}")
 
         def work(tx: Session) -> ResumeResult:
@@ -253,6 +260,7 @@ class Durable:
             RunNotFoundError: no run ``run_id``.
 
         """
+        run_id = checked_run_id(run_id)
 
         def work(tx: Session) -> CancelResult:
             if load_run(tx, run_id) is None:
@@ -285,6 +293,7 @@ class Durable:
             RunNotFoundError: no run ``run_id``.
 
         """
+        run_id = checked_run_id(run_id)
         with self.shell.reading() as session:
             return run_status(session, run_id, now=self.shell.now())
 
@@ -308,6 +317,11 @@ class Durable:
             names = ", ".join(s.value for s in RunStatus)
             msg = f"unknown run status {status!r}; expected one of {names}"
             raise InvalidArgumentError(msg) from None
+        if parent_run_id is not None:
+            try:
+                checked_run_id(parent_run_id)
+            except RunNotFoundError:
+                return []  # an id out of the column's range has no run, nor children
         with self.shell.reading() as session:
             return list_runs(
                 session,
@@ -370,7 +384,7 @@ class Durable:
             WaitTimeoutError: the run did not end within ``timeout``.
 
         """
-        wait_for_run(self.shell, run_id, timeout)
+        wait_for_run(self.shell, checked_run_id(run_id), timeout)
         return self.status(run_id)
 
     async def wait_async(
@@ -379,5 +393,5 @@ class Durable:
         timeout: float | timedelta | None = None,  # noqa: ASYNC109 - a deadline, as documented
     ) -> RunStatusSnapshot:
         """:meth:`wait` for asyncio code: the event loop keeps running while it waits."""
-        await wait_for_run_async(self.shell, run_id, timeout)
+        await wait_for_run_async(self.shell, checked_run_id(run_id), timeout)
         return await asyncio.to_thread(self.status, run_id)

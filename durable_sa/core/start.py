@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from durable_sa.core.plan import NewRun
-from durable_sa.errors import PayloadError
+from durable_sa.core.validation import check_text
+from durable_sa.errors import DefinitionError, PayloadError
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -35,16 +36,8 @@ def decide_start(  # noqa: PLR0913 - a run's parts, all keyword-only
         PayloadError: ``idempotency_key`` is not a non-empty string that fits its column.
 
     """
-    if idempotency_key is not None and (
-        not isinstance(idempotency_key, str)
-        or not idempotency_key
-        or len(idempotency_key) > MAX_IDEMPOTENCY_KEY
-    ):
-        msg = (
-            "idempotency_key must be a non-empty string of at most "
-            f"{MAX_IDEMPOTENCY_KEY} characters"
-        )
-        raise PayloadError(msg)
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
     return NewRun(
         workflow_name=workflow_name,
         workflow_version=workflow_version,
@@ -53,3 +46,22 @@ def decide_start(  # noqa: PLR0913 - a run's parts, all keyword-only
         due=now,
         idempotency_key=idempotency_key,
     )
+
+
+def check_idempotency_key(key: object) -> None:
+    """A key that its column can hold and compare: 1 to 255 characters, no NUL, UTF-8.
+
+    Raises:
+        PayloadError: it is not such a string.
+
+    """
+    if not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        msg = (
+            "idempotency_key must be a non-empty string of at most "
+            f"{MAX_IDEMPOTENCY_KEY} characters"
+        )
+        raise PayloadError(msg)
+    try:
+        check_text(key, "idempotency_key", limit=MAX_IDEMPOTENCY_KEY)
+    except DefinitionError as exc:
+        raise PayloadError(str(exc)) from None

@@ -11,18 +11,53 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
+from typing import Final
 
 from durable_sa.core.backoff import BACKOFF_STRATEGIES
 from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.steps import ParallelEntry
 from durable_sa.errors import DefinitionError
 
+NAME_LIMIT: Final = 255
+"""Characters in a workflow or signal name (the ``workflow_name`` and ``awaiting_signal``
+columns)."""
+UNIT_ID_LIMIT: Final = 512
+"""Characters in a journal unit id (``step``, ``step#entry``, ``step#iter<i>``,
+``step#compensate``), which is also the room for a step name elsewhere."""
+COMPENSATE_SUFFIX: Final = "#compensate"
+STEP_NAME_LIMIT: Final = UNIT_ID_LIMIT - len(COMPENSATE_SUFFIX)
+"""A step's name leaves room for the ``#compensate`` row of its rollback."""
+MAX_DURATION: Final = timedelta(days=365 * 1000)
+"""The longest sleep or signal timeout: a deadline must stay a date every database and
+Python itself can hold, whenever the step is reached."""
 
-def check_name(name: object, what: str) -> None:
-    """A step, entry, signal or workflow name: non-empty, no ``#``, not reserved."""
+
+def check_text(value: str, what: str, *, limit: int) -> None:
+    """Text the database can store: at most ``limit`` characters, no NUL, valid UTF-8.
+
+    Raises:
+        DefinitionError: ``value`` is too long, holds NUL or a lone surrogate.
+
+    """
+    if len(value) > limit:
+        msg = f"{what} is {len(value)} characters long; at most {limit} fit in its column"
+        raise DefinitionError(msg)
+    if "\x00" in value:
+        msg = f"{what} must not contain the NUL character (PostgreSQL cannot store it)"
+        raise DefinitionError(msg)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        msg = f"{what} {value!r} holds a lone surrogate, which is not valid UTF-8"
+        raise DefinitionError(msg) from None
+
+
+def check_name(name: object, what: str, *, limit: int = NAME_LIMIT) -> None:
+    """A step, entry, signal or workflow name: non-empty, storable, no ``#``, not reserved."""
     if not isinstance(name, str) or not name.strip():
         msg = f"{what} must be a non-empty string, not {name!r}"
         raise DefinitionError(msg)
+    check_text(name, f"{what} {name[:40]!r}", limit=limit)
     if "#" in name:
         msg = f"{what} {name!r} must not contain '#': the journal uses it for sub-units"
         raise DefinitionError(msg)
@@ -67,13 +102,20 @@ def check_duration(value: object, what: str, *, allow_zero: bool = False) -> tim
         if not math.isfinite(value):
             msg = f"{what} must be finite, not {value!r}"
             raise DefinitionError(msg)
-        delta = timedelta(seconds=value)
+        try:
+            delta = timedelta(seconds=value)
+        except OverflowError:
+            msg = f"{what} must be at most {MAX_DURATION.days // 365} years, not {value!r} seconds"
+            raise DefinitionError(msg) from None
     else:
         msg = f"{what} must be a timedelta or a number of seconds, not {type(value).__name__}"
         raise DefinitionError(msg)
     zero = timedelta(0)
     if delta < zero or (delta == zero and not allow_zero):
         msg = f"{what} must be positive, not {delta.total_seconds():g} seconds"
+        raise DefinitionError(msg)
+    if delta > MAX_DURATION:
+        msg = f"{what} must be at most {MAX_DURATION.days // 365} years, not {delta}"
         raise DefinitionError(msg)
     return delta
 
@@ -96,7 +138,7 @@ def check_entry(step_name: str, raw: object) -> ParallelEntry:
     else:
         msg = f"{what}: each entry must be a ParallelEntry or a (name, handler) tuple, not {raw!r}"
         raise DefinitionError(msg)
-    check_name(entry.name, f"{what}: entry name")
+    check_name(entry.name, f"{what}: entry name", limit=UNIT_ID_LIMIT - len(step_name) - 1)
     check_callable(entry.handler, f"{what}: entry {entry.name!r} handler")
     check_optional_callable(entry.compensate, f"{what}: entry {entry.name!r} compensate")
     return entry

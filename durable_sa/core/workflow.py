@@ -38,6 +38,9 @@ from durable_sa.core.steps import (
     TaskStep,
 )
 from durable_sa.core.validation import (
+    NAME_LIMIT,
+    STEP_NAME_LIMIT,
+    UNIT_ID_LIMIT,
     check_callable,
     check_duration,
     check_entries,
@@ -236,6 +239,14 @@ class DurableWorkflow:
                 f"loop {name!r}: max_iterations must be a positive integer, not {max_iterations!r}"
             )
             raise DefinitionError(msg)
+        last_unit = f"{name}#iter{max_iterations - 1}"
+        if len(last_unit) > UNIT_ID_LIMIT:
+            msg = (
+                f"loop {name[:40]!r}: its last iteration's journal id is {len(last_unit)} "
+                f"characters long; at most {UNIT_ID_LIMIT} fit (a shorter name or fewer "
+                "iterations)"
+            )
+            raise DefinitionError(msg)
         check_optional_callable(until, f"loop {name!r}: until")
         check_optional_callable(feedback, f"loop {name!r}: feedback")
         check_optional_callable(map_input, f"loop {name!r}: map_input")
@@ -278,7 +289,7 @@ class DurableWorkflow:
         error saying it timed out, and the run compensates like any failed step.
         """
         self._claim_step(name)
-        check_name(signal, f"wait_for_signal {name!r}: signal")
+        check_name(signal, f"wait_for_signal {name!r}: signal", limit=NAME_LIMIT)
         limit = None if timeout is None else check_duration(timeout, f"signal {name!r}: timeout")
         return self._add(SignalStep(name=name, signal=signal, timeout=limit), result_keys=[name])
 
@@ -304,7 +315,7 @@ class DurableWorkflow:
     # ── helpers ────────────────────────────────────────────────────────────────
 
     def _claim_step(self, name: str) -> None:
-        check_name(name, "step name")
+        check_name(name, "step name", limit=STEP_NAME_LIMIT)
         if any(step.name == name for step in self._steps):
             msg = f"duplicate step name {name!r} in durable workflow {self.name!r}"
             raise DefinitionError(msg)

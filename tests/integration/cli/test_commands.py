@@ -269,3 +269,13 @@ def test_unknown_run_is_one_line(engine, durable_each_database_url, cli):
         assert code == 1
         assert out == ""
         assert err == "durable-sa: No durable run with id 424242 exists.\n"
+
+
+def test_a_run_id_beyond_the_column_is_an_unknown_run_in_one_line(
+    engine, durable_each_database_url, cli
+):
+    for run_id in ("9223372036854775808", "18446744073709551616", "-5", "0"):
+        for command in (["status", run_id], ["cancel", run_id], ["resume", run_id, "go"]):
+            code, out, err = cli(*command, "--database-url", durable_each_database_url)
+            assert (code, out) == (1, "")
+            assert err == f"durable-sa: No durable run with id {run_id} exists.\n"
