@@ -158,6 +158,8 @@ def decide_failure(
         status=JournalStatus.FAILED,
         error=failed.failure,
         attempt=attempt,
+        error_type=failed.error_type,
+        traceback=failed.traceback,
     )
     return roll_back(
         run,

@@ -75,9 +75,14 @@ class Failed:
     step_name: str
     journal: tuple[JournalWrite, ...]
     failure: str
+    """The error as stored on the run and the journal: ``Type: message``."""
     backoff: Backoff
     max_attempts: int
     undo_failed_step: bool = False
+    error_type: str | None = None
+    """The exception's type, kept apart for queries."""
+    traceback: str | None = None
+    """Where it was raised (bounded), for the journal row and the worker's log."""
 
 
 @attrs.frozen(kw_only=True)

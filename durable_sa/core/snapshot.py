@@ -114,6 +114,10 @@ class JournalRecord:
     result: JSONValue = None
     error: str | None = None
     attempt: int = 1
+    error_type: str | None = None
+    """A failed unit's exception type."""
+    traceback: str | None = None
+    """A failed unit's traceback, bounded (written, not read back by the engine)."""
 
     @property
     def completed(self) -> bool:

@@ -15,7 +15,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
-from durable_sa.execute.driver import describe
+from durable_sa.execute.failures import describe
 from durable_sa.results import JobOutcome
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def job_failed(shell: Shell, claimed: ClaimedJob, exc: BaseException) -> JobOutc
     The job is released with a growing delay, or dead-lettered once its attempts are used
     up. If even that fails (the database is gone), its lease runs out instead.
     """
-    error = f"{type(exc).__name__}: {describe(exc)}"
+    error = describe(exc)
     logger.error(
         "job %s (%s, run %s) failed: %s",
         claimed.id,

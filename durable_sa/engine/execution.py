@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from durable_sa.core.context import DurableContext
 from durable_sa.core.decide import decide_step, is_current_advance
+from durable_sa.core.outcomes import Failed
 from durable_sa.core.registry import registry
 from durable_sa.errors import DefinitionChanged
 from durable_sa.execute.driver import drive_step
@@ -119,7 +120,14 @@ def outcome_name(outcome: StepOutcome) -> str:
 def log_step(
     run: RunSnapshot, step: str, attempt: int, outcome: StepOutcome, started: float
 ) -> None:
-    """Log a step's outcome and duration at INFO (skipped cheaply when INFO is off)."""
+    """Log a step's outcome and duration at INFO (skipped cheaply when INFO is off).
+
+    A failed attempt is a WARNING whatever the level, with its error and traceback: what
+    an operator needs to see first.
+    """
+    if isinstance(outcome, Failed):
+        _log_failure(run, step, attempt, outcome, started)
+        return
     if not logger.isEnabledFor(logging.INFO):
         return
     duration_ms = (time.perf_counter() - started) * 1000
@@ -139,5 +147,32 @@ def log_step(
             "step": step,
             "attempt": attempt,
             "outcome": outcome_name(outcome),
+        },
+    )
+
+
+def _log_failure(run: RunSnapshot, step: str, attempt: int, failed: Failed, started: float) -> None:
+    duration_ms = (time.perf_counter() - started) * 1000
+    last = attempt >= failed.max_attempts
+    logger.warning(
+        "run %s %s step %r attempt %d of %d failed (%.1f ms), %s: %s%s",
+        run.id,
+        run.workflow_name,
+        step,
+        attempt,
+        failed.max_attempts,
+        duration_ms,
+        "rolling back" if last else "will retry",
+        failed.failure,
+        f"\n{failed.traceback.rstrip()}" if failed.traceback else "",
+        extra={
+            "duration_ms": round(duration_ms, 3),
+            "action": "step",
+            "run_id": run.id,
+            "workflow": run.workflow_name,
+            "step": step,
+            "attempt": attempt,
+            "outcome": "compensate" if last else "retry",
+            "error_type": failed.error_type,
         },
     )

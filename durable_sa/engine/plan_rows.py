@@ -65,4 +65,6 @@ def journal_row(run_id: int | None, write: JournalWrite) -> dict[str, Any]:
         "result": write.result,
         "error": write.error,
         "attempt": write.attempt,
+        "error_type": write.error_type,
+        "traceback": write.traceback,
     }

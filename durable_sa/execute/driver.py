@@ -43,22 +43,13 @@ from durable_sa.core.steps import (
 from durable_sa.core.stored import StoredForm, as_is
 from durable_sa.errors import ResultNotSerializableError
 from durable_sa.execute.agent import agent_snapshot, is_suspended_agent
+from durable_sa.execute.failures import StepFailedError, describe, failure_info
 from durable_sa.execute.invoke import call, call_all
 
 if TYPE_CHECKING:
     from durable_sa.core.context import DurableContext
 
 Journal = Mapping[str, JournalRecord]
-
-
-class StepFailedError(Exception):
-    """Internal: a unit of the step failed; carries the message to record."""
-
-
-def describe(exc: BaseException) -> str:
-    """A one-line failure message: the exception's text, or its type when it has none."""
-    text = str(exc).strip()
-    return text or type(exc).__name__
 
 
 def drive_step(  # noqa: PLR0911 - one return per step kind
@@ -90,15 +81,18 @@ def drive_step(  # noqa: PLR0911 - one return per step kind
 
 def _failure(
     step: RetryableStep,
-    failure: str,
+    exc: BaseException,
     partial: list[JournalWrite],
     *,
     undo_failed_step: bool = False,
 ) -> StepOutcome:
+    info = failure_info(exc)
     return Failed(
         step_name=step.name,
         journal=tuple(partial),
-        failure=failure,
+        failure=info.message,
+        error_type=info.error_type,
+        traceback=info.traceback,
         backoff=step.retry_backoff,
         max_attempts=step.max_retries,
         undo_failed_step=undo_failed_step,
@@ -135,9 +129,9 @@ def _task(step: TaskStep, ctx: DurableContext) -> StepOutcome:
             return SuspendAgent(step_name=step.name, snapshot=snapshot)
         result = _encode(raw, f"the result of step {step.name!r}")
     except StepFailedError as exc:
-        return _failure(step, str(exc), [])
+        return _failure(step, exc, [])
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
-        return _failure(step, describe(exc), [])
+        return _failure(step, exc, [])
     return Advance(
         journal=(_completed(step.name, result, ctx.attempt),),
         result_patch={step.name: result},
@@ -159,15 +153,15 @@ def _parallel(step: ParallelStep, ctx: DurableContext, journal: Journal) -> Step
 
     outcomes = call_all([(entry.handler, (ctx,)) for entry in pending])
     writes: list[JournalWrite] = []
-    first_error: str | None = None
+    first_error: BaseException | None = None
     for entry, outcome in zip(pending, outcomes, strict=True):
         if isinstance(outcome, BaseException):
-            first_error = first_error or describe(outcome)
+            first_error = first_error or outcome
             continue
         try:
             value = _encode(outcome, f"the result of parallel entry {step.name}#{entry.name}")
         except StepFailedError as exc:
-            first_error = first_error or str(exc)
+            first_error = first_error or exc
             continue
         results[entry.name] = value
         writes.append(_completed(f"{step.name}#{entry.name}", value, ctx.attempt))
@@ -200,9 +194,9 @@ def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcom
             key = str(raw)
             writes.append(_completed(f"{step.name}#route", key, ctx.attempt))
     except StepFailedError as exc:
-        return _failure(step, str(exc), [])
+        return _failure(step, exc, [])
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
-        return _failure(step, describe(exc), [])
+        return _failure(step, exc, [])
 
     branch = step.branches.get(key)
     try:
@@ -210,9 +204,9 @@ def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcom
         if branch is not None:
             result = _encode(call(branch, ctx), f"the result of route {step.name!r} branch {key!r}")
     except StepFailedError as exc:
-        return _failure(step, str(exc), writes)
+        return _failure(step, exc, writes)
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
-        return _failure(step, describe(exc), writes)
+        return _failure(step, exc, writes)
     writes.append(_completed(step.name, result, ctx.attempt))
     patch: JSONObject = {step.name: result} if branch is not None else {}
     return Advance(journal=tuple(writes), result_patch=patch)
@@ -236,7 +230,7 @@ def _loop(step: LoopStep, ctx: DurableContext, journal: Journal, stored: StoredF
                 try:
                     raw = call(step.handler, current, ctx)
                 except Exception as exc:  # noqa: BLE001 - finished iterations stay journaled
-                    return _failure(step, describe(exc), writes)
+                    return _failure(step, exc, writes)
                 last = _encode(raw, f"the result of loop {step.name!r} iteration {i}")
                 writes.append(_completed(unit, last, ctx.attempt))
                 seen = stored(last)
@@ -245,9 +239,9 @@ def _loop(step: LoopStep, ctx: DurableContext, journal: Journal, stored: StoredF
             if step.feedback is not None:
                 current = call(step.feedback, seen)
     except StepFailedError as exc:
-        return _failure(step, str(exc), writes)
+        return _failure(step, exc, writes)
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
-        return _failure(step, describe(exc), writes)
+        return _failure(step, exc, writes)
     writes.append(_completed(step.name, last, ctx.attempt))
     return Advance(journal=tuple(writes), result_patch={step.name: last})
 
@@ -261,10 +255,13 @@ def _child(step: ChildStep, ctx: DurableContext) -> StepOutcome:
         raw = call(step.map_input, ctx) if step.map_input else ctx.input
         child_input = to_json_object(raw, what=f"the input of child workflow step {step.name!r}")
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
+        info = failure_info(exc)
         return Failed(  # a bad input mapping fails the same way on every attempt
             step_name=step.name,
             journal=(),
-            failure=describe(exc),
+            failure=info.message,
+            error_type=info.error_type,
+            traceback=info.traceback,
             backoff=DEFAULT_BACKOFF,
             max_attempts=1,
         )

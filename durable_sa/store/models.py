@@ -156,6 +156,11 @@ class JournalEntry(Base):
     status: Mapped[str] = mapped_column(String(16))
     result: Mapped[Any] = mapped_column(JSONColumn, nullable=True)
     error: Mapped[str | None] = mapped_column(Text)
+    """A failed unit's error, ``Type: message``."""
+    error_type: Mapped[str | None] = mapped_column(String(255))
+    """A failed unit's exception type (``KeyError``, ``myapp.billing.CardDeclined``)."""
+    traceback: Mapped[str | None] = mapped_column(Text)
+    """Where a failed unit's exception was raised (its last 8,000 characters)."""
     attempt: Mapped[int] = mapped_column(default=1)
     completed_at: Mapped[datetime] = mapped_column(default=utcnow)
 

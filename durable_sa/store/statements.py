@@ -57,7 +57,16 @@ jobs = jobs_table
 RUN_KEYS: Final = ("id", "revision", *RUN_WRITE_FIELDS)
 """The run columns a compare-and-set write carries: which run, at which revision, and
 everything a decision may change."""
-JOURNAL_FIELDS: Final = ("run_id", "step_id", "status", "result", "error", "attempt")
+JOURNAL_FIELDS: Final = (
+    "run_id",
+    "step_id",
+    "status",
+    "result",
+    "error",
+    "attempt",
+    "error_type",
+    "traceback",
+)
 QUEUED_JOB_FIELDS: Final = (
     "queue",
     "kind",

@@ -168,11 +168,11 @@ def test_throwing_compensator_is_recorded_and_rollback_goes_on(engine: Durable) 
     drain(engine)
     run = get_run(engine, run_id)
     assert run.status == "failed"
-    assert run.error == "nope"
+    assert run.error == "RuntimeError: nope"
     assert compensated == ["a"]
     rows = {r.step_id: r for r in get_journal(engine, run_id)}
     assert rows["b#compensate"].status == "failed"
-    assert rows["b#compensate"].error == "cannot undo b"
+    assert rows["b#compensate"].error == "RuntimeError: cannot undo b"
     assert rows["a#compensate"].status == "completed"
 
 
@@ -247,5 +247,5 @@ def test_failure_at_the_first_step_fails_without_compensation(engine: Durable) -
     assert drain(engine) == 1
     run = get_run(engine, run_id)
     assert run.status == "failed"
-    assert run.error == "first"
+    assert run.error == "RuntimeError: first"
     assert [r.step_id for r in get_journal(engine, run_id)] == ["a"]

@@ -112,3 +112,30 @@ def test_the_wait_columns_upgrade_keeps_suspended_runs_going(engine: Durable) ->
         for state in leftovers:
             loaded = json.loads(state) if isinstance(state, str) else state
             assert not any(key.startswith("__durable") for key in loaded)
+
+
+def test_the_journal_error_columns_upgrade_records_failures_again(engine: Durable) -> None:
+    def broken(ctx: object) -> None:
+        key = "missing"
+        raise KeyError(key)
+
+    durable("mig-fails").step("a", lambda ctx: 1).step("b", broken, max_retries=1)
+    dialect = engine.sa_engine.dialect.name
+    with engine.sa_engine.begin() as conn:
+        for column in ("error_type", "traceback"):
+            conn.exec_driver_sql(f"ALTER TABLE durable_journal DROP COLUMN {column}")
+        for statement in changelog_sql(f"migration:journal-errors:{dialect}"):
+            conn.exec_driver_sql(statement)
+    run = engine.start("mig-fails").run_id
+    drain(engine)
+    assert engine.status(run).error == "KeyError: 'missing'"
+    with engine.sa_engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT error, error_type, traceback FROM durable_journal "
+                "WHERE run_id = :run AND step_id = 'b'"
+            ),
+            {"run": run},
+        ).one()
+    assert row.error_type == "KeyError"
+    assert "KeyError: 'missing'" in row.traceback

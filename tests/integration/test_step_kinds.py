@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 
@@ -224,7 +225,13 @@ def test_retries_exhausted_fails_the_run(engine: Durable) -> None:
     run = get_run(engine, run_id)
     assert run.status == "failed"
     assert attempts == [1, 2]
-    assert run.error == "fail 2"
+    assert run.error == "ValueError: fail 2"
+    (row,) = get_journal(engine, run_id)
+    assert (row.step_id, row.status, row.attempt) == ("s", "failed", 2)
+    assert (row.error, row.error_type) == ("ValueError: fail 2", "ValueError")
+    assert row.traceback is not None
+    assert "raise ValueError(msg)" in row.traceback  # the handler's own line
+    assert row.traceback.rstrip().endswith("ValueError: fail 2")
 
 
 @pytest.mark.parametrize("max_retries", [1, 4])
@@ -239,3 +246,25 @@ def test_max_retries_counts_total_attempts(engine: Durable, max_retries: int) ->
     engine.start("retry-count")
     drain(engine, now=far_future())
     assert attempts == list(range(1, max_retries + 1))
+
+
+def test_every_failed_attempt_is_a_warning_with_its_traceback(
+    engine: Durable, caplog: pytest.LogCaptureFixture
+) -> None:
+    def flaky(ctx: DurableContext) -> None:
+        msg = f"gateway timeout {ctx.attempt}"
+        raise ConnectionError(msg)
+
+    durable("logged-failures").step("call", flaky, max_retries=2)
+    run_id = engine.start("logged-failures").run_id
+    with caplog.at_level(logging.WARNING, logger="durable_sa"):
+        drain(engine, now=far_future())
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.run_id == run_id]
+    assert [r.attempt for r in warnings] == [1, 2]
+    first, last = (r.getMessage() for r in warnings)
+    assert "attempt 1 of 2 failed" in first
+    assert "will retry: ConnectionError: gateway timeout 1" in first
+    assert "rolling back: ConnectionError: gateway timeout 2" in last
+    assert "Traceback (most recent call last)" in last
+    assert "raise ConnectionError(msg)" in last
+    assert [r.error_type for r in warnings] == ["ConnectionError", "ConnectionError"]
