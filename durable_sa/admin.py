@@ -47,10 +47,16 @@ class Admin:
 
     # ── dead letters ───────────────────────────────────────────────────────────
 
-    def dead_letters(self, limit: int | None = None) -> list[DeadLetterInfo]:
-        """Dead-lettered jobs, newest first, with the error that put them there."""
+    def dead_letters(
+        self, limit: int | None = None, *, include_resolved: bool = False
+    ) -> list[DeadLetterInfo]:
+        """Open dead letters, newest first, with the error that put them there.
+
+        ``include_resolved`` adds those already requeued or whose run was recovered
+        (``resolved_by``), so an operator can read what happened.
+        """
         with self.shell.reading() as session:
-            return list_dead_letters(session, limit=limit)
+            return list_dead_letters(session, limit=limit, include_resolved=include_resolved)
 
     def requeue(self, dead_letter_id: int) -> int:
         """Put a dead-lettered job back on the queue; the new job's id.

@@ -295,7 +295,9 @@ class Durable:
         """
         run_id = checked_run_id(run_id)
         with self.shell.reading() as session:
-            return run_status(session, run_id, now=self.shell.now())
+            return run_status(
+                session, run_id, now=self.shell.now(), live_run_ids=self.backend.live_run_ids
+            )
 
     def list(
         self,
@@ -330,6 +332,7 @@ class Durable:
                 workflow=workflow,
                 limit=limit,
                 now=self.shell.now(),
+                live_run_ids=self.backend.live_run_ids,
             )
 
     # ── recovery ───────────────────────────────────────────────────────────────

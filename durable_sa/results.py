@@ -64,6 +64,10 @@ class RunStatusSnapshot:
     """What a suspended run waits for: ``"signal"``, ``"agent"`` or ``"child"``."""
     wait_step: str | None = None
     """The step that waits (``None`` unless suspended)."""
+    stranded: str | None = None
+    """Set while the run should progress but has no job because its job was
+    dead-lettered: ``dead letter <id>: <error>``. ``recover()`` or requeueing that dead
+    letter gets it going again."""
     waiting_for_version: str | None = None
     """Set while the run has work queued that no live worker can run: the definition
     version a worker must have (``workflow_version``) to take it."""
@@ -87,6 +91,9 @@ class DeadLetterInfo:
     attempts: int
     error: str
     failed_at: datetime
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    """``requeue`` or ``recover`` once the dead letter no longer holds a run back."""
 
 
 class JobOutcome(enum.StrEnum):

@@ -5,6 +5,7 @@ Children are loaded level by level (one query per generation), not one query per
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -14,6 +15,7 @@ from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.snapshot import WaitKind
 from durable_sa.core.status import RunStatus
 from durable_sa.errors import RunNotFoundError
+from durable_sa.queue import dead_letters
 from durable_sa.results import DeadLetterInfo, RunStatusSnapshot
 from durable_sa.runtime.presence import live_workers
 from durable_sa.store.models import dead_letters_table, jobs_table, runs_table
@@ -154,7 +156,37 @@ def _chunks(ids: list[int], size: int = _CHUNK) -> list[list[int]]:
     return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
-def run_status(session: Session, run_id: int, *, now: datetime) -> RunStatusSnapshot:
+LiveRunIds = Callable[["Session", Collection[int]], set[int]]
+"""The backend's ``live_run_ids``: which runs have a job queued or held."""
+
+
+def _mark_stranded(
+    session: Session, snaps: list[RunStatusSnapshot], live_run_ids: LiveRunIds
+) -> list[RunStatusSnapshot]:
+    """Set ``stranded`` on runs that must have a job, have none, and have an open dead letter."""
+    must_have_job = {
+        s.run_id
+        for s in _walk(snaps)
+        if s.status in (RunStatus.RUNNING, RunStatus.COMPENSATING)
+        or (s.status is RunStatus.SUSPENDED and s.wake_at is not None)  # a signal's timer
+    }
+    letters = dead_letters.open_letters(session, must_have_job)
+    if not letters:
+        return snaps
+    live = live_run_ids(session, list(letters))
+    marked = {
+        s.run_id: attrs.evolve(
+            s, stranded=f"dead letter {letters[s.run_id][0]}: {letters[s.run_id][1]}"
+        )
+        for s in _walk(snaps)
+        if s.run_id in letters and s.run_id not in live
+    }
+    return [_replace(snap, marked) for snap in snaps] if marked else snaps
+
+
+def run_status(
+    session: Session, run_id: int, *, now: datetime, live_run_ids: LiveRunIds
+) -> RunStatusSnapshot:
     """The run ``run_id`` with its descendants.
 
     Raises:
@@ -166,7 +198,8 @@ def run_status(session: Session, run_id: int, *, now: datetime) -> RunStatusSnap
         raise RunNotFoundError(run_id)
     snap = _snapshot(row)
     _attach_children(session, [snap])
-    return _mark_unrunnable(session, [snap], now)[0]
+    marked = _mark_unrunnable(session, [snap], now)
+    return _mark_stranded(session, marked, live_run_ids)[0]
 
 
 def list_runs(  # noqa: PLR0913 - filters, all keyword-only
@@ -177,6 +210,7 @@ def list_runs(  # noqa: PLR0913 - filters, all keyword-only
     workflow: str | None = None,
     limit: int | None = None,
     now: datetime,
+    live_run_ids: LiveRunIds,
 ) -> list[RunStatusSnapshot]:
     """Runs, newest first, with their descendants."""
     stmt = select(*_COLUMNS).order_by(runs.c.id.desc())
@@ -190,12 +224,16 @@ def list_runs(  # noqa: PLR0913 - filters, all keyword-only
         stmt = stmt.limit(limit)
     snaps = [_snapshot(row) for row in session.execute(stmt)]
     _attach_children(session, snaps)
-    return _mark_unrunnable(session, snaps, now)
+    return _mark_stranded(session, _mark_unrunnable(session, snaps, now), live_run_ids)
 
 
-def list_dead_letters(session: Session, *, limit: int | None = None) -> list[DeadLetterInfo]:
-    """Dead letters, newest first."""
+def list_dead_letters(
+    session: Session, *, limit: int | None = None, include_resolved: bool = False
+) -> list[DeadLetterInfo]:
+    """Dead letters, newest first: the open ones, or all with ``include_resolved``."""
     stmt = select(dead_letters_table).order_by(dead_letters_table.c.id.desc())
+    if not include_resolved:
+        stmt = stmt.where(dead_letters_table.c.resolved_at.is_(None))
     if limit is not None:
         stmt = stmt.limit(limit)
     return [
@@ -209,6 +247,8 @@ def list_dead_letters(session: Session, *, limit: int | None = None) -> list[Dea
             attempts=int(row["attempts"]),
             error=row["error"],
             failed_at=row["failed_at"],
+            resolved_at=row["resolved_at"],
+            resolved_by=row["resolved_by"],
         )
         for row in session.execute(stmt).mappings()
     ]

@@ -177,8 +177,8 @@ def dead_letters_command(args: argparse.Namespace, inv: Invocation) -> int:
             job_id = engine.admin.requeue(args.requeue)
             _out([f"dead letter {args.requeue} requeued as job {job_id}"])
             return 0
-        letters = engine.admin.dead_letters(limit=args.limit)
-    _out(render_dead_letters(letters))
+        letters = engine.admin.dead_letters(limit=args.limit, include_resolved=args.all)
+    _out(render_dead_letters(letters, resolved=args.all))
     return 0
 
 

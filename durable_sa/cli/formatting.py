@@ -71,8 +71,10 @@ def waiting_line(snap: RunStatusSnapshot) -> str:
     )
 
 
-def note(snap: RunStatusSnapshot) -> str:
+def note(snap: RunStatusSnapshot) -> str:  # noqa: PLR0911 - one sentence per situation
     """Why a run is where it is, in a few words (empty when there is nothing to say)."""
+    if snap.stranded is not None:
+        return f"stranded, {short(snap.stranded, 60)}"
     if snap.waiting_for_version is not None:
         return f"waiting for a worker with version {snap.waiting_for_version}"
     if snap.wait_kind == "agent":
@@ -104,6 +106,7 @@ def render_status(snap: RunStatusSnapshot, journal: Sequence[JournalEntry]) -> l
         ("awaiting signal", snap.awaiting_signal or NONE),
         ("wake at", when(snap.wake_at)),
         ("error", short(snap.error, 200)),
+        ("stranded", NONE if snap.stranded is None else f"{snap.stranded} (run `recover`)"),
         ("parent", NONE if snap.parent_run_id is None else str(snap.parent_run_id)),
         ("created", when(snap.created_at)),
         ("updated", when(snap.updated_at)),
@@ -163,10 +166,11 @@ def render_runs(snaps: Sequence[RunStatusSnapshot]) -> list[str]:
     return table(("id", "workflow", "version", "status", "step", "updated_at", "note"), rows)
 
 
-def render_dead_letters(letters: Sequence[DeadLetterInfo]) -> list[str]:
-    """One line per dead letter: ``durable-sa dead-letters``."""
+def render_dead_letters(letters: Sequence[DeadLetterInfo], *, resolved: bool = False) -> list[str]:
+    """One line per dead letter: ``durable-sa dead-letters`` (``--all``: and how resolved)."""
     if not letters:
-        return ["no dead letters"]
+        return ["no dead letters" if resolved else "no open dead letters"]
+    headers = ("id", "kind", "run", "attempts", "failed_at", *(["resolved"] if resolved else []))
     rows = [
         (
             str(d.id),
@@ -174,11 +178,12 @@ def render_dead_letters(letters: Sequence[DeadLetterInfo]) -> list[str]:
             NONE if d.run_id is None else str(d.run_id),
             str(d.attempts),
             when(d.failed_at),
+            *([d.resolved_by or "open"] if resolved else []),
             short(d.error),
         )
         for d in letters
     ]
-    return table(("id", "kind", "run", "attempts", "failed_at", "error"), rows)
+    return table((*headers, "error"), rows)
 
 
 def render_workers(workers: Sequence[WorkerInfo]) -> list[str]:

@@ -221,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dead.add_argument("--requeue", type=int, metavar="ID", help="put dead letter ID back")
     dead.add_argument("--limit", type=_positive_int, default=50, metavar="N")
+    dead.add_argument(
+        "--all",
+        action="store_true",
+        help="also those already requeued or whose run was recovered",
+    )
     dead.set_defaults(run=dead_letters_command)
 
     workers = commands.add_parser("workers", parents=[database], help="list live workers")

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from durable_sa.core.decide import decide_recovery
 from durable_sa.core.status import RunStatus
+from durable_sa.queue import dead_letters
 from durable_sa.store.models import runs_table
 from durable_sa.store.queries import lock_run
 
@@ -65,6 +66,7 @@ def recover_run(shell: Shell, run_id: int) -> bool:
         if job is None:
             return False
         shell.backend.enqueue(tx, [job])
+        dead_letters.resolve_recovered(tx, run_id, now=shell.now())
         logger.info(
             "run %s recovered with a %s job",
             run_id,

@@ -8,15 +8,18 @@ decides where a requeued job goes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.store.models import dead_letters_table, runs_table
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+    from datetime import datetime
+
     from sqlalchemy.orm import Session
 
     from durable_sa.queue.protocol import ClaimedJob
@@ -49,10 +52,17 @@ def record(session: Session, job: ClaimedJob, *, error: str) -> None:
     )
 
 
-def take(session: Session, dead_letter_id: int) -> Requeued | None:
-    """Delete dead letter ``dead_letter_id`` and return it, ``None`` if it or its run is gone.
+REQUEUE: Final = "requeue"
+RECOVER: Final = "recover"
+"""What resolved a dead letter (``resolved_by``)."""
 
-    A dead letter whose run was deleted is removed too: there is nothing left to drive.
+
+def take(session: Session, dead_letter_id: int, *, now: datetime) -> Requeued | None:
+    """Resolve open dead letter ``dead_letter_id`` as requeued and return it.
+
+    ``None`` when there is no such open dead letter, or when its run is gone (the dead
+    letter is then deleted: there is nothing left to drive). The row stays, resolved, so
+    an operator can still read what happened.
 
     Raises:
         InvalidArgumentError: the dead letter names no run (an unreadable broker message):
@@ -60,7 +70,12 @@ def take(session: Session, dead_letter_id: int) -> Requeued | None:
 
     """
     row = (
-        session.execute(select(dead_letters_table).where(dead_letters_table.c.id == dead_letter_id))
+        session.execute(
+            select(dead_letters_table).where(
+                dead_letters_table.c.id == dead_letter_id,
+                dead_letters_table.c.resolved_at.is_(None),
+            )
+        )
         .mappings()
         .first()
     )
@@ -72,7 +87,6 @@ def take(session: Session, dead_letter_id: int) -> Requeued | None:
             "it cannot be requeued; read its payload and error, then start the work again"
         )
         raise InvalidArgumentError(msg)
-    session.execute(delete(dead_letters_table).where(dead_letters_table.c.id == dead_letter_id))
     run = (
         session.execute(
             select(runs_table.c.workflow_name, runs_table.c.workflow_version).where(
@@ -83,7 +97,13 @@ def take(session: Session, dead_letter_id: int) -> Requeued | None:
         .first()
     )
     if run is None:
+        session.execute(delete(dead_letters_table).where(dead_letters_table.c.id == dead_letter_id))
         return None
+    session.execute(
+        update(dead_letters_table)
+        .where(dead_letters_table.c.id == dead_letter_id)
+        .values(resolved_at=now, resolved_by=REQUEUE)
+    )
     return Requeued(
         queue=row["queue"],
         kind=row["kind"],
@@ -92,3 +112,27 @@ def take(session: Session, dead_letter_id: int) -> Requeued | None:
         workflow_version=run["workflow_version"],
         payload=row["payload"],
     )
+
+
+def resolve_recovered(session: Session, run_id: int, *, now: datetime) -> None:
+    """Resolve the run's open dead letters: ``recover`` gave the run a job again."""
+    session.execute(
+        update(dead_letters_table)
+        .where(dead_letters_table.c.run_id == run_id, dead_letters_table.c.resolved_at.is_(None))
+        .values(resolved_at=now, resolved_by=RECOVER)
+    )
+
+
+def open_letters(session: Session, run_ids: Collection[int]) -> dict[int, tuple[int, str]]:
+    """The newest open dead letter of each of ``run_ids`` that has one: ``(id, error)``."""
+    if not run_ids:
+        return {}
+    rows = session.execute(
+        select(dead_letters_table.c.run_id, dead_letters_table.c.id, dead_letters_table.c.error)
+        .where(
+            dead_letters_table.c.run_id.in_(list(run_ids)),
+            dead_letters_table.c.resolved_at.is_(None),
+        )
+        .order_by(dead_letters_table.c.id)
+    )
+    return {int(row.run_id): (int(row.id), row.error) for row in rows}

@@ -60,7 +60,7 @@ def requeue_into(
 
     The new row's id, or ``None`` when there is no such dead letter (or its run is gone).
     """
-    taken = dead_letters.take(session, dead_letter_id)
+    taken = dead_letters.take(session, dead_letter_id, now=now)
     if taken is None:
         return None
     statement = insert(table).values(requeued_row(taken, max_attempts=max_attempts, now=now))

@@ -295,6 +295,10 @@ class DeadLetter(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str] = mapped_column(Text)
     failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+    """When the dead letter stopped mattering: its job was requeued, or its run recovered."""
+    resolved_by: Mapped[str | None] = mapped_column(String(32))
+    """What resolved it: ``requeue`` or ``recover``. Open dead letters have neither."""
 
     def __repr__(self) -> str:
         return f"<DeadLetter {self.id} {self.kind} run={self.run_id}: {self.error[:60]!r}>"

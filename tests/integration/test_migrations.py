@@ -139,3 +139,33 @@ def test_the_journal_error_columns_upgrade_records_failures_again(engine: Durabl
         ).one()
     assert row.error_type == "KeyError"
     assert "KeyError: 'missing'" in row.traceback
+
+
+def test_the_dead_letter_resolution_columns_upgrade_keeps_old_letters_open(
+    engine: Durable,
+) -> None:
+    durable("mig-letters").step("a", lambda ctx: 1)
+    run = engine.start("mig-letters").run_id
+    job = engine.admin.claim()
+    assert job is not None
+    dialect = engine.sa_engine.dialect.name
+    with engine.sa_engine.begin() as conn:
+        for column in ("resolved_at", "resolved_by"):
+            conn.exec_driver_sql(f"ALTER TABLE durable_dead_letters DROP COLUMN {column}")
+        conn.execute(  # a letter the previous release wrote
+            sa.text(
+                "INSERT INTO durable_dead_letters (job_id, queue, kind, run_id, payload, "
+                "attempts, error, failed_at) VALUES (:job, 'default', 'advance', :run, "
+                ":payload, 5, 'crashed', CURRENT_TIMESTAMP)"
+            ),
+            {"job": job.id, "run": run, "payload": json.dumps(job.payload)},
+        )
+        conn.execute(sa.text("DELETE FROM durable_jobs WHERE id = :job"), {"job": job.id})
+        for statement in changelog_sql(f"migration:dead-letters-resolved:{dialect}"):
+            conn.exec_driver_sql(statement)
+    (letter,) = engine.admin.dead_letters()
+    assert engine.status(run).stranded == f"dead letter {letter.id}: crashed"
+    engine.admin.requeue(letter.id)
+    drain(engine)
+    assert engine.status(run).status == "completed"
+    assert engine.admin.dead_letters(include_resolved=True)[0].resolved_by == "requeue"

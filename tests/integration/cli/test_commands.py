@@ -146,6 +146,10 @@ def test_dead_letters_are_listed_and_requeued(engine, durable_each_database_url,
     letter_id, kind, run, *_ = row.split()
     assert (kind, run) == ("advance", str(run_id))
     assert "No durable workflow named 'cli-three'" in row
+    _, listed, _ = cli("list", "--database-url", durable_each_database_url)
+    assert f"stranded, dead letter {letter_id}: No durable workflow" in listed
+    _, shown, _ = cli("status", str(run_id), "--database-url", durable_each_database_url)
+    assert f"stranded:        dead letter {letter_id}: No durable workflow" in shown
 
     code, out, _ = cli(
         "dead-letters", "--requeue", letter_id, "--database-url", durable_each_database_url
@@ -155,7 +159,12 @@ def test_dead_letters_are_listed_and_requeued(engine, durable_each_database_url,
     drain(engine)
     assert engine.status(run_id).status == "completed"
     _, out, _ = cli("dead-letters", "--database-url", durable_each_database_url)
-    assert out == "no dead letters\n"
+    assert out == "no open dead letters\n"
+    _, out, _ = cli("dead-letters", "--all", "--database-url", durable_each_database_url)
+    header, row = out.splitlines()
+    assert header.split() == ["id", "kind", "run", "attempts", "failed_at", "resolved", "error"]
+    assert row.split()[:3] == [letter_id, "advance", str(run_id)]
+    assert " requeue " in row
     code, _, err = cli(
         "dead-letters", "--requeue", "999", "--database-url", durable_each_database_url
     )
