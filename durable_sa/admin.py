@@ -22,7 +22,7 @@ from durable_sa.errors import DeadLetterNotFoundError
 from durable_sa.retention import prune_runs
 from durable_sa.runtime.presence import WorkerInfo, live_workers
 from durable_sa.store.models import metadata
-from durable_sa.views import list_dead_letters
+from durable_sa.views import find_dead_letter, list_dead_letters
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -57,6 +57,21 @@ class Admin:
         """
         with self.shell.reading() as session:
             return list_dead_letters(session, limit=limit, include_resolved=include_resolved)
+
+    def dead_letter(self, dead_letter_id: int) -> DeadLetterInfo:
+        """Dead letter ``dead_letter_id``, open or resolved, whole.
+
+        Raises:
+            DeadLetterNotFoundError: there is no such dead letter.
+
+        """
+        if id_in_range(dead_letter_id, "a dead letter id") is None:
+            raise DeadLetterNotFoundError(dead_letter_id)
+        with self.shell.reading() as session:
+            found = find_dead_letter(session, dead_letter_id)
+        if found is None:
+            raise DeadLetterNotFoundError(dead_letter_id)
+        return found
 
     def requeue(self, dead_letter_id: int) -> int:
         """Put a dead-lettered job back on the queue; the new job's id.

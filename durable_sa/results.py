@@ -60,6 +60,8 @@ class RunStatusSnapshot:
     idempotency_key: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    input: dict[str, Any] = attrs.field(factory=dict)
+    """The input the run was started with."""
     wait_kind: str | None = None
     """What a suspended run waits for: ``"signal"``, ``"agent"`` or ``"child"``."""
     wait_step: str | None = None

@@ -39,6 +39,7 @@ _COLUMNS = (
     runs.c.attempt,
     runs.c.compensation_cursor,
     runs.c.state,
+    runs.c.input,
     runs.c.result,
     runs.c.parent_run_id,
     runs.c.parent_step_id,
@@ -69,6 +70,7 @@ def _snapshot(row: Any) -> RunStatusSnapshot:  # noqa: ANN401 - a result row
         wait_step=row.wait_step,
         wake_at=row.wake_at,
         results={k: v for k, v in state.items() if not k.startswith(RESERVED_PREFIX)},
+        input=dict(row.input or {}),
         result=row.result,
         error=row.error,
         parent_run_id=row.parent_run_id,
@@ -236,19 +238,27 @@ def list_dead_letters(
         stmt = stmt.where(dead_letters_table.c.resolved_at.is_(None))
     if limit is not None:
         stmt = stmt.limit(limit)
-    return [
-        DeadLetterInfo(
-            id=int(row["id"]),
-            job_id=int(row["job_id"]),
-            queue=row["queue"],
-            kind=row["kind"],
-            run_id=row["run_id"],
-            payload=row["payload"],
-            attempts=int(row["attempts"]),
-            error=row["error"],
-            failed_at=row["failed_at"],
-            resolved_at=row["resolved_at"],
-            resolved_by=row["resolved_by"],
-        )
-        for row in session.execute(stmt).mappings()
-    ]
+    return [_dead_letter(row) for row in session.execute(stmt).mappings()]
+
+
+def find_dead_letter(session: Session, dead_letter_id: int) -> DeadLetterInfo | None:
+    """Dead letter ``dead_letter_id``, open or resolved (``None`` if there is none)."""
+    stmt = select(dead_letters_table).where(dead_letters_table.c.id == dead_letter_id)
+    row = session.execute(stmt).mappings().first()
+    return None if row is None else _dead_letter(row)
+
+
+def _dead_letter(row: Any) -> DeadLetterInfo:  # noqa: ANN401 - a result row
+    return DeadLetterInfo(
+        id=int(row["id"]),
+        job_id=int(row["job_id"]),
+        queue=row["queue"],
+        kind=row["kind"],
+        run_id=row["run_id"],
+        payload=row["payload"],
+        attempts=int(row["attempts"]),
+        error=row["error"],
+        failed_at=row["failed_at"],
+        resolved_at=row["resolved_at"],
+        resolved_by=row["resolved_by"],
+    )

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from durable_sa.cli.errors import FAILURE, USAGE, CliError
 from durable_sa.cli.formatting import (
+    render_dead_letter,
     render_dead_letters,
     render_prune,
     render_runs,
@@ -106,7 +107,7 @@ def status_command(args: argparse.Namespace, inv: Invocation) -> int:
                 .where(JournalEntry.run_id == snap.run_id)
                 .order_by(JournalEntry.id)
             ).all()
-            _out(render_status(snap, journal))
+            _out(render_status(snap, journal, tracebacks=args.traceback))
     return 0
 
 
@@ -172,7 +173,13 @@ def prune_command(args: argparse.Namespace, inv: Invocation) -> int:
 
 def dead_letters_command(args: argparse.Namespace, inv: Invocation) -> int:
     """List dead letters, or requeue one."""
+    if args.show and args.show_id is None:
+        msg = "dead-letters show needs the dead letter's ID (durable-sa dead-letters show 12)"
+        raise CliError(msg, USAGE)
     with _database(args, inv) as engine:
+        if args.show:
+            _out(render_dead_letter(engine.admin.dead_letter(args.show_id)))
+            return 0
         if args.requeue is not None:
             job_id = engine.admin.requeue(args.requeue)
             _out([f"dead letter {args.requeue} requeued as job {job_id}"])

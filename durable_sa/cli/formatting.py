@@ -94,14 +94,20 @@ def _waiting_for(snap: RunStatusSnapshot) -> str:
     return f"{snap.wait_kind} at step {snap.wait_step!r}"
 
 
-def render_status(snap: RunStatusSnapshot, journal: Sequence[JournalEntry]) -> list[str]:
-    """The run's fields, its journal and its children, as ``durable-sa status`` shows them."""
+def render_status(
+    snap: RunStatusSnapshot, journal: Sequence[JournalEntry], *, tracebacks: bool = False
+) -> list[str]:
+    """The run's fields, its journal and its children, as ``durable-sa status`` shows them.
+
+    ``tracebacks`` adds, under the journal, where each failed step raised.
+    """
     fields = [
         ("run", str(snap.run_id)),
         ("workflow", snap.workflow_name),
         ("version", snap.workflow_version or NONE),
         ("status", str(snap.status)),
         ("step", f"{snap.current_step}/{snap.total_steps}"),
+        ("input", short(json.dumps(snap.input, sort_keys=True, default=str), 200)),
         ("waiting for", _waiting_for(snap)),
         ("awaiting signal", snap.awaiting_signal or NONE),
         ("wake at", when(snap.wake_at)),
@@ -128,11 +134,27 @@ def render_status(snap: RunStatusSnapshot, journal: Sequence[JournalEntry]) -> l
         ]
         headers = ("step_id", "status", "attempt", "completed_at", "result / error")
         lines += table(headers, rows, indent="  ")
+        lines += _tracebacks(journal) if tracebacks else _traceback_hint(journal, snap)
     else:
         lines.append("  (no step has finished yet)")
     lines += ["", "children:"]
     lines += _children(snap.children, depth=1) or ["  (none)"]
     return lines
+
+
+def _tracebacks(journal: Sequence[JournalEntry]) -> list[str]:
+    lines: list[str] = []
+    for entry in journal:
+        if entry.traceback:
+            lines += ["", f"{entry.step_id} ({entry.error_type}, attempt {entry.attempt}):"]
+            lines += [f"  {line}" for line in entry.traceback.rstrip().splitlines()]
+    return lines
+
+
+def _traceback_hint(journal: Sequence[JournalEntry], snap: RunStatusSnapshot) -> list[str]:
+    if any(entry.traceback for entry in journal):
+        return [f"  (durable-sa status {snap.run_id} --traceback shows where each failure raised)"]
+    return []
 
 
 def _children(children: Sequence[RunStatusSnapshot], depth: int) -> list[str]:
@@ -184,6 +206,26 @@ def render_dead_letters(letters: Sequence[DeadLetterInfo], *, resolved: bool = F
         for d in letters
     ]
     return table((*headers, "error"), rows)
+
+
+def render_dead_letter(letter: DeadLetterInfo) -> list[str]:
+    """One dead letter whole: ``durable-sa dead-letters show ID``."""
+    resolved = (
+        "open (requeue it, or run `recover`)"
+        if letter.resolved_by is None
+        else f"{letter.resolved_by} at {when(letter.resolved_at)}"
+    )
+    fields = [
+        ("dead letter", str(letter.id)),
+        ("job", f"{letter.job_id} ({letter.kind}, queue {letter.queue})"),
+        ("run", NONE if letter.run_id is None else str(letter.run_id)),
+        ("attempts", str(letter.attempts)),
+        ("failed at", when(letter.failed_at)),
+        ("resolved", resolved),
+        ("payload", json.dumps(letter.payload, sort_keys=True, default=str)),
+    ]
+    lines = [f"{name + ':':<13} {value}" for name, value in fields]
+    return [*lines, "error:", *(f"  {line}" for line in letter.error.splitlines() or [""])]
 
 
 def render_workers(workers: Sequence[WorkerInfo]) -> list[str]:

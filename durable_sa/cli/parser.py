@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", parents=[database], help="a run, its journal, children")
     status.add_argument("run_id", type=int, metavar="RUN_ID")
+    status.add_argument(
+        "--traceback", action="store_true", help="print where each failed step raised"
+    )
     status.set_defaults(run=status_command)
 
     listing = commands.add_parser("list", parents=[database], help="runs, newest first")
@@ -217,8 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.set_defaults(run=prune_command)
 
     dead = commands.add_parser(
-        "dead-letters", parents=[database], help="list dead-lettered jobs, or requeue one"
+        "dead-letters",
+        parents=[database],
+        help="list dead-lettered jobs, show one whole (show ID), or requeue one",
     )
+    dead.add_argument("show", nargs="?", choices=["show"], help="show one dead letter whole")
+    dead.add_argument("show_id", nargs="?", type=int, metavar="ID")
     dead.add_argument("--requeue", type=int, metavar="ID", help="put dead letter ID back")
     dead.add_argument("--limit", type=_positive_int, default=50, metavar="N")
     dead.add_argument(

@@ -288,3 +288,47 @@ def test_a_run_id_beyond_the_column_is_an_unknown_run_in_one_line(
             code, out, err = cli(*command, "--database-url", durable_each_database_url)
             assert (code, out) == (1, "")
             assert err == f"durable-sa: No durable run with id {run_id} exists.\n"
+
+
+def test_a_dead_letter_is_shown_whole(engine, durable_each_database_url, app, cli):
+    run_id = engine.start("cli-three", {"n": 5}).run_id
+    job = engine.admin.claim()
+    assert job is not None
+    long_error = "Traceback (most recent call last):\n" + "  frame line\n" * 30 + "OSError: gone"
+    engine.backend.dead_letter(job, error=long_error)
+    (letter,) = engine.admin.dead_letters()
+    code, out, err = cli(
+        "dead-letters", "show", str(letter.id), "--database-url", durable_each_database_url
+    )
+    assert (code, err) == (0, "")
+    assert f"dead letter:  {letter.id}" in out
+    assert f"run:          {run_id}" in out
+    assert "resolved:     open" in out
+    assert out.rstrip().endswith("  OSError: gone")  # the whole error, never cut
+    assert out.count("frame line") == 30
+    code, _, err = cli("dead-letters", "show", "--database-url", durable_each_database_url)
+    assert code == 2
+    assert err.startswith("durable-sa: dead-letters show needs the dead letter's ID")
+    code, _, err = cli(
+        "dead-letters", "show", "424242", "--database-url", durable_each_database_url
+    )
+    assert code == 1
+    assert "424242" in err
+
+
+def test_status_shows_the_input_and_where_a_step_failed(engine, durable_each_database_url, cli):
+    def card_declined(ctx):
+        msg = f"card {ctx.input['card']} declined"
+        raise PermissionError(msg)
+
+    durable("cli-fails").step("charge", card_declined, max_retries=1)
+    run_id = engine.start("cli-fails", {"card": "4242"}).run_id
+    drain(engine)
+    url = ["--database-url", durable_each_database_url]
+    _, out, _ = cli("status", str(run_id), *url)
+    assert 'input:           {"card": "4242"}' in out
+    assert "PermissionError: card 4242 declined" in out
+    assert f"durable-sa status {run_id} --traceback shows where" in out
+    _, out, _ = cli("status", str(run_id), "--traceback", *url)
+    assert "charge (PermissionError, attempt 1):" in out
+    assert "raise PermissionError(msg)" in out
