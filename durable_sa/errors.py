@@ -120,3 +120,16 @@ __all__ = [
     "WaitTimeoutError",
     "WorkflowNotRegisteredError",
 ]
+
+
+class DatabaseUnreachableError(DurableError, ConnectionError):
+    """A worker or relay could not reach its database within its start-up timeout."""
+
+    def __init__(self, seconds: float, reason: str) -> None:
+        super().__init__(
+            f"could not reach the database within {seconds:g} s ({reason}); check that it "
+            "is up and the URL is right, or allow longer with startup_timeout "
+            "(--startup-timeout SECONDS)"
+        )
+        self.seconds = seconds
+        self.reason = reason

@@ -249,6 +249,7 @@ def worker_command(args: argparse.Namespace, inv: Invocation) -> int:
         "job_timeout": args.job_timeout,
         "grace_period": args.grace,
         "commit_timeout": args.commit_timeout,
+        "startup_timeout": args.startup_timeout,
         "prefetch": args.prefetch,
         "poll_interval": args.poll_interval,
         "name": args.name,

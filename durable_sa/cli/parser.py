@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--job-timeout", "abandon a job running longer than this"),
         ("--grace", "how long a stop waits for running steps"),
         ("--commit-timeout", "give up held jobs when a commit blocks this long"),
+        ("--startup-timeout", "how long to keep trying to reach the database (default 60)"),
     ):
         worker.add_argument(flag, type=_seconds, metavar="S", help=f"{what} (seconds)")
     worker.add_argument("--poll-interval", type=_positive_float, metavar="S")

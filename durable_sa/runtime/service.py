@@ -18,11 +18,15 @@ import abc
 import threading
 from typing import TYPE_CHECKING, ClassVar, Final, Self
 
+from durable_sa.runtime.reach import wait_for_database
 from durable_sa.runtime.signals import stop_on_signals
 from durable_sa.runtime.wakeup import Wakeup
 
 if TYPE_CHECKING:
+    from datetime import timedelta
     from types import TracebackType
+
+    from sqlalchemy import Engine
 
 MAX_ERROR_PAUSE: Final = 5.0
 """The longest pause, in seconds, between two tries after errors."""
@@ -118,6 +122,10 @@ class Service(abc.ABC):
     def _ready(self) -> None:
         """Say the service is serving (``start()`` returns)."""
         self._serving.set()
+
+    def _reach(self, sa_engine: Engine, timeout: timedelta, who: str) -> bool:
+        """Wait for the database at start-up; False when stopped first (see :mod:`.reach`)."""
+        return wait_for_database(sa_engine, timeout=timeout, stopping=self._stopping, who=who)
 
     def _idle(self, seconds: float, seen: int) -> None:
         """Wait up to ``seconds``, or until a wake-up after the ``seen`` one."""

@@ -87,6 +87,7 @@ class Worker(Service):
         relay: bool | None = None,
         prefetch: int | None = None,
         commit_timeout: timedelta | None = timedelta(seconds=10),
+        startup_timeout: timedelta = timedelta(minutes=1),
     ) -> None:
         """Prepare a worker; nothing runs until :meth:`run` or :meth:`start`.
 
@@ -99,7 +100,9 @@ class Worker(Service):
         commit carry more runs; ready work never waits long behind busy slots either
         way (it is given back to the queue). ``commit_timeout``: how long a commit may
         block (a row lock held by an application, a half-open connection) before the
-        worker gives up what it holds to other workers.
+        worker gives up what it holds to other workers. ``startup_timeout``: how long
+        the worker keeps trying to reach its database when it starts (it then raises
+        :class:`~durable_sa.errors.DatabaseUnreachableError`).
 
         Raises:
             InvalidArgumentError: a bad setting, or ``relay=True`` without an outbox.
@@ -125,6 +128,7 @@ class Worker(Service):
         self.heartbeat = heartbeat
         self.job_timeout = job_timeout
         self.grace_period = grace_period
+        self.startup_timeout = startup_timeout
         sqlite = shell.dialect == "sqlite"
         self.poll_interval = (
             poll_interval if poll_interval is not None else (0.25 if sqlite else 2.0)
@@ -189,6 +193,8 @@ class Worker(Service):
 
     def _serve(self) -> None:
         started = time.monotonic()
+        if not self._reach(self.shell.sa_engine, self.startup_timeout, f"worker {self.id}"):
+            return  # stopped before the database came
         self._announce()
         self.shell.backend.add_wake_callback(self.wake)
         self._listener.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,7 +12,14 @@ from sqlalchemy.orm import Session
 
 from durable_sa import Durable, JournalEntry
 from durable_sa.testing.processes import WorkerProcess, restart_until
-from durable_sa.testing.workload import effects, overlaps, summary, wait_until_all_terminal
+from durable_sa.testing.workload import (
+    define_workload,
+    effects,
+    overlaps,
+    prepare_database,
+    summary,
+    wait_until_all_terminal,
+)
 
 if TYPE_CHECKING:
     from durable_sa.testing.servers import PostgresServer
@@ -126,3 +134,64 @@ def test_a_job_that_keeps_crashing_its_worker_is_dead_lettered(
     snapshot = rel_engine.status(run_id)
     assert snapshot.status == "running"  # the run is intact: recover() can requeue it
     assert snapshot.current_step == 0
+
+
+def _wait_for_output(worker: WorkerProcess, text: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = worker.output()
+        if text in out:
+            return out
+        time.sleep(0.1)
+    return worker.output()
+
+
+def test_a_worker_started_before_its_database_waits_for_it(
+    durable_postgres_server: PostgresServer,
+) -> None:
+    name = f"late_{uuid.uuid4().hex[:8]}"
+    url = durable_postgres_server.url(name)
+    worker = WorkerProcess(url, *FAST, "--startup-timeout", "120").start()
+    try:
+        out = _wait_for_output(worker, "cannot reach the database")
+        assert worker.running(), out
+        assert f'database "{name}" does not exist' in out
+        assert "trying again in" in out
+        durable_postgres_server.create_database(name)
+        prepare_database(url)
+        sa_engine = sa.create_engine(url)
+        try:
+            define_workload(sa_engine)
+            engine = Durable(sa_engine)
+            run_id = engine.start("rel-seq").run_id
+            assert engine.wait(run_id, timeout=120).status == "completed"
+        finally:
+            sa_engine.dispose()
+        assert worker.terminate() == 0
+    finally:
+        worker.close()
+        durable_postgres_server.drop_database(name)
+
+
+def test_a_worker_gives_up_on_a_database_it_never_reaches_in_one_line(
+    durable_postgres_server: PostgresServer,
+) -> None:
+    url = durable_postgres_server.url(f"never_{uuid.uuid4().hex[:8]}")
+    worker = WorkerProcess(url, *FAST, "--startup-timeout", "1").start()
+    try:
+        code = worker.terminate(timeout=60) if not _exited(worker, 30) else worker.terminate()
+        out = worker.output()
+    finally:
+        worker.close()
+    assert code == 1
+    assert "durable-sa: could not reach the database within 1 s" in out
+    assert "Traceback" not in out
+
+
+def _exited(worker: WorkerProcess, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not worker.running():
+            return True
+        time.sleep(0.1)
+    return False
