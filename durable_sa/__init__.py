@@ -16,6 +16,7 @@ Importing the package is cheap: the names below are loaded on first use (PEP 562
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -36,6 +37,11 @@ if TYPE_CHECKING:
     from durable_sa.results import CancelResult, ResumeResult, RunStatusSnapshot, StartResult
     from durable_sa.store.models import DeadLetter, Job, JournalEntry, WorkflowRun, metadata
     from durable_sa.worker import Worker
+
+# A library logs; the application decides where logs go. Without this, Python's last-resort
+# handler would print every WARNING (a step's failed attempt, with its traceback) to
+# stderr of a program that configured no logging. The CLI configures its own.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _EXPORTS: Final[dict[str, str]] = {
     "CancelResult": "durable_sa.results",
