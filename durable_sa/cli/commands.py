@@ -263,7 +263,6 @@ def worker_command(args: argparse.Namespace, inv: Invocation) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc), USAGE) from None
-    engine.admin.workers()  # fail now, in one line, if the database cannot be reached
     queues = ", ".join(worker.queues) if worker.queues else "all"
     started = (
         f"durable-sa worker {worker.id}: concurrency {worker.concurrency}, queues {queues}, "
