@@ -131,23 +131,16 @@ def log_step(
     if not logger.isEnabledFor(logging.INFO):
         return
     duration_ms = (time.perf_counter() - started) * 1000
+    name = outcome_name(outcome)
     logger.info(
         "run %s %s step %r attempt %d: %s (%.1f ms)",
         run.id,
         run.workflow_name,
         step,
         attempt,
-        outcome_name(outcome),
+        name,
         duration_ms,
-        extra={
-            "duration_ms": round(duration_ms, 3),
-            "action": "step",
-            "run_id": run.id,
-            "workflow": run.workflow_name,
-            "step": step,
-            "attempt": attempt,
-            "outcome": outcome_name(outcome),
-        },
+        extra=_fields(run, step, attempt, name, duration_ms),
     )
 
 
@@ -166,13 +159,22 @@ def _log_failure(run: RunSnapshot, step: str, attempt: int, failed: Failed, star
         failed.failure,
         f"\n{failed.traceback.rstrip()}" if failed.traceback else "",
         extra={
-            "duration_ms": round(duration_ms, 3),
-            "action": "step",
-            "run_id": run.id,
-            "workflow": run.workflow_name,
-            "step": step,
-            "attempt": attempt,
-            "outcome": "compensate" if last else "retry",
+            **_fields(run, step, attempt, "compensate" if last else "retry", duration_ms),
             "error_type": failed.error_type,
         },
     )
+
+
+def _fields(
+    run: RunSnapshot, step: str, attempt: int, outcome: str, duration_ms: float
+) -> dict[str, object]:
+    """A step log record's structured fields (``extra``), for JSON log handlers."""
+    return {
+        "duration_ms": round(duration_ms, 3),
+        "action": "step",
+        "run_id": run.id,
+        "workflow": run.workflow_name,
+        "step": step,
+        "attempt": attempt,
+        "outcome": outcome,
+    }
