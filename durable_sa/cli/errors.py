@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Final
 
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
+from durable_sa.errors import DatabaseUnreachableError
+
 if TYPE_CHECKING:
     from durable_sa.cli.scrubbing import Invocation
 
@@ -54,6 +56,11 @@ def explain(exc: BaseException, inv: Invocation) -> tuple[str, int]:
             "create them with Durable(...).create_tables() or your migrations"
         )
         return missing, FAILURE
+    if isinstance(exc, DatabaseUnreachableError):
+        return (
+            f"could not reach the database at {where} within {exc.seconds:g} s ({exc.reason}); "
+            "check that it is up and the URL is right, or allow longer with --startup-timeout"
+        ), FAILURE
     if isinstance(exc, OperationalError):
         return f"could not reach the database at {where}: {_first_line(exc)}", FAILURE
     if isinstance(exc, DBAPIError):

@@ -148,7 +148,7 @@ def test_mistakes_are_one_line_without_traceback_or_password(durable_sqlite_url,
         "bad app": (["worker", "no_such_package.workflows:engine"], 2, durable_sqlite_url),
         "not an engine": (["worker", "tests.support.cli_app:not_an_engine"], 2, no_tables),
         "worker, no tables": (["worker", APP], 1, no_tables),
-        "worker, unreachable": (["worker", APP], 1, unreachable),
+        "worker, unreachable": (["worker", APP, "--startup-timeout", "1"], 1, unreachable),
     }
     procs = {
         name: subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -178,3 +178,4 @@ def test_mistakes_are_one_line_without_traceback_or_password(durable_sqlite_url,
     assert "is not a durable_sa.Durable" in errors["not an engine"]
     assert "cannot import APP module 'no_such_package" in errors["bad app"]
     assert "user:***@127.0.0.1:1/db" in errors["worker, unreachable"]
+    assert "within 1 s" in errors["worker, unreachable"]
