@@ -42,7 +42,7 @@ def _missing_tables(exc: DBAPIError) -> bool:
     return "no such table" in str(exc.orig) or sqlstate == _UNDEFINED_TABLE
 
 
-def explain(exc: BaseException, inv: Invocation) -> tuple[str, int]:
+def explain(exc: BaseException, inv: Invocation) -> tuple[str, int]:  # noqa: PLR0911 - a case each
     """The one-line message and exit code for an error that ended a command."""
     where = inv.url or "the database"
     if isinstance(exc, CliError):

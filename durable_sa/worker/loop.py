@@ -195,6 +195,8 @@ class Worker(Service):
         started = time.monotonic()
         if not self._reach(self.shell.sa_engine, self.startup_timeout, f"worker {self.id}"):
             return  # stopped before the database came
+        with self.shell.reading() as session:  # no tables: fail now, not beat forever
+            presence.live_workers(session, now=self.shell.now())
         self._announce()
         self.shell.backend.add_wake_callback(self.wake)
         self._listener.start()
