@@ -164,6 +164,11 @@ def test_mistakes_are_one_line_without_traceback_or_password(durable_sqlite_url,
     errors = {}
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=60)
+        assert PASSWORD not in out + err, (name, err)
+        if name == "worker, unreachable":  # it tried before giving up, and logged each try
+            *tries, err = err.splitlines(keepends=True)
+            assert tries, (name, err)
+            assert all("WARNING" in line and "cannot reach the database" in line for line in tries)
         assert proc.returncode == cases[name][1], (name, err)
         assert err.startswith("durable-sa: "), (name, err)
         assert err.count("\n") == 1, (name, err)
