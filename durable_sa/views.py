@@ -172,7 +172,9 @@ def _mark_stranded(
         if s.status in (RunStatus.RUNNING, RunStatus.COMPENSATING)
         or (s.status is RunStatus.SUSPENDED and s.wake_at is not None)  # a signal's timer
     }
-    letters = dead_letters.open_letters(session, must_have_job)
+    letters: dict[int, tuple[int, str]] = {}
+    for chunk in _chunks(list(must_have_job)):
+        letters.update(dead_letters.open_letters(session, chunk))
     if not letters:
         return snaps
     live = live_run_ids(session, list(letters))

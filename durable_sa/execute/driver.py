@@ -13,7 +13,7 @@ Rules (the reference's, kept):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from durable_sa.core.codec import JSONObject, JSONValue, to_json, to_json_object
@@ -47,6 +47,7 @@ from durable_sa.execute.failures import StepFailedError, describe, failure_info
 from durable_sa.execute.invoke import call, call_all
 
 if TYPE_CHECKING:
+    from durable_sa.core.backoff import Backoff
     from durable_sa.core.context import DurableContext
 
 Journal = Mapping[str, JournalRecord]
@@ -86,15 +87,34 @@ def _failure(
     *,
     undo_failed_step: bool = False,
 ) -> StepOutcome:
+    return _failed(
+        step.name,
+        exc,
+        partial,
+        backoff=step.retry_backoff,
+        max_attempts=step.max_retries,
+        undo_failed_step=undo_failed_step,
+    )
+
+
+def _failed(  # noqa: PLR0913 - a failed attempt's parts, keyword-only
+    name: str,
+    exc: BaseException,
+    partial: Sequence[JournalWrite],
+    *,
+    backoff: Backoff,
+    max_attempts: int,
+    undo_failed_step: bool = False,
+) -> Failed:
     info = failure_info(exc)
     return Failed(
-        step_name=step.name,
+        step_name=name,
         journal=tuple(partial),
         failure=info.message,
         error_type=info.error_type,
         traceback=info.traceback,
-        backoff=step.retry_backoff,
-        max_attempts=step.max_retries,
+        backoff=backoff,
+        max_attempts=max_attempts,
         undo_failed_step=undo_failed_step,
     )
 
@@ -255,16 +275,8 @@ def _child(step: ChildStep, ctx: DurableContext) -> StepOutcome:
         raw = call(step.map_input, ctx) if step.map_input else ctx.input
         child_input = to_json_object(raw, what=f"the input of child workflow step {step.name!r}")
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
-        info = failure_info(exc)
-        return Failed(  # a bad input mapping fails the same way on every attempt
-            step_name=step.name,
-            journal=(),
-            failure=info.message,
-            error_type=info.error_type,
-            traceback=info.traceback,
-            backoff=DEFAULT_BACKOFF,
-            max_attempts=1,
-        )
+        # a bad input mapping fails the same way on every attempt: no retry
+        return _failed(step.name, exc, [], backoff=DEFAULT_BACKOFF, max_attempts=1)
     return AwaitChild(
         step_name=step.name,
         child_name=child.name,

@@ -35,58 +35,66 @@ def _qualified(schema: str | None, name: str) -> str:
     return name if schema is None else f"{schema}.{name}"
 
 
-def _jobs_ddl(schema: str | None) -> str:
-    fn = _qualified(schema, "durable_sa_notify_jobs")
-    table = _qualified(schema, jobs_table.name)
-    return f"""
+def _notify_ddl(schema: str | None, table: str, channel: str, payload: str, triggers: str) -> str:
+    """A function that NOTIFYs ``channel`` with ``payload``, and ``table``'s triggers on it.
+
+    ``triggers`` is the trigger DDL with ``{table}`` and ``{fn}`` left to fill in.
+    """
+    fn = _qualified(schema, f"durable_sa_notify_{channel.removeprefix('durable_sa_')}")
+    function = f"""
 CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger AS $$
 BEGIN
-    PERFORM pg_notify('{JOBS_CHANNEL}', '');
+    PERFORM pg_notify('{channel}', {payload});
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS durable_sa_jobs_notify ON {table};
+"""
+    return function + triggers.format(table=_qualified(schema, table), fn=fn)
+
+
+def _jobs_ddl(schema: str | None) -> str:
+    return _notify_ddl(
+        schema,
+        jobs_table.name,
+        JOBS_CHANNEL,
+        "''",
+        """DROP TRIGGER IF EXISTS durable_sa_jobs_notify ON {table};
 CREATE TRIGGER durable_sa_jobs_notify AFTER INSERT ON {table}
     FOR EACH ROW WHEN (NEW.claimed_by IS NULL) EXECUTE FUNCTION {fn}();
 DROP TRIGGER IF EXISTS durable_sa_jobs_released ON {table};
 CREATE TRIGGER durable_sa_jobs_released AFTER UPDATE OF claimed_until ON {table}
     FOR EACH ROW WHEN (NEW.claimed_until IS NULL AND OLD.claimed_until IS NOT NULL)
     EXECUTE FUNCTION {fn}();
-"""
+""",
+    )
 
 
 def _runs_ddl(schema: str | None) -> str:
-    fn = _qualified(schema, "durable_sa_notify_runs")
-    table = _qualified(schema, runs_table.name)
-    return f"""
-CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger AS $$
-BEGIN
-    PERFORM pg_notify('{RUNS_CHANNEL}', NEW.id::text);
-    RETURN NULL;
-END;
-$$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS durable_sa_runs_notify ON {table};
+    return _notify_ddl(
+        schema,
+        runs_table.name,
+        RUNS_CHANNEL,
+        "NEW.id::text",
+        """DROP TRIGGER IF EXISTS durable_sa_runs_notify ON {table};
 CREATE TRIGGER durable_sa_runs_notify AFTER UPDATE OF status ON {table}
     FOR EACH ROW WHEN (NEW.status IN ('completed', 'failed', 'canceled')
                        AND OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION {fn}();
-"""
+""",
+    )
 
 
 def _outbox_ddl(schema: str | None) -> str:
-    fn = _qualified(schema, "durable_sa_notify_outbox")
-    table = _qualified(schema, outbox_table.name)
-    return f"""
-CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger AS $$
-BEGIN
-    PERFORM pg_notify('{OUTBOX_CHANNEL}', '');
-    RETURN NULL;
-END;
-$$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS durable_sa_outbox_notify ON {table};
+    return _notify_ddl(
+        schema,
+        outbox_table.name,
+        OUTBOX_CHANNEL,
+        "''",
+        """DROP TRIGGER IF EXISTS durable_sa_outbox_notify ON {table};
 CREATE TRIGGER durable_sa_outbox_notify AFTER INSERT ON {table}
     FOR EACH ROW EXECUTE FUNCTION {fn}();
-"""
+""",
+    )
 
 
 _DDL_BY_TABLE: Final = {
