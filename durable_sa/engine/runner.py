@@ -102,6 +102,8 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
     through ``applier``; with ``lease``, its run's next step is handed back to the
     applier's worker.
     """
+    if claimed.defect is not None:
+        return Done(dead_letter(shell, claimed, claimed.defect))
     if claimed.attempts > claimed.max_attempts:
         error = (
             f"job {claimed.id} was claimed {claimed.attempts} times without finishing "

@@ -13,7 +13,8 @@ Rules:
   ``synchronous_commit`` off for it): a claim lost in a server crash only makes its job
   claimable again (delivery is at least once).
 - Only workflow versions in ``workflows`` are claimed, so a job pinned to a definition
-  version waits for a worker that has it.
+  version waits for a worker that has it; a row that names no workflow is claimed too,
+  to be dead-lettered (:mod:`durable_sa.queue.defects`).
 - A worker's death must not charge the innocent jobs it held. A batch claim
   (:attr:`ClaimKind.BATCH`) takes only jobs nobody holds and marks them claimed in
   company; a job whose lease ran out is taken only by a claim of one job
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Integer, bindparam, case, false, or_, select, true, tuple_, update
 
+from durable_sa.queue.defects import defective, row_defect
 from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
 from durable_sa.store.models import jobs_table, runs_table
 from durable_sa.store.queries import RUN_COLUMNS, snapshot_from_row
@@ -59,6 +61,8 @@ JOB_COLUMNS: Final = (
     jobs.c.max_attempts,
     jobs.c.available_at,
     jobs.c.claimed_until,
+    jobs.c.workflow_name,
+    jobs.c.workflow_version,
 )
 _RUN_PREFIX: Final = "r_"
 
@@ -146,12 +150,11 @@ def _statement(
     )
     if queues:
         pick = pick.where(jobs.c.queue.in_(bindparam("queues", expanding=True)))
-    if workflows:
-        pick = pick.where(
-            tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(
-                bindparam("workflows", expanding=True)
-            )
+    if workflows:  # and rows that name no workflow: to be dead-lettered, not left
+        routed = tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(
+            bindparam("workflows", expanding=True)
         )
+        pick = pick.where(or_(routed, defective(jobs)))
     if kind is ClaimKind.BATCH:
         attempts = jobs.c.attempts + 1
     else:  # a lost claim in company is given back; one made alone is counted
@@ -188,6 +191,7 @@ def _job(row: Mapping[Any, Any]) -> ClaimedJob:
         max_attempts=int(row["max_attempts"]),
         available_at=row["available_at"],
         claimed_until=row["claimed_until"],
+        defect=row_defect(row),
     )
 
 

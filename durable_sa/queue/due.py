@@ -12,8 +12,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, or_, select, tuple_
 
+from durable_sa.queue.defects import defective
 from durable_sa.store.models import jobs_table
 
 if TYPE_CHECKING:
@@ -68,7 +69,6 @@ def runnable(
     if queues is not None:
         stmt = stmt.where(jobs.c.queue.in_(list(queues)))
     if workflows is not None:
-        stmt = stmt.where(
-            tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
-        )
+        routed = tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
+        stmt = stmt.where(or_(routed, defective(jobs)))
     return stmt

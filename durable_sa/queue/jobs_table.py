@@ -21,12 +21,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
-from sqlalchemy import Engine, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, case, delete, func, insert, not_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.queue import dead_letters, due
 from durable_sa.queue.capabilities import Capabilities, refuse_former_flags
 from durable_sa.queue.claims import claim_jobs
+from durable_sa.queue.defects import defective
 from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
 from durable_sa.queue.rows import job_row, overrides_producer, requeue_into
 from durable_sa.queue.wake import WakeCallbacks
@@ -373,11 +374,17 @@ class JobsTableBackend:
     # ── inspection ─────────────────────────────────────────────────────────────
 
     def live_run_ids(self, session: Session, run_ids: Collection[int]) -> set[int]:
-        """Which of ``run_ids`` have a job row (queued or claimed)."""
+        """Which of ``run_ids`` have a job row (queued or claimed) that can be run.
+
+        A row that cannot be run as it stands (:mod:`durable_sa.queue.defects`) is not a
+        live job: ``recover()`` gives its run a sound one.
+        """
         if not run_ids:
             return set()
         rows = session.execute(
-            select(jobs.c.run_id).where(jobs.c.run_id.in_(list(run_ids))).distinct()
+            select(jobs.c.run_id)
+            .where(jobs.c.run_id.in_(list(run_ids)), not_(defective(jobs)))
+            .distinct()
         )
         return {int(r) for r in rows.scalars()}
 

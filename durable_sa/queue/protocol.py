@@ -62,6 +62,9 @@ class ClaimedJob:
     max_attempts: int
     available_at: datetime
     claimed_until: datetime | None = None
+    defect: str | None = None
+    """Why the backend's row cannot be run as it stands (a job row that names no
+    workflow): the engine dead-letters the job with this reason."""
 
 
 class ClaimKind(enum.Enum):
