@@ -51,6 +51,7 @@ from durable_sa.core.snapshot import (
 )
 from durable_sa.core.status import RunEvent, RunStatus
 from durable_sa.core.transition import ChildSpawn, ParentSettlement, Settlement, Transition
+from durable_sa.core.units import attempt_unit
 
 if TYPE_CHECKING:
     from durable_sa.core.codec import JSONObject, JSONValue
@@ -132,11 +133,21 @@ def decide_failure(
 ) -> Transition:
     """Retry the failed step, or, its attempts spent, journal the failure and roll back.
 
-    A retry keeps the units the attempt finished and runs the step again after its
-    backoff (``jitter`` in [0, 1) spreads retries of many runs); the last attempt's
-    failure is journaled on the step's row and the run compensates what it completed.
+    A retry keeps the units the attempt finished, journals the attempt's failure on a row
+    of its own (``step#attempt<n>``, so an operator sees every error, not just the last)
+    and runs the step again after its backoff (``jitter`` in [0, 1) spreads retries of
+    many runs); the last attempt's failure is journaled on the step's row and the run
+    compensates what it completed.
     """
     if attempt < failed.max_attempts:
+        kept = JournalWrite(
+            step_id=attempt_unit(failed.step_name, attempt),
+            status=JournalStatus.FAILED,
+            error=failed.failure,
+            attempt=attempt,
+            error_type=failed.error_type,
+            traceback=failed.traceback,
+        )
         delay = backoff_delay(attempt, failed.backoff, jitter)
         after = evolve(
             run,
@@ -150,7 +161,7 @@ def decide_failure(
             event=RunEvent.PROGRESS,
             before=run,
             after=after,
-            journal=failed.journal,
+            journal=(*failed.journal, kept),
             jobs=(job_for(run, again, now + delay),),
         )
     row = JournalWrite(

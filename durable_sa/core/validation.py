@@ -16,6 +16,7 @@ from typing import Final
 from durable_sa.core.backoff import BACKOFF_STRATEGIES
 from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.steps import ParallelEntry
+from durable_sa.core.units import RESERVED_ENTRY_NAME, attempt_unit, compensate_unit
 from durable_sa.errors import DefinitionError
 
 NAME_LIMIT: Final = 255
@@ -23,9 +24,9 @@ NAME_LIMIT: Final = 255
 columns)."""
 UNIT_ID_LIMIT: Final = 512
 """Characters in a journal unit id (``step``, ``step#entry``, ``step#iter<i>``,
-``step#compensate``), which is also the room for a step name elsewhere."""
-COMPENSATE_SUFFIX: Final = "#compensate"
-STEP_NAME_LIMIT: Final = UNIT_ID_LIMIT - len(COMPENSATE_SUFFIX)
+``step#compensate``, ``step#attempt<n>``), which is also the room for a step name
+elsewhere."""
+STEP_NAME_LIMIT: Final = UNIT_ID_LIMIT - len(compensate_unit(""))
 """A step's name leaves room for the ``#compensate`` row of its rollback."""
 MAX_DURATION: Final = timedelta(days=365 * 1000)
 """The longest sleep or signal timeout: a deadline must stay a date every database and
@@ -92,6 +93,14 @@ def check_retries(name: str, max_retries: object, retry_backoff: object) -> None
             f"step {name!r}: retry_backoff must be 'exponential' or 'linear', not {retry_backoff!r}"
         )
         raise DefinitionError(msg)
+    last_attempt = attempt_unit(name, max_retries - 1)  # the last retried one has a row
+    if len(last_attempt) > UNIT_ID_LIMIT:
+        msg = (
+            f"step {name[:40]!r}: with max_retries={max_retries}, the id of its failed attempt "
+            f"{last_attempt[-20:]!r} is {len(last_attempt)} characters, over the "
+            f"{UNIT_ID_LIMIT} its journal column holds; shorten the name or allow fewer"
+        )
+        raise DefinitionError(msg)
 
 
 def check_duration(value: object, what: str, *, allow_zero: bool = False) -> timedelta:
@@ -139,6 +148,12 @@ def check_entry(step_name: str, raw: object) -> ParallelEntry:
         msg = f"{what}: each entry must be a ParallelEntry or a (name, handler) tuple, not {raw!r}"
         raise DefinitionError(msg)
     check_name(entry.name, f"{what}: entry name", limit=UNIT_ID_LIMIT - len(step_name) - 1)
+    if RESERVED_ENTRY_NAME.fullmatch(entry.name):
+        msg = (
+            f"{what}: entry name {entry.name!r} is the name of one of the step's own journal "
+            "units (compensate, route, iter<n>, attempt<n>); choose another"
+        )
+        raise DefinitionError(msg)
     check_callable(entry.handler, f"{what}: entry {entry.name!r} handler")
     check_optional_callable(entry.compensate, f"{what}: entry {entry.name!r} compensate")
     return entry

@@ -37,6 +37,7 @@ from durable_sa.core.steps import (
     StepHandler,
     TaskStep,
 )
+from durable_sa.core.units import iteration_unit
 from durable_sa.core.validation import (
     NAME_LIMIT,
     STEP_NAME_LIMIT,
@@ -239,7 +240,7 @@ class DurableWorkflow:
                 f"loop {name!r}: max_iterations must be a positive integer, not {max_iterations!r}"
             )
             raise DefinitionError(msg)
-        last_unit = f"{name}#iter{max_iterations - 1}"
+        last_unit = iteration_unit(name, max_iterations - 1)
         if len(last_unit) > UNIT_ID_LIMIT:
             msg = (
                 f"loop {name[:40]!r}: its last iteration's journal id is {len(last_unit)} "

@@ -51,6 +51,7 @@ from durable_sa.core.jobs import (
 )
 from durable_sa.core.outcomes import Complete
 from durable_sa.core.steps import LoopStep, ParallelStep, RouteStep, TaskStep
+from durable_sa.core.units import compensate_unit
 from durable_sa.engine.decision import Decision, Done, Open, Prepared, commit_alone
 from durable_sa.engine.delivery import dead_letter, defer, job_failed
 from durable_sa.engine.execution import (
@@ -284,7 +285,7 @@ def _compensate(
         journal = load_journal(session, run.id)
     step = workflow.steps[job.index]
     writes: tuple[JournalWrite, ...] = ()
-    if f"{step.name}#compensate" not in journal:
+    if compensate_unit(step.name) not in journal:
         record = drive_compensation(step, build_context(run, step.name, 1), journal)
         writes = (record,)
         if record.error:

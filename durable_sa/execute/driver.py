@@ -41,6 +41,7 @@ from durable_sa.core.steps import (
     TaskStep,
 )
 from durable_sa.core.stored import StoredForm, as_is
+from durable_sa.core.units import compensate_unit, entry_unit, iteration_unit, route_unit
 from durable_sa.errors import ResultNotSerializableError
 from durable_sa.execute.agent import agent_snapshot, is_suspended_agent
 from durable_sa.execute.failures import StepFailedError, describe, failure_info
@@ -165,7 +166,7 @@ def _parallel(step: ParallelStep, ctx: DurableContext, journal: Journal) -> Step
     results: dict[str, JSONValue] = {}
     pending = []
     for entry in step.entries:
-        record = journal.get(f"{step.name}#{entry.name}")
+        record = journal.get(entry_unit(step.name, entry.name))
         if record is not None and record.completed:
             results[entry.name] = record.result
         else:
@@ -184,7 +185,7 @@ def _parallel(step: ParallelStep, ctx: DurableContext, journal: Journal) -> Step
             first_error = first_error or exc
             continue
         results[entry.name] = value
-        writes.append(_completed(f"{step.name}#{entry.name}", value, ctx.attempt))
+        writes.append(_completed(entry_unit(step.name, entry.name), value, ctx.attempt))
 
     if first_error is not None:
         undoable = any(
@@ -202,7 +203,7 @@ def _parallel(step: ParallelStep, ctx: DurableContext, journal: Journal) -> Step
 
 def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcome:
     writes: list[JournalWrite] = []
-    decision = journal.get(f"{step.name}#route")
+    decision = journal.get(route_unit(step.name))
     try:
         if decision is not None and decision.completed and isinstance(decision.result, str):
             key = decision.result
@@ -212,7 +213,7 @@ def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcom
                 msg = f"route {step.name!r}: the resolver returned {raw!r}, not a branch key string"
                 raise StepFailedError(msg)  # noqa: TRY301 - same handling as a raising resolver
             key = str(raw)
-            writes.append(_completed(f"{step.name}#route", key, ctx.attempt))
+            writes.append(_completed(route_unit(step.name), key, ctx.attempt))
     except StepFailedError as exc:
         return _failure(step, exc, [])
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
@@ -242,7 +243,7 @@ def _loop(step: LoopStep, ctx: DurableContext, journal: Journal, stored: StoredF
     try:
         current: object = call(step.map_input, ctx) if step.map_input else ctx.input
         for i in range(step.max_iterations):
-            unit = f"{step.name}#iter{i}"
+            unit = iteration_unit(step.name, i)
             record = journal.get(unit)
             if record is not None and record.completed:
                 last = seen = record.result
@@ -293,17 +294,23 @@ def drive_compensation(step: StepDefinition, ctx: DurableContext, journal: Journ
     """Run ``step``'s compensators for its completed units; the ``step#compensate`` row.
 
     A compensator that raises is recorded (the row is ``failed`` with its message) and the
-    rollback goes on: it does not get stuck on one step.
+    rollback goes on: it does not get stuck on one step. The row's result says what was
+    done, so an operator can tell an undo from a step that had nothing to undo:
+    ``{"ran": ["charge"]}`` (the step's name, or its parallel entries' names), or
+    ``{"ran": [], "nothing_to_undo": "<why>"}``.
     """
     errors: list[str] = []
     todo: list[tuple[str, Callable[..., object]]] = []
+    declared = False
     if isinstance(step, TaskStep):
+        declared = step.compensate is not None
         record = journal.get(step.name)
         if step.compensate is not None and record is not None and record.completed:
             todo.append((step.name, step.compensate))
     elif isinstance(step, ParallelStep):
         for entry in step.entries:
-            record = journal.get(f"{step.name}#{entry.name}")
+            declared = declared or entry.compensate is not None
+            record = journal.get(entry_unit(step.name, entry.name))
             if entry.compensate is not None and record is not None and record.completed:
                 todo.append((entry.name, entry.compensate))
     for label, compensator in todo:
@@ -311,9 +318,15 @@ def drive_compensation(step: StepDefinition, ctx: DurableContext, journal: Journ
             call(compensator, ctx)
         except Exception as exc:  # noqa: BLE001 - recorded, rollback continues
             errors.append(describe(exc) if label == step.name else f"{label}: {describe(exc)}")
+    done: dict[str, JSONValue] = {"ran": [label for label, _ in todo]}
+    if not todo:
+        done["nothing_to_undo"] = (
+            "nothing of it had completed" if declared else "it has no compensator"
+        )
     return JournalWrite(
-        step_id=f"{step.name}#compensate",
+        step_id=compensate_unit(step.name),
         status=JournalStatus.FAILED if errors else JournalStatus.COMPLETED,
+        result=done,
         error="; ".join(errors) if errors else None,
         attempt=1,
     )

@@ -249,3 +249,57 @@ def test_failure_at_the_first_step_fails_without_compensation(engine: Durable) -
     assert run.status == "failed"
     assert run.error == "RuntimeError: first"
     assert [r.step_id for r in get_journal(engine, run_id)] == ["a"]
+
+
+def test_each_compensate_row_says_what_was_undone(engine: Durable) -> None:
+    def fail(ctx: DurableContext) -> None:
+        msg = "no stock"
+        raise RuntimeError(msg)
+
+    durable("undo-trail").step("reserve", lambda ctx: 1, compensate=lambda ctx: None).step(
+        "note", lambda ctx: 2
+    ).parallel(
+        "notify",
+        [
+            ParallelEntry("mail", lambda ctx: 3, compensate=lambda ctx: None),
+            ParallelEntry("sms", lambda ctx: 4),
+        ],
+    ).step("ship", fail, max_retries=1, compensate=lambda ctx: None)
+    run_id = engine.start("undo-trail").run_id
+    drain(engine, now=far_future())
+    assert get_run(engine, run_id).status == "failed"
+    undone = {
+        r.step_id: r.result
+        for r in get_journal(engine, run_id)
+        if r.step_id.endswith("#compensate")
+    }
+    assert undone == {
+        "notify#compensate": {"ran": ["mail"]},
+        "note#compensate": {"ran": [], "nothing_to_undo": "it has no compensator"},
+        "reserve#compensate": {"ran": ["reserve"]},
+    }
+
+
+def test_every_failed_attempt_keeps_its_error_type_and_traceback(engine: Durable) -> None:
+    tries = iter(["first", "second"])
+
+    def flaky(ctx: DurableContext) -> str:
+        which = next(tries, None)
+        if which is not None:
+            raise KeyError(which)
+        return "ok"
+
+    durable("attempts").step("look-up", flaky, max_retries=3, retry_backoff="linear")
+    run_id = engine.start("attempts").run_id
+    drain(engine, now=far_future())
+    assert get_run(engine, run_id).status == "completed"
+    rows = {r.step_id: r for r in get_journal(engine, run_id)}
+    assert set(rows) == {"look-up#attempt1", "look-up#attempt2", "look-up"}
+    for n, which in ((1, "first"), (2, "second")):
+        row = rows[f"look-up#attempt{n}"]
+        assert (row.status, row.attempt) == ("failed", n)
+        assert row.error == f"KeyError: '{which}'"
+        assert row.error_type == "KeyError"
+        assert row.traceback is not None
+        assert "in flaky" in row.traceback
+    assert (rows["look-up"].status, rows["look-up"].attempt) == ("completed", 3)

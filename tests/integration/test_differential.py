@@ -43,6 +43,9 @@ WORKFLOW: Final = "diff-wf"
 CHILD: Final = "diff-child"
 PERMANENT: Final = 99
 RUNS: Final = 3
+ATTEMPTS: Final = 3
+RETRIED: Final = ATTEMPTS - 1
+"""Failed attempts a step retries after (the last one fails the step)."""
 KINDS: Final = ("task", "transactional", "parallel", "route", "loop", "sleep", "signal", "child")
 
 effects_metadata = sa.MetaData()
@@ -103,7 +106,7 @@ def define(specs: list[StepSpec], attempts: Attempts) -> None:
             wf.step(
                 name,
                 flaky(lambda ctx, i=index: i * 10 + ctx.input["x"]),
-                max_retries=3,
+                max_retries=ATTEMPTS,
                 compensate=lambda ctx: None,
                 retry_backoff="linear",
             )
@@ -114,7 +117,7 @@ def define(specs: list[StepSpec], attempts: Attempts) -> None:
                 ParallelEntry(name=f"{name}e{k}", handler=_entry(name, k, spec, attempts))
                 for k in range(2)
             ]
-            wf.parallel(name, entries, max_retries=3, retry_backoff="linear")
+            wf.parallel(name, entries, max_retries=ATTEMPTS, retry_backoff="linear")
         elif spec.kind == "route":
             wf.route(
                 name,
@@ -128,7 +131,7 @@ def define(specs: list[StepSpec], attempts: Attempts) -> None:
                 max_iterations=2,
                 map_input=lambda ctx: 0,
                 feedback=lambda last: last,
-                max_retries=3,
+                max_retries=ATTEMPTS,
                 retry_backoff="linear",
             )
         elif spec.kind == "sleep":
@@ -198,6 +201,8 @@ def model(specs: list[StepSpec], x: int) -> Expected:  # noqa: C901 - a branch p
     children = 0
     for index, spec in enumerate(specs):
         name = f"s{index}"
+        retried = min(spec.failures, RETRIED)  # every failure but a last one has its row
+        journal.update((f"{name}#attempt{a}", "failed") for a in range(1, retried + 1))
         if spec.failures == PERMANENT:
             journal.add((name, "failed"))
             journal.update((f"s{j}#compensate", "completed") for j in range(index))
@@ -337,8 +342,23 @@ def _examples(sa_engine: sa.Engine, specs: list[StepSpec], schedule: list[Event]
     reset(engine)
     worked = by_worker(engine, clock)
 
-    assert drained == expected
     assert worked == expected
+    if schedule:
+        # A crash between a failed attempt and its commit loses the failure with the
+        # attempt, which then runs again as the same attempt: the faulted run keeps a
+        # subset of the failed-attempt rows, and everything else as the model says.
+        assert _attempts(drained[0]) <= _attempts(expected[0])
+        drained[0] = _without_attempts(drained[0])
+        expected = [_without_attempts(expected[0]), *expected[1:]]
+    assert drained == expected
+
+
+def _attempts(e: Expected) -> frozenset[tuple[str, str]]:
+    return frozenset(unit for unit in e.journal if "#attempt" in unit[0])
+
+
+def _without_attempts(e: Expected) -> Expected:
+    return attrs.evolve(e, journal=e.journal - _attempts(e))
 
 
 def test_the_worker_pipeline_and_drain_write_the_same_rows(sa_engine: sa.Engine) -> None:

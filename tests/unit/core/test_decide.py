@@ -312,7 +312,10 @@ def test_retry_keeps_the_step_and_delays_the_next_attempt(strategy: str, jitter:
     assert t.after.error is not None
     assert "boom" in t.after.error
     assert "attempt 2 of 3" in t.after.error
-    assert t.journal == journal
+    kept = JournalWrite(
+        step_id="fan#attempt2", status=JournalStatus.FAILED, error="boom", attempt=2
+    )
+    assert t.journal == (*journal, kept)  # the units it finished, and its own failure
     delay = backoff_delay(2, strategy, jitter)  # type: ignore[arg-type]
     assert t.jobs == (advance_job(1, attempt=3, at=NOW + delay),)
 
@@ -334,7 +337,13 @@ def test_the_core_retries_until_the_last_attempt_then_journals_the_failure(
     t = decide_failure(make_run(attempt=attempt), outcome, attempt=attempt, now=NOW)
     if retried:
         assert t.after.status is S.RUNNING
-        assert t.journal == finished  # no failed row: the step is not over
+        kept = JournalWrite(
+            step_id=f"fan#attempt{attempt}",
+            status=JournalStatus.FAILED,
+            error="boom",
+            attempt=attempt,
+        )
+        assert t.journal == (*finished, kept)  # the step's row waits: it is not over
     else:
         assert t.after.status in {S.COMPENSATING, S.FAILED}
         failed = JournalWrite(

@@ -454,6 +454,11 @@ BAD_DEFINITIONS: dict[str, Callable[[DurableWorkflow], object]] = {
     "reserved signal": lambda w: w.wait_for_signal("w", "__durable_go"),
     "empty signal": lambda w: w.wait_for_signal("w", ""),
     "empty child name": lambda w: w.child_workflow("c", ""),
+    "entry named like the rollback row": lambda w: w.parallel("p", [("compensate", handler)]),
+    "entry named like a failed attempt": lambda w: w.parallel("p", [("attempt1", handler)]),
+    "entry named like a loop iteration": lambda w: w.parallel("p", [("iter0", handler)]),
+    "entry named like a route's decision": lambda w: w.parallel("p", [("route", handler)]),
+    "failed attempts' ids past the column": lambda w: w.step("s" * 501, handler, max_retries=1001),
     "duplicate entry names": lambda w: w.parallel("p", [("x", handler), ("x", other_handler)]),
     "entry name taken by an earlier step": lambda w: w.step("x", handler).parallel(
         "p", [("x", handler)]
