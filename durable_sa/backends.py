@@ -11,10 +11,13 @@
 - :class:`OutboxBackend` and :class:`Relay`: the base of relay backends (a broker beside
   the database) and the process that publishes their outbox; :class:`OutboxMessage` is
   a job as it travels through a broker.
+- :data:`DEFER_DELAY`: how long a job a consumer cannot run here (a workflow or version
+  it does not define) waits before it is offered again, the same for every backend.
 
 See docs/backends/writing-your-own.md.
 """
 
+from durable_sa.engine.delivery import DEFER_DELAY
 from durable_sa.outbox.backend import OutboxBackend
 from durable_sa.outbox.message import OutboxMessage
 from durable_sa.outbox.relay import Relay
@@ -31,6 +34,7 @@ from durable_sa.queue.protocol import (
 )
 
 __all__ = [
+    "DEFER_DELAY",
     "BatchClaims",
     "Capabilities",
     "ClaimedJob",

@@ -6,11 +6,13 @@ exactly once, with the checkpoint. On PostgreSQL the run is not locked first: th
 checkpoint's compare-and-set on the revision read with the job is the lock, and a run
 that moved meanwhile rolls the handler's writes back and runs the step again, locked.
 If the handler fails, its transaction is rolled back and the failure is applied in a
-fresh one.
+fresh one; if the transaction's connection is lost under it, the step runs again without
+using an attempt (:class:`ConnectionLostError`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -40,11 +42,29 @@ if TYPE_CHECKING:
     from durable_sa.queue.protocol import ClaimedJob
 
 
+logger = logging.getLogger(__name__)
+
+
 class _RollBack(Exception):  # noqa: N818 - control flow, never escapes this module
     def __init__(self, outcome: StepOutcome, run: RunSnapshot) -> None:
         super().__init__("transactional step failed")
         self.outcome = outcome
         self.run = run
+
+
+class ConnectionLostError(Exception):
+    """The database connection of a transactional step's ``ctx.session`` was lost.
+
+    It is the database's failure, not the step's, like a connection lost at COMMIT: the
+    step runs again (at once, locked; then with the job released and claimed again)
+    without using one of its attempts, and the run is never failed or rolled back for it.
+    """
+
+    def __init__(self, step: str, run_id: int) -> None:
+        super().__init__(
+            f"run {run_id} step {step!r}: the database connection of its transaction was lost "
+            "while the step ran; it runs again without using one of its attempts"
+        )
 
 
 class _Moved(Exception):  # noqa: N818 - control flow, never escapes this module
@@ -76,13 +96,20 @@ class TransactionalStep:
     def apply(self, tx: Session, current: RunSnapshot) -> tuple[WritePlan, Applied]:
         """Run the handler in ``tx`` on ``current`` and apply its checkpoint there.
 
-        Raises :class:`_RollBack` (the handler failed) or :class:`_Moved` (the
-        compare-and-set on ``current``'s revision missed: the run moved since).
+        Raises :class:`_RollBack` (the handler failed), :class:`_Moved` (the
+        compare-and-set on ``current``'s revision missed: the run moved since) or
+        :class:`ConnectionLostError` (the transaction's connection was lost under the
+        handler, whether it raised or not).
         """
         job, claimed, shell = self.job, self.claimed, self.shell
+        connection = tx.connection()
         ctx = build_context(current, self.step.name, job.attempt, session=tx)
         started = time.perf_counter()
         outcome = drive_step(self.step, ctx, {})  # a task step journals no units of its own
+        if connection.invalidated:  # whatever the handler made of it
+            lost = ConnectionLostError(self.step.name, current.id)
+            logger.warning("%s", lost, extra={"action": "connection_lost", "run_id": current.id})
+            raise lost
         log_step(current, self.step.name, job.attempt, outcome, started)
         if isinstance(outcome, Failed):
             raise _RollBack(outcome, current)
@@ -143,7 +170,7 @@ def _optimistic(shell: Shell, work: Callable[[Session], tuple[WritePlan, Applied
     session = shell.sessions()
     try:
         plan, applied = work(session)
-    except (_Moved, DBAPIError):
+    except (_Moved, ConnectionLostError, DBAPIError):
         session.close()
         return None
     except BaseException:

@@ -63,9 +63,6 @@ outbox = outbox_table
 DEFAULT_QUEUE: Final = "default"
 DEFAULT_MAX_ATTEMPTS: Final = 5
 DEFAULT_KEEP_PUBLISHED: Final = timedelta(hours=1)
-DEFER_DELAY: Final = timedelta(seconds=5)
-"""How long a job no consumer here can run waits before it is offered again (the engine's
-delivery policy uses the same delay for every backend)."""
 
 
 class OutboxBackend(OutboxConsumer):

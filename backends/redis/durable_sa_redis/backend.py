@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import redis
 from sqlalchemy.orm import Session
 
+from durable_sa.backends import DEFER_DELAY
 from durable_sa.errors import InvalidArgumentError, PayloadError
 from durable_sa.outbox.backend import (
     DEFAULT_KEEP_PUBLISHED,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_QUEUE,
-    DEFER_DELAY,
     OutboxBackend,
 )
 from durable_sa.outbox.message import OutboxMessage, decode_message, encode_message
