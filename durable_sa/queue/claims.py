@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Integer, bindparam, case, false, or_, select, true, tuple_, update
 
-from durable_sa.queue.defects import defective, row_defect
+from durable_sa.queue.defects import job_defect, taken_by_any_worker
 from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
 from durable_sa.store.models import jobs_table, runs_table
 from durable_sa.store.queries import RUN_COLUMNS, snapshot_from_row
@@ -102,11 +102,11 @@ def claim_jobs(  # noqa: PLR0913 - every option is keyword-only
     )
     if conn.dialect.name == "postgresql":
         rows = conn.execute(statement, params).mappings()
-        found = [(_job(row), _run(row)) for row in rows]
+        found = [_pair(row, _run(row)) for row in rows]
     else:
         job_rows = conn.execute(statement, params).mappings().all()
         by_id = runs_by_id(conn, [row["run_id"] for row in job_rows])
-        found = [(_job(row), by_id.get(row["run_id"])) for row in job_rows]
+        found = [_pair(row, by_id.get(row["run_id"])) for row in job_rows]
     found.sort(key=lambda pair: (pair[0].id,) if fifo else (pair[0].available_at, pair[0].id))
     return [Claim(job=job, run=run) for job, run in found]
 
@@ -154,7 +154,7 @@ def _statement(
         routed = tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(
             bindparam("workflows", expanding=True)
         )
-        pick = pick.where(or_(routed, defective(jobs)))
+        pick = pick.where(or_(routed, taken_by_any_worker(jobs)))
     if kind is ClaimKind.BATCH:
         attempts = jobs.c.attempts + 1
     else:  # a lost claim in company is given back; one made alone is counted
@@ -180,7 +180,11 @@ def _statement(
     ).select_from(claimed.outerjoin(runs, runs.c.id == claimed.c.run_id))
 
 
-def _job(row: Mapping[Any, Any]) -> ClaimedJob:
+def _pair(row: Mapping[Any, Any], run: RunSnapshot | None) -> tuple[ClaimedJob, RunSnapshot | None]:
+    return _job(row, job_defect(row, run)), run
+
+
+def _job(row: Mapping[Any, Any], defect: str | None) -> ClaimedJob:
     return ClaimedJob(
         id=int(row["id"]),
         queue=row["queue"],
@@ -191,7 +195,7 @@ def _job(row: Mapping[Any, Any]) -> ClaimedJob:
         max_attempts=int(row["max_attempts"]),
         available_at=row["available_at"],
         claimed_until=row["claimed_until"],
-        defect=row_defect(row),
+        defect=defect,
     )
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select, tuple_
 
-from durable_sa.queue.defects import defective
+from durable_sa.queue.defects import taken_by_any_worker
 from durable_sa.store.models import jobs_table
 
 if TYPE_CHECKING:
@@ -70,5 +70,5 @@ def runnable(
         stmt = stmt.where(jobs.c.queue.in_(list(queues)))
     if workflows is not None:
         routed = tuple_(jobs.c.workflow_name, jobs.c.workflow_version).in_(list(workflows.items()))
-        stmt = stmt.where(or_(routed, defective(jobs)))
+        stmt = stmt.where(or_(routed, taken_by_any_worker(jobs)))
     return stmt

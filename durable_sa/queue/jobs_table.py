@@ -31,7 +31,7 @@ from durable_sa.queue.defects import defective
 from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
 from durable_sa.queue.rows import job_row, overrides_producer, requeue_into
 from durable_sa.queue.wake import WakeCallbacks
-from durable_sa.store.models import jobs_table
+from durable_sa.store.models import jobs_table, runs_table
 from durable_sa.store.statements import JOB_ROWS, QueueRows
 
 if TYPE_CHECKING:
@@ -383,6 +383,7 @@ class JobsTableBackend:
             return set()
         rows = session.execute(
             select(jobs.c.run_id)
+            .join(runs_table, runs_table.c.id == jobs.c.run_id)
             .where(jobs.c.run_id.in_(list(run_ids)), not_(defective(jobs)))
             .distinct()
         )

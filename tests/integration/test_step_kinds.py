@@ -226,7 +226,9 @@ def test_retries_exhausted_fails_the_run(engine: Durable) -> None:
     assert run.status == "failed"
     assert attempts == [1, 2]
     assert run.error == "ValueError: fail 2"
-    (row,) = get_journal(engine, run_id)
+    first, row = get_journal(engine, run_id)  # every failed attempt has its row
+    assert (first.step_id, first.status, first.attempt) == ("s#attempt1", "failed", 1)
+    assert (first.error, first.error_type) == ("ValueError: fail 1", "ValueError")
     assert (row.step_id, row.status, row.attempt) == ("s", "failed", 2)
     assert (row.error, row.error_type) == ("ValueError: fail 2", "ValueError")
     assert row.traceback is not None

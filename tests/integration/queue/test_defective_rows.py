@@ -1,8 +1,10 @@
 """Job rows that name no workflow are dead-lettered with the reason, never left waiting.
 
-A row with an empty ``workflow_name``, a NULL ``workflow_version`` or no attempts allowed
-matches no worker's filter; before, it waited forever, and ``recover()`` passed its run
-by because the run seemed to have a job. Each shape, on both databases.
+A row with an empty ``workflow_name``, a NULL ``workflow_version`` where its run has one,
+or no attempts allowed matched no worker's filter; it waited forever, and ``recover()``
+passed its run by because the run seemed to have a job. Each shape, on both databases.
+A run with no version at all (started before definitions had versions) is no defect: any
+worker that defines its workflow runs it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 
-from durable_sa import Job, durable
+from durable_sa import Job, WorkflowRun, durable
 from durable_sa.results import JobOutcome
 from durable_sa.testing import drain, pending_jobs
 
@@ -25,11 +27,14 @@ FAST = {"heartbeat": timedelta(seconds=0.2), "lease": timedelta(seconds=1)}
 
 SHAPES: dict[str, tuple[dict[str, Any], str]] = {
     "empty-name": ({"workflow_name": ""}, "its workflow_name is empty"),
-    "null-version": ({"workflow_version": None}, "its workflow_version is NULL"),
+    "null-version": (
+        {"workflow_version": None},
+        "its workflow_version is NULL where its run's is",
+    ),
     "no-attempts": ({"max_attempts": 0}, "its max_attempts is 0"),
     "both": (
         {"workflow_name": "", "workflow_version": None},
-        "its workflow_name is empty and its workflow_version is NULL",
+        "its workflow_name is empty and its workflow_version is NULL where its run's is",
     ),
 }
 
@@ -91,3 +96,15 @@ def test_sound_rows_have_no_defect(engine: Durable) -> None:
     job = engine.admin.claim(workflows={"sound": wf.version})
     assert job is not None
     assert job.defect is None
+
+
+def test_a_run_without_a_version_runs_on_any_worker_that_defines_it(engine: Durable) -> None:
+    durable("unversioned").step("a", lambda ctx: 1).step("b", lambda ctx: 2)
+    run_id = engine.start("unversioned").run_id
+    with engine.sa_engine.begin() as conn:  # as an older release wrote it
+        conn.execute(sa.update(WorkflowRun.__table__).values(workflow_version=None))
+        conn.execute(sa.update(Job.__table__).values(workflow_version=None))
+    assert engine.recover() == 0  # its job is sound
+    with engine.worker(**FAST):
+        assert engine.wait(run_id, timeout=20).status == "completed"
+    assert engine.admin.dead_letters() == []
