@@ -271,7 +271,7 @@ def _loop(step: LoopStep, ctx: DurableContext, journal: Journal, stored: StoredF
 
 
 def _child(step: ChildStep, ctx: DurableContext) -> StepOutcome:
-    child = registry.get(step.child_name)  # WorkflowNotRegisteredError: the job dead-letters
+    child = registry.get(step.child_name)  # not defined here: the job is deferred
     try:
         raw = call(step.map_input, ctx) if step.map_input else ctx.input
         child_input = to_json_object(raw, what=f"the input of child workflow step {step.name!r}")
