@@ -22,8 +22,9 @@ Rules:
   drop) the NOTIFY triggers and their functions, anywhere else they do nothing, so one
   migration serves both. ``schema`` names the PostgreSQL schema the tables live in
   (``None``: the search path), quoted as needed.
-- The DDL itself is exported too (:func:`trigger_ddl`, :func:`drop_trigger_ddl`), for a
-  migration that keeps the SQL as it was on the day it was written.
+- The DDL itself is exported too (:func:`trigger_ddl`, :func:`drop_trigger_ddl`), to
+  print and paste into a migration that keeps the SQL as it was on the day it was
+  written.
 """
 
 from __future__ import annotations
