@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -29,6 +30,16 @@ def test_since_is_an_age_or_an_iso_time_in_utc_unless_it_says(text, expected):
     assert value == expected
     if isinstance(value, datetime):
         assert value.utcoffset() == expected.utcoffset()
+
+
+def test_a_time_without_an_offset_is_utc_whatever_the_machines_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert _since("2024-05-01T12:00:00") == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 @pytest.mark.parametrize("text", ["", "2", "yesterday", "2024-02-30", "-2h"])
