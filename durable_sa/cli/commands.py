@@ -91,6 +91,9 @@ def _database(args: argparse.Namespace, inv: Invocation) -> Iterator[Durable]:
             "for PostgreSQL use postgresql+psycopg://"
         )
         raise CliError(msg, USAGE) from None
+    except (TypeError, ValueError) as exc:  # the dialect refused a query option (timeout=abc)
+        msg = f"bad database URL {inv.url}: {exc}"
+        raise CliError(msg, USAGE) from None
     try:
         yield Durable(sa_engine)
     finally:

@@ -24,7 +24,10 @@ _MIN_LITERAL_SECRET: Final = 4  # shorter passwords are scrubbed by the URL patt
 _SECRET_PATTERNS: Final = (
     # scheme://user:PASSWORD@host, up to the last @ of the word: p@ss@host is all hidden
     re.compile(r"(?P<keep>://[^/:@\s]*:)\S+(?=@)"),
-    re.compile(r"(?P<keep>\b\w*password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE),  # conninfo
+    # conninfo and URL queries: password=..., sslpassword=... (not one already hidden)
+    re.compile(
+        r"(?P<keep>\b\w*password\s*=\s*)(?!\*\*\*(?:[\s:;,&]|$))('[^']*'|\S+)", re.IGNORECASE
+    ),
 )
 
 

@@ -161,3 +161,14 @@ def test_a_database_url_from_the_environment_that_is_not_utf8_is_one_line(cli, m
     assert err == (
         "durable-sa: DURABLE_SA_DATABASE_URL is not valid UTF-8; set it to the URL as UTF-8 text\n"
     )
+
+
+def test_a_query_option_the_dialect_refuses_is_one_line(cli, tmp_path):
+    database = tmp_path / "app.db"
+    database.touch()
+    code, out, err = cli("list", "--database-url", f"sqlite:///{database}?timeout=abc")
+    _one_line(code, out, err, 2)
+    assert err == (
+        f"durable-sa: bad database URL sqlite:///{database}?timeout=abc: "
+        "could not convert string to float: 'abc'\n"
+    )

@@ -54,3 +54,14 @@ def test_a_password_in_the_query_is_hidden_from_the_url_and_scrubbed():
     assert inv.url == "postgresql://u@h/db?password=***&sslmode=require&sslpassword=***"
     assert "Zx9pw" not in inv.scrub("server said: Zx9pw rejected")
     assert inv.scrub("sslpassword=Kv8other host=h") == "sslpassword=*** host=h"
+
+
+def test_a_hidden_query_password_keeps_the_text_around_it():
+    inv = Invocation()
+    inv.remember(sa.make_url("postgresql://u@h/db?password=Zx9pw"))
+    text = f"could not reach the database at {inv.url}: refused"
+    assert (
+        inv.scrub(text)
+        == "could not reach the database at postgresql://u@h/db?password=***: refused"
+    )
+    assert inv.scrub("password=***secret host=h") == "password=*** host=h"
