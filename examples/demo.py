@@ -84,9 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ[orders.ENV_DATABASE_URL] = f"sqlite:///{Path(args.db).resolve()}"
         start_orders(args.start)
         return 0
-    with tempfile.TemporaryDirectory(prefix="durable-sa-demo-") as tmp:
-        database = Path(args.db).resolve() if args.db else Path(tmp) / "demo.sqlite"
-        Demo(database, Path(tmp)).run()
+    try:
+        with tempfile.TemporaryDirectory(prefix="durable-sa-demo-") as tmp:
+            database = Path(args.db).resolve() if args.db else Path(tmp) / "demo.sqlite"
+            Demo(database, Path(tmp)).run()
+    except DemoError as exc:
+        print(f"python -m examples.demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("python -m examples.demo: interrupted; its processes are stopped", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -105,6 +112,10 @@ def start_orders(count: int) -> list[int]:
 def order(order_id: int) -> dict[str, object]:
     """An order's input."""
     return {"order_id": order_id, "sku": "BOOK-42", "amount": 39.9}
+
+
+class DemoError(RuntimeError):
+    """The demo could not go on: a worker exited by itself, or something took too long."""
 
 
 class Demo:
@@ -236,10 +247,10 @@ class Demo:
         while not done():
             if any(p.poll() not in (None, -signal.SIGKILL) for p in self.workers):
                 msg = f"a worker exited while the demo waited for {what}:\n{self._logs()}"
-                raise RuntimeError(msg)
+                raise DemoError(msg)
             if time.monotonic() > deadline:
                 msg = f"gave up waiting for {what} after {PATIENCE:.0f} s:\n{self._logs()}"
-                raise RuntimeError(msg)
+                raise DemoError(msg)
             time.sleep(0.1)
 
     def _logs(self) -> str:
