@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,38 @@ def test_start_only_starts_orders_for_a_worker_of_ones_own(tmp_path: Path) -> No
         (1, "running", 0),
         (2, "running", 0),
     ]
+
+
+def test_an_interrupted_demo_stops_the_worker_it_started(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+    }
+    demo = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-u", "-m", "examples.demo", "--db", str(tmp_path / "demo.sqlite")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        worker = None
+        for line in demo.stdout:
+            found = re.search(r"Worker 1 has pid (\d+)", line)
+            if found:
+                worker = int(found[1])
+                break
+        assert worker is not None, "the demo never started its first worker"
+        os.kill(worker, 0)  # it runs now
+        demo.send_signal(signal.SIGINT)  # Ctrl-C
+        _, err = demo.communicate(timeout=TIMEOUT)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 130
+    assert err.strip() == "python -m examples.demo: interrupted; its processes are stopped"
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)
