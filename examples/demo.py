@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--start",
-        type=int,
+        type=_count,
         metavar="N",
         help="only start N orders (on --db, else $DURABLE_SA_DATABASE_URL, else "
         "durable-sa-demo.sqlite here) for a worker you run yourself",
@@ -95,6 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("python -m examples.demo: interrupted; its processes are stopped", file=sys.stderr)
         return 130
     return 0
+
+
+def _count(text: str) -> int:
+    """A whole number of orders, at least 1 (argparse turns the error into one line)."""
+    if not text.isdigit() or int(text) < 1:
+        msg = f"expected a whole number of at least 1, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
 
 
 def start_orders(count: int) -> list[int]:

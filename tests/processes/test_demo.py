@@ -200,3 +200,14 @@ def test_an_interrupted_demo_stops_the_worker_it_started(tmp_path: Path) -> None
     assert err.strip() == "python -m examples.demo: interrupted; its processes are stopped"
     with pytest.raises(ProcessLookupError):
         os.kill(worker, 0)
+
+
+def test_a_bad_start_count_is_one_usage_line_not_a_traceback(tmp_path: Path) -> None:
+    done = _run(["--start", "0", "--db", str(tmp_path / "orders.sqlite")], dict(os.environ))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "python -m examples.demo: error: argument --start: "
+        "expected a whole number of at least 1, not '0'"
+    )
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "orders.sqlite").exists()
