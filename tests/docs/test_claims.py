@@ -2,8 +2,9 @@
 
 The code blocks of every page already run (``test_docs.py``); this module checks the
 prose and the shell examples around them: a count of tables, the ``durable-sa``
-commands a page tells you to type, the lease defaults and the fields of a run's status
-that the quickstart names. Each check reads the value from the code, never a copy of it.
+commands a page tells you to type, the ``engine.`` and ``engine.admin.`` names it uses
+in passing, and the lease defaults, Python version and status fields the quickstart
+names. Each check reads the value from the code, never a copy of it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+import sqlalchemy as sa
 
 from durable_sa import Durable, RunStatusSnapshot, Worker, metadata
 from durable_sa.cli.parser import build_parser
@@ -38,6 +40,7 @@ _TABLE_COUNTS = [
         rf"\btables\b[^.]{{0,60}}\({_NUMBER} in all\b", re.IGNORECASE
     ),  # "tables (six in all"
 ]
+_ENGINE_VERB = re.compile(r"\bengine\.(?P<admin>admin\.)?(?P<verb>\w+)")
 _COMMAND = re.compile(r"(?:^|[\s`(]|\$ )durable-sa (?P<command>[a-z][a-z-]*)\b")
 
 
@@ -80,6 +83,20 @@ def test_every_durable_sa_command_a_page_names_exists(page: Path) -> None:
         for match in _COMMAND.finditer(piece)
     }
     assert named <= commands, f"{page.name} names no such command: {named - commands}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_every_engine_verb_the_prose_names_exists(page: Path) -> None:
+    engine = Durable(sa.create_engine("sqlite://"))
+    spans = re.findall(r"`([^`\n]+)`", _prose(page.read_text(encoding="utf-8")))
+    named = [match for span in spans for match in _ENGINE_VERB.finditer(span)]
+    missing = [
+        match[0]
+        for match in named
+        if not hasattr(engine.admin if match["admin"] else engine, match["verb"])
+    ]
+    engine.sa_engine.dispose()
+    assert not missing, f"{page.name} names what the engine does not have: {missing}"
 
 
 def _default(function: object, parameter: str) -> object:
