@@ -293,7 +293,12 @@ class Demo:
         if job.claimed_until is None:
             return "Its job is queued, claimed by nobody."
         until = job.claimed_until.replace(tzinfo=job.claimed_until.tzinfo or UTC)
-        left = max(0.0, (until - datetime.now(UTC)).total_seconds())
+        left = (until - datetime.now(UTC)).total_seconds()
+        if left <= 0:
+            return (
+                f"Its job is still marked as claimed by the dead worker ({job.claimed_by}), "
+                "but that claim's lease has run out: any worker may take it now."
+            )
         return (
             f"Its job is still claimed by the dead worker ({job.claimed_by}) for another "
             f"{left:.1f} s: a claim is a lease."
