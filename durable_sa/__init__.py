@@ -7,7 +7,8 @@ process killed at any instant resumes from the first unfinished step.
 The top level holds what an application writes every day. The rest has a home of its
 own: every exception in :mod:`durable_sa.errors`, the ORM entities in
 :mod:`durable_sa.models`, result values in :mod:`durable_sa.results`, the plugin API in
-:mod:`durable_sa.backends`, the testing toolkit in :mod:`durable_sa.testing`.
+:mod:`durable_sa.backends`, what an Alembic migration needs in :mod:`durable_sa.schema`,
+the testing toolkit in :mod:`durable_sa.testing`.
 
 Importing the package is cheap: the names below are loaded on first use (PEP 562), so
 ``import durable_sa.core.decide`` loads the pure core alone, without SQLAlchemy.
@@ -85,6 +86,10 @@ _ELSEWHERE: Final[dict[str, str]] = {
     ),
     **dict.fromkeys(("DeadLetterInfo", "JobOutcome", "PruneResult"), "durable_sa.results"),
     **dict.fromkeys(("OutboxEntry", "WorkerRecord"), "durable_sa.models"),
+    **dict.fromkeys(
+        ("JSONColumn", "StatusType", "UTCDateTime", "create_triggers", "drop_triggers"),
+        "durable_sa.schema",
+    ),
     **dict.fromkeys(
         ("ClaimedJob", "JobsTableBackend", "OutboxBackend", "QueueBackend", "Relay"),
         "durable_sa.backends",

@@ -48,7 +48,7 @@ from durable_sa.results import (
 from durable_sa.store.models import metadata
 from durable_sa.store.notify import install_triggers
 from durable_sa.store.queries import load_run, lock_run, lock_tree
-from durable_sa.views import list_runs, run_status
+from durable_sa.views import checked_limit, list_cutoff, list_runs, run_status
 from durable_sa.waiting import wait_for_run, wait_for_run_async
 
 if TYPE_CHECKING:
@@ -299,18 +299,26 @@ class Durable:
                 session, run_id, now=self.shell.now(), live_run_ids=self.backend.live_run_ids
             )
 
-    def list(
+    def list(  # noqa: PLR0913 - filters, keyword-only after the first two
         self,
         status: RunStatus | str | None = None,
         parent_run_id: int | None = None,
         *,
         workflow: str | None = None,
+        top_level: bool = False,
+        since: datetime | timedelta | None = None,
         limit: int | None = None,
     ) -> list[RunStatusSnapshot]:
-        """Runs, most recent first, filtered by status, parent and workflow name.
+        """Runs, most recent first, each with its child runs, filtered as asked.
+
+        ``top_level`` keeps only runs that no other run started; ``since`` keeps runs
+        created at or after an aware ``datetime``, or within a ``timedelta`` of now
+        (``since=timedelta(hours=2)``). ``limit`` bounds the query; without it every run
+        that matches is loaded.
 
         Raises:
-            InvalidArgumentError: ``status`` is not a run status.
+            InvalidArgumentError: ``status`` is not a run status, ``since`` a naive
+                datetime or a negative age, or ``limit`` not a whole number from 1.
 
         """
         try:
@@ -319,6 +327,9 @@ class Durable:
             names = ", ".join(s.value for s in RunStatus)
             msg = f"unknown run status {status!r}; expected one of {names}"
             raise InvalidArgumentError(msg) from None
+        now = self.shell.now()
+        cutoff = list_cutoff(since, now)
+        bound = checked_limit(limit)
         if parent_run_id is not None:
             try:
                 checked_run_id(parent_run_id)
@@ -330,8 +341,10 @@ class Durable:
                 status=wanted,
                 parent_run_id=parent_run_id,
                 workflow=workflow,
-                limit=limit,
-                now=self.shell.now(),
+                top_level=top_level,
+                since=cutoff,
+                limit=bound,
+                now=now,
                 live_run_ids=self.backend.live_run_ids,
             )
 

@@ -1,11 +1,14 @@
 """Read-only views of runs for people: status snapshots with their children.
 
 Children are loaded level by level (one query per generation), not one query per run.
+A listing is one bounded query (``limit``) whose filters the callers check first
+(:func:`list_cutoff`, :func:`checked_limit`), so a bad filter never reaches the database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -14,20 +17,20 @@ from sqlalchemy import or_, select
 from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.snapshot import WaitKind
 from durable_sa.core.status import RunStatus
-from durable_sa.errors import RunNotFoundError
+from durable_sa.errors import InvalidArgumentError, RunNotFoundError
 from durable_sa.queue import dead_letters
 from durable_sa.results import DeadLetterInfo, RunStatusSnapshot
 from durable_sa.runtime.presence import live_workers
 from durable_sa.store.models import dead_letters_table, jobs_table, runs_table
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from sqlalchemy.orm import Session
 
 runs = runs_table
 
 _CHUNK: Final = 500
+_EARLIEST: Final = datetime.min.replace(tzinfo=UTC)
+_LATEST: Final = datetime.max.replace(tzinfo=UTC)
 
 _COLUMNS = (
     runs.c.id,
@@ -212,11 +215,17 @@ def list_runs(  # noqa: PLR0913 - filters, all keyword-only
     status: RunStatus | None = None,
     parent_run_id: int | None = None,
     workflow: str | None = None,
+    top_level: bool = False,
+    since: datetime | None = None,
     limit: int | None = None,
     now: datetime,
     live_run_ids: LiveRunIds,
 ) -> list[RunStatusSnapshot]:
-    """Runs, newest first, with their descendants."""
+    """Runs, newest first, with their descendants.
+
+    ``top_level`` keeps runs that have no parent; ``since`` keeps runs created at or
+    after that time; ``limit`` bounds the query (``None``: every run that matches).
+    """
     stmt = select(*_COLUMNS).order_by(runs.c.id.desc())
     if status is not None:
         stmt = stmt.where(runs.c.status == status)
@@ -224,11 +233,63 @@ def list_runs(  # noqa: PLR0913 - filters, all keyword-only
         stmt = stmt.where(runs.c.parent_run_id == parent_run_id)
     if workflow is not None:
         stmt = stmt.where(runs.c.workflow_name == workflow)
+    if top_level:
+        stmt = stmt.where(runs.c.parent_run_id.is_(None))
+    if since is not None:
+        stmt = stmt.where(runs.c.created_at >= since)
     if limit is not None:
         stmt = stmt.limit(limit)
     snaps = [_snapshot(row) for row in session.execute(stmt)]
     _attach_children(session, snaps)
     return _mark_stranded(session, _mark_unrunnable(session, snaps, now), live_run_ids)
+
+
+def list_cutoff(since: datetime | timedelta | None, now: datetime) -> datetime | None:
+    """The creation time a listing starts at: ``since`` itself, or ``since`` before ``now``.
+
+    Raises:
+        InvalidArgumentError: ``since`` is a naive datetime (which time zone?), a
+            negative age, or neither a datetime nor a timedelta.
+
+    """
+    if since is None:
+        return None
+    if isinstance(since, timedelta):
+        if since < timedelta(0):
+            msg = f"since is an age and cannot be negative: {since!r}; pass timedelta(hours=2)"
+            raise InvalidArgumentError(msg)
+        try:
+            return now - since
+        except OverflowError:
+            return _EARLIEST
+    if not isinstance(since, datetime):
+        msg = f"since is a datetime or a timedelta, not {type(since).__name__} {since!r}"
+        raise InvalidArgumentError(msg)
+    if since.tzinfo is None or since.utcoffset() is None:
+        msg = (
+            f"since is a naive datetime ({since.isoformat()}); give it a time zone, "
+            "e.g. datetime(2024, 5, 1, tzinfo=UTC), or pass a timedelta"
+        )
+        raise InvalidArgumentError(msg)
+    try:
+        return since.astimezone(UTC)
+    except OverflowError:  # within a day of datetime's range: before or after every run
+        return _EARLIEST if since.year == _EARLIEST.year else _LATEST
+
+
+def checked_limit(limit: object) -> int | None:
+    """``limit`` when a listing can use it: ``None`` (no bound) or a whole number from 1.
+
+    Raises:
+        InvalidArgumentError: anything else (0, a negative number, a float, a string).
+
+    """
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        msg = f"limit is a whole number of at least 1 (or None for no bound), not {limit!r}"
+        raise InvalidArgumentError(msg)
+    return limit
 
 
 def list_dead_letters(

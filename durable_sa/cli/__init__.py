@@ -2,19 +2,25 @@
 
 Rules:
 - Only :mod:`~durable_sa.cli.commands` prints (tables come from
-  :mod:`~durable_sa.cli.formatting` as lines). Results go to stdout; a worker's log
-  records go to stderr through ``logging``.
+  :mod:`~durable_sa.cli.formatting` as lines, ``--json`` from
+  :mod:`~durable_sa.cli.json_output`). Results go to stdout; a worker's log records go
+  to stderr through ``logging``.
 - A user mistake (no or bad database URL, unknown run, malformed ``--data``, a bad APP,
-  an unreachable database) ends in ONE line on stderr starting with ``durable-sa: `` and
-  a non-zero exit: 2 for usage errors, 1 otherwise. Never a traceback.
+  an unreachable database, an argument that is not UTF-8) ends in ONE line on stderr
+  starting with ``durable-sa: `` and a non-zero exit: 2 for usage errors, 1 otherwise.
+  Never a traceback.
 - A database password is never printed: URLs are shown with ``***`` and every error
-  message is scrubbed of the password before it is printed.
+  message is scrubbed of the password before it is printed. A URL whose password holds
+  an unencoded ``@`` is refused before it is parsed (SQLAlchemy would read part of the
+  password as the host).
 - Operator commands never change the schema; a database without durable-sa's tables is
   reported, not created.
 
 The package: :mod:`~durable_sa.cli.parser` (the command line),
 :mod:`~durable_sa.cli.commands` (what each command does),
-:mod:`~durable_sa.cli.formatting` (tables as lines), :mod:`~durable_sa.cli.scrubbing`
+:mod:`~durable_sa.cli.formatting` (tables as lines) with :mod:`~durable_sa.cli.cells`
+(one value, one cell), :mod:`~durable_sa.cli.json_output` (the ``--json`` shapes),
+:mod:`~durable_sa.cli.urls` (the database URL as typed), :mod:`~durable_sa.cli.scrubbing`
 (no password shown) and :mod:`~durable_sa.cli.errors` (one line per failure).
 """
 

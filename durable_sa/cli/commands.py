@@ -1,9 +1,9 @@
 """The commands: each opens the database (or loads APP), does one thing, prints lines.
 
-Only this module prints (tables come from :mod:`durable_sa.cli.formatting` as lines):
-results to stdout, a worker's log records to stderr through ``logging``. Operator
-commands never change the schema; a database without durable-sa's tables is reported,
-not created.
+Only this module prints (tables come from :mod:`durable_sa.cli.formatting` as lines,
+``--json`` from :mod:`durable_sa.cli.json_output`): results to stdout, a worker's log
+records to stderr through ``logging``. Operator commands never change the schema; a
+database without durable-sa's tables is reported, not created.
 """
 
 from __future__ import annotations
@@ -30,7 +30,16 @@ from durable_sa.cli.formatting import (
     render_workers,
     versions,
 )
+from durable_sa.cli.json_output import (
+    dead_letter_json,
+    dead_letters_json,
+    requeued_json,
+    runs_json,
+    status_json,
+    workers_json,
+)
 from durable_sa.cli.scrubbing import configure_logging
+from durable_sa.cli.urls import password_text, read_url
 from durable_sa.facade import Durable
 from durable_sa.store.models import JournalEntry
 
@@ -63,8 +72,13 @@ def _database(args: argparse.Namespace, inv: Invocation) -> Iterator[Durable]:
     if not text:
         msg = f"no database: pass --database-url URL or set {ENV_DATABASE_URL}"
         raise CliError(msg, USAGE)
-    url = sa.make_url(text)  # ArgumentError for a malformed URL
-    inv.remember(url)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # the environment's bytes (the option's are checked earlier)
+        msg = f"{ENV_DATABASE_URL} is not valid UTF-8; set it to the URL as UTF-8 text"
+        raise CliError(msg, USAGE) from None
+    url = read_url(text)
+    inv.remember(url, password_text(text))
     _check_sqlite_file(url)
     connect_args = (
         {"connect_timeout": _CONNECT_TIMEOUT} if url.get_backend_name() == "postgresql" else {}
@@ -76,6 +90,9 @@ def _database(args: argparse.Namespace, inv: Invocation) -> Iterator[Durable]:
             f"bad database URL {inv.url}: its driver is not installed ({exc}); "
             "for PostgreSQL use postgresql+psycopg://"
         )
+        raise CliError(msg, USAGE) from None
+    except (TypeError, ValueError) as exc:  # the dialect refused a query option (timeout=abc)
+        msg = f"bad database URL {inv.url}: {exc}"
         raise CliError(msg, USAGE) from None
     try:
         yield Durable(sa_engine)
@@ -98,7 +115,7 @@ def _check_sqlite_file(url: sa.URL) -> None:
 
 
 def status_command(args: argparse.Namespace, inv: Invocation) -> int:
-    """Print a run: its status, steps, journal and children."""
+    """Print a run: its status, input, steps, journal (with every error) and children."""
     with _database(args, inv) as engine:
         snap = engine.status(args.run_id)
         with Session(engine.sa_engine) as session:
@@ -107,14 +124,26 @@ def status_command(args: argparse.Namespace, inv: Invocation) -> int:
                 .where(JournalEntry.run_id == snap.run_id)
                 .order_by(JournalEntry.id)
             ).all()
-            _out(render_status(snap, journal, tracebacks=args.traceback))
+    if args.json:
+        _out(status_json(snap, journal))
+    else:
+        _out(render_status(snap, journal, tracebacks=args.traceback))
     return 0
 
 
 def list_command(args: argparse.Namespace, inv: Invocation) -> int:
-    """Print the most recent runs, newest first."""
+    """Print the most recent runs, newest first (children under their parent)."""
     with _database(args, inv) as engine:
-        snaps = engine.list(status=args.status, workflow=args.workflow, limit=args.limit)
+        snaps = engine.list(
+            status=args.status,
+            workflow=args.workflow,
+            top_level=args.top_level,
+            since=args.since,
+            limit=args.limit,
+        )
+    if args.json:
+        _out(runs_json(snaps))
+        return 0
     _out(render_runs(snaps))
     if len(snaps) == args.limit:
         _out([f"(the {args.limit} most recent; --limit N shows more)"])
@@ -178,21 +207,26 @@ def dead_letters_command(args: argparse.Namespace, inv: Invocation) -> int:
         raise CliError(msg, USAGE)
     with _database(args, inv) as engine:
         if args.show:
-            _out(render_dead_letter(engine.admin.dead_letter(args.show_id)))
+            letter = engine.admin.dead_letter(args.show_id)
+            _out(dead_letter_json(letter) if args.json else render_dead_letter(letter))
             return 0
         if args.requeue is not None:
             job_id = engine.admin.requeue(args.requeue)
-            _out([f"dead letter {args.requeue} requeued as job {job_id}"])
+            requeued = [f"dead letter {args.requeue} requeued as job {job_id}"]
+            _out(requeued_json(args.requeue, job_id) if args.json else requeued)
             return 0
         letters = engine.admin.dead_letters(limit=args.limit, include_resolved=args.all)
-    _out(render_dead_letters(letters, resolved=args.all))
+    _out(
+        dead_letters_json(letters) if args.json else render_dead_letters(letters, resolved=args.all)
+    )
     return 0
 
 
 def workers_command(args: argparse.Namespace, inv: Invocation) -> int:
     """Print the live workers, from their heartbeats."""
     with _database(args, inv) as engine:
-        _out(render_workers(engine.admin.workers()))
+        workers = engine.admin.workers()
+    _out(workers_json(workers) if args.json else render_workers(workers))
     return 0
 
 

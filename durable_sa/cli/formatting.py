@@ -3,30 +3,28 @@
 Rules:
 - Every function here returns lines (``list[str]``) and prints nothing; the commands
   (:mod:`durable_sa.cli.commands`) print.
-- A cell is one line: newlines collapse to spaces and a long value is cut to a fixed
-  width with an ellipsis, so a table stays a table whatever a step returned.
-- Times are shown in UTC, to the second, with a ``Z``; a missing value is ``-``.
+- Cells come from :mod:`durable_sa.cli.cells`: one line each, a long value cut at a
+  word boundary with ``…``, and a table that cut a value ends with a line saying how to
+  see it whole (``durable-sa status ID``, ``dead-letters show ID``, ``--json``).
+- ``list`` shows a child run indented under its parent when both are listed, else
+  with a ``child of run N`` note, so a child is never mistaken for a run of its own.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
+from durable_sa.cli.cells import NONE, Cells, table, when
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
     from durable_sa.results import DeadLetterInfo, PruneResult, RunStatusSnapshot
     from durable_sa.runtime.presence import WorkerInfo
     from durable_sa.store.models import JournalEntry
 
-NONE: Final = "-"
-CELL_WIDTH: Final = 60
-"""The widest a free-text cell (a result, an error, a note) is printed."""
-
-_SPACES = re.compile(r"\s+")
 _AGE_UNITS: Final = (
     ("w", timedelta(weeks=1)),
     ("d", timedelta(days=1)),
@@ -34,33 +32,12 @@ _AGE_UNITS: Final = (
     ("m", timedelta(minutes=1)),
     ("s", timedelta(seconds=1)),
 )
+_INDENT: Final = "  "
 
 
-def when(value: datetime | None) -> str:
-    """A timestamp as ``2024-05-01 12:00:00Z`` (UTC), or ``-``."""
-    if value is None:
-        return NONE
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def short(value: object, width: int = CELL_WIDTH) -> str:
-    """``value`` on one line and at most ``width`` characters (JSON for non-strings)."""
-    if value is None:
-        return NONE
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    text = _SPACES.sub(" ", text).strip()
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], indent: str = "") -> list[str]:
-    """Left-aligned columns two spaces apart; the last column is not padded."""
-    body = [list(row) for row in rows]
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *body, strict=True)]
-    lines = []
-    for row in [list(headers), *body]:
-        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
-        lines.append(indent + "  ".join([*cells, row[-1]]).rstrip())
-    return lines
+def cut_note(how: str) -> str:
+    """The footer of a table that cut a value: what ``…`` means and how to see it whole."""
+    return f"(… marks a value cut short: {how})"
 
 
 def waiting_line(snap: RunStatusSnapshot) -> str:
@@ -71,10 +48,14 @@ def waiting_line(snap: RunStatusSnapshot) -> str:
     )
 
 
-def note(snap: RunStatusSnapshot) -> str:  # noqa: PLR0911 - one sentence per situation
-    """Why a run is where it is, in a few words (empty when there is nothing to say)."""
+def note(snap: RunStatusSnapshot, cells: Cells | None = None) -> str:  # noqa: PLR0911 - one per situation
+    """Why a run is where it is, in a few words (empty when there is nothing to say).
+
+    ``cells`` shortens the free text (and so learns whether it cut some).
+    """
+    cell = cells or Cells()
     if snap.stranded is not None:
-        return f"stranded, {short(snap.stranded, 60)}"
+        return f"stranded, {cell(snap.stranded, 60)}"
     if snap.waiting_for_version is not None:
         return f"waiting for a worker with version {snap.waiting_for_version}"
     if snap.wait_kind == "agent":
@@ -84,7 +65,7 @@ def note(snap: RunStatusSnapshot) -> str:  # noqa: PLR0911 - one sentence per si
     if snap.wait_kind == "child":
         return f"awaiting its child run (step {snap.wait_step!r})"
     if snap.error is not None:
-        return f"error: {short(snap.error, 50)}"
+        return f"error: {cell(snap.error, 50)}"
     return ""
 
 
@@ -99,19 +80,21 @@ def render_status(
 ) -> list[str]:
     """The run's fields, its journal and its children, as ``durable-sa status`` shows them.
 
-    ``tracebacks`` adds, under the journal, where each failed step raised.
+    Every journal row is shown, a failed one (each failed attempt has its own) with its
+    error. ``tracebacks`` adds, under the journal, where each failed step raised.
     """
+    cell = Cells()
     fields = [
         ("run", str(snap.run_id)),
         ("workflow", snap.workflow_name),
         ("version", snap.workflow_version or NONE),
         ("status", str(snap.status)),
         ("step", f"{snap.current_step}/{snap.total_steps}"),
-        ("input", short(json.dumps(snap.input, sort_keys=True, default=str), 200)),
+        ("input", cell(json.dumps(snap.input, sort_keys=True, default=str), 200)),
         ("waiting for", _waiting_for(snap)),
         ("awaiting signal", snap.awaiting_signal or NONE),
         ("wake at", when(snap.wake_at)),
-        ("error", short(snap.error, 200)),
+        ("error", cell(snap.error, 200)),
         ("stranded", NONE if snap.stranded is None else f"{snap.stranded} (run `recover`)"),
         ("parent", NONE if snap.parent_run_id is None else str(snap.parent_run_id)),
         ("created", when(snap.created_at)),
@@ -128,17 +111,19 @@ def render_status(
                 entry.status,
                 str(entry.attempt),
                 when(entry.completed_at),
-                short(entry.error) if entry.error else short(entry.result),
+                cell(entry.error) if entry.error else cell(entry.result),
             )
             for entry in journal
         ]
         headers = ("step_id", "status", "attempt", "completed_at", "result / error")
-        lines += table(headers, rows, indent="  ")
+        lines += table(headers, rows, indent=_INDENT)
         lines += _tracebacks(journal) if tracebacks else _traceback_hint(journal, snap)
     else:
         lines.append("  (no step has finished yet)")
     lines += ["", "children:"]
-    lines += _children(snap.children, depth=1) or ["  (none)"]
+    lines += _children(snap.children, 1, cell) or ["  (none)"]
+    if cell.cut:
+        lines += ["", cut_note(f"durable-sa status {snap.run_id} --json shows every value whole")]
     return lines
 
 
@@ -157,41 +142,70 @@ def _traceback_hint(journal: Sequence[JournalEntry], snap: RunStatusSnapshot) ->
     return []
 
 
-def _children(children: Sequence[RunStatusSnapshot], depth: int) -> list[str]:
+def _children(children: Sequence[RunStatusSnapshot], depth: int, cell: Cells) -> list[str]:
     lines = []
     for child in children:
-        extra = note(child)
+        extra = note(child, cell)
         lines.append(
-            f"{'  ' * depth}{child.run_id}  {child.workflow_name}  {child.status}  "
+            f"{_INDENT * depth}{child.run_id}  {child.workflow_name}  {child.status}  "
             f"step {child.current_step}/{child.total_steps}" + (f"  {extra}" if extra else "")
         )
-        lines += _children(child.children, depth + 1)
+        lines += _children(child.children, depth + 1, cell)
     return lines
 
 
+def as_tree(snaps: Sequence[RunStatusSnapshot]) -> list[tuple[RunStatusSnapshot, int]]:
+    """``snaps`` (newest first) with each listed child moved under its listed parent.
+
+    Returns each run with its depth: 0 for a run whose parent is not listed; children
+    follow their parent oldest first, as ``status`` lists them.
+    """
+    listed = {snap.run_id for snap in snaps}
+    under: dict[int, list[RunStatusSnapshot]] = {}
+    for snap in reversed(snaps):  # oldest first
+        if snap.parent_run_id in listed:
+            under.setdefault(snap.parent_run_id, []).append(snap)
+    ordered: list[tuple[RunStatusSnapshot, int]] = []
+    stack = [(snap, 0) for snap in reversed(snaps) if snap.parent_run_id not in listed]
+    while stack:  # depth first, without recursion: a chain of children can be long
+        snap, depth = stack.pop()
+        ordered.append((snap, depth))
+        stack += [(child, depth + 1) for child in reversed(under.get(snap.run_id, []))]
+    return ordered
+
+
 def render_runs(snaps: Sequence[RunStatusSnapshot]) -> list[str]:
-    """One line per run: ``durable-sa list``."""
+    """One line per run: ``durable-sa list``, children indented under their parent."""
     if not snaps:
         return ["no runs"]
-    rows = [
-        (
-            str(s.run_id),
-            s.workflow_name,
-            s.workflow_version or NONE,
-            str(s.status),
-            f"{s.current_step}/{s.total_steps}",
-            when(s.updated_at),
-            note(s),
+    cell = Cells()
+    rows = []
+    for snap, depth in as_tree(snaps):
+        notes = [note(snap, cell)]
+        if depth == 0 and snap.parent_run_id is not None:
+            notes.insert(0, f"child of run {snap.parent_run_id}")
+        rows.append(
+            (
+                f"{_INDENT * depth}{snap.run_id}",
+                snap.workflow_name,
+                snap.workflow_version or NONE,
+                str(snap.status),
+                f"{snap.current_step}/{snap.total_steps}",
+                when(snap.updated_at),
+                "; ".join(text for text in notes if text),
+            )
         )
-        for s in snaps
-    ]
-    return table(("id", "workflow", "version", "status", "step", "updated_at", "note"), rows)
+    lines = table(("id", "workflow", "version", "status", "step", "updated_at", "note"), rows)
+    if cell.cut:
+        lines.append(cut_note("durable-sa status ID shows the run whole, or list --json"))
+    return lines
 
 
 def render_dead_letters(letters: Sequence[DeadLetterInfo], *, resolved: bool = False) -> list[str]:
     """One line per dead letter: ``durable-sa dead-letters`` (``--all``: and how resolved)."""
     if not letters:
         return ["no dead letters" if resolved else "no open dead letters"]
+    cell = Cells()
     headers = ("id", "kind", "run", "attempts", "failed_at", *(["resolved"] if resolved else []))
     rows = [
         (
@@ -201,11 +215,14 @@ def render_dead_letters(letters: Sequence[DeadLetterInfo], *, resolved: bool = F
             str(d.attempts),
             when(d.failed_at),
             *([d.resolved_by or "open"] if resolved else []),
-            short(d.error),
+            cell(d.error),
         )
         for d in letters
     ]
-    return table((*headers, "error"), rows)
+    lines = table((*headers, "error"), rows)
+    if cell.cut:
+        lines.append(cut_note("durable-sa dead-letters show ID shows the whole error, or --json"))
+    return lines
 
 
 def render_dead_letter(letter: DeadLetterInfo) -> list[str]:

@@ -1,14 +1,18 @@
 """The command line: every command, its arguments and their types.
 
 Usage errors end in one line, like every other error (:class:`~durable_sa.cli.errors.
-CliError` with the usage exit code), never argparse's own message and exit.
+CliError` with the usage exit code), never argparse's own message and exit. That
+includes an argument that is not UTF-8 (Python hands it over with lone surrogates,
+which no database driver or output stream accepts): it is refused before parsing,
+named by its position and option, never shown, since it may be a password.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-from datetime import timedelta
+import sys
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, NoReturn
 
 from durable_sa.cli.commands import (
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _AGE = re.compile(r"(?P<amount>[0-9]+)(?P<unit>[smhdw])")
+_OPTION = re.compile(r"--[a-z][a-z-]*")
 _AGE_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -71,6 +76,23 @@ def _seconds(text: str) -> timedelta:
     return timedelta(seconds=_positive_float(text))
 
 
+def _since(text: str) -> datetime | timedelta:
+    """``--since``: an age (``2h``, ``30d``) or an ISO 8601 time (UTC unless it says)."""
+    try:
+        return parse_age(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        msg = (
+            "expected an age such as 90s, 15m, 12h, 30d or 2w, or an ISO 8601 time such as "
+            f"2024-05-01 or 2024-05-01T12:00:00Z, not {text!r}"
+        )
+        raise argparse.ArgumentTypeError(msg) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def parse_age(text: str) -> timedelta:
     """An age such as ``90s``, ``15m``, ``12h``, ``30d`` or ``2w``: a whole number and a unit.
 
@@ -108,6 +130,24 @@ def _relay_arguments(relay: argparse.ArgumentParser) -> None:
     relay.add_argument("--once", action="store_true", help="publish what is due, prune, and exit")
     relay.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
     relay.set_defaults(run=relay_command)
+
+
+def _list_arguments(listing: argparse.ArgumentParser) -> None:
+    listing.add_argument("--status", choices=[s.value for s in RunStatus])
+    listing.add_argument("--workflow", metavar="W")
+    listing.add_argument(
+        "--top-level", action="store_true", help="only runs no other run started (no children)"
+    )
+    listing.add_argument(
+        "--since",
+        type=_since,
+        metavar="WHEN",
+        help="only runs created since: an age (2h, 30d) or an ISO 8601 time (UTC if no offset)",
+    )
+    listing.add_argument(
+        "--limit", type=_positive_int, default=50, metavar="N", help="at most N runs (default: 50)"
+    )
+    listing.set_defaults(run=list_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,18 +199,31 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
 
-    status = commands.add_parser("status", parents=[database], help="a run, its journal, children")
+    reading = _Parser(add_help=False)
+    reading.add_argument(
+        "--json", action="store_true", help="print JSON (JSON Lines for lists) instead of a table"
+    )
+
+    status = commands.add_parser(
+        "status", parents=[database, reading], help="a run, its journal, children"
+    )
     status.add_argument("run_id", type=int, metavar="RUN_ID")
     status.add_argument(
         "--traceback", action="store_true", help="print where each failed step raised"
     )
     status.set_defaults(run=status_command)
 
-    listing = commands.add_parser("list", parents=[database], help="runs, newest first")
-    listing.add_argument("--status", choices=[s.value for s in RunStatus])
-    listing.add_argument("--workflow", metavar="W")
-    listing.add_argument("--limit", type=_positive_int, default=50, metavar="N")
-    listing.set_defaults(run=list_command)
+    _list_arguments(
+        commands.add_parser(
+            "list",
+            parents=[database, reading],
+            help="runs, newest first",
+            description=(
+                "The most recent runs, newest first. A child run is shown indented under its "
+                "parent, or marked 'child of run N' when its parent is not listed."
+            ),
+        )
+    )
 
     resume = commands.add_parser(
         "resume",
@@ -222,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dead = commands.add_parser(
         "dead-letters",
-        parents=[database],
+        parents=[database, reading],
         help="list dead-lettered jobs, show one whole (show ID), or requeue one",
     )
     dead.add_argument("show", nargs="?", choices=["show"], help="show one dead letter whole")
@@ -236,11 +289,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dead.set_defaults(run=dead_letters_command)
 
-    workers = commands.add_parser("workers", parents=[database], help="list live workers")
+    workers = commands.add_parser("workers", parents=[database, reading], help="list live workers")
     workers.set_defaults(run=workers_command)
     return parser
 
 
+def _option_of(argv: Sequence[str], index: int) -> str | None:
+    """The ``--option`` whose value ``argv[index]`` is, if it says (and is itself UTF-8)."""
+    arg = argv[index]
+    if arg.startswith("--") and "=" in arg:
+        option = arg.partition("=")[0]
+    elif index > 0 and argv[index - 1].startswith("--") and "=" not in argv[index - 1]:
+        option = argv[index - 1]
+    else:
+        return None
+    return option if _OPTION.fullmatch(option) else None
+
+
+def check_utf8(argv: Sequence[str]) -> None:
+    """Refuse an argument that was not UTF-8, without showing it.
+
+    Raises:
+        CliError: (usage) naming the argument's position and, if any, its option.
+
+    """
+    for position, arg in enumerate(argv, start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            which = f"argument {position}"
+            option = _option_of(argv, position - 1)
+            if option is not None:
+                which += f" (the value of {option})"
+            msg = f"{which} is not valid UTF-8; pass names, ids, JSON and URLs as UTF-8 text"
+            raise CliError(msg, USAGE) from None
+
+
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The parsed arguments; a mistake exits with argparse's usage message (status 2)."""
-    return build_parser().parse_args(argv)
+    """The parsed arguments; a mistake raises a one-line :class:`CliError` (usage, 2)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    check_utf8(args)
+    return build_parser().parse_args(args)

@@ -2,7 +2,8 @@
 
 An :class:`Invocation` remembers the database URL (password hidden) and the password
 itself, and scrubs both the URL and conninfo forms and the literal secret out of any
-text before it is printed or logged.
+text before it is printed or logged. A password may also sit in the URL's query
+(``?password=...``, as libpq allows): it is hidden and scrubbed the same way.
 """
 
 from __future__ import annotations
@@ -17,10 +18,16 @@ import attrs
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+_QUERY_SECRET: Final = re.compile("pass|secret|token", re.IGNORECASE)
+"""A query key whose value is a secret: ``password``, ``sslpassword``, ``secret``..."""
 _MIN_LITERAL_SECRET: Final = 4  # shorter passwords are scrubbed by the URL patterns only
 _SECRET_PATTERNS: Final = (
-    re.compile(r"(?P<keep>://[^/:@\s]*:)[^@\s]+(?=@)"),  # scheme://user:PASSWORD@host
-    re.compile(r"(?P<keep>\bpassword\s*=\s*)('[^']*'|\S+)", re.IGNORECASE),  # conninfo
+    # scheme://user:PASSWORD@host, up to the last @ of the word: p@ss@host is all hidden
+    re.compile(r"(?P<keep>://[^/:@\s]*:)\S+(?=@)"),
+    # conninfo and URL queries: password=..., sslpassword=... (not one already hidden)
+    re.compile(
+        r"(?P<keep>\b\w*password\s*=\s*)(?!\*\*\*(?:[\s:;,&]|$))('[^']*'|\S+)", re.IGNORECASE
+    ),
 )
 
 
@@ -31,11 +38,24 @@ class Invocation:
     url: str | None = None  # the database URL, password hidden
     secrets: set[str] = attrs.field(factory=set)
 
-    def remember(self, url: sa.URL) -> None:
-        """Note ``url`` for messages, and its password for scrubbing."""
-        self.url = url.render_as_string(hide_password=True)
-        if url.password:
-            self.secrets.update({str(url.password), quote(str(url.password), safe="")})
+    def remember(self, url: sa.URL, typed: str | None = None) -> None:
+        """Note ``url`` for messages, and its passwords for scrubbing.
+
+        ``typed`` is the password as the user typed it (percent-encoded or not), also
+        scrubbed; the query's password-like values are hidden from :attr:`url` too.
+        """
+        secrets = [url.password, typed] + [
+            value
+            for key, values in url.query.items()
+            if _QUERY_SECRET.search(key)
+            for value in ([values] if isinstance(values, str) else values)
+        ]
+        for secret in secrets:
+            if secret:
+                self.secrets.update({str(secret), quote(str(secret), safe="")})
+        hidden = {key: "***" for key in url.query if _QUERY_SECRET.search(key)}
+        shown = url.update_query_dict(hidden).render_as_string(hide_password=True)
+        self.url = shown.replace("=%2A%2A%2A", "=***")  # the query's *** comes out quoted
 
     def scrub(self, text: str) -> str:
         """``text`` without any password: URL and conninfo forms, then known secrets."""

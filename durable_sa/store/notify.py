@@ -13,6 +13,8 @@ Rules:
   migrated without these triggers still works, only with more latency.
 - The DDL follows the tables: under a ``schema_translate_map`` (one schema per tenant),
   the trigger functions and triggers are created in the schema the tables live in.
+- What is created can be dropped: :func:`drop_trigger_ddl` removes every trigger and
+  function :func:`trigger_ddl` creates (an Alembic migration's ``downgrade()``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,27 @@ OUTBOX_CHANNEL: Final = "durable_sa_outbox"
 """Notified (empty payload) when jobs are written to the outbox, for relays to publish."""
 
 
+TRIGGERS: Final[dict[str, tuple[str, ...]]] = {
+    jobs_table.name: ("durable_sa_jobs_notify", "durable_sa_jobs_released"),
+    runs_table.name: ("durable_sa_runs_notify",),
+    outbox_table.name: ("durable_sa_outbox_notify",),
+}
+"""Each table's triggers, by name (the DDL below creates exactly these)."""
+
+
+def _function(channel: str) -> str:
+    """The name of the trigger function that notifies ``channel``."""
+    return f"durable_sa_notify_{channel.removeprefix('durable_sa_')}"
+
+
+FUNCTIONS: Final[dict[str, str]] = {
+    jobs_table.name: _function(JOBS_CHANNEL),
+    runs_table.name: _function(RUNS_CHANNEL),
+    outbox_table.name: _function(OUTBOX_CHANNEL),
+}
+"""Each table's trigger function, by name."""
+
+
 def _qualified(schema: str | None, name: str) -> str:
     return name if schema is None else f"{schema}.{name}"
 
@@ -40,7 +63,7 @@ def _notify_ddl(schema: str | None, table: str, channel: str, payload: str, trig
 
     ``triggers`` is the trigger DDL with ``{table}`` and ``{fn}`` left to fill in.
     """
-    fn = _qualified(schema, f"durable_sa_notify_{channel.removeprefix('durable_sa_')}")
+    fn = _qualified(schema, _function(channel))
     function = f"""
 CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger AS $$
 BEGIN
@@ -116,11 +139,32 @@ def trigger_ddl(schema: str | None = None) -> str:
     ``schema`` is quoted as PostgreSQL needs; a migration for one tenant's schema runs
     ``op.execute(trigger_ddl("tenant_42"))``.
     """
+    quoted = _quoted(schema)
+    return "".join(make(quoted) for make in _DDL_BY_TABLE.values())
+
+
+def _quoted(schema: str | None) -> str | None:
+    """``schema`` quoted as PostgreSQL needs, or ``None`` for the search path."""
     from sqlalchemy.dialects import postgresql  # noqa: PLC0415 - only to quote a name
 
     preparer = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
-    quoted = None if schema is None else preparer.quote(schema)
-    return "".join(make(quoted) for make in _DDL_BY_TABLE.values())
+    return None if schema is None else preparer.quote(schema)
+
+
+def drop_trigger_ddl(schema: str | None = None) -> str:
+    """DDL that drops the triggers and functions :func:`trigger_ddl` creates in ``schema``.
+
+    Tolerant (``IF EXISTS``), so it also runs on a database migrated without them; the
+    tables must still exist, so a migration's ``downgrade()`` runs it before dropping them.
+    """
+    quoted = _quoted(schema)
+    drops = []
+    for table, names in TRIGGERS.items():
+        drops += [
+            f"DROP TRIGGER IF EXISTS {name} ON {_qualified(quoted, table)};" for name in names
+        ]
+        drops.append(f"DROP FUNCTION IF EXISTS {_qualified(quoted, FUNCTIONS[table])}();")
+    return "\n".join(drops) + "\n"
 
 
 def _schema_of(connection: Connection, table: Table) -> str | None:

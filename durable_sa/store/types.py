@@ -3,25 +3,39 @@
 - :class:`UTCDateTime` always hands back timezone-aware UTC datetimes. On SQLite, which
   has no time zones, it stores naive UTC text in one fixed format, so comparing stored
   instants (``available_at <= :now``) stays correct.
-- :data:`JSONColumn` is JSONB on PostgreSQL and JSON text elsewhere; ``None`` is SQL NULL.
+- :class:`JSONColumn` is JSONB on PostgreSQL and JSON text elsewhere; ``None`` is SQL NULL.
 - :class:`StatusType` stores a :class:`RunStatus` as its name and reads it back as one.
+
+Their public home is :mod:`durable_sa.schema`, and each says so in its ``__module__``:
+Alembic's autogenerate writes a custom type into a migration as
+``<type's module>.<repr of the type>``, and a migration must name a module whose place
+does not change, not this one inside the package. For the same reason each is one
+class (a variant type renders PostgreSQL's ``JSONB`` in a migration generated against
+SQLite with a bare ``Text()`` that does not run), and each ``repr`` is a call that
+rebuilds it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, DateTime, Dialect, String, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 
 from durable_sa.core.status import RunStatus
 
-JSONColumn = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+if TYPE_CHECKING:
+    from sqlalchemy.types import TypeEngine
+
+PUBLIC_HOME = "durable_sa.schema"
+"""The module that exports these types, and that migrations name."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp that is always timezone-aware UTC in Python."""
 
+    __module__ = PUBLIC_HOME
     impl = DateTime(timezone=True)
     cache_ok = True
 
@@ -48,10 +62,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class StatusType(TypeDecorator[RunStatus]):
-    """A run status, stored as its lower-case name."""
+    """A run status, stored as its lower-case name (``StatusType(length=16)``)."""
 
-    impl = String(16)
+    __module__ = PUBLIC_HOME
+    impl = String
     cache_ok = True
+
+    def __init__(self, length: int = 16) -> None:
+        super().__init__(length=length)
 
     def process_bind_param(self, value: RunStatus | str | None, dialect: Dialect) -> str | None:
         """Store the name, refusing anything that is not a status."""
@@ -62,3 +80,24 @@ class StatusType(TypeDecorator[RunStatus]):
         """Read the name back as a :class:`RunStatus`."""
         del dialect
         return None if value is None else RunStatus(value)
+
+
+class JSONColumn(TypeDecorator[Any]):
+    """A JSON value: ``JSONB`` on PostgreSQL, JSON text elsewhere; ``None`` is SQL NULL."""
+
+    __module__ = PUBLIC_HOME
+    impl = JSON
+    cache_ok = True
+    hashable = False  # as JSON: dicts and lists cannot be hashed (the ORM asks)
+
+    def __init__(self) -> None:
+        super().__init__(none_as_null=True)
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """``JSONB`` on PostgreSQL; the generic JSON type elsewhere."""
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(JSON(none_as_null=True))
+
+    def __repr__(self) -> str:
+        return "JSONColumn()"

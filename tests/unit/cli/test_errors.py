@@ -62,6 +62,29 @@ def _one_line(code, out, err, expected_code):
         (["prune", "--older-than", "30d", "--batch-size", "0"], 2, "at least 1, not '0'"),
         (["prune", "--older-than", "30d", "--database-url", UNREACHABLE], 1, "could not reach"),
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+        (["list", "--since", "yesterday"], 2, "an ISO 8601 time such as 2024-05-01"),
+        (["list", "--since", "2024-13-01"], 2, "not '2024-13-01'"),
+        (
+            ["list", "--workflow", "\udcff"],
+            2,
+            "argument 3 (the value of --workflow) is not valid UTF-8",
+        ),
+        (["status", "\udcff"], 2, "argument 2 is not valid UTF-8"),
+        (
+            ["list", "--database-url=postgresql://u:Qx7\udcffpw@h/db"],
+            2,
+            "argument 2 (the value of --database-url) is not valid UTF-8",
+        ),
+        (
+            ["list", "--database-url", "postgresql+psycopg://user:s3cret@127.0.0.1:abc/db"],
+            2,
+            "bad database URL postgresql+psycopg://user:***@127.0.0.1:abc/db: the port must be",
+        ),
+        (
+            ["list", "--database-url", "postgresql+psycopg://user:s3@cr:e/t@127.0.0.1:1/db"],
+            2,
+            "bad database URL postgresql+psycopg://user:***@127.0.0.1:1/db: it has more than one",
+        ),
         ([], 2, "the following arguments are required: COMMAND"),
         (
             ["worker", "tests.support.cli_app:engine", "--lease", "1", "--heartbeat", "1"],
@@ -128,4 +151,24 @@ def test_a_common_password_does_not_mangle_the_scheme(cli):
     assert "postgres@" not in err
     assert Invocation(secrets={"postgres"}).scrub("postgres, postgresql, x postgres") == (
         "***, postgresql, x ***"
+    )
+
+
+def test_a_database_url_from_the_environment_that_is_not_utf8_is_one_line(cli, monkeypatch):
+    monkeypatch.setenv("DURABLE_SA_DATABASE_URL", "postgresql://u:Qx7\udcffpw@h/db")
+    code, out, err = cli("list")
+    _one_line(code, out, err, 2)
+    assert err == (
+        "durable-sa: DURABLE_SA_DATABASE_URL is not valid UTF-8; set it to the URL as UTF-8 text\n"
+    )
+
+
+def test_a_query_option_the_dialect_refuses_is_one_line(cli, tmp_path):
+    database = tmp_path / "app.db"
+    database.touch()
+    code, out, err = cli("list", "--database-url", f"sqlite:///{database}?timeout=abc")
+    _one_line(code, out, err, 2)
+    assert err == (
+        f"durable-sa: bad database URL sqlite:///{database}?timeout=abc: "
+        "could not convert string to float: 'abc'\n"
     )
