@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 from durable_sa.cli.cells import NONE, Cells, table, when
+from durable_sa.core.units import compensate_unit
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -111,7 +112,7 @@ def render_status(
                 entry.status,
                 str(entry.attempt),
                 when(entry.completed_at),
-                cell(entry.error) if entry.error else cell(entry.result),
+                cell(entry.error) if entry.error else cell(_outcome(entry)),
             )
             for entry in journal
         ]
@@ -125,6 +126,17 @@ def render_status(
     if cell.cut:
         lines += ["", cut_note(f"durable-sa status {snap.run_id} --json shows every value whole")]
     return lines
+
+
+def _outcome(entry: JournalEntry) -> object:
+    """A unit's result; for a rollback's row, what it undid, in words."""
+    done = entry.result
+    if not entry.step_id.endswith(compensate_unit("")) or not isinstance(done, dict):
+        return done
+    ran = done.get("ran")
+    if ran:
+        return f"undone: {', '.join(map(str, ran))}"
+    return f"nothing to undo: {done.get('nothing_to_undo', 'no compensator ran')}"
 
 
 def _tracebacks(journal: Sequence[JournalEntry]) -> list[str]:

@@ -135,7 +135,10 @@ def test_status_json_has_the_journal_with_errors_input_and_children(
     journal = {row["step_id"]: row for row in run["journal"]}
     assert journal["reserve"]["result"] == {"held": True}
     failed = [row for row in run["journal"] if row["status"] == "failed"]
-    assert failed
+    assert [(row["step_id"], row["attempt"]) for row in failed] == [
+        ("charge#attempt1", 1),
+        ("charge", 2),
+    ]
     for row in failed:  # each failed attempt, with its error, type and traceback
         assert row["error"] == "PermissionError: card 4242 declined"
         assert row["error_type"] == "PermissionError"
@@ -238,3 +241,32 @@ def test_a_long_value_is_cut_between_words_and_the_footer_says_where_to_see_it(
     )
     _, out, _ = cli("status", str(run_id), "--json", *url)
     assert json.loads(out)["error"] == f"PermissionError: {sentence}"
+
+
+def test_status_shows_every_attempt_and_what_each_rollback_undid(engine, sa_engine, cli):
+    tries = iter(["sku-1"])
+
+    def reserve(ctx):
+        missing = next(tries, None)
+        if missing is not None:
+            raise KeyError(missing)
+        return "held"
+
+    def ship(ctx):
+        msg = "no courier"
+        raise RuntimeError(msg)
+
+    durable("cli-undo").step("reserve", reserve, compensate=lambda ctx: None).step(
+        "note", lambda ctx: 1
+    ).step("ship", ship, max_retries=1)
+    run_id = engine.start("cli-undo").run_id
+    drain(engine, now=engine.now + timedelta(hours=1))
+    url = sa_engine.url.render_as_string(hide_password=False)
+    code, out, err = cli("status", str(run_id), "--database-url", url)
+    assert (code, err) == (0, "")
+    rows = {
+        line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and "#" in line
+    }
+    assert "KeyError: 'sku-1'" in rows["reserve#attempt1"]
+    assert rows["reserve#compensate"].endswith("undone: reserve")
+    assert rows["note#compensate"].endswith("nothing to undo: it has no compensator")
