@@ -9,8 +9,9 @@ are claimed by every worker, dead-lettered with the reason (:func:`job_defect`),
 never count as a run's live job, so recovery gives the run a sound one.
 
 A NULL version on both the row and its run is no defect: the run was started before
-definitions had versions, runs on any version of its workflow, and is claimed by any
-worker that defines the workflow.
+definitions had versions and runs on any version of its workflow. Every worker claims
+such a row; one that does not define the workflow defers it (``DEFER_DELAY``, no attempt
+used) until one that does takes it.
 """
 
 from __future__ import annotations
