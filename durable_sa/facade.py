@@ -186,6 +186,7 @@ class Durable:
                 input=data,
                 now=now,
                 idempotency_key=idempotency_key,
+                on_finish=workflow.finish_hook is not None,
             )
             applied = self.shell.applier.apply_one(tx, PlanItem(plan_start(new)), now=now)
             if applied.run_id is None:  # pragma: no cover - a start always names its run
@@ -250,11 +251,21 @@ class Durable:
 
         return self.shell.transaction(work, session=session)
 
-    def cancel(self, run_id: int, *, session: Session | None = None) -> CancelResult:
+    def cancel(
+        self, run_id: int, *, compensate: bool = False, session: Session | None = None
+    ) -> CancelResult:
         """Cancel the run and all its descendants; their queued jobs are dropped.
 
         A canceled child that its parent waits for fails the parent's step, and the
         parent compensates.
+
+        With ``compensate=True``, the run and each of its descendants first roll back
+        their completed steps in reverse, as a failure would (the same compensation
+        jobs and ``<step>#compensate`` rows, run by workers), and then end
+        ``canceled``; a run that waited (a sleep, a signal, a child) stops waiting at
+        once. Until its rollback is done a run shows ``compensating``. A run with an
+        ``on_finish`` hook ends when its finish job has run the hook. A run that has
+        ended (or whose final status only waits for its hook) is left as it is.
 
         Raises:
             RunNotFoundError: no run ``run_id``.
@@ -269,7 +280,7 @@ class Durable:
             now = self.shell.now()
             canceled: list[int] = []
             for member in tree:
-                transition = decide_cancel(member)
+                transition = decide_cancel(member, compensate=compensate, now=now)
                 if transition is not None:
                     plan = plan_transition(transition)
                     self.shell.applier.apply_one(tx, PlanItem(plan), now=now)

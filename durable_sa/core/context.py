@@ -3,7 +3,9 @@
 It is a read-only view of the run at the moment the step started: the run's input, the
 results of the steps before it, and where it stands (run id, step, attempt). Handlers of
 ``transactional=True`` steps also get ``ctx.session``, a SQLAlchemy ``Session`` on the
-transaction that checkpoints the step.
+transaction that checkpoints the step (their compensators too, on the transaction that
+journals the rollback), and so does an ``on_finish`` hook, which also reads
+``ctx.final_status`` and ``ctx.error``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
+    from durable_sa.core.status import RunStatus
+
 
 class DurableContext:
     """What a handler knows about its run."""
@@ -25,6 +29,8 @@ class DurableContext:
         "_resume",
         "_session",
         "attempt",
+        "error",
+        "final_status",
         "input",
         "results",
         "run_id",
@@ -43,6 +49,8 @@ class DurableContext:
         results: Mapping[str, Any],
         resume_data: Any = None,  # noqa: ANN401 - a resume's payload, any JSON value
         session: Session | None = None,
+        final_status: RunStatus | None = None,
+        error: str | None = None,
     ) -> None:
         """Build a context; the engine does this, handlers only read it."""
         self.run_id = run_id
@@ -53,6 +61,10 @@ class DurableContext:
         self.results: dict[str, Any] = dict(results)
         self._resume = resume_data
         self._session = session
+        self.final_status = final_status
+        """In an ``on_finish`` hook: the status the run ends with (``None`` elsewhere)."""
+        self.error = error
+        """In an ``on_finish`` hook: the run's error (``None`` when it completed)."""
 
     def __repr__(self) -> str:
         return (

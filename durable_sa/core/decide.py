@@ -22,10 +22,16 @@ from typing import TYPE_CHECKING, assert_never
 import attrs
 
 from durable_sa.core.backoff import backoff_delay
-from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobSpec, SignalTimeoutJob
+from durable_sa.core.endings import (
+    CANCEL_KEY,
+    canceled_with_compensation,
+    pending_finish,
+)
+from durable_sa.core.jobs import AdvanceJob, CompensateJob, FinishJob, JobSpec, SignalTimeoutJob
 from durable_sa.core.moves import (
     complete,
     evolve,
+    finish_later,
     job_for,
     move_on,
     roll_back,
@@ -67,6 +73,7 @@ def is_current_advance(run: RunSnapshot, job: AdvanceJob) -> bool:
         run.status is RunStatus.RUNNING
         and run.current_step == job.step_index
         and job.attempt >= run.attempt
+        and pending_finish(run) is None
     )
 
 
@@ -101,11 +108,11 @@ def decide_step(  # noqa: PLR0911 - one case per outcome type
     """The transition for ``outcome`` of the run's current step, run as ``attempt``."""
     match outcome:
         case Complete():
-            return complete(run, run.state, journal=())
+            return complete(run, run.state, journal=(), now=now)
         case Advance():
             state = {**run.state, **outcome.result_patch}
             if run.current_step + 1 >= run.total_steps:
-                return complete(run, state, journal=outcome.journal)
+                return complete(run, state, journal=outcome.journal, now=now)
             return move_on(
                 run, RunEvent.PROGRESS, outcome.journal, state, now=now, due=now, resume_data=None
             )
@@ -213,6 +220,7 @@ def _await_child(run: RunSnapshot, outcome: AwaitChild, now: datetime) -> Transi
         parent_run_id=run.id,
         parent_step_id=outcome.step_name,
         due=now,
+        on_finish=outcome.child_on_finish,
     )
     return Transition(event=RunEvent.SUSPEND, before=run, after=after, spawn=spawn)
 
@@ -243,22 +251,37 @@ def decide_compensation(
     journal: tuple[JournalWrite, ...],
     now: datetime,
 ) -> Transition:
-    """Record step ``index``'s compensation and move the cursor down (or fail the run)."""
+    """Record step ``index``'s compensation and move the cursor down (or end the run).
+
+    The run ends ``failed``, or ``canceled`` when it rolled back for
+    ``cancel(compensate=True)``.
+    """
     nxt = index - 1
     if nxt < 0:
+        if canceled_with_compensation(run):
+            after = evolve(run, RunEvent.CANCEL, compensation_cursor=nxt)
+            ended = Transition(
+                event=RunEvent.CANCEL,
+                before=run,
+                after=after,
+                journal=journal,
+                settle_parent=settlement_of(after, Settlement.CANCELED),
+            )
+            return finish_later(ended, now=now)
         after = evolve(
             run,
             RunEvent.FAIL,
             compensation_cursor=nxt,
             error=run.error or "workflow failed",
         )
-        return Transition(
+        ended = Transition(
             event=RunEvent.FAIL,
             before=run,
             after=after,
             journal=journal,
             settle_parent=settlement_of(after, Settlement.FAILED),
         )
+        return finish_later(ended, now=now)
     after = evolve(run, RunEvent.UNDO, compensation_cursor=nxt)
     job = job_for(run, CompensateJob(run_id=run.id, index=nxt), now)
     return Transition(event=RunEvent.UNDO, before=run, after=after, journal=journal, jobs=(job,))
@@ -364,31 +387,75 @@ def decide_child_settled(
     )
 
 
-def decide_cancel(run: RunSnapshot) -> Transition | None:
-    """Cancel a run that has not ended; ``None`` for a terminal run."""
-    if run.status.is_terminal:
+def decide_cancel(
+    run: RunSnapshot, *, compensate: bool = False, now: datetime | None = None
+) -> Transition | None:
+    """Cancel a run that has not ended; ``None`` for a terminal or finishing run.
+
+    With ``compensate``, the run rolls back first, as a failure would: from its current
+    step (whatever of it had completed: a parallel step's finished entries) down, one
+    compensation job per step, and then ends ``canceled``; its queued jobs (a sleep's
+    wake-up, a signal's timer) are dropped, so it stops waiting. A run already rolling
+    back after a failure goes on rolling back and ends ``canceled``. ``now`` (when the
+    compensation is due) is needed with ``compensate`` and for a run with an
+    ``on_finish`` hook, whose cancel leaves the final status to its finish job.
+
+    Raises:
+        ValueError: ``now`` is needed and was not given.
+
+    """
+    if run.status.is_terminal or pending_finish(run) is not None:
         return None
+    if compensate and run.status is not RunStatus.PENDING and run.total_steps > 0:
+        if now is None:
+            msg = "cancel with compensation needs the decision's now"
+            raise ValueError(msg)
+        return _cancel_compensating(run, now)
     after = evolve(
         run,
         RunEvent.CANCEL,
         **NOT_WAITING,
         wake_at=None,
     )
-    return Transition(
+    ended = Transition(
         event=RunEvent.CANCEL,
         before=run,
         after=after,
         drop_jobs=True,
         settle_parent=settlement_of(after, Settlement.CANCELED),
     )
+    return finish_later(ended, now=now)
+
+
+def _cancel_compensating(run: RunSnapshot, now: datetime) -> Transition:
+    state = {**run.state, CANCEL_KEY: True}
+    if run.status is RunStatus.COMPENSATING:
+        after = evolve(run, RunEvent.UNDO, state=state)
+        return Transition(event=RunEvent.UNDO, before=run, after=after)
+    cursor = min(run.current_step, run.total_steps - 1)
+    after = evolve(
+        run,
+        RunEvent.ROLLBACK,
+        state=state,
+        compensation_cursor=cursor,
+        **NOT_WAITING,
+        wake_at=None,
+        error=None,
+    )
+    job = job_for(run, CompensateJob(run_id=run.id, index=cursor), now)
+    return Transition(event=RunEvent.ROLLBACK, before=run, after=after, jobs=(job,), drop_jobs=True)
 
 
 def decide_recovery(run: RunSnapshot, *, now: datetime) -> JobSpec | None:
     """The job that gets a run going again after its job was lost; ``None`` if none is due.
 
     A running run gets its current step (delayed to ``wake_at`` if it sleeps), a
-    compensating run its cursor, a run waiting for a signal with a deadline its timer.
+    compensating run its cursor, a run waiting for a signal with a deadline its timer, a
+    run whose final status waits for its ``on_finish`` hook its finish job.
     """
+    pending = pending_finish(run)
+    if pending is not None:
+        return job_for(run, FinishJob(run_id=run.id, attempt=pending.attempt), now)
     if run.status is RunStatus.RUNNING:
         due = run.wake_at if run.wake_at is not None and run.wake_at > now else now
         return job_for(

@@ -61,10 +61,25 @@ class SignalTimeoutJob:
     signal: str
 
 
-JobPayload: TypeAlias = AdvanceJob | CompensateJob | SignalTimeoutJob
+@attrs.frozen(kw_only=True)
+class FinishJob:
+    """Run the workflow's ``on_finish`` hook and write the run's final status with it.
+
+    Only runs of a workflow with an ``on_finish`` hook get one: their last decision
+    journals what it must and leaves the final status pending (see
+    :mod:`durable_sa.core.endings`); this job ends the run. ``attempt`` counts the hook's
+    attempts, like a step's.
+    """
+
+    kind: ClassVar[str] = "finish"
+    run_id: int = attrs.field(validator=_positive)
+    attempt: int = attrs.field(default=1, validator=_positive)
+
+
+JobPayload: TypeAlias = AdvanceJob | CompensateJob | SignalTimeoutJob | FinishJob
 
 JOB_KINDS: Final[Mapping[str, type[JobPayload]]] = {
-    cls.kind: cls for cls in (AdvanceJob, CompensateJob, SignalTimeoutJob)
+    cls.kind: cls for cls in (AdvanceJob, CompensateJob, SignalTimeoutJob, FinishJob)
 }
 
 

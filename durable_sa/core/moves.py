@@ -2,21 +2,25 @@
 
 A decision is one of a few moves: go on to the next step (:func:`move_on`), end
 completed (:func:`complete`), or roll back into compensation, or fail when nothing is
-left to undo (:func:`roll_back`). Each returns a :class:`Transition`; the helpers below
-them change a snapshot only through the status table (:func:`evolve`), tag a job with
-its run's workflow and pinned version (:func:`job_for`), and tell a waiting parent how
-its child ended (:func:`settlement_of`). Pure, like the decisions that use them.
+left to undo (:func:`roll_back`). A run whose workflow has an ``on_finish`` hook does
+not end in those moves: :func:`finish_later` turns the ending into a pending final
+status and a finish job, which writes it with the hook's writes. Each returns a
+:class:`Transition`; the helpers below them change a snapshot only through the status
+table (:func:`evolve`), tag a job with its run's workflow and pinned version
+(:func:`job_for`), and tell a waiting parent how its child ended
+(:func:`settlement_of`). Pure, like the decisions that use them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from durable_sa.core.jobs import AdvanceJob, CompensateJob, JobPayload, JobSpec
+from durable_sa.core.endings import FINISH_KEY, PendingFinish, has_finish_hook
+from durable_sa.core.jobs import AdvanceJob, CompensateJob, FinishJob, JobPayload, JobSpec
 from durable_sa.core.snapshot import NOT_WAITING
-from durable_sa.core.status import RunEvent, next_status
+from durable_sa.core.status import RunEvent, RunStatus, next_status
 from durable_sa.core.transition import ParentSettlement, Settlement, Transition
 
 if TYPE_CHECKING:
@@ -59,9 +63,16 @@ def move_on(  # noqa: PLR0913 - the pieces of a forward move
 
 
 def complete(
-    run: RunSnapshot, state: JSONObject, *, journal: tuple[JournalWrite, ...]
+    run: RunSnapshot,
+    state: JSONObject,
+    *,
+    journal: tuple[JournalWrite, ...],
+    now: datetime | None = None,
 ) -> Transition:
-    """End the run completed; its result is every public result it gathered."""
+    """End the run completed; its result is every public result it gathered.
+
+    ``now`` is needed for a run with an ``on_finish`` hook (its finish job is due then).
+    """
     done = attrs.evolve(run, state=state)
     after = evolve(
         done,
@@ -73,13 +84,14 @@ def complete(
         wake_at=None,
         error=None,
     )
-    return Transition(
+    ended = Transition(
         event=RunEvent.COMPLETE,
         before=run,
         after=after,
         journal=journal,
         settle_parent=settlement_of(after, Settlement.COMPLETED),
     )
+    return finish_later(ended, now=now)
 
 
 def roll_back(  # noqa: PLR0913 - the pieces of a failure
@@ -95,7 +107,7 @@ def roll_back(  # noqa: PLR0913 - the pieces of a failure
     cursor = failed_index if undo_failed_step else failed_index - 1
     if cursor < 0:
         after = evolve(run, RunEvent.FAIL, **NOT_WAITING, wake_at=None, error=failure)
-        return Transition(
+        ended = Transition(
             event=RunEvent.FAIL,
             before=run,
             after=after,
@@ -103,6 +115,7 @@ def roll_back(  # noqa: PLR0913 - the pieces of a failure
             drop_jobs=True,
             settle_parent=settlement_of(after, Settlement.FAILED),
         )
+        return finish_later(ended, now=now)
     after = evolve(
         run,
         RunEvent.ROLLBACK,
@@ -117,6 +130,55 @@ def roll_back(  # noqa: PLR0913 - the pieces of a failure
         before=run,
         after=after,
         journal=journal,
+        jobs=(job,),
+        drop_jobs=True,
+    )
+
+
+_PENDING_EVENT: Final[dict[tuple[RunStatus, RunStatus], RunEvent]] = {
+    (RunStatus.RUNNING, RunStatus.RUNNING): RunEvent.PROGRESS,
+    (RunStatus.RUNNING, RunStatus.COMPENSATING): RunEvent.ROLLBACK,
+    (RunStatus.SUSPENDED, RunStatus.COMPENSATING): RunEvent.ROLLBACK,
+    (RunStatus.COMPENSATING, RunStatus.COMPENSATING): RunEvent.UNDO,
+}
+"""How a run that would end moves to wait for its finish job: a completing run keeps
+running, a failing or canceled one is (still) compensating, with nothing left to undo."""
+
+
+def finish_later(ended: Transition, *, now: datetime | None) -> Transition:
+    """``ended`` itself, or, for a run with an ``on_finish`` hook, its pending form.
+
+    The pending form journals what ``ended`` journals and drops the run's other jobs,
+    but leaves the run non-terminal with its final status under ``FINISH_KEY`` and
+    queues a :class:`FinishJob`; that job writes the status (and settles a parent) in
+    the transaction that runs the hook. A run without a hook ends here, as always.
+
+    Raises:
+        ValueError: the run has a hook and ``now`` was not given.
+
+    """
+    before, final = ended.before, ended.after
+    if not final.status.is_terminal or not has_finish_hook(before):
+        return ended
+    if now is None:
+        msg = f"run {before.id} has an on_finish hook: its ending needs the decision's now"
+        raise ValueError(msg)
+    waiting = RunStatus.RUNNING if final.status is RunStatus.COMPLETED else RunStatus.COMPENSATING
+    event = _PENDING_EVENT.get((before.status, waiting), RunEvent.ROLLBACK)
+    pending = PendingFinish(status=final.status, error=final.error)
+    after = attrs.evolve(
+        final,
+        status=next_status(before.status, event),
+        state={**final.state, FINISH_KEY: pending.as_json()},
+        result=None,
+        compensation_cursor=-1 if waiting is RunStatus.COMPENSATING else final.compensation_cursor,
+    )
+    job = job_for(before, FinishJob(run_id=before.id), now)
+    return Transition(
+        event=event,
+        before=before,
+        after=after,
+        journal=ended.journal,
         jobs=(job,),
         drop_jobs=True,
     )

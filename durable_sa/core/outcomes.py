@@ -59,6 +59,8 @@ class AwaitChild:
     child_version: str | None
     child_total_steps: int
     child_input: JSONObject
+    child_on_finish: bool = False
+    """The child's workflow has an ``on_finish`` hook."""
 
 
 @attrs.frozen(kw_only=True)

@@ -24,6 +24,7 @@ from typing import Final
 import attrs
 
 from durable_sa.core.codec import JSONObject
+from durable_sa.core.endings import HOOKED_STATE
 from durable_sa.core.jobs import AdvanceJob, JobSpec
 from durable_sa.core.snapshot import JournalWrite, RunSnapshot
 from durable_sa.core.status import RunEvent, RunStatus, is_legal_move
@@ -69,6 +70,8 @@ class NewRun:
     parent_step_id: str | None = None
     idempotency_key: str | None = None
     """With a key, a run that already holds it is returned instead of a new one."""
+    state: JSONObject = attrs.field(factory=dict)
+    """The run's initial state: empty, or the engine's own keys (an ``on_finish`` hook)."""
 
     def first_job(self, run_id: int) -> JobSpec:
         """The advance job of step 0, once the run's id is known."""
@@ -185,6 +188,7 @@ def child_run(spawn: ChildSpawn) -> NewRun:
         due=spawn.due,
         parent_run_id=spawn.parent_run_id,
         parent_step_id=spawn.parent_step_id,
+        state=dict(HOOKED_STATE) if spawn.on_finish else {},
     )
 
 

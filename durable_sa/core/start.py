@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from durable_sa.core.endings import HOOKED_STATE
 from durable_sa.core.plan import NewRun
 from durable_sa.core.validation import check_text
 from durable_sa.errors import DefinitionError, PayloadError
@@ -29,8 +30,12 @@ def decide_start(  # noqa: PLR0913 - a run's parts, all keyword-only
     input: JSONObject,  # noqa: A002 - the reference's name
     now: datetime,
     idempotency_key: str | None = None,
+    on_finish: bool = False,
 ) -> NewRun:
     """The run that ``start`` inserts: running at step 0, its first job due ``now``.
+
+    ``on_finish``: the workflow has an ``on_finish`` hook, which the run's initial state
+    records (:mod:`durable_sa.core.endings`).
 
     Raises:
         PayloadError: ``idempotency_key`` is not a non-empty string that fits its column.
@@ -45,6 +50,7 @@ def decide_start(  # noqa: PLR0913 - a run's parts, all keyword-only
         input=input,
         due=now,
         idempotency_key=idempotency_key,
+        state=dict(HOOKED_STATE) if on_finish else {},
     )
 
 

@@ -145,3 +145,15 @@ StepDefinition: TypeAlias = (
     TaskStep | ParallelStep | RouteStep | LoopStep | SleepStep | SignalStep | ChildStep
 )
 RetryableStep: TypeAlias = TaskStep | ParallelStep | RouteStep | LoopStep
+
+
+@attrs.frozen(kw_only=True)
+class FinishHook:
+    """A workflow's ``on_finish`` hook: run once, in the transaction that ends the run.
+
+    Retried like a step: ``max_retries`` attempts in all, ``retry_backoff`` between them.
+    """
+
+    handler: StepHandler
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_backoff: Backoff = DEFAULT_BACKOFF

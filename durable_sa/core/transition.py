@@ -41,6 +41,8 @@ class ChildSpawn:
     parent_step_id: str
     due: datetime
     """When the child's first step is due: the instant the parent decided to start it."""
+    on_finish: bool = False
+    """The child's workflow has an ``on_finish`` hook."""
 
 
 @attrs.frozen(kw_only=True)

@@ -13,6 +13,9 @@ import re
 from typing import Final
 
 COMPENSATE: Final = "compensate"
+FINISH_UNIT: Final = "#finish"
+"""The run's ``on_finish`` hook: a unit of the run, not of a step (no step name before
+the ``#``, which no step name may hold); its failed attempts are ``#finish#attempt<n>``."""
 ROUTE: Final = "route"
 RESERVED_ENTRY_NAME: Final = re.compile(r"(compensate|route|iter[0-9]+|attempt[0-9]+)")
 """Entry names the engine's own units take: refused for a parallel entry."""

@@ -24,6 +24,7 @@ from durable_sa.core.steps import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_RETRIES,
     ChildStep,
+    FinishHook,
     InputMapper,
     LoopHandler,
     LoopStep,
@@ -70,6 +71,7 @@ class DurableWorkflow:
         self._steps: list[StepDefinition] = []
         self._fingerprint: str | None = None
         self._result_keys: set[str] = set()
+        self._finish_hook: FinishHook | None = None
 
     def __repr__(self) -> str:
         kinds = ", ".join(f"{s.type}:{s.name}" for s in self._steps)
@@ -97,6 +99,37 @@ class DurableWorkflow:
             self._fingerprint = f"fp-{digest[:16]}"
         return self._fingerprint
 
+    @property
+    def finish_hook(self) -> FinishHook | None:
+        """The ``on_finish`` hook, if one was set."""
+        return self._finish_hook
+
+    def on_finish(
+        self,
+        handler: StepHandler,
+        *,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> DurableWorkflow:
+        """Run ``handler(ctx)`` once when a run ends: completed, failed or canceled.
+
+        It runs inside the transaction that writes the run's final status, with
+        ``ctx.session`` on it, ``ctx.final_status`` and ``ctx.error``: its writes commit
+        with the final status or not at all. A hook that raises is retried like a step
+        (``max_retries`` attempts in all); when they are spent the run still ends with
+        its status and the ``#finish`` journal row records the hook's failure.
+        Runs started before the hook was set do not run it.
+        """
+        if self._finish_hook is not None:
+            msg = f"workflow {self.name!r} already has an on_finish hook"
+            raise DefinitionError(msg)
+        check_callable(handler, f"workflow {self.name!r}: on_finish")
+        check_retries("on_finish", max_retries, retry_backoff)
+        self._finish_hook = FinishHook(
+            handler=handler, max_retries=max_retries, retry_backoff=retry_backoff
+        )
+        return self
+
     def step_index(self, name: str) -> int:
         """Position of the step called ``name``."""
         for index, step in enumerate(self._steps):
@@ -121,7 +154,8 @@ class DurableWorkflow:
 
         ``compensate`` undoes it if a later step fails for good. With
         ``transactional=True`` the handler gets ``ctx.session``, on the very transaction
-        that checkpoints the step, so its writes commit exactly once.
+        that checkpoints the step, so its writes commit exactly once; so does the
+        compensator, on the transaction that journals ``<step>#compensate``.
         """
         self._claim_step(name)
         check_callable(handler, f"step {name!r}: handler")

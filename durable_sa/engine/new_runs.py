@@ -45,7 +45,7 @@ def insert_run(
             "now": now,
             "job_created_at": utcnow(),
             "new_status": RunStatus.RUNNING,
-            "new_state": {},
+            "new_state": new.state,
         }
         if producer is not None:
             params |= {"job_queue": producer.queue, "job_max_attempts": producer.max_attempts}
@@ -61,7 +61,7 @@ def insert_run(
         values = {
             **row,
             "status": RunStatus.RUNNING,
-            "state": {},
+            "state": new.state,
             "current_step": 0,
             "attempt": 1,
             "revision": 0,

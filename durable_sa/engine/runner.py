@@ -18,14 +18,16 @@ pipeline`); everyone else commits each plan alone with
 :func:`~durable_sa.engine.decision.commit_alone`. Both use the same applier, so what
 ``drain`` and the testing toolkit exercise is what workers run.
 
-This module takes a job through phase A, by kind (advance, compensate, signal timeout),
-and runs it to its commit alone. The rest of the way has a module each:
+This module takes a job through phase A, by kind (advance, compensate, signal timeout,
+finish), and runs it to its commit alone. The rest of the way has a module each:
 
 - :mod:`~durable_sa.engine.execution`: a step's user code, its context and its log line;
 - :mod:`~durable_sa.engine.decision`: what phase A hands on, and committing it alone;
 - :mod:`~durable_sa.engine.transactional`: a ``transactional=True`` step, whose handler
   runs inside the transaction that applies its plan, so its writes commit with the
   checkpoint;
+- :mod:`~durable_sa.engine.finishing`: a transactional compensator and an ``on_finish``
+  hook, whose writes commit with their journal row (a finish job is the run's last);
 - :mod:`~durable_sa.engine.delivery`: the one delivery policy for every backend
   (dead-letter, defer, give back). A job that no longer matches its run is
   acknowledged and dropped here.
@@ -42,9 +44,11 @@ from durable_sa.core.decide import (
     is_current_advance,
     is_current_compensation,
 )
+from durable_sa.core.finish import is_current_finish
 from durable_sa.core.jobs import (
     AdvanceJob,
     CompensateJob,
+    FinishJob,
     JobPayload,
     SignalTimeoutJob,
     decode_payload,
@@ -60,6 +64,7 @@ from durable_sa.engine.execution import (
     execute_step,
     step_decision,
 )
+from durable_sa.engine.finishing import compensate_transactional, finish_run
 from durable_sa.engine.transactional import TransactionalStep, advance_transactional
 from durable_sa.errors import DefinitionChanged, PayloadError, WorkflowNotRegisteredError
 from durable_sa.execute.driver import drive_compensation
@@ -170,7 +175,11 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
             keep_open=keep_open,
         )
     if isinstance(payload, CompensateJob):
-        return _compensate(shell, payload, claimed, run)
+        return _compensate(shell, payload, claimed, run, applier=applier)
+    if isinstance(payload, FinishJob):
+        if run is None or not is_current_finish(run, payload):
+            return _stale(payload, claimed, run)
+        return finish_run(shell, payload, claimed, applier=applier)
     return _signal_timeout(payload, claimed, run)
 
 
@@ -275,15 +284,22 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
 
 
 def _compensate(
-    shell: Shell, job: CompensateJob, claimed: ClaimedJob | None, run: RunSnapshot | None
+    shell: Shell,
+    job: CompensateJob,
+    claimed: ClaimedJob | None,
+    run: RunSnapshot | None,
+    *,
+    applier: Applier | None = None,
 ) -> Prepared:
-    """Undo one step of a compensating run and move the cursor down (or fail the run)."""
+    """Undo one step of a compensating run and move the cursor down (or end the run)."""
     if run is None or not is_current_compensation(run, job):
         return _stale(job, claimed, run)
     workflow = definition_for(run)
+    step = workflow.steps[job.index]
+    if isinstance(step, TaskStep) and step.transactional and step.compensate is not None:
+        return compensate_transactional(shell, job, claimed, step, applier=applier)
     with shell.reading() as session:
         journal = load_journal(session, run.id)
-    step = workflow.steps[job.index]
     writes: tuple[JournalWrite, ...] = ()
     if compensate_unit(step.name) not in journal:
         record = drive_compensation(step, build_context(run, step.name, 1), journal)

@@ -284,6 +284,7 @@ def _child(step: ChildStep, ctx: DurableContext) -> StepOutcome:
         child_version=child.version,
         child_total_steps=len(child.steps),
         child_input=child_input,
+        child_on_finish=child.finish_hook is not None,
     )
 
 
@@ -316,6 +317,10 @@ def drive_compensation(step: StepDefinition, ctx: DurableContext, journal: Journ
     for label, compensator in todo:
         try:
             call(compensator, ctx)
+            if ctx.has_session:
+                # A transactional compensator's writes are part of its row: a constraint
+                # that fails at flush fails the compensator, like an exception in it.
+                ctx.session.flush()
         except Exception as exc:  # noqa: BLE001 - recorded, rollback continues
             errors.append(describe(exc) if label == step.name else f"{label}: {describe(exc)}")
     done: dict[str, JSONValue] = {"ran": [label for label, _ in todo]}

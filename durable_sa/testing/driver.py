@@ -23,6 +23,7 @@ from durable_sa.core.codec import JSONValue
 from durable_sa.core.jobs import (
     AdvanceJob,
     CompensateJob,
+    FinishJob,
     JobPayload,
     JobSpec,
     decode_payload,
@@ -311,4 +312,6 @@ class Driver:
             return f"job {number} (run step {step!r} of {who}, attempt {payload.attempt})"
         if isinstance(payload, CompensateJob):
             return f"job {number} (undo step {step!r} of {who})"
+        if isinstance(payload, FinishJob):
+            return f"job {number} (finish {who}: on_finish hook, attempt {payload.attempt})"
         return f"job {number} (signal timeout of step {step!r} of {who})"

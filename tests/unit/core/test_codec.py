@@ -14,6 +14,7 @@ from durable_sa.core.jobs import (
     JOB_KINDS,
     AdvanceJob,
     CompensateJob,
+    FinishJob,
     JobPayload,
     JobSpec,
     SignalTimeoutJob,
@@ -269,6 +270,8 @@ PAYLOADS: list[JobPayload] = [
     CompensateJob(run_id=5, index=0),
     CompensateJob(run_id=5, index=12),
     SignalTimeoutJob(run_id=9, step_index=2, signal="approve"),
+    FinishJob(run_id=3),
+    FinishJob(run_id=3, attempt=2),
 ]
 
 
@@ -277,6 +280,7 @@ def test_job_kinds() -> None:
         "advance": AdvanceJob,
         "compensate": CompensateJob,
         "signal_timeout": SignalTimeoutJob,
+        "finish": FinishJob,
     }
 
 
@@ -338,7 +342,7 @@ def test_decode_refuses_unknown_kinds() -> None:
         decode_payload("teleport", {"run_id": 1})
     message = str(excinfo.value)
     assert "'teleport'" in message
-    assert "advance, compensate, signal_timeout" in message
+    assert "advance, compensate, finish, signal_timeout" in message
 
 
 @pytest.mark.parametrize("data", [None, [], [1, 2], "advance", 3, 1.5, True])
