@@ -9,6 +9,8 @@
   concurrent deliveries, clock jumps, signals) against real runs.
 - :func:`check_workflow` property-tests a workflow under generated schedules with
   hypothesis and reports a shrunk, readable failure; :func:`replay` plays one again.
+  ``check_workflow(..., exhaustive=True)`` (or :func:`check_every_fault`) plays every
+  fault at every job of the fault-free run instead, compensation jobs included.
 - For tests on real servers and processes (a queue backend's suite, crash tests):
   :class:`PostgresServer` and :class:`RedisServer` (:mod:`.servers`), child processes
   that are killed and restarted (:mod:`.processes`), a crash-test workload
@@ -71,10 +73,18 @@ _SUBMODULES: Final = frozenset({"processes", "servers", "workload"})
 
 def __getattr__(name: str) -> object:
     """Load the hypothesis-based helpers only when they are asked for."""
-    if name in {"check_workflow", "replay", "Example", "Invariant"}:
+    if name in {"check_workflow", "replay"}:
         from durable_sa.testing import checker  # noqa: PLC0415 - needs hypothesis
 
         return getattr(checker, name)
+    if name == "check_every_fault":
+        from durable_sa.testing import exhaustive  # noqa: PLC0415 - needs hypothesis
+
+        return exhaustive.check_every_fault
+    if name in {"Example", "Invariant"}:
+        from durable_sa.testing import properties  # noqa: PLC0415 - on first use
+
+        return getattr(properties, name)
     if name == "schedules":
         from durable_sa.testing import strategies  # noqa: PLC0415 - needs hypothesis
 
@@ -101,6 +111,7 @@ __all__ = [
     "PostgresServer",
     "RedisServer",
     "SimulatedCrash",
+    "check_every_fault",
     "check_workflow",
     "clear_jobs",
     "drain",
