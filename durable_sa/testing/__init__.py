@@ -70,33 +70,24 @@ def clear_jobs(engine: Durable) -> None:
 _SUBMODULES: Final = frozenset({"processes", "servers", "workload"})
 """Modules loaded on first use, as attributes (``durable_sa.testing.servers``)."""
 
+_LAZY: Final = {
+    "check_workflow": "checker",  # needs hypothesis, as the four below
+    "replay": "checker",
+    "check_every_fault": "exhaustive",
+    "schedules": "strategies",
+    "Example": "properties",
+    "Invariant": "properties",
+    "memory_engine": "memory",
+    "PostgresServer": "servers",  # only when servers are asked for
+    "RedisServer": "servers",
+}
+"""Names loaded on first use, and the module of this package that defines each."""
+
 
 def __getattr__(name: str) -> object:
-    """Load the hypothesis-based helpers only when they are asked for."""
-    if name in {"check_workflow", "replay"}:
-        from durable_sa.testing import checker  # noqa: PLC0415 - needs hypothesis
-
-        return getattr(checker, name)
-    if name == "check_every_fault":
-        from durable_sa.testing import exhaustive  # noqa: PLC0415 - needs hypothesis
-
-        return exhaustive.check_every_fault
-    if name in {"Example", "Invariant"}:
-        from durable_sa.testing import properties  # noqa: PLC0415 - on first use
-
-        return getattr(properties, name)
-    if name == "schedules":
-        from durable_sa.testing import strategies  # noqa: PLC0415 - needs hypothesis
-
-        return strategies.schedules
-    if name == "memory_engine":
-        from durable_sa.testing.memory import memory_engine  # noqa: PLC0415 - on first use
-
-        return memory_engine
-    if name in {"PostgresServer", "RedisServer"}:
-        from durable_sa.testing import servers  # noqa: PLC0415 - only when servers are asked for
-
-        return getattr(servers, name)
+    """Load the hypothesis-based helpers (and the servers) only when they are asked for."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     msg = f"module {__name__!r} has no attribute {name!r}"
