@@ -148,7 +148,8 @@ def compensation_examples(
     that signal deadlines pass. The first of those runs that compensated anything gives
     one example: the same events up to its first compensation job, which then crashes
     after its handler ran (so the compensator runs twice). Empty when neither run
-    compensates. Why one and not every compensation job: this mode's budget stays
+    compensates, or when the engine raised (the examples find that again, and report
+    it with a replay). Why one and not every compensation job: this mode's budget stays
     ``max_examples`` plus one; ``exhaustive=True`` tries every job.
     """
     first = _first(inputs)
@@ -157,7 +158,10 @@ def compensation_examples(
         tries.append({})
     for data in tries:
         case = Example(input=dict(first), schedule=[], signals=data)
-        path = fault_free_path(engine, workflow_name, case, before_example)
+        try:
+            path = fault_free_path(engine, workflow_name, case, before_example)
+        except Exception:  # noqa: BLE001 - the examples report it, with a replay
+            return []
         undo = next((i for i, step in enumerate(path) if step.undo), None)
         if undo is not None:
             prefix: list[Event] = [step.event for step in path[:undo]]
