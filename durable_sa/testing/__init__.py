@@ -9,6 +9,8 @@
   concurrent deliveries, clock jumps, signals) against real runs.
 - :func:`check_workflow` property-tests a workflow under generated schedules with
   hypothesis and reports a shrunk, readable failure; :func:`replay` plays one again.
+  ``check_workflow(..., exhaustive=True)`` (or :func:`check_every_fault`) plays every
+  fault at every job of the fault-free run instead, compensation jobs included.
 - For tests on real servers and processes (a queue backend's suite, crash tests):
   :class:`PostgresServer` and :class:`RedisServer` (:mod:`.servers`), child processes
   that are killed and restarted (:mod:`.processes`), a crash-test workload
@@ -68,25 +70,24 @@ def clear_jobs(engine: Durable) -> None:
 _SUBMODULES: Final = frozenset({"processes", "servers", "workload"})
 """Modules loaded on first use, as attributes (``durable_sa.testing.servers``)."""
 
+_LAZY: Final = {
+    "check_workflow": "checker",  # needs hypothesis, as the four below
+    "replay": "checker",
+    "check_every_fault": "exhaustive",
+    "schedules": "strategies",
+    "Example": "properties",
+    "Invariant": "properties",
+    "memory_engine": "memory",
+    "PostgresServer": "servers",  # only when servers are asked for
+    "RedisServer": "servers",
+}
+"""Names loaded on first use, and the module of this package that defines each."""
+
 
 def __getattr__(name: str) -> object:
-    """Load the hypothesis-based helpers only when they are asked for."""
-    if name in {"check_workflow", "replay", "Example", "Invariant"}:
-        from durable_sa.testing import checker  # noqa: PLC0415 - needs hypothesis
-
-        return getattr(checker, name)
-    if name == "schedules":
-        from durable_sa.testing import strategies  # noqa: PLC0415 - needs hypothesis
-
-        return strategies.schedules
-    if name == "memory_engine":
-        from durable_sa.testing.memory import memory_engine  # noqa: PLC0415 - on first use
-
-        return memory_engine
-    if name in {"PostgresServer", "RedisServer"}:
-        from durable_sa.testing import servers  # noqa: PLC0415 - only when servers are asked for
-
-        return getattr(servers, name)
+    """Load the hypothesis-based helpers (and the servers) only when they are asked for."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     msg = f"module {__name__!r} has no attribute {name!r}"
@@ -101,6 +102,7 @@ __all__ = [
     "PostgresServer",
     "RedisServer",
     "SimulatedCrash",
+    "check_every_fault",
     "check_workflow",
     "clear_jobs",
     "drain",

@@ -8,7 +8,8 @@ Rules:
 - A simulated crash raises inside the job's transaction just before it commits, so the
   database rolls everything back exactly as if the process had died there.
 - Every event leaves one line in :attr:`Driver.trace`, which is what a person reads when
-  a property fails.
+  a property fails, and one :class:`Played` in :attr:`Driver.played` (settling included),
+  which a schedule can play again.
 """
 
 from __future__ import annotations
@@ -60,6 +61,18 @@ class SimulatedCrash(Exception):  # noqa: N818 - it is not an error: it is the p
 
 
 @attrs.frozen(kw_only=True)
+class Played:
+    """One event as the driver played it; ``undo`` when it hit a compensation job.
+
+    Replaying the events of :attr:`Driver.played` in order (``Driver.play``) takes a run
+    along the same path again, which is how the exhaustive checker reaches the n-th job.
+    """
+
+    event: Event
+    undo: bool = False
+
+
+@attrs.frozen(kw_only=True)
 class Accepted:
     """A resume the engine accepted: which run, which step waited, what was delivered."""
 
@@ -83,6 +96,7 @@ class Driver:
         self.clock: FakeClock = clock
         self.trace: list[str] = []
         self.accepted: list[Accepted] = []
+        self.played: list[Played] = []
         self._labels: dict[int, int] = {}  # job id -> the number people read
 
     # ── one event ──────────────────────────────────────────────────────────────
@@ -97,15 +111,18 @@ class Driver:
         if isinstance(event, ClockJump):
             self.clock.advance(event.seconds)
             self.trace.append(event.describe())
+            self.played.append(Played(event=event))
             return
         if isinstance(event, Signal):
             self._signal(run_id, event.name, event.data, scheduled=True)
+            self.played.append(Played(event=event))
             return
         job = self._claim()
         if job is None:
             self.trace.append(f"(no job was due, so nothing was {event.describe()})")
             return
         label = self._label(job)
+        self.played.append(Played(event=event, undo=job.kind == CompensateJob.kind))
         self._run(job, event)
         self.trace.append(f"{label}: {event.describe()}")
 
@@ -116,6 +133,7 @@ class Driver:
             job = self._claim()
             if job is None:
                 return done
+            self.played.append(Played(event=Deliver(), undo=job.kind == CompensateJob.kind))
             self.engine.admin.run_job(job)
             done += 1
         return done
@@ -148,6 +166,7 @@ class Driver:
                 return  # stuck: the caller's invariants say why
             if due > now:
                 self.clock.set(due)
+                self.played.append(Played(event=ClockJump((due - now).total_seconds())))
 
     def _deliver_awaited(
         self,
@@ -166,6 +185,7 @@ class Driver:
                 continue
             send, data = signal_data(run.id, wait.step, signal)
             if send and self._signal(run.id, signal, data, scheduled=False):
+                self.played.append(Played(event=Signal(signal, data)))
                 delivered = True
         return delivered
 

@@ -179,3 +179,37 @@ def test_settle_sends_awaited_signals_before_moving_time(driven: Durable) -> Non
     assert run.status == "failed"
     assert run.error is not None
     assert "timed out" in run.error
+
+
+def test_what_the_driver_played_replays_the_same_path(driven: Durable) -> None:
+    """``Driver.played`` records settling too: playing it again takes a run the same way.
+
+    The exhaustive checker relies on it to reach the n-th job of a fault-free run.
+    """
+    calls: list[str] = []
+
+    def refuse(ctx: DurableContext) -> None:
+        msg = "refused"
+        raise RuntimeError(msg)
+
+    durable("d-path").step("a", counting(calls, "a"), compensate=lambda ctx: None).sleep(
+        "nap", timedelta(minutes=5)
+    ).wait_for_signal("ok", "go", timeout=timedelta(hours=1)).step("b", refuse, max_retries=1)
+    first = driven.start("d-path").run_id
+    recorder = Driver(driven)
+    recorder.settle(first, lambda _run, _step, _signal: (True, {"n": 1}))
+    events = [played.event for played in recorder.played]
+    assert faults.ClockJump(300.0) in events
+    assert faults.Signal("go", {"n": 1}) in events
+    assert [p.undo for p in recorder.played if isinstance(p.event, faults.Deliver)][-2:] == [
+        True,
+        True,
+    ]  # undo jobs, after 'b' failed
+
+    again = driven.start("d-path").run_id
+    replayer = Driver(driven)
+    replayer.play(events, again)
+    assert replayer.played == recorder.played
+    assert get_run(driven, again).status == "failed"
+    assert driven.status(again).results == driven.status(first).results
+    assert calls == ["a", "a"]
