@@ -55,6 +55,7 @@ def build_context(
         results=run.public_results,
         resume_data=run.resume_data,
         session=session,
+        types=registry.get(run.workflow_name),  # ctx.input's and ctx.result's types
     )
 
 
@@ -83,17 +84,19 @@ def definition_for(run: RunSnapshot) -> DurableWorkflow:
     return workflow
 
 
-def execute_step(
+def execute_step(  # noqa: PLR0913 - the step, its run and position, keyword options
     run: RunSnapshot,
     step: StepDefinition,
     attempt: int,
     journal: Mapping[str, JournalRecord],
     *,
     stored: StoredForm,
+    max_payload_bytes: int | None = None,
 ) -> StepOutcome:
     """Run the user code of ``run``'s current ``step`` (no lock, no transaction) and log it."""
     started = time.perf_counter()
-    outcome = drive_step(step, build_context(run, step.name, attempt), journal, stored)
+    ctx = build_context(run, step.name, attempt)
+    outcome = drive_step(step, ctx, journal, stored, max_payload_bytes=max_payload_bytes)
     log_step(run, step.name, attempt, outcome, started)
     return outcome
 
