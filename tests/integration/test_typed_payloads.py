@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from durable_sa import Durable, DurableContext, ParallelEntry, PayloadError, WorkflowRun, durable
 from durable_sa.errors import PayloadTooLargeError
+from durable_sa.schema import JSONColumn
 from durable_sa.testing import drain
 from tests.integration.helpers import far_future, get_journal, get_run
 
@@ -320,3 +321,67 @@ def test_floats_and_key_order_read_back_as_written(engine: Durable) -> None:
         assert isinstance(value["int"], int)  # type: ignore[index]
         assert math.copysign(1.0, value["neg_zero"]) == -1.0  # type: ignore[index]
         assert math.copysign(1.0, value["nested"]["z"][0]) == -1.0  # type: ignore[index]
+
+
+# ── tables created as JSONB by an earlier release ──────────────────────────────
+
+_JSON_COLUMNS = [
+    (table.name, column.name)
+    for table in WorkflowRun.metadata.sorted_tables
+    for column in table.columns
+    if isinstance(column.type, JSONColumn)
+]
+
+
+def _alter_json_columns(sa_engine: sa.Engine, to: str) -> None:
+    with sa_engine.begin() as conn:
+        for table, column in _JSON_COLUMNS:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {to} USING {column}::{to}"
+            )
+
+
+def _column_types(sa_engine: sa.Engine) -> set[str]:
+    query = sa.text(
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = :table AND column_name = :column"
+    )
+    with sa_engine.connect() as conn:
+        return {
+            conn.execute(query, {"table": table, "column": column}).scalar_one()
+            for table, column in _JSON_COLUMNS
+        }
+
+
+def test_jsonb_tables_of_an_earlier_release_keep_working_and_migrate(
+    pg_engine: sa.Engine,
+) -> None:
+    engine = Durable(pg_engine)
+    engine.create_tables()
+    assert _column_types(pg_engine) == {"json"}
+    _alter_json_columns(pg_engine, "jsonb")  # as an earlier release created them
+    assert _column_types(pg_engine) == {"jsonb"}
+
+    durable("old-tables").step("make", lambda ctx: AWKWARD).wait_for_signal("w", "go").step(
+        "read", lambda ctx: ctx.results["make"]["big"]
+    )
+    run_id = engine.start("old-tables", {"n": 1e16}, idempotency_key="k").run_id
+    drain(engine)
+    assert engine.resume(run_id, "go", {"x": -0.0}).accepted
+    drain(engine)
+    status = engine.status(run_id)
+    assert status.status == "completed"
+    assert status.result is not None
+    assert status.result["make"]["nested"] == AWKWARD["nested"]
+    assert isinstance(status.result["read"], int)  # JSONB made 1e16 an integer: not migrated
+
+    _alter_json_columns(pg_engine, "json")  # the migration of docs/schema.md
+    assert _column_types(pg_engine) == {"json"}
+    run_id = engine.start("old-tables", {"n": 1e16}).run_id
+    drain(engine)
+    engine.resume(run_id, "go", None)
+    drain(engine)
+    status = engine.status(run_id)
+    assert status.result is not None
+    assert _exact(status.result["make"]) == _exact(AWKWARD)
+    assert isinstance(status.result["read"], float)
