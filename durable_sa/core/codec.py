@@ -14,7 +14,7 @@ Rules:
 - Everything else is refused rather than silently changed: sets, bytes, datetimes,
   UUIDs and decimals outside a typed class (untyped, they could not read back as what
   they were), non-string keys, NaN and infinities, and strings holding a NUL
-  character or a lone surrogate (PostgreSQL's JSONB refuses those too), so a value
+  character or a lone surrogate (PostgreSQL text cannot hold them), so a value
   behaves the same on every database.
 - Never pickle.
 """
