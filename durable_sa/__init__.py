@@ -79,6 +79,7 @@ _ELSEWHERE: Final[dict[str, str]] = {
             "DeadLetterNotFoundError",
             "DefinitionChanged",
             "IllegalTransition",
+            "PayloadTooLargeError",
             "ResultNotSerializableError",
             "StepNotTransactionalError",
         ),

@@ -57,6 +57,18 @@ class PayloadError(DurableError, ValueError):
     """A value could not be stored as JSON; pass plain dicts, lists, strings and numbers."""
 
 
+class PayloadTooLargeError(PayloadError):
+    """A value's JSON is over the engine's ``max_payload_bytes``; store a reference instead.
+
+    ``size`` and ``limit`` are in bytes of compact UTF-8 JSON.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
 class ResultNotSerializableError(PayloadError):
     """A step returned a result that is not JSON-serializable."""
 

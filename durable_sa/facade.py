@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from durable_sa.admin import Admin
-from durable_sa.core.codec import to_json, to_json_object
+from durable_sa.core.codec import check_size, structure_as, to_json, to_json_object
 from durable_sa.core.decide import decide_cancel, decide_resume
 from durable_sa.core.ids import checked_run_id
 from durable_sa.core.plan import NewRun, plan_start, plan_transition
@@ -91,6 +91,7 @@ class Durable:
         queue: str = "default",
         max_job_attempts: int = 5,
         job_lease: timedelta = timedelta(minutes=5),
+        max_payload_bytes: int | None = None,
     ) -> None:
         """Bind the engine to ``sa_engine`` (PostgreSQL or SQLite).
 
@@ -98,12 +99,23 @@ class Durable:
         to move time. ``backend`` replaces the built-in jobs-table queue: a
         :class:`QueueBackend`, or the name (``"jobs_table"``) or URL of an installed
         backend, built with ``backend_options`` (see :mod:`durable_sa.queue.backends`).
+        ``max_payload_bytes`` bounds the JSON of a run's input, a step's result and a
+        signal's data (compact UTF-8 bytes); larger ones are refused with
+        :class:`~durable_sa.errors.PayloadTooLargeError`, a result by failing its step.
 
         Raises:
             BackendNotFound: no installed backend has that name or URL scheme.
-            InvalidArgumentError: the backend refused ``backend_options``.
+            InvalidArgumentError: the backend refused ``backend_options``, or
+                ``max_payload_bytes`` is not a positive integer.
 
         """
+        if max_payload_bytes is not None and (
+            isinstance(max_payload_bytes, bool)
+            or not isinstance(max_payload_bytes, int)
+            or max_payload_bytes < 1
+        ):
+            msg = f"max_payload_bytes must be a positive integer or None, not {max_payload_bytes!r}"
+            raise InvalidArgumentError(msg)
         configure_sqlite(sa_engine)
         self.sa_engine = sa_engine
         if isinstance(backend, str):
@@ -121,7 +133,13 @@ class Durable:
             sa_engine, queue=queue, max_attempts=max_job_attempts
         )
         check_capabilities(self.backend)
-        self.shell = Shell(sa_engine, backend=self.backend, clock=clock, lease=job_lease)
+        self.shell = Shell(
+            sa_engine,
+            backend=self.backend,
+            clock=clock,
+            lease=job_lease,
+            max_payload_bytes=max_payload_bytes,
+        )
         self.admin = Admin(self.shell)
         """Operator and driver verbs: dead letters, requeue, prune, workers, single jobs."""
 
@@ -168,14 +186,19 @@ class Durable:
             DefinitionError: ``name`` is too long for its column, or holds NUL or a lone
                 surrogate.
             WorkflowNotRegisteredError: no workflow ``name`` in this process.
-            PayloadError: ``input`` is not a JSON-serializable mapping, or
-                ``idempotency_key`` is not a string of 1 to 255 characters.
+            PayloadError: ``input`` is not a JSON-serializable mapping, does not
+                structure as the workflow's ``input_type``, or ``idempotency_key`` is not
+                a string of 1 to 255 characters.
+            PayloadTooLargeError: its JSON is over ``max_payload_bytes``.
 
         """
         if isinstance(name, str):  # a name no column can hold: say so, not a driver error
             check_text(name, "workflow name", limit=NAME_LIMIT)
         workflow = registry.get(name)
         data = to_json_object(input, what=f"the input of workflow {name!r}")
+        check_size(data, self.shell.max_payload_bytes, what=f"start({name!r})'s input")
+        if workflow.input_type is not None:  # refused now, not in a worker later
+            structure_as(data, workflow.input_type, what=f"the input of workflow {name!r}")
 
         def work(tx: Session) -> StartResult:
             now = self.shell.now()
@@ -227,10 +250,12 @@ class Durable:
         Raises:
             RunNotFoundError: no run ``run_id``.
             PayloadError: ``data`` is not JSON-serializable.
+            PayloadTooLargeError: its JSON is over ``max_payload_bytes``.
 
         """
         run_id = checked_run_id(run_id)
         payload = to_json(data, what=f"the data of signal {signal!r}")
+        check_size(payload, self.shell.max_payload_bytes, what=f"resume()'s data of {signal!r}")
 
         def work(tx: Session) -> ResumeResult:
             locked = lock_run(tx, run_id)

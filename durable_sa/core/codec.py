@@ -6,51 +6,43 @@ Rules:
   before anything is written, with a message that names what was being stored.
 - What ``json.dumps`` would store unchanged is accepted: ``None``, ``bool``, ``int``,
   finite ``float``, ``str``, lists, tuples (stored as lists) and string-keyed dicts.
-  attrs classes and dataclasses are unstructured by the one cattrs converter
-  (``cattrs.preconf.json``: their datetime fields become ISO 8601 strings).
-- Everything else is refused rather than silently changed: sets, bytes, datetimes
-  outside a typed class, non-string keys, NaN and infinities, and strings holding a NUL
-  character or a lone surrogate (PostgreSQL's JSONB refuses those too), so a value
+  attrs classes, dataclasses and pydantic v2 models are unstructured by the one cattrs
+  converter (:mod:`durable_sa.core.convert`: their datetime fields become ISO 8601
+  strings); plain JSON values never reach it, so the hot path stays a walk of the value.
+- Typed reads (``input_type``, ``ctx.result(name, T)``) structure stored JSON with the
+  same converter (:func:`structure_as`), so a typed value reads back as it was written.
+- Everything else is refused rather than silently changed: sets, bytes, datetimes,
+  UUIDs and decimals outside a typed class (untyped, they could not read back as what
+  they were), non-string keys, NaN and infinities, and strings holding a NUL
+  character or a lone surrogate (PostgreSQL text cannot hold them), so a value
   behaves the same on every database.
 - Never pickle.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from typing import TypeAlias, TypeVar
 
-import attrs
-from cattrs.errors import ClassValidationError
-from cattrs.preconf.json import make_converter
-
-from durable_sa.errors import PayloadError
+from durable_sa.core.convert import converter, is_typed_value, type_name, unstructure
+from durable_sa.errors import PayloadError, PayloadTooLargeError
 
 JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 JSONObject: TypeAlias = dict[str, JSONValue]
 
-converter = make_converter()
-
-
-def _strict_int(value: object, _cls: type) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"expected an integer, got {value!r}"
-        raise TypeError(msg)
-    return value
-
-
-def _strict_str(value: object, _cls: type) -> str:
-    if not isinstance(value, str):
-        msg = f"expected a string, got {value!r}"
-        raise TypeError(msg)
-    return value
-
-
-# Structuring stored data never coerces: "1", 1.5 or True is not a run id.
-converter.register_structure_hook(int, _strict_int)
-converter.register_structure_hook(str, _strict_str)
+__all__ = [
+    "JSONObject",
+    "JSONValue",
+    "check_size",
+    "converter",
+    "from_json",
+    "json_size",
+    "structure_as",
+    "to_json",
+    "to_json_object",
+]
 
 T = TypeVar("T")
 
@@ -79,8 +71,8 @@ def _check(value: object, path: str, depth: int) -> JSONValue:  # noqa: PLR0911 
         return _check_mapping(value, path, depth)
     if isinstance(value, (list, tuple)):
         return [_check(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
-    if attrs.has(type(value)) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
-        return _check(converter.unstructure(value), path, depth + 1)
+    if is_typed_value(value) and not isinstance(value, type):
+        return _check(unstructure(value), path, depth + 1)
     raise _NotJSONError(path, f"an object of type {type(value).__name__}")
 
 
@@ -132,13 +124,52 @@ def from_json(data: object, cls: type[T], *, what: str) -> T:
     """Structure stored JSON into ``cls``, or raise :class:`PayloadError` naming ``what``."""
     try:
         return converter.structure(data, cls)
-    except (ClassValidationError, TypeError, ValueError, KeyError) as exc:
+    except (BaseExceptionGroup, TypeError, ValueError, KeyError) as exc:
         detail = "; ".join(_flatten(exc))
         msg = f"{what} is malformed: {detail}"
         raise PayloadError(msg) from None
 
 
+def structure_as(data: object, cls: type[T], *, what: str) -> T:
+    """Structure stored JSON as the user's type ``cls``, or raise :class:`PayloadError`.
+
+    ``cls`` is an attrs class, a dataclass, a pydantic model or a container of them; the
+    error names ``what`` and the field that did not fit.
+    """
+    try:
+        return converter.structure(data, cls)
+    except Exception as exc:  # noqa: BLE001 - cattrs, pydantic or a user validator refused
+        detail = "; ".join(_flatten(exc))
+        msg = f"{what} cannot be read as {type_name(cls)}: {detail}"
+        raise PayloadError(msg) from None
+
+
+def json_size(value: JSONValue) -> int:
+    """The size of ``value`` in bytes, as compact UTF-8 JSON text."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def check_size(value: JSONValue, limit: int | None, *, what: str) -> None:
+    """Refuse ``value`` when its JSON is over ``limit`` bytes (``None``: no limit).
+
+    Raises:
+        PayloadTooLargeError: naming ``what``, the size and the limit.
+
+    """
+    if limit is None:
+        return
+    size = json_size(value)
+    if size > limit:
+        msg = (
+            f"{what} is {size} bytes of JSON, over max_payload_bytes={limit}; store large "
+            "data elsewhere (a table of your own, object storage) and pass a reference"
+        )
+        raise PayloadTooLargeError(msg, size=size, limit=limit)
+
+
 def _flatten(exc: BaseException) -> list[str]:
-    if isinstance(exc, ClassValidationError):
+    if isinstance(exc, BaseExceptionGroup):  # cattrs' class and iterable validation errors
         return [part for sub in exc.exceptions for part in _flatten(sub)]
-    return [f"{type(exc).__name__}: {exc}"]
+    notes = getattr(exc, "__notes__", None)  # cattrs names the field: "... @ attribute x"
+    where = f" ({notes[-1]})" if notes else ""
+    return [f"{type(exc).__name__}: {exc}{where}"]

@@ -49,6 +49,10 @@ __all__ = [
 ]
 
 
-def durable(name: str, *, version: str | None = None) -> DurableWorkflow:
-    """Create the workflow ``name`` and register it, replacing an earlier definition."""
-    return registry.register(DurableWorkflow(name, version=version))
+def durable(name: str, *, version: str | None = None, input_type: object = None) -> DurableWorkflow:
+    """Create the workflow ``name`` and register it, replacing an earlier definition.
+
+    With ``input_type`` (an attrs class, dataclass or pydantic model) ``ctx.input`` is a
+    value of that type, and ``start()`` refuses an input that does not structure as it.
+    """
+    return registry.register(DurableWorkflow(name, version=version, input_type=input_type))

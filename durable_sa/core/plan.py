@@ -196,8 +196,8 @@ def continued(plan: WritePlan, state: JSONObject) -> RunSnapshot | None:
     """The run as the applier left it, for running its next step in place.
 
     ``state`` is the run's state as the database returned it after the write, so the next
-    step sees exactly what a reload would give (PostgreSQL's JSONB reorders keys and
-    normalises numbers). ``None`` when the plan writes no run.
+    step sees exactly what a reload would give (a JSONB column, as an earlier release
+    created them, reorders keys and normalises numbers). ``None`` when the plan writes no run.
     """
     if plan.run is None or plan.revision is None:
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, ClassVar, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
 import attrs
 
@@ -27,6 +27,11 @@ RouteResolver: TypeAlias = "Callable[[DurableContext], object]"
 """Returns the key of the branch to run (may be ``async def``)."""
 InputMapper: TypeAlias = "Callable[[DurableContext], object]"
 """Builds a loop's first input or a child workflow's input from the context."""
+
+ResultType: TypeAlias = Any
+"""What ``ctx.result(name)`` decodes a stored result as (``result_type=``): an attrs
+class, a dataclass, a pydantic model, or a container of them (``list[Quote]``); ``None``
+keeps the stored JSON. Never part of the definition's fingerprint."""
 
 DEFAULT_MAX_RETRIES: Final = 3
 DEFAULT_BACKOFF: Final[Backoff] = "exponential"
@@ -51,6 +56,7 @@ class ParallelEntry:
     name: str
     handler: StepHandler
     compensate: StepHandler | None = None
+    result_type: ResultType = None
 
 
 @attrs.frozen(kw_only=True)
@@ -64,6 +70,7 @@ class TaskStep:
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff: Backoff = DEFAULT_BACKOFF
     transactional: bool = False
+    result_type: ResultType = None
 
 
 @attrs.frozen(kw_only=True)
@@ -87,6 +94,7 @@ class RouteStep:
     branches: Mapping[str, StepHandler]
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff: Backoff = DEFAULT_BACKOFF
+    result_type: ResultType = None
 
 
 @attrs.frozen(kw_only=True)
@@ -102,6 +110,7 @@ class LoopStep:
     map_input: InputMapper | None = None
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff: Backoff = DEFAULT_BACKOFF
+    result_type: ResultType = None
 
 
 @attrs.frozen(kw_only=True)
@@ -129,6 +138,7 @@ class SignalStep:
     name: str
     signal: str
     timeout: timedelta | None = None
+    result_type: ResultType = None
 
 
 @attrs.frozen(kw_only=True)
@@ -139,6 +149,7 @@ class ChildStep:
     name: str
     child_name: str
     map_input: InputMapper | None = None
+    result_type: ResultType = None
 
 
 StepDefinition: TypeAlias = (

@@ -8,6 +8,8 @@ Rules:
   chaining is optional.
 - A definition has a *version*: the one given to ``durable(name, version=...)``, else a
   fingerprint of its steps' kinds and names. A run records the version it started with.
+- Payload types (``input_type``, ``result_type``) say how handlers read stored JSON; they
+  change nothing stored, so they are not part of the fingerprint.
 
 Registering a definition is :func:`durable_sa.core.definition.durable`'s job, one layer up.
 """
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import types
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from durable_sa.core.steps import (
     DEFAULT_BACKOFF,
@@ -30,6 +33,7 @@ from durable_sa.core.steps import (
     LoopStep,
     ParallelEntry,
     ParallelStep,
+    ResultType,
     RouteResolver,
     RouteStep,
     SignalStep,
@@ -60,13 +64,22 @@ if TYPE_CHECKING:
 class DurableWorkflow:
     """A named, ordered list of steps, built by chaining and registered on creation."""
 
-    def __init__(self, name: str, *, version: str | None = None) -> None:
-        """Create an empty workflow; prefer :func:`~durable_sa.core.definition.durable`."""
+    def __init__(
+        self, name: str, *, version: str | None = None, input_type: ResultType = None
+    ) -> None:
+        """Create an empty workflow; prefer :func:`~durable_sa.core.definition.durable`.
+
+        With ``input_type`` (an attrs class, dataclass or pydantic model), ``ctx.input``
+        is the run's input structured as that type, and ``start()`` refuses an input
+        that does not structure as it.
+        """
         check_name(name, "workflow name")
         if version is not None and (not isinstance(version, str) or not version):
             msg = f"workflow {name!r}: version must be a non-empty string"
             raise DefinitionError(msg)
         self.name: Final = name
+        self.input_type: Final = _checked_type(input_type, f"workflow {name!r}: input_type")
+        self._result_types: dict[str, Any] = {}
         self._explicit_version = version
         self._steps: list[StepDefinition] = []
         self._fingerprint: str | None = None
@@ -130,6 +143,10 @@ class DurableWorkflow:
         )
         return self
 
+    def result_type_of(self, key: str) -> ResultType:
+        """The ``result_type`` declared for the result stored under ``key`` (``None``: JSON)."""
+        return self._result_types.get(key)
+
     def step_index(self, name: str) -> int:
         """Position of the step called ``name``."""
         for index, step in enumerate(self._steps):
@@ -149,13 +166,15 @@ class DurableWorkflow:
         max_retries: int = DEFAULT_MAX_RETRIES,
         retry_backoff: Backoff = DEFAULT_BACKOFF,
         transactional: bool = False,
+        result_type: ResultType = None,
     ) -> DurableWorkflow:
         """Add a step; its result is stored in ``ctx.results[name]``.
 
         ``compensate`` undoes it if a later step fails for good. With
         ``transactional=True`` the handler gets ``ctx.session``, on the very transaction
         that checkpoints the step, so its writes commit exactly once; so does the
-        compensator, on the transaction that journals ``<step>#compensate``.
+        compensator, on the transaction that journals ``<step>#compensate``. With
+        ``result_type``, ``ctx.result(name)`` reads the result back as that type.
         """
         self._claim_step(name)
         check_callable(handler, f"step {name!r}: handler")
@@ -172,6 +191,7 @@ class DurableWorkflow:
                 max_retries=max_retries,
                 retry_backoff=retry_backoff,
                 transactional=transactional,
+                result_type=_checked_type(result_type, f"step {name!r}: result_type"),
             ),
             result_keys=[name],
         )
@@ -187,13 +207,16 @@ class DurableWorkflow:
         """Add entries that run concurrently; each result is stored under its entry name.
 
         ``entries`` holds :class:`ParallelEntry` values or ``(name, handler)`` /
-        ``(name, handler, compensate)`` tuples.
+        ``(name, handler, compensate)`` tuples; an entry's ``result_type`` is how
+        ``ctx.result(entry_name)`` reads its result.
         """
         self._claim_step(name)
         check_retries(name, max_retries, retry_backoff)
         built = tuple(
             check_entry(name, raw) for raw in check_entries(entries, f"parallel {name!r}")
         )
+        for entry in built:
+            _checked_type(entry.result_type, f"parallel {name!r}: entry {entry.name!r} result_type")
         if not built:
             msg = f"parallel step {name!r} must have at least one entry"
             raise DefinitionError(msg)
@@ -209,7 +232,7 @@ class DurableWorkflow:
             result_keys=keys,
         )
 
-    def route(
+    def route(  # noqa: PLR0913 - the reference's route options, keyword-only
         self,
         name: str,
         resolver: RouteResolver,
@@ -217,6 +240,7 @@ class DurableWorkflow:
         *,
         max_retries: int = DEFAULT_MAX_RETRIES,
         retry_backoff: Backoff = DEFAULT_BACKOFF,
+        result_type: ResultType = None,
     ) -> DurableWorkflow:
         """Add a route: ``resolver(ctx)`` returns a key and that branch runs.
 
@@ -240,6 +264,7 @@ class DurableWorkflow:
                 branches=dict(branches),
                 max_retries=max_retries,
                 retry_backoff=retry_backoff,
+                result_type=_checked_type(result_type, f"route {name!r}: result_type"),
             ),
             result_keys=[name],
         )
@@ -255,6 +280,7 @@ class DurableWorkflow:
         map_input: InputMapper | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         retry_backoff: Backoff = DEFAULT_BACKOFF,
+        result_type: ResultType = None,
     ) -> DurableWorkflow:
         """Add a loop: ``handler(input, ctx)`` runs until ``until(result, done)`` holds.
 
@@ -296,6 +322,7 @@ class DurableWorkflow:
                 map_input=map_input,
                 max_retries=max_retries,
                 retry_backoff=retry_backoff,
+                result_type=_checked_type(result_type, f"loop {name!r}: result_type"),
             ),
             result_keys=[name],
         )
@@ -317,6 +344,7 @@ class DurableWorkflow:
         signal: str,
         *,
         timeout: timedelta | float | None = None,
+        result_type: ResultType = None,
     ) -> DurableWorkflow:
         """Park the run, holding no process, until ``resume(run_id, signal, data)``.
 
@@ -326,13 +354,19 @@ class DurableWorkflow:
         self._claim_step(name)
         check_name(signal, f"wait_for_signal {name!r}: signal", limit=NAME_LIMIT)
         limit = None if timeout is None else check_duration(timeout, f"signal {name!r}: timeout")
-        return self._add(SignalStep(name=name, signal=signal, timeout=limit), result_keys=[name])
+        typed = _checked_type(result_type, f"wait_for_signal {name!r}: result_type")
+        return self._add(
+            SignalStep(name=name, signal=signal, timeout=limit, result_type=typed),
+            result_keys=[name],
+        )
 
     def child_workflow(
         self,
         name: str,
         child_name: str,
         map_input: InputMapper | None = None,
+        *,
+        result_type: ResultType = None,
     ) -> DurableWorkflow:
         """Start ``child_name`` as an independent durable run and wait for it.
 
@@ -343,7 +377,12 @@ class DurableWorkflow:
         check_name(child_name, f"child_workflow {name!r}: child workflow name")
         check_optional_callable(map_input, f"child_workflow {name!r}: map_input")
         return self._add(
-            ChildStep(name=name, child_name=child_name, map_input=map_input),
+            ChildStep(
+                name=name,
+                child_name=child_name,
+                map_input=map_input,
+                result_type=_checked_type(result_type, f"child_workflow {name!r}: result_type"),
+            ),
             result_keys=[name],
         )
 
@@ -369,6 +408,12 @@ class DurableWorkflow:
         self._steps.append(step)
         self._fingerprint = None
         self._result_keys.update(result_keys)
+        if isinstance(step, ParallelStep):
+            self._result_types.update(
+                (entry.name, entry.result_type) for entry in step.entries if entry.result_type
+            )
+        elif getattr(step, "result_type", None) is not None:
+            self._result_types[step.name] = getattr(step, "result_type", None)
         return self
 
 
@@ -382,3 +427,14 @@ def _shape_details(step: StepDefinition) -> list[str]:
     if isinstance(step, RouteStep):
         return sorted(step.branches)
     return []
+
+
+def _checked_type(value: ResultType, what: str) -> ResultType:
+    """A payload type as given: ``None``, a class, or a generic alias (``list[Quote]``)."""
+    if value is None or isinstance(value, (type, types.UnionType)) or hasattr(value, "__origin__"):
+        return value
+    msg = (
+        f"{what} must be a type (an attrs class, dataclass, pydantic model or a container "
+        f"of them, such as list[Quote]), not {value!r}"
+    )
+    raise DefinitionError(msg)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from durable_sa.core.jobs import AdvanceJob
     from durable_sa.core.outcomes import StepOutcome
     from durable_sa.core.snapshot import JournalRecord, RunSnapshot
+    from durable_sa.core.status import RunStatus
     from durable_sa.core.steps import StepDefinition
     from durable_sa.core.stored import StoredForm
     from durable_sa.core.transition import Transition
@@ -39,13 +40,19 @@ logger = logging.getLogger("durable_sa.engine.runner")
 """The runner's logger, whichever of its modules writes: log filters keep working."""
 
 
-def build_context(
+def build_context(  # noqa: PLR0913 - the run's position, then a hook's extras
     run: RunSnapshot,
     step_name: str,
     attempt: int,
     session: Session | None = None,
+    *,
+    final_status: RunStatus | None = None,
+    error: str | None = None,
 ) -> DurableContext:
-    """The context handlers see for ``run`` at ``step_name``."""
+    """The context handlers see for ``run`` at ``step_name``.
+
+    An ``on_finish`` hook also gets the run's ``final_status`` and ``error``.
+    """
     return DurableContext(
         run_id=run.id,
         workflow_name=run.workflow_name,
@@ -55,6 +62,9 @@ def build_context(
         results=run.public_results,
         resume_data=run.resume_data,
         session=session,
+        final_status=final_status,
+        error=error,
+        types=registry.get(run.workflow_name),  # ctx.input's and ctx.result's types
     )
 
 
@@ -83,17 +93,19 @@ def definition_for(run: RunSnapshot) -> DurableWorkflow:
     return workflow
 
 
-def execute_step(
+def execute_step(  # noqa: PLR0913 - the step, its run and position, keyword options
     run: RunSnapshot,
     step: StepDefinition,
     attempt: int,
     journal: Mapping[str, JournalRecord],
     *,
     stored: StoredForm,
+    max_payload_bytes: int | None = None,
 ) -> StepOutcome:
     """Run the user code of ``run``'s current ``step`` (no lock, no transaction) and log it."""
     started = time.perf_counter()
-    outcome = drive_step(step, build_context(run, step.name, attempt), journal, stored)
+    ctx = build_context(run, step.name, attempt)
+    outcome = drive_step(step, ctx, journal, stored, max_payload_bytes=max_payload_bytes)
     log_step(run, step.name, attempt, outcome, started)
     return outcome
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from durable_sa.core.context import DurableContext
 from durable_sa.core.decide import decide_compensation, is_current_compensation
 from durable_sa.core.endings import pending_finish
 from durable_sa.core.finish import decide_finish, is_current_finish
@@ -210,16 +209,8 @@ def _run_hook(tx: Session, run: RunSnapshot, job: FinishJob) -> None:
     pending = pending_finish(run)
     if hook is None or pending is None:
         return
-    ctx = DurableContext(
-        run_id=run.id,
-        workflow_name=run.workflow_name,
-        step_name=FINISH_UNIT,
-        attempt=job.attempt,
-        input=run.input,
-        results=run.public_results,
-        session=tx,
-        final_status=pending.status,
-        error=pending.error,
+    ctx = build_context(
+        run, FINISH_UNIT, job.attempt, tx, final_status=pending.status, error=pending.error
     )
     failed = drive_finish(hook, ctx)
     _check_connection(tx, FINISH_UNIT, run.id)

@@ -1,7 +1,7 @@
 """Write plans as the parameters of the applier's statements.
 
 The applier's statements are built once and take every value as a bound parameter: on
-PostgreSQL a group's rows travel as JSON record sets (``jsonb_to_recordset``), on SQLite
+PostgreSQL a group's rows travel as JSON record sets (``json_to_recordset``), on SQLite
 as executemany rows. This turns a plan's run, journal and job values into those rows,
 in the form the columns' own types would store them.
 """
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def columns(
     prefix: str, rows: Sequence[Mapping[str, Any]], names: Sequence[str]
 ) -> dict[str, list[dict[str, Any]]]:
-    """Rows as the JSON records a ``jsonb_to_recordset`` parameter takes.
+    """Rows as the JSON records a ``json_to_recordset`` parameter takes.
 
     Instants become ISO text in UTC and statuses their names, as the columns' own
     types would store them; JSON values are embedded as they are.

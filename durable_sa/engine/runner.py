@@ -276,7 +276,14 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
     if isinstance(step, _UNIT_STEPS) and not (in_place and job.attempt == 1):
         with shell.reading() as session:
             journal = load_journal(session, run.id)
-    outcome = execute_step(run, step, job.attempt, journal, stored=shell.stored_form)
+    outcome = execute_step(
+        run,
+        step,
+        job.attempt,
+        journal,
+        stored=shell.stored_form,
+        max_payload_bytes=shell.max_payload_bytes,
+    )
     return Decision(payload=job, job=claimed, run=run, decide=step_decision(shell, job, outcome))
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from durable_sa.core.stored import StoredForm, jsonb_form, text_form
+from durable_sa.core.stored import StoredForm, exact_form, text_form
 from durable_sa.engine.applier import Applier
 from durable_sa.errors import InvalidArgumentError
 
@@ -99,7 +99,7 @@ def stored_form_for(sa_engine: Engine) -> StoredForm:
     dialect = sa_engine.dialect
     serialize = getattr(dialect, "_json_serializer", None) or json.dumps
     deserialize = getattr(dialect, "_json_deserializer", None) or json.loads
-    form = jsonb_form if dialect.name == "postgresql" else text_form
+    form = exact_form if dialect.name == "postgresql" else text_form
     return form(serialize, deserialize)
 
 
@@ -118,7 +118,7 @@ class HasShell(Protocol):
 class Shell:
     """Sessions, the clock and the backend, shared by every engine operation."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the engine's parts, keyword-only
         self,
         sa_engine: Engine,
         *,
@@ -126,6 +126,7 @@ class Shell:
         clock: Clock | None = None,
         jitter: Callable[[], float] | None = None,
         lease: timedelta = timedelta(minutes=5),
+        max_payload_bytes: int | None = None,
     ) -> None:
         """Wire the engine to ``sa_engine`` and ``backend``."""
         self.sa_engine = sa_engine
@@ -135,6 +136,8 @@ class Shell:
         self.lease = lease
         self.sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
         self.stored_form = stored_form_for(sa_engine)
+        self.max_payload_bytes = max_payload_bytes
+        """The largest JSON (in bytes) an input, a result or a signal may store; ``None``: any."""
         """A result as this database gives it back (see :mod:`durable_sa.core.stored`)."""
         self.applier = Applier(backend)
         """Applies plans for everyone who commits them alone (drain, start, resume...)."""

@@ -105,7 +105,8 @@ class TransactionalStep:
         connection = tx.connection()
         ctx = build_context(current, self.step.name, job.attempt, session=tx)
         started = time.perf_counter()
-        outcome = drive_step(self.step, ctx, {})  # a task step journals no units of its own
+        # a task step journals no units of its own
+        outcome = drive_step(self.step, ctx, {}, max_payload_bytes=shell.max_payload_bytes)
         if connection.invalidated:  # whatever the handler made of it
             lost = ConnectionLostError(self.step.name, current.id)
             logger.warning("%s", lost, extra={"action": "connection_lost", "run_id": current.id})

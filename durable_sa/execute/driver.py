@@ -4,8 +4,9 @@ Rules (the reference's, kept):
 - Units already journaled as completed are read back, never re-run: parallel entries
   (``step#entry``), loop iterations (``step#iterN``) and a route's decision
   (``step#route``). A redelivered step fast-forwards to its first unfinished unit.
-- A handler that raises, or returns something JSON cannot hold, fails the step: it is
-  retried while attempts remain, then compensated. Units that finished before the failure
+- A handler that raises, or returns something JSON cannot hold (or whose JSON is over
+  the engine's ``max_payload_bytes``), fails the step: it is retried while attempts
+  remain, then compensated. Units that finished before the failure
   are journaled either way.
 - Results are normalised to JSON as soon as they are produced, so a handler sees the
   same value whether a result was just computed or read back after a crash.
@@ -16,7 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from durable_sa.core.codec import JSONObject, JSONValue, to_json, to_json_object
+from durable_sa.core.codec import (
+    JSONObject,
+    JSONValue,
+    check_size,
+    structure_as,
+    to_json,
+    to_json_object,
+)
 from durable_sa.core.outcomes import (
     Advance,
     AwaitChild,
@@ -42,7 +50,7 @@ from durable_sa.core.steps import (
 )
 from durable_sa.core.stored import StoredForm, as_is
 from durable_sa.core.units import compensate_unit, entry_unit, iteration_unit, route_unit
-from durable_sa.errors import ResultNotSerializableError
+from durable_sa.errors import PayloadError, ResultNotSerializableError
 from durable_sa.execute.agent import agent_snapshot, is_suspended_agent
 from durable_sa.execute.failures import StepFailedError, describe, failure_info
 from durable_sa.execute.invoke import call, call_all
@@ -55,30 +63,37 @@ Journal = Mapping[str, JournalRecord]
 
 
 def drive_step(  # noqa: PLR0911 - one return per step kind
-    step: StepDefinition, ctx: DurableContext, journal: Journal, stored: StoredForm = as_is
+    step: StepDefinition,
+    ctx: DurableContext,
+    journal: Journal,
+    stored: StoredForm = as_is,
+    *,
+    max_payload_bytes: int | None = None,
 ) -> StepOutcome:
     """Execute ``step`` for ``ctx`` and return its outcome (never raises for handler errors).
 
     ``stored`` gives a result as the database will give it back: what a loop's ``until``
-    and ``feedback`` see of an iteration just run, as they would after a crash.
+    and ``feedback`` see of an iteration just run, as they would after a crash. A result
+    whose JSON is over ``max_payload_bytes`` fails the step (``None``: no limit).
 
     Raises:
         WorkflowNotRegisteredError: a child step names a workflow this process lacks.
 
     """
+    limit = max_payload_bytes
     if isinstance(step, TaskStep):
-        return _task(step, ctx)
+        return _task(step, ctx, limit)
     if isinstance(step, ParallelStep):
-        return _parallel(step, ctx, journal)
+        return _parallel(step, ctx, journal, limit)
     if isinstance(step, RouteStep):
-        return _route(step, ctx, journal)
+        return _route(step, ctx, journal, limit)
     if isinstance(step, LoopStep):
-        return _loop(step, ctx, journal, stored)
+        return _loop(step, ctx, journal, stored, limit)
     if isinstance(step, SleepStep):
         return Sleep(step_name=step.name, delay=step.delay, until=step.until)
     if isinstance(step, SignalStep):
         return AwaitSignal(step_name=step.name, signal=step.signal, timeout=step.timeout)
-    return _child(step, ctx)
+    return _child(step, ctx, limit)
 
 
 def _failure(
@@ -120,11 +135,14 @@ def _failed(  # noqa: PLR0913 - a failed attempt's parts, keyword-only
     )
 
 
-def _encode(value: object, what: str) -> JSONValue:
+def _encode(value: object, what: str, limit: int | None) -> JSONValue:
+    """``value`` as JSON, or :class:`StepFailedError`: not JSON, or over ``limit`` bytes."""
     try:
-        return to_json(value, what=what, error=ResultNotSerializableError)
-    except ResultNotSerializableError as exc:
+        data = to_json(value, what=what, error=ResultNotSerializableError)
+        check_size(data, limit, what=what)
+    except PayloadError as exc:  # ResultNotSerializableError or PayloadTooLargeError
         raise StepFailedError(str(exc)) from exc
+    return data
 
 
 def _completed(step_id: str, result: JSONValue, attempt: int) -> JournalWrite:
@@ -136,7 +154,7 @@ def _completed(step_id: str, result: JSONValue, attempt: int) -> JournalWrite:
 # ── step ────────────────────────────────────────────────────────────────────────
 
 
-def _task(step: TaskStep, ctx: DurableContext) -> StepOutcome:
+def _task(step: TaskStep, ctx: DurableContext, limit: int | None) -> StepOutcome:
     try:
         raw = call(step.handler, ctx)
         if ctx.has_session:
@@ -145,10 +163,10 @@ def _task(step: TaskStep, ctx: DurableContext) -> StepOutcome:
             ctx.session.flush()
         if is_suspended_agent(raw):
             snapshot = _encode(
-                agent_snapshot(raw), f"step {step.name!r}'s suspended agent snapshot"
+                agent_snapshot(raw), f"step {step.name!r}'s suspended agent snapshot", limit
             )
             return SuspendAgent(step_name=step.name, snapshot=snapshot)
-        result = _encode(raw, f"the result of step {step.name!r}")
+        result = _encode(raw, f"the result of step {step.name!r}", limit)
     except StepFailedError as exc:
         return _failure(step, exc, [])
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
@@ -162,7 +180,9 @@ def _task(step: TaskStep, ctx: DurableContext) -> StepOutcome:
 # ── parallel ────────────────────────────────────────────────────────────────────
 
 
-def _parallel(step: ParallelStep, ctx: DurableContext, journal: Journal) -> StepOutcome:
+def _parallel(
+    step: ParallelStep, ctx: DurableContext, journal: Journal, limit: int | None
+) -> StepOutcome:
     results: dict[str, JSONValue] = {}
     pending = []
     for entry in step.entries:
@@ -180,7 +200,9 @@ def _parallel(step: ParallelStep, ctx: DurableContext, journal: Journal) -> Step
             first_error = first_error or outcome
             continue
         try:
-            value = _encode(outcome, f"the result of parallel entry {step.name}#{entry.name}")
+            value = _encode(
+                outcome, f"the result of parallel entry {step.name}#{entry.name}", limit
+            )
         except StepFailedError as exc:
             first_error = first_error or exc
             continue
@@ -201,7 +223,9 @@ def _parallel(step: ParallelStep, ctx: DurableContext, journal: Journal) -> Step
 # ── route ───────────────────────────────────────────────────────────────────────
 
 
-def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcome:
+def _route(
+    step: RouteStep, ctx: DurableContext, journal: Journal, limit: int | None
+) -> StepOutcome:
     writes: list[JournalWrite] = []
     decision = journal.get(route_unit(step.name))
     try:
@@ -223,7 +247,8 @@ def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcom
     try:
         result: JSONValue = None
         if branch is not None:
-            result = _encode(call(branch, ctx), f"the result of route {step.name!r} branch {key!r}")
+            what = f"the result of route {step.name!r} branch {key!r}"
+            result = _encode(call(branch, ctx), what, limit)
     except StepFailedError as exc:
         return _failure(step, exc, writes)
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
@@ -236,7 +261,9 @@ def _route(step: RouteStep, ctx: DurableContext, journal: Journal) -> StepOutcom
 # ── loop ────────────────────────────────────────────────────────────────────────
 
 
-def _loop(step: LoopStep, ctx: DurableContext, journal: Journal, stored: StoredForm) -> StepOutcome:
+def _loop(
+    step: LoopStep, ctx: DurableContext, journal: Journal, stored: StoredForm, limit: int | None
+) -> StepOutcome:
     writes: list[JournalWrite] = []
     last: JSONValue = None
     seen: object = None
@@ -252,7 +279,7 @@ def _loop(step: LoopStep, ctx: DurableContext, journal: Journal, stored: StoredF
                     raw = call(step.handler, current, ctx)
                 except Exception as exc:  # noqa: BLE001 - finished iterations stay journaled
                     return _failure(step, exc, writes)
-                last = _encode(raw, f"the result of loop {step.name!r} iteration {i}")
+                last = _encode(raw, f"the result of loop {step.name!r} iteration {i}", limit)
                 writes.append(_completed(unit, last, ctx.attempt))
                 seen = stored(last)
             if step.until is not None and call(step.until, seen, i + 1):
@@ -270,11 +297,15 @@ def _loop(step: LoopStep, ctx: DurableContext, journal: Journal, stored: StoredF
 # ── child ───────────────────────────────────────────────────────────────────────
 
 
-def _child(step: ChildStep, ctx: DurableContext) -> StepOutcome:
+def _child(step: ChildStep, ctx: DurableContext, limit: int | None) -> StepOutcome:
     child = registry.get(step.child_name)  # not defined here: the job is deferred
     try:
         raw = call(step.map_input, ctx) if step.map_input else ctx.input
-        child_input = to_json_object(raw, what=f"the input of child workflow step {step.name!r}")
+        what = f"the input of child workflow step {step.name!r}"
+        child_input = to_json_object(raw, what=what)
+        check_size(child_input, limit, what=what)
+        if child.input_type is not None:  # refused here, as start() refuses it
+            structure_as(child_input, child.input_type, what=what)
     except Exception as exc:  # noqa: BLE001 - any handler error fails the step
         # a bad input mapping fails the same way on every attempt: no retry
         return _failed(step.name, exc, [], backoff=DEFAULT_BACKOFF, max_attempts=1)

@@ -6,7 +6,7 @@ Rules:
   statuses), ``schema_translate_map``, ``echo`` and events apply to each value, and
   SQLAlchemy compiles each construct once per dialect.
 - **PostgreSQL** takes a whole group of plans as JSON documents, one per kind of row
-  (``jsonb_to_recordset``, each field typed by its column), in *one* statement:
+  (``json_to_recordset``, each field typed by its column), in *one* statement:
   data-modifying CTEs write the runs with compare-and-set, then, for the runs that
   applied only, the journal rows, the acknowledgements, the discarded and the new jobs.
   One statement text for any group size: compiled once, prepared by the server once,
@@ -38,7 +38,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -128,13 +128,14 @@ def _type_of(table: Table, name: str) -> TypeEngine[Any]:
 
 
 def _records(prefix: str, table: Table, names: tuple[str, ...]) -> TableValuedAlias:
-    """Rows given as one JSON array of objects (``jsonb_to_recordset``), typed by column.
+    """Rows given as one JSON array of objects (``json_to_recordset``), typed by column.
 
     The whole group travels as one parameter per kind of row, serialized once by the
-    engine's JSON serializer; PostgreSQL types each field by the column it is for.
+    engine's JSON serializer; PostgreSQL types each field by the column it is for. It is
+    ``json``, not ``jsonb``: a JSON field keeps its text exactly (numbers, key order).
     """
     return (
-        func.jsonb_to_recordset(bindparam(prefix, type_=JSONB()))
+        func.json_to_recordset(bindparam(prefix, type_=JSON()))
         .table_valued(*(column(name, _type_of(table, name)) for name in names))
         .render_derived(name=f"{prefix}_rows", with_types=True)
     )

@@ -3,14 +3,20 @@
 - :class:`UTCDateTime` always hands back timezone-aware UTC datetimes. On SQLite, which
   has no time zones, it stores naive UTC text in one fixed format, so comparing stored
   instants (``available_at <= :now``) stays correct.
-- :class:`JSONColumn` is JSONB on PostgreSQL and JSON text elsewhere; ``None`` is SQL NULL.
+- :class:`JSONColumn` is ``JSON`` on PostgreSQL and JSON text elsewhere; ``None`` is SQL
+  NULL. Not ``JSONB``: JSONB keeps no text, so ``1e16`` would read back as an integer,
+  ``-0.0`` as ``0.0`` and object keys in another order, while ``json`` keeps the
+  serializer's text exactly, as SQLite does. Nothing queries these columns with JSONB
+  operators or indexes them; a column created as JSONB by an earlier release keeps
+  working (PostgreSQL casts between the two on assignment) but keeps normalising numbers
+  until it is migrated (docs/schema.md).
 - :class:`StatusType` stores a :class:`RunStatus` as its name and reads it back as one.
 
 Their public home is :mod:`durable_sa.schema`, and each says so in its ``__module__``:
 Alembic's autogenerate writes a custom type into a migration as
 ``<type's module>.<repr of the type>``, and a migration must name a module whose place
 does not change, not this one inside the package. For the same reason each is one
-class (a variant type renders PostgreSQL's ``JSONB`` in a migration generated against
+class (a variant type renders PostgreSQL's type in a migration generated against
 SQLite with a bare ``Text()`` that does not run), and each ``repr`` is a call that
 rebuilds it.
 """
@@ -21,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, DateTime, Dialect, String, TypeDecorator
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects import postgresql
 
 from durable_sa.core.status import RunStatus
 
@@ -83,7 +89,7 @@ class StatusType(TypeDecorator[RunStatus]):
 
 
 class JSONColumn(TypeDecorator[Any]):
-    """A JSON value: ``JSONB`` on PostgreSQL, JSON text elsewhere; ``None`` is SQL NULL."""
+    """A JSON value, kept as its text: ``JSON`` on PostgreSQL and SQLite; ``None`` is SQL NULL."""
 
     __module__ = PUBLIC_HOME
     impl = JSON
@@ -94,9 +100,9 @@ class JSONColumn(TypeDecorator[Any]):
         super().__init__(none_as_null=True)
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        """``JSONB`` on PostgreSQL; the generic JSON type elsewhere."""
+        """PostgreSQL's ``json`` (not ``jsonb``); the generic JSON type elsewhere."""
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(JSONB(none_as_null=True))
+            return dialect.type_descriptor(postgresql.JSON(none_as_null=True))
         return dialect.type_descriptor(JSON(none_as_null=True))
 
     def __repr__(self) -> str:

@@ -68,6 +68,12 @@ def test_the_wait_columns_upgrade_keeps_suspended_runs_going(engine: Durable) ->
     with engine.sa_engine.begin() as conn:
         for column in NEW_COLUMNS:
             conn.exec_driver_sql(f"ALTER TABLE durable_runs DROP COLUMN {column}")
+        if dialect == "postgresql":  # the previous release's JSON columns were JSONB
+            for column in ("input", "state", "result"):
+                conn.exec_driver_sql(
+                    f"ALTER TABLE durable_runs ALTER COLUMN {column} TYPE jsonb "
+                    f"USING {column}::jsonb"
+                )
         signal = _old_run(
             conn,
             "mig-signal",

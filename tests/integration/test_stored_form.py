@@ -86,5 +86,5 @@ def test_a_loop_sees_the_stored_form_of_the_iteration_it_just_ran(engine: Durabl
             )
         ).one()
     assert _exact(seen[0]) == _exact(journaled)  # as a reload after a crash would give it
-    if engine.sa_engine.dialect.name == "postgresql":
-        assert _exact(journaled) == '{"a": 10000000000000000, "z": 0.0, "bb": 1}'
+    # kept as written on both databases: no JSONB number or key-order normalisation
+    assert _exact(journaled) == '{"bb": 1, "a": 1e+16, "z": -0.0}'

@@ -134,7 +134,7 @@ def test_a_half_open_write_connection_strands_no_run(
     run_ids = [rel_engine.start("rel-seq", {"i": i}).run_id for i in range(20)]
     options = ("--concurrency", "1", "--commit-timeout", "1", *FAST)
     with FreezingProxy(url.port) as proxy:
-        proxy.freeze_on(b"jsonb_to_recordset")  # the grouped write's statement
+        proxy.freeze_on(b"json_to_recordset")  # the grouped write's statement
         behind = url.set(port=proxy.port).render_as_string(hide_password=False)
         stuck = WorkerProcess(behind, *options, step_seconds=0.2).start()
         healthy = WorkerProcess(durable_workload_url, *options, step_seconds=0.2)

@@ -37,7 +37,7 @@ def test_the_grouped_write_probes_primary_keys(pg_engine: sa.Engine) -> None:
     def explain(
         conn: sa.Connection, cursor: Any, statement: str, parameters: Any, *_: object
     ) -> None:
-        if "jsonb_to_recordset" in statement and statement.lstrip().startswith("WITH written"):
+        if "json_to_recordset" in statement and statement.lstrip().startswith("WITH written"):
             explained = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             explained.execute("EXPLAIN " + statement, parameters)
             plans.append("\n".join(row[0] for row in explained.fetchall()))
