@@ -81,6 +81,7 @@ _ELSEWHERE: Final[dict[str, str]] = {
             "IllegalTransition",
             "ResultNotSerializableError",
             "StepNotTransactionalError",
+            "WrongSessionError",
         ),
         "durable_sa.errors",
     ),
