@@ -55,10 +55,19 @@ def _asyncio_module() -> ModuleType | None:
 
 def is_async_session(session: object) -> bool:
     """True for an ``AsyncSession`` (or an ``async_scoped_session``)."""
+    return _async_session(session) is not None
+
+
+def _async_session(session: object) -> AsyncSession | None:
+    """``session`` as an ``AsyncSession`` (a scoped one's current session), else ``None``."""
     module = _asyncio_module()
-    return module is not None and isinstance(
-        session, (module.AsyncSession, module.async_scoped_session)
-    )
+    if module is None:
+        return None
+    if isinstance(session, module.async_scoped_session):
+        return cast("AsyncSession", session())
+    if isinstance(session, module.AsyncSession):
+        return cast("AsyncSession", session)
+    return None
 
 
 def as_async_engine(engine: object) -> AsyncEngine | None:
@@ -151,9 +160,9 @@ class AsyncBridge:
         run = functools.partial(method, *args, **kwargs)
         verb = getattr(method, "__name__", "call")
         if session is not None:
-            if not is_async_session(session):
+            joined = _async_session(session)
+            if joined is None:
                 raise _not_async(session, verb)
-            joined = cast("AsyncSession", session)
             return await joined.run_sync(lambda sync: run(session=sync))
         if self.async_engine is None:
             return await asyncio.to_thread(run, session=None)

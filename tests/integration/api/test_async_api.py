@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_scoped_session,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from durable_sa import (
@@ -190,6 +196,25 @@ def test_a_sync_durable_joins_an_async_session_too(async_url: str) -> None:
             engine.sa_engine.dispose()
 
     asyncio.run(main())
+
+
+def test_an_async_scoped_session_is_joined_too(async_url: str) -> None:
+    durable("process-order").step("a", lambda ctx: 3)
+
+    async def body(engine: Durable, async_engine: AsyncEngine) -> None:
+        scoped = async_scoped_session(
+            async_sessionmaker(async_engine), scopefunc=asyncio.current_task
+        )
+        scoped.add(Order(sku="D-4"))
+        started = await engine.start_async("process-order", session=scoped)
+        await scoped.rollback()
+        assert count(engine, WorkflowRun) == 0
+        started = await engine.start_async("process-order", session=scoped)
+        await scoped.commit()
+        await scoped.remove()
+        assert get_run(engine, started.run_id).status == "running"
+
+    run_on(async_url, body)
 
 
 # ── without a session: the engine ──────────────────────────────────────────────
