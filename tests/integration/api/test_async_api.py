@@ -36,6 +36,7 @@ from durable_sa import (
     durable,
 )
 from durable_sa.engine.async_bridge import sync_engine_for
+from durable_sa.engine.shell import retry_pause
 from durable_sa.errors import WrongSessionError
 from durable_sa.testing import drain, pending_jobs
 from tests.integration.helpers import count, get_run
@@ -400,3 +401,15 @@ print("ok")
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_one_retry_policy_serves_the_sync_and_async_transactions() -> None:
+    class Serialization(Exception):  # noqa: N818 - stands for the driver's exception
+        sqlstate = "40001"
+
+    retryable = sa.exc.DBAPIError("UPDATE ...", {}, Serialization())
+    other = sa.exc.DBAPIError("UPDATE ...", {}, ValueError("constraint"))
+    pauses = [retry_pause(retryable, attempt) for attempt in range(1, 7)]
+    assert all(0 < p < 1 for p in pauses[:5])
+    assert pauses[5] is None  # the sixth attempt was the last
+    assert retry_pause(other, 1) is None
