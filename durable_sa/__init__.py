@@ -82,6 +82,7 @@ _ELSEWHERE: Final[dict[str, str]] = {
             "PayloadTooLargeError",
             "ResultNotSerializableError",
             "StepNotTransactionalError",
+            "WrongSessionError",
         ),
         "durable_sa.errors",
     ),

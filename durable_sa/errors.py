@@ -16,6 +16,7 @@ an error caused by the database chains SQLAlchemy's exception with ``from``.
     ├── InvalidArgumentError (ValueError)     an argument the engine cannot use (naive time...)
     ├── DeadLetterNotFoundError (LookupError)
     ├── WaitTimeoutError (TimeoutError)       wait() gave up before the run ended
+    ├── WrongSessionError (TypeError)         a sync call got an AsyncSession, or the reverse
     └── IllegalTransition                     a status move the table forbids (a bug)
 """
 
@@ -113,6 +114,10 @@ class WaitTimeoutError(DurableError, TimeoutError):
         self.status = status
 
 
+class WrongSessionError(DurableError, TypeError):
+    """A sync call was given an AsyncSession, or an ``_async`` call a sync Session."""
+
+
 class IllegalTransition(DurableError):  # noqa: N818 - fixed name
     """The engine attempted a run-status change its transition table forbids (a bug)."""
 
@@ -131,6 +136,7 @@ __all__ = [
     "StepNotTransactionalError",
     "WaitTimeoutError",
     "WorkflowNotRegisteredError",
+    "WrongSessionError",
 ]
 
 

@@ -5,6 +5,9 @@ Rules:
   statements to its transaction: the caller commits, so a business row and the run that
   processes it commit or roll back together. Without a session each call commits its own
   short transaction.
+- Their ``_async`` twins (and ``status_async``, ``list_async``) are the same calls run
+  for asyncio code by :class:`~durable_sa.engine.async_bridge.AsyncBridge`: in the
+  caller's ``AsyncSession``, or on the engine. Each twin is one line here.
 - Every value stored is JSON through the codec; bad input raises before anything is
   written.
 - ``Durable`` holds the verbs an application writes (the reference facade's start,
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from durable_sa.admin import Admin
 from durable_sa.core.codec import check_size, structure_as, to_json, to_json_object
@@ -30,6 +33,12 @@ from durable_sa.core.start import decide_start
 from durable_sa.core.status import RunStatus
 from durable_sa.core.validation import NAME_LIMIT, check_text
 from durable_sa.engine.applier import PlanItem
+from durable_sa.engine.async_bridge import (
+    AsyncBridge,
+    as_async_engine,
+    refuse_async_session,
+    sync_engine_for,
+)
 from durable_sa.engine.recovery import recover_runs
 from durable_sa.engine.shell import Clock, Shell, configure_sqlite
 from durable_sa.errors import (
@@ -52,9 +61,11 @@ from durable_sa.views import checked_limit, list_cutoff, list_runs, run_status
 from durable_sa.waiting import wait_for_run, wait_for_run_async
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    import builtins
+    from collections.abc import Callable, Mapping, Sequence
 
     from sqlalchemy import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
     from sqlalchemy.orm import Session
 
     from durable_sa.queue.protocol import QueueBackend
@@ -74,7 +85,7 @@ _PROBE_RUN: Final = NewRun(
 
 
 class Durable:
-    """A durable workflow engine on an application's SQLAlchemy ``Engine``.
+    """A durable workflow engine on an application's SQLAlchemy ``Engine`` or ``AsyncEngine``.
 
     >>> engine = Durable(create_engine("sqlite:///app.db"))   # doctest: +SKIP
     >>> engine.create_tables()                                 # doctest: +SKIP
@@ -83,8 +94,9 @@ class Durable:
 
     def __init__(  # noqa: PLR0913 - engine options, all keyword-only
         self,
-        sa_engine: Engine,
+        sa_engine: Engine | AsyncEngine,
         *,
+        sync_engine: Engine | None = None,
         backend: QueueBackend | str | None = None,
         backend_options: Mapping[str, Any] | None = None,
         clock: Clock | None = None,
@@ -103,10 +115,19 @@ class Durable:
         signal's data (compact UTF-8 bytes); larger ones are refused with
         :class:`~durable_sa.errors.PayloadTooLargeError`, a result by failing its step.
 
+        ``sa_engine`` may be an ``AsyncEngine`` (asyncpg, psycopg async, aiosqlite; needs
+        the ``asyncio`` extra): the ``_async`` calls then run on it. Workers, ``wait``,
+        the CLI and the sync calls need a sync ``Engine``: ``sync_engine``, or by default
+        one made from the async engine's URL with the sync driver of the same database
+        (``postgresql+psycopg``, or the standard ``sqlite3``), credentials and query
+        kept; it is :attr:`sa_engine`.
+
         Raises:
             BackendNotFound: no installed backend has that name or URL scheme.
-            InvalidArgumentError: the backend refused ``backend_options``, or
-                ``max_payload_bytes`` is not a positive integer.
+            InvalidArgumentError: the backend refused ``backend_options``;
+                ``max_payload_bytes`` is not a positive integer; ``sync_engine``
+                was given without an ``AsyncEngine``; the ``AsyncEngine`` is on neither
+                PostgreSQL nor a SQLite file.
 
         """
         if max_payload_bytes is not None and (
@@ -116,8 +137,17 @@ class Durable:
         ):
             msg = f"max_payload_bytes must be a positive integer or None, not {max_payload_bytes!r}"
             raise InvalidArgumentError(msg)
+        self.async_engine: AsyncEngine | None = as_async_engine(sa_engine)
+        """The application's ``AsyncEngine``, if it gave one; ``None`` otherwise."""
+        if self.async_engine is not None:
+            configure_sqlite(self.async_engine.sync_engine)
+            sa_engine = sync_engine or sync_engine_for(self.async_engine)
+        elif sync_engine is not None:
+            msg = "sync_engine goes with an AsyncEngine; this engine is sync already"
+            raise InvalidArgumentError(msg)
+        sa_engine = cast("Engine", sa_engine)
         configure_sqlite(sa_engine)
-        self.sa_engine = sa_engine
+        self.sa_engine: Engine = sa_engine
         if isinstance(backend, str):
             backend = load_backend(
                 backend,
@@ -142,6 +172,7 @@ class Durable:
         )
         self.admin = Admin(self.shell)
         """Operator and driver verbs: dead letters, requeue, prune, workers, single jobs."""
+        self._bridge = AsyncBridge(self.shell, self.async_engine)
 
     def __repr__(self) -> str:
         return f"<Durable {self.sa_engine.url!r} backend={self.backend.name}>"
@@ -190,8 +221,10 @@ class Durable:
                 structure as the workflow's ``input_type``, or ``idempotency_key`` is not
                 a string of 1 to 255 characters.
             PayloadTooLargeError: its JSON is over ``max_payload_bytes``.
+            WrongSessionError: ``session`` is an ``AsyncSession`` (use the ``_async`` twin).
 
         """
+        refuse_async_session(session, "start")
         if isinstance(name, str):  # a name no column can hold: say so, not a driver error
             check_text(name, "workflow name", limit=NAME_LIMIT)
         workflow = registry.get(name)
@@ -251,8 +284,10 @@ class Durable:
             RunNotFoundError: no run ``run_id``.
             PayloadError: ``data`` is not JSON-serializable.
             PayloadTooLargeError: its JSON is over ``max_payload_bytes``.
+            WrongSessionError: ``session`` is an ``AsyncSession`` (use the ``_async`` twin).
 
         """
+        refuse_async_session(session, "resume")
         run_id = checked_run_id(run_id)
         payload = to_json(data, what=f"the data of signal {signal!r}")
         check_size(payload, self.shell.max_payload_bytes, what=f"resume()'s data of {signal!r}")
@@ -294,8 +329,10 @@ class Durable:
 
         Raises:
             RunNotFoundError: no run ``run_id``.
+            WrongSessionError: ``session`` is an ``AsyncSession`` (use the ``_async`` twin).
 
         """
+        refuse_async_session(session, "cancel")
         run_id = checked_run_id(run_id)
 
         def work(tx: Session) -> CancelResult:
@@ -329,11 +366,20 @@ class Durable:
             RunNotFoundError: no run ``run_id``.
 
         """
-        run_id = checked_run_id(run_id)
+        query = self._status_query(run_id)
         with self.shell.reading() as session:
+            return query(session)
+
+    def _status_query(self, run_id: int) -> Callable[[Session], RunStatusSnapshot]:
+        """What :meth:`status` reads, on any read session (sync, or an async one's)."""
+        run_id = checked_run_id(run_id)
+
+        def query(session: Session) -> RunStatusSnapshot:
             return run_status(
                 session, run_id, now=self.shell.now(), live_run_ids=self.backend.live_run_ids
             )
+
+        return query
 
     def list(  # noqa: PLR0913 - filters, keyword-only after the first two
         self,
@@ -357,6 +403,28 @@ class Durable:
                 datetime or a negative age, or ``limit`` not a whole number from 1.
 
         """
+        query = self._list_query(
+            status,
+            parent_run_id,
+            workflow=workflow,
+            top_level=top_level,
+            since=since,
+            limit=limit,
+        )
+        with self.shell.reading() as session:
+            return query(session)
+
+    def _list_query(  # noqa: PLR0913 - list's filters
+        self,
+        status: RunStatus | str | None,
+        parent_run_id: int | None,
+        *,
+        workflow: str | None,
+        top_level: bool,
+        since: datetime | timedelta | None,
+        limit: int | None,
+    ) -> Callable[[Session], builtins.list[RunStatusSnapshot]]:
+        """What :meth:`list` reads, its filters checked, on any read session."""
         try:
             wanted = None if status is None else RunStatus(status)
         except ValueError:
@@ -370,8 +438,9 @@ class Durable:
             try:
                 checked_run_id(parent_run_id)
             except RunNotFoundError:
-                return []  # an id out of the column's range has no run, nor children
-        with self.shell.reading() as session:
+                return lambda _session: []  # an id out of the column's range: no children
+
+        def query(session: Session) -> list[RunStatusSnapshot]:
             return list_runs(
                 session,
                 status=wanted,
@@ -383,6 +452,85 @@ class Durable:
                 now=now,
                 live_run_ids=self.backend.live_run_ids,
             )
+
+        return query
+
+    # ── asyncio ────────────────────────────────────────────────────────────────
+    # Each twin is the sync call, run by the bridge: in the caller's AsyncSession (its
+    # transaction, which the caller commits), or on the engine (see async_bridge).
+
+    async def start_async(
+        self,
+        name: str,
+        input: Any = None,  # noqa: A002, ANN401 - start's own parameter
+        *,
+        session: AsyncSession | None = None,
+        idempotency_key: str | None = None,
+    ) -> StartResult:
+        """:meth:`start` for asyncio code; ``session`` is an ``AsyncSession``.
+
+        With ``session`` the run joins its transaction: the caller commits, and a
+        rollback leaves no run and no job. Same results and errors as :meth:`start`.
+
+        Raises:
+            WrongSessionError: ``session`` is a sync ``Session`` (call :meth:`start`).
+
+        """
+        return await self._bridge.call(
+            self.start, name, input, session=session, idempotency_key=idempotency_key
+        )
+
+    async def resume_async(
+        self,
+        run_id: int,
+        signal: str,
+        data: Any = None,  # noqa: ANN401 - any JSON value
+        *,
+        session: AsyncSession | None = None,
+    ) -> ResumeResult:
+        """:meth:`resume` for asyncio code, in ``session``'s transaction if given.
+
+        Raises:
+            WrongSessionError: ``session`` is a sync ``Session`` (call :meth:`resume`).
+
+        """
+        return await self._bridge.call(self.resume, run_id, signal, data, session=session)
+
+    async def cancel_async(
+        self, run_id: int, *, compensate: bool = False, session: AsyncSession | None = None
+    ) -> CancelResult:
+        """:meth:`cancel` for asyncio code, in ``session``'s transaction if given.
+
+        Raises:
+            WrongSessionError: ``session`` is a sync ``Session`` (call :meth:`cancel`).
+
+        """
+        return await self._bridge.call(self.cancel, run_id, compensate=compensate, session=session)
+
+    async def status_async(self, run_id: int) -> RunStatusSnapshot:
+        """:meth:`status` for asyncio code; same snapshot, same errors."""
+        return await self._bridge.read(self._status_query(run_id))
+
+    async def list_async(  # noqa: PLR0913 - list's filters
+        self,
+        status: RunStatus | str | None = None,
+        parent_run_id: int | None = None,
+        *,
+        workflow: str | None = None,
+        top_level: bool = False,
+        since: datetime | timedelta | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[RunStatusSnapshot]:
+        """:meth:`list` for asyncio code; same filters, same snapshots, same errors."""
+        query = self._list_query(
+            status,
+            parent_run_id,
+            workflow=workflow,
+            top_level=top_level,
+            since=since,
+            limit=limit,
+        )
+        return await self._bridge.read(query)
 
     # ── recovery ───────────────────────────────────────────────────────────────
 

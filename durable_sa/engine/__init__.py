@@ -8,6 +8,8 @@
   :mod:`~durable_sa.engine.decision` (what phase A hands on; committing it alone),
   :mod:`~durable_sa.engine.transactional` (``transactional=True`` steps) and
   :mod:`~durable_sa.engine.delivery` (the delivery policy: dead-letter, defer, give back);
+- :mod:`~durable_sa.engine.async_bridge`: the sync calls run for asyncio code (in the
+  caller's ``AsyncSession`` through ``run_sync``, on an ``AsyncEngine``, or in a thread);
 - :mod:`~durable_sa.engine.applier`: the one applier, which writes plans alone or grouped,
   with :mod:`~durable_sa.engine.plan_rows` (plans as statement parameters) and
   :mod:`~durable_sa.engine.new_runs` (the runs plans create).

@@ -59,12 +59,33 @@ def is_retryable(exc: BaseException) -> bool:
     return "database is locked" in str(orig) or "database table is locked" in str(orig)
 
 
+def retry_pause(exc: DBAPIError, attempt: int) -> float | None:
+    """Seconds to wait before trying an engine-owned transaction again; ``None``: give up.
+
+    The one retry policy of the engine's own transactions, sync (:meth:`Shell.transaction`)
+    and asyncio (:mod:`durable_sa.engine.async_bridge`) alike: up to
+    ``_MAX_TRANSACTION_TRIES`` attempts, for retryable errors only, with a jittered
+    exponential backoff from 10 ms.
+    """
+    if attempt >= _MAX_TRANSACTION_TRIES or not is_retryable(exc):
+        return None
+    logger.info(
+        "transaction retried after %s (attempt %d)",
+        type(exc.orig).__name__,
+        attempt,
+        extra={"action": "retry_transaction"},
+    )
+    return 0.01 * 2.0 ** (attempt - 1) * (1 + random.random())  # noqa: S311 - not crypto
+
+
 def configure_sqlite(sa_engine: Engine) -> None:
     """Make SQLite fit for concurrent use: WAL, a busy timeout, foreign keys on.
 
     Applied once per DBAPI connection when it is first checked out from the pool, so
     connections the application opened before creating the engine are covered too. WAL is
-    persistent in the database file; the others are per connection.
+    persistent in the database file; the others are per connection. For an
+    ``AsyncEngine`` (aiosqlite) pass its ``sync_engine``: the same listener then runs on
+    the adapted connection, inside SQLAlchemy's greenlet bridge.
     """
     if sa_engine.dialect.name != "sqlite" or event.contains(sa_engine, "checkout", _on_checkout):
         return
@@ -79,7 +100,8 @@ def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:  # no
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA synchronous = NORMAL")
-        mode = cursor.execute("PRAGMA journal_mode").fetchone()
+        cursor.execute("PRAGMA journal_mode")  # aiosqlite's adapted execute returns None
+        mode = cursor.fetchone()
         if mode is not None and str(mode[0]).lower() not in {"wal", "memory"}:
             try:
                 cursor.execute("PRAGMA journal_mode = WAL")
@@ -187,26 +209,19 @@ class Shell:
         """
         if session is not None:
             return work(session)
-        delay = 0.01
-        for attempt in range(1, _MAX_TRANSACTION_TRIES + 1):
+        attempt = 1
+        while True:
             try:
                 if autocommit:
                     return self._autocommit(work)
                 with self.sessions.begin() as own:
                     return work(own)
             except DBAPIError as exc:
-                if attempt == _MAX_TRANSACTION_TRIES or not is_retryable(exc):
+                pause = retry_pause(exc, attempt)
+                if pause is None:
                     raise
-                logger.info(
-                    "transaction retried after %s (attempt %d)",
-                    type(exc.orig).__name__,
-                    attempt,
-                    extra={"action": "retry_transaction"},
-                )
-                time.sleep(delay * (1 + random.random()))  # noqa: S311 - not crypto
-                delay *= 2
-        msg = "unreachable"
-        raise AssertionError(msg)  # pragma: no cover
+                time.sleep(pause)
+                attempt += 1
 
     def _autocommit(self, work: Callable[[Session], T]) -> T:
         with (
