@@ -28,13 +28,14 @@ from durable_sa.core.plan import NewRun, plan_start, plan_transition
 from durable_sa.core.registry import registry
 from durable_sa.core.start import decide_start
 from durable_sa.core.status import RunStatus
-from durable_sa.core.validation import NAME_LIMIT, check_text
+from durable_sa.core.validation import NAME_LIMIT, check_name, check_text
 from durable_sa.engine.applier import PlanItem
 from durable_sa.engine.recovery import recover_runs
 from durable_sa.engine.shell import Clock, Shell, configure_sqlite
 from durable_sa.errors import (
     InvalidArgumentError,
     RunNotFoundError,
+    RunTerminalError,
 )
 from durable_sa.outbox.relay import Relay
 from durable_sa.queue.backends import check_capabilities, load_backend
@@ -43,11 +44,13 @@ from durable_sa.results import (
     CancelResult,
     ResumeResult,
     RunStatusSnapshot,
+    SendResult,
     StartResult,
 )
 from durable_sa.store.models import metadata
 from durable_sa.store.notify import install_triggers
 from durable_sa.store.queries import load_run, lock_run, lock_tree
+from durable_sa.store.signals import buffer_signal
 from durable_sa.views import checked_limit, list_cutoff, list_runs, run_status
 from durable_sa.waiting import wait_for_run, wait_for_run_async
 
@@ -221,7 +224,9 @@ class Durable:
         """Deliver ``signal`` with ``data`` to a suspended run.
 
         Accepted only when the run is suspended on exactly that signal (or, for an agent
-        step, on that step's name); otherwise nothing changes and ``accepted`` is False.
+        step, on that step's name); otherwise nothing changes, ``accepted`` is False and
+        ``reason`` says why: ``"not_waiting"`` (running, or suspended on something else)
+        or ``"terminal"``. Nothing is kept for later: :meth:`send` does that.
 
         Raises:
             RunNotFoundError: no run ``run_id``.
@@ -247,6 +252,58 @@ class Durable:
                 extra={"action": "resume", "run_id": run_id},
             )
             return ResumeResult(accepted=True, status=transition.after.status)
+
+        return self.shell.transaction(work, session=session)
+
+    def send(
+        self,
+        run_id: int,
+        signal: str,
+        data: Any = None,  # noqa: ANN401 - any JSON value
+        *,
+        session: Session | None = None,
+    ) -> SendResult:
+        """Send ``signal`` with ``data`` to a run, durably: now, or kept for its next wait.
+
+        If the run waits for ``signal`` now, it is delivered exactly as :meth:`resume`
+        would (``delivered=True``). Otherwise (the run is running, sleeping, or suspended
+        on another signal or a child) it is kept, and the run's next ``wait_for_signal``
+        on ``signal`` takes it at once, without suspending: first sent, first taken, one
+        per wait. With ``session`` it joins the caller's transaction, like :meth:`start`.
+
+        Raises:
+            RunNotFoundError: no run ``run_id``.
+            RunTerminalError: the run has ended (completed, failed or canceled).
+            DefinitionError: ``signal`` is not a valid signal name.
+            PayloadError: ``data`` is not JSON-serializable.
+
+        """
+        run_id = checked_run_id(run_id)
+        check_name(signal, "signal", limit=NAME_LIMIT)
+        payload = to_json(data, what=f"the data of signal {signal!r}")
+
+        def work(tx: Session) -> SendResult:
+            locked = lock_run(tx, run_id)  # held to the commit: see store.signals
+            if locked is None:
+                raise RunNotFoundError(run_id)
+            if locked.status.is_terminal:
+                raise RunTerminalError(run_id, locked.status)
+            now = self.shell.now()
+            transition = decide_resume(locked, signal=signal, data=payload, now=now)
+            if transition is not None:
+                self.shell.applier.apply_one(tx, PlanItem(plan_transition(transition)), now=now)
+                status, delivered = transition.after.status, True
+            else:
+                buffer_signal(tx, run_id, signal, payload, now=now)
+                status, delivered = locked.status, False
+            logger.info(
+                "run %s: signal %r %s",
+                run_id,
+                signal,
+                "delivered" if delivered else "kept for its next wait",
+                extra={"action": "send", "run_id": run_id},
+            )
+            return SendResult(run_id=run_id, signal=signal, delivered=delivered, status=status)
 
         return self.shell.transaction(work, session=session)
 
