@@ -16,8 +16,8 @@ Rules:
   than that is a batch of its own): a big prune never holds locks for long, and workers
   claim and commit between batches.
 - Rows go in foreign-key order, children before parents (the engine's lock order): dead
-  letters, jobs (and outbox rows), journal entries, buffered signals, then runs from the deepest generation
-  up. Nothing relies on ``ON DELETE CASCADE``, so every count is exact.
+  letters, jobs (and outbox rows), journal entries, buffered signals, then runs from the
+  deepest generation up. Nothing relies on ``ON DELETE CASCADE``, so every count is exact.
 - Every query reads an index range, never the whole table: roots are found per terminal
   status by a keyset scan of the ``(status, id)`` index, children through
   ``parent_run_id``, the other tables through their ``run_id`` indexes, at most

@@ -304,7 +304,7 @@ class DeadLetter(Base):
         return f"<DeadLetter {self.id} {self.kind} run={self.run_id}: {self.error[:60]!r}>"
 
 
-class BufferedSignalRow(Base):
+class PendingSignal(Base):
     """A signal ``send`` kept for a run that was not yet waiting for it.
 
     The run's next ``wait_for_signal`` on that signal takes the oldest one (by ``id``)
@@ -327,7 +327,7 @@ class BufferedSignalRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def __repr__(self) -> str:
-        return f"<BufferedSignalRow {self.id} run={self.run_id} {self.signal!r}>"
+        return f"<PendingSignal {self.id} run={self.run_id} {self.signal!r}>"
 
 
 class WorkerRecord(Base):
@@ -363,4 +363,4 @@ jobs_table = cast("Table", Job.__table__)
 dead_letters_table = cast("Table", DeadLetter.__table__)
 outbox_table = cast("Table", OutboxEntry.__table__)
 workers_table = cast("Table", WorkerRecord.__table__)
-signals_table = cast("Table", BufferedSignalRow.__table__)
+signals_table = cast("Table", PendingSignal.__table__)
