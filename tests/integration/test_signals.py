@@ -430,3 +430,27 @@ def test_a_delivered_signal_drops_its_timer(engine: Durable) -> None:
     drain(engine, now=far_future())
     assert get_run(engine, run_id).result == {"gate": 2}
     assert pending_jobs(engine) == 0
+
+
+def test_sends_racing_a_real_worker_are_each_taken_once(engine: Durable) -> None:
+    waits = 4
+    flow = durable("race-worker").step("start", lambda ctx: "go")
+    for i in range(waits):
+        flow.wait_for_signal(f"w{i}", "tick")
+    with engine.worker(concurrency=2, poll_interval=0.05):
+        run_ids = [engine.start("race-worker").run_id for _ in range(6)]
+
+        def sender(run_id: int) -> None:
+            for i in range(waits):
+                engine.send(run_id, "tick", i)
+
+        threads = [threading.Thread(target=sender, args=(run_id,)) for run_id in run_ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        finals = [engine.wait(run_id, timeout=60) for run_id in run_ids]
+    for final in finals:
+        assert final.status == "completed"
+        assert final.result == {"start": "go", **{f"w{i}": i for i in range(waits)}}
+    assert count(engine, PendingSignal) == 0
