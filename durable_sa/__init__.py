@@ -35,7 +35,13 @@ if TYPE_CHECKING:
         WorkflowNotRegisteredError,
     )
     from durable_sa.facade import Durable
-    from durable_sa.results import CancelResult, ResumeResult, RunStatusSnapshot, StartResult
+    from durable_sa.results import (
+        CancelResult,
+        ResumeResult,
+        RunStatusSnapshot,
+        SendResult,
+        StartResult,
+    )
     from durable_sa.store.models import DeadLetter, Job, JournalEntry, WorkflowRun, metadata
     from durable_sa.worker import Worker
 
@@ -61,6 +67,7 @@ _EXPORTS: Final[dict[str, str]] = {
     "RunNotFoundError": "durable_sa.errors",
     "RunStatus": "durable_sa.core.status",
     "RunStatusSnapshot": "durable_sa.results",
+    "SendResult": "durable_sa.results",
     "StartResult": "durable_sa.results",
     "WaitTimeoutError": "durable_sa.errors",
     "Worker": "durable_sa.worker",
@@ -81,13 +88,16 @@ _ELSEWHERE: Final[dict[str, str]] = {
             "IllegalTransition",
             "PayloadTooLargeError",
             "ResultNotSerializableError",
+            "RunTerminalError",
             "StepNotTransactionalError",
             "WrongSessionError",
         ),
         "durable_sa.errors",
     ),
-    **dict.fromkeys(("DeadLetterInfo", "JobOutcome", "PruneResult"), "durable_sa.results"),
-    **dict.fromkeys(("OutboxEntry", "WorkerRecord"), "durable_sa.models"),
+    **dict.fromkeys(
+        ("DeadLetterInfo", "JobOutcome", "PruneResult", "ResumeReason"), "durable_sa.results"
+    ),
+    **dict.fromkeys(("OutboxEntry", "PendingSignal", "WorkerRecord"), "durable_sa.models"),
     **dict.fromkeys(
         ("JSONColumn", "StatusType", "UTCDateTime", "create_triggers", "drop_triggers"),
         "durable_sa.schema",
@@ -134,6 +144,7 @@ __all__ = [
     "RunNotFoundError",
     "RunStatus",
     "RunStatusSnapshot",
+    "SendResult",
     "StartResult",
     "WaitTimeoutError",
     "Worker",

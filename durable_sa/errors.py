@@ -54,6 +54,18 @@ class RunNotFoundError(DurableError, LookupError):
         self.run_id = run_id
 
 
+class RunTerminalError(DurableError):
+    """The run has ended, so it can take no more signals."""
+
+    def __init__(self, run_id: int, status: object) -> None:
+        super().__init__(
+            f"run {run_id} is {status}: it has ended and takes no more signals; start a "
+            "new run, or check engine.status(run_id) before sending"
+        )
+        self.run_id = run_id
+        self.status = status
+
+
 class PayloadError(DurableError, ValueError):
     """A value could not be stored as JSON; pass plain dicts, lists, strings and numbers."""
 
@@ -133,6 +145,7 @@ __all__ = [
     "PayloadError",
     "ResultNotSerializableError",
     "RunNotFoundError",
+    "RunTerminalError",
     "StepNotTransactionalError",
     "WaitTimeoutError",
     "WorkflowNotRegisteredError",

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from durable_sa.admin import Admin
 from durable_sa.core.codec import check_size, structure_as, to_json, to_json_object
 from durable_sa.core.decide import decide_cancel, decide_resume
+from durable_sa.core.endings import pending_finish
 from durable_sa.core.ids import checked_run_id
 from durable_sa.core.plan import NewRun, plan_start, plan_transition
 from durable_sa.core.registry import registry
 from durable_sa.core.start import decide_start
 from durable_sa.core.status import RunStatus
-from durable_sa.core.validation import NAME_LIMIT, check_text
+from durable_sa.core.validation import NAME_LIMIT, check_name, check_text
 from durable_sa.engine.applier import PlanItem
 from durable_sa.engine.async_bridge import (
     AsyncBridge,
@@ -44,6 +45,7 @@ from durable_sa.engine.shell import Clock, Shell, configure_sqlite
 from durable_sa.errors import (
     InvalidArgumentError,
     RunNotFoundError,
+    RunTerminalError,
 )
 from durable_sa.outbox.relay import Relay
 from durable_sa.queue.backends import check_capabilities, load_backend
@@ -52,11 +54,13 @@ from durable_sa.results import (
     CancelResult,
     ResumeResult,
     RunStatusSnapshot,
+    SendResult,
     StartResult,
 )
 from durable_sa.store.models import metadata
 from durable_sa.store.notify import install_triggers
 from durable_sa.store.queries import load_run, lock_run, lock_tree
+from durable_sa.store.signals import buffer_signal
 from durable_sa.views import checked_limit, list_cutoff, list_runs, run_status
 from durable_sa.waiting import wait_for_run, wait_for_run_async
 
@@ -278,7 +282,9 @@ class Durable:
         """Deliver ``signal`` with ``data`` to a suspended run.
 
         Accepted only when the run is suspended on exactly that signal (or, for an agent
-        step, on that step's name); otherwise nothing changes and ``accepted`` is False.
+        step, on that step's name); otherwise nothing changes, ``accepted`` is False and
+        ``reason`` says why: ``"not_waiting"`` (running, or suspended on something else)
+        or ``"terminal"``. Nothing is kept for later: :meth:`send` does that.
 
         Raises:
             RunNotFoundError: no run ``run_id``.
@@ -308,6 +314,66 @@ class Durable:
                 extra={"action": "resume", "run_id": run_id},
             )
             return ResumeResult(accepted=True, status=transition.after.status)
+
+        return self.shell.transaction(work, session=session)
+
+    def send(
+        self,
+        run_id: int,
+        signal: str,
+        data: Any = None,  # noqa: ANN401 - any JSON value
+        *,
+        session: Session | None = None,
+    ) -> SendResult:
+        """Send ``signal`` with ``data`` to a run, durably: now, or kept for its next wait.
+
+        If the run waits for ``signal`` now, it is delivered exactly as :meth:`resume`
+        would (``delivered=True``). Otherwise (the run is running, sleeping, or suspended
+        on another signal or a child) it is kept, and the run's next ``wait_for_signal``
+        on ``signal`` takes it at once, without suspending: first sent, first taken, one
+        per wait. With ``session`` it joins the caller's transaction, like :meth:`start`.
+
+        Raises:
+            RunNotFoundError: no run ``run_id``.
+            RunTerminalError: the run has ended (completed, failed or canceled), or its
+                steps have and only its ``on_finish`` hook is left to run.
+            DefinitionError: ``signal`` is not a valid signal name.
+            PayloadError: ``data`` is not JSON-serializable.
+            PayloadTooLargeError: its JSON is over ``max_payload_bytes``.
+            WrongSessionError: ``session`` is an ``AsyncSession`` (use :meth:`send_async`).
+
+        """
+        refuse_async_session(session, "send")
+        run_id = checked_run_id(run_id)
+        check_name(signal, "signal", limit=NAME_LIMIT)
+        payload = to_json(data, what=f"the data of signal {signal!r}")
+        check_size(payload, self.shell.max_payload_bytes, what=f"send()'s data of {signal!r}")
+
+        def work(tx: Session) -> SendResult:
+            locked = lock_run(tx, run_id)  # held to the commit: see store.signals
+            if locked is None:
+                raise RunNotFoundError(run_id)
+            if locked.status.is_terminal:
+                raise RunTerminalError(run_id, locked.status)
+            ending = pending_finish(locked)
+            if ending is not None:  # its steps are done: no wait will ever take it
+                raise RunTerminalError(run_id, f"{ending.status} (its on_finish hook pending)")
+            now = self.shell.now()
+            transition = decide_resume(locked, signal=signal, data=payload, now=now)
+            if transition is not None:
+                self.shell.applier.apply_one(tx, PlanItem(plan_transition(transition)), now=now)
+                status, delivered = transition.after.status, True
+            else:
+                buffer_signal(tx, run_id, signal, payload, now=now)
+                status, delivered = locked.status, False
+            logger.info(
+                "run %s: signal %r %s",
+                run_id,
+                signal,
+                "delivered" if delivered else "kept for its next wait",
+                extra={"action": "send", "run_id": run_id},
+            )
+            return SendResult(run_id=run_id, signal=signal, delivered=delivered, status=status)
 
         return self.shell.transaction(work, session=session)
 
@@ -495,6 +561,22 @@ class Durable:
 
         """
         return await self._bridge.call(self.resume, run_id, signal, data, session=session)
+
+    async def send_async(
+        self,
+        run_id: int,
+        signal: str,
+        data: Any = None,  # noqa: ANN401 - any JSON value
+        *,
+        session: AsyncSession | None = None,
+    ) -> SendResult:
+        """:meth:`send` for asyncio code, in ``session``'s transaction if given.
+
+        Raises:
+            WrongSessionError: ``session`` is a sync ``Session`` (call :meth:`send`).
+
+        """
+        return await self._bridge.call(self.send, run_id, signal, data, session=session)
 
     async def cancel_async(
         self, run_id: int, *, compensate: bool = False, session: AsyncSession | None = None

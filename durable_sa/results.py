@@ -20,12 +20,48 @@ class StartResult:
     created: bool = True
 
 
+class ResumeReason(enum.StrEnum):
+    """Why a ``resume`` was accepted or not; members compare equal to their names."""
+
+    ACCEPTED = "accepted"
+    """The run waited for that signal: it got it and goes on."""
+    NOT_WAITING = "not_waiting"
+    """The run is running, sleeping, or suspended on another signal (or a child): nothing
+    changed. ``send`` keeps such a signal for the run's next wait instead."""
+    TERMINAL = "terminal"
+    """The run has ended (completed, failed or canceled): nothing changed."""
+
+
+def _resume_reason(result: ResumeResult) -> ResumeReason:
+    if result.accepted:
+        return ResumeReason.ACCEPTED
+    return ResumeReason.TERMINAL if result.status.is_terminal else ResumeReason.NOT_WAITING
+
+
 @attrs.frozen(kw_only=True)
 class ResumeResult:
-    """Whether a signal was accepted, and the run's status afterwards."""
+    """Whether a signal was accepted, why, and the run's status afterwards."""
 
     accepted: bool
     status: RunStatus
+    reason: ResumeReason = attrs.field(
+        default=attrs.Factory(_resume_reason, takes_self=True), converter=ResumeReason
+    )
+    """``"accepted"``, ``"not_waiting"`` or ``"terminal"`` (from ``accepted`` and ``status``
+    unless given)."""
+
+
+@attrs.frozen(kw_only=True)
+class SendResult:
+    """What ``send`` did with a signal: delivered to a waiting run, or kept for its next wait."""
+
+    run_id: int
+    signal: str
+    delivered: bool
+    """True when the run waited for the signal and got it now (as ``resume`` would); False
+    when it was buffered for the run's next ``wait_for_signal`` on it."""
+    status: RunStatus
+    """The run's status afterwards."""
 
 
 @attrs.frozen(kw_only=True)
@@ -120,5 +156,7 @@ class PruneResult:
     journal_entries: int = 0
     jobs: int = 0
     dead_letters: int = 0
+    signals: int = 0
+    """Buffered signals that no wait took (sent to a run that then ended)."""
     batches: int = 0
     dry_run: bool = False

@@ -3,7 +3,8 @@
 Rules:
 - Only *terminal* runs (completed, failed, canceled) go, and only when ``updated_at``, the
   moment they finished, is before the cutoff (``now - older_than`` on the engine's clock).
-  Their journal entries, any job still queued for them and their dead letters go too.
+  Their journal entries, any job still queued for them, their dead letters and the
+  signals sent to them that no wait took go too.
 - Trees stay whole. A child run is deleted only with its root, and a root only when every
   run below it is terminal and past the cutoff as well. A live run never loses its parent,
   nor a child whose result it may still read.
@@ -15,8 +16,8 @@ Rules:
   than that is a batch of its own): a big prune never holds locks for long, and workers
   claim and commit between batches.
 - Rows go in foreign-key order, children before parents (the engine's lock order): dead
-  letters, jobs (and outbox rows), journal entries, then runs from the deepest generation
-  up. Nothing relies on ``ON DELETE CASCADE``, so every count is exact.
+  letters, jobs (and outbox rows), journal entries, buffered signals, then runs from the
+  deepest generation up. Nothing relies on ``ON DELETE CASCADE``, so every count is exact.
 - Every query reads an index range, never the whole table: roots are found per terminal
   status by a keyset scan of the ``(status, id)`` index, children through
   ``parent_run_id``, the other tables through their ``run_id`` indexes, at most
@@ -42,6 +43,7 @@ from durable_sa.store.models import (
     journal_table,
     outbox_table,
     runs_table,
+    signals_table,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ _DEPENDENTS: Final[tuple[tuple[str, Table], ...]] = (
     ("jobs", jobs_table),
     ("jobs", outbox_table),  # a relay backend's jobs: counted with the jobs table's
     ("journal_entries", journal_table),
+    ("signals", signals_table),  # sent to a run that ended before it waited for them
 )
 
 
@@ -124,7 +127,9 @@ def prune_runs(
         cutoff = shell.now() - older_than
     except OverflowError:  # before the year 1: no run finished that long ago
         return PruneResult(dry_run=dry_run)
-    totals = dict.fromkeys(("runs", "journal_entries", "jobs", "dead_letters", "batches"), 0)
+    totals = dict.fromkeys(
+        ("runs", "journal_entries", "jobs", "dead_letters", "signals", "batches"), 0
+    )
     for batch in _batches(_prunable_trees(shell, cutoff, batch_size), batch_size):
         if dry_run:
             with shell.reading() as session:
@@ -140,6 +145,7 @@ def prune_runs(
         journal_entries=totals["journal_entries"],
         jobs=totals["jobs"],
         dead_letters=totals["dead_letters"],
+        signals=totals["signals"],
         batches=totals["batches"],
         dry_run=dry_run,
     )

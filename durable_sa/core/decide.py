@@ -49,6 +49,7 @@ from durable_sa.core.outcomes import (
 )
 from durable_sa.core.snapshot import (
     NOT_WAITING,
+    BufferedSignal,
     JournalStatus,
     JournalWrite,
     RunSnapshot,
@@ -56,11 +57,13 @@ from durable_sa.core.snapshot import (
     WaitKind,
 )
 from durable_sa.core.status import RunEvent, RunStatus
+from durable_sa.core.steps import NO_DEFAULT
 from durable_sa.core.transition import ChildSpawn, ParentSettlement, Settlement, Transition
 from durable_sa.core.units import attempt_unit
 
 if TYPE_CHECKING:
     from durable_sa.core.codec import JSONObject, JSONValue
+    from durable_sa.core.steps import NoDefault
 
 _ZERO = timedelta(0)
 
@@ -226,8 +229,15 @@ def _await_child(run: RunSnapshot, outcome: AwaitChild, now: datetime) -> Transi
 
 
 def _await_signal(run: RunSnapshot, outcome: AwaitSignal, now: datetime) -> Transition:
+    """Suspend on the signal; the shell then delivers one buffered for it, if any.
+
+    The deadline (``until``, or ``timeout`` from now) is kept on the run as its
+    ``wake_at``, so a timer rebuilt by recovery has the same one.
+    """
     wait = WaitInfo(kind=WaitKind.SIGNAL, step=outcome.step_name, signal=outcome.signal)
-    deadline = None if outcome.timeout is None else now + outcome.timeout
+    deadline = outcome.until
+    if deadline is None and outcome.timeout is not None:
+        deadline = now + outcome.timeout
     after = evolve(
         run,
         RunEvent.SUSPEND,
@@ -238,7 +248,13 @@ def _await_signal(run: RunSnapshot, outcome: AwaitSignal, now: datetime) -> Tran
     if deadline is not None:
         timer = SignalTimeoutJob(run_id=run.id, step_index=run.current_step, signal=outcome.signal)
         jobs = (job_for(run, timer, deadline),)
-    return Transition(event=RunEvent.SUSPEND, before=run, after=after, jobs=jobs)
+    return Transition(
+        event=RunEvent.SUSPEND,
+        before=run,
+        after=after,
+        jobs=jobs,
+        take_buffered=outcome.signal,
+    )
 
 
 # ── compensation ────────────────────────────────────────────────────────────────
@@ -324,12 +340,41 @@ def decide_resume(
     return None
 
 
-def decide_signal_timeout(
-    run: RunSnapshot, job: SignalTimeoutJob, *, now: datetime
+def decide_buffered_signal(
+    run: RunSnapshot, buffered: BufferedSignal, *, now: datetime
 ) -> Transition | None:
-    """Fail the waiting step when its signal did not arrive in time; ``None`` if stale."""
+    """Deliver a signal that was sent before the run waited for it, and consume it.
+
+    Exactly a ``resume`` with its data (the step completes with it, the next step sees it
+    as ``ctx.resume_data()``), plus the deletion of the buffered row. ``None`` when the
+    run does not wait on a signal step for it (only signal steps take buffered signals).
+    """
+    wait = run.waiting_for
+    if wait is None or wait.kind is not WaitKind.SIGNAL or wait.signal != buffered.signal:
+        return None
+    transition = decide_resume(run, signal=buffered.signal, data=buffered.data, now=now)
+    if transition is None:  # pragma: no cover - the run waits for it, checked above
+        return None
+    return attrs.evolve(transition, consume_signal=buffered.id)
+
+
+def decide_signal_timeout(
+    run: RunSnapshot,
+    job: SignalTimeoutJob,
+    *,
+    now: datetime,
+    default: JSONValue | NoDefault = NO_DEFAULT,
+) -> Transition | None:
+    """The waiting step's signal did not arrive in time; ``None`` if the job is stale.
+
+    Without a ``default`` the step fails (and the run compensates). With one, the step
+    completes with it exactly as if the signal had arrived carrying it: journaled as the
+    step's result and seen by the next step as ``ctx.resume_data()``.
+    """
     if not is_current_signal_timeout(run, job):
         return None
+    if default is not NO_DEFAULT:
+        return decide_resume(run, signal=job.signal, data=default, now=now)
     wait = run.waiting_for
     step = wait.step if wait is not None else str(job.step_index)
     deadline = run.wake_at.isoformat() if run.wake_at is not None else "its deadline"

@@ -35,11 +35,16 @@ class Sleep:
 
 @attrs.frozen(kw_only=True)
 class AwaitSignal:
-    """Park the run until ``signal`` arrives; fail the step after ``timeout``."""
+    """Park the run until ``signal`` arrives (or take one already sent, buffered).
+
+    The deadline is ``until`` when given (a timeout decided per run as an instant), else
+    ``timeout`` after the decision; none without either.
+    """
 
     step_name: str
     signal: str
     timeout: timedelta | None = None
+    until: datetime | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -52,9 +52,11 @@ LOCK_FREE_FIELDS: Final = frozenset(
 )
 """Transition fields a compare-and-set on the run's revision makes safe without a lock:
 they touch only the run itself, its journal and jobs, or a child run that is new."""
-LOCKED_FIELDS: Final = frozenset({"settle_parent"})
+LOCKED_FIELDS: Final = frozenset({"settle_parent", "take_buffered", "consume_signal"})
 """Transition fields that reach another existing run (the parent), which must be locked
-(child first, then parent) while its own decision is made and applied."""
+(child first, then parent) while its own decision is made and applied, or the run's
+buffered signals, read and deleted with the run row held by the plan's own write: such
+plans are applied alone."""
 
 
 @attrs.frozen(kw_only=True)
@@ -106,11 +108,19 @@ class WritePlan:
     claimed by the applying worker until then, and run in place."""
     create: NewRun | None = None
     settle_parent: ParentSettlement | None = None
+    take_buffered: str | None = None
+    """After writing the run, deliver the oldest signal buffered under this name."""
+    consume_signal: int | None = None
+    """The buffered signal this plan delivers: its row is deleted."""
 
     @property
     def lock_free(self) -> bool:
         """True when the plan may be applied without locks, grouped with other runs'."""
-        return self.settle_parent is None
+        return (
+            self.settle_parent is None
+            and self.take_buffered is None
+            and self.consume_signal is None
+        )
 
     @property
     def writes_run(self) -> bool:
@@ -151,6 +161,8 @@ def plan_transition(
         continue_until=continue_until if continues_in_place(transition, now) else None,
         create=None if transition.spawn is None else child_run(transition.spawn),
         settle_parent=transition.settle_parent,
+        take_buffered=transition.take_buffered,
+        consume_signal=transition.consume_signal,
     )
 
 

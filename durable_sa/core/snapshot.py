@@ -106,6 +106,16 @@ NOT_WAITING: Final[dict[str, str | None]] = {
 
 
 @attrs.frozen(kw_only=True)
+class BufferedSignal:
+    """A signal sent to a run that was not waiting for it, kept for its next wait (FIFO)."""
+
+    id: int
+    """Its row's id: buffered signals of one name are taken in id order."""
+    signal: str
+    data: JSONValue = None
+
+
+@attrs.frozen(kw_only=True)
 class JournalRecord:
     """A journaled unit as read back: ``step_id`` is a step, ``step#entry``, ``step#iterN``..."""
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias
 
 import attrs
 
 from durable_sa.core.backoff import Backoff
+from durable_sa.core.codec import JSONValue
 
 if TYPE_CHECKING:
     from durable_sa.core.context import DurableContext
@@ -27,6 +28,24 @@ RouteResolver: TypeAlias = "Callable[[DurableContext], object]"
 """Returns the key of the branch to run (may be ``async def``)."""
 InputMapper: TypeAlias = "Callable[[DurableContext], object]"
 """Builds a loop's first input or a child workflow's input from the context."""
+DurationFn: TypeAlias = "Callable[[DurableContext], object]"
+"""Decides a sleep's duration or a signal's timeout per run, when the step is reached:
+returns a ``timedelta``, seconds or an aware ``datetime`` (may be ``async def``)."""
+
+
+class _NoDefault(enum.Enum):
+    """The type of :data:`NO_DEFAULT`."""
+
+    NO_DEFAULT = "NO_DEFAULT"
+
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT: Final = _NoDefault.NO_DEFAULT
+"""A signal step given no ``default``: its timeout fails the step (``None`` is a default)."""
+NoDefault: TypeAlias = Literal[_NoDefault.NO_DEFAULT]
+"""The type of :data:`NO_DEFAULT`, for annotations."""
 
 ResultType: TypeAlias = Any
 """What ``ctx.result(name)`` decodes a stored result as (``result_type=``): an attrs
@@ -115,16 +134,23 @@ class LoopStep:
 
 @attrs.frozen(kw_only=True)
 class SleepStep:
-    """A durable timer: for ``delay`` from when the step runs, or ``until`` an instant."""
+    """A durable timer: for ``delay`` from when the step runs, or ``until`` an instant.
+
+    With ``compute``, the duration is decided per run: called once when the step is
+    reached, its answer becomes the wake time journaled as the step's result.
+    """
 
     type: ClassVar[StepType] = StepType.SLEEP
     name: str
     delay: timedelta | None = None
     until: datetime | None = None
+    compute: DurationFn | None = None
 
     @property
-    def duration(self) -> timedelta | datetime:
-        """What was given: the delay, or the instant to sleep until."""
+    def duration(self) -> timedelta | datetime | DurationFn:
+        """What was given: the delay, the instant to sleep until, or the callable."""
+        if self.compute is not None:
+            return self.compute
         if self.until is not None:
             return self.until
         return self.delay if self.delay is not None else timedelta(0)
@@ -132,13 +158,26 @@ class SleepStep:
 
 @attrs.frozen(kw_only=True)
 class SignalStep:
-    """Park the run until ``signal`` is delivered; fail the step after ``timeout``."""
+    """Park the run until ``signal`` is delivered; after ``timeout``, fail the step.
+
+    ``compute_timeout`` decides the timeout per run when the step is reached (the
+    deadline is kept on the run). With a ``default`` (any JSON value, ``None``
+    included), a timeout completes the step with it instead of failing it.
+    """
 
     type: ClassVar[StepType] = StepType.SIGNAL
     name: str
     signal: str
     timeout: timedelta | None = None
     result_type: ResultType = None
+    compute_timeout: DurationFn | None = None
+    default: JSONValue | NoDefault = NO_DEFAULT
+    """The step's result when it times out; :data:`NO_DEFAULT`: the timeout fails it."""
+
+    @property
+    def has_default(self) -> bool:
+        """True when a timeout completes the step with :attr:`default`."""
+        return self.default is not NO_DEFAULT
 
 
 @attrs.frozen(kw_only=True)

@@ -5,7 +5,11 @@ shell writes the columns that differ. Journal writes are unique per (run, step_i
 a duplicate is a no-op. ``jobs`` are enqueued in the same transaction; ``drop_jobs``
 discards the run's queued jobs first. ``spawn`` inserts a child run with its first job;
 ``settle_parent`` tells the shell to lock the parent next (child → parent order) and
-apply the parent's own decision in the same transaction.
+apply the parent's own decision in the same transaction. ``take_buffered`` names the
+signal the run now waits for: with the run row written (and so locked), the shell looks
+for a signal already sent and buffered under that name and, if there is one, applies
+the core's delivery of it in the same transaction; that delivery's ``consume_signal`` is
+the buffered row it deletes.
 """
 
 from __future__ import annotations
@@ -70,6 +74,10 @@ class Transition:
     drop_jobs: bool = False
     spawn: ChildSpawn | None = None
     settle_parent: ParentSettlement | None = None
+    take_buffered: str | None = None
+    """The signal a suspending run waits for: deliver the oldest one buffered, if any."""
+    consume_signal: int | None = None
+    """The id of the buffered signal this transition delivers (its row is deleted)."""
 
     @property
     def run_id(self) -> int:

@@ -14,10 +14,11 @@ from datetime import timedelta
 from typing import Final
 
 from durable_sa.core.backoff import BACKOFF_STRATEGIES
+from durable_sa.core.codec import JSONValue, to_json
 from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.steps import ParallelEntry
 from durable_sa.core.units import RESERVED_ENTRY_NAME, attempt_unit, compensate_unit
-from durable_sa.errors import DefinitionError
+from durable_sa.errors import DefinitionError, PayloadError
 
 NAME_LIMIT: Final = 255
 """Characters in a workflow or signal name (the ``workflow_name`` and ``awaiting_signal``
@@ -127,6 +128,19 @@ def check_duration(value: object, what: str, *, allow_zero: bool = False) -> tim
         msg = f"{what} must be at most {MAX_DURATION.days // 365} years, not {delta}"
         raise DefinitionError(msg)
     return delta
+
+
+def check_default(value: object, what: str) -> JSONValue:
+    """A value stored as a step's result: JSON (``None`` included), checked now, not later.
+
+    Raises:
+        DefinitionError: ``value`` is not JSON-serializable.
+
+    """
+    try:
+        return to_json(value, what=what)
+    except PayloadError as exc:
+        raise DefinitionError(str(exc)) from None
 
 
 def check_entries(value: object, what: str) -> list[object]:

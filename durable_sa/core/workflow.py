@@ -21,12 +21,14 @@ import json
 import types
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 from durable_sa.core.steps import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_RETRIES,
+    NO_DEFAULT,
     ChildStep,
+    DurationFn,
     FinishHook,
     InputMapper,
     LoopHandler,
@@ -48,6 +50,7 @@ from durable_sa.core.validation import (
     STEP_NAME_LIMIT,
     UNIT_ID_LIMIT,
     check_callable,
+    check_default,
     check_duration,
     check_entries,
     check_entry,
@@ -59,6 +62,8 @@ from durable_sa.errors import DefinitionError
 
 if TYPE_CHECKING:
     from durable_sa.core.backoff import Backoff
+    from durable_sa.core.codec import JSONValue
+    from durable_sa.core.steps import NoDefault
 
 
 class DurableWorkflow:
@@ -327,14 +332,25 @@ class DurableWorkflow:
             result_keys=[name],
         )
 
-    def sleep(self, name: str, duration: timedelta | float | datetime) -> DurableWorkflow:
-        """Add a durable timer: a duration (``timedelta`` or seconds) or an aware datetime."""
+    def sleep(
+        self, name: str, duration: timedelta | float | datetime | DurationFn
+    ) -> DurableWorkflow:
+        """Add a durable timer: a duration (``timedelta`` or seconds) or an aware datetime.
+
+        ``duration`` may also be a callable ``ctx -> timedelta | float | datetime`` (plain
+        or ``async def``), which decides it per run: it is called once, when the step is
+        reached, and the wake time it gives is journaled as the step's result, so a
+        retry or a crash never changes it. A callable that raises or returns anything
+        else fails the step, which is retried like a step with the default retries.
+        """
         self._claim_step(name)
         if isinstance(duration, datetime):
             if duration.tzinfo is None or duration.utcoffset() is None:
                 msg = f"sleep {name!r}: the datetime must be timezone-aware"
                 raise DefinitionError(msg)
             return self._add(SleepStep(name=name, until=duration), result_keys=[])
+        if _is_duration_fn(duration):
+            return self._add(SleepStep(name=name, compute=duration), result_keys=[])
         delay = check_duration(duration, f"sleep {name!r}: duration", allow_zero=True)
         return self._add(SleepStep(name=name, delay=delay), result_keys=[])
 
@@ -343,22 +359,42 @@ class DurableWorkflow:
         name: str,
         signal: str,
         *,
-        timeout: timedelta | float | None = None,
+        timeout: timedelta | float | DurationFn | None = None,
+        default: object = NO_DEFAULT,
         result_type: ResultType = None,
     ) -> DurableWorkflow:
-        """Park the run, holding no process, until ``resume(run_id, signal, data)``.
+        """Park the run, holding no process, until ``send`` or ``resume`` delivers ``signal``.
 
         The payload becomes the step's result. After ``timeout`` the step fails with an
-        error saying it timed out, and the run compensates like any failed step.
+        error saying it timed out, and the run compensates like any failed step; given a
+        ``default`` (any JSON value, ``None`` too), the timeout completes the step with
+        that value instead, as if the signal had arrived with it, so a later ``route``
+        can branch on it. ``timeout`` may be a callable ``ctx -> timedelta | float |
+        datetime``, called once when the step is reached; the deadline it gives is kept
+        on the run.
         """
         self._claim_step(name)
         check_name(signal, f"wait_for_signal {name!r}: signal", limit=NAME_LIMIT)
-        limit = None if timeout is None else check_duration(timeout, f"signal {name!r}: timeout")
+        stored: JSONValue | NoDefault = NO_DEFAULT
+        if default is not NO_DEFAULT:
+            stored = check_default(default, f"wait_for_signal {name!r}: default")
         typed = _checked_type(result_type, f"wait_for_signal {name!r}: result_type")
-        return self._add(
-            SignalStep(name=name, signal=signal, timeout=limit, result_type=typed),
-            result_keys=[name],
-        )
+        if timeout is not None and _is_duration_fn(timeout):
+            step = SignalStep(
+                name=name,
+                signal=signal,
+                compute_timeout=timeout,
+                default=stored,
+                result_type=typed,
+            )
+        else:
+            limit = (
+                None if timeout is None else check_duration(timeout, f"signal {name!r}: timeout")
+            )
+            step = SignalStep(
+                name=name, signal=signal, timeout=limit, default=stored, result_type=typed
+            )
+        return self._add(step, result_keys=[name])
 
     def child_workflow(
         self,
@@ -415,6 +451,11 @@ class DurableWorkflow:
         elif getattr(step, "result_type", None) is not None:
             self._result_types[step.name] = getattr(step, "result_type", None)
         return self
+
+
+def _is_duration_fn(value: object) -> TypeGuard[DurationFn]:
+    """A duration decided per run: something callable (a number or a timedelta is not)."""
+    return callable(value) and not isinstance(value, (timedelta, datetime))
 
 
 def _shape_details(step: StepDefinition) -> list[str]:

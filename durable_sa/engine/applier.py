@@ -13,6 +13,9 @@ Rules:
   untouched), acknowledged jobs, discarded jobs, new jobs, new runs, then parents to
   settle. A parent is locked after its child's row was written (child → parent order,
   as everywhere), so plans that settle a parent are applied alone.
+- A run that suspends on a signal is applied alone too: with its row written (held),
+  the signals buffered for it are read, and the oldest is delivered by the core's own
+  decision in the same transaction (:mod:`durable_sa.store.signals`).
 - Nothing here commits: the caller owns the transaction and its commit.
 
 A plan's values become statement parameters in :mod:`durable_sa.engine.plan_rows`; a
@@ -27,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import attrs
 
 from durable_sa.core.codec import JSONObject
-from durable_sa.core.decide import decide_child_settled
-from durable_sa.core.plan import WritePlan, plan_transition
+from durable_sa.core.decide import decide_buffered_signal, decide_child_settled
+from durable_sa.core.plan import WritePlan, continued, plan_transition
 from durable_sa.core.status import RunStatus
 from durable_sa.engine.new_runs import existing_run, insert_run
 from durable_sa.engine.plan_rows import columns, journal_row, run_row
@@ -36,6 +39,7 @@ from durable_sa.queue.protocol import ClaimedJob, InPlaceProducer
 from durable_sa.store import statements
 from durable_sa.store.models import utcnow
 from durable_sa.store.queries import lock_run
+from durable_sa.store.signals import consume_signal, oldest_signal
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -143,7 +147,7 @@ class Applier:
         """
         if dialect != "postgresql" or self._rows_in_statement is None:
             return False
-        if any(item.plan.settle_parent is not None for item in items):
+        if any(not item.plan.lock_free for item in items):
             return False
         creates = sum(item.plan.create is not None for item in items)
         if creates == 0:
@@ -322,8 +326,12 @@ class Applier:
                     run_id, status = existing_run(session, plan.create)
         if plan.run is not None and plan.event is not None:
             _log(plan)
+        if plan.consume_signal is not None:
+            consume_signal(session, plan.consume_signal)
         if plan.settle_parent is not None:
             self._settle_parent(session, plan, now=now)
+        if plan.take_buffered is not None and written is not None:
+            self._take_buffered(session, plan, written, now=now)
         return Applied(
             applied=True,
             run_id=run_id,
@@ -343,6 +351,27 @@ class Applier:
             return
         transition = decide_child_settled(parent, settled, now=now)
         if transition is None:
+            return
+        self.apply_one(session, PlanItem(plan_transition(transition)), now=now)
+
+    def _take_buffered(
+        self, session: Session, plan: WritePlan, written: _Written, *, now: datetime
+    ) -> None:
+        """Deliver the oldest signal sent before the run waited for it, if there is one.
+
+        The run row was just written by this transaction, so it is held: a ``send`` that
+        has not committed yet waits for it and then finds the run suspended, and one
+        that committed before is read here (READ COMMITTED reads it in this statement).
+        """
+        signal = plan.take_buffered
+        run = continued(plan, written.state)
+        if signal is None or run is None:  # pragma: no cover - the caller checked
+            return
+        buffered = oldest_signal(session, run.id, signal)
+        if buffered is None:
+            return
+        transition = decide_buffered_signal(run, buffered, now=now)
+        if transition is None:  # pragma: no cover - the run waits for it, as just written
             return
         self.apply_one(session, PlanItem(plan_transition(transition)), now=now)
 

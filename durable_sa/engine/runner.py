@@ -43,6 +43,7 @@ from durable_sa.core.decide import (
     decide_signal_timeout,
     is_current_advance,
     is_current_compensation,
+    is_current_signal_timeout,
 )
 from durable_sa.core.finish import is_current_finish
 from durable_sa.core.jobs import (
@@ -54,7 +55,14 @@ from durable_sa.core.jobs import (
     decode_payload,
 )
 from durable_sa.core.outcomes import Complete
-from durable_sa.core.steps import LoopStep, ParallelStep, RouteStep, TaskStep
+from durable_sa.core.steps import (
+    NO_DEFAULT,
+    LoopStep,
+    ParallelStep,
+    RouteStep,
+    SignalStep,
+    TaskStep,
+)
 from durable_sa.core.units import compensate_unit
 from durable_sa.engine.decision import Decision, Done, Open, Prepared, commit_alone
 from durable_sa.engine.delivery import dead_letter, defer, job_failed
@@ -76,7 +84,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime, timedelta
 
+    from durable_sa.core.codec import JSONValue
     from durable_sa.core.snapshot import JournalRecord, JournalWrite, RunSnapshot
+    from durable_sa.core.steps import NoDefault
     from durable_sa.core.transition import Transition
     from durable_sa.engine.applier import Applier
     from durable_sa.engine.shell import Shell
@@ -334,15 +344,34 @@ def _compensate(
 def _signal_timeout(
     job: SignalTimeoutJob, claimed: ClaimedJob | None, run: RunSnapshot | None
 ) -> Prepared:
-    """Fail a step whose signal did not arrive before its deadline."""
+    """End a wait whose signal did not arrive before its deadline.
+
+    The step fails, or, when its definition gives a ``default``, completes with it.
+
+    Raises:
+        WorkflowNotRegisteredError: a current timeout's workflow is not defined here.
+        DefinitionChanged: the run is pinned to another definition.
+
+    """
+    default: JSONValue | NoDefault = NO_DEFAULT
+    if run is not None and is_current_signal_timeout(run, job):
+        step = definition_for(run).steps[job.step_index]
+        if isinstance(step, SignalStep):
+            default = step.default
 
     def decide(current: RunSnapshot | None, now: datetime) -> Transition | None:
-        transition = None if current is None else decide_signal_timeout(current, job, now=now)
+        transition = (
+            None
+            if current is None
+            else decide_signal_timeout(current, job, now=now, default=default)
+        )
         if transition is not None:
             logger.info(
                 "run %s: %s",
                 job.run_id,
-                transition.after.error,
+                transition.after.error
+                if default is NO_DEFAULT
+                else f"signal {job.signal!r} timed out; the step completes with its default",
                 extra={"action": "signal_timeout", "run_id": job.run_id},
             )
         return transition

@@ -15,6 +15,7 @@ Rules (the reference's, kept):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from durable_sa.core.codec import (
@@ -38,6 +39,7 @@ from durable_sa.core.registry import registry
 from durable_sa.core.snapshot import JournalRecord, JournalStatus, JournalWrite
 from durable_sa.core.steps import (
     DEFAULT_BACKOFF,
+    DEFAULT_MAX_RETRIES,
     ChildStep,
     LoopStep,
     ParallelStep,
@@ -50,7 +52,8 @@ from durable_sa.core.steps import (
 )
 from durable_sa.core.stored import StoredForm, as_is
 from durable_sa.core.units import compensate_unit, entry_unit, iteration_unit, route_unit
-from durable_sa.errors import PayloadError, ResultNotSerializableError
+from durable_sa.core.validation import check_duration
+from durable_sa.errors import DefinitionError, PayloadError, ResultNotSerializableError
 from durable_sa.execute.agent import agent_snapshot, is_suspended_agent
 from durable_sa.execute.failures import StepFailedError, describe, failure_info
 from durable_sa.execute.invoke import call, call_all
@@ -90,9 +93,9 @@ def drive_step(  # noqa: PLR0911 - one return per step kind
     if isinstance(step, LoopStep):
         return _loop(step, ctx, journal, stored, limit)
     if isinstance(step, SleepStep):
-        return Sleep(step_name=step.name, delay=step.delay, until=step.until)
+        return _sleep(step, ctx)
     if isinstance(step, SignalStep):
-        return AwaitSignal(step_name=step.name, signal=step.signal, timeout=step.timeout)
+        return _await_signal(step, ctx)
     return _child(step, ctx, limit)
 
 
@@ -292,6 +295,59 @@ def _loop(
         return _failure(step, exc, writes)
     writes.append(_completed(step.name, last, ctx.attempt))
     return Advance(journal=tuple(writes), result_patch={step.name: last})
+
+
+# ── sleep and signal: durations decided per run ──────────────────────────────
+
+
+def _sleep(step: SleepStep, ctx: DurableContext) -> StepOutcome:
+    if step.compute is None:
+        return Sleep(step_name=step.name, delay=step.delay, until=step.until)
+    try:
+        answer = _decided_duration(step.compute, ctx, f"sleep {step.name!r}: duration")
+    except Exception as exc:  # noqa: BLE001 - any error of the callable fails the step
+        return _failed(
+            step.name, exc, [], backoff=DEFAULT_BACKOFF, max_attempts=DEFAULT_MAX_RETRIES
+        )
+    if isinstance(answer, datetime):
+        return Sleep(step_name=step.name, until=answer)
+    return Sleep(step_name=step.name, delay=answer)
+
+
+def _await_signal(step: SignalStep, ctx: DurableContext) -> StepOutcome:
+    if step.compute_timeout is None:
+        return AwaitSignal(step_name=step.name, signal=step.signal, timeout=step.timeout)
+    try:
+        answer = _decided_duration(
+            step.compute_timeout, ctx, f"wait_for_signal {step.name!r}: timeout"
+        )
+    except Exception as exc:  # noqa: BLE001 - any error of the callable fails the step
+        return _failed(
+            step.name, exc, [], backoff=DEFAULT_BACKOFF, max_attempts=DEFAULT_MAX_RETRIES
+        )
+    if isinstance(answer, datetime):
+        return AwaitSignal(step_name=step.name, signal=step.signal, until=answer)
+    return AwaitSignal(step_name=step.name, signal=step.signal, timeout=answer)
+
+
+def _decided_duration(
+    compute: Callable[..., object], ctx: DurableContext, what: str
+) -> timedelta | datetime:
+    """Call a per-run duration; its answer as a ``timedelta`` or an aware ``datetime``.
+
+    The answer is checked as a duration given at definition time would be (a sleep may
+    be zero, a timeout must be positive; at most :data:`MAX_DURATION`).
+    """
+    answer = call(compute, ctx)
+    if isinstance(answer, datetime):
+        if answer.tzinfo is None or answer.utcoffset() is None:
+            msg = f"{what} callable returned a naive datetime {answer!r}; return an aware one"
+            raise StepFailedError(msg)
+        return answer
+    try:
+        return check_duration(answer, f"{what} callable's answer", allow_zero=True)
+    except DefinitionError as exc:
+        raise StepFailedError(str(exc)) from None
 
 
 # ── child ───────────────────────────────────────────────────────────────────────

@@ -304,6 +304,32 @@ class DeadLetter(Base):
         return f"<DeadLetter {self.id} {self.kind} run={self.run_id}: {self.error[:60]!r}>"
 
 
+class PendingSignal(Base):
+    """A signal ``send`` kept for a run that was not yet waiting for it.
+
+    The run's next ``wait_for_signal`` on that signal takes the oldest one (by ``id``)
+    and deletes it in the transaction that completes the step; a run that ends leaves
+    its unread signals here until it is pruned (or deleted, by cascade).
+    """
+
+    __tablename__ = f"{TABLE_PREFIX}signals"
+    __table_args__ = (
+        Index(None, "run_id", "signal", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey(f"{TABLE_PREFIX}runs.id", ondelete="CASCADE")
+    )
+    signal: Mapped[str] = mapped_column(String(255))
+    data: Mapped[Any] = mapped_column(JSONColumn, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<PendingSignal {self.id} run={self.run_id} {self.signal!r}>"
+
+
 class WorkerRecord(Base):
     """A live worker process, as its heartbeat last described it.
 
@@ -337,3 +363,4 @@ jobs_table = cast("Table", Job.__table__)
 dead_letters_table = cast("Table", DeadLetter.__table__)
 outbox_table = cast("Table", OutboxEntry.__table__)
 workers_table = cast("Table", WorkerRecord.__table__)
+signals_table = cast("Table", PendingSignal.__table__)

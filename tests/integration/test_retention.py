@@ -409,7 +409,7 @@ def test_a_run_that_is_no_longer_prunable_when_locked_is_kept(
         functools.partial(retention._delete_batch, batch=[tree], cutoff=cutoff)
     )
 
-    assert counts == {"dead_letters": 0, "jobs": 0, "journal_entries": 0, "runs": 0}
+    assert counts == {"dead_letters": 0, "jobs": 0, "journal_entries": 0, "runs": 0, "signals": 0}
     assert run_ids(engine) == {root, child}
 
 

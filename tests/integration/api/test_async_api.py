@@ -38,7 +38,7 @@ from durable_sa import (
 )
 from durable_sa.engine.async_bridge import sync_engine_for
 from durable_sa.engine.shell import retry_pause
-from durable_sa.errors import WrongSessionError
+from durable_sa.errors import RunTerminalError, WrongSessionError
 from durable_sa.testing import drain, pending_jobs
 from tests.integration.helpers import count, get_run
 
@@ -198,6 +198,31 @@ def test_cancel_async_with_compensation_rolls_back_and_the_hook_writes_once(
         async with AsyncSession(async_engine) as session:
             skus = (await session.scalars(sa.select(Order.sku))).all()
         assert skus == ["ended canceled"]
+
+    run_on(async_url, body)
+
+
+def test_send_async_keeps_a_signal_in_the_callers_transaction(async_url: str) -> None:
+    """A send before the wait, in an AsyncSession: rolled back, nothing is kept; committed,
+    the wait takes it without suspending. A send to an ended run is refused."""
+    durable("send-later").step("a", lambda ctx: 1).wait_for_signal("gate", "go")
+
+    async def body(engine: Durable, async_engine: AsyncEngine) -> None:
+        run_id = (await engine.start_async("send-later")).run_id
+        async with AsyncSession(async_engine) as session:
+            sent = await engine.send_async(run_id, "go", {"n": 1}, session=session)
+            assert not sent.delivered
+            await session.rollback()
+        async with AsyncSession(async_engine) as session, session.begin():
+            sent = await engine.send_async(run_id, "go", {"n": 2}, session=session)
+            assert (sent.delivered, sent.status) == (False, "running")
+        drain(engine)
+        assert (await engine.status_async(run_id)).result == {"a": 1, "gate": {"n": 2}}
+        with pytest.raises(RunTerminalError):
+            await engine.send_async(run_id, "go")
+        async with AsyncSession(async_engine) as session:
+            with pytest.raises(WrongSessionError, match="send_async"):
+                engine.send(run_id, "go", session=session)  # type: ignore[arg-type]
 
     run_on(async_url, body)
 
