@@ -55,12 +55,16 @@ class RunNotFoundError(DurableError, LookupError):
 
 
 class RunTerminalError(DurableError):
-    """The run has ended, so it can take no more signals."""
+    """The run has ended, or will never wait again, so it can take no more signals.
+
+    Never waits again: its steps are done and only its ``on_finish`` hook is left, or it
+    is rolling back its completed steps.
+    """
 
     def __init__(self, run_id: int, status: object) -> None:
         super().__init__(
-            f"run {run_id} is {status}: it has ended and takes no more signals; start a "
-            "new run, or check engine.status(run_id) before sending"
+            f"run {run_id} is {status}: it takes no more signals; start a new run, or "
+            "check engine.status(run_id) before sending"
         )
         self.run_id = run_id
         self.status = status

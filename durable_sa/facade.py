@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from durable_sa.admin import Admin
 from durable_sa.core.codec import check_size, structure_as, to_json, to_json_object
 from durable_sa.core.decide import decide_cancel, decide_resume
-from durable_sa.core.endings import pending_finish
+from durable_sa.core.endings import signals_refused
 from durable_sa.core.ids import checked_run_id
 from durable_sa.core.plan import NewRun, plan_start, plan_transition
 from durable_sa.core.registry import registry
@@ -52,6 +52,7 @@ from durable_sa.queue.backends import check_capabilities, load_backend
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.results import (
     CancelResult,
+    ResumeReason,
     ResumeResult,
     RunStatusSnapshot,
     SendResult,
@@ -305,7 +306,12 @@ class Durable:
             now = self.shell.now()
             transition = decide_resume(locked, signal=signal, data=payload, now=now)
             if transition is None:
-                return ResumeResult(accepted=False, status=locked.status)
+                ended = signals_refused(locked) is not None
+                return ResumeResult(
+                    accepted=False,
+                    status=locked.status,
+                    reason=ResumeReason.TERMINAL if ended else ResumeReason.NOT_WAITING,
+                )
             self.shell.applier.apply_one(tx, PlanItem(plan_transition(transition)), now=now)
             logger.info(
                 "run %s resumed by %r",
@@ -353,11 +359,9 @@ class Durable:
             locked = lock_run(tx, run_id)  # held to the commit: see store.signals
             if locked is None:
                 raise RunNotFoundError(run_id)
-            if locked.status.is_terminal:
-                raise RunTerminalError(run_id, locked.status)
-            ending = pending_finish(locked)
-            if ending is not None:  # its steps are done: no wait will ever take it
-                raise RunTerminalError(run_id, f"{ending.status} (its on_finish hook pending)")
+            refused = signals_refused(locked)
+            if refused is not None:  # no wait will ever take it
+                raise RunTerminalError(run_id, refused)
             now = self.shell.now()
             transition = decide_resume(locked, signal=signal, data=payload, now=now)
             if transition is not None:

@@ -29,7 +29,9 @@ class ResumeReason(enum.StrEnum):
     """The run is running, sleeping, or suspended on another signal (or a child): nothing
     changed. ``send`` keeps such a signal for the run's next wait instead."""
     TERMINAL = "terminal"
-    """The run has ended (completed, failed or canceled): nothing changed."""
+    """The run has ended (completed, failed or canceled), or will never wait again (its
+    steps are done and only its ``on_finish`` hook is left, or it is rolling back):
+    nothing changed."""
 
 
 def _resume_reason(result: ResumeResult) -> ResumeReason:

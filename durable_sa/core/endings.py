@@ -77,3 +77,20 @@ def pending_finish(run: RunSnapshot) -> PendingFinish | None:
         error=error if isinstance(error, str) else None,
         attempt=attempt if isinstance(attempt, int) and attempt > 0 else 1,
     )
+
+
+def signals_refused(run: RunSnapshot) -> str | None:
+    """Why ``run`` can take no more signals (``None`` when it can, now or at a later wait).
+
+    An ended run; a run whose steps are done and whose ``on_finish`` hook only is left; a
+    run rolling back (after a failure or ``cancel(compensate=True)``): none of them will
+    ever wait for a signal again, so a signal kept for them would be lost.
+    """
+    if run.status.is_terminal:
+        return str(run.status)
+    pending = pending_finish(run)
+    if pending is not None:
+        return f"{pending.status} (its on_finish hook pending)"
+    if run.status is RunStatus.COMPENSATING:
+        return "compensating (rolling back its completed steps)"
+    return None

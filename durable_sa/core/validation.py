@@ -122,7 +122,8 @@ def check_duration(value: object, what: str, *, allow_zero: bool = False) -> tim
         raise DefinitionError(msg)
     zero = timedelta(0)
     if delta < zero or (delta == zero and not allow_zero):
-        msg = f"{what} must be positive, not {delta.total_seconds():g} seconds"
+        sign = "zero or more" if allow_zero else "positive"
+        msg = f"{what} must be {sign}, not {delta.total_seconds():g} seconds"
         raise DefinitionError(msg)
     if delta > MAX_DURATION:
         msg = f"{what} must be at most {MAX_DURATION.days // 365} years, not {delta}"

@@ -377,6 +377,12 @@ class DurableWorkflow:
         check_name(signal, f"wait_for_signal {name!r}: signal", limit=NAME_LIMIT)
         stored: JSONValue | NoDefault = NO_DEFAULT
         if default is not NO_DEFAULT:
+            if timeout is None:
+                msg = (
+                    f"wait_for_signal {name!r}: a default is the step's result when it times "
+                    "out; give a timeout too, or drop the default"
+                )
+                raise DefinitionError(msg)
             stored = check_default(default, f"wait_for_signal {name!r}: default")
         typed = _checked_type(result_type, f"wait_for_signal {name!r}: result_type")
         if timeout is not None and _is_duration_fn(timeout):

@@ -20,10 +20,12 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import FlakyFailure
 
+from durable_sa.core.convert import is_typed_value
 from durable_sa.core.registry import registry
 from durable_sa.testing.exhaustive import (
     Inputs,
     SignalChoices,
+    as_input,
     check_every_fault,
     fault_free_path,
     simplest,
@@ -152,7 +154,7 @@ def compensation_examples(
     it with a replay). Why one and not every compensation job: this mode's budget stays
     ``max_examples`` plus one; ``exhaustive=True`` tries every job.
     """
-    first = _first(inputs)
+    first = as_input(_first(inputs))
     tries = [{name: _first(choice) for name, choice in (signals or {}).items()}]
     if signals:
         tries.append({})
@@ -198,14 +200,18 @@ def _found_by(checks: Checks, found_by: str) -> Checks:
 
 
 def _strategy(inputs: Inputs) -> SearchStrategy[Mapping[str, Any]]:
-    """Inputs as hypothesis draws them: one input or a list is sampled from."""
+    """Inputs as hypothesis draws them: one input or a list is sampled from.
+
+    Each is drawn as the run stores it: a typed value (the workflow's ``input_type``)
+    becomes its JSON mapping, so reports and replays show plain data.
+    """
     if inputs is None:
         return st.just({})
     if isinstance(inputs, st.SearchStrategy):
-        return inputs
-    if isinstance(inputs, Mapping):
-        return st.just(inputs)
-    return st.sampled_from(list(inputs))
+        return inputs.map(as_input)
+    if isinstance(inputs, Mapping) or is_typed_value(inputs):
+        return st.just(as_input(inputs))
+    return st.sampled_from([as_input(item) for item in inputs])
 
 
 def _strategies(signals: SignalChoices) -> dict[str, SearchStrategy[JSONValue]]:
@@ -222,6 +228,6 @@ def _first(choice: Any) -> Any:  # noqa: ANN401 - an input, a signal's data
         return {}
     if isinstance(choice, st.SearchStrategy):
         return simplest(choice)
-    if isinstance(choice, Mapping):
+    if isinstance(choice, Mapping) or is_typed_value(choice):
         return choice
     return next(iter(choice))

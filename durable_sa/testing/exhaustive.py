@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.strategies import SearchStrategy
 
+from durable_sa.core.codec import to_json_object
+from durable_sa.core.convert import is_typed_value
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.testing.driver import Driver, Played
 from durable_sa.testing.faults import (
@@ -215,20 +217,31 @@ def _paths(inputs: Inputs, signals: SignalChoices) -> Iterator[Example]:
 
 
 def _inputs(inputs: Inputs) -> list[Mapping[str, Any]]:
+    """The inputs to walk, as JSON mappings.
+
+    A dataclass, attrs or pydantic input (the workflow's ``input_type``) becomes the
+    mapping ``start`` stores.
+    """
     if inputs is None:
         return [{}]
     if isinstance(inputs, SearchStrategy):
-        return [simplest(inputs)]
-    if isinstance(inputs, Mapping):
-        return [inputs]
+        return [as_input(simplest(inputs))]
+    if isinstance(inputs, Mapping) or is_typed_value(inputs):
+        return [as_input(inputs)]
     found = list(inputs)
-    if not found or not all(isinstance(item, Mapping) for item in found):
+    if not found or not all(isinstance(i, Mapping) or is_typed_value(i) for i in found):
         msg = (
-            "exhaustive checking needs inputs= as one input (a mapping), a non-empty list "
-            f"of inputs, or a hypothesis strategy; got {inputs!r}"
+            "exhaustive checking needs inputs= as one input (a mapping, or a value of the "
+            "workflow's input_type), a non-empty list of inputs, or a hypothesis strategy; "
+            f"got {inputs!r}"
         )
         raise InvalidArgumentError(msg)
-    return found
+    return [as_input(item) for item in found]
+
+
+def as_input(value: object) -> dict[str, Any]:
+    """An input as the run stores it: a mapping, or a typed value unstructured to one."""
+    return to_json_object(value, what="an input")
 
 
 def _alternatives(

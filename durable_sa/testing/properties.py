@@ -141,18 +141,22 @@ def _check(  # noqa: PLR0913 - one example's context
     problem = _structural_problem(engine, tree)
     if problem is not None:
         return problem
-    faulty = outcome(engine, run_id, checks.ignore_result_keys)
-    expected = _baseline(engine, workflow_name, case, driver, faulty_run_id=run_id, checks=checks)
-    if faulty != expected:
-        return (
-            "the outcome differs from a fault-free run with the same input and signals:\n"
-            f"    with faults: {_show(faulty)}\n    fault-free:  {_show(expected)}"
-        )
+    # The invariants first: they see the tables as this run (and before_example) left
+    # them, before the fault-free run made for the comparison writes to them too.
     for invariant in checks.invariants:
         try:
             invariant(engine, run_id)
         except AssertionError as exc:
             return f"invariant {_name(invariant)} failed: {exc}"
+    faulty = outcome(engine, run_id, checks.ignore_result_keys)
+    expected = _baseline(engine, workflow_name, case, driver, faulty_run_id=run_id, checks=checks)
+    if faulty != expected:
+        return (
+            "the outcome differs from a fault-free run with the same input and signals:\n"
+            f"    with faults: {_show(faulty)}\n    fault-free:  {_show(expected)}\n"
+            "    (a value that differs between runs by nature, such as a run or database "
+            "id, is left out with ignore_result_keys=[...])"
+        )
     return None
 
 
@@ -356,11 +360,15 @@ def _report(  # noqa: PLR0913 - everything the report shows
     ]
     if driver.trace:
         lines += [f"  {i}. {line}" for i, line in enumerate(driver.trace, 1)]
-    else:
+    elif problem.startswith("the outcome differs"):
         lines.append(
             "  (no faults at all: two fault-free runs disagree, so the workflow is not "
-            "deterministic; look for wall-clock time, randomness or outside state)"
+            "deterministic; look for wall-clock time, randomness or outside state; a run "
+            "id or a database id in a result differs between runs by nature: leave its "
+            "key out with ignore_result_keys=[...])"
         )
+    else:
+        lines.append("  (no faults at all: the run breaks the property without any)")
     sent = ", ".join(f"{k}={json.dumps(v)}" for k, v in case.signals.items()) or "none"
     ignored = (
         f", ignore_result_keys={sorted(checks.ignore_result_keys)!r}"

@@ -300,6 +300,8 @@ def test_a_timeout_without_a_default_still_fails_the_step(engine: Durable) -> No
 def test_a_default_must_be_json_when_the_workflow_is_defined() -> None:
     with pytest.raises(DefinitionError, match="default"):
         durable("bad-default").wait_for_signal("gate", "go", timeout=60, default=object())
+    with pytest.raises(DefinitionError, match="give a timeout too"):
+        durable("no-timeout").wait_for_signal("gate", "go", default={"a": 1})
 
 
 # ── durations decided per run ───────────────────────────────────────────────────
@@ -400,7 +402,7 @@ def test_a_duration_callable_that_fails_or_answers_badly_fails_the_step(engine: 
     assert {name: run.status for name, run in errors.items()} == dict.fromkeys(ids, "failed")
     assert "RuntimeError: no config" in str(errors["sleep-broken"].error)
     assert "naive datetime" in str(errors["sleep-naive"].error)
-    assert "must be positive" in str(errors["timeout-negative"].error)
+    assert "must be zero or more" in str(errors["timeout-negative"].error)
     assert "timedelta or a number of seconds" in str(errors["timeout-text"].error)
     attempts = [row.step_id for row in get_journal(engine, ids["sleep-broken"])]
     assert attempts == ["nap#attempt1", "nap#attempt2", "nap"]  # the default retries
@@ -466,6 +468,24 @@ def test_a_run_whose_steps_are_done_refuses_sends_while_its_hook_is_pending(
     assert get_run(engine, run_id).status == "running"  # the finish job is queued
     with pytest.raises(RunTerminalError, match="completed \\(its on_finish hook pending\\)"):
         engine.send(run_id, "late")
+    assert engine.resume(run_id, "late").reason == "terminal"
     drain(engine)
     assert engine.status(run_id).status == "completed"
+    assert count(engine, PendingSignal) == 0
+
+
+def test_a_run_rolling_back_refuses_sends_and_resume_says_terminal(engine: Durable) -> None:
+    durable("rolling").step("a", lambda ctx: 1, compensate=lambda ctx: None).wait_for_signal(
+        "gate", "go"
+    )
+    run_id = engine.start("rolling").run_id
+    drain(engine)
+    engine.cancel(run_id, compensate=True)
+    assert get_run(engine, run_id).status == "compensating"
+    with pytest.raises(RunTerminalError, match="compensating"):
+        engine.send(run_id, "go")
+    refused = engine.resume(run_id, "go")
+    assert (refused.accepted, refused.reason) == (False, "terminal")
+    drain(engine)
+    assert engine.status(run_id).status == "canceled"
     assert count(engine, PendingSignal) == 0

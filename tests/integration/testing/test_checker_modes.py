@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -229,3 +230,69 @@ def test_the_exhaustive_mode_refuses_what_it_cannot_walk(app):
         check_every_fault(app, name, signals={"approve": "yes"})
     with pytest.raises(InvalidArgumentError, match="inputs= as one input"):
         check_workflow(app, name, inputs=[1, 2], exhaustive=True)  # type: ignore[list-item]
+
+
+# ── invariants over shared tables ────────────────────────────────────────────────
+
+
+def test_invariants_see_the_tables_as_the_checked_run_left_them(app):
+    """An invariant over the whole table (every row, not only the run's) holds when
+    before_example empties it: the fault-free run the outcome is compared with is made
+    after the invariants, so its rows are not counted."""
+
+    def take(ctx: DurableContext) -> None:
+        ctx.session.execute(sa.insert(rows).values(run_id=ctx.run_id, what="take"))
+
+    durable("modes-stock").step("take", take, transactional=True)
+
+    def empty(engine: Durable) -> None:
+        with engine.sa_engine.begin() as conn:
+            conn.execute(sa.delete(rows))
+
+    def one_take_in_all(engine: Durable, run_id: int) -> None:
+        with engine.sa_engine.connect() as conn:
+            takes = conn.execute(sa.select(sa.func.count()).select_from(rows)).scalar_one()
+        assert takes == 1, f"{takes} takes in the table"
+
+    options: dict[str, Any] = {"invariants": [one_take_in_all], "before_example": empty}
+    check_workflow(app, "modes-stock", max_examples=5, max_events=2, derandomize=True, **options)
+    assert check_every_fault(app, "modes-stock", concurrent=False, **options) > 1
+
+    def more_takes(engine: Durable, run_id: int) -> None:
+        msg = "always"  # a property the run breaks with no fault at all
+        raise AssertionError(msg)
+
+    message = failure(
+        lambda: check_every_fault(app, "modes-stock", invariants=[more_takes], concurrent=False)
+    )
+    assert "the run breaks the property without any" in message
+    assert "two fault-free runs disagree" not in message
+
+
+# ── typed inputs ─────────────────────────────────────────────────────────────────
+
+
+@dataclasses.dataclass(frozen=True)
+class Parcel:
+    weight_kg: float
+    to: str
+
+
+def test_both_modes_take_inputs_of_the_workflows_input_type(app):
+    def label(ctx: DurableContext) -> str:
+        parcel: Parcel = ctx.input
+        return f"{parcel.weight_kg} kg to {parcel.to}"
+
+    durable("modes-typed", input_type=Parcel).step("label", label)
+    parcel = Parcel(weight_kg=1.5, to="Lyon")
+    assert check_every_fault(app, "modes-typed", inputs=parcel, concurrent=False) > 1
+    assert check_every_fault(app, "modes-typed", inputs=[parcel], concurrent=False) > 1
+    check_workflow(
+        app,
+        "modes-typed",
+        inputs=st.builds(Parcel, weight_kg=st.floats(0.1, 30), to=st.sampled_from(["Lyon"])),
+        max_examples=5,
+        max_events=2,
+        derandomize=True,
+    )
+    check_workflow(app, "modes-typed", inputs=parcel, max_examples=3, derandomize=True)

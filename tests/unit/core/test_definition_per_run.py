@@ -34,7 +34,7 @@ def test_fixed_durations_and_defaults_are_kept_as_before() -> None:
         .sleep("a", 3)
         .sleep("b", until)
         .wait_for_signal("c", "go", timeout=timedelta(minutes=1), default={"n": (1, 2)})
-        .wait_for_signal("d", "go", default=None)
+        .wait_for_signal("d", "go", timeout=60, default=None)
         .wait_for_signal("e", "go")
     )
     a, b, c, d, e = flow.steps
