@@ -443,7 +443,9 @@ def decide_cancel(
     wake-up, a signal's timer) are dropped, so it stops waiting. A run already rolling
     back after a failure goes on rolling back and ends ``canceled``. ``now`` (when the
     compensation is due) is needed with ``compensate`` and for a run with an
-    ``on_finish`` hook, whose cancel leaves the final status to its finish job.
+    ``on_finish`` hook, whose cancel leaves the final status to its finish job. A
+    pending run (waiting under a limit) never began: it ends ``canceled`` at once, and
+    its hook does not run.
 
     Raises:
         ValueError: ``now`` is needed and was not given.
@@ -469,6 +471,8 @@ def decide_cancel(
         drop_jobs=True,
         settle_parent=settlement_of(after, Settlement.CANCELED),
     )
+    if run.status is RunStatus.PENDING:  # it never began: there is nothing to finish
+        return ended
     return finish_later(ended, now=now)
 
 

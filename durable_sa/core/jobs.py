@@ -93,6 +93,8 @@ class JobSpec:
     """The run's workflow name: a worker claims only jobs of workflows it defines."""
     version: str | None = None
     """The run's pinned definition version: a worker claims only versions it has."""
+    priority: int = 0
+    """The run's priority: among due jobs of a queue, lower is claimed first."""
 
     @property
     def kind(self) -> str:

@@ -14,6 +14,7 @@ from durable_sa.core.validation import check_text
 from durable_sa.errors import DefinitionError, PayloadError
 
 if TYPE_CHECKING:
+    from durable_sa.core.admission import Limits
     from datetime import datetime
 
     from durable_sa.core.codec import JSONObject
@@ -31,11 +32,16 @@ def decide_start(  # noqa: PLR0913 - a run's parts, all keyword-only
     now: datetime,
     idempotency_key: str | None = None,
     on_finish: bool = False,
+    concurrency_key: str | None = None,
+    priority: int = 0,
+    limits: Limits | None = None,
 ) -> NewRun:
     """The run that ``start`` inserts: running at step 0, its first job due ``now``.
 
     ``on_finish``: the workflow has an ``on_finish`` hook, which the run's initial state
-    records (:mod:`durable_sa.core.endings`).
+    records (:mod:`durable_sa.core.endings`). ``limits``: the workflow's limits on active
+    runs; with any, the run is counted (and may wait ``pending``) under them and under
+    ``concurrency_key``.
 
     Raises:
         PayloadError: ``idempotency_key`` is not a non-empty string that fits its column.
@@ -51,6 +57,9 @@ def decide_start(  # noqa: PLR0913 - a run's parts, all keyword-only
         due=now,
         idempotency_key=idempotency_key,
         state=dict(HOOKED_STATE) if on_finish else {},
+        concurrency_key=concurrency_key,
+        priority=priority,
+        limits=limits if limits is not None and limits.any else None,
     )
 
 

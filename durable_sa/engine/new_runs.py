@@ -4,6 +4,10 @@ A start is idempotent by its key: the insert does nothing when a run holds the k
 already, and the caller is told that run instead (:func:`existing_run`). On PostgreSQL
 the run and, for a backend whose rows the applier writes, its first job are one
 statement; otherwise the first job goes through the backend's ``enqueue``.
+
+A run with limits or a priority is inserted by plain statements: a limited run
+``pending``, then admitted by :mod:`durable_sa.engine.limits` (which queues its first
+job when it begins); the one-statement path is kept for every other start.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from durable_sa.core.status import RunStatus
+from durable_sa.engine.limits import start_limited
 from durable_sa.engine.plan_rows import columns
 from durable_sa.store import statements
 from durable_sa.store.models import runs_table, utcnow
@@ -35,10 +41,15 @@ def insert_run(
     backend: QueueBackend,
     producer: InPlaceProducer | None,
     now: datetime,
-) -> int | None:
-    """INSERT the run and queue its first job; ``None`` when its key exists already."""
+) -> tuple[int, RunStatus] | None:
+    """INSERT the run and queue its first job; ``None`` when its key exists already.
+
+    Returns the run's id and status: ``running``, or ``pending`` when a limit holds it.
+    """
     conn = session.connection()
     row = {name: getattr(new, name) for name in statements.NEW_RUN_FIELDS}
+    if not new.plain:
+        return _insert_counted(session, new, row, backend=backend, now=now)
     if conn.dialect.name == "postgresql":
         params: dict[str, Any] = {
             **columns("c", [row], statements.NEW_RUN_FIELDS),
@@ -52,7 +63,7 @@ def insert_run(
             found = conn.execute(statements.pg_create(producer.queue_rows), params).first()
             if found is not None:
                 producer.wake_after_commit(session)
-            return None if found is None else int(found.id)
+            return None if found is None else (int(found.id), RunStatus.RUNNING)
         found = conn.execute(statements.PG_CREATE, params).first()
         if found is None:
             return None
@@ -76,7 +87,49 @@ def insert_run(
                 return None
             run_id = int(key_id)
     backend.enqueue(session, [new.first_job(run_id)])
-    return run_id
+    return run_id, RunStatus.RUNNING
+
+
+def _insert_counted(
+    session: Session,
+    new: NewRun,
+    row: dict[str, Any],
+    *,
+    backend: QueueBackend,
+    now: datetime,
+) -> tuple[int, RunStatus] | None:
+    """A run with limits (inserted pending, then admitted) or a priority."""
+    conn = session.connection()
+    values = {
+        **row,
+        "status": RunStatus.PENDING if new.limited else RunStatus.RUNNING,
+        "state": new.state,
+        "current_step": 0,
+        "attempt": 1,
+        "revision": 0,
+        "created_at": now,
+        "updated_at": now,
+        "concurrency_key": new.concurrency_key,
+        "priority": new.priority,
+        "limited": new.limited,
+    }
+    stmt = statements.KEYED_RUN_INSERT
+    if conn.dialect.name == "postgresql":
+        stmt = (
+            pg_insert(runs)
+            .on_conflict_do_nothing(
+                index_elements=["idempotency_key"], index_where=runs.c.idempotency_key.isnot(None)
+            )
+            .returning(runs.c.id)
+        )
+    found = conn.execute(stmt, values).scalar_one_or_none()
+    if found is None:
+        return None
+    run_id = int(found)
+    if new.limited:
+        return run_id, start_limited(session, new, run_id, backend=backend, now=now)
+    backend.enqueue(session, [new.first_job(run_id)])
+    return run_id, RunStatus.RUNNING
 
 
 def existing_run(session: Session, new: NewRun) -> tuple[int, RunStatus]:

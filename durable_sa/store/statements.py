@@ -31,6 +31,7 @@ from sqlalchemy import (
     bindparam,
     column,
     delete,
+    false,
     func,
     insert,
     literal,
@@ -79,7 +80,7 @@ QUEUED_JOB_FIELDS: Final = (
     "available_at",
 )
 """The columns of a queued job that the applier writes (the rest take their defaults)."""
-JOB_FIELDS: Final = (*QUEUED_JOB_FIELDS, "claimed_by", "claimed_until")
+JOB_FIELDS: Final = (*QUEUED_JOB_FIELDS, "priority", "claimed_by", "claimed_until")
 """The same, for a job that may be inserted already claimed (continued in place)."""
 OUTBOX_FIELDS: Final = (
     *QUEUED_JOB_FIELDS,
@@ -256,6 +257,9 @@ def _first_payload(run_id: ColumnElement[Any]) -> ColumnElement[Any]:
 def pg_create(rows: QueueRows | None) -> Any:  # noqa: ANN401 - an INSERT or SELECT construct
     """Insert runs (``c``: JSON rows) running at step 0 and, with ``rows``, their first jobs.
 
+    Only plain runs come here (no limits, priority 0): every column a Python-side default
+    would fill is given, or two defaults would share a parameter name.
+
     A run whose idempotency key exists already is not inserted. Returns the new runs' id,
     parent run, parent step and key, so callers match them to what they asked for.
     """
@@ -272,6 +276,8 @@ def pg_create(rows: QueueRows | None) -> Any:  # noqa: ANN401 - an INSERT or SEL
                 "revision",
                 "created_at",
                 "updated_at",
+                "priority",
+                "limited",
             ],
             select(
                 *(given.c[name] for name in NEW_RUN_FIELDS),
@@ -282,6 +288,8 @@ def pg_create(rows: QueueRows | None) -> Any:  # noqa: ANN401 - an INSERT or SEL
                 literal(0, Integer()),
                 _now(runs, "created_at"),
                 _now(runs, "updated_at"),
+                literal(0, Integer()),
+                false(),
             ),
         )
         .on_conflict_do_nothing(
@@ -301,7 +309,7 @@ def pg_create(rows: QueueRows | None) -> Any:  # noqa: ANN401 - an INSERT or SEL
     made = created.cte("created")
     table = rows.table
     # Every column a Python-side default would fill is given (a fresh job's zero).
-    zeros = [name for name in ("redeliveries",) if name in rows.fields]
+    zeros = [name for name in ("redeliveries", "priority") if name in rows.fields]
     first = (
         insert(table)
         .from_select(
