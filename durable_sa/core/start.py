@@ -14,9 +14,9 @@ from durable_sa.core.validation import check_text
 from durable_sa.errors import DefinitionError, PayloadError
 
 if TYPE_CHECKING:
-    from durable_sa.core.admission import Limits
     from datetime import datetime
 
+    from durable_sa.core.admission import Limits
     from durable_sa.core.codec import JSONObject
 
 MAX_IDEMPOTENCY_KEY: Final = 255
