@@ -213,8 +213,19 @@ def test_priority_orders_due_jobs(engine: Durable) -> None:
         assert session.scalar(sa.select(sa.func.count()).select_from(Slots)) == 0
 
 
-def test_status_of_a_pending_run(engine: Durable) -> None:
-    held("shown", max_active=1)
-    engine.start("shown", {"n": 1})
-    waiting = engine.start("shown", {"n": 2})
-    assert engine.status(waiting.run_id).status == RunStatus.PENDING
+def test_status_and_list_say_why_a_run_waits(engine: Durable) -> None:
+    held("shown", max_active=1, max_active_per_key=1)
+    first = engine.start("shown", {"n": 1}, concurrency_key="k")
+    by_workflow = engine.start("shown", {"n": 2}, concurrency_key="j", priority=3)
+    snap = engine.status(by_workflow.run_id)
+    assert snap.status == RunStatus.PENDING
+    assert snap.waiting_reason == "limit of workflow 'shown' (1/1 active)"
+    assert snap.priority == 3
+    assert snap.concurrency_key == "j"
+    assert engine.status(first.run_id).waiting_reason is None
+    held("keyed-only", max_active_per_key=1)
+    engine.start("keyed-only", {"n": 3}, concurrency_key="k")
+    by_key = engine.start("keyed-only", {"n": 4}, concurrency_key="k")
+    listed = {s.run_id: s for s in engine.list(status="pending")}
+    assert set(listed) == {by_workflow.run_id, by_key.run_id}
+    assert listed[by_key.run_id].waiting_reason == "limit of key 'k' (1/1 active)"
