@@ -214,6 +214,8 @@ class Durable:
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
         priority: int = 0,
+        debounce_key: str | None = None,
+        debounce: timedelta | None = None,
     ) -> StartResult:
         """Start workflow ``name`` with ``input``: the run row and its first job, atomically.
 
@@ -225,6 +227,11 @@ class Durable:
         and begins when a place frees, lowest ``priority`` first, then in arrival order.
         ``priority`` orders the run's jobs among due jobs of its queue too (lower first).
 
+        With ``debounce_key`` and ``debounce`` (a ``timedelta``), starts of that key
+        within the window collapse into one ``pending`` run, which begins when
+        ``debounce`` has passed since the last of them, with the latest input; each call
+        returns that run's id (``created`` is True for the call that made it).
+
         Raises:
             DefinitionError: ``name`` is too long for its column, or holds NUL or a lone
                 surrogate.
@@ -232,7 +239,8 @@ class Durable:
             PayloadError: ``input`` is not a JSON-serializable mapping, does not
                 structure as the workflow's ``input_type``, or ``idempotency_key`` is not
                 a string of 1 to 255 characters, nor ``concurrency_key``, or
-                ``priority`` is not a 32-bit integer.
+                ``priority`` is not a 32-bit integer, or ``debounce_key`` comes
+                without a positive ``debounce`` (or with an ``idempotency_key``).
             PayloadTooLargeError: its JSON is over ``max_payload_bytes``.
             WrongSessionError: ``session`` is an ``AsyncSession`` (use the ``_async`` twin).
 
@@ -262,11 +270,15 @@ class Durable:
                 concurrency_key=concurrency_key,
                 priority=priority,
                 limits=workflow.limits,
+                debounce_key=debounce_key,
+                debounce=debounce,
             )
             applied = self.shell.applier.apply_one(tx, PlanItem(plan_start(new)), now=now)
             if applied.run_id is None:  # pragma: no cover - a start always names its run
                 msg = "starting a run returned no id"
                 raise RuntimeError(msg)
+            if not applied.created and debounce_key is not None:
+                return StartResult(run_id=applied.run_id, status=RunStatus.PENDING, created=False)
             if not applied.created:
                 return StartResult(
                     run_id=applied.run_id,
@@ -282,7 +294,7 @@ class Durable:
                 )
             return StartResult(run_id=applied.run_id, status=applied.status or RunStatus.RUNNING)
 
-        plain = not workflow.limits.any and priority == 0
+        plain = not workflow.limits.any and priority == 0 and debounce_key is None
         probe = [PlanItem(plan_start(_PROBE_RUN))]
         alone = plain and self.shell.applier.one_statement(probe, self.sa_engine.dialect.name)
         return self.shell.transaction(work, session=session, autocommit=alone)
@@ -550,6 +562,8 @@ class Durable:
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
         priority: int = 0,
+        debounce_key: str | None = None,
+        debounce: timedelta | None = None,
     ) -> StartResult:
         """:meth:`start` for asyncio code; ``session`` is an ``AsyncSession``.
 
@@ -568,6 +582,8 @@ class Durable:
             idempotency_key=idempotency_key,
             concurrency_key=concurrency_key,
             priority=priority,
+            debounce_key=debounce_key,
+            debounce=debounce,
         )
 
     async def resume_async(

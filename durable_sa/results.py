@@ -116,6 +116,8 @@ class RunStatusSnapshot:
     """The key the run's workflow's per-key limit counts it under."""
     priority: int = 0
     """Lower runs first: among pending runs, and the run's jobs among due jobs."""
+    begin_at: datetime | None = None
+    """A debounced run: when its window ends (a later start of its key moves it on)."""
 
     @property
     def is_terminal(self) -> bool:

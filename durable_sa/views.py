@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 from sqlalchemy import or_, select
 
-from durable_sa.core.admission import WORKFLOW_KEY, Count, waiting_reason
+from durable_sa.core.admission import WORKFLOW_KEY, Count, debounce_reason, waiting_reason
 from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.snapshot import WaitKind
 from durable_sa.core.status import RunStatus
@@ -56,6 +56,7 @@ _COLUMNS = (
     runs.c.idempotency_key,
     runs.c.concurrency_key,
     runs.c.priority,
+    runs.c.begin_at,
     runs.c.created_at,
     runs.c.updated_at,
 )
@@ -85,6 +86,7 @@ def _snapshot(row: Any) -> RunStatusSnapshot:  # noqa: ANN401 - a result row
         idempotency_key=row.idempotency_key,
         concurrency_key=row.concurrency_key,
         priority=int(row.priority or 0),
+        begin_at=row.begin_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -148,8 +150,10 @@ def _mark_unrunnable(
     return [_replace(snap, marked) for snap in snaps]
 
 
-def _mark_waiting(session: Session, snaps: list[RunStatusSnapshot]) -> list[RunStatusSnapshot]:
-    """Set ``waiting_reason`` on pending runs: the limit they wait under, as it is now."""
+def _mark_waiting(
+    session: Session, snaps: list[RunStatusSnapshot], now: datetime
+) -> list[RunStatusSnapshot]:
+    """Set ``waiting_reason`` on pending runs: a debounce window, or a limit (counts now)."""
     pending = [s for s in _walk(snaps) if s.status is RunStatus.PENDING]
     if not pending:
         return snaps
@@ -163,6 +167,9 @@ def _mark_waiting(session: Session, snaps: list[RunStatusSnapshot]) -> list[RunS
 
     marked: dict[int, RunStatusSnapshot] = {}
     for snap in pending:
+        if snap.begin_at is not None and snap.begin_at > now:
+            marked[snap.run_id] = attrs.evolve(snap, waiting_reason=debounce_reason(snap.begin_at))
+            continue
         workflow = count(snap.workflow_name, WORKFLOW_KEY) or Count(active=0)
         key = (
             None
@@ -237,7 +244,7 @@ def run_status(
         raise RunNotFoundError(run_id)
     snap = _snapshot(row)
     _attach_children(session, [snap])
-    marked = _mark_waiting(session, _mark_unrunnable(session, [snap], now))
+    marked = _mark_waiting(session, _mark_unrunnable(session, [snap], now), now)
     return _mark_stranded(session, marked, live_run_ids)[0]
 
 
@@ -273,7 +280,7 @@ def list_runs(  # noqa: PLR0913 - filters, all keyword-only
         stmt = stmt.limit(limit)
     snaps = [_snapshot(row) for row in session.execute(stmt)]
     _attach_children(session, snaps)
-    marked = _mark_waiting(session, _mark_unrunnable(session, snaps, now))
+    marked = _mark_waiting(session, _mark_unrunnable(session, snaps, now), now)
     return _mark_stranded(session, marked, live_run_ids)
 
 

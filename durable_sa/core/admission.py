@@ -8,13 +8,15 @@ decisions made on them are these pure functions, so they can be property-tested 
 
 - :func:`has_room`: a count with a limit has a place free;
 - :func:`admits`: a run may begin now: its workflow's count and its key's have room;
-- :func:`waiting_reason`: what a pending run waits for, as ``list`` and ``status`` say.
+- :func:`waiting_reason`, :func:`debounce_reason`: what a pending run waits for, as
+  ``list`` and ``status`` say.
 
 Pending runs are admitted in priority order (lower first), then by arrival (run id).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Final
 
 import attrs
@@ -79,6 +81,11 @@ def admits(workflow: Count, key: Count | None) -> bool:
     return workflow.has_room and (key is None or key.has_room)
 
 
+def debounce_reason(begin_at: datetime) -> str:
+    """Why a debounced run waits: its window, which a start of its key may move on."""
+    return f"debounce until {begin_at.astimezone(UTC).isoformat(timespec='seconds')}"
+
+
 def waiting_reason(
     workflow: Count, key: Count | None, concurrency_key: str | None, workflow_name: str
 ) -> str:
@@ -90,15 +97,15 @@ def waiting_reason(
     return "admission (a place is free; it begins when the run that freed it commits)"
 
 
-def check_concurrency_key(key: object) -> None:
-    """A key the slots table can hold: 1 to 255 characters.
+def check_concurrency_key(key: object, what: str = "concurrency_key") -> None:
+    """A key its column can hold: 1 to 255 characters (a concurrency or debounce key).
 
     Raises:
         PayloadError: it is not such a string.
 
     """
     if not isinstance(key, str) or not key or len(key) > MAX_KEY:
-        msg = "concurrency_key must be a non-empty string of at most 255 characters"
+        msg = f"{what} must be a non-empty string of at most {MAX_KEY} characters"
         raise PayloadError(msg)
 
 

@@ -76,10 +76,23 @@ class FinishJob:
     attempt: int = attrs.field(default=1, validator=_positive)
 
 
-JobPayload: TypeAlias = AdvanceJob | CompensateJob | SignalTimeoutJob | FinishJob
+@attrs.frozen(kw_only=True)
+class BeginJob:
+    """Begin a debounced run when its window has passed (or look again when it ends).
+
+    Queued once, when the run is created, due at the end of its first window; a later
+    start of the same key moves the run's ``begin_at``, and the job, finding the window
+    not over, queues itself again for then.
+    """
+
+    kind: ClassVar[str] = "begin"
+    run_id: int = attrs.field(validator=_positive)
+
+
+JobPayload: TypeAlias = AdvanceJob | CompensateJob | SignalTimeoutJob | FinishJob | BeginJob
 
 JOB_KINDS: Final[Mapping[str, type[JobPayload]]] = {
-    cls.kind: cls for cls in (AdvanceJob, CompensateJob, SignalTimeoutJob, FinishJob)
+    cls.kind: cls for cls in (AdvanceJob, CompensateJob, SignalTimeoutJob, FinishJob, BeginJob)
 }
 
 

@@ -80,6 +80,9 @@ class NewRun:
     limits: Limits | None = None
     """The workflow's limits: the run is inserted pending and admitted when it may begin
     (:mod:`durable_sa.engine.limits`). ``None``: it begins at once."""
+    debounce_key: str | None = None
+    """Starts with this key collapse into one pending run until ``due`` (which a later
+    start moves on); the run begins then (:mod:`durable_sa.core.begin`)."""
 
     @property
     def limited(self) -> bool:
@@ -89,7 +92,7 @@ class NewRun:
     @property
     def plain(self) -> bool:
         """True for a run started the plain way: no limits, default priority."""
-        return not self.limited and self.priority == 0
+        return not self.limited and self.priority == 0 and self.debounce_key is None
 
     def first_job(self, run_id: int) -> JobSpec:
         """The advance job of step 0, once the run's id is known."""
@@ -140,6 +143,9 @@ class WritePlan:
     release: Release | None = None
     """The run ends holding a place under its workflow's limits: the place is given
     back, and the next pending run admitted, in the same transaction."""
+    admit: str | None = None
+    """A limited run's debounce window has passed: admit the pending runs of this
+    workflow that may begin now, in the same transaction."""
 
     @property
     def lock_free(self) -> bool:
@@ -192,7 +198,16 @@ def plan_transition(
         take_buffered=transition.take_buffered,
         consume_signal=transition.consume_signal,
         release=released_place(transition),
+        admit=waiting_admission(transition),
     )
+
+
+def waiting_admission(transition: Transition) -> str | None:
+    """The workflow whose pending runs are admitted: a limited run's debounce is over."""
+    after = transition.after
+    if transition.event is RunEvent.BEGIN and after.status is RunStatus.PENDING and after.limited:
+        return after.workflow_name
+    return None
 
 
 def released_place(transition: Transition) -> Release | None:

@@ -69,6 +69,8 @@ class RunSnapshot:
     """Lower runs first (pending runs, and the run's jobs among due jobs)."""
     limited: bool = False
     """The run's workflow had limits when it started: while active, it holds a place."""
+    begin_at: datetime | None = None
+    """A debounced run: when its window ends (the last start of its key plus the window)."""
 
     @property
     def holds_place(self) -> bool:

@@ -34,7 +34,7 @@ from durable_sa.core.codec import JSONObject
 from durable_sa.core.decide import decide_buffered_signal, decide_child_settled
 from durable_sa.core.plan import WritePlan, continued, plan_transition
 from durable_sa.core.status import RunStatus
-from durable_sa.engine.limits import release
+from durable_sa.engine.limits import admit_waiting, release
 from durable_sa.engine.new_runs import existing_run, insert_run
 from durable_sa.engine.plan_rows import columns, journal_row, run_row
 from durable_sa.queue.protocol import ClaimedJob, InPlaceProducer
@@ -73,7 +73,8 @@ class Applied:
     run_id: int | None = None
     """The plan's run, or the run it created (or found by its idempotency key)."""
     created: bool = False
-    """A start plan inserted a new run (False: its idempotency key existed already)."""
+    """A start plan inserted a new run (False: its idempotency key existed already, or
+    a debounced start collapsed into its key's pending run)."""
     status: RunStatus | None = None
     """The status of the run a start plan created (``running``, or ``pending`` under a
     limit) or found by its idempotency key."""
@@ -152,7 +153,7 @@ class Applier:
             return False
         if any(not item.plan.lock_free for item in items):
             return False
-        if any(item.plan.release is not None for item in items):
+        if any(item.plan.release is not None or item.plan.admit for item in items):
             return False
         creates = [item.plan.create for item in items if item.plan.create is not None]
         if not creates:
@@ -323,6 +324,8 @@ class Applier:
         status: RunStatus | None = None
         if plan.release is not None:
             release(session, plan.release, backend=self.backend, now=now)
+        if plan.admit is not None:
+            admit_waiting(session, plan.admit, backend=self.backend, now=now)
         if plan.create is not None:
             inserted = insert_run(
                 session,
@@ -332,11 +335,10 @@ class Applier:
                 now=now,
             )
             if plan.run_id is None:  # a start: the plan is about the new run
-                created = inserted is not None
                 if inserted is None:
                     run_id, status = existing_run(session, plan.create)
                 else:
-                    run_id, status = inserted
+                    run_id, status, created = inserted.run_id, inserted.status, inserted.created
         if plan.run is not None and plan.event is not None:
             _log(plan)
         if plan.consume_signal is not None:

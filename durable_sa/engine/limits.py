@@ -74,6 +74,15 @@ def release(session: Session, freed: Release, *, backend: QueueBackend, now: dat
     admit(session, freed.workflow_name, workflow, backend=backend, now=now)
 
 
+def admit_waiting(
+    session: Session, workflow_name: str, *, backend: QueueBackend, now: datetime
+) -> None:
+    """Admit the pending runs of ``workflow_name`` that may begin now (a debounce ended)."""
+    workflow = slots.lock_as_is(session.connection(), workflow_name, WORKFLOW_KEY)
+    if workflow is not None:
+        admit(session, workflow_name, workflow, backend=backend, now=now)
+
+
 def admit(
     session: Session, workflow_name: str, workflow: Count, *, backend: QueueBackend, now: datetime
 ) -> list[int]:
@@ -86,7 +95,7 @@ def admit(
     begun: list[int] = []
     active = workflow.active
     while Count(active=active, limit=workflow.limit).has_room:
-        picked = slots.next_pending(conn, workflow_name)
+        picked = slots.next_pending(conn, workflow_name, now)
         if picked is None:
             break
         run_id, key = picked

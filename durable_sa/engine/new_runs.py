@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from durable_sa.core.jobs import BeginJob, JobSpec
 from durable_sa.core.status import RunStatus
 from durable_sa.engine.limits import start_limited
 from durable_sa.engine.plan_rows import columns
@@ -34,6 +36,16 @@ if TYPE_CHECKING:
 runs = runs_table
 
 
+@attrs.frozen
+class Inserted:
+    """What a start's insert did: the run, its status, and whether it is new."""
+
+    run_id: int
+    status: RunStatus
+    created: bool = True
+    """False: a debounced start collapsed into the pending run of its key."""
+
+
 def insert_run(
     session: Session,
     new: NewRun,
@@ -41,10 +53,11 @@ def insert_run(
     backend: QueueBackend,
     producer: InPlaceProducer | None,
     now: datetime,
-) -> tuple[int, RunStatus] | None:
+) -> Inserted | None:
     """INSERT the run and queue its first job; ``None`` when its key exists already.
 
-    Returns the run's id and status: ``running``, or ``pending`` when a limit holds it.
+    Returns the run's id and status: ``running``, or ``pending`` when a limit (or a
+    debounce window) holds it.
     """
     conn = session.connection()
     row = {name: getattr(new, name) for name in statements.NEW_RUN_FIELDS}
@@ -63,7 +76,7 @@ def insert_run(
             found = conn.execute(statements.pg_create(producer.queue_rows), params).first()
             if found is not None:
                 producer.wake_after_commit(session)
-            return None if found is None else (int(found.id), RunStatus.RUNNING)
+            return None if found is None else Inserted(int(found.id), RunStatus.RUNNING)
         found = conn.execute(statements.PG_CREATE, params).first()
         if found is None:
             return None
@@ -87,7 +100,7 @@ def insert_run(
                 return None
             run_id = int(key_id)
     backend.enqueue(session, [new.first_job(run_id)])
-    return run_id, RunStatus.RUNNING
+    return Inserted(run_id, RunStatus.RUNNING)
 
 
 def _insert_counted(
@@ -97,12 +110,13 @@ def _insert_counted(
     *,
     backend: QueueBackend,
     now: datetime,
-) -> tuple[int, RunStatus] | None:
-    """A run with limits (inserted pending, then admitted) or a priority."""
+) -> Inserted | None:
+    """A run with limits (inserted pending, then admitted), a priority or a debounce."""
     conn = session.connection()
+    debounced = new.debounce_key is not None
     values = {
         **row,
-        "status": RunStatus.PENDING if new.limited else RunStatus.RUNNING,
+        "status": RunStatus.PENDING if new.limited or debounced else RunStatus.RUNNING,
         "state": new.state,
         "current_step": 0,
         "attempt": 1,
@@ -112,7 +126,11 @@ def _insert_counted(
         "concurrency_key": new.concurrency_key,
         "priority": new.priority,
         "limited": new.limited,
+        "debounce_key": new.debounce_key,
+        "begin_at": new.due if debounced else None,
     }
+    if debounced:
+        return _debounced(session, new, values, backend=backend, now=now)
     stmt = statements.KEYED_RUN_INSERT
     if conn.dialect.name == "postgresql":
         stmt = (
@@ -127,9 +145,47 @@ def _insert_counted(
         return None
     run_id = int(found)
     if new.limited:
-        return run_id, start_limited(session, new, run_id, backend=backend, now=now)
+        return Inserted(run_id, start_limited(session, new, run_id, backend=backend, now=now))
     backend.enqueue(session, [new.first_job(run_id)])
-    return run_id, RunStatus.RUNNING
+    return Inserted(run_id, RunStatus.RUNNING)
+
+
+def _debounced(
+    session: Session,
+    new: NewRun,
+    values: dict[str, Any],
+    *,
+    backend: QueueBackend,
+    now: datetime,
+) -> Inserted:
+    """Insert the key's pending run, or move its window on with this start's input.
+
+    One upsert on the partial unique index of pending runs by (workflow, debounce key),
+    so concurrent starts of a key make one run. The run's begin job is queued when it is
+    created; a later start only moves ``begin_at`` (:mod:`durable_sa.core.begin`).
+    """
+    conn = session.connection()
+    stmt = statements.debounce_upsert(conn.dialect.name)
+    found = conn.execute(stmt, values).one()
+    run_id, created = int(found.id), int(found.revision) == 0
+    if created:
+        begin = BeginJob(run_id=run_id)
+        due = values["begin_at"]
+        backend.enqueue(
+            session,
+            [
+                JobSpec(
+                    payload=begin,
+                    available_at=due,
+                    workflow=new.workflow_name,
+                    version=new.workflow_version,
+                    priority=new.priority,
+                )
+            ],
+        )
+        if new.limited:  # the counts exist, so a limited run can be admitted later
+            start_limited(session, new, run_id, backend=backend, now=now)
+    return Inserted(run_id, RunStatus.PENDING, created=created)
 
 
 def existing_run(session: Session, new: NewRun) -> tuple[int, RunStatus]:

@@ -49,6 +49,9 @@ metadata = MetaData(
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
+DEBOUNCING = "debounce_key IS NOT NULL AND status = 'pending'"
+"""The runs a debounced start may collapse into: pending, under a debounce key."""
+
 
 def utcnow() -> datetime:
     """Now, timezone-aware UTC (the default for timestamp columns)."""
@@ -80,6 +83,15 @@ class WorkflowRun(Base):
             unique=True,
             postgresql_where=text("idempotency_key IS NOT NULL"),
             sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
+        # One pending run per debounce key: a start within the window updates it.
+        Index(
+            None,
+            "workflow_name",
+            "debounce_key",
+            unique=True,
+            postgresql_where=text(DEBOUNCING),
+            sqlite_where=text(DEBOUNCING),
         ),
         Index(
             None,
@@ -123,6 +135,10 @@ class WorkflowRun(Base):
     """The key a per-key limit counts the run under (``start(concurrency_key=...)``)."""
     priority: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     """Lower runs first: among pending runs, and the run's jobs among due jobs."""
+    debounce_key: Mapped[str | None] = mapped_column(String(255))
+    """Starts with this key within the debounce window collapse into this run."""
+    begin_at: Mapped[datetime | None]
+    """A debounced run begins at this time (the last start of its key plus the window)."""
     limited: Mapped[bool] = mapped_column(default=False, server_default=false())
     """The run's workflow has limits: while it is active it holds a place in
     ``durable_slots``, given back in the transaction that ends it."""

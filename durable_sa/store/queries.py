@@ -51,6 +51,7 @@ RUN_COLUMNS = (
     runs.c.concurrency_key,
     runs.c.priority,
     runs.c.limited,
+    runs.c.begin_at,
 )
 
 
@@ -80,6 +81,7 @@ def snapshot_from_row(m: Mapping[Any, Any]) -> RunSnapshot:
         concurrency_key=m.get("concurrency_key"),
         priority=int(m.get("priority") or 0),
         limited=bool(m.get("limited")),
+        begin_at=m.get("begin_at"),
     )
 
 

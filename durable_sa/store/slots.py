@@ -27,6 +27,8 @@ from durable_sa.core.status import RunStatus
 from durable_sa.store.models import runs_table, slots_table
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from sqlalchemy import Connection
 
 slots = slots_table
@@ -59,6 +61,12 @@ _GIVE_BACK: Final = (
     .returning(slots.c.active, slots.c.max_active)
 )
 _TAKE: Final = update(slots).where(_ROW).values(active=slots.c.active + 1)
+_LOCK: Final = (
+    update(slots)
+    .where(_ROW)
+    .values(active=slots.c.active)
+    .returning(slots.c.active, slots.c.max_active)
+)
 
 _NEXT_PENDING: Final = (
     select(runs.c.id, runs.c.concurrency_key)
@@ -75,6 +83,10 @@ _NEXT_PENDING: Final = (
         runs.c.workflow_name == bindparam("workflow"),
         runs.c.status == RunStatus.PENDING,
         runs.c.limited.is_(True),
+        or_(
+            runs.c.begin_at.is_(None),
+            runs.c.begin_at <= bindparam("now", type_=runs.c.begin_at.type),
+        ),
         or_(
             runs.c.concurrency_key.is_(None),
             slots.c.max_active.is_(None),
@@ -94,6 +106,12 @@ def lock_count(conn: Connection, workflow: str, key: str, limit: int | None) -> 
     return Count(active=int(row.active), limit=row.max_active)
 
 
+def lock_as_is(conn: Connection, workflow: str, key: str) -> Count | None:
+    """Lock the count of ``workflow`` (``key``) and read it; ``None`` if it has none."""
+    row = conn.execute(_LOCK, {"workflow": workflow, "key": key}).first()
+    return None if row is None else Count(active=int(row.active), limit=row.max_active)
+
+
 def give_back(conn: Connection, workflow: str, key: str) -> Count | None:
     """One run fewer under ``workflow`` (``key``): the row, locked; ``None`` if it has none."""
     row = conn.execute(_GIVE_BACK, {"workflow": workflow, "key": key}).first()
@@ -107,9 +125,12 @@ def take(conn: Connection, workflow: str, key: str | None) -> None:
         conn.execute(_TAKE, {"workflow": workflow, "key": key})
 
 
-def next_pending(conn: Connection, workflow: str) -> tuple[int, str | None] | None:
-    """The pending run of ``workflow`` to admit next whose key has room, locked."""
-    row = conn.execute(_NEXT_PENDING, {"workflow": workflow}).first()
+def next_pending(conn: Connection, workflow: str, now: datetime) -> tuple[int, str | None] | None:
+    """The pending run of ``workflow`` to admit next whose key has room, locked.
+
+    A debounced run whose window ends after ``now`` is not a candidate.
+    """
+    row = conn.execute(_NEXT_PENDING, {"workflow": workflow, "now": now}).first()
     return None if row is None else (int(row.id), row.concurrency_key)
 
 

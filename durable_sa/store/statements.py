@@ -37,6 +37,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
@@ -45,7 +46,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from durable_sa.core.jobs import AdvanceJob, encode_payload
 from durable_sa.core.plan import RUN_WRITE_FIELDS
-from durable_sa.store.models import jobs_table, journal_table, outbox_table, runs_table
+from durable_sa.store.models import (
+    DEBOUNCING,
+    jobs_table,
+    journal_table,
+    outbox_table,
+    runs_table,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import TableValuedAlias
@@ -336,6 +343,26 @@ def pg_create(rows: QueueRows | None) -> Any:  # noqa: ANN401 - an INSERT or SEL
 
 
 PG_CREATE: Final = pg_create(None)
+
+
+@functools.cache
+def debounce_upsert(dialect: str) -> Any:  # noqa: ANN401 - an INSERT ... ON CONFLICT
+    """Insert a debounced run, or give the key's pending run this start's input and window.
+
+    Returns the run's id and revision (0: it was inserted).
+    """
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = make(runs)
+    return stmt.on_conflict_do_update(
+        index_elements=[runs.c.workflow_name, runs.c.debounce_key],
+        index_where=text(DEBOUNCING),
+        set_={
+            "input": stmt.excluded.input,
+            "begin_at": stmt.excluded.begin_at,
+            "updated_at": stmt.excluded.updated_at,
+            "revision": runs.c.revision + 1,
+        },
+    ).returning(runs.c.id, runs.c.revision)
 
 
 # ── SQLite (and any dialect without data-modifying CTEs): one statement per kind ─

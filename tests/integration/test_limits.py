@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -229,3 +230,57 @@ def test_status_and_list_say_why_a_run_waits(engine: Durable) -> None:
     listed = {s.run_id: s for s in engine.list(status="pending")}
     assert set(listed) == {by_workflow.run_id, by_key.run_id}
     assert listed[by_key.run_id].waiting_reason == "limit of key 'k' (1/1 active)"
+
+
+def test_debounce_collapses_starts_into_one_run_with_the_latest_input(engine: Durable) -> None:
+    durable("digest").step("record", record)
+    window = timedelta(seconds=30)
+    first = engine.start("digest", {"n": 1}, debounce_key="user-7", debounce=window)
+    assert (first.status, first.created) == ("pending", True)
+    snap = engine.status(first.run_id)
+    assert snap.waiting_reason is not None
+    assert snap.waiting_reason.startswith("debounce until ")
+    clock = engine.now
+    again = engine.start("digest", {"n": 2}, debounce_key="user-7", debounce=window)
+    assert (again.run_id, again.created, again.status) == (first.run_id, False, "pending")
+    other = engine.start("digest", {"n": 9}, debounce_key="user-8", debounce=window)
+    assert other.run_id != first.run_id
+    assert drain(engine) == 0  # nothing is due inside the window
+    # The first window has passed, but the second start moved it on: not yet.
+    drain(engine, now=clock + timedelta(seconds=29))
+    assert get_run(engine, first.run_id).status == "pending"
+    drain(engine, now=clock + timedelta(seconds=31))
+    assert get_run(engine, first.run_id).status == "completed"
+    assert get_run(engine, first.run_id).input == {"n": 2}
+    assert sorted(BEGUN) == [2, 9]
+    # A start after the run has begun makes a new run.
+    later = engine.start("digest", {"n": 3}, debounce_key="user-7", debounce=window)
+    assert later.created
+    assert later.run_id != first.run_id
+
+
+def test_debounce_with_a_limit_begins_under_the_limit(engine: Durable) -> None:
+    held("debounced-limited", max_active=1)
+    busy = engine.start("debounced-limited", {"n": 1})
+    window = timedelta(seconds=5)
+    late = engine.start("debounced-limited", {"n": 2}, debounce_key="k", debounce=window)
+    drain(engine, now=far_future())
+    assert get_run(engine, busy.run_id).status == "suspended"
+    assert get_run(engine, late.run_id).status == "pending"
+    assert engine.status(late.run_id).waiting_reason == (
+        "limit of workflow 'debounced-limited' (1/1 active)"
+    )
+    engine.resume(busy.run_id, "go", None)
+    drain(engine, now=far_future())
+    assert get_run(engine, late.run_id).status == "suspended"
+    assert BEGUN == [1, 2]
+
+
+def test_debounce_needs_a_window(engine: Durable) -> None:
+    durable("digest").step("record", record)
+    with pytest.raises(PayloadError, match="debounce"):
+        engine.start("digest", {"n": 1}, debounce_key="k")
+    with pytest.raises(PayloadError, match="not both"):
+        engine.start(
+            "digest", {"n": 1}, debounce_key="k", debounce=timedelta(1), idempotency_key="i"
+        )
