@@ -37,8 +37,8 @@ def decide_begin(run: RunSnapshot, job: BeginJob, *, now: datetime) -> Transitio
     """What the begin job of ``run`` does at ``now``; ``None`` when the run has begun."""
     if job.run_id != run.id or not is_debouncing(run) or run.begin_at is None:
         return None
-    if run.begin_at > now:  # moved on by a later start: look again then
-        again = job_for(run, BeginJob(run_id=run.id), run.begin_at)
+    if run.begin_at > job.at:  # moved on by a later start: look again then
+        again = job_for(run, BeginJob(run_id=run.id, at=run.begin_at), run.begin_at)
         return Transition(event=RunEvent.PROGRESS, before=run, after=run, jobs=(again,))
     if run.limited:  # admitted by the shell, under the workflow's limits
         return Transition(event=RunEvent.BEGIN, before=run, after=run)

@@ -80,13 +80,15 @@ class FinishJob:
 class BeginJob:
     """Begin a debounced run when its window has passed (or look again when it ends).
 
-    Queued once, when the run is created, due at the end of its first window; a later
-    start of the same key moves the run's ``begin_at``, and the job, finding the window
-    not over, queues itself again for then.
+    Queued once, when the run is created, due at the end of its first window (``at``);
+    a later start of the same key moves the run's ``begin_at`` on, and the job, finding
+    ``begin_at`` later than its own ``at``, queues itself again for then. Comparing the
+    two instants, not a clock, keeps the job from looking again before it is due.
     """
 
     kind: ClassVar[str] = "begin"
     run_id: int = attrs.field(validator=_positive)
+    at: datetime
 
 
 JobPayload: TypeAlias = AdvanceJob | CompensateJob | SignalTimeoutJob | FinishJob | BeginJob

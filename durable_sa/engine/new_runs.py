@@ -169,8 +169,8 @@ def _debounced(
     found = conn.execute(stmt, values).one()
     run_id, created = int(found.id), int(found.revision) == 0
     if created:
-        begin = BeginJob(run_id=run_id)
         due = values["begin_at"]
+        begin = BeginJob(run_id=run_id, at=due)
         backend.enqueue(
             session,
             [

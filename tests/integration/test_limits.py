@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from durable_sa import Durable, DurableContext, RunStatus, durable
 from durable_sa.errors import DefinitionError, PayloadError
 from durable_sa.models import Slots
-from durable_sa.testing import drain
+from durable_sa.testing import FakeClock, drain
 from tests.integration.helpers import far_future, get_run
 
 if TYPE_CHECKING:
@@ -259,19 +259,25 @@ def test_debounce_collapses_starts_into_one_run_with_the_latest_input(engine: Du
     assert later.run_id != first.run_id
 
 
-def test_debounce_with_a_limit_begins_under_the_limit(engine: Durable) -> None:
+def test_debounce_with_a_limit_begins_under_the_limit(sa_engine: sa.Engine) -> None:
+    clock = FakeClock()
+    engine = Durable(sa_engine, clock=clock)
+    engine.create_tables()
     held("debounced-limited", max_active=1)
     busy = engine.start("debounced-limited", {"n": 1})
     window = timedelta(seconds=5)
     late = engine.start("debounced-limited", {"n": 2}, debounce_key="k", debounce=window)
-    drain(engine, now=far_future())
+    drain(engine)
+    assert engine.status(late.run_id).waiting_reason == "debounce until 2030-01-01T00:00:05+00:00"
+    clock.advance(window)
+    drain(engine)
     assert get_run(engine, busy.run_id).status == "suspended"
     assert get_run(engine, late.run_id).status == "pending"
     assert engine.status(late.run_id).waiting_reason == (
         "limit of workflow 'debounced-limited' (1/1 active)"
     )
     engine.resume(busy.run_id, "go", None)
-    drain(engine, now=far_future())
+    drain(engine)
     assert get_run(engine, late.run_id).status == "suspended"
     assert BEGUN == [1, 2]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -37,11 +36,11 @@ intervals = sa.Table(
 
 
 @pytest.fixture
-def pg(pg_engine: sa.Engine) -> Iterator[Durable]:
+def pg(pg_engine: sa.Engine) -> Durable:
     engine = Durable(pg_engine)
     engine.create_tables()
     app.create_all(pg_engine)
-    yield engine
+    return engine
 
 
 def overlap(rows: list[tuple[float, float]]) -> int:
