@@ -13,6 +13,7 @@ from durable_sa.core.codec import JSONValue, from_json, to_json, to_json_object
 from durable_sa.core.jobs import (
     JOB_KINDS,
     AdvanceJob,
+    BeginJob,
     CompensateJob,
     FinishJob,
     JobPayload,
@@ -281,6 +282,7 @@ def test_job_kinds() -> None:
         "compensate": CompensateJob,
         "signal_timeout": SignalTimeoutJob,
         "finish": FinishJob,
+        "begin": BeginJob,
     }
 
 
