@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from durable_sa import Durable, DurableContext, RunStatus, durable
 from durable_sa.errors import DefinitionError, PayloadError
 from durable_sa.models import Slots
-from durable_sa.testing import FakeClock, drain
+from durable_sa.testing import FakeClock, clear_jobs, drain, pending_jobs
 from tests.integration.helpers import far_future, get_run
 
 if TYPE_CHECKING:
@@ -290,3 +290,18 @@ def test_debounce_needs_a_window(engine: Durable) -> None:
         engine.start(
             "digest", {"n": 1}, debounce_key="k", debounce=timedelta(1), idempotency_key="i"
         )
+
+
+def test_recover_gives_a_debounced_run_its_lost_begin_job(engine: Durable) -> None:
+    held("limited-recover", max_active=1)
+    engine.start("limited-recover", {"n": 1})
+    waiting = engine.start("limited-recover", {"n": 2})
+    debounced = engine.start(
+        "limited-recover", {"n": 3}, debounce_key="k", debounce=timedelta(seconds=1)
+    )
+    clear_jobs(engine)
+    assert engine.recover() == 2  # the first run's step and the debounced run's begin
+    assert pending_jobs(engine) == 2
+    assert get_run(engine, waiting.run_id).status == "pending"  # under the limit: no job
+    drain(engine, now=far_future())
+    assert get_run(engine, debounced.run_id).status == "pending"  # its window passed
