@@ -149,11 +149,17 @@ class WritePlan:
 
     @property
     def lock_free(self) -> bool:
-        """True when the plan may be applied without locks, grouped with other runs'."""
+        """True when the plan may be applied without locks, grouped with other runs'.
+
+        A plan that gives back a place (or admits) locks its workflow's counts: applied
+        alone, so two groups never take two workflows' counts in opposite orders.
+        """
         return (
             self.settle_parent is None
             and self.take_buffered is None
             and self.consume_signal is None
+            and self.release is None
+            and self.admit is None
         )
 
     @property
