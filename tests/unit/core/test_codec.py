@@ -344,7 +344,7 @@ def test_decode_refuses_unknown_kinds() -> None:
         decode_payload("teleport", {"run_id": 1})
     message = str(excinfo.value)
     assert "'teleport'" in message
-    assert "advance, compensate, finish, signal_timeout" in message
+    assert "advance, begin, compensate, finish, signal_timeout" in message
 
 
 @pytest.mark.parametrize("data", [None, [], [1, 2], "advance", 3, 1.5, True])
