@@ -125,3 +125,30 @@ def test_never_more_than_the_limit_active_under_racing_starts_and_workers(pg: Du
     for key in {r.key for r in rows}:
         assert overlap([(r.began, r.ended) for r in rows if r.key == key]) <= PER_KEY
     assert overlap([(r.began, r.ended) for r in rows]) == LIMIT  # the limit was reached
+
+
+def test_racing_debounced_starts_of_a_key_make_one_run(pg: Durable) -> None:
+    durable("debounced-race").step("a", lambda ctx: ctx.input["n"])
+    ids: list[tuple[int, bool]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def starter(n: int) -> None:
+        barrier.wait()
+        for i in range(5):
+            started = pg.start(
+                "debounced-race", {"n": n * 10 + i}, debounce_key="k", debounce=timedelta(hours=1)
+            )
+            with lock:
+                ids.append((started.run_id, started.created))
+
+    threads = [threading.Thread(target=starter, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(ids) == 40
+    assert len({run_id for run_id, _ in ids}) == 1
+    assert sum(created for _, created in ids) == 1
+    with Session(pg.sa_engine) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(WorkflowRun)) == 1
