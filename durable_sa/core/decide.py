@@ -231,6 +231,7 @@ def _await_child(run: RunSnapshot, outcome: AwaitChild, now: datetime) -> Transi
         parent_step_id=outcome.step_name,
         due=now,
         on_finish=outcome.child_on_finish,
+        limits=outcome.child_limits,
     )
     return Transition(event=RunEvent.SUSPEND, before=run, after=after, spawn=spawn)
 

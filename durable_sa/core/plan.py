@@ -160,6 +160,7 @@ class WritePlan:
             and self.consume_signal is None
             and self.release is None
             and self.admit is None
+            and (self.create is None or not self.create.limited)
         )
 
     @property
@@ -259,6 +260,7 @@ def child_run(spawn: ChildSpawn) -> NewRun:
         parent_run_id=spawn.parent_run_id,
         parent_step_id=spawn.parent_step_id,
         state=dict(HOOKED_STATE) if spawn.on_finish else {},
+        limits=spawn.limits,
     )
 
 

@@ -305,3 +305,21 @@ def test_recover_gives_a_debounced_run_its_lost_begin_job(engine: Durable) -> No
     assert get_run(engine, waiting.run_id).status == "pending"  # under the limit: no job
     drain(engine, now=far_future())
     assert get_run(engine, debounced.run_id).status == "pending"  # its window passed
+
+
+def test_child_runs_are_counted_under_their_workflows_limit(engine: Durable) -> None:
+    held("limited-child", max_active=1)
+    durable("parent-of-limited").child_workflow("kid", "limited-child")
+    first = engine.start("parent-of-limited", {"n": 1})
+    second = engine.start("parent-of-limited", {"n": 2})
+    drain(engine)
+    kids = [engine.status(p.run_id).children[0] for p in (first, second)]
+    assert [k.status for k in kids] == ["suspended", "pending"]
+    assert kids[1].waiting_reason == "limit of workflow 'limited-child' (1/1 active)"
+    engine.resume(kids[0].run_id, "go", None)
+    drain(engine)
+    assert engine.status(first.run_id).status == "completed"
+    assert get_run(engine, kids[1].run_id).status == "suspended"
+    engine.cancel(second.run_id)
+    assert get_run(engine, kids[1].run_id).status == "canceled"
+    assert active(engine, "limited-child") == 0
