@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from durable_sa.admin import Admin
+from durable_sa.core.admission import check_concurrency_key, check_priority
 from durable_sa.core.codec import check_size, structure_as, to_json, to_json_object
 from durable_sa.core.decide import decide_cancel, decide_resume
 from durable_sa.core.endings import signals_refused
@@ -205,18 +206,32 @@ class Durable:
 
     # ── start / resume / cancel ────────────────────────────────────────────────
 
-    def start(
+    def start(  # noqa: PLR0913 - the run's options, keyword-only
         self,
         name: str,
         input: Any = None,  # noqa: A002, ANN401 - the reference's name; any JSON mapping
         *,
         session: Session | None = None,
         idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+        priority: int = 0,
+        debounce_key: str | None = None,
+        debounce: timedelta | None = None,
     ) -> StartResult:
         """Start workflow ``name`` with ``input``: the run row and its first job, atomically.
 
         With ``idempotency_key``, a second start with the same key returns the first run
         (``created=False``) whatever its input; one run exists.
+
+        A start never blocks: over the workflow's ``max_active`` (or, with
+        ``concurrency_key``, its ``max_active_per_key``) the run is created ``pending``
+        and begins when a place frees, lowest ``priority`` first, then in arrival order.
+        ``priority`` orders the run's jobs among due jobs of its queue too (lower first).
+
+        With ``debounce_key`` and ``debounce`` (a ``timedelta``), starts of that key
+        within the window collapse into one ``pending`` run, which begins when
+        ``debounce`` has passed since the last of them, with the latest input; each call
+        returns that run's id (``created`` is True for the call that made it).
 
         Raises:
             DefinitionError: ``name`` is too long for its column, or holds NUL or a lone
@@ -224,12 +239,17 @@ class Durable:
             WorkflowNotRegisteredError: no workflow ``name`` in this process.
             PayloadError: ``input`` is not a JSON-serializable mapping, does not
                 structure as the workflow's ``input_type``, or ``idempotency_key`` is not
-                a string of 1 to 255 characters.
+                a string of 1 to 255 characters, nor ``concurrency_key``, or
+                ``priority`` is not a 32-bit integer, or ``debounce_key`` comes
+                without a positive ``debounce`` (or with an ``idempotency_key``).
             PayloadTooLargeError: its JSON is over ``max_payload_bytes``.
             WrongSessionError: ``session`` is an ``AsyncSession`` (use the ``_async`` twin).
 
         """
         refuse_async_session(session, "start")
+        if concurrency_key is not None:
+            check_concurrency_key(concurrency_key)
+        check_priority(priority)
         if isinstance(name, str):  # a name no column can hold: say so, not a driver error
             check_text(name, "workflow name", limit=NAME_LIMIT)
         workflow = registry.get(name)
@@ -248,11 +268,18 @@ class Durable:
                 now=now,
                 idempotency_key=idempotency_key,
                 on_finish=workflow.finish_hook is not None,
+                concurrency_key=concurrency_key,
+                priority=priority,
+                limits=workflow.limits,
+                debounce_key=debounce_key,
+                debounce=debounce,
             )
             applied = self.shell.applier.apply_one(tx, PlanItem(plan_start(new)), now=now)
             if applied.run_id is None:  # pragma: no cover - a start always names its run
                 msg = "starting a run returned no id"
                 raise RuntimeError(msg)
+            if not applied.created and debounce_key is not None:
+                return StartResult(run_id=applied.run_id, status=RunStatus.PENDING, created=False)
             if not applied.created:
                 return StartResult(
                     run_id=applied.run_id,
@@ -266,10 +293,11 @@ class Durable:
                     workflow.name,
                     extra={"action": "start", "run_id": applied.run_id, "workflow": workflow.name},
                 )
-            return StartResult(run_id=applied.run_id, status=RunStatus.RUNNING)
+            return StartResult(run_id=applied.run_id, status=applied.status or RunStatus.RUNNING)
 
+        plain = not workflow.limits.any and priority == 0 and debounce_key is None
         probe = [PlanItem(plan_start(_PROBE_RUN))]
-        alone = self.shell.applier.one_statement(probe, self.sa_engine.dialect.name)
+        alone = plain and self.shell.applier.one_statement(probe, self.sa_engine.dialect.name)
         return self.shell.transaction(work, session=session, autocommit=alone)
 
     def resume(
@@ -529,13 +557,17 @@ class Durable:
     # Each twin is the sync call, run by the bridge: in the caller's AsyncSession (its
     # transaction, which the caller commits), or on the engine (see async_bridge).
 
-    async def start_async(
+    async def start_async(  # noqa: PLR0913 - start's options, keyword-only
         self,
         name: str,
         input: Any = None,  # noqa: A002, ANN401 - start's own parameter
         *,
         session: AsyncSession | None = None,
         idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+        priority: int = 0,
+        debounce_key: str | None = None,
+        debounce: timedelta | None = None,
     ) -> StartResult:
         """:meth:`start` for asyncio code; ``session`` is an ``AsyncSession``.
 
@@ -547,7 +579,15 @@ class Durable:
 
         """
         return await self._bridge.call(
-            self.start, name, input, session=session, idempotency_key=idempotency_key
+            self.start,
+            name,
+            input,
+            session=session,
+            idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
+            priority=priority,
+            debounce_key=debounce_key,
+            debounce=debounce,
         )
 
     async def resume_async(

@@ -111,6 +111,15 @@ class RunStatusSnapshot:
     waiting_for_version: str | None = None
     """Set while the run has work queued that no live worker can run: the definition
     version a worker must have (``workflow_version``) to take it."""
+    waiting_reason: str | None = None
+    """Why a ``pending`` run has not begun: the limit it waits under (``limit of
+    workflow 'w' (2/2 active)``, ``limit of key 'k' (1/1 active)``)."""
+    concurrency_key: str | None = None
+    """The key the run's workflow's per-key limit counts it under."""
+    priority: int = 0
+    """Lower runs first: among pending runs, and the run's jobs among due jobs."""
+    begin_at: datetime | None = None
+    """A debounced run: when its window ends (a later start of its key moves it on)."""
 
     @property
     def is_terminal(self) -> bool:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 from sqlalchemy import or_, select
 
+from durable_sa.core.admission import WORKFLOW_KEY, Count, debounce_reason, waiting_reason
 from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.snapshot import WaitKind
 from durable_sa.core.status import RunStatus
@@ -22,6 +23,7 @@ from durable_sa.queue import dead_letters
 from durable_sa.results import DeadLetterInfo, RunStatusSnapshot
 from durable_sa.runtime.presence import live_workers
 from durable_sa.store.models import dead_letters_table, jobs_table, runs_table
+from durable_sa.store.slots import read_count
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -52,6 +54,9 @@ _COLUMNS = (
     runs.c.wake_at,
     runs.c.error,
     runs.c.idempotency_key,
+    runs.c.concurrency_key,
+    runs.c.priority,
+    runs.c.begin_at,
     runs.c.created_at,
     runs.c.updated_at,
 )
@@ -79,6 +84,9 @@ def _snapshot(row: Any) -> RunStatusSnapshot:  # noqa: ANN401 - a result row
         parent_run_id=row.parent_run_id,
         parent_step_id=row.parent_step_id,
         idempotency_key=row.idempotency_key,
+        concurrency_key=row.concurrency_key,
+        priority=int(row.priority or 0),
+        begin_at=row.begin_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -139,6 +147,37 @@ def _mark_unrunnable(
         for run_id, snap in active.items()
         if run_id in queued and (snap.workflow_name, snap.workflow_version) not in runnable
     }
+    return [_replace(snap, marked) for snap in snaps]
+
+
+def _mark_waiting(
+    session: Session, snaps: list[RunStatusSnapshot], now: datetime
+) -> list[RunStatusSnapshot]:
+    """Set ``waiting_reason`` on pending runs: a debounce window, or a limit (counts now)."""
+    pending = [s for s in _walk(snaps) if s.status is RunStatus.PENDING]
+    if not pending:
+        return snaps
+    conn = session.connection()
+    counts: dict[tuple[str, str], Count | None] = {}
+
+    def count(workflow: str, key: str) -> Count | None:
+        if (workflow, key) not in counts:
+            counts[workflow, key] = read_count(conn, workflow, key)
+        return counts[workflow, key]
+
+    marked: dict[int, RunStatusSnapshot] = {}
+    for snap in pending:
+        if snap.begin_at is not None and snap.begin_at > now:
+            marked[snap.run_id] = attrs.evolve(snap, waiting_reason=debounce_reason(snap.begin_at))
+            continue
+        workflow = count(snap.workflow_name, WORKFLOW_KEY) or Count(active=0)
+        key = (
+            None
+            if snap.concurrency_key is None
+            else count(snap.workflow_name, snap.concurrency_key)
+        )
+        reason = waiting_reason(workflow, key, snap.concurrency_key, snap.workflow_name)
+        marked[snap.run_id] = attrs.evolve(snap, waiting_reason=reason)
     return [_replace(snap, marked) for snap in snaps]
 
 
@@ -205,7 +244,7 @@ def run_status(
         raise RunNotFoundError(run_id)
     snap = _snapshot(row)
     _attach_children(session, [snap])
-    marked = _mark_unrunnable(session, [snap], now)
+    marked = _mark_waiting(session, _mark_unrunnable(session, [snap], now), now)
     return _mark_stranded(session, marked, live_run_ids)[0]
 
 
@@ -241,7 +280,8 @@ def list_runs(  # noqa: PLR0913 - filters, all keyword-only
         stmt = stmt.limit(limit)
     snaps = [_snapshot(row) for row in session.execute(stmt)]
     _attach_children(session, snaps)
-    return _mark_stranded(session, _mark_unrunnable(session, snaps, now), live_run_ids)
+    marked = _mark_waiting(session, _mark_unrunnable(session, snaps, now), now)
+    return _mark_stranded(session, marked, live_run_ids)
 
 
 def list_cutoff(since: datetime | timedelta | None, now: datetime) -> datetime | None:

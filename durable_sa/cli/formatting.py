@@ -57,6 +57,8 @@ def note(snap: RunStatusSnapshot, cells: Cells | None = None) -> str:  # noqa: P
     cell = cells or Cells()
     if snap.stranded is not None:
         return f"stranded, {cell(snap.stranded, 60)}"
+    if snap.waiting_reason is not None:
+        return f"pending: {cell(snap.waiting_reason, 60)}"
     if snap.waiting_for_version is not None:
         return f"waiting for a worker with version {snap.waiting_for_version}"
     if snap.wait_kind == "agent":
@@ -104,6 +106,8 @@ def render_status(
     lines = [f"{name + ':':<16} {value}" for name, value in fields]
     if snap.waiting_for_version is not None:
         lines.append(waiting_line(snap))
+    if snap.waiting_reason is not None:
+        lines.append(f"pending: waits under the {snap.waiting_reason}")
     lines += ["", "journal:"]
     if journal:
         rows = [

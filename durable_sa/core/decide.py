@@ -27,7 +27,14 @@ from durable_sa.core.endings import (
     canceled_with_compensation,
     pending_finish,
 )
-from durable_sa.core.jobs import AdvanceJob, CompensateJob, FinishJob, JobSpec, SignalTimeoutJob
+from durable_sa.core.jobs import (
+    AdvanceJob,
+    BeginJob,
+    CompensateJob,
+    FinishJob,
+    JobSpec,
+    SignalTimeoutJob,
+)
 from durable_sa.core.moves import (
     complete,
     evolve,
@@ -224,6 +231,7 @@ def _await_child(run: RunSnapshot, outcome: AwaitChild, now: datetime) -> Transi
         parent_step_id=outcome.step_name,
         due=now,
         on_finish=outcome.child_on_finish,
+        limits=outcome.child_limits,
     )
     return Transition(event=RunEvent.SUSPEND, before=run, after=after, spawn=spawn)
 
@@ -443,7 +451,9 @@ def decide_cancel(
     wake-up, a signal's timer) are dropped, so it stops waiting. A run already rolling
     back after a failure goes on rolling back and ends ``canceled``. ``now`` (when the
     compensation is due) is needed with ``compensate`` and for a run with an
-    ``on_finish`` hook, whose cancel leaves the final status to its finish job.
+    ``on_finish`` hook, whose cancel leaves the final status to its finish job. A
+    pending run (waiting under a limit) never began: it ends ``canceled`` at once, and
+    its hook does not run.
 
     Raises:
         ValueError: ``now`` is needed and was not given.
@@ -469,7 +479,16 @@ def decide_cancel(
         drop_jobs=True,
         settle_parent=settlement_of(after, Settlement.CANCELED),
     )
+    if run.status is RunStatus.PENDING:  # it never began: there is nothing to finish
+        return ended
     return finish_later(ended, now=now)
+
+
+def _begin_again(run: RunSnapshot, now: datetime) -> JobSpec | None:
+    """A debounced run's begin job, due at the end of its window (or now, if it passed)."""
+    if run.begin_at is None:
+        return None
+    return job_for(run, BeginJob(run_id=run.id, at=run.begin_at), max(run.begin_at, now))
 
 
 def _cancel_compensating(run: RunSnapshot, now: datetime) -> Transition:
@@ -491,13 +510,17 @@ def _cancel_compensating(run: RunSnapshot, now: datetime) -> Transition:
     return Transition(event=RunEvent.ROLLBACK, before=run, after=after, jobs=(job,), drop_jobs=True)
 
 
-def decide_recovery(run: RunSnapshot, *, now: datetime) -> JobSpec | None:
+def decide_recovery(run: RunSnapshot, *, now: datetime) -> JobSpec | None:  # noqa: PLR0911 - one per status
     """The job that gets a run going again after its job was lost; ``None`` if none is due.
 
     A running run gets its current step (delayed to ``wake_at`` if it sleeps), a
     compensating run its cursor, a run waiting for a signal with a deadline its timer, a
-    run whose final status waits for its ``on_finish`` hook its finish job.
+    run whose final status waits for its ``on_finish`` hook its finish job, a debounced
+    run its begin job. A run pending under a limit has no job: it is admitted when a
+    place frees.
     """
+    if run.status is RunStatus.PENDING:
+        return _begin_again(run, now)
     pending = pending_finish(run)
     if pending is not None:
         return job_for(run, FinishJob(run_id=run.id, attempt=pending.attempt), now)

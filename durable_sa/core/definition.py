@@ -49,10 +49,28 @@ __all__ = [
 ]
 
 
-def durable(name: str, *, version: str | None = None, input_type: object = None) -> DurableWorkflow:
+def durable(
+    name: str,
+    *,
+    version: str | None = None,
+    input_type: object = None,
+    max_active: int | None = None,
+    max_active_per_key: int | None = None,
+) -> DurableWorkflow:
     """Create the workflow ``name`` and register it, replacing an earlier definition.
 
     With ``input_type`` (an attrs class, dataclass or pydantic model) ``ctx.input`` is a
     value of that type, and ``start()`` refuses an input that does not structure as it.
+    With ``max_active`` at most that many runs are active (begun and not ended) at once;
+    with ``max_active_per_key``, at most that many per ``start(concurrency_key=...)``.
+    Starts over a limit are accepted and wait ``pending`` (docs/queues.md).
     """
-    return registry.register(DurableWorkflow(name, version=version, input_type=input_type))
+    return registry.register(
+        DurableWorkflow(
+            name,
+            version=version,
+            input_type=input_type,
+            max_active=max_active,
+            max_active_per_key=max_active_per_key,
+        )
+    )

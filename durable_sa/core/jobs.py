@@ -76,10 +76,25 @@ class FinishJob:
     attempt: int = attrs.field(default=1, validator=_positive)
 
 
-JobPayload: TypeAlias = AdvanceJob | CompensateJob | SignalTimeoutJob | FinishJob
+@attrs.frozen(kw_only=True)
+class BeginJob:
+    """Begin a debounced run when its window has passed (or look again when it ends).
+
+    Queued once, when the run is created, due at the end of its first window (``at``);
+    a later start of the same key moves the run's ``begin_at`` on, and the job, finding
+    ``begin_at`` later than its own ``at``, queues itself again for then. Comparing the
+    two instants, not a clock, keeps the job from looking again before it is due.
+    """
+
+    kind: ClassVar[str] = "begin"
+    run_id: int = attrs.field(validator=_positive)
+    at: datetime
+
+
+JobPayload: TypeAlias = AdvanceJob | CompensateJob | SignalTimeoutJob | FinishJob | BeginJob
 
 JOB_KINDS: Final[Mapping[str, type[JobPayload]]] = {
-    cls.kind: cls for cls in (AdvanceJob, CompensateJob, SignalTimeoutJob, FinishJob)
+    cls.kind: cls for cls in (AdvanceJob, CompensateJob, SignalTimeoutJob, FinishJob, BeginJob)
 }
 
 
@@ -93,6 +108,8 @@ class JobSpec:
     """The run's workflow name: a worker claims only jobs of workflows it defines."""
     version: str | None = None
     """The run's pinned definition version: a worker claims only versions it has."""
+    priority: int = 0
+    """The run's priority: among due jobs of a queue, lower is claimed first."""
 
     @property
     def kind(self) -> str:

@@ -185,12 +185,13 @@ def finish_later(ended: Transition, *, now: datetime | None) -> Transition:
 
 
 def job_for(run: RunSnapshot, payload: JobPayload, due: datetime) -> JobSpec:
-    """A job for ``run``, tagged with its workflow and pinned version."""
+    """A job for ``run``, tagged with its workflow, pinned version and priority."""
     return JobSpec(
         payload=payload,
         available_at=due,
         workflow=run.workflow_name,
         version=run.workflow_version,
+        priority=run.priority,
     )
 
 

@@ -11,6 +11,7 @@ from typing import TypeAlias
 
 import attrs
 
+from durable_sa.core.admission import Limits
 from durable_sa.core.backoff import Backoff
 from durable_sa.core.codec import JSONObject, JSONValue
 from durable_sa.core.snapshot import JournalWrite
@@ -66,6 +67,8 @@ class AwaitChild:
     child_input: JSONObject
     child_on_finish: bool = False
     """The child's workflow has an ``on_finish`` hook."""
+    child_limits: Limits | None = None
+    """The child's workflow's limits on active runs: the child is counted under them."""
 
 
 @attrs.frozen(kw_only=True)

@@ -23,6 +23,7 @@ from typing import Final
 
 import attrs
 
+from durable_sa.core.admission import Limits
 from durable_sa.core.codec import JSONObject
 from durable_sa.core.endings import HOOKED_STATE
 from durable_sa.core.jobs import AdvanceJob, JobSpec
@@ -74,6 +75,24 @@ class NewRun:
     """With a key, a run that already holds it is returned instead of a new one."""
     state: JSONObject = attrs.field(factory=dict)
     """The run's initial state: empty, or the engine's own keys (an ``on_finish`` hook)."""
+    concurrency_key: str | None = None
+    priority: int = 0
+    limits: Limits | None = None
+    """The workflow's limits: the run is inserted pending and admitted when it may begin
+    (:mod:`durable_sa.engine.limits`). ``None``: it begins at once."""
+    debounce_key: str | None = None
+    """Starts with this key collapse into one pending run until ``due`` (which a later
+    start moves on); the run begins then (:mod:`durable_sa.core.begin`)."""
+
+    @property
+    def limited(self) -> bool:
+        """True when the run is counted against its workflow's limits."""
+        return self.limits is not None and self.limits.any
+
+    @property
+    def plain(self) -> bool:
+        """True for a run started the plain way: no limits, default priority."""
+        return not self.limited and self.priority == 0 and self.debounce_key is None
 
     def first_job(self, run_id: int) -> JobSpec:
         """The advance job of step 0, once the run's id is known."""
@@ -82,7 +101,16 @@ class NewRun:
             available_at=self.due,
             workflow=self.workflow_name,
             version=self.workflow_version,
+            priority=self.priority,
         )
+
+
+@attrs.frozen(kw_only=True)
+class Release:
+    """A limited run ended: give back its place and admit what may begin now."""
+
+    workflow_name: str
+    concurrency_key: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -112,14 +140,27 @@ class WritePlan:
     """After writing the run, deliver the oldest signal buffered under this name."""
     consume_signal: int | None = None
     """The buffered signal this plan delivers: its row is deleted."""
+    release: Release | None = None
+    """The run ends holding a place under its workflow's limits: the place is given
+    back, and the next pending run admitted, in the same transaction."""
+    admit: str | None = None
+    """A limited run's debounce window has passed: admit the pending runs of this
+    workflow that may begin now, in the same transaction."""
 
     @property
     def lock_free(self) -> bool:
-        """True when the plan may be applied without locks, grouped with other runs'."""
+        """True when the plan may be applied without locks, grouped with other runs'.
+
+        A plan that gives back a place (or admits) locks its workflow's counts: applied
+        alone, so two groups never take two workflows' counts in opposite orders.
+        """
         return (
             self.settle_parent is None
             and self.take_buffered is None
             and self.consume_signal is None
+            and self.release is None
+            and self.admit is None
+            and (self.create is None or not self.create.limited)
         )
 
     @property
@@ -163,7 +204,25 @@ def plan_transition(
         settle_parent=transition.settle_parent,
         take_buffered=transition.take_buffered,
         consume_signal=transition.consume_signal,
+        release=released_place(transition),
+        admit=waiting_admission(transition),
     )
+
+
+def waiting_admission(transition: Transition) -> str | None:
+    """The workflow whose pending runs are admitted: a limited run's debounce is over."""
+    after = transition.after
+    if transition.event is RunEvent.BEGIN and after.status is RunStatus.PENDING and after.limited:
+        return after.workflow_name
+    return None
+
+
+def released_place(transition: Transition) -> Release | None:
+    """The place ``transition`` gives back: the run held one and ends now."""
+    before, after = transition.before, transition.after
+    if not before.holds_place or not after.status.is_terminal:
+        return None
+    return Release(workflow_name=before.workflow_name, concurrency_key=before.concurrency_key)
 
 
 def continues_in_place(transition: Transition, now: datetime | None) -> bool:
@@ -201,6 +260,7 @@ def child_run(spawn: ChildSpawn) -> NewRun:
         parent_run_id=spawn.parent_run_id,
         parent_step_id=spawn.parent_step_id,
         state=dict(HOOKED_STATE) if spawn.on_finish else {},
+        limits=spawn.limits,
     )
 
 

@@ -63,6 +63,19 @@ class RunSnapshot:
     revision: int = 0
     """Bumped by every write of the run row: a decision made on this snapshot may be
     applied without a lock exactly when the row still has this revision."""
+    concurrency_key: str | None = None
+    """The key a per-key limit counts the run under."""
+    priority: int = 0
+    """Lower runs first (pending runs, and the run's jobs among due jobs)."""
+    limited: bool = False
+    """The run's workflow had limits when it started: while active, it holds a place."""
+    begin_at: datetime | None = None
+    """A debounced run: when its window ends (the last start of its key plus the window)."""
+
+    @property
+    def holds_place(self) -> bool:
+        """True when the run counts against its workflow's limits (begun, not ended)."""
+        return self.limited and self.status is not RunStatus.PENDING and not self.status.is_terminal
 
     @property
     def public_results(self) -> JSONObject:

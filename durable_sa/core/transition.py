@@ -19,6 +19,7 @@ from datetime import datetime
 
 import attrs
 
+from durable_sa.core.admission import Limits
 from durable_sa.core.codec import JSONObject
 from durable_sa.core.jobs import JobSpec
 from durable_sa.core.snapshot import JournalWrite, RunSnapshot
@@ -47,6 +48,8 @@ class ChildSpawn:
     """When the child's first step is due: the instant the parent decided to start it."""
     on_finish: bool = False
     """The child's workflow has an ``on_finish`` hook."""
+    limits: Limits | None = None
+    """The child's workflow's limits: the child starts ``pending`` if it is over them."""
 
 
 @attrs.frozen(kw_only=True)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
+from durable_sa.core.admission import Limits
 from durable_sa.core.steps import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_RETRIES,
@@ -70,13 +71,21 @@ class DurableWorkflow:
     """A named, ordered list of steps, built by chaining and registered on creation."""
 
     def __init__(
-        self, name: str, *, version: str | None = None, input_type: ResultType = None
+        self,
+        name: str,
+        *,
+        version: str | None = None,
+        input_type: ResultType = None,
+        max_active: int | None = None,
+        max_active_per_key: int | None = None,
     ) -> None:
         """Create an empty workflow; prefer :func:`~durable_sa.core.definition.durable`.
 
         With ``input_type`` (an attrs class, dataclass or pydantic model), ``ctx.input``
         is the run's input structured as that type, and ``start()`` refuses an input
-        that does not structure as it.
+        that does not structure as it. ``max_active`` and ``max_active_per_key`` limit
+        the runs active at once, in all and per ``concurrency_key``
+        (:mod:`durable_sa.core.admission`).
         """
         check_name(name, "workflow name")
         if version is not None and (not isinstance(version, str) or not version):
@@ -84,6 +93,13 @@ class DurableWorkflow:
             raise DefinitionError(msg)
         self.name: Final = name
         self.input_type: Final = _checked_type(input_type, f"workflow {name!r}: input_type")
+        try:
+            limits = Limits(max_active=max_active, max_active_per_key=max_active_per_key)
+        except DefinitionError as exc:
+            msg = f"workflow {name!r}: {exc}"
+            raise DefinitionError(msg) from None
+        self.limits: Final = limits
+        """The limits on the workflow's active runs (none by default)."""
         self._result_types: dict[str, Any] = {}
         self._explicit_version = version
         self._steps: list[StepDefinition] = []

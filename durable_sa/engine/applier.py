@@ -10,9 +10,10 @@ Rules:
   decided at (compare-and-set). If it has moved, nothing of that plan is written and the
   caller decides again on a fresh read; the other plans of the group are unaffected.
 - Order inside the transaction: run rows, journal rows (a duplicate (run, step) is left
-  untouched), acknowledged jobs, discarded jobs, new jobs, new runs, then parents to
-  settle. A parent is locked after its child's row was written (child → parent order,
-  as everywhere), so plans that settle a parent are applied alone.
+  untouched), acknowledged jobs, discarded jobs, new jobs, places given back under a
+  workflow's limits (and pending runs admitted: :mod:`durable_sa.engine.limits`), new
+  runs, then parents to settle. A parent is locked after its child's row was written
+  (child → parent order, as everywhere), so plans that settle a parent are applied alone.
 - A run that suspends on a signal is applied alone too: with its row written (held),
   the signals buffered for it are read, and the oldest is delivered by the core's own
   decision in the same transaction (:mod:`durable_sa.store.signals`).
@@ -33,6 +34,7 @@ from durable_sa.core.codec import JSONObject
 from durable_sa.core.decide import decide_buffered_signal, decide_child_settled
 from durable_sa.core.plan import WritePlan, continued, plan_transition
 from durable_sa.core.status import RunStatus
+from durable_sa.engine.limits import admit_waiting, release
 from durable_sa.engine.new_runs import existing_run, insert_run
 from durable_sa.engine.plan_rows import columns, journal_row, run_row
 from durable_sa.queue.protocol import ClaimedJob, InPlaceProducer
@@ -71,9 +73,11 @@ class Applied:
     run_id: int | None = None
     """The plan's run, or the run it created (or found by its idempotency key)."""
     created: bool = False
-    """A start plan inserted a new run (False: its idempotency key existed already)."""
+    """A start plan inserted a new run (False: its idempotency key existed already, or
+    a debounced start collapsed into its key's pending run)."""
     status: RunStatus | None = None
-    """The status of the run a start plan found by its idempotency key."""
+    """The status of the run a start plan created (``running``, or ``pending`` under a
+    limit) or found by its idempotency key."""
     state: JSONObject | None = None
     """The run's state as the database holds it after the write (for continuing)."""
     next_job: ClaimedJob | None = None
@@ -149,10 +153,17 @@ class Applier:
             return False
         if any(not item.plan.lock_free for item in items):
             return False
-        creates = sum(item.plan.create is not None for item in items)
-        if creates == 0:
+        if any(item.plan.release is not None or item.plan.admit for item in items):
+            return False
+        creates = [item.plan.create for item in items if item.plan.create is not None]
+        if not creates:
             return True
-        return creates == 1 and len(items) == 1 and not items[0].plan.writes_run
+        return (
+            len(creates) == 1
+            and creates[0].plain
+            and len(items) == 1
+            and not items[0].plan.writes_run
+        )
 
     def apply_one(self, session: Session, item: PlanItem, *, now: datetime) -> Applied:
         """:meth:`apply` for a single plan."""
@@ -311,8 +322,12 @@ class Applier:
         run_id = plan.run_id
         created = False
         status: RunStatus | None = None
+        if plan.release is not None:
+            release(session, plan.release, backend=self.backend, now=now)
+        if plan.admit is not None:
+            admit_waiting(session, plan.admit, backend=self.backend, now=now)
         if plan.create is not None:
-            new_id = insert_run(
+            inserted = insert_run(
                 session,
                 plan.create,
                 backend=self.backend,
@@ -320,10 +335,10 @@ class Applier:
                 now=now,
             )
             if plan.run_id is None:  # a start: the plan is about the new run
-                created = new_id is not None
-                run_id = new_id
-                if new_id is None:
+                if inserted is None:
                     run_id, status = existing_run(session, plan.create)
+                else:
+                    run_id, status, created = inserted.run_id, inserted.status, inserted.created
         if plan.run is not None and plan.event is not None:
             _log(plan)
         if plan.consume_signal is not None:

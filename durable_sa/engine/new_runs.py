@@ -4,15 +4,23 @@ A start is idempotent by its key: the insert does nothing when a run holds the k
 already, and the caller is told that run instead (:func:`existing_run`). On PostgreSQL
 the run and, for a backend whose rows the applier writes, its first job are one
 statement; otherwise the first job goes through the backend's ``enqueue``.
+
+A run with limits or a priority is inserted by plain statements: a limited run
+``pending``, then admitted by :mod:`durable_sa.engine.limits` (which queues its first
+job when it begins); the one-statement path is kept for every other start.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from durable_sa.core.jobs import BeginJob, JobSpec
 from durable_sa.core.status import RunStatus
+from durable_sa.engine.limits import start_limited
 from durable_sa.engine.plan_rows import columns
 from durable_sa.store import statements
 from durable_sa.store.models import runs_table, utcnow
@@ -28,6 +36,16 @@ if TYPE_CHECKING:
 runs = runs_table
 
 
+@attrs.frozen
+class Inserted:
+    """What a start's insert did: the run, its status, and whether it is new."""
+
+    run_id: int
+    status: RunStatus
+    created: bool = True
+    """False: a debounced start collapsed into the pending run of its key."""
+
+
 def insert_run(
     session: Session,
     new: NewRun,
@@ -35,10 +53,16 @@ def insert_run(
     backend: QueueBackend,
     producer: InPlaceProducer | None,
     now: datetime,
-) -> int | None:
-    """INSERT the run and queue its first job; ``None`` when its key exists already."""
+) -> Inserted | None:
+    """INSERT the run and queue its first job; ``None`` when its key exists already.
+
+    Returns the run's id and status: ``running``, or ``pending`` when a limit (or a
+    debounce window) holds it.
+    """
     conn = session.connection()
     row = {name: getattr(new, name) for name in statements.NEW_RUN_FIELDS}
+    if not new.plain:
+        return _insert_counted(session, new, row, backend=backend, now=now)
     if conn.dialect.name == "postgresql":
         params: dict[str, Any] = {
             **columns("c", [row], statements.NEW_RUN_FIELDS),
@@ -52,7 +76,7 @@ def insert_run(
             found = conn.execute(statements.pg_create(producer.queue_rows), params).first()
             if found is not None:
                 producer.wake_after_commit(session)
-            return None if found is None else int(found.id)
+            return None if found is None else Inserted(int(found.id), RunStatus.RUNNING)
         found = conn.execute(statements.PG_CREATE, params).first()
         if found is None:
             return None
@@ -76,7 +100,92 @@ def insert_run(
                 return None
             run_id = int(key_id)
     backend.enqueue(session, [new.first_job(run_id)])
-    return run_id
+    return Inserted(run_id, RunStatus.RUNNING)
+
+
+def _insert_counted(
+    session: Session,
+    new: NewRun,
+    row: dict[str, Any],
+    *,
+    backend: QueueBackend,
+    now: datetime,
+) -> Inserted | None:
+    """A run with limits (inserted pending, then admitted), a priority or a debounce."""
+    conn = session.connection()
+    debounced = new.debounce_key is not None
+    values = {
+        **row,
+        "status": RunStatus.PENDING if new.limited or debounced else RunStatus.RUNNING,
+        "state": new.state,
+        "current_step": 0,
+        "attempt": 1,
+        "revision": 0,
+        "created_at": now,
+        "updated_at": now,
+        "concurrency_key": new.concurrency_key,
+        "priority": new.priority,
+        "limited": new.limited,
+        "debounce_key": new.debounce_key,
+        "begin_at": new.due if debounced else None,
+    }
+    if debounced:
+        return _debounced(session, new, values, backend=backend, now=now)
+    stmt = statements.KEYED_RUN_INSERT
+    if conn.dialect.name == "postgresql":
+        stmt = (
+            pg_insert(runs)
+            .on_conflict_do_nothing(
+                index_elements=["idempotency_key"], index_where=runs.c.idempotency_key.isnot(None)
+            )
+            .returning(runs.c.id)
+        )
+    found = conn.execute(stmt, values).scalar_one_or_none()
+    if found is None:
+        return None
+    run_id = int(found)
+    if new.limited:
+        return Inserted(run_id, start_limited(session, new, run_id, backend=backend, now=now))
+    backend.enqueue(session, [new.first_job(run_id)])
+    return Inserted(run_id, RunStatus.RUNNING)
+
+
+def _debounced(
+    session: Session,
+    new: NewRun,
+    values: dict[str, Any],
+    *,
+    backend: QueueBackend,
+    now: datetime,
+) -> Inserted:
+    """Insert the key's pending run, or move its window on with this start's input.
+
+    One upsert on the partial unique index of pending runs by (workflow, debounce key),
+    so concurrent starts of a key make one run. The run's begin job is queued when it is
+    created; a later start only moves ``begin_at`` (:mod:`durable_sa.core.begin`).
+    """
+    conn = session.connection()
+    stmt = statements.debounce_upsert(conn.dialect.name)
+    found = conn.execute(stmt, values).one()
+    run_id, created = int(found.id), int(found.revision) == 0
+    if created:
+        due = values["begin_at"]
+        begin = BeginJob(run_id=run_id, at=due)
+        backend.enqueue(
+            session,
+            [
+                JobSpec(
+                    payload=begin,
+                    available_at=due,
+                    workflow=new.workflow_name,
+                    version=new.workflow_version,
+                    priority=new.priority,
+                )
+            ],
+        )
+        if new.limited:  # the counts exist, so a limited run can be admitted later
+            start_limited(session, new, run_id, backend=backend, now=now)
+    return Inserted(run_id, RunStatus.PENDING, created=created)
 
 
 def existing_run(session: Session, new: NewRun) -> tuple[int, RunStatus]:

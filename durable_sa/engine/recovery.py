@@ -28,7 +28,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RECOVER_BATCH: Final = 500
-_LIVE: Final = (RunStatus.RUNNING, RunStatus.COMPENSATING, RunStatus.SUSPENDED)
+_LIVE: Final = (
+    RunStatus.PENDING,  # a debounced run has a begin job; one under a limit needs none
+    RunStatus.RUNNING,
+    RunStatus.COMPENSATING,
+    RunStatus.SUSPENDED,
+)
 
 
 def recover_runs(shell: Shell, *, batch: int = RECOVER_BATCH) -> int:

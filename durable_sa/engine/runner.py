@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Final
 
+from durable_sa.core.begin import decide_begin, is_debouncing
 from durable_sa.core.decide import (
     decide_compensation,
     decide_signal_timeout,
@@ -48,6 +49,7 @@ from durable_sa.core.decide import (
 from durable_sa.core.finish import is_current_finish
 from durable_sa.core.jobs import (
     AdvanceJob,
+    BeginJob,
     CompensateJob,
     FinishJob,
     JobPayload,
@@ -190,6 +192,8 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
         if run is None or not is_current_finish(run, payload):
             return _stale(payload, claimed, run)
         return finish_run(shell, payload, claimed, applier=applier)
+    if isinstance(payload, BeginJob):
+        return _begin(payload, claimed, run)
     return _signal_timeout(payload, claimed, run)
 
 
@@ -375,6 +379,17 @@ def _signal_timeout(
                 extra={"action": "signal_timeout", "run_id": job.run_id},
             )
         return transition
+
+    return Decision(payload=job, job=claimed, run=run, decide=decide)
+
+
+def _begin(job: BeginJob, claimed: ClaimedJob | None, run: RunSnapshot | None) -> Prepared:
+    """A debounced run's window ended: begin it, admit it, or look again later."""
+    if run is None or not is_debouncing(run):
+        return _stale(job, claimed, run)
+
+    def decide(current: RunSnapshot | None, now: datetime) -> Transition | None:
+        return None if current is None else decide_begin(current, job, now=now)
 
     return Decision(payload=job, job=claimed, run=run, decide=decide)
 

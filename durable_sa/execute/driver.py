@@ -372,6 +372,7 @@ def _child(step: ChildStep, ctx: DurableContext, limit: int | None) -> StepOutco
         child_total_steps=len(child.steps),
         child_input=child_input,
         child_on_finish=child.finish_hook is not None,
+        child_limits=child.limits if child.limits.any else None,
     )
 
 

@@ -136,7 +136,7 @@ def _statement(
     On PostgreSQL the leasing UPDATE is a CTE joined to the runs; elsewhere it is the
     UPDATE alone and the runs are read after it.
     """
-    order = (jobs.c.id,) if fifo else (jobs.c.available_at, jobs.c.id)
+    order = (jobs.c.id,) if fifo else (jobs.c.priority, jobs.c.available_at, jobs.c.id)
     now = bindparam("now", type_=jobs.c.available_at.type)
     unheld = jobs.c.claimed_until.is_(None)
     lapsed = jobs.c.claimed_until < now

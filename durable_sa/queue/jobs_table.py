@@ -127,6 +127,7 @@ class JobsTableBackend:
             insert(jobs),
             [
                 job_row(spec, queue=self.queue, max_attempts=self.max_attempts)
+                | {"priority": spec.priority}
                 for spec in jobs_to_add
             ],
         )
@@ -252,6 +253,7 @@ class JobsTableBackend:
         """The row of a new job; taken by ``taken_by`` until ``until`` (claimed, in place)."""
         del now  # created_at takes the column default, as for every other job
         row = job_row(spec, queue=self.queue, max_attempts=self.max_attempts)
+        row["priority"] = spec.priority
         if taken_by is None:
             return row | {"claimed_by": None, "claimed_until": None}
         return row | {"attempts": 1, "claimed_by": taken_by, "claimed_until": until}

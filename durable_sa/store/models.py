@@ -49,6 +49,9 @@ metadata = MetaData(
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
+DEBOUNCING = "debounce_key IS NOT NULL AND status = 'pending'"
+"""The runs a debounced start may collapse into: pending, under a debounce key."""
+
 
 def utcnow() -> datetime:
     """Now, timezone-aware UTC (the default for timestamp columns)."""
@@ -80,6 +83,15 @@ class WorkflowRun(Base):
             unique=True,
             postgresql_where=text("idempotency_key IS NOT NULL"),
             sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
+        # One pending run per debounce key: a start within the window updates it.
+        Index(
+            None,
+            "workflow_name",
+            "debounce_key",
+            unique=True,
+            postgresql_where=text(DEBOUNCING),
+            sqlite_where=text(DEBOUNCING),
         ),
         Index(
             None,
@@ -119,6 +131,17 @@ class WorkflowRun(Base):
     """Bumped by every write of the row, so a worker can apply a step's outcome with one
     compare-and-set statement instead of locking the run first."""
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    concurrency_key: Mapped[str | None] = mapped_column(String(255))
+    """The key a per-key limit counts the run under (``start(concurrency_key=...)``)."""
+    priority: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    """Lower runs first: among pending runs, and the run's jobs among due jobs."""
+    debounce_key: Mapped[str | None] = mapped_column(String(255))
+    """Starts with this key within the debounce window collapse into this run."""
+    begin_at: Mapped[datetime | None]
+    """A debounced run begins at this time (the last start of its key plus the window)."""
+    limited: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """The run's workflow has limits: while it is active it holds a place in
+    ``durable_slots``, given back in the transaction that ends it."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -137,6 +160,28 @@ class WorkflowRun(Base):
             f"<WorkflowRun {self.id} {self.workflow_name!r} {self.status} "
             f"step={self.current_step}/{self.total_steps}>"
         )
+
+
+class Slots(Base):
+    """The active runs of a workflow with limits, counted where starts serialize.
+
+    One row per workflow (``concurrency_key`` ``''``) and one per key of a per-key limit.
+    ``active`` is changed only by guarded statements made with the row locked, in the
+    transaction that starts, admits or ends a run, so the count is exact at READ
+    COMMITTED with any number of workers (:mod:`durable_sa.engine.limits`).
+    ``max_active`` is the limit the last start declared (``NULL``: none).
+    """
+
+    __tablename__ = f"{TABLE_PREFIX}slots"
+
+    workflow_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    concurrency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    active: Mapped[int] = mapped_column(default=0)
+    max_active: Mapped[int | None]
+
+    def __repr__(self) -> str:
+        key = self.concurrency_key or "*"
+        return f"<Slots {self.workflow_name!r}[{key}] {self.active}/{self.max_active}>"
 
 
 class JournalEntry(Base):
@@ -180,10 +225,11 @@ class Job(Base):
 
     __tablename__ = f"{TABLE_PREFIX}jobs"
     __table_args__ = (
-        Index(None, "queue", "available_at", "id"),
+        # The claim's order: priority (lower first), then due order.
+        Index(None, "queue", "priority", "available_at", "id"),
         # Workers that take every queue claim in due order: without this index each claim
         # sorts the whole backlog.
-        Index(None, "available_at", "id"),
+        Index(None, "priority", "available_at", "id"),
         {"sqlite_autoincrement": True},
     )
 
@@ -199,6 +245,8 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=5)
     available_at: Mapped[datetime] = mapped_column(default=utcnow)
+    priority: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    """The run's priority: a claim takes due jobs lower priority first."""
     claimed_by: Mapped[str | None] = mapped_column(String(255))
     claimed_until: Mapped[datetime | None]
     claimed_alone: Mapped[bool] = mapped_column(server_default=false())
@@ -364,3 +412,4 @@ dead_letters_table = cast("Table", DeadLetter.__table__)
 outbox_table = cast("Table", OutboxEntry.__table__)
 workers_table = cast("Table", WorkerRecord.__table__)
 signals_table = cast("Table", PendingSignal.__table__)
+slots_table = cast("Table", Slots.__table__)

@@ -48,6 +48,10 @@ RUN_COLUMNS = (
     runs.c.wake_at,
     runs.c.error,
     runs.c.revision,
+    runs.c.concurrency_key,
+    runs.c.priority,
+    runs.c.limited,
+    runs.c.begin_at,
 )
 
 
@@ -74,6 +78,10 @@ def snapshot_from_row(m: Mapping[Any, Any]) -> RunSnapshot:
         wake_at=m["wake_at"],
         error=m["error"],
         revision=int(m["revision"]),
+        concurrency_key=m.get("concurrency_key"),
+        priority=int(m.get("priority") or 0),
+        limited=bool(m.get("limited")),
+        begin_at=m.get("begin_at"),
     )
 
 

@@ -31,11 +31,13 @@ from sqlalchemy import (
     bindparam,
     column,
     delete,
+    false,
     func,
     insert,
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
@@ -44,7 +46,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from durable_sa.core.jobs import AdvanceJob, encode_payload
 from durable_sa.core.plan import RUN_WRITE_FIELDS
-from durable_sa.store.models import jobs_table, journal_table, outbox_table, runs_table
+from durable_sa.store.models import (
+    DEBOUNCING,
+    jobs_table,
+    journal_table,
+    outbox_table,
+    runs_table,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import TableValuedAlias
@@ -79,7 +87,7 @@ QUEUED_JOB_FIELDS: Final = (
     "available_at",
 )
 """The columns of a queued job that the applier writes (the rest take their defaults)."""
-JOB_FIELDS: Final = (*QUEUED_JOB_FIELDS, "claimed_by", "claimed_until")
+JOB_FIELDS: Final = (*QUEUED_JOB_FIELDS, "priority", "claimed_by", "claimed_until")
 """The same, for a job that may be inserted already claimed (continued in place)."""
 OUTBOX_FIELDS: Final = (
     *QUEUED_JOB_FIELDS,
@@ -256,6 +264,9 @@ def _first_payload(run_id: ColumnElement[Any]) -> ColumnElement[Any]:
 def pg_create(rows: QueueRows | None) -> Any:  # noqa: ANN401 - an INSERT or SELECT construct
     """Insert runs (``c``: JSON rows) running at step 0 and, with ``rows``, their first jobs.
 
+    Only plain runs come here (no limits, priority 0): every column a Python-side default
+    would fill is given, or two defaults would share a parameter name.
+
     A run whose idempotency key exists already is not inserted. Returns the new runs' id,
     parent run, parent step and key, so callers match them to what they asked for.
     """
@@ -272,6 +283,8 @@ def pg_create(rows: QueueRows | None) -> Any:  # noqa: ANN401 - an INSERT or SEL
                 "revision",
                 "created_at",
                 "updated_at",
+                "priority",
+                "limited",
             ],
             select(
                 *(given.c[name] for name in NEW_RUN_FIELDS),
@@ -282,6 +295,8 @@ def pg_create(rows: QueueRows | None) -> Any:  # noqa: ANN401 - an INSERT or SEL
                 literal(0, Integer()),
                 _now(runs, "created_at"),
                 _now(runs, "updated_at"),
+                literal(0, Integer()),
+                false(),
             ),
         )
         .on_conflict_do_nothing(
@@ -301,7 +316,7 @@ def pg_create(rows: QueueRows | None) -> Any:  # noqa: ANN401 - an INSERT or SEL
     made = created.cte("created")
     table = rows.table
     # Every column a Python-side default would fill is given (a fresh job's zero).
-    zeros = [name for name in ("redeliveries",) if name in rows.fields]
+    zeros = [name for name in ("redeliveries", "priority") if name in rows.fields]
     first = (
         insert(table)
         .from_select(
@@ -328,6 +343,26 @@ def pg_create(rows: QueueRows | None) -> Any:  # noqa: ANN401 - an INSERT or SEL
 
 
 PG_CREATE: Final = pg_create(None)
+
+
+@functools.cache
+def debounce_upsert(dialect: str) -> Any:  # noqa: ANN401 - an INSERT ... ON CONFLICT
+    """Insert a debounced run, or give the key's pending run this start's input and window.
+
+    Returns the run's id and revision (0: it was inserted).
+    """
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = make(runs)
+    return stmt.on_conflict_do_update(
+        index_elements=[runs.c.workflow_name, runs.c.debounce_key],
+        index_where=text(DEBOUNCING),
+        set_={
+            "input": stmt.excluded.input,
+            "begin_at": stmt.excluded.begin_at,
+            "updated_at": stmt.excluded.updated_at,
+            "revision": runs.c.revision + 1,
+        },
+    ).returning(runs.c.id, runs.c.revision)
 
 
 # ── SQLite (and any dialect without data-modifying CTEs): one statement per kind ─

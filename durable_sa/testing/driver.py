@@ -23,6 +23,7 @@ from sqlalchemy import select
 from durable_sa.core.codec import JSONValue
 from durable_sa.core.jobs import (
     AdvanceJob,
+    BeginJob,
     CompensateJob,
     FinishJob,
     JobPayload,
@@ -334,4 +335,6 @@ class Driver:
             return f"job {number} (undo step {step!r} of {who})"
         if isinstance(payload, FinishJob):
             return f"job {number} (finish {who}: on_finish hook, attempt {payload.attempt})"
+        if isinstance(payload, BeginJob):
+            return f"job {number} (begin debounced {who})"
         return f"job {number} (signal timeout of step {step!r} of {who})"

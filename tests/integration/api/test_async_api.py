@@ -475,3 +475,22 @@ def test_one_retry_policy_serves_the_sync_and_async_transactions() -> None:
     assert all(0 < p < 1 for p in pauses[:5])
     assert pauses[5] is None  # the sixth attempt was the last
     assert retry_pause(other, 1) is None
+
+
+def test_start_async_takes_the_limit_priority_and_debounce_options(async_url: str) -> None:
+    durable("limited-async", max_active_per_key=1).wait_for_signal("gate", "go")
+
+    async def body(engine: Durable, async_engine: AsyncEngine) -> None:
+        first = await engine.start_async("limited-async", concurrency_key="c", priority=2)
+        async with AsyncSession(async_engine) as session, session.begin():
+            second = await engine.start_async("limited-async", concurrency_key="c", session=session)
+        assert (first.status, second.status) == ("running", "pending")
+        window = timedelta(minutes=1)
+        one = await engine.start_async("limited-async", debounce_key="d", debounce=window)
+        two = await engine.start_async("limited-async", debounce_key="d", debounce=window)
+        assert (one.run_id, one.created, two.created) == (two.run_id, True, False)
+        snapshot = await engine.status_async(second.run_id)
+        assert snapshot.waiting_reason == "limit of key 'c' (1/1 active)"
+        assert (await engine.status_async(first.run_id)).priority == 2
+
+    run_on(async_url, body)

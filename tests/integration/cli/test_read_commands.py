@@ -270,3 +270,23 @@ def test_status_shows_every_attempt_and_what_each_rollback_undid(engine, sa_engi
     assert "KeyError: 'sku-1'" in rows["reserve#attempt1"]
     assert rows["reserve#compensate"].endswith("undone: reserve")
     assert rows["note#compensate"].endswith("nothing to undo: it has no compensator")
+
+
+def test_list_and_status_show_pending_runs_and_why_they_wait(
+    engine, durable_each_database_url, cli
+):
+    durable("cli-limited", max_active=1).wait_for_signal("wait", "go")
+    engine.start("cli-limited")
+    waiting = engine.start("cli-limited").run_id
+    url = ["--database-url", durable_each_database_url]
+
+    code, out, err = cli("list", "--status", "pending", *url)
+    assert (code, err) == (0, "")
+    assert _ids(out) == [str(waiting)]
+    assert "pending: limit of workflow 'cli-limited' (1/1 active)" in out.splitlines()[1]
+    _, out, _ = cli("list", "--status", "pending", "--json", *url)
+    assert json.loads(out.splitlines()[0])["waiting_reason"] == (
+        "limit of workflow 'cli-limited' (1/1 active)"
+    )
+    _, out, _ = cli("status", str(waiting), *url)
+    assert "pending: waits under the limit of workflow 'cli-limited' (1/1 active)" in out

@@ -13,6 +13,7 @@ from durable_sa.core.codec import JSONValue, from_json, to_json, to_json_object
 from durable_sa.core.jobs import (
     JOB_KINDS,
     AdvanceJob,
+    BeginJob,
     CompensateJob,
     FinishJob,
     JobPayload,
@@ -281,6 +282,7 @@ def test_job_kinds() -> None:
         "compensate": CompensateJob,
         "signal_timeout": SignalTimeoutJob,
         "finish": FinishJob,
+        "begin": BeginJob,
     }
 
 
@@ -342,7 +344,7 @@ def test_decode_refuses_unknown_kinds() -> None:
         decode_payload("teleport", {"run_id": 1})
     message = str(excinfo.value)
     assert "'teleport'" in message
-    assert "advance, compensate, finish, signal_timeout" in message
+    assert "advance, begin, compensate, finish, signal_timeout" in message
 
 
 @pytest.mark.parametrize("data", [None, [], [1, 2], "advance", 3, 1.5, True])

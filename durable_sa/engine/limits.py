@@ -1,0 +1,120 @@
+"""Limits on active runs, applied: places taken and given back, pending runs admitted.
+
+Only runs of workflows with limits come here; other starts keep their one statement.
+
+- A limited start inserts its run ``pending``, locks its workflow's count (and its
+  key's), then admits: the same routine that runs when a place is given back. So a run
+  begins by one path, in priority then arrival order, whoever frees the place.
+- A run that ends holding a place (:attr:`WritePlan.release`) gives it back in the
+  transaction that writes its end, and the pending runs that may begin now are admitted
+  there: their status moves ``pending`` → ``running`` and their first job is queued.
+  A pending run is never left behind while a place is free.
+
+The decisions (room under a count) are :mod:`durable_sa.core.admission`'s; the locks and
+the statements are :mod:`durable_sa.store.slots`'.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from sqlalchemy import bindparam, update
+
+from durable_sa.core.admission import WORKFLOW_KEY, Count
+from durable_sa.core.jobs import AdvanceJob, JobSpec
+from durable_sa.core.status import RunEvent, RunStatus, next_status
+from durable_sa.store import slots
+from durable_sa.store.models import runs_table
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.orm import Session
+
+    from durable_sa.core.plan import NewRun, Release
+    from durable_sa.queue.protocol import QueueBackend
+
+runs = runs_table
+
+_BEGIN: Final = (
+    update(runs)
+    .where(runs.c.id == bindparam("run_id"), runs.c.status == RunStatus.PENDING)
+    .values(
+        status=next_status(RunStatus.PENDING, RunEvent.BEGIN),
+        revision=runs.c.revision + 1,
+        updated_at=bindparam("now", type_=runs.c.updated_at.type),
+    )
+    .returning(runs.c.workflow_name, runs.c.workflow_version, runs.c.priority)
+)
+
+
+def start_limited(
+    session: Session, new: NewRun, run_id: int, *, backend: QueueBackend, now: datetime
+) -> RunStatus:
+    """Count the new pending run ``run_id`` and admit what may begin; its status after."""
+    limits = new.limits
+    if limits is None:  # pragma: no cover - the caller checked
+        return RunStatus.RUNNING
+    conn = session.connection()
+    workflow = slots.lock_count(conn, new.workflow_name, WORKFLOW_KEY, limits.max_active)
+    if limits.keyed(new.concurrency_key) and new.concurrency_key is not None:
+        slots.lock_count(conn, new.workflow_name, new.concurrency_key, limits.max_active_per_key)
+    begun = admit(session, new.workflow_name, workflow, backend=backend, now=now)
+    return RunStatus.RUNNING if run_id in begun else RunStatus.PENDING
+
+
+def release(session: Session, freed: Release, *, backend: QueueBackend, now: datetime) -> None:
+    """Give back the place of a run that ended, and admit the runs that may begin now."""
+    conn = session.connection()
+    workflow = slots.give_back(conn, freed.workflow_name, WORKFLOW_KEY)
+    if workflow is None:  # pragma: no cover - a limited run's start created the row
+        return
+    if freed.concurrency_key is not None:
+        slots.give_back(conn, freed.workflow_name, freed.concurrency_key)
+    admit(session, freed.workflow_name, workflow, backend=backend, now=now)
+
+
+def admit_waiting(
+    session: Session, workflow_name: str, *, backend: QueueBackend, now: datetime
+) -> None:
+    """Admit the pending runs of ``workflow_name`` that may begin now (a debounce ended)."""
+    workflow = slots.lock_as_is(session.connection(), workflow_name, WORKFLOW_KEY)
+    if workflow is not None:
+        admit(session, workflow_name, workflow, backend=backend, now=now)
+
+
+def admit(
+    session: Session, workflow_name: str, workflow: Count, *, backend: QueueBackend, now: datetime
+) -> list[int]:
+    """Begin pending runs of ``workflow_name`` while its locked count has room.
+
+    Each pick is the pending run with the lowest (priority, id) whose key has room;
+    returns the ids begun.
+    """
+    conn = session.connection()
+    begun: list[int] = []
+    active = workflow.active
+    while Count(active=active, limit=workflow.limit).has_room:
+        picked = slots.next_pending(conn, workflow_name, now)
+        if picked is None:
+            break
+        run_id, key = picked
+        row = conn.execute(_BEGIN, {"run_id": run_id, "now": now}).first()
+        if row is None:  # pragma: no cover - the row is locked and was pending
+            break
+        slots.take(conn, workflow_name, key)
+        backend.enqueue(
+            session,
+            [
+                JobSpec(
+                    payload=AdvanceJob(run_id=run_id, step_index=0),
+                    available_at=now,
+                    workflow=row.workflow_name,
+                    version=row.workflow_version,
+                    priority=int(row.priority),
+                )
+            ],
+        )
+        begun.append(run_id)
+        active += 1
+    return begun

@@ -1,0 +1,142 @@
+"""The statements that count active runs of workflows with limits (``durable_slots``).
+
+Rules:
+- Every statement that reads a count for a decision also locks its row (an upsert or an
+  UPDATE ... RETURNING), so two transactions never decide on the same count: at READ
+  COMMITTED the second waits for the first to commit and then reads its result. On
+  SQLite the first write of a transaction takes the database's write lock, which
+  serializes them the same way.
+- Rows are locked in one order: the workflow's row (key ``''``) first, then a key's.
+  Every transaction that changes a key's count holds its workflow's row, so the
+  workflow row alone serializes a workflow's admissions.
+- The next pending run is picked ``ORDER BY priority, id`` among the runs whose key has
+  room, skipping rows another transaction holds (``FOR UPDATE SKIP LOCKED``: a run
+  being canceled).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import and_, bindparam, case, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from durable_sa.core.admission import WORKFLOW_KEY, Count
+from durable_sa.core.status import RunStatus
+from durable_sa.store.models import runs_table, slots_table
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy import Connection
+
+slots = slots_table
+runs = runs_table
+
+
+def _upsert(dialect: str) -> Any:  # noqa: ANN401 - an INSERT ... ON CONFLICT construct
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = make(slots).values(
+        workflow_name=bindparam("workflow"),
+        concurrency_key=bindparam("key"),
+        active=0,
+        max_active=bindparam("limit"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[slots.c.workflow_name, slots.c.concurrency_key],
+        set_={"max_active": stmt.excluded.max_active},
+    ).returning(slots.c.active, slots.c.max_active)
+
+
+_UPSERT: Final = {"postgresql": _upsert("postgresql"), "sqlite": _upsert("sqlite")}
+
+_ROW: Final = and_(
+    slots.c.workflow_name == bindparam("workflow"), slots.c.concurrency_key == bindparam("key")
+)
+_GIVE_BACK: Final = (
+    update(slots)
+    .where(_ROW)
+    .values(active=case((slots.c.active > 0, slots.c.active - 1), else_=0))
+    .returning(slots.c.active, slots.c.max_active)
+)
+_TAKE: Final = update(slots).where(_ROW).values(active=slots.c.active + 1)
+_LOCK: Final = (
+    update(slots)
+    .where(_ROW)
+    .values(active=slots.c.active)
+    .returning(slots.c.active, slots.c.max_active)
+)
+
+_NEXT_PENDING: Final = (
+    select(runs.c.id, runs.c.concurrency_key)
+    .select_from(
+        runs.outerjoin(
+            slots,
+            and_(
+                slots.c.workflow_name == runs.c.workflow_name,
+                slots.c.concurrency_key == runs.c.concurrency_key,
+            ),
+        )
+    )
+    .where(
+        runs.c.workflow_name == bindparam("workflow"),
+        runs.c.status == RunStatus.PENDING,
+        runs.c.limited.is_(True),
+        or_(
+            runs.c.begin_at.is_(None),
+            runs.c.begin_at <= bindparam("now", type_=runs.c.begin_at.type),
+        ),
+        or_(
+            runs.c.concurrency_key.is_(None),
+            slots.c.max_active.is_(None),
+            slots.c.active < slots.c.max_active,
+        ),
+    )
+    .order_by(runs.c.priority, runs.c.id)
+    .limit(1)
+    .with_for_update(of=runs, skip_locked=True)
+)
+
+
+def lock_count(conn: Connection, workflow: str, key: str, limit: int | None) -> Count:
+    """Create or lock the count of ``workflow`` (under ``key``), setting its limit."""
+    stmt = _UPSERT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    row = conn.execute(stmt, {"workflow": workflow, "key": key, "limit": limit}).one()
+    return Count(active=int(row.active), limit=row.max_active)
+
+
+def lock_as_is(conn: Connection, workflow: str, key: str) -> Count | None:
+    """Lock the count of ``workflow`` (``key``) and read it; ``None`` if it has none."""
+    row = conn.execute(_LOCK, {"workflow": workflow, "key": key}).first()
+    return None if row is None else Count(active=int(row.active), limit=row.max_active)
+
+
+def give_back(conn: Connection, workflow: str, key: str) -> Count | None:
+    """One run fewer under ``workflow`` (``key``): the row, locked; ``None`` if it has none."""
+    row = conn.execute(_GIVE_BACK, {"workflow": workflow, "key": key}).first()
+    return None if row is None else Count(active=int(row.active), limit=row.max_active)
+
+
+def take(conn: Connection, workflow: str, key: str | None) -> None:
+    """One run more under ``workflow``, and under ``key`` if it is counted."""
+    conn.execute(_TAKE, {"workflow": workflow, "key": WORKFLOW_KEY})
+    if key is not None:
+        conn.execute(_TAKE, {"workflow": workflow, "key": key})
+
+
+def next_pending(conn: Connection, workflow: str, now: datetime) -> tuple[int, str | None] | None:
+    """The pending run of ``workflow`` to admit next whose key has room, locked.
+
+    A debounced run whose window ends after ``now`` is not a candidate.
+    """
+    row = conn.execute(_NEXT_PENDING, {"workflow": workflow, "now": now}).first()
+    return None if row is None else (int(row.id), row.concurrency_key)
+
+
+def read_count(conn: Connection, workflow: str, key: str) -> Count | None:
+    """A count as it is (no lock): for ``list`` and ``status``."""
+    row = conn.execute(
+        select(slots.c.active, slots.c.max_active).where(_ROW), {"workflow": workflow, "key": key}
+    ).first()
+    return None if row is None else Count(active=int(row.active), limit=row.max_active)
