@@ -36,6 +36,11 @@ class ScheduleInputs:
         with self._lock:
             return self._makers.get(name)
 
+    def names(self) -> list[str]:
+        """The schedules whose callable this process registered."""
+        with self._lock:
+            return sorted(self._makers)
+
     def unregister(self, name: str) -> None:
         """Forget schedule ``name``'s callable (nothing if it had none)."""
         with self._lock:

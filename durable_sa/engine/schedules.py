@@ -263,9 +263,9 @@ def backfill(
 
 
 def earliest(shell: Shell, workflows: Collection[str]) -> datetime | None:
-    """The earliest next tick of the unpaused schedules of ``workflows``."""
+    """The earliest next tick of the unpaused schedules of ``workflows`` this process fires."""
     with shell.reading() as session:
-        return rows.earliest_fire(session, workflows=workflows)
+        return rows.earliest_fire(session, workflows=workflows, callables=schedule_inputs.names())
 
 
 def fire_due(

@@ -92,14 +92,20 @@ def lock_due(
     return session.connection().execute(query).all()
 
 
-def earliest_fire(session: Session, *, workflows: Collection[str]) -> datetime | None:
-    """The earliest ``next_fire_at`` of the unpaused schedules of ``workflows``."""
+def earliest_fire(
+    session: Session, *, workflows: Collection[str], callables: Collection[str]
+) -> datetime | None:
+    """The earliest ``next_fire_at`` of the unpaused schedules this process can fire.
+
+    Those of ``workflows`` whose input is stored, or made by one of ``callables``.
+    """
     if not workflows:
         return None
     query = select(schedules.c.next_fire_at).where(
         schedules.c.paused.is_(False),
         schedules.c.workflow_name.in_(sorted(workflows)),
         schedules.c.next_fire_at.is_not(None),
+        or_(schedules.c.input_callable.is_(False), schedules.c.name.in_(sorted(callables))),
     )
     found: datetime | None = (
         session.connection().execute(query.order_by(schedules.c.next_fire_at).limit(1)).scalar()
