@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,8 +25,11 @@ from durable_sa.errors import InvalidArgumentError
 ZONES = ["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]
 EXPRESSIONS = ["*/15 * * * *", "30 2 * * *", "0 * * * *", "0 1-3 * * *", "45 1 * * 0", "0 0 1 * *"]
 
-instants = st.datetimes(
-    min_value=datetime(2029, 1, 1), max_value=datetime(2032, 12, 31), timezones=st.just(UTC)
+instants = st.datetimes(  # hypothesis takes naive bounds
+    min_value=datetime(2029, 1, 1),  # noqa: DTZ001
+    max_value=datetime(2032, 12, 31),  # noqa: DTZ001
+    timezones=st.just(UTC),
+)
 )
 
 
@@ -122,8 +126,6 @@ def test_ticks_increase_match_the_local_clock_and_miss_no_existing_time(
     # Each wall-clock minute fires at most once (a repeated hour does not fire twice).
     assert len(wall) == len(set(wall))
     # Every tick is the expression's match on the local clock, or the end of a DST gap.
-    from croniter import croniter
-
     for tick, local in zip(ticks, wall, strict=True):
         if croniter.match(expression, local):
             continue
@@ -147,8 +149,6 @@ def test_next_after_chains_like_ticks(zone: str, expression: str, after: datetim
 @given(zone=st.sampled_from(ZONES), expression=st.sampled_from(EXPRESSIONS), after=instants)
 def test_no_matching_wall_time_is_missed(zone: str, expression: str, after: datetime) -> None:
     """Every minute whose local time matches (its first occurrence) is a tick."""
-    from croniter import croniter
-
     cron = Cron.parse(expression, zone)
     tz = ZoneInfo(zone)
     start = after.replace(second=0, microsecond=0)
@@ -198,9 +198,7 @@ def test_after_downtime_no_missed_tick_starts_by_default() -> None:
 
 def test_a_catchup_window_starts_the_ticks_within_it() -> None:
     now = T0 + timedelta(hours=5, seconds=30)
-    plan = decide_fire(
-        state(overlap=Overlap.ALLOW, catchup_window=timedelta(minutes=3)), now
-    )
+    plan = decide_fire(state(overlap=Overlap.ALLOW, catchup_window=timedelta(minutes=3)), now)
     assert plan.starts == tuple(T0 + timedelta(hours=5, minutes=m) for m in (-2, -1, 0))
     assert plan.next_fire_at == T0 + timedelta(hours=5, minutes=1)
 
