@@ -30,7 +30,6 @@ instants = st.datetimes(  # hypothesis takes naive bounds
     max_value=datetime(2032, 12, 31),  # noqa: DTZ001
     timezones=st.just(UTC),
 )
-)
 
 
 # ── parsing ──────────────────────────────────────────────────────────────────
