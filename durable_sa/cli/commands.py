@@ -26,6 +26,7 @@ from durable_sa.cli.formatting import (
     render_dead_letters,
     render_prune,
     render_runs,
+    render_schedules,
     render_status,
     render_workers,
     versions,
@@ -35,6 +36,7 @@ from durable_sa.cli.json_output import (
     dead_letters_json,
     requeued_json,
     runs_json,
+    schedules_json,
     status_json,
     workers_json,
 )
@@ -227,6 +229,14 @@ def workers_command(args: argparse.Namespace, inv: Invocation) -> int:
     with _database(args, inv) as engine:
         workers = engine.admin.workers()
     _out(workers_json(workers) if args.json else render_workers(workers))
+    return 0
+
+
+def schedules_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Print the schedules: next fire time, last run, paused."""
+    with _database(args, inv) as engine:
+        found = engine.schedules()
+    _out(schedules_json(found) if args.json else render_schedules(found))
     return 0
 
 

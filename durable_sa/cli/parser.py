@@ -24,6 +24,7 @@ from durable_sa.cli.commands import (
     recover_command,
     relay_command,
     resume_command,
+    schedules_command,
     status_command,
     worker_command,
     workers_command,
@@ -291,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     workers = commands.add_parser("workers", parents=[database, reading], help="list live workers")
     workers.set_defaults(run=workers_command)
+
+    schedules = commands.add_parser(
+        "schedules",
+        parents=[database, reading],
+        help="list schedules: next fire time, last run, paused",
+    )
+    schedules.set_defaults(run=schedules_command)
     return parser
 
 
