@@ -298,6 +298,7 @@ def worker_command(args: argparse.Namespace, inv: Invocation) -> int:
         "poll_interval": args.poll_interval,
         "name": args.name,
         "relay": None if args.relay else False,
+        "schedules": args.schedules,
     }
     try:
         worker = engine.worker(

@@ -191,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="relay backends: leave publishing the outbox to `durable-sa relay` processes",
     )
+    worker.add_argument(
+        "--no-schedules",
+        dest="schedules",
+        action="store_false",
+        help="fire no schedules in this worker (other workers do)",
+    )
     worker.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
     worker.set_defaults(run=worker_command)
 
