@@ -298,13 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     workers = commands.add_parser("workers", parents=[database, reading], help="list live workers")
     workers.set_defaults(run=workers_command)
-
-    schedules = commands.add_parser(
+    commands.add_parser(
         "schedules",
         parents=[database, reading],
         help="list schedules: next fire time, last run, paused",
-    )
-    schedules.set_defaults(run=schedules_command)
+    ).set_defaults(run=schedules_command)
     return parser
 
 
