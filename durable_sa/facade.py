@@ -460,12 +460,14 @@ class Durable:
         unless its cron or timezone changed. Workers fire it; see ``docs/queues.md``.
 
         Raises:
-            InvalidArgumentError: a bad cron, timezone, overlap, window or name.
+            InvalidArgumentError: a bad cron, timezone, overlap or window.
+            DefinitionError: ``schedule_name`` is empty, holds ``#`` or is over 200
+                characters (its runs' keys must fit their column).
             WorkflowNotRegisteredError: no workflow ``workflow_name`` in this process.
             PayloadError: ``input`` is not a JSON-serializable mapping.
 
         """
-        check_text(schedule_name, "schedule name", limit=MAX_SCHEDULE_NAME)
+        check_name(schedule_name, "schedule name", limit=MAX_SCHEDULE_NAME)
         workflow = registry.get(workflow_name)
         parsed = Cron.parse(cron, timezone)
         policy = checked_overlap(overlap)

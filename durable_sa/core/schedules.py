@@ -11,10 +11,10 @@ Rules:
   once, at the instant the clocks jump (all the ticks of the skipped hour make that one
   fire, which is also the tick of the first local time after the gap if it has one). A
   local time that happens twice (clocks go back) fires the first time only.
-- Lateness: a tick more than the catch-up window late is skipped, never started. Without
-  a ``catchup_window`` the window is :data:`LATE_GRACE`, the lateness of a busy worker:
-  after a longer downtime no missed tick is started, the schedule goes on with its next
-  tick.
+- Lateness: a tick more than the catch-up window late is skipped, never started. The
+  window is at least :data:`LATE_GRACE`, the lateness of a busy worker, which is all it
+  is without a ``catchup_window``: after a longer downtime no missed tick is started,
+  the schedule goes on with its next tick.
 - Overlap: ``skip`` starts nothing while the schedule's last run is active; ``allow``
   always starts; ``buffer_one`` keeps at most one tick waiting, started when the active
   run ends; ``cancel_previous`` cancels the active run and starts the latest tick.
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 LATE_GRACE: Final = timedelta(seconds=10)
-"""How late a tick may be started when its schedule has no ``catchup_window``."""
+"""How late a tick may always be started: a firing's normal lateness, not a catch-up."""
 
 MAX_STARTS_PER_FIRE: Final = 100
 """Ticks one firing starts per schedule at most; the rest wait for the next firing."""
@@ -211,7 +211,7 @@ class FirePlan:
 
 def decide_fire(state: ScheduleState, now: datetime) -> FirePlan:
     """Which of a schedule's due ticks to start, cancel, buffer or skip at ``now``."""
-    window = state.catchup_window if state.catchup_window is not None else LATE_GRACE
+    window = max(state.catchup_window or LATE_GRACE, LATE_GRACE)
     cursor = state.next_fire_at
     late = cursor < now - window
     if late:  # skipped without listing them: a long downtime may hold millions of ticks

@@ -121,18 +121,26 @@ def save(  # noqa: PLR0913 - a schedule's parts, keyword-only
         }
         row = rows.load(tx, name, lock=True)
         if row is None:
-            first = cron.next_after(now)
-            rows.insert_row(tx, {**values, "name": name, "next_fire_at": first, "created_at": now})
-        elif (row.cron, row.timezone) != (cron.expression, cron.timezone):
-            rows.update_row(tx, name, {**values, "next_fire_at": cron.next_after(now)})
-        else:
-            rows.update_row(tx, name, values)
-        saved = rows.load(tx, name)
-        if saved is None:  # pragma: no cover - written just above
+            created = {**values, "name": name, "next_fire_at": cron.next_after(now)}
+            if rows.insert_row(tx, {**created, "created_at": now}):
+                return info(_saved(tx, name))
+            row = rows.load(tx, name, lock=True)  # another caller created it just now
+        if row is None:  # pragma: no cover - deleted between the insert and this read
             raise ScheduleNotFoundError(name)
-        return info(saved)
+        if (row.cron, row.timezone) != (cron.expression, cron.timezone):
+            values["next_fire_at"] = cron.next_after(now)
+        rows.update_row(tx, name, values)
+        return info(_saved(tx, name))
 
     return shell.transaction(work, session=session)
+
+
+def _saved(tx: Session, name: str) -> Row[Any]:
+    """The row just written in ``tx``."""
+    saved = rows.load(tx, name)
+    if saved is None:  # pragma: no cover - written in this transaction
+        raise ScheduleNotFoundError(name)
+    return saved
 
 
 def get(shell: Shell, name: str) -> ScheduleInfo:
@@ -190,9 +198,7 @@ def set_paused(shell: Shell, name: str, *, paused: bool) -> ScheduleInfo:
                 "buffered_at": None,
             }
         rows.update_row(tx, name, values)
-        saved = rows.load(tx, name)
-        assert saved is not None  # noqa: S101 - locked above
-        return info(saved)
+        return info(_saved(tx, name))
 
     return shell.transaction(work)
 

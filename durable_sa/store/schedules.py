@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from durable_sa.store.models import runs_table, schedules_table
 
@@ -44,9 +46,12 @@ def load_all(session: Session) -> Sequence[Row[Any]]:
     return session.connection().execute(select(*_COLUMNS).order_by(schedules.c.name)).all()
 
 
-def insert_row(session: Session, values: Mapping[str, Any]) -> None:
-    """Insert a new schedule row."""
-    session.connection().execute(insert(schedules), dict(values))
+def insert_row(session: Session, values: Mapping[str, Any]) -> bool:
+    """Insert a new schedule row; False when one of that name exists (a racing insert)."""
+    conn = session.connection()
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = dialect_insert(schedules).values(**values).on_conflict_do_nothing()
+    return bool(conn.execute(statement).rowcount == 1)
 
 
 def update_row(session: Session, name: str, values: Mapping[str, Any]) -> int:

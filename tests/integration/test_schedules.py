@@ -10,7 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from durable_sa import Durable, DurableContext, RunStatus, WorkflowRun, durable
-from durable_sa.errors import InvalidArgumentError, ScheduleNotFoundError
+from durable_sa.errors import (
+    DefinitionError,
+    InvalidArgumentError,
+    ScheduleNotFoundError,
+    WorkflowNotRegisteredError,
+)
 from durable_sa.testing import FakeClock, drain
 
 if TYPE_CHECKING:
@@ -269,3 +274,57 @@ def test_racing_firers_start_one_run_per_tick(eng: Durable, clock: FakeClock) ->
     assert all(f.created for f in fired)
     keys = [run.idempotency_key for run in runs(eng)]
     assert len(keys) == len(set(keys)) == 25
+
+
+def test_schedule_names_are_checked(eng: Durable) -> None:
+    with pytest.raises(DefinitionError, match="non-empty"):
+        eng.schedule("", "report", cron="* * * * *")
+    with pytest.raises(DefinitionError, match="at most 200"):
+        eng.schedule("n" * 201, "report", cron="* * * * *")
+    with pytest.raises(WorkflowNotRegisteredError):
+        eng.schedule("x", "no-such-workflow", cron="* * * * *")
+
+
+@pytest.mark.parametrize("durable_each_database_url", ["postgresql"], indirect=True)
+def test_racing_creations_make_one_schedule(eng: Durable) -> None:
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def create(i: int) -> None:
+        barrier.wait()
+        try:
+            eng.schedule("same", "report", cron="* * * * *", input={"i": i})
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    [info] = eng.schedules()
+    assert info.name == "same"
+
+
+def test_a_relay_backends_worker_fires_schedules(
+    sa_engine: sa.Engine, durable_redis_url: str
+) -> None:
+    engine = Durable(sa_engine, backend=durable_redis_url)
+    engine.create_tables()
+    done = threading.Event()
+
+    def record(ctx: DurableContext) -> dict[str, Any]:
+        done.set()
+        return {}
+
+    durable("redis-tick").step("record", record)
+    engine.schedule("redis-every-second", "redis-tick", cron="* * * * * *", overlap="allow")
+    try:
+        with engine.worker(poll_interval=0.2):
+            assert done.wait(15)
+        keys = [run.idempotency_key or "" for run in runs(engine)]
+        assert keys
+        assert all(key.startswith("schedule:redis-every-second:") for key in keys)
+    finally:
+        engine.backend.close()  # type: ignore[attr-defined]

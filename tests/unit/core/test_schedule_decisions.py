@@ -195,6 +195,11 @@ def test_after_downtime_no_missed_tick_starts_by_default() -> None:
     assert plan.next_fire_at == T0 + timedelta(hours=5, minutes=1)
 
 
+def test_a_tick_a_few_seconds_late_starts_even_with_a_zero_window() -> None:
+    plan = decide_fire(state(catchup_window=timedelta(0)), T0 + timedelta(seconds=3))
+    assert plan.starts == (T0,)
+
+
 def test_a_catchup_window_starts_the_ticks_within_it() -> None:
     now = T0 + timedelta(hours=5, seconds=30)
     plan = decide_fire(state(overlap=Overlap.ALLOW, catchup_window=timedelta(minutes=3)), now)
@@ -264,7 +269,7 @@ def test_fire_decisions_keep_their_promises(
     )
     now = T0 + timedelta(seconds=late)
     plan = decide_fire(s, now)
-    limit = LATE_GRACE if window is None else timedelta(seconds=window)
+    limit = max(LATE_GRACE, timedelta(seconds=window or 0))
     fresh = [t for t in plan.starts if t != s.buffered_at]
     # Only ticks within the window start, never one in the future, each once, in order.
     assert all(now - limit <= t <= now for t in fresh)
