@@ -291,7 +291,7 @@ def fire_due(
     for _ in range(_MAX_ROWS_PER_PASS):
         at = now or shell.now()
         try:
-            name = shell.transaction(
+            name, started = shell.transaction(
                 functools.partial(
                     _fire_one,
                     now=at,
@@ -299,7 +299,6 @@ def fire_due(
                     passed=passed,
                     starter=starter,
                     canceler=canceler,
-                    fired=fired,
                 )
             )
         except _TickFailedError as failed:  # one bad tick must not stop the others
@@ -308,6 +307,7 @@ def fire_due(
             continue
         if name is None:
             break
+        fired.extend(started)  # committed: a retried transaction reports its runs once
         passed.add(name)
     return fired
 
@@ -320,23 +320,21 @@ def _fire_one(  # noqa: PLR0913 - one firing's parts
     passed: set[str],
     starter: Starter,
     canceler: Canceler,
-    fired: list[FiredTick],
-) -> str | None:
-    """Fire one due schedule row in ``tx``; its name, or ``None`` when none is due."""
+) -> tuple[str | None, list[FiredTick]]:
+    """Fire one due schedule row in ``tx``: its name and runs; no name when none is due."""
     due = rows.lock_due(tx, now=now, workflows=workflows, passed=passed, limit=1)
     if not due:
-        return None
+        return None, []
     row = due[0]
     if row.input_callable and schedule_inputs.get(row.name) is None:
-        return str(row.name)  # left to a worker that registered its callable
+        return str(row.name), []  # left to a worker that registered its callable
     try:
         started = _apply(tx, row, now, starter, canceler)
     except DBAPIError:
         raise
     except Exception as exc:
         raise _TickFailedError(str(row.name), exc) from exc
-    fired.extend(started)
-    return str(row.name)
+    return str(row.name), started
 
 
 def _apply(
