@@ -3,9 +3,10 @@
 Rules:
 - Due rows are locked ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: each due schedule is
   fired by exactly one worker's transaction at a time and the others pass it by without
-  waiting. SQLite has one writer: a second firer waits for the first's commit, then sees
-  the advanced ``next_fire_at`` (and the run's idempotency key refuses a duplicate
-  anyway).
+  waiting. SQLite has one writer: the firing transaction takes the write lock with its
+  read of the due row (``UPDATE ... RETURNING``), so a second firer waits for the
+  first's commit and then sees the advanced ``next_fire_at`` (and the run's idempotency
+  key refuses a duplicate anyway).
 - Only the firing transaction and the facade's schedule verbs write the table.
 """
 
@@ -80,8 +81,8 @@ def lock_due(
     """
     if not workflows:
         return []
-    query = (
-        select(*_COLUMNS)
+    due = (
+        select(schedules.c.name)
         .where(
             schedules.c.paused.is_(False),
             schedules.c.workflow_name.in_(sorted(workflows)),
@@ -91,10 +92,25 @@ def lock_due(
         .limit(limit)
     )
     if passed:
-        query = query.where(schedules.c.name.not_in(sorted(passed)))
-    if session.connection().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return session.connection().execute(query).all()
+        due = due.where(schedules.c.name.not_in(sorted(passed)))
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        # One writer: take the write lock with the read (an UPDATE ... RETURNING), so a
+        # firer that lost the race reads the schedule advanced. Only when something
+        # looks due, so idle polls never take the lock.
+        if conn.execute(due).first() is None:
+            return []
+        lock = (
+            update(schedules)
+            .where(schedules.c.name.in_(due.scalar_subquery()))
+            .values(updated_at=schedules.c.updated_at)
+            .returning(*_COLUMNS)
+        )
+        return conn.execute(lock).all()
+    # The lock on the rows themselves, so a row another firer holds is passed over and
+    # the next due one taken.
+    query = due.with_only_columns(*_COLUMNS).with_for_update(skip_locked=True)
+    return conn.execute(query).all()
 
 
 def earliest_fire(

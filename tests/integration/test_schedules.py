@@ -242,9 +242,12 @@ def test_a_worker_fires_schedules_by_itself(sa_engine: sa.Engine) -> None:
     assert len(keys) == len(set(keys))
 
 
-@pytest.mark.parametrize("durable_each_database_url", ["postgresql"], indirect=True)
 def test_racing_firers_start_one_run_per_tick(eng: Durable, clock: FakeClock) -> None:
-    """Eight threads fire the same due schedules at once: one run per tick."""
+    """Eight threads fire the same due schedules at once: one run per tick.
+
+    PostgreSQL: each skips the rows the others hold. SQLite: one writer at a time, and
+    a firer that lost the race sees the schedules advanced when it retries.
+    """
     for i in range(5):
         eng.schedule(
             f"race-{i}",
