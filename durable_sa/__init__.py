@@ -89,15 +89,26 @@ _ELSEWHERE: Final[dict[str, str]] = {
             "PayloadTooLargeError",
             "ResultNotSerializableError",
             "RunTerminalError",
+            "ScheduleNotFoundError",
             "StepNotTransactionalError",
             "WrongSessionError",
         ),
         "durable_sa.errors",
     ),
     **dict.fromkeys(
-        ("DeadLetterInfo", "JobOutcome", "PruneResult", "ResumeReason"), "durable_sa.results"
+        (
+            "DeadLetterInfo",
+            "FiredTick",
+            "JobOutcome",
+            "PruneResult",
+            "ResumeReason",
+            "ScheduleInfo",
+        ),
+        "durable_sa.results",
     ),
-    **dict.fromkeys(("OutboxEntry", "PendingSignal", "WorkerRecord"), "durable_sa.models"),
+    **dict.fromkeys(
+        ("OutboxEntry", "PendingSignal", "Schedule", "WorkerRecord"), "durable_sa.models"
+    ),
     **dict.fromkeys(
         ("JSONColumn", "StatusType", "UTCDateTime", "create_triggers", "drop_triggers"),
         "durable_sa.schema",

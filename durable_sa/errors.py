@@ -117,6 +117,17 @@ class DeadLetterNotFoundError(DurableError, LookupError):
         self.dead_letter_id = dead_letter_id
 
 
+class ScheduleNotFoundError(DurableError, LookupError):
+    """No schedule has this name."""
+
+    def __init__(self, name: object) -> None:
+        super().__init__(
+            f"No schedule named {name!r}; create it with engine.schedule({name!r}, ...) "
+            "or list them with `durable-sa schedules`."
+        )
+        self.name = name
+
+
 class WaitTimeoutError(DurableError, TimeoutError):
     """The run did not end in time; it goes on, wait again or check its status."""
 
@@ -150,6 +161,7 @@ __all__ = [
     "ResultNotSerializableError",
     "RunNotFoundError",
     "RunTerminalError",
+    "ScheduleNotFoundError",
     "StepNotTransactionalError",
     "WaitTimeoutError",
     "WorkflowNotRegisteredError",

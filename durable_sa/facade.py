@@ -31,9 +31,19 @@ from durable_sa.core.endings import signals_refused
 from durable_sa.core.ids import checked_run_id
 from durable_sa.core.plan import NewRun, plan_start, plan_transition
 from durable_sa.core.registry import registry
+from durable_sa.core.schedule_inputs import schedule_inputs
+from durable_sa.core.schedules import (
+    MAX_SCHEDULE_NAME,
+    Cron,
+    FiredTick,
+    ScheduleInfo,
+    checked_overlap,
+    checked_window,
+)
 from durable_sa.core.start import decide_start
 from durable_sa.core.status import RunStatus
 from durable_sa.core.validation import NAME_LIMIT, check_name, check_text
+from durable_sa.engine import schedules
 from durable_sa.engine.applier import PlanItem
 from durable_sa.engine.async_bridge import (
     AsyncBridge,
@@ -454,6 +464,145 @@ class Durable:
             return CancelResult(run_id=run_id, canceled=tuple(canceled))
 
         return self.shell.transaction(work, session=session)
+
+    # ── schedules ──────────────────────────────────────────────────────────────
+
+    def schedule(  # noqa: PLR0913 - the contract's options, keyword-only after cron
+        self,
+        schedule_name: str,
+        workflow_name: str,
+        cron: str,
+        *,
+        timezone: str = "UTC",
+        input: Mapping[str, Any] | Callable[[datetime], Mapping[str, Any]] | None = None,  # noqa: A002
+        overlap: str = "skip",
+        catchup_window: timedelta | None = None,
+    ) -> ScheduleInfo:
+        """Create or update schedule ``schedule_name``: start ``workflow_name`` on ``cron``.
+
+        ``cron`` has five fields (minute hour day month weekday) or six with seconds
+        first, read on the wall clock of ``timezone`` (an IANA name): a tick in an hour
+        that daylight saving skips fires once, when the clocks jump; a repeated hour
+        fires once. ``input`` is a JSON mapping, or a callable ``fire_time -> mapping``
+        registered in this process under the schedule's name (only workers that
+        registered it fire the schedule). ``overlap``: ``"skip"``, ``"allow"``,
+        ``"buffer_one"`` or ``"cancel_previous"``. ``catchup_window``: after downtime,
+        ticks at most this late are still started; by default none is (ticks up to
+        10 seconds late count as on time). Updating a schedule keeps its next tick
+        unless its cron or timezone changed. Workers fire it; see ``docs/queues.md``.
+
+        Raises:
+            InvalidArgumentError: a bad cron, timezone, overlap or window.
+            DefinitionError: ``schedule_name`` is empty, holds ``#`` or is over 200
+                characters (its runs' keys must fit their column).
+            WorkflowNotRegisteredError: no workflow ``workflow_name`` in this process.
+            PayloadError: ``input`` is not a JSON-serializable mapping.
+
+        """
+        check_name(schedule_name, "schedule name", limit=MAX_SCHEDULE_NAME)
+        workflow = registry.get(workflow_name)
+        parsed = Cron.parse(cron, timezone)
+        policy = checked_overlap(overlap)
+        window = checked_window(catchup_window)
+        data = None
+        if callable(input):
+            maker = input
+        else:
+            maker = None
+            data = to_json_object(input, what=f"the input of schedule {schedule_name!r}")
+            check_size(
+                data, self.shell.max_payload_bytes, what=f"schedule {schedule_name!r}'s input"
+            )
+            if workflow.input_type is not None:
+                structure_as(
+                    data, workflow.input_type, what=f"the input of schedule {schedule_name!r}"
+                )
+        saved = schedules.save(
+            self.shell,
+            name=schedule_name,
+            workflow_name=workflow.name,
+            cron=parsed,
+            input=data,
+            input_callable=maker is not None,
+            overlap=policy,
+            catchup_window=window,
+        )
+        if maker is not None:
+            schedule_inputs.register(schedule_name, maker)
+        else:
+            schedule_inputs.unregister(schedule_name)
+        return saved
+
+    def unschedule(self, name: str) -> None:
+        """Delete schedule ``name``; runs it started go on.
+
+        Raises:
+            ScheduleNotFoundError: no schedule ``name``.
+
+        """
+        schedules.remove(self.shell, name)
+
+    def pause_schedule(self, name: str) -> ScheduleInfo:
+        """Stop firing schedule ``name`` until :meth:`resume_schedule`.
+
+        Raises:
+            ScheduleNotFoundError: no schedule ``name``.
+
+        """
+        return schedules.set_paused(self.shell, name, paused=True)
+
+    def resume_schedule(self, name: str) -> ScheduleInfo:
+        """Fire schedule ``name`` again, from its first tick after now (none is caught up).
+
+        Raises:
+            ScheduleNotFoundError: no schedule ``name``.
+
+        """
+        return schedules.set_paused(self.shell, name, paused=False)
+
+    def backfill(self, name: str, start: datetime, end: datetime) -> builtins.list[FiredTick]:
+        """Start a run for every tick of schedule ``name`` in ``[start, end)``, now.
+
+        Each run has its tick's idempotency key, so a tick that has a run already
+        (``created=False``) is not started again; overlap and catch-up do not apply.
+
+        Raises:
+            ScheduleNotFoundError: no schedule ``name``.
+            InvalidArgumentError: naive or reversed bounds, or over 10,000 ticks.
+
+        """
+        return schedules.backfill(self.shell, name, start, end, starter=self._start_in)
+
+    def schedules(self) -> builtins.list[ScheduleInfo]:
+        """Every schedule, by name, with its next tick, last run and whether it is paused."""
+        return schedules.every(self.shell)
+
+    def fire_schedules(self, *, now: datetime | None = None) -> builtins.list[FiredTick]:
+        """Fire the due schedules of this process's workflows; the runs started.
+
+        Workers call this on their own (no leader, no beat process); tests with a
+        :class:`~durable_sa.testing.FakeClock` call it after moving the clock, and an
+        application without workers may call it from its own timer. ``now`` fixes what
+        is due (default: the engine's clock).
+        """
+        return schedules.fire_due(
+            self.shell,
+            workflows=registry.names(),
+            starter=self._start_in,
+            canceler=self._cancel_in,
+            now=now,
+        )
+
+    def _start_in(
+        self, session: Session, name: str, data: dict[str, Any], key: str
+    ) -> tuple[int, bool]:
+        """:meth:`start` in ``session``'s transaction: a schedule's one start path."""
+        started = self.start(name, data, session=session, idempotency_key=key)
+        return started.run_id, started.created
+
+    def _cancel_in(self, session: Session, run_id: int) -> None:
+        """:meth:`cancel` in ``session``'s transaction (``cancel_previous``)."""
+        self.cancel(run_id, session=session)
 
     # ── inspection ─────────────────────────────────────────────────────────────
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import attrs
 
+# Schedules' values, defined beside the decisions that make them; results live here.
+from durable_sa.core.schedules import FiredTick, Overlap, ScheduleInfo
 from durable_sa.core.status import RunStatus
 
 
@@ -171,3 +173,19 @@ class PruneResult:
     """Buffered signals that no wait took (sent to a run that then ended)."""
     batches: int = 0
     dry_run: bool = False
+
+
+__all__ = [
+    "CancelResult",
+    "DeadLetterInfo",
+    "FiredTick",
+    "JobOutcome",
+    "Overlap",
+    "PruneResult",
+    "ResumeReason",
+    "ResumeResult",
+    "RunStatusSnapshot",
+    "ScheduleInfo",
+    "SendResult",
+    "StartResult",
+]

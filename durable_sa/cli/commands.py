@@ -26,6 +26,7 @@ from durable_sa.cli.formatting import (
     render_dead_letters,
     render_prune,
     render_runs,
+    render_schedules,
     render_status,
     render_workers,
     versions,
@@ -35,6 +36,7 @@ from durable_sa.cli.json_output import (
     dead_letters_json,
     requeued_json,
     runs_json,
+    schedules_json,
     status_json,
     workers_json,
 )
@@ -230,6 +232,14 @@ def workers_command(args: argparse.Namespace, inv: Invocation) -> int:
     return 0
 
 
+def schedules_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Print the schedules: next fire time, last run, paused."""
+    with _database(args, inv) as engine:
+        found = engine.schedules()
+    _out(schedules_json(found) if args.json else render_schedules(found))
+    return 0
+
+
 # ── the worker ──────────────────────────────────────────────────────────────────
 
 
@@ -288,6 +298,7 @@ def worker_command(args: argparse.Namespace, inv: Invocation) -> int:
         "poll_interval": args.poll_interval,
         "name": args.name,
         "relay": None if args.relay else False,
+        "schedules": args.schedules,
     }
     try:
         worker = engine.worker(

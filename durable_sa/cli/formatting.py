@@ -22,6 +22,7 @@ from durable_sa.core.units import compensate_unit
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from durable_sa.core.schedules import ScheduleInfo
     from durable_sa.results import DeadLetterInfo, PruneResult, RunStatusSnapshot
     from durable_sa.runtime.presence import WorkerInfo
     from durable_sa.store.models import JournalEntry
@@ -280,6 +281,28 @@ def render_workers(workers: Sequence[WorkerInfo]) -> list[str]:
     ]
     headers = ("id", "host", "pid", "concurrency", "in_flight", "processed", "last_seen")
     return table((*headers, "workflows"), rows)
+
+
+def render_schedules(schedules: Sequence[ScheduleInfo]) -> list[str]:
+    """One line per schedule: ``durable-sa schedules``."""
+    if not schedules:
+        return ["no schedules"]
+    rows = [
+        (
+            s.name,
+            s.workflow_name,
+            s.cron,
+            s.timezone,
+            s.overlap.value,
+            "paused" if s.paused else "active",
+            when(s.next_fire_at) if s.next_fire_at is not None and not s.paused else NONE,
+            when(s.last_fired_at),
+            NONE if s.last_run_id is None else str(s.last_run_id),
+        )
+        for s in schedules
+    ]
+    headers = ("name", "workflow", "cron", "timezone", "overlap", "state", "next_fire")
+    return table((*headers, "last_fired", "last_run"), rows)
 
 
 def versions(workflows: dict[str, str]) -> str:

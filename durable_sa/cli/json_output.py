@@ -4,13 +4,15 @@ Rules:
 - Objects are the public value types unstructured by one cattrs converter
   (``cattrs.preconf.json``): a :class:`~durable_sa.results.RunStatusSnapshot`, a
   :class:`~durable_sa.results.DeadLetterInfo`, a
-  :class:`~durable_sa.runtime.presence.WorkerInfo`, with their field names as keys.
-  Datetimes are ISO 8601 strings with their UTC offset (``2024-05-01T12:00:00.5+00:00``),
-  a run's status is its value (``"completed"``), a missing value is ``null``.
+  :class:`~durable_sa.runtime.presence.WorkerInfo`, a
+  :class:`~durable_sa.core.schedules.ScheduleInfo`, with their field names as keys.
+  Durations (a schedule's ``catchup_window``) are seconds. Datetimes are ISO 8601
+  strings with their UTC offset (``2024-05-01T12:00:00.5+00:00``), a run's status is
+  its value (``"completed"``), a missing value is ``null``.
 - ``status`` prints one object: the run, its ``children`` (recursively, whole runs) and
   its ``journal`` (every row, with its error, error type and traceback).
-- ``list``, ``dead-letters`` and ``workers`` print JSON Lines: one object per line, in
-  the table's order, nothing else (no header, no footer; an empty list prints nothing).
+- ``list``, ``dead-letters``, ``workers`` and ``schedules`` print JSON Lines: one object
+  per line, in the table's order, nothing else (no header, no footer; an empty list prints nothing).
   A ``list`` line has no ``children``: each child run listed has a line of its own,
   with its ``parent_run_id``.
 - Output is ASCII (``json.dumps``'s default escapes), so any terminal or pipe takes it.
@@ -21,7 +23,7 @@ Like :mod:`~durable_sa.cli.formatting`, every function returns lines and prints 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -30,11 +32,13 @@ from cattrs.preconf.json import make_converter
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from durable_sa.core.schedules import ScheduleInfo
     from durable_sa.results import DeadLetterInfo, RunStatusSnapshot
     from durable_sa.runtime.presence import WorkerInfo
     from durable_sa.store.models import JournalEntry
 
 _converter = make_converter()
+_converter.register_unstructure_hook(timedelta, timedelta.total_seconds)  # a schedule's window
 
 
 @attrs.frozen(kw_only=True)
@@ -104,6 +108,11 @@ def dead_letter_json(letter: DeadLetterInfo) -> list[str]:
 def workers_json(workers: Iterable[WorkerInfo]) -> list[str]:
     """``workers --json``: one live worker per line."""
     return [_line(worker) for worker in workers]
+
+
+def schedules_json(schedules: Iterable[ScheduleInfo]) -> list[str]:
+    """``schedules --json``: one schedule per line."""
+    return [_line(schedule) for schedule in schedules]
 
 
 def requeued_json(dead_letter_id: int, job_id: int) -> list[str]:

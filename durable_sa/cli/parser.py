@@ -24,6 +24,7 @@ from durable_sa.cli.commands import (
     recover_command,
     relay_command,
     resume_command,
+    schedules_command,
     status_command,
     worker_command,
     workers_command,
@@ -190,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="relay backends: leave publishing the outbox to `durable-sa relay` processes",
     )
+    worker.add_argument(
+        "--no-schedules",
+        dest="schedules",
+        action="store_false",
+        help="fire no schedules in this worker (other workers do)",
+    )
     worker.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
     worker.set_defaults(run=worker_command)
 
@@ -291,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     workers = commands.add_parser("workers", parents=[database, reading], help="list live workers")
     workers.set_defaults(run=workers_command)
+    commands.add_parser(
+        "schedules",
+        parents=[database, reading],
+        help="list schedules: next fire time, last run, paused",
+    ).set_defaults(run=schedules_command)
     return parser
 
 

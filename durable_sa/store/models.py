@@ -404,6 +404,44 @@ class WorkerRecord(Base):
         return f"<WorkerRecord {self.id} pid={self.pid} in_flight={self.in_flight}>"
 
 
+class Schedule(Base):
+    """A cron schedule: which workflow to start, when, and what it did last.
+
+    Workers fire due rows (``next_fire_at`` reached, or a ``buffer_one`` tick waiting)
+    in the transaction that starts their runs and advances ``next_fire_at``; see
+    :mod:`durable_sa.engine.schedules`. ``input`` is ``NULL`` when the input is made by a
+    callable registered in the firing process (``input_callable``).
+    """
+
+    __tablename__ = f"{TABLE_PREFIX}schedules"
+    __table_args__ = (Index(None, "paused", "next_fire_at"),)
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    workflow_name: Mapped[str] = mapped_column(String(255))
+    cron: Mapped[str] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    input: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
+    input_callable: Mapped[bool] = mapped_column(server_default=false())
+    overlap: Mapped[str] = mapped_column(String(16), default="skip")
+    catchup_window: Mapped[float | None]
+    """Seconds; ``NULL``: no catch-up after downtime."""
+    next_fire_at: Mapped[datetime | None]
+    """The earliest tick not yet fired or passed over; ``NULL`` when none will come."""
+    buffered_at: Mapped[datetime | None]
+    """The tick ``buffer_one`` keeps waiting for the active run to end."""
+    last_fired_at: Mapped[datetime | None]
+    last_run_id: Mapped[int | None] = mapped_column(BigId)
+    """The run of the last tick started (no foreign key: pruning a run keeps its schedule)."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+    """Why the last firing could not start its run, if it could not."""
+    paused: Mapped[bool] = mapped_column(server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Schedule {self.name!r} {self.cron!r} {self.timezone} -> {self.workflow_name!r}>"
+
+
 # Core handles on the same tables, for the engine's hot path (typed as ``Table``).
 runs_table = cast("Table", WorkflowRun.__table__)
 journal_table = cast("Table", JournalEntry.__table__)
@@ -413,3 +451,4 @@ outbox_table = cast("Table", OutboxEntry.__table__)
 workers_table = cast("Table", WorkerRecord.__table__)
 signals_table = cast("Table", PendingSignal.__table__)
 slots_table = cast("Table", Slots.__table__)
+schedules_table = cast("Table", Schedule.__table__)

@@ -41,6 +41,7 @@ from durable_sa.runtime import presence
 from durable_sa.runtime.listen import Listener
 from durable_sa.runtime.service import ErrorPause, Service
 from durable_sa.store.notify import JOBS_CHANNEL
+from durable_sa.worker.firing import FiresSchedules, ScheduleThread
 from durable_sa.worker.pipeline import Pipeline
 from durable_sa.worker.stats import WorkerStats
 
@@ -88,6 +89,7 @@ class Worker(Service):
         prefetch: int | None = None,
         commit_timeout: timedelta | None = timedelta(seconds=10),
         startup_timeout: timedelta = timedelta(minutes=1),
+        schedules: bool = True,
     ) -> None:
         """Prepare a worker; nothing runs until :meth:`run` or :meth:`start`.
 
@@ -102,7 +104,9 @@ class Worker(Service):
         block (a row lock held by an application, a half-open connection) before the
         worker gives up what it holds to other workers. ``startup_timeout``: how long
         the worker keeps trying to reach its database when it starts (it then raises
-        :class:`~durable_sa.errors.DatabaseUnreachableError`).
+        :class:`~durable_sa.errors.DatabaseUnreachableError`). ``schedules``: fire due
+        schedules (``engine.schedule``) in a thread of this worker; every worker does by
+        default, and exactly one fires each tick (:mod:`durable_sa.worker.firing`).
 
         Raises:
             InvalidArgumentError: a bad setting, or ``relay=True`` without an outbox.
@@ -161,6 +165,18 @@ class Worker(Service):
             if self._consumes
             else None
         )
+        self._schedules = (
+            ScheduleThread(
+                engine,
+                shell,
+                interval=self.poll_interval,
+                stopping=self._stopping,
+                on_fired=self.wake,
+                worker=self.id,
+            )
+            if schedules and isinstance(engine, FiresSchedules)
+            else None
+        )
         self._listener = Listener(
             shell.sa_engine, [JOBS_CHANNEL], self._on_notify, on_reconnect=self.wake
         )
@@ -206,6 +222,8 @@ class Worker(Service):
             self._pipeline.start()
         for _ in range(self.concurrency if self._pipeline is not None else 0):
             self._add_slot()
+        if self._schedules is not None:
+            self._schedules.start()
         self._ready()
         try:
             while not self._stopping.wait(self.heartbeat.total_seconds()):
@@ -242,6 +260,8 @@ class Worker(Service):
         deadline = time.monotonic() + self.grace_period.total_seconds()
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._schedules is not None:
+            self._schedules.join(timeout=max(0.0, deadline - time.monotonic()))
         self._listener.stop()
         if self._pipeline is not None:
             self._pipeline.close()

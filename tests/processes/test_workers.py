@@ -157,8 +157,13 @@ def test_a_worker_started_before_its_database_waits_for_it(
         assert worker.running(), out
         assert f'database "{name}" does not exist' in out
         assert "trying again in" in out
-        durable_postgres_server.create_database(name)
-        prepare_database(url)
+        # The database appears with its tables (made aside, then renamed): a worker that
+        # reached it between the two would rightly stop, "no durable-sa tables".
+        staging = f"{name}_staging"
+        durable_postgres_server.create_database(staging)
+        prepare_database(durable_postgres_server.url(staging))
+        with durable_postgres_server.connect() as conn:
+            conn.execute(f'ALTER DATABASE "{staging}" RENAME TO "{name}"')
         sa_engine = sa.create_engine(url)
         try:
             define_workload(sa_engine)
