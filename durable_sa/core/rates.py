@@ -68,10 +68,15 @@ class RateLimit:
 
 @attrs.frozen
 class Wait:
-    """A step may not begin yet: try again after ``delay``; ``reason`` says why."""
+    """A step may not begin yet: try again after ``delay``; ``reason`` says why.
+
+    ``misconfigured``: it waits because of a mistake to fix (a limit not set, a limit
+    too small for the step), not because the limit is doing its job.
+    """
 
     delay: timedelta
     reason: str
+    misconfigured: bool = False
 
 
 def rate_demand(step: StepDefinition, done: frozenset[str] = frozenset()) -> Mapping[str, int]:
@@ -115,12 +120,14 @@ def decide_grant(  # noqa: PLR0913 - the limit, the demand and the window, keywo
             unset_recheck,
             f"rate limit {name!r} is not set: call engine.set_rate_limit({name!r}, limit=..., "
             "per=...) (the step waits until it is)",
+            misconfigured=True,
         )
     if wanted > limit.limit:
         return Wait(
             max(limit.per, unset_recheck),
             f"the step needs {wanted} executions of rate limit {name!r} at once but it "
             f"allows {limit.limit} per {limit.per}: raise the limit",
+            misconfigured=True,
         )
     over = len(in_window) + wanted - limit.limit
     if over <= 0:

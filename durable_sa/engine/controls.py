@@ -83,5 +83,5 @@ def held_by_rate_limit(
     )
     if wait is None:
         return None
-    level = logging.WARNING if wait.delay >= UNSET_RECHECK else logging.DEBUG
+    level = logging.WARNING if wait.misconfigured else logging.DEBUG
     return defer(shell, claimed, wait.reason, delay=max(wait.delay, timedelta(0)), level=level)
