@@ -181,6 +181,25 @@ def cancel_command(args: argparse.Namespace, inv: Invocation) -> int:
     return 0
 
 
+def pause_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Pause a workflow: its runs' steps are not claimed until it is unpaused."""
+    with _database(args, inv) as engine:
+        changed = engine.pause(args.workflow)
+    if changed:
+        _out([f"paused {args.workflow}: its runs take no new step until `durable-sa unpause`"])
+    else:
+        _out([f"{args.workflow} was already paused"])
+    return 0
+
+
+def unpause_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Let a paused workflow's runs go on."""
+    with _database(args, inv) as engine:
+        changed = engine.unpause(args.workflow)
+    _out([f"unpaused {args.workflow}" if changed else f"{args.workflow} was not paused"])
+    return 0
+
+
 def recover_command(args: argparse.Namespace, inv: Invocation) -> int:
     """Re-enqueue runs that should progress but have no job."""
     with _database(args, inv) as engine:

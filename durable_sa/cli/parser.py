@@ -20,11 +20,13 @@ from durable_sa.cli.commands import (
     cancel_command,
     dead_letters_command,
     list_command,
+    pause_command,
     prune_command,
     recover_command,
     relay_command,
     resume_command,
     status_command,
+    unpause_command,
     worker_command,
     workers_command,
 )
@@ -239,6 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", parents=[database], help="cancel a run and its children")
     cancel.add_argument("run_id", type=int, metavar="RUN_ID")
     cancel.set_defaults(run=cancel_command)
+
+    pause = commands.add_parser(
+        "pause",
+        parents=[database],
+        help="pause a workflow: no step of its runs is claimed until unpaused",
+        description=(
+            "Pause the workflow NAME on every worker: steps already running finish, no "
+            "further step of its runs is claimed; starts and signals are still accepted."
+        ),
+    )
+    pause.add_argument("workflow", metavar="NAME", help="the workflow's name")
+    pause.set_defaults(run=pause_command)
+    unpause = commands.add_parser(
+        "unpause", parents=[database], help="let a paused workflow's runs go on"
+    )
+    unpause.add_argument("workflow", metavar="NAME", help="the workflow's name")
+    unpause.set_defaults(run=unpause_command)
 
     recover = commands.add_parser(
         "recover", parents=[database], help="re-enqueue runs that should progress but have no job"

@@ -153,8 +153,8 @@ def take_grants(
 def pause(session: Session, workflow_name: str, *, now: datetime) -> bool:
     """Pause ``workflow_name``; whether it was running (not paused already)."""
     stmt = _upsert(session)(paused).values(workflow_name=workflow_name, paused_at=now)
-    result = session.execute(stmt.on_conflict_do_nothing(index_elements=[paused.c.workflow_name]))
-    return bool(_rowcount(result))
+    stmt = stmt.on_conflict_do_nothing(index_elements=[paused.c.workflow_name])
+    return session.execute(stmt.returning(paused.c.workflow_name)).first() is not None
 
 
 def unpause(session: Session, workflow_name: str) -> bool:

@@ -183,7 +183,8 @@ def test_retries_take_a_grant_each(engine: Durable) -> None:
 
     def flaky(ctx: object) -> int:
         calls.append(1)
-        raise RuntimeError("boom")
+        msg = "boom"
+        raise RuntimeError(msg)
 
     durable("flaky").step("call", flaky, rate_limit="api", max_retries=5, retry_backoff="linear")
     run_id = engine.start("flaky").run_id
