@@ -13,7 +13,7 @@ import argparse
 import re
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from durable_sa.cli.commands import (
     ENV_DATABASE_URL,
@@ -152,6 +152,25 @@ def _list_arguments(listing: argparse.ArgumentParser) -> None:
     listing.set_defaults(run=list_command)
 
 
+def _pause_parsers(commands: Any, database: argparse.ArgumentParser) -> None:  # noqa: ANN401
+    """``pause NAME`` and ``unpause NAME``."""
+    for name, run, what, description in (
+        (
+            "pause",
+            pause_command,
+            "pause a workflow: no step of its runs is claimed until unpaused",
+            (
+                "Pause the workflow NAME on every worker: steps already running finish, no "
+                "further step of its runs is claimed; starts and signals are still accepted."
+            ),
+        ),
+        ("unpause", unpause_command, "let a paused workflow's runs go on", None),
+    ):
+        sub = commands.add_parser(name, parents=[database], help=what, description=description)
+        sub.add_argument("workflow", metavar="NAME", help="the workflow's name")
+        sub.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per operation."""
     database = _Parser(add_help=False)
@@ -242,22 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("run_id", type=int, metavar="RUN_ID")
     cancel.set_defaults(run=cancel_command)
 
-    pause = commands.add_parser(
-        "pause",
-        parents=[database],
-        help="pause a workflow: no step of its runs is claimed until unpaused",
-        description=(
-            "Pause the workflow NAME on every worker: steps already running finish, no "
-            "further step of its runs is claimed; starts and signals are still accepted."
-        ),
-    )
-    pause.add_argument("workflow", metavar="NAME", help="the workflow's name")
-    pause.set_defaults(run=pause_command)
-    unpause = commands.add_parser(
-        "unpause", parents=[database], help="let a paused workflow's runs go on"
-    )
-    unpause.add_argument("workflow", metavar="NAME", help="the workflow's name")
-    unpause.set_defaults(run=unpause_command)
+    _pause_parsers(commands, database)
 
     recover = commands.add_parser(
         "recover", parents=[database], help="re-enqueue runs that should progress but have no job"

@@ -1,4 +1,4 @@
-"""Pausing a workflow: no step of it is claimed; starts and signals still accepted; both databases."""
+"""Pausing a workflow: none of its steps is claimed, starts and signals are still accepted."""
 
 from __future__ import annotations
 
