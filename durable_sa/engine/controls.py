@@ -77,9 +77,8 @@ def held_by_rate_limit(
     demand = rate_demand(step, done)
     if not demand:
         return None
-    now = shell.now()
     wait = shell.transaction(
-        lambda session: take_grants(session, demand, now=now, unset_recheck=UNSET_RECHECK)
+        lambda session: take_grants(session, demand, clock=shell.now, unset_recheck=UNSET_RECHECK)
     )
     if wait is None:
         return None

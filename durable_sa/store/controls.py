@@ -32,7 +32,7 @@ from durable_sa.store.models import paused_table, rate_grants_table, rate_limits
 from durable_sa.store.notify import JOBS_CHANNEL
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from sqlalchemy.orm import Session, sessionmaker
 
@@ -90,13 +90,18 @@ def _limit(name: str, limit: int, per_ms: int) -> RateLimit:
 
 
 def take_grants(
-    session: Session, demand: Mapping[str, int], *, now: datetime, unset_recheck: timedelta
+    session: Session,
+    demand: Mapping[str, int],
+    *,
+    clock: Callable[[], datetime],
+    unset_recheck: timedelta,
 ) -> Wait | None:
     """Grant the executions ``demand`` asks for, all or none, in ``session``'s transaction.
 
     ``None``: granted and recorded; else how long the step must wait (nothing recorded).
-    ``now`` is the engine's clock, used on SQLite only. Limits are locked in name order,
-    so two steps that need the same limits never wait on each other in a cycle.
+    ``clock`` is the engine's, read on SQLite only, once the write lock is held. Limits
+    are locked in name order, so two steps that need the same limits never wait on each
+    other in a cycle.
     """
     names = sorted(demand)
     postgres = session.get_bind().dialect.name == "postgresql"
@@ -109,9 +114,9 @@ def take_grants(
         .with_for_update()
     ).all()
     found = {row.name: _limit(row.name, row.limit, row.per_ms) for row in rows}
-    if postgres:
-        now = session.execute(select(func.clock_timestamp())).scalar_one()
-    now = now.astimezone(UTC)
+    now = (
+        session.execute(select(func.clock_timestamp())).scalar_one() if postgres else clock()
+    ).astimezone(UTC)
     waits: list[Wait] = []
     for name in names:
         limit = found.get(name)
