@@ -102,18 +102,26 @@ def window_start(limit: RateLimit, now: datetime) -> datetime:
     return now - limit.per
 
 
+def must_leave(limit: RateLimit, *, wanted: int, in_window: int) -> int:
+    """How many of the oldest grants in the window must leave it before ``wanted`` fit."""
+    return max(0, in_window + wanted - limit.limit)
+
+
 def decide_grant(  # noqa: PLR0913 - the limit, the demand and the window, keyword-only
     name: str,
     limit: RateLimit | None,
     *,
     wanted: int,
-    in_window: Sequence[datetime],
+    in_window: int,
+    oldest: Sequence[datetime],
     now: datetime,
     unset_recheck: timedelta,
 ) -> Wait | None:
     """``None``: grant ``wanted`` executions now; else how long to wait and why.
 
-    ``in_window`` holds the times of the grants after :func:`window_start`, oldest first.
+    ``in_window`` counts the grants after :func:`window_start`; ``oldest`` holds the
+    times of at least the :func:`must_leave` oldest of them, oldest first (the shell
+    reads no more than that, so a high limit costs a count, not a list).
     """
     if limit is None:
         return Wait(
@@ -129,10 +137,10 @@ def decide_grant(  # noqa: PLR0913 - the limit, the demand and the window, keywo
             f"allows {limit.limit} per {limit.per}: raise the limit",
             misconfigured=True,
         )
-    over = len(in_window) + wanted - limit.limit
+    over = must_leave(limit, wanted=wanted, in_window=in_window)
     if over <= 0:
         return None
-    frees_at = sorted(in_window)[over - 1] + limit.per
+    frees_at = sorted(oldest)[over - 1] + limit.per
     return Wait(
         max(frees_at - now, timedelta(0)),
         f"rate limit {name!r} ({limit.limit} per {limit.per}) reached",

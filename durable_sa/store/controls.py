@@ -24,10 +24,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from durable_sa.core.rates import RateLimit, Wait, decide_grant, window_start
+from durable_sa.core.rates import RateLimit, Wait, decide_grant, must_leave, window_start
 from durable_sa.store.models import paused_table, rate_grants_table, rate_limits_table
 from durable_sa.store.notify import JOBS_CHANNEL
 
@@ -114,42 +114,81 @@ def take_grants(
         .with_for_update()
     ).all()
     found = {row.name: _limit(row.name, row.limit, row.per_ms) for row in rows}
-    now = (
-        session.execute(select(func.clock_timestamp())).scalar_one() if postgres else clock()
-    ).astimezone(UTC)
+    now: datetime | None = None if postgres else clock().astimezone(UTC)
     waits: list[Wait] = []
     for name in names:
         limit = found.get(name)
-        in_window: list[datetime] = []
+        in_window, oldest = 0, []
         if limit is not None:
-            in_window = list(
-                session.execute(
-                    select(grants.c.granted_at)
-                    .where(grants.c.name == name, grants.c.granted_at > window_start(limit, now))
-                    .order_by(grants.c.granted_at)
-                ).scalars()
-            )
+            now, in_window = _count_in_window(session, limit, now)
+            over = must_leave(limit, wanted=demand[name], in_window=in_window)
+            if 0 < over <= in_window:
+                oldest = _oldest(session, limit, now, over)
         wait = decide_grant(
             name,
             limit,
             wanted=demand[name],
             in_window=in_window,
-            now=now,
+            oldest=oldest,
+            now=now or clock(),
             unset_recheck=unset_recheck,
         )
         if wait is not None:
             waits.append(wait)
-    if waits:
-        return max(waits, key=lambda wait: wait.delay)
+    if waits or now is None:
+        return max(waits, key=lambda wait: wait.delay, default=None)
     for name in names:
-        limit = found[name]
         session.execute(
             delete(grants).where(
-                grants.c.name == name, grants.c.granted_at <= window_start(limit, now)
+                grants.c.name == name, grants.c.granted_at <= window_start(found[name], now)
             )
         )
         session.execute(insert(grants), [{"name": name, "granted_at": now}] * demand[name])
     return None
+
+
+def _count_in_window(
+    session: Session, limit: RateLimit, now: datetime | None
+) -> tuple[datetime, int]:
+    """The decision's instant and how many grants of ``limit`` lie in its window.
+
+    ``now`` is ``None`` on PostgreSQL for the first limit: the database's clock is read
+    in the same statement as the count, after the limit's row is locked.
+    """
+    if now is None:
+        clock = select(func.clock_timestamp().label("now")).subquery()
+        row = session.execute(
+            select(clock.c.now, func.count(grants.c.id))
+            .select_from(
+                clock.outerjoin(
+                    grants,
+                    and_(
+                        grants.c.name == limit.name,
+                        grants.c.granted_at > clock.c.now - bindparam("per", limit.per),
+                    ),
+                )
+            )
+            .group_by(clock.c.now)
+        ).one()
+        return row[0].astimezone(UTC), int(row[1])
+    counted = session.execute(
+        select(func.count()).where(
+            grants.c.name == limit.name, grants.c.granted_at > window_start(limit, now)
+        )
+    ).scalar_one()
+    return now, int(counted)
+
+
+def _oldest(session: Session, limit: RateLimit, now: datetime, how_many: int) -> list[datetime]:
+    """The times of the ``how_many`` oldest grants of ``limit`` in the window ending ``now``."""
+    return list(
+        session.execute(
+            select(grants.c.granted_at)
+            .where(grants.c.name == limit.name, grants.c.granted_at > window_start(limit, now))
+            .order_by(grants.c.granted_at)
+            .limit(how_many)
+        ).scalars()
+    )
 
 
 # ── paused workflows ────────────────────────────────────────────────────────────

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from durable_sa.core.definition import durable
-from durable_sa.core.rates import RateLimit, decide_grant, rate_demand, window_start
+from durable_sa.core.rates import (
+    RateLimit,
+    decide_grant,
+    must_leave,
+    rate_demand,
+    window_start,
+)
 from durable_sa.core.steps import ParallelEntry
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -19,9 +25,16 @@ def grant(
     limit: RateLimit, granted: list[datetime], now: datetime, wanted: int = 1
 ) -> timedelta | None:
     """Ask as the shell does; record the grants; the wait (``None``: granted)."""
-    in_window = [t for t in granted if t > window_start(limit, now)]
+    in_window = sorted(t for t in granted if t > window_start(limit, now))
+    over = must_leave(limit, wanted=wanted, in_window=len(in_window))
     wait = decide_grant(
-        limit.name, limit, wanted=wanted, in_window=in_window, now=now, unset_recheck=RECHECK
+        limit.name,
+        limit,
+        wanted=wanted,
+        in_window=len(in_window),
+        oldest=in_window[:over],
+        now=now,
+        unset_recheck=RECHECK,
     )
     if wait is None:
         granted.extend([now] * wanted)
@@ -83,7 +96,9 @@ def test_a_refused_step_waits_exactly_until_it_may_begin(
 
 
 def test_a_limit_not_set_or_too_small_is_a_mistake_with_a_fix() -> None:
-    unset = decide_grant("api", None, wanted=1, in_window=[], now=T0, unset_recheck=RECHECK)
+    unset = decide_grant(
+        "api", None, wanted=1, in_window=0, oldest=[], now=T0, unset_recheck=RECHECK
+    )
     assert unset is not None
     assert unset.misconfigured
     assert unset.delay == RECHECK
@@ -92,7 +107,8 @@ def test_a_limit_not_set_or_too_small_is_a_mistake_with_a_fix() -> None:
         "api",
         RateLimit("api", 1, timedelta(seconds=1)),
         wanted=2,
-        in_window=[],
+        in_window=0,
+        oldest=[],
         now=T0,
         unset_recheck=RECHECK,
     )
@@ -103,7 +119,8 @@ def test_a_limit_not_set_or_too_small_is_a_mistake_with_a_fix() -> None:
         "api",
         RateLimit("api", 1, timedelta(seconds=1)),
         wanted=1,
-        in_window=[T0],
+        in_window=1,
+        oldest=[T0],
         now=T0 + timedelta(milliseconds=400),
         unset_recheck=RECHECK,
     )
