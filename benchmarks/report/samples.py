@@ -26,6 +26,11 @@ RELAY_PREFIX: Final = "relay_"
 MIXED_KINDS: Final = ("plain6", "mixed6")
 """The mixed scenario's workflows: its sample kinds, and the prefix of their scenarios."""
 
+CONTROLS_KINDS: Final = ("controls_off", "controls_on")
+"""The queue-controls scenario's sample kinds (and scenario prefixes): ``bench3`` with no
+rate limit and nothing paused, and ``bench3`` with a rate limit on its first step (too
+high ever to defer) and another workflow paused."""
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -72,7 +77,7 @@ def headline_scenario(kind: str, processes: int | None, concurrency: int | None)
     }
     if kind in names:
         return names[kind]
-    if kind.startswith(RELAY_PREFIX) or kind in MIXED_KINDS:
+    if kind.startswith(RELAY_PREFIX) or kind in {*MIXED_KINDS, *CONTROLS_KINDS}:
         return f"{kind}_throughput"
     return "throughput" + config_suffix(processes, concurrency)
 
