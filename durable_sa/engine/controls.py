@@ -29,7 +29,7 @@ from durable_sa.core.rates import rate_demand
 from durable_sa.core.steps import ParallelStep
 from durable_sa.core.units import entry_unit
 from durable_sa.engine.delivery import DEFER_DELAY, defer
-from durable_sa.store.controls import take_grants
+from durable_sa.store.controls import GrantRefused, take_grants
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -77,10 +77,15 @@ def held_by_rate_limit(
     demand = rate_demand(step, done)
     if not demand:
         return None
-    wait = shell.transaction(
-        lambda session: take_grants(session, demand, clock=shell.now, unset_recheck=UNSET_RECHECK)
-    )
-    if wait is None:
+    try:
+        shell.transaction(
+            lambda session: take_grants(
+                session, demand, clock=shell.now, unset_recheck=UNSET_RECHECK
+            )
+        )
+    except GrantRefused as refused:
+        wait = refused.wait
+    else:
         return None
     level = logging.WARNING if wait.misconfigured else logging.DEBUG
     return defer(shell, claimed, wait.reason, delay=max(wait.delay, timedelta(0)), level=level)

@@ -24,7 +24,18 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Integer,
+    Interval,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from durable_sa.core.rates import RateLimit, Wait, decide_grant, must_leave, window_start
@@ -35,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from sqlalchemy.orm import Session, sessionmaker
+    from sqlalchemy.sql.expression import Executable
 
 limits = rate_limits_table
 grants = rate_grants_table
@@ -89,94 +101,146 @@ def _limit(name: str, limit: int, per_ms: int) -> RateLimit:
     return RateLimit(name, int(limit), timedelta(milliseconds=int(per_ms)))
 
 
+class GrantRefused(Exception):  # noqa: N818 - not an error: the answer "not now"
+    """Raised out of :func:`take_grants` to roll its transaction back: the step must wait."""
+
+    def __init__(self, wait: Wait) -> None:
+        """Carry the ``wait``."""
+        super().__init__(wait.reason)
+        self.wait = wait
+
+
 def take_grants(
     session: Session,
     demand: Mapping[str, int],
     *,
     clock: Callable[[], datetime],
     unset_recheck: timedelta,
-) -> Wait | None:
+) -> None:
     """Grant the executions ``demand`` asks for, all or none, in ``session``'s transaction.
 
-    ``None``: granted and recorded; else how long the step must wait (nothing recorded).
-    ``clock`` is the engine's, read on SQLite only, once the write lock is held. Limits
-    are locked in name order, so two steps that need the same limits never wait on each
-    other in a cycle.
+    Returns once they are recorded (the caller commits). Limits are locked in name
+    order, so two steps that need the same limits never wait on each other in a cycle.
+    ``clock`` is the engine's, read on SQLite only, once the write lock is held.
+
+    On PostgreSQL one statement per limit reads the clock, records the grants, deletes
+    those that left the window and counts the others (the count cannot see the new
+    rows: one snapshot), in three round trips with the lock and the commit; the
+    decision is then made here, and a refusal rolls the grants back.
+
+    Raises:
+        GrantRefused: a limit does not let the step begin now (nothing is recorded once
+            the caller's transaction rolls back).
+
     """
     names = sorted(demand)
     postgres = session.get_bind().dialect.name == "postgresql"
     if not postgres:  # take SQLite's write lock before reading anything
         session.execute(update(limits).where(limits.c.name.in_(names)).values(limit=limits.c.limit))
-    rows = session.execute(
-        select(limits.c.name, limits.c.limit, limits.c.per_ms)
-        .where(limits.c.name.in_(names))
-        .order_by(limits.c.name)
-        .with_for_update()
-    ).all()
+    rows = session.execute(_LOCK, {"names": names}).all()
     found = {row.name: _limit(row.name, row.limit, row.per_ms) for row in rows}
-    now: datetime | None = None if postgres else clock().astimezone(UTC)
     waits: list[Wait] = []
     for name in names:
         limit = found.get(name)
-        in_window, oldest = 0, []
-        if limit is not None:
-            now, in_window = _count_in_window(session, limit, now)
-            over = must_leave(limit, wanted=demand[name], in_window=in_window)
-            if 0 < over <= in_window:
-                oldest = _oldest(session, limit, now, over)
+        wanted = demand[name]
+        if limit is None:
+            now, in_window = clock(), 0
+        elif postgres:
+            now, in_window = _grant_and_count(session, limit, wanted)
+        else:
+            now = clock().astimezone(UTC)
+            in_window = _count(session, limit, now)
+            _record(session, limit, wanted, now)
+        over = must_leave(limit, wanted=wanted, in_window=in_window) if limit else 0
         wait = decide_grant(
             name,
             limit,
-            wanted=demand[name],
+            wanted=wanted,
             in_window=in_window,
-            oldest=oldest,
-            now=now or clock(),
+            oldest=_oldest(session, limit, now, over) if limit and 0 < over <= in_window else [],
+            now=now,
             unset_recheck=unset_recheck,
         )
         if wait is not None:
             waits.append(wait)
-    if waits or now is None:
-        return max(waits, key=lambda wait: wait.delay, default=None)
-    for name in names:
+    if waits:
+        raise GrantRefused(max(waits, key=lambda wait: wait.delay))
+
+
+_LOCK: Final = (
+    select(limits.c.name, limits.c.limit, limits.c.per_ms)
+    .where(limits.c.name.in_(bindparam("names", expanding=True)))
+    .order_by(limits.c.name)
+    .with_for_update()
+)
+
+
+def _grant_and_count(session: Session, limit: RateLimit, wanted: int) -> tuple[datetime, int]:
+    """PostgreSQL: record ``wanted`` grants now, prune, count the others in the window."""
+    row = session.execute(
+        _GRANT_AND_COUNT, {"name": limit.name, "per": limit.per, "wanted": wanted}
+    ).one()
+    return row.now.astimezone(UTC), int(row.in_window)
+
+
+def _grant_and_count_statement() -> Executable:
+    name = bindparam("name", type_=grants.c.name.type)
+    per = bindparam("per", type_=Interval())
+    clock = select(func.clock_timestamp().label("now")).cte("clock")
+    series = func.generate_series(1, bindparam("wanted", type_=Integer())).table_valued("n")
+    granted = (
+        insert(grants)
+        .from_select(
+            ["name", "granted_at"],
+            select(name, clock.c.now).select_from(clock.join(series, true())),
+        )
+        .returning(grants.c.id)
+        .cte("granted")
+    )
+    pruned = (
+        delete(grants)
+        .where(
+            grants.c.name == name,
+            grants.c.granted_at <= select(clock.c.now).scalar_subquery() - per,
+        )
+        .returning(grants.c.id)
+        .cte("pruned")
+    )
+    in_window = (
+        select(func.count())
+        .select_from(grants)
+        .where(grants.c.name == name, grants.c.granted_at > clock.c.now - per)
+        .scalar_subquery()
+    )
+    return (
+        select(clock.c.now, in_window.label("in_window"))
+        .select_from(clock)
+        .add_cte(granted, pruned)
+    )
+
+
+_GRANT_AND_COUNT: Final = _grant_and_count_statement()
+
+
+def _count(session: Session, limit: RateLimit, now: datetime) -> int:
+    """How many grants of ``limit`` lie in the window that ends ``now``."""
+    return int(
         session.execute(
-            delete(grants).where(
-                grants.c.name == name, grants.c.granted_at <= window_start(found[name], now)
+            select(func.count()).where(
+                grants.c.name == limit.name, grants.c.granted_at > window_start(limit, now)
             )
+        ).scalar_one()
+    )
+
+
+def _record(session: Session, limit: RateLimit, wanted: int, now: datetime) -> None:
+    """Record ``wanted`` grants at ``now`` and delete those that left the window."""
+    session.execute(
+        delete(grants).where(
+            grants.c.name == limit.name, grants.c.granted_at <= window_start(limit, now)
         )
-        session.execute(insert(grants), [{"name": name, "granted_at": now}] * demand[name])
-    return None
-
-
-def _count_in_window(
-    session: Session, limit: RateLimit, now: datetime | None
-) -> tuple[datetime, int]:
-    """The decision's instant and how many grants of ``limit`` lie in its window.
-
-    ``now`` is ``None`` on PostgreSQL for the first limit: the database's clock is read
-    in the same statement as the count, after the limit's row is locked.
-    """
-    if now is None:
-        clock = select(func.clock_timestamp().label("now")).subquery()
-        row = session.execute(
-            select(clock.c.now, func.count(grants.c.id))
-            .select_from(
-                clock.outerjoin(
-                    grants,
-                    and_(
-                        grants.c.name == limit.name,
-                        grants.c.granted_at > clock.c.now - bindparam("per", limit.per),
-                    ),
-                )
-            )
-            .group_by(clock.c.now)
-        ).one()
-        return row[0].astimezone(UTC), int(row[1])
-    counted = session.execute(
-        select(func.count()).where(
-            grants.c.name == limit.name, grants.c.granted_at > window_start(limit, now)
-        )
-    ).scalar_one()
-    return now, int(counted)
+    )
+    session.execute(insert(grants), [{"name": limit.name, "granted_at": now}] * wanted)
 
 
 def _oldest(session: Session, limit: RateLimit, now: datetime, how_many: int) -> list[datetime]:
