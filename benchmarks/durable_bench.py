@@ -183,14 +183,17 @@ def controls(url: str, *, n: int, mode: str, timeout: float) -> dict[str, Any]:
 
     ``on``: ``bench3_limited``, whose first step takes a grant of a shared rate limit set
     too high ever to defer it, while another workflow is paused (so the claim's filter
-    and the paused-set cache have something to read); ``off``: ``bench3``, nothing set.
+    and the paused-set cache have something to read); ``idle``: ``bench3`` with the same
+    limit set and workflow paused (what a workflow that uses neither pays); ``off``:
+    ``bench3``, nothing set.
     """
     engine = engine_for(url)
     engine.create_tables()
     workflow = "bench3"
-    if mode == "on":
+    if mode in {"idle", "on"}:
         engine.set_rate_limit(BENCH_RATE_LIMIT, limit=1_000_000_000, per=timedelta(seconds=1))
         engine.pause("bench-paused-elsewhere")
+    if mode == "on":
         workflow = "bench3_limited"
     out = throughput(url, n=n, processes=1, concurrency=1, timeout=timeout, workflow=workflow)
     return {**out, "scenario": f"controls_{mode}", "workflow": workflow, "mode": mode}
@@ -387,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
         "scenario",
         choices=["throughput", "latency", "history", "memory", "fanout", "mixed", "controls"],
     )
-    parser.add_argument("--mode", choices=["off", "on"], default="off")
+    parser.add_argument("--mode", choices=["off", "idle", "on"], default="off")
     parser.add_argument("--workflow", choices=["mixed6", "plain6"], default="mixed6")
     parser.add_argument("--url", required=True)
     parser.add_argument("--n", type=int, default=2000)

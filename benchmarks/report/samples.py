@@ -26,10 +26,11 @@ RELAY_PREFIX: Final = "relay_"
 MIXED_KINDS: Final = ("plain6", "mixed6")
 """The mixed scenario's workflows: its sample kinds, and the prefix of their scenarios."""
 
-CONTROLS_KINDS: Final = ("controls_off", "controls_on")
+CONTROLS_KINDS: Final = ("controls_off", "controls_idle", "controls_on")
 """The queue-controls scenario's sample kinds (and scenario prefixes): ``bench3`` with no
-rate limit and nothing paused, and ``bench3`` with a rate limit on its first step (too
-high ever to defer) and another workflow paused."""
+rate limit and nothing paused; ``bench3`` while a rate limit is set and another workflow
+is paused (what a workflow that uses neither pays); ``bench3_limited``, whose first step
+takes a grant of that limit (too high ever to defer), with the other workflow paused."""
 
 
 @dataclass(frozen=True)

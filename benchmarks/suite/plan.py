@@ -182,7 +182,7 @@ def plan(sizes: Sizes, only: Sequence[str] | None = None) -> list[Job]:
         *(
             ours("controls", f"controls_{mode}", "controls", "--mode", mode, *n,
                  processes=1, concurrency=1)
-            for mode in ("off", "on")
+            for mode in ("off", "idle", "on")
         ),
         Job("mixed", "mixed6", "dbos", "benchmarks.peers.dbos_mixed_peer",
             ("--n", str(sizes.dbos_mixed_n), "--polling-interval", str(DBOS_POLLING_INTERVAL_S),

@@ -152,6 +152,7 @@ def full_run():
             mixed("plain6", 600 + jitter, rep=rep),
             mixed("mixed6", 100 + jitter, rep=rep, system="dbos"),
             controls("off", 2.0, rep=rep),
+            controls("idle", 2.1, rep=rep),
             controls("on", 2.4, rep=rep),
         ]
     return samples
@@ -256,6 +257,7 @@ def test_targets_pass_and_fail_on_medians():
         "relay_celery_speed": "FAIL",  # 50 / 1500 wf/s
         "mixed_vs_plain": "PASS",  # 450 / 600
         "controls_cpu": "PASS",  # 2.4 / 2.0 ms
+        "controls_idle_cpu": "PASS",  # 2.1 / 2.0 ms
         "mixed_vs_dbos": "FAIL",  # 450 / 100
     }
     assert found["s2_best_under_load"].row == ("durable-sa", "throughput_p4_c16")
