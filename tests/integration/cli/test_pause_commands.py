@@ -35,3 +35,19 @@ def test_pause_says_what_is_wrong_in_one_line(engine, durable_each_database_url,
     code, _, err = cli("pause", "--database-url", durable_each_database_url)
     assert code != 0
     assert "NAME" in err
+
+
+def test_status_says_a_runs_workflow_is_paused(engine, durable_each_database_url, cli):
+    durable("cli-paused-status").step("a", lambda ctx: 1)
+    run_id = engine.start("cli-paused-status").run_id
+    url = ("--database-url", durable_each_database_url)
+    engine.pause("cli-paused-status")
+    code, out, _ = cli("status", str(run_id), *url)
+    assert code == 0
+    assert (
+        "paused: workflow cli-paused-status is paused; no step of it runs until "
+        "`durable-sa unpause cli-paused-status`"
+    ) in out
+    assert out.index("paused:") < out.index("journal:")
+    engine.unpause("cli-paused-status")
+    assert "paused:" not in cli("status", str(run_id), *url)[1]
