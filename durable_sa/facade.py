@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -667,8 +668,10 @@ class Durable:
         """Pause a workflow: no job of its runs is claimed until :meth:`unpause`.
 
         Steps already running finish; starts and signals are still accepted and wait.
-        Stored in the database, so every worker sees it. Returns whether the workflow was
-        running (``False``: it was paused already).
+        Stored in the database, so every worker sees it: a newly paused workflow returns
+        after :data:`~durable_sa.store.controls.PAUSED_TTL` (one second), by when every
+        process has seen it, so no step of it begins anywhere after ``pause`` returns.
+        Returns whether the workflow was running (``False``: it was paused already).
 
         Raises:
             InvalidArgumentError: ``workflow_name`` is not a workflow name.
@@ -678,6 +681,8 @@ class Durable:
         now = self.shell.now()
         paused = self.shell.transaction(lambda tx: controls.pause(tx, workflow_name, now=now))
         self.shell.paused.forget()
+        if paused:  # every process's cached read is then newer than the pause
+            time.sleep(controls.PAUSED_TTL)
         return paused
 
     def unpause(self, workflow_name: str) -> bool:

@@ -284,10 +284,11 @@ class PausedCache:
     """Whether a workflow is paused, for the path every job takes: cheap when none is.
 
     The set of paused workflows is read at most once per ``ttl`` seconds; a workflow
-    the cached set does not hold counts as running (a pause reaches a relay backend's
-    consumers within ``ttl``; the jobs-table claim filters paused workflows itself, in
-    its own statement). A workflow the set holds is read again exactly, so a job is
-    never held back by a pause that has ended.
+    the cached set does not hold counts as running, so a pause reaches every process
+    within ``ttl`` (``engine.pause`` waits that long before it returns; the jobs-table
+    claim also filters paused workflows itself, in its own statement). A workflow the
+    set holds is read again exactly, so a job is never held back by a pause that has
+    ended.
     """
 
     def __init__(self, sessions: sessionmaker[Session], *, ttl: float = PAUSED_TTL) -> None:
@@ -318,7 +319,8 @@ class PausedCache:
 
     def _refresh(self) -> None:
         with self._lock:
+            began = time.monotonic()  # what the read saw was committed before it began
             with self._sessions() as session:
                 names = frozenset(session.execute(select(paused.c.workflow_name)).scalars())
             self._names = names
-            self._read_at = time.monotonic()
+            self._read_at = began

@@ -104,3 +104,32 @@ def test_bad_workflow_names_are_refused(engine: Durable) -> None:
         engine.pause("")
     with pytest.raises(InvalidArgumentError, match="at most 255"):
         engine.pause("x" * 300)
+
+
+def test_no_step_begins_anywhere_once_pause_returns(engine: Durable) -> None:
+    """Even a run whose next steps a worker hands to itself, with no claim in between."""
+    other = Durable(engine.sa_engine)  # another process's engine: its own cache
+    began: list[float] = []
+
+    def step(ctx: object) -> None:
+        began.append(time.monotonic())
+        time.sleep(0.01)
+
+    wf = durable("long-chain")
+    for i in range(400):
+        wf.step(f"s{i}", step)
+    run_id = engine.start("long-chain").run_id
+    with engine.worker(poll_interval=0.05):
+        deadline = time.monotonic() + 20
+        while len(began) < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        other.pause("long-chain")
+        returned = time.monotonic()
+        time.sleep(1.0)
+        assert get_run(engine, run_id).status == "running"
+        later = [t for t in began if t > returned + 0.1]
+        assert later == []
+        other.unpause("long-chain")
+        engine.wait(run_id, timeout=30)
+    assert len(began) == 400
