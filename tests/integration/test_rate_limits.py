@@ -215,3 +215,35 @@ def test_bad_limits_are_refused_with_what_to_do(engine: Durable) -> None:
     with pytest.raises(DefinitionError, match="rate_limit"):
         durable("bad2").parallel("p", [ParallelEntry("a", lambda ctx: 1, rate_limit=3)])  # type: ignore[arg-type]
     assert engine.rate_limits() == []
+
+
+def test_a_worker_defers_a_limited_step_it_handed_to_itself(engine: Durable) -> None:
+    """The second step is run in place after the first: deferred all the same."""
+    engine.set_rate_limit("api", limit=1, per=HOUR)
+    ran: list[int] = []
+    durable("in-place").step("prepare", lambda ctx: 1).step(
+        "call", lambda ctx: ran.append(ctx.run_id), rate_limit="api"
+    )
+    runs = [engine.start("in-place").run_id for _ in range(2)]
+
+    def settled() -> bool:
+        """One run completed, the other's limited step given back for later."""
+        statuses = sorted(str(get_run(engine, r).status) for r in runs)
+        held = [job for r in runs for job in jobs_of(engine, r)]
+        return statuses == ["completed", "running"] and all(
+            job.claimed_by is None and job.available_at > engine.now for job in held
+        )
+
+    with engine.worker(concurrency=2, poll_interval=0.05):
+        deadline = time.monotonic() + 20
+        while not settled():
+            assert time.monotonic() < deadline, "no run completed and none was deferred"
+            time.sleep(0.05)
+    assert len(ran) == 1
+    (waiting,) = [r for r in runs if r not in ran]
+    run = get_run(engine, waiting)
+    assert (run.status, run.current_step) == ("running", 1)
+    (job,) = jobs_of(engine, waiting)
+    assert job.attempts == 0
+    assert job.available_at > engine.now + HOUR - timedelta(minutes=1)
+    assert count(engine, DeadLetter) == 0
