@@ -686,9 +686,14 @@ class Durable:
         return paused
 
     def unpause(self, workflow_name: str) -> bool:
-        """Let a paused workflow's runs go on at once; whether it was paused."""
+        """Let a paused workflow's runs go on at once; whether it was paused.
+
+        Jobs the pause gave back are due at once too (one scan of the queue's rows of
+        the workflow: an operator's action, not a hot path).
+        """
         _check_name_argument(workflow_name, "workflow name")
-        unpaused = self.shell.transaction(lambda tx: controls.unpause(tx, workflow_name))
+        now = self.shell.now()
+        unpaused = self.shell.transaction(lambda tx: controls.unpause(tx, workflow_name, now=now))
         self.shell.paused.forget()
         return unpaused
 

@@ -7,9 +7,10 @@ A job held back is deferred through the one delivery policy
 when it may run, never dead-lettered, holding no worker slot meanwhile.
 
 - A job of a paused workflow (any kind: no step of it runs, nor a compensation, a
-  timeout or its finish) is deferred by :data:`PAUSE_RECHECK`. The jobs-table claim does
-  not even take such jobs (:mod:`durable_sa.queue.claims`); this check catches the
-  relay backends' deliveries and a pause that lands between a claim and its run.
+  timeout or its finish) is deferred by :data:`PAUSE_RECHECK`, or until ``unpause``.
+  The jobs-table claim does not even take such jobs (:mod:`durable_sa.queue.claims`);
+  this check catches the relay backends' deliveries and a pause that lands between a
+  claim and its run.
 - A step that names rate limits (``step(..., rate_limit=)``, a parallel step's
   entries) takes its grants in a short transaction of its own before its handler runs;
   refused, it is deferred until the window lets it begin. Each execution counts: a
@@ -29,7 +30,7 @@ from durable_sa.core.rates import rate_demand
 from durable_sa.core.steps import ParallelStep
 from durable_sa.core.units import entry_unit
 from durable_sa.engine.delivery import DEFER_DELAY, defer
-from durable_sa.store.controls import GrantRefused, take_grants
+from durable_sa.store.controls import GrantRefused, paused_reason, take_grants
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,8 +43,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("durable_sa.engine.runner")
 
-PAUSE_RECHECK: Final = DEFER_DELAY
-"""How long a job of a paused workflow waits before it is offered again."""
+PAUSE_RECHECK: Final = timedelta(seconds=30)
+"""How long a job of a paused workflow waits before it is offered again (``unpause``
+makes it due at once), so a long pause does not cycle a relay backend's jobs through
+the broker every few seconds."""
 UNSET_RECHECK: Final = DEFER_DELAY
 """How long a step naming a rate limit that is not set waits before it looks again."""
 
@@ -52,7 +55,7 @@ def held_by_pause(shell: Shell, claimed: ClaimedJob, run: RunSnapshot | None) ->
     """Defer ``claimed`` if its run's workflow is paused: the outcome; else ``None``."""
     if run is None or not shell.paused.is_paused(run.workflow_name):
         return None
-    reason = f"workflow {run.workflow_name!r} is paused (engine.unpause or durable-sa unpause)"
+    reason = paused_reason(run.workflow_name)
     return defer(shell, claimed, reason, delay=PAUSE_RECHECK, level=logging.DEBUG)
 
 

@@ -39,7 +39,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from durable_sa.core.rates import RateLimit, Wait, decide_grant, must_leave, window_start
-from durable_sa.store.models import paused_table, rate_grants_table, rate_limits_table
+from durable_sa.store.models import (
+    jobs_table,
+    outbox_table,
+    paused_table,
+    rate_grants_table,
+    rate_limits_table,
+)
 from durable_sa.store.notify import JOBS_CHANNEL
 
 if TYPE_CHECKING:
@@ -265,10 +271,41 @@ def pause(session: Session, workflow_name: str, *, now: datetime) -> bool:
     return session.execute(stmt.returning(paused.c.workflow_name)).first() is not None
 
 
-def unpause(session: Session, workflow_name: str) -> bool:
-    """Unpause ``workflow_name``; whether it was paused. Wakes PostgreSQL workers on commit."""
+def paused_reason(workflow_name: str) -> str:
+    """What a job held back by a pause records as its ``last_error`` (and the log says)."""
+    return f"workflow {workflow_name!r} is paused (engine.unpause or durable-sa unpause)"
+
+
+def unpause(session: Session, workflow_name: str, *, now: datetime) -> bool:
+    """Unpause ``workflow_name``; whether it was paused.
+
+    The jobs a pause gave back (a relay backend's deliveries, or a job claimed just
+    before the pause) become due ``now`` instead of at their recheck, in the jobs table
+    and in the outbox alike; PostgreSQL workers are woken on commit.
+    """
     removed = _rowcount(
         session.execute(delete(paused).where(paused.c.workflow_name == workflow_name))
+    )
+    reason = paused_reason(workflow_name)
+    session.execute(
+        update(jobs_table)
+        .where(
+            jobs_table.c.workflow_name == workflow_name,
+            jobs_table.c.claimed_until.is_(None),
+            jobs_table.c.last_error == reason,
+            jobs_table.c.available_at > now,
+        )
+        .values(available_at=now)
+    )
+    session.execute(
+        update(outbox_table)
+        .where(
+            outbox_table.c.workflow_name == workflow_name,
+            outbox_table.c.published_at.is_(None),
+            outbox_table.c.last_error == reason,
+            outbox_table.c.available_at > now,
+        )
+        .values(available_at=now)
     )
     if removed and session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": JOBS_CHANNEL})

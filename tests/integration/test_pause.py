@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -75,8 +76,10 @@ def test_a_job_claimed_before_the_pause_is_given_back_without_an_attempt(
     assert "paused" in (row.last_error or "")
     assert count(engine, DeadLetter) == 0
 
+    assert row.available_at > engine.now + timedelta(seconds=10)  # not before unpause
+    assert engine.admin.claim() is None
     engine.unpause("paused-late")
-    job = engine.admin.claim(now=row.available_at)
+    job = engine.admin.claim()  # due at once
     assert job is not None
     assert engine.admin.run_job(job) == JobOutcome.APPLIED
     assert get_run(engine, run_id).status == "completed"

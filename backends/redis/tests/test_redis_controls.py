@@ -55,6 +55,11 @@ def test_a_paused_workflows_delivered_job_goes_back_to_the_outbox(redis_engine: 
     assert dead_letters(redis_engine) == 0
     assert redis_engine.status(run_id).status == "running"
 
+    redis_engine.unpause("redis-paused")  # what the pause gave back is due at once
+    assert redis_engine.admin.run_job(claimed(redis_engine)) is JobOutcome.APPLIED
+    assert ran == [1]
+    assert redis_engine.status(run_id).status == "completed"
+
 
 def test_a_step_over_its_rate_limit_goes_back_to_the_outbox(redis_engine: Durable) -> None:
     redis_engine.set_rate_limit("redis-api", limit=1, per=timedelta(hours=1))
