@@ -1,4 +1,4 @@
-"""durable-sa's own scenarios: throughput, latency, memory, fan-out, SQLite, mixed.
+"""durable-sa's own scenarios: throughput, latency, memory, fan-out, SQLite, mixed, controls.
 
 Each scenario runs in this process (the client that starts runs) plus real worker
 processes (:mod:`benchmarks.durable_worker`) on a fresh database, and prints one JSON
@@ -14,13 +14,20 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from sqlalchemy import func, select, text
 
-from benchmarks.workload import ORDERS_METADATA, URL_ENV, bench_orders, engine_for
+from benchmarks.workload import (
+    BENCH_RATE_LIMIT,
+    ORDERS_METADATA,
+    URL_ENV,
+    bench_orders,
+    engine_for,
+)
 from durable_sa.store.models import runs_table
 from durable_sa.store.notify import RUNS_CHANNEL
 
@@ -169,6 +176,27 @@ def mixed(url: str, *, n: int, workflow: str, timeout: float) -> dict[str, Any]:
         msg = f"{workflow}: {orders} rows in bench_orders after {n} runs"
         raise RuntimeError(msg)
     return {**out, "scenario": workflow, "workflow": workflow, "orders": orders}
+
+
+def controls(url: str, *, n: int, mode: str, timeout: float) -> dict[str, Any]:
+    """Scenario 10: scenario 2 (P=1 C=1) with queue controls ``off`` or ``on``.
+
+    ``on``: ``bench3_limited``, whose first step takes a grant of a shared rate limit set
+    too high ever to defer it, while another workflow is paused (so the claim's filter
+    and the paused-set cache have something to read); ``idle``: ``bench3`` with the same
+    limit set and workflow paused (what a workflow that uses neither pays); ``off``:
+    ``bench3``, nothing set.
+    """
+    engine = engine_for(url)
+    engine.create_tables()
+    workflow = "bench3"
+    if mode in {"idle", "on"}:
+        engine.set_rate_limit(BENCH_RATE_LIMIT, limit=1_000_000_000, per=timedelta(seconds=1))
+        engine.pause("bench-paused-elsewhere")
+    if mode == "on":
+        workflow = "bench3_limited"
+    out = throughput(url, n=n, processes=1, concurrency=1, timeout=timeout, workflow=workflow)
+    return {**out, "scenario": f"controls_{mode}", "workflow": workflow, "mode": mode}
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -359,8 +387,10 @@ def main(argv: list[str] | None = None) -> None:
     """Run one scenario and print its JSON line."""
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "scenario", choices=["throughput", "latency", "history", "memory", "fanout", "mixed"]
+        "scenario",
+        choices=["throughput", "latency", "history", "memory", "fanout", "mixed", "controls"],
     )
+    parser.add_argument("--mode", choices=["off", "idle", "on"], default="off")
     parser.add_argument("--workflow", choices=["mixed6", "plain6"], default="mixed6")
     parser.add_argument("--url", required=True)
     parser.add_argument("--n", type=int, default=2000)
@@ -386,6 +416,8 @@ def main(argv: list[str] | None = None) -> None:
         out.update(entries=16, entry_ms=10)
     elif args.scenario == "mixed":
         out = mixed(args.url, n=args.n, workflow=args.workflow, timeout=args.timeout)
+    elif args.scenario == "controls":
+        out = controls(args.url, n=args.n, mode=args.mode, timeout=args.timeout)
     elif args.scenario == "history":
         out = history(args.url, n=args.n, runs=args.history, timeout=args.timeout)
     else:

@@ -148,6 +148,15 @@ def _trivial(ctx: DurableContext) -> int:
 
 bench3 = durable("bench3").step("first", first).step("second", second).step("third", third)
 
+BENCH_RATE_LIMIT: Final = "bench-api"
+"""The shared rate limit of ``bench3_limited``'s first step (set too high ever to defer)."""
+bench3_limited = (
+    durable("bench3_limited")
+    .step("first", first, rate_limit=BENCH_RATE_LIMIT)
+    .step("second", second)
+    .step("third", third)
+)
+
 fanout16 = durable("fanout16").parallel(
     "fan", [ParallelEntry(name=f"e{i}", handler=_nap) for i in range(FANOUT_ENTRIES)]
 )

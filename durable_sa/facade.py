@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -30,6 +31,7 @@ from durable_sa.core.decide import decide_cancel, decide_resume
 from durable_sa.core.endings import signals_refused
 from durable_sa.core.ids import checked_run_id
 from durable_sa.core.plan import NewRun, plan_start, plan_transition
+from durable_sa.core.rates import RateLimit
 from durable_sa.core.registry import registry
 from durable_sa.core.schedule_inputs import schedule_inputs
 from durable_sa.core.schedules import (
@@ -69,6 +71,7 @@ from durable_sa.results import (
     SendResult,
     StartResult,
 )
+from durable_sa.store import controls
 from durable_sa.store.models import metadata
 from durable_sa.store.notify import install_triggers
 from durable_sa.store.queries import load_run, lock_run, lock_tree
@@ -98,6 +101,17 @@ _PROBE_RUN: Final = NewRun(
     due=datetime.min.replace(tzinfo=UTC),
 )
 """A start plan's shape, to ask the applier whether a start is one statement."""
+
+
+def _check_name_argument(value: object, what: str) -> None:
+    """A rate limit's or a workflow's name given to a verb: non-empty text that fits."""
+    if not isinstance(value, str) or not value.strip():
+        msg = f"the {what} must be a non-empty string, not {value!r}"
+        raise InvalidArgumentError(msg)
+    try:
+        check_text(value, what, limit=NAME_LIMIT)
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from exc
 
 
 class Durable:
@@ -806,6 +820,80 @@ class Durable:
             limit=limit,
         )
         return await self._bridge.read(query)
+
+    # ── shared rate limits and pause ───────────────────────────────────────────
+
+    def set_rate_limit(self, name: str, *, limit: int, per: timedelta) -> RateLimit:
+        """Create or change the shared rate limit ``name``: ``limit`` executions per ``per``.
+
+        Steps declared with ``rate_limit=name`` (and parallel entries) then begin no more
+        than ``limit`` times in any window of length ``per``, across every worker and
+        process; one over it waits, without using an attempt or holding a worker slot.
+        Stored in the database: running workers use a change from their next step on.
+
+        Raises:
+            InvalidArgumentError: an empty name, a limit below 1 or a ``per`` that is not
+                a positive ``timedelta``.
+
+        """
+        _check_name_argument(name, "rate limit name")
+        try:
+            value = RateLimit(name, limit, per)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from exc
+        now = self.shell.now()
+        self.shell.transaction(lambda tx: controls.set_rate_limit(tx, value, now=now))
+        return value
+
+    def rate_limits(self) -> builtins.list[RateLimit]:
+        """Every shared rate limit set, by name."""
+        with self.shell.reading() as session:
+            return controls.read_rate_limits(session)
+
+    def remove_rate_limit(self, name: str) -> bool:
+        """Delete the rate limit ``name``; whether it existed.
+
+        Steps that name it then wait until it is set again (as for a limit never set).
+        """
+        return self.shell.transaction(lambda tx: controls.remove_rate_limit(tx, name))
+
+    def pause(self, workflow_name: str) -> bool:
+        """Pause a workflow: no job of its runs is claimed until :meth:`unpause`.
+
+        Steps already running finish; starts and signals are still accepted and wait.
+        Stored in the database, so every worker sees it: a newly paused workflow returns
+        after :data:`~durable_sa.store.controls.PAUSED_TTL` (one second), by when every
+        process has seen it, so no step of it begins anywhere after ``pause`` returns.
+        Returns whether the workflow was running (``False``: it was paused already).
+
+        Raises:
+            InvalidArgumentError: ``workflow_name`` is not a workflow name.
+
+        """
+        _check_name_argument(workflow_name, "workflow name")
+        now = self.shell.now()
+        paused = self.shell.transaction(lambda tx: controls.pause(tx, workflow_name, now=now))
+        self.shell.paused.forget()
+        if paused:  # every process's cached read is then newer than the pause
+            time.sleep(controls.PAUSED_TTL)
+        return paused
+
+    def unpause(self, workflow_name: str) -> bool:
+        """Let a paused workflow's runs go on at once; whether it was paused.
+
+        Jobs the pause gave back are due at once too (one scan of the queue's rows of
+        the workflow: an operator's action, not a hot path).
+        """
+        _check_name_argument(workflow_name, "workflow name")
+        now = self.shell.now()
+        unpaused = self.shell.transaction(lambda tx: controls.unpause(tx, workflow_name, now=now))
+        self.shell.paused.forget()
+        return unpaused
+
+    def paused_workflows(self) -> builtins.list[str]:
+        """The names of the paused workflows, sorted."""
+        with self.shell.reading() as session:
+            return controls.paused_workflows(session)
 
     # ── recovery ───────────────────────────────────────────────────────────────
 

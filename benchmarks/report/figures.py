@@ -15,7 +15,13 @@ import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from benchmarks.report.samples import MIXED_KINDS, RELAY_PREFIX, SYSTEMS, config_suffix
+from benchmarks.report.samples import (
+    CONTROLS_KINDS,
+    MIXED_KINDS,
+    RELAY_PREFIX,
+    SYSTEMS,
+    config_suffix,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -39,6 +45,7 @@ _FAMILIES: Final = (
     "sqlite",
     "relay",
     *MIXED_KINDS,
+    *CONTROLS_KINDS,
 )
 
 
@@ -115,7 +122,7 @@ def metrics_from_sample(sample: Sample) -> list[Metric]:
         figures = _throughput_metrics(out, "", suffix)
     elif kind == "floor":
         figures = _throughput_metrics(out, "", "", cpu=False)
-    elif kind in {"sqlite", "sqlite_floor", *MIXED_KINDS}:  # named by the kind, no P or C
+    elif kind in {"sqlite", "sqlite_floor", *MIXED_KINDS, *CONTROLS_KINDS}:  # by kind, no P or C
         prefix = "sqlite_" if kind.startswith("sqlite") else f"{kind}_"
         figures = _throughput_metrics(out, prefix, "", cpu=kind != "sqlite_floor")
     elif kind == "history":

@@ -26,6 +26,12 @@ RELAY_PREFIX: Final = "relay_"
 MIXED_KINDS: Final = ("plain6", "mixed6")
 """The mixed scenario's workflows: its sample kinds, and the prefix of their scenarios."""
 
+CONTROLS_KINDS: Final = ("controls_off", "controls_idle", "controls_on")
+"""The queue-controls scenario's sample kinds (and scenario prefixes): ``bench3`` with no
+rate limit and nothing paused; ``bench3`` while a rate limit is set and another workflow
+is paused (what a workflow that uses neither pays); ``bench3_limited``, whose first step
+takes a grant of that limit (too high ever to defer), with the other workflow paused."""
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -72,7 +78,7 @@ def headline_scenario(kind: str, processes: int | None, concurrency: int | None)
     }
     if kind in names:
         return names[kind]
-    if kind.startswith(RELAY_PREFIX) or kind in MIXED_KINDS:
+    if kind.startswith(RELAY_PREFIX) or kind in {*MIXED_KINDS, *CONTROLS_KINDS}:
         return f"{kind}_throughput"
     return "throughput" + config_suffix(processes, concurrency)
 

@@ -175,6 +175,15 @@ def targets(results: Sequence[Result]) -> list[Target]:
         judge("mixed_vs_plain", "mixed6 ≥ 0.7x plain6 (one worker, P=1 C=1)",
               "mixed6_throughput", ratio(ours("mixed6_throughput"), ours("plain6_throughput")),
               ">= 0.7 x plain6"),
+        judge("controls_cpu", "worker CPU per workflow with a rate limit and a paused workflow "
+              "≤ 1.3x without (P=1 C=1)", "controls_on_cpu_per_wf",
+              ratio(ours("controls_on_cpu_per_wf"), ours("controls_off_cpu_per_wf")),
+              "<= 1.3 x controls_off"),
+        judge("controls_idle_cpu", "worker CPU per workflow that uses no control while a "
+              "rate limit is set and a workflow paused ≤ 1.3x none (P=1 C=1)",
+              "controls_idle_cpu_per_wf",
+              ratio(ours("controls_idle_cpu_per_wf"), ours("controls_off_cpu_per_wf")),
+              "<= 1.3 x controls_off"),
         judge("mixed_vs_dbos", "durable-sa mixed6 ≥ 5x DBOS mixed6 (C=1)", "mixed6_throughput",
               ratio(ours("mixed6_throughput"), median_of(results, "dbos", "mixed6_throughput")),
               ">= 5 x dbos"),

@@ -29,12 +29,15 @@ GROUPS: Final = (
     "sqlite",
     "relay",
     "mixed",
+    "controls",
 )
 """What ``--only`` selects: ``floor`` is the PostgreSQL floor, ``throughput`` durable-sa's
 worker configurations, ``peers`` both peers (or ``dbos`` / ``procrastinate`` alone),
 ``sqlite`` the SQLite floor and durable-sa on SQLite, ``relay`` scenario 2 through the
 jobs table, Redis Streams and Celery (:mod:`benchmarks.relay_bench`), ``mixed`` one
-worker on ``mixed6`` and on ``plain6``, and DBOS on its ``mixed6``."""
+worker on ``mixed6`` and on ``plain6``, and DBOS on its ``mixed6``; ``controls`` one worker
+on ``bench3`` without and with a shared rate limit and a paused workflow
+(:func:`benchmarks.durable_bench.controls`)."""
 
 RELAY_PROCESSES: Final = 1
 RELAY_CONCURRENCY: Final = 4
@@ -176,6 +179,11 @@ def plan(sizes: Sizes, only: Sequence[str] | None = None) -> list[Job]:
         ),
         mixed("mixed6"),
         mixed("plain6"),
+        *(
+            ours("controls", f"controls_{mode}", "controls", "--mode", mode, *n,
+                 processes=1, concurrency=1)
+            for mode in ("off", "idle", "on")
+        ),
         Job("mixed", "mixed6", "dbos", "benchmarks.peers.dbos_mixed_peer",
             ("--n", str(sizes.dbos_mixed_n), "--polling-interval", str(DBOS_POLLING_INTERVAL_S),
              "--concurrency", "1"), concurrency=1, timeout_s=timeout),

@@ -126,10 +126,18 @@ def status_command(args: argparse.Namespace, inv: Invocation) -> int:
                 .where(JournalEntry.run_id == snap.run_id)
                 .order_by(JournalEntry.id)
             ).all()
+        paused = not snap.status.is_terminal and snap.workflow_name in engine.paused_workflows()
     if args.json:
         _out(status_json(snap, journal))
-    else:
-        _out(render_status(snap, journal, tracebacks=args.traceback))
+        return 0
+    lines = render_status(snap, journal, tracebacks=args.traceback)
+    if paused:
+        lines.insert(
+            lines.index(""),
+            f"paused: workflow {snap.workflow_name} is paused; no step of it runs until "
+            f"`durable-sa unpause {snap.workflow_name}`",
+        )
+    _out(lines)
     return 0
 
 
@@ -180,6 +188,25 @@ def cancel_command(args: argparse.Namespace, inv: Invocation) -> int:
         else:
             status = engine.status(args.run_id).status
             _out([f"nothing to cancel: run {args.run_id} is {status}"])
+    return 0
+
+
+def pause_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Pause a workflow: its runs' steps are not claimed until it is unpaused."""
+    with _database(args, inv) as engine:
+        changed = engine.pause(args.workflow)
+    if changed:
+        _out([f"paused {args.workflow}: its runs take no new step until `durable-sa unpause`"])
+    else:
+        _out([f"{args.workflow} was already paused"])
+    return 0
+
+
+def unpause_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Let a paused workflow's runs go on."""
+    with _database(args, inv) as engine:
+        changed = engine.unpause(args.workflow)
+    _out([f"unpaused {args.workflow}" if changed else f"{args.workflow} was not paused"])
     return 0
 
 

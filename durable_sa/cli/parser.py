@@ -13,19 +13,21 @@ import argparse
 import re
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from durable_sa.cli.commands import (
     ENV_DATABASE_URL,
     cancel_command,
     dead_letters_command,
     list_command,
+    pause_command,
     prune_command,
     recover_command,
     relay_command,
     resume_command,
     schedules_command,
     status_command,
+    unpause_command,
     worker_command,
     workers_command,
 )
@@ -123,51 +125,8 @@ def parse_age(text: str) -> timedelta:
 _LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-def _relay_arguments(relay: argparse.ArgumentParser) -> None:
-    relay.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
-    relay.add_argument("--batch-size", type=_positive_int, default=500, metavar="N")
-    relay.add_argument("--poll-interval", type=_positive_float, metavar="S")
-    relay.add_argument("--name", help="relay id (default: relay:host:pid:random)")
-    relay.add_argument("--once", action="store_true", help="publish what is due, prune, and exit")
-    relay.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
-    relay.set_defaults(run=relay_command)
-
-
-def _list_arguments(listing: argparse.ArgumentParser) -> None:
-    listing.add_argument("--status", choices=[s.value for s in RunStatus])
-    listing.add_argument("--workflow", metavar="W")
-    listing.add_argument(
-        "--top-level", action="store_true", help="only runs no other run started (no children)"
-    )
-    listing.add_argument(
-        "--since",
-        type=_since,
-        metavar="WHEN",
-        help="only runs created since: an age (2h, 30d) or an ISO 8601 time (UTC if no offset)",
-    )
-    listing.add_argument(
-        "--limit", type=_positive_int, default=50, metavar="N", help="at most N runs (default: 50)"
-    )
-    listing.set_defaults(run=list_command)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, with one sub-command per operation."""
-    database = _Parser(add_help=False)
-    database.add_argument(
-        "--database-url",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help=f"SQLAlchemy URL of the database (default: ${ENV_DATABASE_URL})",
-    )
-    parser = _Parser(
-        prog="durable-sa",
-        description="Durable, crash-resumable workflows on SQLAlchemy.",
-        parents=[database],
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    worker = commands.add_parser("worker", help="run jobs until SIGTERM/SIGINT")
+def _worker_arguments(worker: argparse.ArgumentParser) -> None:
+    """``worker APP`` and its options."""
     worker.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
     worker.add_argument("--concurrency", type=_positive_int, default=1, metavar="N")
     worker.add_argument("--queue", action="append", metavar="Q", help="repeat for several")
@@ -199,6 +158,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
     worker.set_defaults(run=worker_command)
+
+
+def _relay_arguments(relay: argparse.ArgumentParser) -> None:
+    relay.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
+    relay.add_argument("--batch-size", type=_positive_int, default=500, metavar="N")
+    relay.add_argument("--poll-interval", type=_positive_float, metavar="S")
+    relay.add_argument("--name", help="relay id (default: relay:host:pid:random)")
+    relay.add_argument("--once", action="store_true", help="publish what is due, prune, and exit")
+    relay.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
+    relay.set_defaults(run=relay_command)
+
+
+def _list_arguments(listing: argparse.ArgumentParser) -> None:
+    listing.add_argument("--status", choices=[s.value for s in RunStatus])
+    listing.add_argument("--workflow", metavar="W")
+    listing.add_argument(
+        "--top-level", action="store_true", help="only runs no other run started (no children)"
+    )
+    listing.add_argument(
+        "--since",
+        type=_since,
+        metavar="WHEN",
+        help="only runs created since: an age (2h, 30d) or an ISO 8601 time (UTC if no offset)",
+    )
+    listing.add_argument(
+        "--limit", type=_positive_int, default=50, metavar="N", help="at most N runs (default: 50)"
+    )
+    listing.set_defaults(run=list_command)
+
+
+def _pause_parsers(commands: Any, database: argparse.ArgumentParser) -> None:  # noqa: ANN401
+    """``pause NAME`` and ``unpause NAME``."""
+    for name, run, what, description in (
+        (
+            "pause",
+            pause_command,
+            "pause a workflow: no step of its runs is claimed until unpaused",
+            (
+                "Pause the workflow NAME on every worker: steps already running finish, no "
+                "further step of its runs is claimed; starts and signals are still accepted."
+            ),
+        ),
+        ("unpause", unpause_command, "let a paused workflow's runs go on", None),
+    ):
+        sub = commands.add_parser(name, parents=[database], help=what, description=description)
+        sub.add_argument("workflow", metavar="NAME", help="the workflow's name")
+        sub.set_defaults(run=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one sub-command per operation."""
+    database = _Parser(add_help=False)
+    database.add_argument(
+        "--database-url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"SQLAlchemy URL of the database (default: ${ENV_DATABASE_URL})",
+    )
+    parser = _Parser(
+        prog="durable-sa",
+        description="Durable, crash-resumable workflows on SQLAlchemy.",
+        parents=[database],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _worker_arguments(commands.add_parser("worker", help="run jobs until SIGTERM/SIGINT"))
 
     _relay_arguments(
         commands.add_parser(
@@ -246,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", parents=[database], help="cancel a run and its children")
     cancel.add_argument("run_id", type=int, metavar="RUN_ID")
     cancel.set_defaults(run=cancel_command)
+
+    _pause_parsers(commands, database)
 
     recover = commands.add_parser(
         "recover", parents=[database], help="re-enqueue runs that should progress but have no job"

@@ -76,6 +76,9 @@ class ParallelEntry:
     handler: StepHandler
     compensate: StepHandler | None = None
     result_type: ResultType = None
+    rate_limit: str | None = None
+    """The shared rate limit this entry's executions count against (``None``: the
+    parallel step's own ``rate_limit``, if any). Never part of the fingerprint."""
 
 
 @attrs.frozen(kw_only=True)
@@ -90,6 +93,8 @@ class TaskStep:
     retry_backoff: Backoff = DEFAULT_BACKOFF
     transactional: bool = False
     result_type: ResultType = None
+    rate_limit: str | None = None
+    """The shared rate limit each execution counts against (:mod:`durable_sa.core.rates`)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -101,6 +106,8 @@ class ParallelStep:
     entries: tuple[ParallelEntry, ...]
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_backoff: Backoff = DEFAULT_BACKOFF
+    rate_limit: str | None = None
+    """The rate limit of every entry that names none itself."""
 
 
 @attrs.frozen(kw_only=True)

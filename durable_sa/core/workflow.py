@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 from durable_sa.core.admission import Limits
+from durable_sa.core.rates import check_rate_limit_name
 from durable_sa.core.steps import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_RETRIES,
@@ -188,6 +189,7 @@ class DurableWorkflow:
         retry_backoff: Backoff = DEFAULT_BACKOFF,
         transactional: bool = False,
         result_type: ResultType = None,
+        rate_limit: str | None = None,
     ) -> DurableWorkflow:
         """Add a step; its result is stored in ``ctx.results[name]``.
 
@@ -195,7 +197,9 @@ class DurableWorkflow:
         ``transactional=True`` the handler gets ``ctx.session``, on the very transaction
         that checkpoints the step, so its writes commit exactly once; so does the
         compensator, on the transaction that journals ``<step>#compensate``. With
-        ``result_type``, ``ctx.result(name)`` reads the result back as that type.
+        ``result_type``, ``ctx.result(name)`` reads the result back as that type. With
+        ``rate_limit``, each execution counts against that shared limit
+        (``engine.set_rate_limit``) and waits, without using an attempt, while it is reached.
         """
         self._claim_step(name)
         check_callable(handler, f"step {name!r}: handler")
@@ -213,6 +217,7 @@ class DurableWorkflow:
                 retry_backoff=retry_backoff,
                 transactional=transactional,
                 result_type=_checked_type(result_type, f"step {name!r}: result_type"),
+                rate_limit=check_rate_limit_name(rate_limit, f"step {name!r}"),
             ),
             result_keys=[name],
         )
@@ -224,12 +229,15 @@ class DurableWorkflow:
         *,
         max_retries: int = DEFAULT_MAX_RETRIES,
         retry_backoff: Backoff = DEFAULT_BACKOFF,
+        rate_limit: str | None = None,
     ) -> DurableWorkflow:
         """Add entries that run concurrently; each result is stored under its entry name.
 
         ``entries`` holds :class:`ParallelEntry` values or ``(name, handler)`` /
         ``(name, handler, compensate)`` tuples; an entry's ``result_type`` is how
-        ``ctx.result(entry_name)`` reads its result.
+        ``ctx.result(entry_name)`` reads its result. ``rate_limit`` is the shared limit
+        each entry's execution counts against, unless the entry names its own
+        (``ParallelEntry(..., rate_limit=)``); the step begins when all its entries may.
         """
         self._claim_step(name)
         check_retries(name, max_retries, retry_backoff)
@@ -238,6 +246,7 @@ class DurableWorkflow:
         )
         for entry in built:
             _checked_type(entry.result_type, f"parallel {name!r}: entry {entry.name!r} result_type")
+            check_rate_limit_name(entry.rate_limit, f"parallel {name!r}: entry {entry.name!r}")
         if not built:
             msg = f"parallel step {name!r} must have at least one entry"
             raise DefinitionError(msg)
@@ -248,7 +257,11 @@ class DurableWorkflow:
             raise DefinitionError(msg)
         return self._add(
             ParallelStep(
-                name=name, entries=built, max_retries=max_retries, retry_backoff=retry_backoff
+                name=name,
+                entries=built,
+                max_retries=max_retries,
+                retry_backoff=retry_backoff,
+                rate_limit=check_rate_limit_name(rate_limit, f"parallel {name!r}"),
             ),
             result_keys=keys,
         )

@@ -56,16 +56,26 @@ def job_failed(shell: Shell, claimed: ClaimedJob, exc: BaseException) -> JobOutc
     return JobOutcome.RELEASED
 
 
-def defer(shell: Shell, claimed: ClaimedJob, reason: str) -> JobOutcome:
-    """Give back a job this process cannot run (its run's definition is not here).
+def defer(
+    shell: Shell,
+    claimed: ClaimedJob,
+    reason: str,
+    *,
+    delay: timedelta = DEFER_DELAY,
+    level: int = logging.WARNING,
+) -> JobOutcome:
+    """Give back a job that may not run here now, for later, without using an attempt.
 
     The delivery policy, the same for every backend: such a job is never dead-lettered
-    and uses none of its attempts. It is offered again after :data:`DEFER_DELAY`, so a
-    worker that has the definition (a deploy in progress, another service's worker)
-    runs it; ``durable-sa status`` shows a run that waits for a version no live worker
-    has.
+    and uses none of its attempts. A job whose run's definition this process lacks is
+    offered again after :data:`DEFER_DELAY`, so a worker that has the definition (a
+    deploy in progress, another service's worker) runs it; ``durable-sa status`` shows a
+    run that waits for a version no live worker has. A job of a paused workflow, or a
+    step over its rate limit, is deferred the same way, by ``delay``
+    (:mod:`durable_sa.engine.controls`), logged at ``level``.
     """
-    logger.warning(
+    logger.log(
+        level,
         "job %s (%s, run %s) deferred: %s",
         claimed.id,
         claimed.kind,
@@ -74,7 +84,7 @@ def defer(shell: Shell, claimed: ClaimedJob, reason: str) -> JobOutcome:
         extra={"action": "defer", "run_id": claimed.run_id},
     )
     try:
-        shell.backend.defer(claimed, until=shell.now() + DEFER_DELAY, reason=reason)
+        shell.backend.defer(claimed, until=shell.now() + delay, reason=reason)
     except Exception:  # the database is gone: the lease runs out and the job comes back
         logger.exception("could not defer job %s", claimed.id)
         return JobOutcome.RELEASED

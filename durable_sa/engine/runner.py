@@ -28,6 +28,8 @@ finish), and runs it to its commit alone. The rest of the way has a module each:
   checkpoint;
 - :mod:`~durable_sa.engine.finishing`: a transactional compensator and an ``on_finish``
   hook, whose writes commit with their journal row (a finish job is the run's last);
+- :mod:`~durable_sa.engine.controls`: a job held back before its user code runs (a
+  paused workflow, a step over its shared rate limit), deferred with no attempt used;
 - :mod:`~durable_sa.engine.delivery`: the one delivery policy for every backend
   (dead-letter, defer, give back). A job that no longer matches its run is
   acknowledged and dropped here.
@@ -66,6 +68,7 @@ from durable_sa.core.steps import (
     TaskStep,
 )
 from durable_sa.core.units import compensate_unit
+from durable_sa.engine.controls import held_by_pause, held_by_rate_limit
 from durable_sa.engine.decision import Decision, Done, Open, Prepared, commit_alone
 from durable_sa.engine.delivery import dead_letter, defer, job_failed
 from durable_sa.engine.execution import (
@@ -175,6 +178,8 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
     if run is None:
         with shell.reading() as session:
             run = load_run(session, payload.run_id)
+    if claimed is not None and (held := held_by_pause(shell, claimed, run)):
+        return Done(held)
     if isinstance(payload, AdvanceJob):
         return _advance(
             shell,
@@ -189,12 +194,24 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
     if isinstance(payload, CompensateJob):
         return _compensate(shell, payload, claimed, run, applier=applier)
     if isinstance(payload, FinishJob):
-        if run is None or not is_current_finish(run, payload):
-            return _stale(payload, claimed, run)
-        return finish_run(shell, payload, claimed, applier=applier)
+        return _finish(shell, payload, claimed, run, applier=applier)
     if isinstance(payload, BeginJob):
         return _begin(payload, claimed, run)
     return _signal_timeout(payload, claimed, run)
+
+
+def _finish(
+    shell: Shell,
+    job: FinishJob,
+    claimed: ClaimedJob | None,
+    run: RunSnapshot | None,
+    *,
+    applier: Applier | None,
+) -> Prepared:
+    """A finish job: the run's ``on_finish`` hook and final status (or stale)."""
+    if run is None or not is_current_finish(run, job):
+        return _stale(job, claimed, run)
+    return finish_run(shell, job, claimed, applier=applier)
 
 
 def run_job(
@@ -276,6 +293,12 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
             payload=job, job=claimed, run=run, decide=step_decision(shell, job, Complete())
         )
     step = definition_for(run).steps[run.current_step]
+    journal: Mapping[str, JournalRecord] = {}
+    if isinstance(step, _UNIT_STEPS) and not (in_place and job.attempt == 1):
+        with shell.reading() as session:
+            journal = load_journal(session, run.id)
+    if claimed is not None and (held := held_by_rate_limit(shell, claimed, step, journal)):
+        return Done(held)
     if isinstance(step, TaskStep) and step.transactional:
         transactional = TransactionalStep(
             shell=shell,
@@ -286,10 +309,6 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
             lease=lease,
         )
         return advance_transactional(transactional, run, keep_open=keep_open)
-    journal: Mapping[str, JournalRecord] = {}
-    if isinstance(step, _UNIT_STEPS) and not (in_place and job.attempt == 1):
-        with shell.reading() as session:
-            journal = load_journal(session, run.id)
     outcome = execute_step(
         run,
         step,

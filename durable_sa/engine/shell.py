@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from durable_sa.core.stored import StoredForm, exact_form, text_form
 from durable_sa.engine.applier import Applier
 from durable_sa.errors import InvalidArgumentError
+from durable_sa.store.controls import PausedCache
 
 if TYPE_CHECKING:
     from durable_sa.queue.protocol import QueueBackend
@@ -161,6 +162,8 @@ class Shell:
         self.max_payload_bytes = max_payload_bytes
         """The largest JSON (in bytes) an input, a result or a signal may store; ``None``: any."""
         """A result as this database gives it back (see :mod:`durable_sa.core.stored`)."""
+        self.paused = PausedCache(self.sessions)
+        """Whether a workflow is paused, read cheaply on every job's way in."""
         self.applier = Applier(backend)
         """Applies plans for everyone who commits them alone (drain, start, resume...)."""
         self.crash_before_commit: Callable[[], None] | None = None

@@ -14,7 +14,8 @@ Rules:
   claimable again (delivery is at least once).
 - Only workflow versions in ``workflows`` are claimed, so a job pinned to a definition
   version waits for a worker that has it; a row that names no workflow is claimed too,
-  to be dead-lettered (:mod:`durable_sa.queue.defects`).
+  to be dead-lettered (:mod:`durable_sa.queue.defects`). Jobs of a paused workflow are
+  not claimed at all (``engine.pause``): they stay due, unheld, for when it is unpaused.
 - A worker's death must not charge the innocent jobs it held. A batch claim
   (:attr:`ClaimKind.BATCH`) takes only jobs nobody holds and marks them claimed in
   company; a job whose lease ran out is taken only by a claim of one job
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import Integer, bindparam, case, false, or_, select, true, tuple_, update
 
 from durable_sa.queue.defects import job_defect, taken_by_any_worker
+from durable_sa.queue.due import not_paused
 from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
 from durable_sa.store.models import jobs_table, runs_table
 from durable_sa.store.queries import RUN_COLUMNS, snapshot_from_row
@@ -148,6 +150,7 @@ def _statement(
         .limit(bindparam("limit", type_=Integer()))
         .with_for_update(skip_locked=True)
     )
+    pick = pick.where(not_paused(jobs))
     if queues:
         pick = pick.where(jobs.c.queue.in_(bindparam("queues", expanding=True)))
     if workflows:  # and rows that name no workflow: to be dead-lettered, not left

@@ -1,7 +1,8 @@
 """Which jobs of the jobs table a worker may run, and when the next one is due.
 
 A worker runs the jobs of its queues, of the workflow versions it defines (a job
-pinned to another version waits for a worker that has it). Its idle slots sleep until
+pinned to another version waits for a worker that has it), of workflows that are not
+paused (a paused workflow's jobs stay due for when it is unpaused). Its idle slots sleep until
 the next job becomes claimable (due, or its lease runs out), and its heartbeat looks
 for a job whose lease ran out, to take it over alone. The claim itself, which applies
 the same filter inside its one statement, is :mod:`durable_sa.queue.claims`.
@@ -12,15 +13,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import exists, func, or_, select, tuple_
 
 from durable_sa.queue.defects import taken_by_any_worker
-from durable_sa.store.models import jobs_table
+from durable_sa.store.models import jobs_table, paused_table
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from sqlalchemy import Select
+    from sqlalchemy import ColumnElement, Select, Table
     from sqlalchemy.orm import Session, sessionmaker
 
 jobs = jobs_table
@@ -62,10 +63,22 @@ def next_due(
     return max(value, now)
 
 
+def not_paused(table: Table) -> ColumnElement[bool]:
+    """Jobs whose workflow is not paused (``engine.pause``): what a worker may claim.
+
+    A cheap anti-join on the small ``durable_paused_workflows`` table (usually empty).
+    """
+    return ~exists().where(paused_table.c.workflow_name == table.c.workflow_name)
+
+
 def runnable(
     stmt: Select[Any], queues: Sequence[str] | None, workflows: Mapping[str, str] | None
 ) -> Select[Any]:
-    """``stmt`` limited to jobs of ``queues`` and of the ``workflows`` versions a worker has."""
+    """``stmt`` limited to the jobs a worker may run (see the module's docstring).
+
+    Jobs of ``queues``, of the ``workflows`` versions it has, of workflows not paused.
+    """
+    stmt = stmt.where(not_paused(jobs))
     if queues is not None:
         stmt = stmt.where(jobs.c.queue.in_(list(queues)))
     if workflows is not None:

@@ -442,6 +442,54 @@ class Schedule(Base):
         return f"<Schedule {self.name!r} {self.cron!r} {self.timezone} -> {self.workflow_name!r}>"
 
 
+class RateLimitRecord(Base):
+    """A shared rate limit: at most ``limit`` executions begin per ``per_ms`` milliseconds.
+
+    Set with ``engine.set_rate_limit``; every worker reads it when a step naming it is
+    about to begin, so a change takes effect at once. Its row is locked while a grant is
+    decided, which makes the count exact across workers.
+    """
+
+    __tablename__ = f"{TABLE_PREFIX}rate_limits"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    limit: Mapped[int]
+    per_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<RateLimitRecord {self.name!r} {self.limit} per {self.per_ms} ms>"
+
+
+class RateGrant(Base):
+    """An execution a rate limit let begin, at ``granted_at`` by the database's clock.
+
+    Grants older than their limit's window are deleted by the next grant of that limit.
+    """
+
+    __tablename__ = f"{TABLE_PREFIX}rate_grants"
+    __table_args__ = (Index(None, "name", "granted_at"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    granted_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<RateGrant {self.id} {self.name!r} at {self.granted_at}>"
+
+
+class PausedWorkflow(Base):
+    """A paused workflow: no job of its runs is claimed until ``engine.unpause``."""
+
+    __tablename__ = f"{TABLE_PREFIX}paused_workflows"
+
+    workflow_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    paused_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<PausedWorkflow {self.workflow_name!r}>"
+
+
 # Core handles on the same tables, for the engine's hot path (typed as ``Table``).
 runs_table = cast("Table", WorkflowRun.__table__)
 journal_table = cast("Table", JournalEntry.__table__)
@@ -452,3 +500,6 @@ workers_table = cast("Table", WorkerRecord.__table__)
 signals_table = cast("Table", PendingSignal.__table__)
 slots_table = cast("Table", Slots.__table__)
 schedules_table = cast("Table", Schedule.__table__)
+rate_limits_table = cast("Table", RateLimitRecord.__table__)
+rate_grants_table = cast("Table", RateGrant.__table__)
+paused_table = cast("Table", PausedWorkflow.__table__)

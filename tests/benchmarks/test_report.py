@@ -95,6 +95,19 @@ def mixed(workflow, wf_per_s, *, rep=1, system="durable-sa"):
     )
 
 
+def controls(mode, cpu_ms, *, rep=1):
+    """A JSON line of the queue-controls scenario (P=1 C=1), controls ``off`` or ``on``."""
+    out = {"system": "durable-sa", "n": 1000, "wf_per_s": 500, "cpu_ms_per_wf": cpu_ms}
+    return Sample(
+        kind=f"controls_{mode}",
+        system="durable-sa",
+        rep=rep,
+        processes=1,
+        concurrency=1,
+        output=out | {"drain_wf_per_s": 600, "mode": mode},
+    )
+
+
 def full_run():
     """Three repetitions of every scenario, all targets met except where noted."""
     samples = []
@@ -138,6 +151,9 @@ def full_run():
             mixed("mixed6", 450 + jitter, rep=rep),
             mixed("plain6", 600 + jitter, rep=rep),
             mixed("mixed6", 100 + jitter, rep=rep, system="dbos"),
+            controls("off", 2.0, rep=rep),
+            controls("idle", 2.1, rep=rep),
+            controls("on", 2.4, rep=rep),
         ]
     return samples
 
@@ -240,6 +256,8 @@ def test_targets_pass_and_fail_on_medians():
         "relay_redis_speed": "FAIL",  # 80 / 1500 wf/s
         "relay_celery_speed": "FAIL",  # 50 / 1500 wf/s
         "mixed_vs_plain": "PASS",  # 450 / 600
+        "controls_cpu": "PASS",  # 2.4 / 2.0 ms
+        "controls_idle_cpu": "PASS",  # 2.1 / 2.0 ms
         "mixed_vs_dbos": "FAIL",  # 450 / 100
     }
     assert found["s2_best_under_load"].row == ("durable-sa", "throughput_p4_c16")

@@ -31,7 +31,10 @@ _FENCE = re.compile(
     r"^(?P<fence>`{3,}|~{3,})(?P<language>\w*)[^\n]*\n(?P<body>.*?)^(?P=fence)\s*$",
     re.MULTILINE | re.DOTALL,
 )
-_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+_WORDS = (
+    *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"),
+    *("eleven", "twelve", "thirteen", "fourteen", "fifteen"),
+)
 _NUMBERS = {word: number for number, word in enumerate(_WORDS)}
 _NUMBER = r"(?P<count>\d+|" + "|".join(_NUMBERS) + r")"
 _TABLE_COUNTS = [

@@ -1,0 +1,94 @@
+"""Holding a claimed job back: a paused workflow, a step over its shared rate limit.
+
+Every backend's job passes here, in phase A (:mod:`durable_sa.engine.runner`), before any
+user code runs, so the jobs table, Redis and Celery alike honour pause and rate limits.
+A job held back is deferred through the one delivery policy
+(:func:`~durable_sa.engine.delivery.defer`): released with no attempt used, due again
+when it may run, never dead-lettered, holding no worker slot meanwhile.
+
+- A job of a paused workflow (any kind: no step of it runs, nor a compensation, a
+  timeout or its finish) is deferred by :data:`PAUSE_RECHECK`, or until ``unpause``.
+  The jobs-table claim does not even take such jobs (:mod:`durable_sa.queue.claims`);
+  this check catches the relay backends' deliveries and a pause that lands between a
+  claim and its run.
+- A step that names rate limits (``step(..., rate_limit=)``, a parallel step's
+  entries) takes its grants in a short transaction of its own before its handler runs;
+  refused, it is deferred until the window lets it begin. Each execution counts: a
+  retry or a redelivery takes a grant again.
+
+Only claimed jobs are held back; a direct call of a job's handler (``engine.admin``)
+runs as asked.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final
+
+from durable_sa.core.rates import rate_demand
+from durable_sa.core.steps import ParallelStep
+from durable_sa.core.units import entry_unit
+from durable_sa.engine.delivery import DEFER_DELAY, defer
+from durable_sa.store.controls import GrantRefused, paused_reason, take_grants
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from durable_sa.core.snapshot import JournalRecord, RunSnapshot
+    from durable_sa.core.steps import StepDefinition
+    from durable_sa.engine.shell import Shell
+    from durable_sa.queue.protocol import ClaimedJob
+    from durable_sa.results import JobOutcome
+
+logger = logging.getLogger("durable_sa.engine.runner")
+
+PAUSE_RECHECK: Final = timedelta(seconds=30)
+"""How long a job of a paused workflow waits before it is offered again (``unpause``
+makes it due at once), so a long pause does not cycle a relay backend's jobs through
+the broker every few seconds."""
+UNSET_RECHECK: Final = DEFER_DELAY
+"""How long a step naming a rate limit that is not set waits before it looks again."""
+
+
+def held_by_pause(shell: Shell, claimed: ClaimedJob, run: RunSnapshot | None) -> JobOutcome | None:
+    """Defer ``claimed`` if its run's workflow is paused: the outcome; else ``None``."""
+    if run is None or not shell.paused.is_paused(run.workflow_name):
+        return None
+    reason = paused_reason(run.workflow_name)
+    return defer(shell, claimed, reason, delay=PAUSE_RECHECK, level=logging.DEBUG)
+
+
+def held_by_rate_limit(
+    shell: Shell,
+    claimed: ClaimedJob,
+    step: StepDefinition,
+    journal: Mapping[str, JournalRecord],
+) -> JobOutcome | None:
+    """Take the step's rate-limit grants; if refused, defer ``claimed``: the outcome.
+
+    The parallel entries ``journal`` holds as completed do not run again: they need no
+    grant.
+    """
+    done: frozenset[str] = frozenset()
+    if isinstance(step, ParallelStep):
+        done = frozenset(
+            entry.name
+            for entry in step.entries
+            if (record := journal.get(entry_unit(step.name, entry.name))) and record.completed
+        )
+    demand = rate_demand(step, done)
+    if not demand:
+        return None
+    try:
+        shell.transaction(
+            lambda session: take_grants(
+                session, demand, clock=shell.now, unset_recheck=UNSET_RECHECK
+            )
+        )
+    except GrantRefused as refused:
+        wait = refused.wait
+    else:
+        return None
+    level = logging.WARNING if wait.misconfigured else logging.DEBUG
+    return defer(shell, claimed, wait.reason, delay=max(wait.delay, timedelta(0)), level=level)
