@@ -282,28 +282,17 @@ def decide_compensation(
     """
     nxt = index - 1
     if nxt < 0:
-        if canceled_with_compensation(run):
-            after = evolve(run, RunEvent.CANCEL, compensation_cursor=nxt)
-            ended = Transition(
-                event=RunEvent.CANCEL,
-                before=run,
-                after=after,
-                journal=journal,
-                settle_parent=settlement_of(after, Settlement.CANCELED),
-            )
-            return finish_later(ended, now=now)
-        after = evolve(
-            run,
-            RunEvent.FAIL,
-            compensation_cursor=nxt,
-            error=run.error or "workflow failed",
-        )
+        canceled = canceled_with_compensation(run)
+        event = RunEvent.CANCEL if canceled else RunEvent.FAIL
+        settlement = Settlement.CANCELED if canceled else Settlement.FAILED
+        error = run.error if canceled else run.error or "workflow failed"
+        after = evolve(run, event, compensation_cursor=nxt, error=error)
         ended = Transition(
-            event=RunEvent.FAIL,
+            event=event,
             before=run,
             after=after,
             journal=journal,
-            settle_parent=settlement_of(after, Settlement.FAILED),
+            settle_parent=settlement_of(after, settlement),
         )
         return finish_later(ended, now=now)
     after = evolve(run, RunEvent.UNDO, compensation_cursor=nxt)
