@@ -13,6 +13,11 @@ between them is what the richer step kinds cost the engine. ``bench_orders`` is 
 own :data:`ORDERS_METADATA`, which the program creates before measuring (the DBOS peer
 writes the same rows).
 
+The controls scenario adds ``bench3_limited`` (its first step rate-limited),
+``bench3_capped`` (``max_active`` and ``max_active_per_key`` far above use) and
+``bench3_capped_limited`` (both); the fairness scenario runs ``fair1``, one ~2 ms step with
+at most one active run per concurrency key.
+
 A worker process is started as ``python -m benchmarks.durable_worker`` with the database
 URL in ``DURABLE_SA_BENCH_URL``. ``DURABLE_SA_BENCH_BACKEND`` picks the queue backend (the
 relay scenario): unset or empty for the jobs table, a ``redis://`` URL for Redis Streams,
