@@ -1,4 +1,5 @@
-"""durable-sa's own scenarios: throughput, latency, memory, fan-out, SQLite, mixed, controls.
+"""durable-sa's own scenarios: throughput, latency, memory, fan-out, SQLite, mixed, controls,
+fairness.
 
 Each scenario runs in this process (the client that starts runs) plus real worker
 processes (:mod:`benchmarks.durable_worker`) on a fresh database, and prints one JSON
@@ -16,13 +17,14 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 from sqlalchemy import func, select, text
 
 from benchmarks.workload import (
     BENCH_RATE_LIMIT,
+    LIMITS_KEYS,
     ORDERS_METADATA,
     URL_ENV,
     bench_orders,
@@ -32,6 +34,8 @@ from durable_sa.store.models import runs_table
 from durable_sa.store.notify import RUNS_CHANNEL
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from durable_sa import Durable
 
 _POLL_S = 0.005
@@ -123,8 +127,13 @@ def throughput(  # noqa: PLR0913 - the workers, the runs and the workflow they r
     concurrency: int,
     timeout: float,
     workflow: str = "bench3",
+    start_options: Callable[[int], Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Scenario 2: start ``n`` runs of ``workflow`` up front, then drain them with workers."""
+    """Scenario 2: start ``n`` runs of ``workflow`` up front, then drain them with workers.
+
+    ``start_options(i)``, if given, are the keyword options of the ``i``-th start
+    (``concurrency_key``, say); without it every run starts with none.
+    """
     engine = engine_for(url)
     engine.create_tables()
     workers = Workers(url, processes=processes, concurrency=concurrency)
@@ -132,7 +141,7 @@ def throughput(  # noqa: PLR0913 - the workers, the runs and the workflow they r
     try:
         started = time.perf_counter()
         for i in range(n):
-            engine.start(workflow, {"i": i})
+            engine.start(workflow, {"i": i}, **(start_options(i) if start_options else {}))
         start_s = time.perf_counter() - started
         started = time.perf_counter()
         workers.go()
@@ -178,25 +187,123 @@ def mixed(url: str, *, n: int, workflow: str, timeout: float) -> dict[str, Any]:
     return {**out, "scenario": workflow, "workflow": workflow, "orders": orders}
 
 
+CONTROLS_WORKFLOWS: Final = {
+    "off": "bench3",
+    "idle": "bench3",
+    "on": "bench3_limited",
+    "limits": "bench3_capped",
+    "both": "bench3_capped_limited",
+}
+"""The workflow each mode of the controls scenario runs."""
+
+
 def controls(url: str, *, n: int, mode: str, timeout: float) -> dict[str, Any]:
-    """Scenario 10: scenario 2 (P=1 C=1) with queue controls ``off`` or ``on``.
+    """Scenario 10: scenario 2 (P=1 C=1) with queue controls off or on, in five modes.
 
     ``on``: ``bench3_limited``, whose first step takes a grant of a shared rate limit set
     too high ever to defer it, while another workflow is paused (so the claim's filter
     and the paused-set cache have something to read); ``idle``: ``bench3`` with the same
     limit set and workflow paused (what a workflow that uses neither pays); ``off``:
-    ``bench3``, nothing set.
+    ``bench3``, nothing set. ``limits``: ``bench3_capped``, with ``max_active`` and
+    ``max_active_per_key`` far above what is ever active (nothing waits), started over
+    eight concurrency keys, nothing else set; ``both``: ``bench3_capped_limited`` (the
+    limits and the rate-limited first step) with what ``on`` sets.
     """
     engine = engine_for(url)
     engine.create_tables()
-    workflow = "bench3"
-    if mode in {"idle", "on"}:
+    workflow = CONTROLS_WORKFLOWS[mode]
+    if mode in {"idle", "on", "both"}:
         engine.set_rate_limit(BENCH_RATE_LIMIT, limit=1_000_000_000, per=timedelta(seconds=1))
         engine.pause("bench-paused-elsewhere")
-    if mode == "on":
-        workflow = "bench3_limited"
-    out = throughput(url, n=n, processes=1, concurrency=1, timeout=timeout, workflow=workflow)
+    keyed = mode in {"limits", "both"}
+    out = throughput(
+        url,
+        n=n,
+        processes=1,
+        concurrency=1,
+        timeout=timeout,
+        workflow=workflow,
+        start_options=(lambda i: {"concurrency_key": f"k{i % LIMITS_KEYS}"}) if keyed else None,
+    )
     return {**out, "scenario": f"controls_{mode}", "workflow": workflow, "mode": mode}
+
+
+HOT_KEY: Final = "hot"
+COLD_KEYS: Final = 4
+FAIRNESS_CONCURRENCY: Final = 4
+
+
+def jain_index(counts: list[float]) -> float:
+    """Jain's fairness index ``(Σx)² / (k·Σx²)``: 1.0 when all equal, 1/k when one has all."""
+    squares = sum(x * x for x in counts)
+    return sum(counts) ** 2 / (len(counts) * squares) if squares else 1.0
+
+
+def fairness_figures(done: Mapping[str, list[float]]) -> dict[str, Any]:
+    """Fairness over the period in which every key still had runs left.
+
+    ``done`` holds each key's completion times in seconds (any origin). The period runs
+    from the first completion of any key to the earliest last completion of a key: until
+    then every key had work, so a fair scheduler completes about as many runs of each.
+    Returns Jain's index of the completions per key in it, the cold keys' mean rate over
+    the hot key's (:data:`HOT_KEY`), the period and the counts.
+    """
+    start = min(min(times) for times in done.values())
+    end = min(max(times) for times in done.values())
+    counts = {key: sum(1 for t in times if t <= end) for key, times in sorted(done.items())}
+    cold = [c for key, c in counts.items() if key != HOT_KEY]
+    hot = counts.get(HOT_KEY, 0)
+    return {
+        "jain": jain_index([float(c) for c in counts.values()]),
+        "cold_hot_ratio": statistics.mean(cold) / hot if hot and cold else None,
+        "period_s": end - start,
+        "counts": counts,
+    }
+
+
+def fairness(url: str, *, hot: int, cold: int, timeout: float) -> dict[str, Any]:
+    """Scenario 11: per-key limits share one worker fairly between a hot key and cold ones.
+
+    ``fair1`` (``max_active_per_key=1``, one ~2 ms step); ``hot`` runs of :data:`HOT_KEY`
+    are started first, then ``cold`` runs of each of :data:`COLD_KEYS` cold keys; one
+    worker process of concurrency 4 drains them. The completion times are the completed
+    runs' ``updated_at`` read back from the database (:func:`fairness_figures`).
+    """
+    engine = engine_for(url)
+    engine.create_tables()
+    workers = Workers(url, processes=1, concurrency=FAIRNESS_CONCURRENCY)
+    before = last_run_id(engine)
+    keys = [HOT_KEY] * hot + [f"cold{k}" for k in range(COLD_KEYS) for _ in range(cold)]
+    try:
+        for i, key in enumerate(keys):
+            engine.start("fair1", {"i": i}, concurrency_key=key)
+        started = time.perf_counter()
+        workers.go()
+        wait_completed(engine, len(keys), timeout, after=before)
+        drain_s = time.perf_counter() - started
+    finally:
+        workers.stop()
+    query = select(runs_table.c.concurrency_key, runs_table.c.updated_at).where(
+        runs_table.c.status == "completed", runs_table.c.id > before
+    )
+    with engine.sa_engine.connect() as conn:
+        rows = conn.execute(query).all()
+    origin = min(row.updated_at for row in rows)
+    done: dict[str, list[float]] = {}
+    for row in rows:
+        done.setdefault(row.concurrency_key, []).append((row.updated_at - origin).total_seconds())
+    return {
+        "system": "durable-sa",
+        "scenario": "fairness",
+        "n": len(keys),
+        "hot": hot,
+        "cold": cold,
+        "cold_keys": COLD_KEYS,
+        "processes": 1,
+        "concurrency": FAIRNESS_CONCURRENCY,
+        "drain_wf_per_s": len(keys) / drain_s,
+        **fairness_figures(done),
+    }
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -388,9 +495,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
         "scenario",
-        choices=["throughput", "latency", "history", "memory", "fanout", "mixed", "controls"],
+        choices=[
+            "throughput",
+            "latency",
+            "history",
+            "memory",
+            "fanout",
+            "mixed",
+            "controls",
+            "fairness",
+        ],
     )
-    parser.add_argument("--mode", choices=["off", "idle", "on"], default="off")
+    parser.add_argument("--mode", choices=list(CONTROLS_WORKFLOWS), default="off")
     parser.add_argument("--workflow", choices=["mixed6", "plain6"], default="mixed6")
     parser.add_argument("--url", required=True)
     parser.add_argument("--n", type=int, default=2000)
@@ -399,6 +515,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--history", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--checkpoint", type=int, default=10_000)
+    parser.add_argument("--hot", type=int, default=200)
+    parser.add_argument("--cold", type=int, default=40)
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args(argv)
     if args.scenario == "throughput":
@@ -418,6 +536,8 @@ def main(argv: list[str] | None = None) -> None:
         out = mixed(args.url, n=args.n, workflow=args.workflow, timeout=args.timeout)
     elif args.scenario == "controls":
         out = controls(args.url, n=args.n, mode=args.mode, timeout=args.timeout)
+    elif args.scenario == "fairness":
+        out = fairness(args.url, hot=args.hot, cold=args.cold, timeout=args.timeout)
     elif args.scenario == "history":
         out = history(args.url, n=args.n, runs=args.history, timeout=args.timeout)
     else:

@@ -13,6 +13,11 @@ between them is what the richer step kinds cost the engine. ``bench_orders`` is 
 own :data:`ORDERS_METADATA`, which the program creates before measuring (the DBOS peer
 writes the same rows).
 
+The controls scenario adds ``bench3_limited`` (its first step rate-limited),
+``bench3_capped`` (``max_active`` and ``max_active_per_key`` far above use) and
+``bench3_capped_limited`` (both); the fairness scenario runs ``fair1``, one ~2 ms step with
+at most one active run per concurrency key.
+
 A worker process is started as ``python -m benchmarks.durable_worker`` with the database
 URL in ``DURABLE_SA_BENCH_URL``. ``DURABLE_SA_BENCH_BACKEND`` picks the queue backend (the
 relay scenario): unset or empty for the jobs table, a ``redis://`` URL for Redis Streams,
@@ -156,6 +161,38 @@ bench3_limited = (
     .step("second", second)
     .step("third", third)
 )
+
+BENCH_CAP: Final = 1_000_000
+"""``max_active`` and ``max_active_per_key`` of ``bench3_capped``: far above what is ever
+active, so no run waits and the figure is what keeping the limits' counts costs."""
+LIMITS_KEYS: Final = 8
+"""How many concurrency keys the ``limits`` and ``both`` modes spread their starts over."""
+bench3_capped = (
+    durable("bench3_capped", max_active=BENCH_CAP, max_active_per_key=BENCH_CAP)
+    .step("first", first)
+    .step("second", second)
+    .step("third", third)
+)
+bench3_capped_limited = (
+    durable("bench3_capped_limited", max_active=BENCH_CAP, max_active_per_key=BENCH_CAP)
+    .step("first", first, rate_limit=BENCH_RATE_LIMIT)
+    .step("second", second)
+    .step("third", third)
+)
+"""``bench3_capped`` whose first step also takes a grant of :data:`BENCH_RATE_LIMIT`."""
+
+FAIRNESS_SLEEP_S: Final = 0.002
+
+
+def _short_nap(ctx: DurableContext) -> int:
+    """fair1's one step: about 2 ms of work that holds the worker's slot."""
+    del ctx
+    time.sleep(FAIRNESS_SLEEP_S)
+    return 1
+
+
+fair1 = durable("fair1", max_active_per_key=1).step("nap", _short_nap)
+"""One short step, at most one active run per key: the fairness scenario's workflow."""
 
 fanout16 = durable("fanout16").parallel(
     "fan", [ParallelEntry(name=f"e{i}", handler=_nap) for i in range(FANOUT_ENTRIES)]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from benchmarks.report.samples import (
     CONTROLS_KINDS,
+    FAIRNESS,
     MIXED_KINDS,
     RELAY_PREFIX,
     SYSTEMS,
@@ -32,6 +33,7 @@ WF_PER_S: Final = "wf/s"
 MS: Final = "ms"
 MSG_PER_S: Final = "msg/s"
 ROWS: Final = "rows"
+INDEX: Final = "index"
 
 # Order of rows in the tables: by family (the scenario name's prefix), then system, P, C.
 _FAMILIES: Final = (
@@ -46,6 +48,7 @@ _FAMILIES: Final = (
     "relay",
     *MIXED_KINDS,
     *CONTROLS_KINDS,
+    FAIRNESS,
 )
 
 
@@ -106,6 +109,37 @@ def _throughput_metrics(
     return figures
 
 
+_NAMED_FIGURES: Final[Mapping[str, tuple[tuple[str, str, str], ...]]] = {
+    "history": (
+        ("history_throughput", "wf_per_s", WF_PER_S),
+        ("history_drain_throughput", "drain_wf_per_s", WF_PER_S),
+        ("history_claim_p50", "claim_p50_ms", MS),
+        ("history_cpu_per_wf", "cpu_ms_per_wf", MS),
+    ),
+    "latency": (
+        ("latency_p50", "p50_ms", MS),
+        ("latency_p99", "p99_ms", MS),
+        ("latency_first_call_p50", "first_call_p50_ms", MS),
+        ("latency_first_call_p99", "first_call_p99_ms", MS),
+    ),
+    "memory": (
+        ("memory_growth", "growth_pct", "%"),
+        ("memory_rss_first", "rss_mb_first", "MB"),
+        ("memory_rss_last", "rss_mb_last", "MB"),
+    ),
+    "fanout": (
+        ("fanout_p50", "p50_ms", MS),
+        ("fanout_p99", "p99_ms", MS),
+    ),
+    FAIRNESS: (
+        ("fairness_jain", "jain", INDEX),
+        ("fairness_cold_hot", "cold_hot_ratio", "x"),
+        ("fairness_period", "period_s", "s"),
+    ),
+}
+"""The kinds whose figures are keys of the JSON line as they are: (scenario, key, unit)."""
+
+
 def metrics_from_sample(sample: Sample) -> list[Metric]:
     """The figures a successful sample holds (none for a failed one).
 
@@ -125,31 +159,8 @@ def metrics_from_sample(sample: Sample) -> list[Metric]:
     elif kind in {"sqlite", "sqlite_floor", *MIXED_KINDS, *CONTROLS_KINDS}:  # by kind, no P or C
         prefix = "sqlite_" if kind.startswith("sqlite") else f"{kind}_"
         figures = _throughput_metrics(out, prefix, "", cpu=kind != "sqlite_floor")
-    elif kind == "history":
-        figures = [
-            ("history_throughput", out.get("wf_per_s"), WF_PER_S),
-            ("history_drain_throughput", out.get("drain_wf_per_s"), WF_PER_S),
-            ("history_claim_p50", out.get("claim_p50_ms"), MS),
-            ("history_cpu_per_wf", out.get("cpu_ms_per_wf"), MS),
-        ]
-    elif kind == "latency":
-        figures = [
-            ("latency_p50", out.get("p50_ms"), MS),
-            ("latency_p99", out.get("p99_ms"), MS),
-            ("latency_first_call_p50", out.get("first_call_p50_ms"), MS),
-            ("latency_first_call_p99", out.get("first_call_p99_ms"), MS),
-        ]
-    elif kind == "memory":
-        figures = [
-            ("memory_growth", out.get("growth_pct"), "%"),
-            ("memory_rss_first", out.get("rss_mb_first"), "MB"),
-            ("memory_rss_last", out.get("rss_mb_last"), "MB"),
-        ]
-    elif kind == "fanout":
-        figures = [
-            ("fanout_p50", out.get("p50_ms"), MS),
-            ("fanout_p99", out.get("p99_ms"), MS),
-        ]
+    elif kind in _NAMED_FIGURES:
+        figures = [(name, out.get(key), unit) for name, key, unit in _NAMED_FIGURES[kind]]
     elif kind.startswith(RELAY_PREFIX):
         figures = _relay_figures(kind, out)
     else:
@@ -165,6 +176,8 @@ def metrics_from_sample(sample: Sample) -> list[Metric]:
             ("history_runs", out.get("history_runs")),
             ("runs", out.get("runs_last")),
             ("batch_size", out.get("batch_size")),
+            ("hot_runs", out.get("hot")),
+            ("cold_runs", out.get("cold")),
         )
         if isinstance(value, int | float) and not isinstance(value, bool)
     }

@@ -26,11 +26,24 @@ RELAY_PREFIX: Final = "relay_"
 MIXED_KINDS: Final = ("plain6", "mixed6")
 """The mixed scenario's workflows: its sample kinds, and the prefix of their scenarios."""
 
-CONTROLS_KINDS: Final = ("controls_off", "controls_idle", "controls_on")
+CONTROLS_KINDS: Final = (
+    "controls_off",
+    "controls_idle",
+    "controls_on",
+    "controls_limits",
+    "controls_both",
+)
 """The queue-controls scenario's sample kinds (and scenario prefixes): ``bench3`` with no
 rate limit and nothing paused; ``bench3`` while a rate limit is set and another workflow
 is paused (what a workflow that uses neither pays); ``bench3_limited``, whose first step
-takes a grant of that limit (too high ever to defer), with the other workflow paused."""
+takes a grant of that limit (too high ever to defer), with the other workflow paused;
+``bench3_capped``, with ``max_active`` and ``max_active_per_key`` far above what is ever
+active, started over eight concurrency keys; ``bench3_capped_limited``, both the limits
+and the rate-limited first step, with what ``controls_on`` sets."""
+
+FAIRNESS: Final = "fairness"
+"""The per-key fairness scenario's sample kind (and scenario prefix): one hot key's runs
+started before four cold keys' runs, ``max_active_per_key=1``, one worker of C=4."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,8 @@ class Sample:
     ``kind`` names the program and how to read its output: ``floor``, ``sqlite_floor``,
     ``throughput``, ``peer``, ``latency``, ``history``, ``memory``, ``fanout``, ``sqlite``,
     ``relay_<backend>`` (``relay_jobs_table``, ``relay_redis``, ``relay_celery``), or a
-    workflow of the mixed scenario (``mixed6``, ``plain6``: durable-sa's or DBOS's).
+    workflow of the mixed scenario (``mixed6``, ``plain6``: durable-sa's or DBOS's), a
+    mode of the controls scenario (:data:`CONTROLS_KINDS`), or ``fairness``.
     """
 
     kind: str
@@ -75,6 +89,7 @@ def headline_scenario(kind: str, processes: int | None, concurrency: int | None)
         "fanout": "fanout_p50",
         "sqlite": "sqlite_throughput",
         "sqlite_floor": "sqlite_throughput",
+        FAIRNESS: "fairness_jain",
     }
     if kind in names:
         return names[kind]

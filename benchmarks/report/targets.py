@@ -184,11 +184,26 @@ def targets(results: Sequence[Result]) -> list[Target]:
               "controls_idle_cpu_per_wf",
               ratio(ours("controls_idle_cpu_per_wf"), ours("controls_off_cpu_per_wf")),
               "<= 1.3 x controls_off"),
+        judge("controls_limits_cpu", "worker CPU per workflow with max_active and "
+              "max_active_per_key set (never reached) ≤ 1.3x without (P=1 C=1)",
+              "controls_limits_cpu_per_wf",
+              ratio(ours("controls_limits_cpu_per_wf"), ours("controls_off_cpu_per_wf")),
+              "<= 1.3 x controls_off"),
+        judge("controls_both_cpu", "worker CPU per workflow with the limits and a rate "
+              "limit, a workflow paused ≤ 1.3x none (P=1 C=1)", "controls_both_cpu_per_wf",
+              ratio(ours("controls_both_cpu_per_wf"), ours("controls_off_cpu_per_wf")),
+              "<= 1.3 x controls_off"),
+        judge("fairness_jain", "per-key limits: Jain's index of completions per key while "
+              "every key has runs left ≥ 0.9 (one hot key first, four cold; P=1 C=4)",
+              "fairness_jain", ours("fairness_jain"), f">= {FAIRNESS_JAIN} index"),
         judge("mixed_vs_dbos", "durable-sa mixed6 ≥ 5x DBOS mixed6 (C=1)", "mixed6_throughput",
               ratio(ours("mixed6_throughput"), median_of(results, "dbos", "mixed6_throughput")),
               ">= 5 x dbos"),
     ]  # fmt: skip
 
+
+FAIRNESS_JAIN: Final = 0.9
+"""The least Jain index of the fairness scenario: 1.0 is perfectly fair, 0.2 one key alone."""
 
 RELAY_SPEED: Final = {"redis": 0.5, "celery": 0.3}
 """The least drain throughput of each relay backend, as a fraction of the jobs table's."""

@@ -30,14 +30,17 @@ GROUPS: Final = (
     "relay",
     "mixed",
     "controls",
+    "fairness",
 )
 """What ``--only`` selects: ``floor`` is the PostgreSQL floor, ``throughput`` durable-sa's
 worker configurations, ``peers`` both peers (or ``dbos`` / ``procrastinate`` alone),
 ``sqlite`` the SQLite floor and durable-sa on SQLite, ``relay`` scenario 2 through the
 jobs table, Redis Streams and Celery (:mod:`benchmarks.relay_bench`), ``mixed`` one
 worker on ``mixed6`` and on ``plain6``, and DBOS on its ``mixed6``; ``controls`` one worker
-on ``bench3`` without and with a shared rate limit and a paused workflow
-(:func:`benchmarks.durable_bench.controls`)."""
+on ``bench3`` without and with a shared rate limit and a paused workflow, with active-run
+limits, and with both (:func:`benchmarks.durable_bench.controls`); ``fairness`` one worker
+of C=4 on a hot key's runs and four cold keys' under ``max_active_per_key=1``
+(:func:`benchmarks.durable_bench.fairness`)."""
 
 RELAY_PROCESSES: Final = 1
 RELAY_CONCURRENCY: Final = 4
@@ -64,6 +67,9 @@ class Sizes:
     relay_n: int
     mixed_n: int
     dbos_mixed_n: int
+    fairness_hot: int
+    fairness_cold: int
+    """Runs of the fairness scenario's hot key (started first), and of each cold key."""
     timeout_s: float
 
 
@@ -81,6 +87,8 @@ FULL: Final = Sizes(
     relay_n=2000,
     mixed_n=1000,  # mixed6 runs at about 35 wf/s before the engine's rewrite: 30 s a repetition
     dbos_mixed_n=500,  # about 17 wf/s: 30 s a repetition
+    fairness_hot=200,
+    fairness_cold=40,
     timeout_s=600,
 )
 QUICK: Final = Sizes(
@@ -97,6 +105,8 @@ QUICK: Final = Sizes(
     relay_n=300,
     mixed_n=200,
     dbos_mixed_n=100,
+    fairness_hot=100,
+    fairness_cold=20,
     timeout_s=60,
 )
 
@@ -182,8 +192,10 @@ def plan(sizes: Sizes, only: Sequence[str] | None = None) -> list[Job]:
         *(
             ours("controls", f"controls_{mode}", "controls", "--mode", mode, *n,
                  processes=1, concurrency=1)
-            for mode in ("off", "idle", "on")
+            for mode in ("off", "idle", "on", "limits", "both")
         ),
+        ours("fairness", "fairness", "fairness", "--hot", str(sizes.fairness_hot),
+             "--cold", str(sizes.fairness_cold), processes=1, concurrency=4),
         Job("mixed", "mixed6", "dbos", "benchmarks.peers.dbos_mixed_peer",
             ("--n", str(sizes.dbos_mixed_n), "--polling-interval", str(DBOS_POLLING_INTERVAL_S),
              "--concurrency", "1"), concurrency=1, timeout_s=timeout),

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from benchmarks import durable_bench
 from benchmarks.report import (
     docs_page,
     figures,
@@ -96,7 +97,7 @@ def mixed(workflow, wf_per_s, *, rep=1, system="durable-sa"):
 
 
 def controls(mode, cpu_ms, *, rep=1):
-    """A JSON line of the queue-controls scenario (P=1 C=1), controls ``off`` or ``on``."""
+    """A JSON line of the queue-controls scenario (P=1 C=1) in ``mode`` (off, on, limits...)."""
     out = {"system": "durable-sa", "n": 1000, "wf_per_s": 500, "cpu_ms_per_wf": cpu_ms}
     return Sample(
         kind=f"controls_{mode}",
@@ -106,6 +107,23 @@ def controls(mode, cpu_ms, *, rep=1):
         concurrency=1,
         output=out | {"drain_wf_per_s": 600, "mode": mode},
     )
+
+
+def fairness(jain, cold_hot=1.0, *, rep=1):
+    """A JSON line of the per-key fairness scenario (one worker, C=4)."""
+    out = {
+        "system": "durable-sa",
+        "scenario": "fairness",
+        "n": 360,
+        "hot": 200,
+        "cold": 40,
+        "jain": jain,
+        "cold_hot_ratio": cold_hot,
+        "period_s": 0.8,
+        "counts": {"hot": 40, "cold0": 40, "cold1": 39, "cold2": 40, "cold3": 38},
+    }
+    return Sample(kind="fairness", system="durable-sa", rep=rep, processes=1, concurrency=4,
+                  output=out)  # fmt: skip
 
 
 def full_run():
@@ -154,6 +172,10 @@ def full_run():
             controls("off", 2.0, rep=rep),
             controls("idle", 2.1, rep=rep),
             controls("on", 2.4, rep=rep),
+            controls("limits", 2.2, rep=rep),
+            # limits and the rate limit together cost too much: its target fails.
+            controls("both", 2.8, rep=rep),
+            fairness(0.97 + jitter / 1000, 0.95, rep=rep),
         ]
     return samples
 
@@ -258,6 +280,9 @@ def test_targets_pass_and_fail_on_medians():
         "mixed_vs_plain": "PASS",  # 450 / 600
         "controls_cpu": "PASS",  # 2.4 / 2.0 ms
         "controls_idle_cpu": "PASS",  # 2.1 / 2.0 ms
+        "controls_limits_cpu": "PASS",  # 2.2 / 2.0 ms
+        "controls_both_cpu": "FAIL",  # 2.8 / 2.0 ms
+        "fairness_jain": "PASS",  # 0.97
         "mixed_vs_dbos": "FAIL",  # 450 / 100
     }
     assert found["s2_best_under_load"].row == ("durable-sa", "throughput_p4_c16")
@@ -839,3 +864,87 @@ def test_the_relay_speed_targets_compare_each_backend_with_the_jobs_table():
     assert (redis.verdict, celery.verdict) == ("PASS", "FAIL")
     assert redis.measured == pytest.approx(760 / 1500)
     assert redis.detail == "0.51x (needs ≥ 0.50x jobs_table)"
+
+
+# --------------------------------------------------------------------------- controls and fairness
+
+
+def test_the_controls_group_plans_five_modes_at_one_worker():
+    jobs = plan.plan(plan.QUICK, ["controls"])
+    assert [(j.kind, j.label) for j in jobs] == [
+        (f"controls_{mode}", f"durable-sa controls_{mode} P=1 C=1")
+        for mode in ("off", "idle", "on", "limits", "both")
+    ]
+    assert jobs[3].args == ("controls", "--mode", "limits", "--n", "200")
+
+
+def test_the_fairness_group_plans_one_worker_of_four_with_a_hot_key_and_cold_ones():
+    (quick,) = plan.plan(plan.QUICK, ["fairness"])
+    assert (quick.kind, quick.module, quick.label) == (
+        "fairness", "benchmarks.durable_bench", "durable-sa fairness P=1 C=4"
+    )  # fmt: skip
+    assert quick.args == ("fairness", "--hot", "100", "--cold", "20")
+    (full,) = plan.plan(plan.FULL, ["fairness"])
+    assert full.args == ("fairness", "--hot", "200", "--cold", "40")
+
+
+def test_a_fairness_sample_gives_its_index_ratio_and_period():
+    metrics = figures.metrics_from_sample(fairness(0.97, 0.9))
+    assert {m.scenario: (m.value, m.unit) for m in metrics} == {
+        "fairness_jain": (0.97, "index"),
+        "fairness_cold_hot": (0.9, "x"),
+        "fairness_period": (0.8, "s"),
+    }
+    assert metrics[0].config == {"processes": 1, "concurrency": 4, "hot_runs": 200, "cold_runs": 40}
+    assert measure.headline(fairness(0.97)) == "0.97 index (fairness_jain)"
+    assert (
+        errors_of([Sample("fairness", "durable-sa", 2, 1, 4, error="boom")])[0]["scenario"]
+        == "fairness_jain"
+    )
+
+
+@pytest.mark.parametrize(("jain", "verdict"), [(0.9, "PASS"), (0.89, "FAIL"), (1.0, "PASS")])
+def test_the_fairness_target_needs_a_jain_index_of_at_least_nine_tenths(jain, verdict):
+    target = by_id(targets.targets(figures.aggregate([fairness(jain)])))["fairness_jain"]
+    assert target.verdict == verdict
+    assert target.row == ("durable-sa", "fairness_jain")
+    assert target.detail.endswith("(needs ≥ 0.90 index)")
+
+
+def test_the_limits_targets_compare_cpu_per_workflow_with_controls_off():
+    samples = [controls("off", 2.0), controls("limits", 2.6), controls("both", 2.62)]
+    found = by_id(targets.targets(figures.aggregate(samples)))
+    limits, both = found["controls_limits_cpu"], found["controls_both_cpu"]
+    assert (limits.verdict, both.verdict) == ("PASS", "FAIL")  # 1.3x is allowed, 1.31x not
+    assert limits.measured == pytest.approx(1.3)
+    assert limits.row == ("durable-sa", "controls_limits_cpu_per_wf")
+    assert both.detail == "1.31x (needs ≤ 1.30x controls_off)"
+
+
+def test_the_main_table_shows_the_limits_and_fairness_rows_with_their_verdicts():
+    results, found, errors = report(full_run())
+    text = tables.markdown_table(results, found, errors, MACHINE)
+    assert "| `controls_limits_cpu_per_wf` | durable-sa | 2.20 | 2.20 | 2.20 | ms |" in text
+    assert "| `fairness_jain` | durable-sa | 0.97 | 0.96 | 0.98 | index |" in text
+    assert "| `fairness_cold_hot` | durable-sa | 0.95 |" in text
+    both = next(line for line in text.splitlines() if "`controls_both_cpu_per_wf`" in line)
+    assert both.endswith("1.40x (needs ≤ 1.30x controls_off) | FAIL |")
+
+
+def test_jain_index_is_one_when_equal_and_one_over_k_when_one_key_has_all():
+    assert durable_bench.jain_index([5.0, 5.0, 5.0, 5.0]) == pytest.approx(1.0)
+    assert durable_bench.jain_index([8.0, 0.0, 0.0, 0.0]) == pytest.approx(0.25)
+    assert durable_bench.jain_index([2.0, 1.0]) == pytest.approx(9 / 10)
+
+
+def test_fairness_counts_completions_until_the_first_key_runs_out():
+    done = {
+        "hot": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+        "cold0": [0.15, 0.35],  # its last run ends the period at 0.35 s
+        "cold1": [0.12, 0.25, 0.4],
+    }
+    out = durable_bench.fairness_figures(done)
+    assert out["counts"] == {"cold0": 2, "cold1": 2, "hot": 3}
+    assert out["period_s"] == pytest.approx(0.25)
+    assert out["jain"] == pytest.approx(49 / (3 * 17))
+    assert out["cold_hot_ratio"] == pytest.approx(2 / 3)
