@@ -36,13 +36,13 @@ if TYPE_CHECKING:
 
 def _positive_int(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"rate limit {attribute.name} must be a positive integer, not {value!r}"
+        msg = f"a rate limit's {attribute.name}= must be a positive integer, not {value!r}"
         raise ValueError(msg)
 
 
 def _positive_duration(_inst: object, attribute: attrs.Attribute[timedelta], value: object) -> None:
     if not isinstance(value, timedelta) or value <= timedelta(0):
-        msg = f"rate limit {attribute.name} must be a positive timedelta, not {value!r}"
+        msg = f"a rate limit's {attribute.name}= must be a positive timedelta, not {value!r}"
         raise ValueError(msg)
 
 

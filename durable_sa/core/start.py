@@ -47,7 +47,9 @@ def decide_start(  # noqa: PLR0913 - a run's parts, all keyword-only
     ``debounce`` after ``now``, and starts of the same key until then collapse into it.
 
     Raises:
-        PayloadError: ``idempotency_key`` is not a non-empty string that fits its column.
+        PayloadError: ``idempotency_key`` is not a non-empty string that fits its column;
+            ``debounce`` comes without ``debounce_key`` (see :func:`checked_window` for the
+            reverse).
 
     """
     if idempotency_key is not None:
@@ -55,6 +57,9 @@ def decide_start(  # noqa: PLR0913 - a run's parts, all keyword-only
     due = now
     if debounce_key is not None:
         due = now + checked_window(debounce_key, debounce, idempotency_key)
+    elif debounce is not None:
+        msg = "debounce= needs debounce_key=<the key whose starts collapse into one run>"
+        raise PayloadError(msg)
     return NewRun(
         workflow_name=workflow_name,
         workflow_version=workflow_version,

@@ -105,7 +105,18 @@ def save(  # noqa: PLR0913 - a schedule's parts, keyword-only
     catchup_window: timedelta | None,
     session: Session | None = None,
 ) -> ScheduleInfo:
-    """Create schedule ``name``, or update it; its next tick is recomputed if the time changed."""
+    """Create schedule ``name``, or update it; its next tick is recomputed if the time changed.
+
+    Raises:
+        InvalidArgumentError: ``cron`` never fires (a date no year has, 30 February).
+
+    """
+    if cron.next_after(shell.now()) is None:
+        msg = (
+            f"cron {cron.expression!r} never fires (no date matches its day and month "
+            "fields); check them"
+        )
+        raise InvalidArgumentError(msg)
 
     def work(tx: Session) -> ScheduleInfo:
         now = shell.now()
@@ -232,8 +243,8 @@ def backfill(
 
     Raises:
         ScheduleNotFoundError: no such schedule.
-        InvalidArgumentError: naive or reversed bounds, or more than
-            :data:`MAX_BACKFILL` ticks.
+        InvalidArgumentError: naive or reversed bounds, an end after now (those ticks
+            fire by themselves), or more than :data:`MAX_BACKFILL` ticks.
 
     """
     for bound in (start, end):
@@ -242,6 +253,13 @@ def backfill(
             raise InvalidArgumentError(msg)
     if end < start:
         msg = f"backfill's end ({end}) is before its start ({start})"
+        raise InvalidArgumentError(msg)
+    now = shell.now()
+    if end > now:  # a tick started early would take the key of its own firing later
+        msg = (
+            f"backfill's end ({end.isoformat()}) is after now ({now.isoformat()}): ticks "
+            "from now on fire by themselves; end the range at now at the latest"
+        )
         raise InvalidArgumentError(msg)
 
     def work(tx: Session) -> list[FiredTick]:

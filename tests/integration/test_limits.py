@@ -201,6 +201,8 @@ def test_bad_options_are_refused(engine: Durable) -> None:
         engine.start("ok", {"n": 1}, concurrency_key="")
     with pytest.raises(PayloadError, match="priority"):
         engine.start("ok", {"n": 1}, priority=1.5)  # type: ignore[arg-type]
+    with pytest.raises(PayloadError, match="debounce= needs debounce_key"):
+        engine.start("ok", {"n": 1}, debounce=timedelta(seconds=3))
 
 
 def test_priority_orders_due_jobs(engine: Durable) -> None:

@@ -206,6 +206,9 @@ def test_backfill_starts_each_tick_once(eng: Durable, clock: FakeClock) -> None:
         eng.backfill("bf", datetime(2030, 1, 1), T0)  # noqa: DTZ001 - the point
     with pytest.raises(ScheduleNotFoundError):
         eng.backfill("nope", T0, T0)
+    with pytest.raises(InvalidArgumentError, match="after now"):  # would take later ticks
+        eng.backfill("bf", T0, eng.now + timedelta(hours=2))
+    assert len(runs(eng)) == 4
 
 
 def test_bad_schedules_are_refused(eng: Durable) -> None:
@@ -215,6 +218,8 @@ def test_bad_schedules_are_refused(eng: Durable) -> None:
         eng.schedule("x", "report", cron="* * * * *", timezone="Paris")
     with pytest.raises(InvalidArgumentError, match="overlap"):
         eng.schedule("x", "report", cron="* * * * *", overlap="queue")
+    with pytest.raises(InvalidArgumentError, match="never fires"):
+        eng.schedule("x", "report", cron="0 0 30 2 *")  # 30 February
     assert eng.schedules() == []
 
 
