@@ -287,26 +287,21 @@ def unpause(session: Session, workflow_name: str, *, now: datetime) -> bool:
         session.execute(delete(paused).where(paused.c.workflow_name == workflow_name))
     )
     reason = paused_reason(workflow_name)
-    session.execute(
-        update(jobs_table)
-        .where(
-            jobs_table.c.workflow_name == workflow_name,
-            jobs_table.c.claimed_until.is_(None),
-            jobs_table.c.last_error == reason,
-            jobs_table.c.available_at > now,
+    # A job row not held by a claim, an outbox row not yet published: what waits to run.
+    for table, waiting in (
+        (jobs_table, jobs_table.c.claimed_until.is_(None)),
+        (outbox_table, outbox_table.c.published_at.is_(None)),
+    ):
+        session.execute(
+            update(table)
+            .where(
+                table.c.workflow_name == workflow_name,
+                waiting,
+                table.c.last_error == reason,
+                table.c.available_at > now,
+            )
+            .values(available_at=now)
         )
-        .values(available_at=now)
-    )
-    session.execute(
-        update(outbox_table)
-        .where(
-            outbox_table.c.workflow_name == workflow_name,
-            outbox_table.c.published_at.is_(None),
-            outbox_table.c.last_error == reason,
-            outbox_table.c.available_at > now,
-        )
-        .values(available_at=now)
-    )
     if removed and session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": JOBS_CHANNEL})
     return bool(removed)
