@@ -20,6 +20,7 @@ from durable_sa.cli.commands import (
     cancel_command,
     dead_letters_command,
     list_command,
+    metrics_command,
     pause_command,
     prune_command,
     recover_command,
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 
 _AGE = re.compile(r"(?P<amount>[0-9]+)(?P<unit>[smhdw])")
 _OPTION = re.compile(r"--[a-z][a-z-]*")
+_MAX_PORT: Final = 65535
+LOOPBACK: Final = "127.0.0.1"
 _AGE_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -157,7 +160,42 @@ def _worker_arguments(worker: argparse.ArgumentParser) -> None:
         help="fire no schedules in this worker (other workers do)",
     )
     worker.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
+    _metrics_port_arguments(worker)
     worker.set_defaults(run=worker_command)
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > _MAX_PORT:
+        msg = f"expected a TCP port from 1 to {_MAX_PORT}, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _metrics_port_arguments(worker: argparse.ArgumentParser) -> None:
+    """``worker --metrics-port N [--metrics-host H]``: serve the worker's step metrics."""
+    worker.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve this worker's step metrics for Prometheus (needs durable-sa[metrics])",
+    )
+    worker.add_argument("--metrics-host", default=LOOPBACK, metavar="HOST", help="(127.0.0.1)")
+
+
+def _metrics_arguments(metrics: argparse.ArgumentParser) -> None:
+    """``metrics APP --port N [--host H] [--cache S]``."""
+    metrics.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
+    metrics.add_argument("--port", type=_port, default=9100, metavar="PORT", help="(9100)")
+    metrics.add_argument("--host", default=LOOPBACK, metavar="HOST", help="(127.0.0.1)")
+    metrics.add_argument(
+        "--cache",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="read the database at most once per S seconds, however many scrape (5)",
+    )
+    metrics.set_defaults(run=metrics_command)
 
 
 def _relay_arguments(relay: argparse.ArgumentParser) -> None:
@@ -228,6 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     _relay_arguments(
         commands.add_parser(
             "relay", help="publish a relay backend's outbox to its broker until SIGTERM/SIGINT"
+        )
+    )
+
+    _metrics_arguments(
+        commands.add_parser(
+            "metrics",
+            help="serve Prometheus metrics read from the database until SIGTERM/SIGINT",
+            description=(
+                "Serve APP's metrics at http://HOST:PORT/metrics: runs by workflow and status, "
+                "due jobs, dead letters, workers, limits, schedules (needs durable-sa[metrics])."
+            ),
         )
     )
 
