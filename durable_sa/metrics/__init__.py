@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - the extra is installed in the test env
 
 from durable_sa.metrics.collector import DurableCollector
 from durable_sa.metrics.serving import (
+    MetricsApp,
     metrics_app,
     metrics_registry,
     serve_metrics,
@@ -44,6 +45,7 @@ __all__ = [
     "STEP_DURATION",
     "STEP_DURATION_BUCKETS",
     "DurableCollector",
+    "MetricsApp",
     "metrics_app",
     "metrics_registry",
     "observe_steps",

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     Message = MutableMapping[str, Any]
     Receive = Callable[[], Awaitable[Message]]
     Send = Callable[[Message], Awaitable[None]]
-    ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK = "127.0.0.1"
 
@@ -44,16 +43,22 @@ def metrics_registry(
     return registry
 
 
-def metrics_app(engine: Durable, *, cache_seconds: float = DEFAULT_CACHE_SECONDS) -> ASGIApp:
-    """An ASGI application serving ``engine``'s metrics; mount it at ``/metrics``.
+class MetricsApp:
+    """The ASGI application :func:`metrics_app` returns; ``registry`` is what it serves.
 
-    The SQL metrics are read at most once per ``cache_seconds``; the step histogram is
-    this process's (it has samples when the process runs steps and called
-    ``observe_steps()``).
+    An object rather than a function, so routers that call plain functions as request
+    handlers (Starlette's ``Route``) mount it as an ASGI application.
     """
-    registry = metrics_registry(engine, cache_seconds=cache_seconds)
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        """Serve ``registry``."""
+        self.registry = registry
+
+    def __repr__(self) -> str:
+        return f"<MetricsApp {self.registry!r}>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one ASGI connection: an HTTP scrape, or a server's lifespan."""
         if scope["type"] == "lifespan":  # served alone: nothing to start or stop
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
@@ -68,11 +73,21 @@ def metrics_app(engine: Durable, *, cache_seconds: float = DEFAULT_CACHE_SECONDS
             value.decode("latin-1") for name, value in scope["headers"] if name == b"accept"
         )
         encoder, content_type = choose_encoder(accept)
-        body = await asyncio.to_thread(encoder, registry)
+        body = await asyncio.to_thread(encoder, self.registry)
         head = scope["method"] == "HEAD"
         await _respond(send, 200, content_type.encode(), b"" if head else body)
 
-    return app
+
+def metrics_app(engine: Durable, *, cache_seconds: float = DEFAULT_CACHE_SECONDS) -> MetricsApp:
+    """An ASGI application serving ``engine``'s metrics; mount it at ``/metrics``.
+
+    The SQL metrics are read at most once per ``cache_seconds``; the step histogram is
+    this process's (it has samples when the process runs steps and called
+    ``observe_steps()``). In Starlette: ``Route("/metrics", metrics_app(engine))``; in
+    FastAPI: ``app.add_route("/metrics", metrics_app(engine))`` (``app.mount`` works too,
+    but answers ``/metrics`` with a redirect to ``/metrics/``).
+    """
+    return MetricsApp(metrics_registry(engine, cache_seconds=cache_seconds))
 
 
 async def _respond(send: Send, status: int, content_type: bytes, body: bytes) -> None:
