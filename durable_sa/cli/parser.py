@@ -78,6 +78,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _cache_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        msg = f"expected a number of seconds, 0 or more, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _seconds(text: str) -> timedelta:
     return timedelta(seconds=_positive_float(text))
 
@@ -190,7 +201,7 @@ def _metrics_arguments(metrics: argparse.ArgumentParser) -> None:
     metrics.add_argument("--host", default=LOOPBACK, metavar="HOST", help="(127.0.0.1)")
     metrics.add_argument(
         "--cache",
-        type=float,
+        type=_cache_seconds,
         default=5.0,
         metavar="S",
         help="read the database at most once per S seconds, however many scrape (5)",

@@ -145,3 +145,7 @@ def test_a_port_in_use_and_a_bad_port_are_one_line(sqlite_engine, durable_sqlite
     code, text = bad.stop(terminate=False)
     assert code == 2
     assert "expected a TCP port from 1 to 65535, not '70000'" in text
+    bad = _Process("metrics", APP, "--cache", "-1", url=durable_sqlite_url)
+    code, text = bad.stop(terminate=False)
+    assert code == 2
+    assert "expected a number of seconds, 0 or more, not '-1'" in text
