@@ -1,4 +1,4 @@
-"""``durable-sa metrics`` and ``worker --metrics-port``: Prometheus endpoints for the CLI.
+"""``durable-sa metrics`` and ``worker --metrics-port``: their options and servers.
 
 The metrics extra is optional: without prometheus-client these options end in one line
 that says what to install. The servers bind loopback unless ``--host`` says otherwise,
@@ -8,20 +8,72 @@ and a port that cannot be bound is one line too, never a traceback. Printing sta
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import signal
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 from durable_sa.cli.errors import CliError
 from durable_sa.errors import MetricsNotInstalledError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import ModuleType
     from wsgiref.simple_server import WSGIServer
 
     from durable_sa.facade import Durable
+
+LOOPBACK: Final = "127.0.0.1"
+_MAX_PORT: Final = 65535
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= _MAX_PORT:
+        msg = f"expected a TCP port from 1 to {_MAX_PORT}, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _cache_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        msg = f"expected a number of seconds, 0 or more, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def metrics_port_arguments(worker: argparse.ArgumentParser) -> None:
+    """``worker --metrics-port N [--metrics-host H]``: serve the worker's step metrics."""
+    worker.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve this worker's step metrics for Prometheus (needs durable-sa[metrics])",
+    )
+    worker.add_argument("--metrics-host", default=LOOPBACK, metavar="HOST", help="(127.0.0.1)")
+
+
+def metrics_arguments(metrics: argparse.ArgumentParser, *, run: Callable[..., Any]) -> None:
+    """``metrics APP --port N [--host H] [--cache S]``, done by ``run``."""
+    metrics.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
+    metrics.add_argument("--port", type=_port, default=9100, metavar="PORT", help="(9100)")
+    metrics.add_argument("--host", default=LOOPBACK, metavar="HOST", help="(127.0.0.1)")
+    metrics.add_argument(
+        "--cache",
+        type=_cache_seconds,
+        default=5.0,
+        metavar="S",
+        help="read the database at most once per S seconds, however many scrape (5)",
+    )
+    metrics.set_defaults(run=run)
 
 
 def _metrics() -> ModuleType:

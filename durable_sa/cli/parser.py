@@ -33,6 +33,7 @@ from durable_sa.cli.commands import (
     workers_command,
 )
 from durable_sa.cli.errors import USAGE, CliError
+from durable_sa.cli.metrics import metrics_arguments, metrics_port_arguments
 from durable_sa.core.status import RunStatus
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 
 _AGE = re.compile(r"(?P<amount>[0-9]+)(?P<unit>[smhdw])")
 _OPTION = re.compile(r"--[a-z][a-z-]*")
-_MAX_PORT: Final = 65535
-LOOPBACK: Final = "127.0.0.1"
 _AGE_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -74,17 +73,6 @@ def _positive_float(text: str) -> float:
         value = 0.0
     if not value > 0:
         msg = f"expected a number of seconds above 0, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _cache_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        msg = f"expected a number of seconds, 0 or more, not {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
 
@@ -171,42 +159,8 @@ def _worker_arguments(worker: argparse.ArgumentParser) -> None:
         help="fire no schedules in this worker (other workers do)",
     )
     worker.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
-    _metrics_port_arguments(worker)
+    metrics_port_arguments(worker)
     worker.set_defaults(run=worker_command)
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > _MAX_PORT:
-        msg = f"expected a TCP port from 1 to {_MAX_PORT}, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
-def _metrics_port_arguments(worker: argparse.ArgumentParser) -> None:
-    """``worker --metrics-port N [--metrics-host H]``: serve the worker's step metrics."""
-    worker.add_argument(
-        "--metrics-port",
-        type=_port,
-        metavar="PORT",
-        help="serve this worker's step metrics for Prometheus (needs durable-sa[metrics])",
-    )
-    worker.add_argument("--metrics-host", default=LOOPBACK, metavar="HOST", help="(127.0.0.1)")
-
-
-def _metrics_arguments(metrics: argparse.ArgumentParser) -> None:
-    """``metrics APP --port N [--host H] [--cache S]``."""
-    metrics.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
-    metrics.add_argument("--port", type=_port, default=9100, metavar="PORT", help="(9100)")
-    metrics.add_argument("--host", default=LOOPBACK, metavar="HOST", help="(127.0.0.1)")
-    metrics.add_argument(
-        "--cache",
-        type=_cache_seconds,
-        default=5.0,
-        metavar="S",
-        help="read the database at most once per S seconds, however many scrape (5)",
-    )
-    metrics.set_defaults(run=metrics_command)
 
 
 def _relay_arguments(relay: argparse.ArgumentParser) -> None:
@@ -280,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
 
-    _metrics_arguments(
+    metrics_arguments(
         commands.add_parser(
             "metrics",
             help="serve Prometheus metrics read from the database until SIGTERM/SIGINT",
@@ -288,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "Serve APP's metrics at http://HOST:PORT/metrics: runs by workflow and status, "
                 "due jobs, dead letters, workers, limits, schedules (needs durable-sa[metrics])."
             ),
-        )
+        ),
+        run=metrics_command,
     )
 
     reading = _Parser(add_help=False)
