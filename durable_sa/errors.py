@@ -180,3 +180,7 @@ class DatabaseUnreachableError(DurableError, ConnectionError):
         )
         self.seconds = seconds
         self.reason = reason
+
+
+class MetricsNotInstalledError(DurableError, ImportError):
+    """Prometheus metrics need prometheus-client: pip install 'durable-sa[metrics]'."""

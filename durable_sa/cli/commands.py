@@ -40,6 +40,7 @@ from durable_sa.cli.json_output import (
     status_json,
     workers_json,
 )
+from durable_sa.cli.metrics import serve_database_metrics, serve_worker_metrics, until_stopped
 from durable_sa.cli.scrubbing import configure_logging
 from durable_sa.cli.urls import password_text, read_url
 from durable_sa.facade import Durable
@@ -347,7 +348,17 @@ def worker_command(args: argparse.Namespace, inv: Invocation) -> int:
             "claim nothing (import the modules that call durable(...) from APP)",
             file=sys.stderr,
         )
-    worker.run()
+    # ── worker metrics (--metrics-port): this process's step histogram ──
+    served = None
+    if args.metrics_port is not None:
+        served = serve_worker_metrics(host=args.metrics_host, port=args.metrics_port)
+        _out([f"step metrics: http://{args.metrics_host}:{args.metrics_port}/metrics"])
+    try:
+        worker.run()
+    finally:
+        if served is not None:
+            served.shutdown()
+            served.server_close()
     stats = worker.stats
     _out([f"durable-sa worker {worker.id} stopped: {stats.applied + stats.stale} job(s) done"])
     return 0
@@ -381,4 +392,18 @@ def relay_command(args: argparse.Namespace, inv: Invocation) -> int:
     relay.run()
     stats = relay.stats
     _out([f"durable-sa relay {relay.id} stopped: {stats.published} message(s) published"])
+    return 0
+
+
+def metrics_command(args: argparse.Namespace, inv: Invocation) -> int:
+    """Serve APP's database metrics for Prometheus until SIGTERM/SIGINT."""
+    engine = load_app(args.app)
+    inv.remember(engine.sa_engine.url)
+    server = serve_database_metrics(
+        engine, host=args.host, port=args.port, cache_seconds=args.cache
+    )
+    with until_stopped(server) as stop:
+        _out([f"durable-sa metrics: http://{args.host}:{args.port}/metrics, database {inv.url}"])
+        stop.wait()
+    _out(["durable-sa metrics stopped"])
     return 0

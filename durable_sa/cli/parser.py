@@ -20,6 +20,7 @@ from durable_sa.cli.commands import (
     cancel_command,
     dead_letters_command,
     list_command,
+    metrics_command,
     pause_command,
     prune_command,
     recover_command,
@@ -32,6 +33,7 @@ from durable_sa.cli.commands import (
     workers_command,
 )
 from durable_sa.cli.errors import USAGE, CliError
+from durable_sa.cli.metrics import metrics_arguments, metrics_port_arguments
 from durable_sa.core.status import RunStatus
 
 if TYPE_CHECKING:
@@ -157,6 +159,7 @@ def _worker_arguments(worker: argparse.ArgumentParser) -> None:
         help="fire no schedules in this worker (other workers do)",
     )
     worker.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
+    metrics_port_arguments(worker)
     worker.set_defaults(run=worker_command)
 
 
@@ -229,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser(
             "relay", help="publish a relay backend's outbox to its broker until SIGTERM/SIGINT"
         )
+    )
+
+    metrics_arguments(
+        commands.add_parser(
+            "metrics",
+            help="serve Prometheus metrics read from the database until SIGTERM/SIGINT",
+            description=(
+                "Serve APP's metrics at http://HOST:PORT/metrics: runs by workflow and status, "
+                "due jobs, dead letters, workers, limits, schedules (needs durable-sa[metrics])."
+            ),
+        ),
+        run=metrics_command,
     )
 
     reading = _Parser(add_help=False)

@@ -17,6 +17,7 @@ from durable_sa.core.context import DurableContext
 from durable_sa.core.decide import decide_step, is_current_advance
 from durable_sa.core.outcomes import Failed
 from durable_sa.core.registry import registry
+from durable_sa.engine import observers
 from durable_sa.errors import DefinitionChanged
 from durable_sa.execute.driver import drive_step
 
@@ -107,6 +108,11 @@ def execute_step(  # noqa: PLR0913 - the step, its run and position, keyword opt
     ctx = build_context(run, step.name, attempt)
     outcome = drive_step(step, ctx, journal, stored, max_payload_bytes=max_payload_bytes)
     log_step(run, step.name, attempt, outcome, started)
+    # ── metrics hook (durable_sa.metrics.observe_steps): one tuple test when unused ──
+    if observers.step_observers:
+        seconds = time.perf_counter() - started
+        observers.step_ended(run.workflow_name, step.name, outcome_name(outcome), seconds)
+    # ── end of the metrics hook ──
     return outcome
 
 

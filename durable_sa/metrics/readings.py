@@ -1,0 +1,197 @@
+"""What the metrics read from the database at scrape time, as one plain value.
+
+Rules:
+- One short read-only transaction on the engine's own sessions, a handful of
+  statements, each bounded by an index or by a small table: runs are counted by
+  ``(workflow_name, status)`` (its index covers the count), jobs and the outbox are the
+  live work (rows leave when done), dead letters are counted open only, and workers,
+  limits, schedules and paused workflows are small tables read whole.
+- What is read is what the engine itself reads: live workers through
+  :func:`~durable_sa.runtime.presence.live_workers`, a job's claimability through the
+  jobs-table claim's own filter (:func:`~durable_sa.queue.due.not_paused`), schedules
+  through :func:`~durable_sa.store.schedules.load_all`.
+- Times are measured against the engine's clock (``engine.now()``), as the workers'.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from sqlalchemy import and_, case, func, or_, select
+
+from durable_sa.core.admission import WORKFLOW_KEY
+from durable_sa.core.status import RunStatus
+from durable_sa.queue.due import not_paused
+from durable_sa.runtime.presence import live_workers
+from durable_sa.store import schedules as schedule_rows
+from durable_sa.store.models import (
+    dead_letters_table,
+    jobs_table,
+    outbox_table,
+    paused_table,
+    runs_table,
+    slots_table,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement, Table
+    from sqlalchemy.orm import Session
+
+
+@attrs.frozen(kw_only=True)
+class QueueReading:
+    """One queue's due work: how many jobs can be claimed now, since when, how many run."""
+
+    due: int
+    oldest_due: datetime | None
+    running: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class LimitReading:
+    """A workflow's ``max_active`` limit and the active runs it counts."""
+
+    active: int
+    max_active: int | None
+
+
+@attrs.frozen(kw_only=True)
+class Readings:
+    """Everything the SQL metrics show, read in one transaction at ``now``."""
+
+    now: datetime
+    runs: dict[tuple[str, RunStatus], int]
+    """Runs by ``(workflow, status)``; pairs with no run are absent."""
+    jobs: dict[str, QueueReading]
+    """The jobs table, by queue (queues with no job row are absent)."""
+    outbox: dict[str, QueueReading]
+    """A relay backend's unpublished outbox rows, by queue."""
+    dead_letters_open: int
+    workers_live: int
+    workers_busy_slots: int
+    workers_slots: int
+    limits: dict[str, LimitReading]
+    paused: frozenset[str]
+    schedule_lag: dict[str, float]
+    """Seconds each unpaused schedule is behind its next tick (0 when it is not due yet)."""
+
+
+def read(session: Session, *, now: datetime) -> Readings:
+    """Read every metric's value at ``now`` (the caller's session, no writes)."""
+    workers = live_workers(session, now=now)
+    return Readings(
+        now=now,
+        runs=_runs(session),
+        jobs=_queues(session, jobs_table, _job_due(now), running=_job_running(now)),
+        outbox=_queues(session, outbox_table, _outbox_due(now)),
+        dead_letters_open=_open_dead_letters(session),
+        workers_live=len(workers),
+        workers_busy_slots=sum(worker.in_flight for worker in workers),
+        workers_slots=sum(worker.concurrency for worker in workers),
+        limits=_limits(session),
+        paused=frozenset(session.execute(select(paused_table.c.workflow_name)).scalars()),
+        schedule_lag=_schedule_lag(session, now),
+    )
+
+
+def _runs(session: Session) -> dict[tuple[str, RunStatus], int]:
+    runs = runs_table
+    rows = session.execute(
+        select(runs.c.workflow_name, runs.c.status, func.count()).group_by(
+            runs.c.workflow_name, runs.c.status
+        )
+    )
+    return {(name, RunStatus(status)): int(count) for name, status, count in rows}
+
+
+def _job_due(now: datetime) -> ColumnElement[bool]:
+    """A job a worker could claim now: due, not held (or its lease ran out), not paused."""
+    jobs = jobs_table
+    return and_(
+        jobs.c.available_at <= now,
+        or_(jobs.c.claimed_until.is_(None), jobs.c.claimed_until < now),
+        not_paused(jobs),
+    )
+
+
+def _job_running(now: datetime) -> ColumnElement[bool]:
+    """A job a worker holds: its lease has not run out."""
+    return jobs_table.c.claimed_until >= now
+
+
+def _outbox_due(now: datetime) -> ColumnElement[bool]:
+    """An outbox row a relay would publish now: due and unpublished, held by no worker."""
+    outbox = outbox_table
+    return and_(
+        outbox.c.published_at.is_(None),
+        outbox.c.available_at <= now,
+        or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+    )
+
+
+def _queues(
+    session: Session,
+    table: Table,
+    due: ColumnElement[bool],
+    *,
+    running: ColumnElement[bool] | None = None,
+) -> dict[str, QueueReading]:
+    columns: list[Any] = [
+        table.c.queue,
+        func.sum(case((due, 1), else_=0)),
+        func.min(case((due, table.c.available_at), else_=None)),
+    ]
+    if running is not None:
+        columns.append(func.sum(case((running, 1), else_=0)))
+    stmt = select(*columns).group_by(table.c.queue)
+    if table is outbox_table:  # published history waits to be pruned: not work
+        stmt = stmt.where(table.c.published_at.is_(None))
+    found: dict[str, QueueReading] = {}
+    for row in session.execute(stmt):
+        found[row[0]] = QueueReading(
+            due=int(row[1] or 0),
+            oldest_due=_aware(row[2]),
+            running=int(row[3] or 0) if running is not None else 0,
+        )
+    return found
+
+
+def _aware(value: object) -> datetime | None:
+    """A time read through an untyped expression (SQLite gives text) as aware UTC."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(moment, datetime):  # pragma: no cover - drivers give one of the two
+        msg = f"expected a time, got {value!r}"
+        raise TypeError(msg)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _open_dead_letters(session: Session) -> int:
+    letters = dead_letters_table
+    stmt = select(func.count()).select_from(letters).where(letters.c.resolved_at.is_(None))
+    return int(session.execute(stmt).scalar_one())
+
+
+def _limits(session: Session) -> dict[str, LimitReading]:
+    slots = slots_table
+    rows = session.execute(
+        select(slots.c.workflow_name, slots.c.active, slots.c.max_active).where(
+            slots.c.concurrency_key == WORKFLOW_KEY
+        )
+    )
+    return {
+        name: LimitReading(active=int(active), max_active=max_active)
+        for name, active, max_active in rows
+    }
+
+
+def _schedule_lag(session: Session, now: datetime) -> dict[str, float]:
+    lag: dict[str, float] = {}
+    for row in schedule_rows.load_all(session):
+        if row.paused or row.next_fire_at is None:
+            continue
+        lag[row.name] = max(0.0, (now - row.next_fire_at).total_seconds())
+    return lag
