@@ -126,18 +126,10 @@ def status_command(args: argparse.Namespace, inv: Invocation) -> int:
                 .where(JournalEntry.run_id == snap.run_id)
                 .order_by(JournalEntry.id)
             ).all()
-        paused = not snap.status.is_terminal and snap.workflow_name in engine.paused_workflows()
     if args.json:
         _out(status_json(snap, journal))
         return 0
-    lines = render_status(snap, journal, tracebacks=args.traceback)
-    if paused:
-        lines.insert(
-            lines.index(""),
-            f"paused: workflow {snap.workflow_name} is paused; no step of it runs until "
-            f"`durable-sa unpause {snap.workflow_name}`",
-        )
-    _out(lines)
+    _out(render_status(snap, journal, tracebacks=args.traceback))
     return 0
 
 

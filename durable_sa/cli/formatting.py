@@ -17,6 +17,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 from durable_sa.cli.cells import NONE, Cells, table, when
+from durable_sa.core.holds import PAUSED
+from durable_sa.core.status import RunStatus
 from durable_sa.core.units import compensate_unit
 
 if TYPE_CHECKING:
@@ -59,7 +61,8 @@ def note(snap: RunStatusSnapshot, cells: Cells | None = None) -> str:  # noqa: P
     if snap.stranded is not None:
         return f"stranded, {cell(snap.stranded, 60)}"
     if snap.waiting_reason is not None:
-        return f"pending: {cell(snap.waiting_reason, 60)}"
+        label = "pending" if snap.status is RunStatus.PENDING else "waiting"
+        return f"{label}: {cell(snap.waiting_reason, 60)}"
     if snap.waiting_for_version is not None:
         return f"waiting for a worker with version {snap.waiting_for_version}"
     if snap.wait_kind == "agent":
@@ -107,8 +110,7 @@ def render_status(
     lines = [f"{name + ':':<16} {value}" for name, value in fields]
     if snap.waiting_for_version is not None:
         lines.append(waiting_line(snap))
-    if snap.waiting_reason is not None:
-        lines.append(f"pending: waits under the {snap.waiting_reason}")
+    lines += _reason_lines(snap)
     lines += ["", "journal:"]
     if journal:
         rows = [
@@ -131,6 +133,22 @@ def render_status(
     if cell.cut:
         lines += ["", cut_note(f"durable-sa status {snap.run_id} --json shows every value whole")]
     return lines
+
+
+def _reason_lines(snap: RunStatusSnapshot) -> list[str]:
+    """What ``status`` says of ``waiting_reason``: a pause with how to end it."""
+    reason = snap.waiting_reason
+    if reason is None:
+        return []
+    label = "pending" if snap.status is RunStatus.PENDING else "waiting"
+    if not reason.startswith(PAUSED):
+        return [f"{label}: {reason}"]
+    name = snap.workflow_name
+    lines = [
+        f"paused: workflow {name} is paused; no step of it runs until `durable-sa unpause {name}`"
+    ]
+    rest = reason.removeprefix(PAUSED).removeprefix("; then ")
+    return lines + ([f"{label}: then {rest}"] if rest else [])
 
 
 def _outcome(entry: JournalEntry) -> object:
