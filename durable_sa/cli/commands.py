@@ -186,7 +186,7 @@ def cancel_command(args: argparse.Namespace, inv: Invocation) -> int:
 def pause_command(args: argparse.Namespace, inv: Invocation) -> int:
     """Pause a workflow: its runs' steps are not claimed until it is unpaused."""
     with _database(args, inv) as engine:
-        changed = engine.pause(args.workflow)
+        changed = engine.pause(args.workflow, force=args.force)
     if changed:
         _out([f"paused {args.workflow}: its runs take no new step until `durable-sa unpause`"])
     else:
@@ -198,7 +198,12 @@ def unpause_command(args: argparse.Namespace, inv: Invocation) -> int:
     """Let a paused workflow's runs go on."""
     with _database(args, inv) as engine:
         changed = engine.unpause(args.workflow)
-    _out([f"unpaused {args.workflow}" if changed else f"{args.workflow} was not paused"])
+        still = [] if changed else engine.paused_workflows()
+    if changed:
+        _out([f"unpaused {args.workflow}"])
+    else:
+        paused = f" (paused: {', '.join(still)})" if still else ""
+        _out([f"{args.workflow} was not paused{paused}"])
     return 0
 
 
