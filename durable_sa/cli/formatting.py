@@ -302,9 +302,14 @@ def render_workers(workers: Sequence[WorkerInfo]) -> list[str]:
 
 
 def render_schedules(schedules: Sequence[ScheduleInfo]) -> list[str]:
-    """One line per schedule: ``durable-sa schedules``."""
+    """One line per schedule: ``durable-sa schedules``; then what to do about any unfired.
+
+    ``error`` is the last firing's error (why its tick started no run), cut to a cell;
+    a schedule no worker fires gets a line under the table saying what to do.
+    """
     if not schedules:
         return ["no schedules"]
+    cell = Cells()
     rows = [
         (
             s.name,
@@ -316,11 +321,18 @@ def render_schedules(schedules: Sequence[ScheduleInfo]) -> list[str]:
             when(s.next_fire_at) if s.next_fire_at is not None and not s.paused else NONE,
             when(s.last_fired_at),
             NONE if s.last_run_id is None else str(s.last_run_id),
+            cell(s.last_error, 50),
         )
         for s in schedules
     ]
     headers = ("name", "workflow", "cron", "timezone", "overlap", "state", "next_fire")
-    return table((*headers, "last_fired", "last_run"), rows)
+    lines = table((*headers, "last_fired", "last_run", "error"), rows)
+    hints = [f"{s.name}: {s.hint}" for s in schedules if s.hint is not None]
+    if hints:
+        lines += ["", *hints]
+    if cell.cut:
+        lines += ["", cut_note("durable-sa schedules --json shows every error whole")]
+    return lines
 
 
 def versions(workflows: dict[str, str]) -> str:
