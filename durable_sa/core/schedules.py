@@ -16,8 +16,9 @@ Rules:
   is without a ``catchup_window``: after a longer downtime no missed tick is started,
   the schedule goes on with its next tick.
 - Overlap: ``skip`` starts nothing while the schedule's last run is active; ``allow``
-  always starts; ``buffer_one`` keeps at most one tick waiting, started when the active
-  run ends; ``cancel_previous`` cancels the active run and starts the latest tick.
+  always starts; ``buffer_one`` keeps at most one tick waiting, started by the first
+  firing after the active run ends (workers look at least once per poll interval);
+  ``cancel_previous`` cancels the active run and starts the latest tick.
 """
 
 from __future__ import annotations

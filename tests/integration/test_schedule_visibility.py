@@ -3,6 +3,7 @@ schedule does not fire."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -96,4 +97,35 @@ def test_the_cli_shows_the_error_column_and_the_hint(
     assert any(
         line.startswith("orphan: not fired since ") and "engine.schedule('orphan', ...)" in line
         for line in lines
+    )
+
+
+def test_a_buffered_tick_starts_within_a_poll_of_the_active_runs_end(
+    sa_engine: sa.Engine,
+) -> None:
+    """What docs/queues.md promises for ``buffer_one``: a worker's schedule thread starts
+    the buffered tick at its next look after the run ends, long before the next tick."""
+    clock = FakeClock(T0)
+    engine = Durable(sa_engine, clock=clock)
+    engine.create_tables()
+    durable("gated").wait_for_signal("go", "go")
+    engine.schedule("gate", "gated", cron="0 * * * *", overlap="buffer_one")
+    clock.set(T0 + timedelta(hours=1, seconds=1))
+    [first] = engine.fire_schedules()
+    clock.set(T0 + timedelta(hours=2, seconds=1))
+    assert engine.fire_schedules() == []  # the 02:00 tick waits for the first run
+    assert engine.schedules()[0].buffered_at == T0 + timedelta(hours=2)
+
+    with engine.worker(poll_interval=0.1, heartbeat=timedelta(seconds=0.2)):
+        engine.send(first.run_id, "go", None)
+        assert engine.wait(first.run_id, timeout=30).status == "completed"
+        deadline = time.monotonic() + 10
+        while engine.schedules()[0].buffered_at is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    info = engine.schedules()[0]
+    assert info.buffered_at is None
+    assert info.last_fired_at == T0 + timedelta(hours=2)  # the buffered tick, not a later one
+    assert info.last_run_id not in (None, first.run_id)
+    assert engine.status(info.last_run_id).idempotency_key == (
+        "schedule:gate:2030-01-01T02:00:00+00:00"
     )
