@@ -214,7 +214,7 @@ def controls(url: str, *, n: int, mode: str, timeout: float) -> dict[str, Any]:
     workflow = CONTROLS_WORKFLOWS[mode]
     if mode in {"idle", "on", "both"}:
         engine.set_rate_limit(BENCH_RATE_LIMIT, limit=1_000_000_000, per=timedelta(seconds=1))
-        engine.pause("bench-paused-elsewhere")
+        engine.pause("bench-paused-elsewhere", force=True)
     keyed = mode in {"limits", "both"}
     out = throughput(
         url,

@@ -91,6 +91,7 @@ _ELSEWHERE: Final[dict[str, str]] = {
             "RunTerminalError",
             "ScheduleNotFoundError",
             "StepNotTransactionalError",
+            "UnknownWorkflowError",
             "WrongSessionError",
         ),
         "durable_sa.errors",

@@ -7,6 +7,7 @@ an error caused by the database chains SQLAlchemy's exception with ``from``.
     DurableError
     ├── DefinitionError (ValueError)          a workflow was defined wrongly
     ├── WorkflowNotRegisteredError (LookupError)
+    ├── UnknownWorkflowError (LookupError)    pause() names a workflow nothing knows
     ├── RunNotFoundError (LookupError)
     ├── PayloadError (ValueError)             input, data or a job payload is not valid JSON
     │   └── ResultNotSerializableError        a step returned something JSON cannot hold
@@ -44,6 +45,26 @@ class WorkflowNotRegisteredError(DurableError, LookupError):
             f"import the module that calls durable({name!r}) first.{hint}"
         )
         self.name = name
+
+
+class UnknownWorkflowError(DurableError, LookupError):
+    """No workflow of this name is known here or to the database; check the name.
+
+    Raised by ``pause`` for a name this process does not define, no live worker
+    defines, no run has and no schedule starts: most likely a typo, which would pause
+    nothing and report success. ``known`` lists the names that are known.
+    """
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = f" Known: {', '.join(sorted(known))}." if known else ""
+        super().__init__(
+            f"No workflow named {name!r} is registered in this process, defined by a live "
+            f"worker, started before or scheduled; check the name.{hint} To pause a "
+            "workflow that only another process defines and that has never run, pass "
+            f"force=True (durable-sa pause --force {name})."
+        )
+        self.name = name
+        self.known = sorted(known or [])
 
 
 class RunNotFoundError(DurableError, LookupError):
@@ -163,6 +184,7 @@ __all__ = [
     "RunTerminalError",
     "ScheduleNotFoundError",
     "StepNotTransactionalError",
+    "UnknownWorkflowError",
     "WaitTimeoutError",
     "WorkflowNotRegisteredError",
     "WrongSessionError",

@@ -59,6 +59,7 @@ from durable_sa.errors import (
     InvalidArgumentError,
     RunNotFoundError,
     RunTerminalError,
+    UnknownWorkflowError,
 )
 from durable_sa.outbox.relay import Relay
 from durable_sa.queue.backends import check_capabilities, load_backend
@@ -72,6 +73,7 @@ from durable_sa.results import (
     StartResult,
 )
 from durable_sa.store import controls
+from durable_sa.store.known_workflows import known_workflow, worker_workflows
 from durable_sa.store.models import metadata
 from durable_sa.store.notify import install_triggers
 from durable_sa.store.queries import load_run, lock_run, lock_tree
@@ -857,7 +859,7 @@ class Durable:
         """
         return self.shell.transaction(lambda tx: controls.remove_rate_limit(tx, name))
 
-    def pause(self, workflow_name: str) -> bool:
+    def pause(self, workflow_name: str, *, force: bool = False) -> bool:
         """Pause a workflow: no job of its runs is claimed until :meth:`unpause`.
 
         Steps already running finish; starts and signals are still accepted and wait.
@@ -866,13 +868,27 @@ class Durable:
         process has seen it, so no step of it begins anywhere after ``pause`` returns.
         Returns whether the workflow was running (``False``: it was paused already).
 
+        The name must be one this process defines, a live worker defines, a run has or
+        a schedule starts (a typo would otherwise pause nothing, successfully);
+        ``force=True`` pauses any name, e.g. a workflow only another service defines,
+        before it has ever run.
+
         Raises:
             InvalidArgumentError: ``workflow_name`` is not a workflow name.
+            UnknownWorkflowError: no such workflow is known, and not ``force``.
 
         """
         _check_name_argument(workflow_name, "workflow name")
         now = self.shell.now()
-        paused = self.shell.transaction(lambda tx: controls.pause(tx, workflow_name, now=now))
+
+        def work(tx: Session) -> bool:
+            known_here = force or registry.has(workflow_name)
+            if not known_here and not known_workflow(tx, workflow_name, now=now):
+                known = {*registry.names(), *worker_workflows(tx, now=now)}
+                raise UnknownWorkflowError(workflow_name, sorted(known))
+            return controls.pause(tx, workflow_name, now=now)
+
+        paused = self.shell.transaction(work)
         self.shell.paused.forget()
         if paused:  # every process's cached read is then newer than the pause
             time.sleep(controls.PAUSED_TTL)

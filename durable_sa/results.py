@@ -114,8 +114,12 @@ class RunStatusSnapshot:
     """Set while the run has work queued that no live worker can run: the definition
     version a worker must have (``workflow_version``) to take it."""
     waiting_reason: str | None = None
-    """Why a ``pending`` run has not begun: the limit it waits under (``limit of
-    workflow 'w' (2/2 active)``, ``limit of key 'k' (1/1 active)``)."""
+    """Why the run waits, when something other than its own steps holds it: for a
+    ``pending`` run the limits it waits under (``limit of workflow 'w' (2/2 active)``,
+    ``limit of key 'k' (1/1 active)``, both joined by ``and`` when both bind) or its
+    debounce window; ``workflow paused`` for any run of a paused workflow that has not
+    ended; for a running run whose step a rate limit deferred, the limit and when the
+    step is due again (``rate limit 'api' (next at 2030-01-01T00:00:05+00:00)``)."""
     concurrency_key: str | None = None
     """The key the run's workflow's per-key limit counts it under."""
     priority: int = 0

@@ -1,6 +1,9 @@
 """Read-only views of runs for people: status snapshots with their children.
 
 Children are loaded level by level (one query per generation), not one query per run.
+Why a run waits (``waiting_reason``) is read from what is stored already, in a few
+queries per listing, whatever its length: slots counts for pending runs, the paused
+workflows, and the rows of steps a rate limit deferred.
 A listing is one bounded query (``limit``) whose filters the callers check first
 (:func:`list_cutoff`, :func:`checked_limit`), so a bad filter never reaches the database.
 """
@@ -15,6 +18,7 @@ import attrs
 from sqlalchemy import or_, select
 
 from durable_sa.core.admission import WORKFLOW_KEY, Count, debounce_reason, waiting_reason
+from durable_sa.core.holds import paused_hold, rate_limit_hold
 from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.snapshot import WaitKind
 from durable_sa.core.status import RunStatus
@@ -22,7 +26,13 @@ from durable_sa.errors import InvalidArgumentError, RunNotFoundError
 from durable_sa.queue import dead_letters
 from durable_sa.results import DeadLetterInfo, RunStatusSnapshot
 from durable_sa.runtime.presence import live_workers
-from durable_sa.store.models import dead_letters_table, jobs_table, runs_table
+from durable_sa.store.models import (
+    dead_letters_table,
+    jobs_table,
+    outbox_table,
+    paused_table,
+    runs_table,
+)
 from durable_sa.store.slots import read_count
 
 if TYPE_CHECKING:
@@ -181,6 +191,60 @@ def _mark_waiting(
     return [_replace(snap, marked) for snap in snaps]
 
 
+def _mark_held(
+    session: Session, snaps: list[RunStatusSnapshot], now: datetime
+) -> list[RunStatusSnapshot]:
+    """Set ``waiting_reason`` on runs held by a pause, or by a rate limit on their step.
+
+    A run of a paused workflow that has not ended says so (a pending run also keeps what
+    it waits for after). A running run whose due job was given back by a rate limit
+    names the limit and when the step is due again: its queued row (jobs table, or the
+    outbox of a relay backend) holds the refusal as ``last_error`` until it runs.
+    """
+    alive = [s for s in _walk(snaps) if not s.status.is_terminal]
+    if not alive:
+        return snaps
+    names = sorted({s.workflow_name for s in alive})
+    paused = set(
+        session.execute(
+            select(paused_table.c.workflow_name).where(paused_table.c.workflow_name.in_(names))
+        ).scalars()
+    )
+    marked = {
+        s.run_id: attrs.evolve(s, waiting_reason=paused_hold(s.waiting_reason))
+        for s in alive
+        if s.workflow_name in paused
+    }
+    stepping = [
+        s.run_id
+        for s in alive
+        if s.run_id not in marked and s.status in (RunStatus.RUNNING, RunStatus.COMPENSATING)
+    ]
+    holds: dict[int, tuple[datetime, str]] = {}
+    for table, waiting in (
+        (jobs_table, jobs_table.c.claimed_until.is_(None)),
+        (outbox_table, outbox_table.c.published_at.is_(None)),
+    ):
+        for chunk in _chunks(stepping):
+            rows = session.execute(
+                select(table.c.run_id, table.c.last_error, table.c.available_at).where(
+                    table.c.run_id.in_(chunk),
+                    waiting,
+                    table.c.available_at > now,
+                    table.c.last_error.is_not(None),
+                )
+            )
+            for row in rows:
+                reason = rate_limit_hold(row.last_error, row.available_at)
+                known = holds.get(int(row.run_id))
+                if reason is not None and (known is None or row.available_at < known[0]):
+                    holds[int(row.run_id)] = (row.available_at, reason)
+    by_id = {s.run_id: s for s in alive}
+    for run_id, (_, reason) in holds.items():
+        marked[run_id] = attrs.evolve(by_id[run_id], waiting_reason=reason)
+    return [_replace(snap, marked) for snap in snaps] if marked else snaps
+
+
 def _walk(snaps: list[RunStatusSnapshot]) -> list[RunStatusSnapshot]:
     out: list[RunStatusSnapshot] = []
     for snap in snaps:
@@ -230,6 +294,14 @@ def _mark_stranded(
     return [_replace(snap, marked) for snap in snaps] if marked else snaps
 
 
+def _marked(
+    session: Session, snaps: list[RunStatusSnapshot], now: datetime, live_run_ids: LiveRunIds
+) -> list[RunStatusSnapshot]:
+    """``snaps`` with what they wait for: a version, a place, a pause, a rate limit, a fix."""
+    marked = _mark_waiting(session, _mark_unrunnable(session, snaps, now), now)
+    return _mark_stranded(session, _mark_held(session, marked, now), live_run_ids)
+
+
 def run_status(
     session: Session, run_id: int, *, now: datetime, live_run_ids: LiveRunIds
 ) -> RunStatusSnapshot:
@@ -244,8 +316,7 @@ def run_status(
         raise RunNotFoundError(run_id)
     snap = _snapshot(row)
     _attach_children(session, [snap])
-    marked = _mark_waiting(session, _mark_unrunnable(session, [snap], now), now)
-    return _mark_stranded(session, marked, live_run_ids)[0]
+    return _marked(session, [snap], now, live_run_ids)[0]
 
 
 def list_runs(  # noqa: PLR0913 - filters, all keyword-only
@@ -280,8 +351,7 @@ def list_runs(  # noqa: PLR0913 - filters, all keyword-only
         stmt = stmt.limit(limit)
     snaps = [_snapshot(row) for row in session.execute(stmt)]
     _attach_children(session, snaps)
-    marked = _mark_waiting(session, _mark_unrunnable(session, snaps, now), now)
-    return _mark_stranded(session, marked, live_run_ids)
+    return _marked(session, snaps, now, live_run_ids)
 
 
 def list_cutoff(since: datetime | timedelta | None, now: datetime) -> datetime | None:

@@ -127,18 +127,10 @@ def status_command(args: argparse.Namespace, inv: Invocation) -> int:
                 .where(JournalEntry.run_id == snap.run_id)
                 .order_by(JournalEntry.id)
             ).all()
-        paused = not snap.status.is_terminal and snap.workflow_name in engine.paused_workflows()
     if args.json:
         _out(status_json(snap, journal))
         return 0
-    lines = render_status(snap, journal, tracebacks=args.traceback)
-    if paused:
-        lines.insert(
-            lines.index(""),
-            f"paused: workflow {snap.workflow_name} is paused; no step of it runs until "
-            f"`durable-sa unpause {snap.workflow_name}`",
-        )
-    _out(lines)
+    _out(render_status(snap, journal, tracebacks=args.traceback))
     return 0
 
 
@@ -195,7 +187,7 @@ def cancel_command(args: argparse.Namespace, inv: Invocation) -> int:
 def pause_command(args: argparse.Namespace, inv: Invocation) -> int:
     """Pause a workflow: its runs' steps are not claimed until it is unpaused."""
     with _database(args, inv) as engine:
-        changed = engine.pause(args.workflow)
+        changed = engine.pause(args.workflow, force=args.force)
     if changed:
         _out([f"paused {args.workflow}: its runs take no new step until `durable-sa unpause`"])
     else:
@@ -207,7 +199,12 @@ def unpause_command(args: argparse.Namespace, inv: Invocation) -> int:
     """Let a paused workflow's runs go on."""
     with _database(args, inv) as engine:
         changed = engine.unpause(args.workflow)
-    _out([f"unpaused {args.workflow}" if changed else f"{args.workflow} was not paused"])
+        still = [] if changed else engine.paused_workflows()
+    if changed:
+        _out([f"unpaused {args.workflow}"])
+    else:
+        paused = f" (paused: {', '.join(still)})" if still else ""
+        _out([f"{args.workflow} was not paused{paused}"])
     return 0
 
 

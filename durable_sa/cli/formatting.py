@@ -17,6 +17,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 from durable_sa.cli.cells import NONE, Cells, table, when
+from durable_sa.core.holds import PAUSED
+from durable_sa.core.status import RunStatus
 from durable_sa.core.units import compensate_unit
 
 if TYPE_CHECKING:
@@ -59,7 +61,8 @@ def note(snap: RunStatusSnapshot, cells: Cells | None = None) -> str:  # noqa: P
     if snap.stranded is not None:
         return f"stranded, {cell(snap.stranded, 60)}"
     if snap.waiting_reason is not None:
-        return f"pending: {cell(snap.waiting_reason, 60)}"
+        label = "pending" if snap.status is RunStatus.PENDING else "waiting"
+        return f"{label}: {cell(snap.waiting_reason, 60)}"
     if snap.waiting_for_version is not None:
         return f"waiting for a worker with version {snap.waiting_for_version}"
     if snap.wait_kind == "agent":
@@ -107,8 +110,7 @@ def render_status(
     lines = [f"{name + ':':<16} {value}" for name, value in fields]
     if snap.waiting_for_version is not None:
         lines.append(waiting_line(snap))
-    if snap.waiting_reason is not None:
-        lines.append(f"pending: waits under the {snap.waiting_reason}")
+    lines += _reason_lines(snap)
     lines += ["", "journal:"]
     if journal:
         rows = [
@@ -131,6 +133,22 @@ def render_status(
     if cell.cut:
         lines += ["", cut_note(f"durable-sa status {snap.run_id} --json shows every value whole")]
     return lines
+
+
+def _reason_lines(snap: RunStatusSnapshot) -> list[str]:
+    """What ``status`` says of ``waiting_reason``: a pause with how to end it."""
+    reason = snap.waiting_reason
+    if reason is None:
+        return []
+    label = "pending" if snap.status is RunStatus.PENDING else "waiting"
+    if not reason.startswith(PAUSED):
+        return [f"{label}: {reason}"]
+    name = snap.workflow_name
+    lines = [
+        f"paused: workflow {name} is paused; no step of it runs until `durable-sa unpause {name}`"
+    ]
+    rest = reason.removeprefix(PAUSED).removeprefix("; then ")
+    return lines + ([f"{label}: then {rest}"] if rest else [])
 
 
 def _outcome(entry: JournalEntry) -> object:
@@ -284,9 +302,14 @@ def render_workers(workers: Sequence[WorkerInfo]) -> list[str]:
 
 
 def render_schedules(schedules: Sequence[ScheduleInfo]) -> list[str]:
-    """One line per schedule: ``durable-sa schedules``."""
+    """One line per schedule: ``durable-sa schedules``; then what to do about any unfired.
+
+    ``error`` is the last firing's error (why its tick started no run), cut to a cell;
+    a schedule no worker fires gets a line under the table saying what to do.
+    """
     if not schedules:
         return ["no schedules"]
+    cell = Cells()
     rows = [
         (
             s.name,
@@ -298,11 +321,18 @@ def render_schedules(schedules: Sequence[ScheduleInfo]) -> list[str]:
             when(s.next_fire_at) if s.next_fire_at is not None and not s.paused else NONE,
             when(s.last_fired_at),
             NONE if s.last_run_id is None else str(s.last_run_id),
+            cell(s.last_error, 50),
         )
         for s in schedules
     ]
     headers = ("name", "workflow", "cron", "timezone", "overlap", "state", "next_fire")
-    return table((*headers, "last_fired", "last_run"), rows)
+    lines = table((*headers, "last_fired", "last_run", "error"), rows)
+    hints = [f"{s.name}: {s.hint}" for s in schedules if s.hint is not None]
+    if hints:
+        lines += ["", *hints]
+    if cell.cut:
+        lines += ["", cut_note("durable-sa schedules --json shows every error whole")]
+    return lines
 
 
 def versions(workflows: dict[str, str]) -> str:

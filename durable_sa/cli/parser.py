@@ -200,13 +200,24 @@ def _pause_parsers(commands: Any, database: argparse.ArgumentParser) -> None:  #
             "pause a workflow: no step of its runs is claimed until unpaused",
             (
                 "Pause the workflow NAME on every worker: steps already running finish, no "
-                "further step of its runs is claimed; starts and signals are still accepted."
+                "further step of its runs is claimed; starts and signals are still accepted. "
+                "NAME must be known to the database (a run, a live worker or a schedule has "
+                "it), else pass --force."
             ),
         ),
         ("unpause", unpause_command, "let a paused workflow's runs go on", None),
     ):
         sub = commands.add_parser(name, parents=[database], help=what, description=description)
         sub.add_argument("workflow", metavar="NAME", help="the workflow's name")
+        if name == "pause":
+            sub.add_argument(
+                "--force",
+                action="store_true",
+                help=(
+                    "pause NAME even though no run, live worker or schedule knows it yet "
+                    "(a workflow another service defines, before its first run)"
+                ),
+            )
         sub.set_defaults(run=run)
 
 

@@ -89,11 +89,20 @@ def debounce_reason(begin_at: datetime) -> str:
 def waiting_reason(
     workflow: Count, key: Count | None, concurrency_key: str | None, workflow_name: str
 ) -> str:
-    """Why a pending run of ``workflow_name`` waits, in words ``list`` and ``status`` show."""
+    """Why a pending run of ``workflow_name`` waits, in words ``list`` and ``status`` show.
+
+    Every limit that binds is named (both, joined by ``and``, when the workflow's and the
+    key's counts are full): the run begins only once each has a place.
+    """
+    full = []
     if not workflow.has_room:
-        return f"limit of workflow {workflow_name!r} ({workflow.active}/{workflow.limit} active)"
+        full.append(
+            f"limit of workflow {workflow_name!r} ({workflow.active}/{workflow.limit} active)"
+        )
     if key is not None and not key.has_room:
-        return f"limit of key {concurrency_key!r} ({key.active}/{key.limit} active)"
+        full.append(f"limit of key {concurrency_key!r} ({key.active}/{key.limit} active)")
+    if full:
+        return " and ".join(full)
     return "admission (a place is free; it begins when the run that freed it commits)"
 
 

@@ -16,8 +16,9 @@ Rules:
   is without a ``catchup_window``: after a longer downtime no missed tick is started,
   the schedule goes on with its next tick.
 - Overlap: ``skip`` starts nothing while the schedule's last run is active; ``allow``
-  always starts; ``buffer_one`` keeps at most one tick waiting, started when the active
-  run ends; ``cancel_previous`` cancels the active run and starts the latest tick.
+  always starts; ``buffer_one`` keeps at most one tick waiting, started by the first
+  firing after the active run ends (workers look at least once per poll interval);
+  ``cancel_previous`` cancels the active run and starts the latest tick.
 """
 
 from __future__ import annotations
@@ -309,8 +310,48 @@ class ScheduleInfo:
     last_run_id: int | None
     buffered_at: datetime | None
     last_error: str | None
+    """Why the last firing could not start its run (the callable raised, the input did
+    not fit the workflow); cleared by the next firing that starts one."""
     created_at: datetime
     updated_at: datetime
+    hint: str | None = None
+    """What to do about a schedule no worker fires: its next tick is more than
+    :data:`LATE_GRACE` late (see :func:`overdue_hint`); ``None`` while it fires."""
+
+
+def overdue_hint(  # noqa: PLR0913 - the schedule's row, keyword-only
+    *,
+    name: str,
+    workflow_name: str,
+    input_callable: bool,
+    paused: bool,
+    next_fire_at: datetime | None,
+    now: datetime,
+) -> str | None:
+    """What to do about schedule ``name`` if no worker fires it, else ``None``.
+
+    A worker fires a due schedule within moments; one whose tick is more than
+    :data:`LATE_GRACE` late (past which an uncaught-up tick is not started at all) has
+    no worker able to fire it: none runs that defines the workflow, or, for an input
+    made by a callable, none whose process registered that callable (a callable cannot
+    be stored, so workers that did not call ``engine.schedule`` leave the schedule to
+    others). A paused schedule, or one that never fires again, needs nothing.
+    """
+    if paused or next_fire_at is None or now - next_fire_at <= LATE_GRACE:
+        return None
+    since = next_fire_at.astimezone(UTC).isoformat(timespec="seconds")
+    if input_callable:
+        return (
+            f"not fired since {since}: its input is made by a callable, which only a "
+            f"worker whose process called engine.schedule({name!r}, ...) can call; make "
+            "that call in the module your workers import, or give a JSON mapping as "
+            "input (is a worker of workflow "
+            f"{workflow_name!r} running?)"
+        )
+    return (
+        f"not fired since {since}: no worker that defines workflow {workflow_name!r} "
+        "fires schedules; start one (durable-sa worker APP, without --no-schedules)"
+    )
 
 
 @attrs.frozen(kw_only=True)

@@ -34,6 +34,7 @@ from durable_sa.core.schedules import (
     ScheduleState,
     decide_fire,
     fire_key,
+    overdue_hint,
 )
 from durable_sa.errors import InvalidArgumentError, ScheduleNotFoundError
 from durable_sa.store import schedules as rows
@@ -70,9 +71,21 @@ class _TickFailedError(Exception):
         self.error = error
 
 
-def info(row: Row[Any]) -> ScheduleInfo:
-    """A schedule row as the caller sees it."""
+def info(row: Row[Any], *, now: datetime | None = None) -> ScheduleInfo:
+    """A schedule row as the caller sees it; at ``now``, with a hint if no worker fires it."""
     window = row.catchup_window
+    hint = (
+        None
+        if now is None
+        else overdue_hint(
+            name=row.name,
+            workflow_name=row.workflow_name,
+            input_callable=bool(row.input_callable),
+            paused=bool(row.paused),
+            next_fire_at=row.next_fire_at,
+            now=now,
+        )
+    )
     return ScheduleInfo(
         name=row.name,
         workflow_name=row.workflow_name,
@@ -90,6 +103,7 @@ def info(row: Row[Any]) -> ScheduleInfo:
         last_error=row.last_error,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        hint=hint,
     )
 
 
@@ -165,13 +179,14 @@ def get(shell: Shell, name: str) -> ScheduleInfo:
         row = rows.load(session, name)
     if row is None:
         raise ScheduleNotFoundError(name)
-    return info(row)
+    return info(row, now=shell.now())
 
 
 def every(shell: Shell) -> list[ScheduleInfo]:
-    """Every schedule, by name."""
+    """Every schedule, by name, each with a hint if no worker fires it."""
+    now = shell.now()
     with shell.reading() as session:
-        return [info(row) for row in rows.load_all(session)]
+        return [info(row, now=now) for row in rows.load_all(session)]
 
 
 def remove(shell: Shell, name: str) -> None:

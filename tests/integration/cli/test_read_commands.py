@@ -289,4 +289,4 @@ def test_list_and_status_show_pending_runs_and_why_they_wait(
         "limit of workflow 'cli-limited' (1/1 active)"
     )
     _, out, _ = cli("status", str(waiting), *url)
-    assert "pending: waits under the limit of workflow 'cli-limited' (1/1 active)" in out
+    assert "pending: limit of workflow 'cli-limited' (1/1 active)" in out

@@ -144,6 +144,12 @@ def test_counts_and_reasons() -> None:
     assert waiting_reason(full, None, None, "w") == "limit of workflow 'w' (2/2 active)"
     keyed = Count(active=1, limit=1)
     assert waiting_reason(free, keyed, "k", "w") == "limit of key 'k' (1/1 active)"
+    assert waiting_reason(full, keyed, "k", "w") == (  # both bind: both are named
+        "limit of workflow 'w' (2/2 active) and limit of key 'k' (1/1 active)"
+    )
+    assert waiting_reason(full, Count(active=0, limit=1), "k", "w") == (
+        "limit of workflow 'w' (2/2 active)"
+    )
     later = NOW + timedelta(seconds=5)
     assert debounce_reason(later) == "debounce until 2030-01-01T00:00:05+00:00"
 
