@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 def reset_global_provider() -> None:
     """Forget the global tracer provider: the next ``set_tracer_provider`` takes effect."""
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # noqa: SLF001 - as OpenTelemetry's tests do
-    trace._TRACER_PROVIDER = None  # noqa: SLF001
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # as OpenTelemetry's own test utilities do
+    trace._TRACER_PROVIDER = None
 
 
 def recording() -> Iterator[InMemorySpanExporter]:
