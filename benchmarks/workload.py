@@ -36,11 +36,15 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, 
 from durable_sa import Durable, ParallelEntry, durable
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
     from durable_sa.core.context import DurableContext
 
 URL_ENV: Final = "DURABLE_SA_BENCH_URL"
 BACKEND_ENV: Final = "DURABLE_SA_BENCH_BACKEND"
 BROKER_ENV: Final = "DURABLE_SA_BENCH_BROKER"
+TRACING_ENV: Final = "DURABLE_SA_BENCH_TRACING"
+"""``on``: the process sets an OpenTelemetry tracer provider (:func:`trace_in_memory`)."""
 CELERY: Final = "celery"
 CELERY_APP: Final = "benchmarks.relay_celery_app:app"
 FANOUT_ENTRIES: Final = 16
@@ -240,6 +244,30 @@ def engine_for(url: str, backend: str | None = None) -> Durable:
     if backend == CELERY:
         return Durable(sa_engine, backend=CELERY, backend_options={"app": CELERY_APP})
     return Durable(sa_engine, backend=backend)
+
+
+def trace_in_memory(*, batch: bool) -> InMemorySpanExporter:
+    """Set the global tracer provider: spans kept in memory, batched or one by one.
+
+    The tracing scenario's provider, as an application sets its own (the batch processor
+    exports from a thread of its own, whose CPU time the worker's counts).
+    """
+    from opentelemetry import trace  # noqa: PLC0415 - the tracing scenario only
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+        BatchSpanProcessor,
+        SimpleSpanProcessor,
+    )
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: PLC0415
+        InMemorySpanExporter,
+    )
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+    provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+    return exporter
 
 
 def engine_from_env() -> Durable:

@@ -24,6 +24,7 @@ outlives processes. Its duration is from the start span to the last step span.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Final, Self
 
 from opentelemetry import context as otel_context
@@ -61,11 +62,19 @@ def carrier_of(context: Context | None = None) -> JSONObject | None:
 
 
 def context_of(carrier: JSONObject | None) -> Context | None:
-    """The context a stored carrier continues (``None`` for none)."""
+    """The context a stored carrier continues (``None`` for none).
+
+    Parsed contexts are kept (a ``Context`` never changes): a worker runs a run's steps
+    one after another, each with the same stored context.
+    """
     if not carrier:
         return None
-    headers = {key: value for key, value in carrier.items() if isinstance(value, str)}
-    return _W3C.extract(headers, context=Context())
+    return _parsed(tuple(sorted((k, v) for k, v in carrier.items() if isinstance(v, str))))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(headers: tuple[tuple[str, str], ...]) -> Context:
+    return _W3C.extract(dict(headers), context=Context())
 
 
 class OtelTracing(Tracing):
