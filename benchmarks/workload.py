@@ -36,6 +36,10 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, 
 from durable_sa import Durable, ParallelEntry, durable
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExportResult
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from durable_sa.core.context import DurableContext
@@ -247,7 +251,7 @@ def engine_for(url: str, backend: str | None = None) -> Durable:
 
 
 def trace_in_memory(*, batch: bool) -> InMemorySpanExporter:
-    """Set the global tracer provider: spans kept in memory, batched or one by one.
+    """Set the global tracer provider: spans to memory, batched or one by one.
 
     The tracing scenario's provider, as an application sets its own (the batch processor
     exports from a thread of its own, whose CPU time the worker's counts).
@@ -258,16 +262,36 @@ def trace_in_memory(*, batch: bool) -> InMemorySpanExporter:
         BatchSpanProcessor,
         SimpleSpanProcessor,
     )
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: PLC0415
-        InMemorySpanExporter,
-    )
 
-    exporter = InMemorySpanExporter()
+    exporter = counting_exporter()
     provider = TracerProvider()
     processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
     provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     return exporter
+
+
+def counting_exporter() -> InMemorySpanExporter:
+    """An in-memory exporter that counts the spans it is given (``exported``), keeping none.
+
+    An exporter that ships spans (OTLP) keeps none; the SDK's ``InMemorySpanExporter``
+    keeps every one, and a worker holding tens of thousands of spans would measure the
+    garbage collector walking that list, not tracing. This one keeps the count.
+    """
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: PLC0415
+        InMemorySpanExporter,
+    )
+
+    class Counting(InMemorySpanExporter):
+        exported = 0
+
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            self.exported += len(spans)
+            result = super().export(spans)
+            self.clear()
+            return result
+
+    return Counting()
 
 
 def engine_from_env() -> Durable:

@@ -44,8 +44,9 @@ and the rate-limited first step, with what ``controls_on`` sets."""
 TRACING_KINDS: Final = ("tracing_off", "tracing_on")
 """The tracing scenario's sample kinds (and scenario prefixes): ``bench3`` with
 OpenTelemetry installed and no tracer provider set (what every user without one pays),
-and with a provider set in the worker (an in-memory exporter behind a batch processor)
-and in the process that starts the runs under a span, so every step joins its trace."""
+and with a provider set in the worker (an in-memory exporter, which counts the spans and
+keeps none, behind a batch processor) and in the process that starts the runs under a
+span, so every step joins its trace."""
 
 FAIRNESS: Final = "fairness"
 """The per-key fairness scenario's sample kind (and scenario prefix): one hot key's runs
