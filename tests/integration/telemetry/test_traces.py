@@ -7,6 +7,7 @@ real worker process is ``tests/processes/test_traces_process.py``.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusC
 from sqlalchemy.orm import Session
 
 from durable_sa import Durable, DurableContext, WorkflowRun, durable
-from durable_sa.testing import drain
+from durable_sa.testing import FakeClock, drain
 from tests.integration.helpers import far_future
 
 if TYPE_CHECKING:
@@ -233,3 +234,22 @@ def test_without_a_provider_no_span_is_made_but_the_callers_context_is_kept(
         "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     }
     assert drain(engine) == 2
+
+
+def test_a_fired_schedules_run_is_the_root_of_its_own_trace(
+    sa_engine: sa.Engine, spans: InMemorySpanExporter
+) -> None:
+    clock = FakeClock(datetime(2030, 1, 1, tzinfo=UTC))
+    engine = Durable(sa_engine, clock=clock)
+    engine.create_tables()
+    durable("nightly").step("report", lambda ctx: 1)
+    engine.schedule("every-hour", "nightly", cron="0 * * * *")
+    clock.advance(timedelta(hours=1, seconds=1))
+    (fired,) = engine.fire_schedules()
+    drain(engine)
+    found = by_name(spans)
+    (start,) = found["durable_sa.start nightly"]
+    (step,) = found["durable_sa.step nightly.report"]
+    assert start.parent is None  # no caller: a trace of its own
+    assert dict(start.attributes or {})["durable_sa.run_id"] == fired.run_id
+    assert parent_id(step) == start.context.span_id
