@@ -1,5 +1,5 @@
 """durable-sa's own scenarios: throughput, latency, memory, fan-out, SQLite, mixed, controls,
-fairness.
+tracing, fairness.
 
 Each scenario runs in this process (the client that starts runs) plus real worker
 processes (:mod:`benchmarks.durable_worker`) on a fresh database, and prints one JSON
@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -26,15 +27,18 @@ from benchmarks.workload import (
     BENCH_RATE_LIMIT,
     LIMITS_KEYS,
     ORDERS_METADATA,
+    TRACING_ENV,
     URL_ENV,
     bench_orders,
     engine_for,
+    trace_in_memory,
 )
 from durable_sa.store.models import runs_table
 from durable_sa.store.notify import RUNS_CHANNEL
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from contextlib import AbstractContextManager
 
     from durable_sa import Durable
 
@@ -44,9 +48,16 @@ _POLL_S = 0.005
 class Workers:
     """``processes`` worker processes, started idle and released together."""
 
-    def __init__(self, url: str, *, processes: int, concurrency: int) -> None:
-        """Start the processes and wait until each has connected."""
-        env = {**os.environ, URL_ENV: url}
+    def __init__(
+        self,
+        url: str,
+        *,
+        processes: int,
+        concurrency: int,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start the processes (``env`` added to theirs) and wait until each has connected."""
+        env = {**os.environ, URL_ENV: url, **(env or {})}
         self.procs = [
             subprocess.Popen(  # noqa: S603 - our own module, run with our interpreter
                 [
@@ -128,20 +139,24 @@ def throughput(  # noqa: PLR0913 - the workers, the runs and the workflow they r
     timeout: float,
     workflow: str = "bench3",
     start_options: Callable[[int], Mapping[str, Any]] | None = None,
+    worker_env: Mapping[str, str] | None = None,
+    under_span: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> dict[str, Any]:
     """Scenario 2: start ``n`` runs of ``workflow`` up front, then drain them with workers.
 
     ``start_options(i)``, if given, are the keyword options of the ``i``-th start
-    (``concurrency_key``, say); without it every run starts with none.
+    (``concurrency_key``, say); without it every run starts with none. ``worker_env``
+    is added to the worker processes' environment; each start runs inside ``under_span()``.
     """
     engine = engine_for(url)
     engine.create_tables()
-    workers = Workers(url, processes=processes, concurrency=concurrency)
+    workers = Workers(url, processes=processes, concurrency=concurrency, env=worker_env)
     before = last_run_id(engine)
     try:
         started = time.perf_counter()
         for i in range(n):
-            engine.start(workflow, {"i": i}, **(start_options(i) if start_options else {}))
+            with under_span():
+                engine.start(workflow, {"i": i}, **(start_options(i) if start_options else {}))
         start_s = time.perf_counter() - started
         started = time.perf_counter()
         workers.go()
@@ -153,6 +168,7 @@ def throughput(  # noqa: PLR0913 - the workers, the runs and the workflow they r
     claims = [r["claim_p50_ms"] for r in reports if r.get("claim_p50_ms") is not None]
     writes = sum(r.get("writes", 0) for r in reports)
     commits = sum(r.get("commits", 0) for r in reports)
+    traced = all("spans" in r for r in reports)  # the tracing scenario's workers count spans
     return {
         "system": "durable-sa",
         "n": n,
@@ -166,6 +182,7 @@ def throughput(  # noqa: PLR0913 - the workers, the runs and the workflow they r
         "claim_p50_ms": statistics.median(claims) if claims else None,
         "steps_per_commit": writes / commits if commits else None,
         "stats": [r["stats"] for r in reports],
+        **({"spans": sum(r["spans"] for r in reports)} if traced else {}),
     }
 
 
@@ -226,6 +243,38 @@ def controls(url: str, *, n: int, mode: str, timeout: float) -> dict[str, Any]:
         start_options=(lambda i: {"concurrency_key": f"k{i % LIMITS_KEYS}"}) if keyed else None,
     )
     return {**out, "scenario": f"controls_{mode}", "workflow": workflow, "mode": mode}
+
+
+def tracing(url: str, *, n: int, mode: str, timeout: float) -> dict[str, Any]:
+    """Scenario 12: scenario 2 (P=1 C=1) on ``bench3`` with OpenTelemetry tracing off or on.
+
+    ``off``: OpenTelemetry installed, no tracer provider set anywhere (no span is made).
+    ``on``: this process starts each run under a span of its own, through a provider
+    (so every run stores a trace context), and the worker sets a provider that keeps
+    spans in memory behind a batch processor: three step spans a run.
+
+    Raises:
+        RuntimeError: with tracing on, the worker recorded fewer spans than steps.
+    """
+    under_span: Callable[[], AbstractContextManager[object]] = nullcontext
+    if mode == "on":
+        trace_in_memory(batch=False)
+        from opentelemetry import trace  # noqa: PLC0415 - the tracing scenario only
+
+        tracer = trace.get_tracer("bench")
+
+        def under_span() -> AbstractContextManager[object]:
+            return tracer.start_as_current_span("request")
+
+    out = throughput(
+        url, n=n, processes=1, concurrency=1, timeout=timeout, under_span=under_span,
+        worker_env={TRACING_ENV: mode},
+    )  # fmt: skip
+    spans = out.get("spans", 0)
+    if mode == "on" and spans < 3 * n:
+        msg = f"tracing on: the worker recorded {spans} spans for {n} runs of three steps"
+        raise RuntimeError(msg)
+    return {**out, "scenario": f"tracing_{mode}", "workflow": "bench3", "mode": mode}
 
 
 HOT_KEY: Final = "hot"
@@ -503,6 +552,7 @@ def main(argv: list[str] | None = None) -> None:
             "fanout",
             "mixed",
             "controls",
+            "tracing",
             "fairness",
         ],
     )
@@ -536,6 +586,8 @@ def main(argv: list[str] | None = None) -> None:
         out = mixed(args.url, n=args.n, workflow=args.workflow, timeout=args.timeout)
     elif args.scenario == "controls":
         out = controls(args.url, n=args.n, mode=args.mode, timeout=args.timeout)
+    elif args.scenario == "tracing":
+        out = tracing(args.url, n=args.n, mode=args.mode, timeout=args.timeout)
     elif args.scenario == "fairness":
         out = fairness(args.url, hot=args.hot, cold=args.cold, timeout=args.timeout)
     elif args.scenario == "history":

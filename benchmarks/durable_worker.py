@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from benchmarks.workload import engine_from_env
+from benchmarks.workload import TRACING_ENV, engine_from_env, trace_in_memory
 
 if TYPE_CHECKING:
     from durable_sa import Durable
@@ -40,7 +41,12 @@ def _say(line: str) -> None:
 
 
 def run_worker(engine: Durable, *, concurrency: int, relay: bool) -> dict[str, Any]:
-    """Run a worker between ``go`` and ``stop``; its report."""
+    """Run a worker between ``go`` and ``stop``; its report.
+
+    With ``$DURABLE_SA_BENCH_TRACING=on`` a tracer provider records the worker's spans
+    (in memory, batched); the report counts them, flushed after the stop.
+    """
+    exporter = trace_in_memory(batch=True) if os.environ.get(TRACING_ENV) == "on" else None
     worker = engine.worker(concurrency=concurrency, **({} if relay else {"relay": False}))
     _say("ready")
     if sys.stdin.readline().strip() != "go":
@@ -51,7 +57,12 @@ def run_worker(engine: Durable, *, concurrency: int, relay: bool) -> dict[str, A
     cpu = time.process_time() - cpu
     worker.stop(wait=True)
     lane = worker._pipeline  # noqa: SLF001 - the benchmark reads the pipeline's counters
-    report = {"cpu_s": cpu, "stats": attrs.asdict(worker.stats)}
+    report: dict[str, Any] = {"cpu_s": cpu, "stats": attrs.asdict(worker.stats)}
+    if exporter is not None:
+        from opentelemetry import trace  # noqa: PLC0415 - the tracing scenario only
+
+        trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
+        report["spans"] = getattr(exporter, "exported", 0)  # workload.counting_exporter
     if lane is not None:
         claims = sorted(lane.stats.claim_seconds)
         report["claim_p50_ms"] = claims[len(claims) // 2] * 1000 if claims else None

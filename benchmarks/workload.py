@@ -36,11 +36,19 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, 
 from durable_sa import Durable, ParallelEntry, durable
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExportResult
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
     from durable_sa.core.context import DurableContext
 
 URL_ENV: Final = "DURABLE_SA_BENCH_URL"
 BACKEND_ENV: Final = "DURABLE_SA_BENCH_BACKEND"
 BROKER_ENV: Final = "DURABLE_SA_BENCH_BROKER"
+TRACING_ENV: Final = "DURABLE_SA_BENCH_TRACING"
+"""``on``: the process sets an OpenTelemetry tracer provider (:func:`trace_in_memory`)."""
 CELERY: Final = "celery"
 CELERY_APP: Final = "benchmarks.relay_celery_app:app"
 FANOUT_ENTRIES: Final = 16
@@ -240,6 +248,50 @@ def engine_for(url: str, backend: str | None = None) -> Durable:
     if backend == CELERY:
         return Durable(sa_engine, backend=CELERY, backend_options={"app": CELERY_APP})
     return Durable(sa_engine, backend=backend)
+
+
+def trace_in_memory(*, batch: bool) -> InMemorySpanExporter:
+    """Set the global tracer provider: spans to memory, batched or one by one.
+
+    The tracing scenario's provider, as an application sets its own (the batch processor
+    exports from a thread of its own, whose CPU time the worker's counts).
+    """
+    from opentelemetry import trace  # noqa: PLC0415 - the tracing scenario only
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+        BatchSpanProcessor,
+        SimpleSpanProcessor,
+    )
+
+    exporter = counting_exporter()
+    provider = TracerProvider()
+    processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+    provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+def counting_exporter() -> InMemorySpanExporter:
+    """An in-memory exporter that counts the spans it is given (``exported``), keeping none.
+
+    An exporter that ships spans (OTLP) keeps none; the SDK's ``InMemorySpanExporter``
+    keeps every one, and a worker holding tens of thousands of spans would measure the
+    garbage collector walking that list, not tracing. This one keeps the count.
+    """
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: PLC0415
+        InMemorySpanExporter,
+    )
+
+    class Counting(InMemorySpanExporter):
+        exported = 0
+
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            self.exported += len(spans)
+            result = super().export(spans)
+            self.clear()
+            return result
+
+    return Counting()
 
 
 def engine_from_env() -> Durable:

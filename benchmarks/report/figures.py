@@ -21,6 +21,7 @@ from benchmarks.report.samples import (
     MIXED_KINDS,
     RELAY_PREFIX,
     SYSTEMS,
+    TRACING_KINDS,
     config_suffix,
 )
 
@@ -48,6 +49,7 @@ _FAMILIES: Final = (
     "relay",
     *MIXED_KINDS,
     *CONTROLS_KINDS,
+    *TRACING_KINDS,
     FAIRNESS,
 )
 
@@ -156,7 +158,7 @@ def metrics_from_sample(sample: Sample) -> list[Metric]:
         figures = _throughput_metrics(out, "", suffix)
     elif kind == "floor":
         figures = _throughput_metrics(out, "", "", cpu=False)
-    elif kind in {"sqlite", "sqlite_floor", *MIXED_KINDS, *CONTROLS_KINDS}:  # by kind, no P or C
+    elif kind in {"sqlite", "sqlite_floor", *MIXED_KINDS, *CONTROLS_KINDS, *TRACING_KINDS}:
         prefix = "sqlite_" if kind.startswith("sqlite") else f"{kind}_"
         figures = _throughput_metrics(out, prefix, "", cpu=kind != "sqlite_floor")
     elif kind in _NAMED_FIGURES:

@@ -41,6 +41,13 @@ takes a grant of that limit (too high ever to defer), with the other workflow pa
 active, started over eight concurrency keys; ``bench3_capped_limited``, both the limits
 and the rate-limited first step, with what ``controls_on`` sets."""
 
+TRACING_KINDS: Final = ("tracing_off", "tracing_on")
+"""The tracing scenario's sample kinds (and scenario prefixes): ``bench3`` with
+OpenTelemetry installed and no tracer provider set (what every user without one pays),
+and with a provider set in the worker (an in-memory exporter, which counts the spans and
+keeps none, behind a batch processor) and in the process that starts the runs under a
+span, so every step joins its trace."""
+
 FAIRNESS: Final = "fairness"
 """The per-key fairness scenario's sample kind (and scenario prefix): one hot key's runs
 started before four cold keys' runs, ``max_active_per_key=1``, one worker of C=4."""
@@ -54,7 +61,8 @@ class Sample:
     ``throughput``, ``peer``, ``latency``, ``history``, ``memory``, ``fanout``, ``sqlite``,
     ``relay_<backend>`` (``relay_jobs_table``, ``relay_redis``, ``relay_celery``), or a
     workflow of the mixed scenario (``mixed6``, ``plain6``: durable-sa's or DBOS's), a
-    mode of the controls scenario (:data:`CONTROLS_KINDS`), or ``fairness``.
+    mode of the controls scenario (:data:`CONTROLS_KINDS`), of the tracing scenario
+    (:data:`TRACING_KINDS`), or ``fairness``.
     """
 
     kind: str
@@ -93,7 +101,7 @@ def headline_scenario(kind: str, processes: int | None, concurrency: int | None)
     }
     if kind in names:
         return names[kind]
-    if kind.startswith(RELAY_PREFIX) or kind in {*MIXED_KINDS, *CONTROLS_KINDS}:
+    if kind.startswith(RELAY_PREFIX) or kind in {*MIXED_KINDS, *CONTROLS_KINDS, *TRACING_KINDS}:
         return f"{kind}_throughput"
     return "throughput" + config_suffix(processes, concurrency)
 

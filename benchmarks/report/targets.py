@@ -193,6 +193,10 @@ def targets(results: Sequence[Result]) -> list[Target]:
               "limit, a workflow paused ≤ 1.3x none (P=1 C=1)", "controls_both_cpu_per_wf",
               ratio(ours("controls_both_cpu_per_wf"), ours("controls_off_cpu_per_wf")),
               "<= 1.3 x controls_off"),
+        judge("tracing_cpu", "worker CPU per workflow with OpenTelemetry tracing on (an "
+              "in-memory exporter) ≤ 1.3x off (P=1 C=1)", "tracing_on_cpu_per_wf",
+              ratio(ours("tracing_on_cpu_per_wf"), ours("tracing_off_cpu_per_wf")),
+              "<= 1.3 x tracing_off"),
         judge("fairness_jain", "per-key limits: Jain's index of completions per key while "
               "every key has runs left ≥ 0.9 (one hot key first, four cold; P=1 C=4)",
               "fairness_jain", ours("fairness_jain"), f">= {FAIRNESS_JAIN} index"),

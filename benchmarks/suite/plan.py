@@ -30,6 +30,7 @@ GROUPS: Final = (
     "relay",
     "mixed",
     "controls",
+    "tracing",
     "fairness",
 )
 """What ``--only`` selects: ``floor`` is the PostgreSQL floor, ``throughput`` durable-sa's
@@ -38,7 +39,9 @@ worker configurations, ``peers`` both peers (or ``dbos`` / ``procrastinate`` alo
 jobs table, Redis Streams and Celery (:mod:`benchmarks.relay_bench`), ``mixed`` one
 worker on ``mixed6`` and on ``plain6``, and DBOS on its ``mixed6``; ``controls`` one worker
 on ``bench3`` without and with a shared rate limit and a paused workflow, with active-run
-limits, and with both (:func:`benchmarks.durable_bench.controls`); ``fairness`` one worker
+limits, and with both (:func:`benchmarks.durable_bench.controls`); ``tracing`` one worker
+on ``bench3`` with OpenTelemetry tracing off and on (:func:`benchmarks.durable_bench.
+tracing`); ``fairness`` one worker
 of C=4 on a hot key's runs and four cold keys' under ``max_active_per_key=1``
 (:func:`benchmarks.durable_bench.fairness`)."""
 
@@ -193,6 +196,11 @@ def plan(sizes: Sizes, only: Sequence[str] | None = None) -> list[Job]:
             ours("controls", f"controls_{mode}", "controls", "--mode", mode, *n,
                  processes=1, concurrency=1)
             for mode in ("off", "idle", "on", "limits", "both")
+        ),
+        *(
+            ours("tracing", f"tracing_{mode}", "tracing", "--mode", mode, *n,
+                 processes=1, concurrency=1)
+            for mode in ("off", "on")
         ),
         ours("fairness", "fairness", "fairness", "--hot", str(sizes.fairness_hot),
              "--cold", str(sizes.fairness_cold), processes=1, concurrency=4),

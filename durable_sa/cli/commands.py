@@ -309,7 +309,7 @@ def load_app(spec: str) -> Durable:
 
 def worker_command(args: argparse.Namespace, inv: Invocation) -> int:
     """Run a worker for APP until stopped."""
-    configure_logging(args.log_level, inv)
+    configure_logging(args.log_level, inv, args.log_format)
     engine = load_app(args.app)
     inv.remember(engine.sa_engine.url)
     options = {
@@ -363,7 +363,7 @@ def worker_command(args: argparse.Namespace, inv: Invocation) -> int:
 
 def relay_command(args: argparse.Namespace, inv: Invocation) -> int:
     """Run a relay for APP until stopped, or publish once."""
-    configure_logging(args.log_level, inv)
+    configure_logging(args.log_level, inv, args.log_format)
     engine = load_app(args.app)
     inv.remember(engine.sa_engine.url)
     options = {"batch_size": args.batch_size, "poll_interval": args.poll_interval}

@@ -125,6 +125,7 @@ def parse_age(text: str) -> timedelta:
 
 
 _LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+_LOG_FORMATS = ["text", "json"]
 
 
 def _worker_arguments(worker: argparse.ArgumentParser) -> None:
@@ -160,6 +161,12 @@ def _worker_arguments(worker: argparse.ArgumentParser) -> None:
     )
     worker.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
     metrics_port_arguments(worker)
+    worker.add_argument(
+        "--log-format",
+        choices=_LOG_FORMATS,
+        default="text",
+        help="json: one JSON object per line, with run_id, workflow, step, attempt fields",
+    )
     worker.set_defaults(run=worker_command)
 
 
@@ -170,6 +177,7 @@ def _relay_arguments(relay: argparse.ArgumentParser) -> None:
     relay.add_argument("--name", help="relay id (default: relay:host:pid:random)")
     relay.add_argument("--once", action="store_true", help="publish what is due, prune, and exit")
     relay.add_argument("--log-level", type=str.upper, default="INFO", choices=_LOG_LEVELS)
+    relay.add_argument("--log-format", choices=_LOG_FORMATS, default="text")
     relay.set_defaults(run=relay_command)
 
 

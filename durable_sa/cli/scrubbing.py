@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import attrs
 
+from durable_sa.telemetry.json_logs import JsonFormatter
+
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
@@ -79,11 +81,18 @@ class ScrubbingFormatter(logging.Formatter):
         return self._inv.scrub(super().format(record))
 
 
-def configure_logging(level: str, inv: Invocation) -> None:
-    """Log records at ``level`` and above to stderr, unless logging is set up already."""
+def configure_logging(level: str, inv: Invocation, log_format: str = "text") -> None:
+    """Log records at ``level`` and above to stderr, unless logging is set up already.
+
+    ``log_format="json"``: one JSON object per line, with the records' structured fields
+    (:class:`~durable_sa.telemetry.json_logs.JsonFormatter`), passwords scrubbed the same.
+    """
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()  # stderr: stdout is for results
-        handler.setFormatter(ScrubbingFormatter(inv))
+        formatter: logging.Formatter = (
+            JsonFormatter(scrub=inv.scrub) if log_format == "json" else ScrubbingFormatter(inv)
+        )
+        handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(level)

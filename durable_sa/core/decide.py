@@ -232,6 +232,7 @@ def _await_child(run: RunSnapshot, outcome: AwaitChild, now: datetime) -> Transi
         due=now,
         on_finish=outcome.child_on_finish,
         limits=outcome.child_limits,
+        trace_context=run.trace_context,
     )
     return Transition(event=RunEvent.SUSPEND, before=run, after=after, spawn=spawn)
 

@@ -83,6 +83,9 @@ class NewRun:
     debounce_key: str | None = None
     """Starts with this key collapse into one pending run until ``due`` (which a later
     start moves on); the run begins then (:mod:`durable_sa.core.begin`)."""
+    trace_context: JSONObject | None = None
+    """A child run: its parent's stored trace context, which its own start continues
+    (``None`` for a start: the shell captures the caller's current span)."""
 
     @property
     def limited(self) -> bool:
@@ -261,6 +264,7 @@ def child_run(spawn: ChildSpawn) -> NewRun:
         parent_step_id=spawn.parent_step_id,
         state=dict(HOOKED_STATE) if spawn.on_finish else {},
         limits=spawn.limits,
+        trace_context=spawn.trace_context,
     )
 
 

@@ -71,6 +71,10 @@ class RunSnapshot:
     """The run's workflow had limits when it started: while active, it holds a place."""
     begin_at: datetime | None = None
     """A debounced run: when its window ends (the last start of its key plus the window)."""
+    trace_context: JSONObject | None = None
+    """The W3C trace context (``traceparent``, ``tracestate``) stored when the run started:
+    opaque to the core, which only hands it on to a child run; the shell's tracing
+    parents the run's step spans to it (:mod:`durable_sa.telemetry`)."""
 
     @property
     def holds_place(self) -> bool:

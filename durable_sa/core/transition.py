@@ -50,6 +50,8 @@ class ChildSpawn:
     """The child's workflow has an ``on_finish`` hook."""
     limits: Limits | None = None
     """The child's workflow's limits: the child starts ``pending`` if it is over them."""
+    trace_context: JSONObject | None = None
+    """The parent's stored trace context: the child joins the parent's trace."""
 
 
 @attrs.frozen(kw_only=True)

@@ -3,8 +3,9 @@
 What every way of running a step shares: the context its handler sees
 (:func:`build_context`), the definition it is run against, checked against the run's
 pinned version (:func:`definition_for`), the run itself through the step driver with
-its log line (:func:`execute_step`), and how its outcome is decided on a run snapshot
-(:func:`step_decision`), which returns ``None`` for a snapshot the job no longer matches.
+its span and log line (:func:`execute_step`), and how its outcome is decided on a run
+snapshot (:func:`step_decision`), which returns ``None`` for a snapshot the job no longer
+matches.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from durable_sa.core.registry import registry
 from durable_sa.engine import observers
 from durable_sa.errors import DefinitionChanged
 from durable_sa.execute.driver import drive_step
+from durable_sa.telemetry.tracing import tracing
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -103,16 +105,20 @@ def execute_step(  # noqa: PLR0913 - the step, its run and position, keyword opt
     stored: StoredForm,
     max_payload_bytes: int | None = None,
 ) -> StepOutcome:
-    """Run the user code of ``run``'s current ``step`` (no lock, no transaction) and log it."""
+    """Run the user code of ``run``'s current ``step`` (no lock, no transaction) and log it.
+
+    The attempt's span is current meanwhile: the handler's own spans nest under it.
+    """
     started = time.perf_counter()
     ctx = build_context(run, step.name, attempt)
-    outcome = drive_step(step, ctx, journal, stored, max_payload_bytes=max_payload_bytes)
-    log_step(run, step.name, attempt, outcome, started)
+    # ── traced attempt (durable_sa.telemetry): the span and the log line inside it ──
+    with tracing.step(run, step.name, attempt) as span:
+        outcome = drive_step(step, ctx, journal, stored, max_payload_bytes=max_payload_bytes)
+        span.record(outcome, log_step(run, step.name, attempt, outcome, started))
     # ── metrics hook (durable_sa.metrics.observe_steps): one tuple test when unused ──
     if observers.step_observers:
         seconds = time.perf_counter() - started
         observers.step_ended(run.workflow_name, step.name, outcome_name(outcome), seconds)
-    # ── end of the metrics hook ──
     return outcome
 
 
@@ -135,21 +141,33 @@ def outcome_name(outcome: StepOutcome) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
+def outcome_label(outcome: StepOutcome, attempt: int) -> str:
+    """The outcome as logs and spans name it: a failure by what follows it.
+
+    ``retry`` (the step runs again) or ``compensate`` (its last attempt: the run rolls
+    back); any other outcome by its name (:func:`outcome_name`).
+    """
+    if isinstance(outcome, Failed):
+        return "compensate" if attempt >= outcome.max_attempts else "retry"
+    return outcome_name(outcome)
+
+
 def log_step(
     run: RunSnapshot, step: str, attempt: int, outcome: StepOutcome, started: float
-) -> None:
+) -> str:
     """Log a step's outcome and duration at INFO (skipped cheaply when INFO is off).
 
     A failed attempt is a WARNING whatever the level, with its error and traceback: what
-    an operator needs to see first.
+    an operator needs to see first. Returns the outcome's label (:func:`outcome_label`),
+    which the attempt's span records too.
     """
+    name = outcome_label(outcome, attempt)
     if isinstance(outcome, Failed):
-        _log_failure(run, step, attempt, outcome, started)
-        return
+        _log_failure(run, step, attempt, outcome, started, label=name)
+        return name
     if not logger.isEnabledFor(logging.INFO):
-        return
+        return name
     duration_ms = (time.perf_counter() - started) * 1000
-    name = outcome_name(outcome)
     logger.info(
         "run %s %s step %r attempt %d: %s (%.1f ms)",
         run.id,
@@ -160,11 +178,14 @@ def log_step(
         duration_ms,
         extra=_fields(run, step, attempt, name, duration_ms),
     )
+    return name
 
 
-def _log_failure(run: RunSnapshot, step: str, attempt: int, failed: Failed, started: float) -> None:
+def _log_failure(  # noqa: PLR0913 - log_step's arguments and the outcome's label
+    run: RunSnapshot, step: str, attempt: int, failed: Failed, started: float, *, label: str
+) -> None:
     duration_ms = (time.perf_counter() - started) * 1000
-    last = attempt >= failed.max_attempts
+    last = label == "compensate"
     logger.warning(
         "run %s %s step %r attempt %d of %d failed (%.1f ms), %s: %s%s",
         run.id,
@@ -177,7 +198,7 @@ def _log_failure(run: RunSnapshot, step: str, attempt: int, failed: Failed, star
         failed.failure,
         f"\n{failed.traceback.rstrip()}" if failed.traceback else "",
         extra={
-            **_fields(run, step, attempt, "compensate" if last else "retry", duration_ms),
+            **_fields(run, step, attempt, label, duration_ms),
             "error_type": failed.error_type,
         },
     )

@@ -8,6 +8,10 @@ statement; otherwise the first job goes through the backend's ``enqueue``.
 A run with limits or a priority is inserted by plain statements: a limited run
 ``pending``, then admitted by :mod:`durable_sa.engine.limits` (which queues its first
 job when it begins); the one-statement path is kept for every other start.
+
+Every insert is a run's start for tracing (:mod:`durable_sa.telemetry`): the W3C trace
+context of the caller's span (a child: of its parent run's) is stored on the row, in the
+same statement, so the run's steps join that trace wherever they run.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from durable_sa.engine.limits import start_limited
 from durable_sa.engine.plan_rows import columns
 from durable_sa.store import statements
 from durable_sa.store.models import runs_table, utcnow
+from durable_sa.telemetry.tracing import tracing
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -59,8 +64,26 @@ def insert_run(
     Returns the run's id and status: ``running``, or ``pending`` when a limit (or a
     debounce window) holds it.
     """
+    start = tracing.run_start(new.workflow_name, new.trace_context, parent_run_id=new.parent_run_id)
+    with start:
+        row = {name: getattr(new, name) for name in statements.NEW_RUN_FIELDS}
+        row["trace_context"] = start.carrier
+        inserted = _insert(session, new, row, backend=backend, producer=producer, now=now)
+        start.created(None if inserted is None else inserted.run_id)
+    return inserted
+
+
+def _insert(  # noqa: PLR0913 - insert_run's arguments and the row it made
+    session: Session,
+    new: NewRun,
+    row: dict[str, Any],
+    *,
+    backend: QueueBackend,
+    producer: InPlaceProducer | None,
+    now: datetime,
+) -> Inserted | None:
+    """:func:`insert_run` with the run's new columns made (its trace context among them)."""
     conn = session.connection()
-    row = {name: getattr(new, name) for name in statements.NEW_RUN_FIELDS}
     if not new.plain:
         return _insert_counted(session, new, row, backend=backend, now=now)
     if conn.dialect.name == "postgresql":

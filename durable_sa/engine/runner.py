@@ -350,7 +350,12 @@ def _compensate(
                 run.id,
                 step.name,
                 record.error,
-                extra={"action": "compensate_failed", "run_id": run.id, "step": step.name},
+                extra={
+                    "action": "compensate_failed",
+                    "run_id": run.id,
+                    "workflow": run.workflow_name,
+                    "step": step.name,
+                },
             )
 
     def decide(current: RunSnapshot | None, now: datetime) -> Transition | None:

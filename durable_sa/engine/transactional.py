@@ -27,6 +27,7 @@ from durable_sa.engine.execution import build_context, log_step, step_decision
 from durable_sa.execute.driver import drive_step
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import lock_run
+from durable_sa.telemetry.tracing import tracing
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -105,13 +106,16 @@ class TransactionalStep:
         connection = tx.connection()
         ctx = build_context(current, self.step.name, job.attempt, session=tx)
         started = time.perf_counter()
-        # a task step journals no units of its own
-        outcome = drive_step(self.step, ctx, {}, max_payload_bytes=shell.max_payload_bytes)
-        if connection.invalidated:  # whatever the handler made of it
-            lost = ConnectionLostError(self.step.name, current.id)
-            logger.warning("%s", lost, extra={"action": "connection_lost", "run_id": current.id})
-            raise lost
-        log_step(current, self.step.name, job.attempt, outcome, started)
+        with tracing.step(current, self.step.name, job.attempt) as span:
+            # a task step journals no units of its own
+            outcome = drive_step(self.step, ctx, {}, max_payload_bytes=shell.max_payload_bytes)
+            if connection.invalidated:  # whatever the handler made of it
+                lost = ConnectionLostError(self.step.name, current.id)
+                logger.warning(
+                    "%s", lost, extra={"action": "connection_lost", "run_id": current.id}
+                )
+                raise lost
+            span.record(outcome, log_step(current, self.step.name, job.attempt, outcome, started))
         if isinstance(outcome, Failed):
             raise _RollBack(outcome, current)
         now = shell.now()

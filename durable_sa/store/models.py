@@ -142,6 +142,10 @@ class WorkflowRun(Base):
     limited: Mapped[bool] = mapped_column(default=False, server_default=false())
     """The run's workflow has limits: while it is active it holds a place in
     ``durable_slots``, given back in the transaction that ends it."""
+    trace_context: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
+    """The W3C trace context (``traceparent``, ``tracestate``) of the run's start, captured
+    from the caller's current span in the caller's transaction: the run's step spans,
+    run by any worker later, join that trace (:mod:`durable_sa.telemetry`)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

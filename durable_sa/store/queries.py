@@ -52,6 +52,7 @@ RUN_COLUMNS = (
     runs.c.priority,
     runs.c.limited,
     runs.c.begin_at,
+    runs.c.trace_context,
 )
 
 
@@ -82,6 +83,7 @@ def snapshot_from_row(m: Mapping[Any, Any]) -> RunSnapshot:
         priority=int(m.get("priority") or 0),
         limited=bool(m.get("limited")),
         begin_at=m.get("begin_at"),
+        trace_context=m.get("trace_context"),
     )
 
 

@@ -125,6 +125,7 @@ NEW_RUN_FIELDS: Final = (
     "parent_run_id",
     "parent_step_id",
     "idempotency_key",
+    "trace_context",
 )
 
 

@@ -109,6 +109,19 @@ def controls(mode, cpu_ms, *, rep=1):
     )
 
 
+def tracing(mode, cpu_ms, *, rep=1):
+    """A JSON line of the tracing scenario (P=1 C=1), tracing ``off`` or ``on``."""
+    out = {"system": "durable-sa", "n": 1000, "wf_per_s": 500, "cpu_ms_per_wf": cpu_ms}
+    return Sample(
+        kind=f"tracing_{mode}",
+        system="durable-sa",
+        rep=rep,
+        processes=1,
+        concurrency=1,
+        output=out | {"drain_wf_per_s": 600, "mode": mode},
+    )
+
+
 def fairness(jain, cold_hot=1.0, *, rep=1):
     """A JSON line of the per-key fairness scenario (one worker, C=4)."""
     out = {
@@ -175,6 +188,8 @@ def full_run():
             controls("limits", 2.2, rep=rep),
             # limits and the rate limit together cost too much: its target fails.
             controls("both", 2.8, rep=rep),
+            tracing("off", 2.0, rep=rep),
+            tracing("on", 2.5, rep=rep),
             fairness(0.97 + jitter / 1000, 0.95, rep=rep),
         ]
     return samples
@@ -282,6 +297,7 @@ def test_targets_pass_and_fail_on_medians():
         "controls_idle_cpu": "PASS",  # 2.1 / 2.0 ms
         "controls_limits_cpu": "PASS",  # 2.2 / 2.0 ms
         "controls_both_cpu": "FAIL",  # 2.8 / 2.0 ms
+        "tracing_cpu": "PASS",  # 2.5 / 2.0 ms
         "fairness_jain": "PASS",  # 0.97
         "mixed_vs_dbos": "FAIL",  # 450 / 100
     }
@@ -948,3 +964,30 @@ def test_fairness_counts_completions_until_the_first_key_runs_out():
     assert out["period_s"] == pytest.approx(0.25)
     assert out["jain"] == pytest.approx(49 / (3 * 17))
     assert out["cold_hot_ratio"] == pytest.approx(2 / 3)
+
+
+# --------------------------------------------------------------------------- tracing
+
+
+def test_the_tracing_group_plans_off_and_on_at_one_worker():
+    jobs = plan.plan(plan.QUICK, ["tracing"])
+    assert [(j.kind, j.label) for j in jobs] == [
+        ("tracing_off", "durable-sa tracing_off P=1 C=1"),
+        ("tracing_on", "durable-sa tracing_on P=1 C=1"),
+    ]
+    assert jobs[1].args == ("tracing", "--mode", "on", "--n", "200")
+
+
+def test_a_tracing_sample_gives_its_cpu_per_workflow():
+    metrics = figures.metrics_from_sample(tracing("on", 2.5))
+    assert {m.scenario: m.value for m in metrics}["tracing_on_cpu_per_wf"] == 2.5
+    assert measure.headline(tracing("on", 2.5)) == "500 wf/s (tracing_on_throughput)"
+
+
+@pytest.mark.parametrize(("on", "verdict"), [(2.6, "PASS"), (2.62, "FAIL"), (2.0, "PASS")])
+def test_the_tracing_target_allows_at_most_1_3_times_the_cpu_of_tracing_off(on, verdict):
+    samples = [tracing("off", 2.0), tracing("on", on)]
+    target = by_id(targets.targets(figures.aggregate(samples)))["tracing_cpu"]
+    assert target.verdict == verdict
+    assert target.row == ("durable-sa", "tracing_on_cpu_per_wf")
+    assert target.detail.endswith("(needs ≤ 1.30x tracing_off)")

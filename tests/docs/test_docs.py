@@ -29,6 +29,7 @@ import pytest
 import sqlalchemy as sa
 
 from durable_sa import Durable, registry
+from tests.support.tracing import reset_global_provider
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
@@ -169,6 +170,7 @@ def test_page_runs(
             registry.unregister(name)
         for workflow in before.values():
             registry.register(workflow)
+        reset_global_provider()  # a page that sets a tracer provider keeps it to itself
 
 
 @pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
@@ -215,6 +217,7 @@ def test_the_expected_pages_exist() -> None:
         "docs/workers.md",
         "docs/testing.md",
         "docs/retention.md",
+        "docs/observability.md",
         "docs/backends/index.md",
         "docs/backends/redis.md",
         "docs/backends/writing-your-own.md",
