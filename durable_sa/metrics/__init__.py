@@ -12,7 +12,7 @@ the rest of durable-sa never imports this package, so it costs nothing without i
   --metrics-port 9101``: ``durable_sa_step_duration_seconds{workflow,step}`` and
   ``durable_sa_step_attempts_total``, measured in the process that runs the steps.
 
-See ``docs/metrics.md``.
+See the Metrics section of ``docs/observability.md``.
 """
 
 from __future__ import annotations
