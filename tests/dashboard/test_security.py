@@ -93,7 +93,7 @@ def test_a_bad_auth_answer_is_explained(engine: Durable, make_client: Callable[.
 def test_create_app_checks_its_arguments(engine: Durable) -> None:
     from durable_sa.dashboard import create_app  # noqa: PLC0415
 
-    with pytest.raises(InvalidArgumentError, match="durable_sa.Durable"):
+    with pytest.raises(InvalidArgumentError, match=r"durable_sa\.Durable"):
         create_app(object())  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="auth is a callable"):
         create_app(engine, auth="write")  # type: ignore[arg-type]
