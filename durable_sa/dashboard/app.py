@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from starlette.applications import Starlette
+from starlette.responses import FileResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from durable_sa.facade import Durable
 
 _STATIC: Final = Path(__file__).with_name("static")
+
+
+async def _favicon(_request: Request) -> Response:
+    return FileResponse(_STATIC / "favicon.svg", media_type="image/svg+xml")
 
 
 def create_app(
@@ -90,6 +95,8 @@ def create_app(
         # /metrics (durable_sa.metrics, issue 17) goes here, behind the same door, as a
         # page: a Route whose endpoint is dash.guarded(<(request, seen) -> Response>).
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
+        # Browsers ask for it even on a refusal (a plain-text 401): no 404 in their console.
+        Route("/favicon.ico", _favicon),
     ]
     app = Starlette(routes=routes)
     app.state.dashboard = dash
