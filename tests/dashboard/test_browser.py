@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,12 @@ def test_pages_show_the_right_runs_and_update_live(
         _shoot(browser, tmp_path, "runs")
         later = engine.start("greet", {"who": "cy"}).run_id  # htmx polls every 3 s
         wait_for(lambda: _row_ids(browser)[:1] == [later], timeout=10)
+
+        # An open fold stays open: the live refresh waits while one is open.
+        browser.find_element(By.CSS_SELECTOR, f"tr[data-run-id='{tree}'] summary").click()
+        time.sleep(4)
+        opened = browser.find_element(By.CSS_SELECTOR, f"tr[data-run-id='{tree}'] details")
+        assert opened.get_attribute("open") is not None
 
         browser.find_element(By.CSS_SELECTOR, "input[name=q]").send_keys("order-1\n")
         wait_for(lambda: _row_ids(browser) == [greet])

@@ -79,6 +79,9 @@ def test_a_page_fragment_is_only_its_live_part(engine: Durable, client: TestClie
     fragment = client.get("/?fragment=1")
     assert "<html" not in fragment.text
     assert _ids(fragment.text) == [run_id]
+    assert 'hx-trigger="every 3s"' in client.get(f"/runs/{run_id}").text  # not ended yet
+    drain(engine)
+    assert "hx-trigger" not in client.get(f"/runs/{run_id}").text  # ended: nothing to poll
     run_fragment = client.get(f"/runs/{run_id}?fragment=1")
     assert "<html" not in run_fragment.text
     assert 'id="run-status"' in run_fragment.text
@@ -165,19 +168,22 @@ def test_percentiles_are_nearest_rank() -> None:
 def test_workers_lists_live_workers_and_what_they_hold(engine: Durable, client: TestClient) -> None:
     assert "no live worker" in client.get("/workers").text
     run_id = engine.start("greet").run_id
-    job = engine.admin.claim(worker="w-held")
-    assert job is not None
-    worker = engine.worker(name="dash-worker", poll_interval=0.05).start()
+    # A worker on another queue claims nothing itself; the job it holds is claimed for it.
+    worker = engine.worker(queues=["elsewhere"], name="dash-worker", poll_interval=0.05).start()
     try:
-        for _ in range(100):
+        for _ in range(200):
             if engine.admin.workers():
                 break
             worker.join(0.05)
+        job = engine.admin.claim(worker="dash-worker")
+        assert job is not None
         html = client.get("/workers").text
     finally:
         worker.stop(wait=True)
-    assert "dash-worker" in html
-    assert str(run_id) in html or "dash-worker" in html
+    row = re.search(r"<td>dash-worker</td>(.*?)</tr>", html, re.DOTALL)
+    assert row is not None
+    assert f'href="/runs/{run_id}">run {run_id}</a>' in row[1]
+    assert "elsewhere" in row[1]
 
 
 def test_dead_letters_lists_open_letters_and_resolved_on_request(
