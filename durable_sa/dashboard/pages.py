@@ -29,6 +29,9 @@ _AGE: Final = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 DEAD_LETTERS_CAP: Final = 100
 """Dead letters shown at once (newest first)."""
+DEFAULT_HOURS: Final = 6
+MAX_HOURS: Final = 48
+"""The workflows page's hourly buckets: 6 by default, ``?hours=`` up to 48."""
 CHILDREN_CAP: Final = 200
 """Children shown in a run's tree, per run."""
 
@@ -158,13 +161,16 @@ def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
 def workflows_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
     """Each workflow: runs by status, finished per hour and their duration percentiles."""
     paused = frozenset(dash.engine.paused_workflows())
+    hours = request.query_params.get("hours", "")
+    span = min(max(int(hours), 1), MAX_HOURS) if hours.isdigit() else DEFAULT_HOURS
     with dash.engine.shell.reading() as session:
-        stats = queries.workflow_stats(session, now=dash.engine.now, paused=paused)
+        stats = queries.workflow_stats(session, now=dash.engine.now, hours=span, paused=paused)
     values = {
         "stats": stats,
         "totals": queries.status_totals(stats),
         "statuses": [s.value for s in RunStatus],
         "sample": queries.STATS_SAMPLE,
+        "hours": span,
     }
     template = "_workflows.html" if _fragment(request) else "workflows.html"
     return dash.render(request, seen, template, values)

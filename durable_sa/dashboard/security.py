@@ -104,12 +104,16 @@ def csrf_value(request: Request) -> tuple[str, bool]:
 
 
 def same_origin(request: Request) -> bool:
-    """Whether a POST comes from this site: its ``Origin`` (when sent) is this host."""
+    """Whether a POST comes from this site: its ``Origin`` (when sent) is this host.
+
+    Behind a proxy that rewrites ``Host``, the host the browser saw is in
+    ``X-Forwarded-Host``; either matches.
+    """
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
-    host = request.headers.get("host", "")
-    return urlsplit(origin).netloc == host
+    if origin is None:
+        return True
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
+    return origin != "null" and urlsplit(origin).netloc in hosts - {None}
 
 
 def csrf_ok(request: Request, submitted: object) -> bool:

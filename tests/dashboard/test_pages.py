@@ -154,6 +154,11 @@ def test_workflows_counts_runs_by_status_and_hourly_durations(
     finished = re.search(r"<h3>greet</h3>.*?<td>finished</td>(.*?)</tr>", html, re.DOTALL)
     assert finished is not None
     assert re.findall(r">(\d+)</td>", finished[1])[-1] == "3"  # this hour
+    day = client.get("/workflows?hours=24").text
+    assert "The last 24 hours" in day
+    day_row = re.search(r"<h3>greet</h3>.*?<td>finished</td>(.*?)</tr>", day, re.DOTALL)
+    assert day_row is not None
+    assert len(re.findall(r"<td class=\"num\">", day_row[1])) == 24
 
 
 def test_percentiles_are_nearest_rank() -> None:

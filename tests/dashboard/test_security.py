@@ -153,6 +153,21 @@ def test_an_action_from_another_origin_is_refused(engine: Durable, client: TestC
     assert engine.status(run_id).status == "canceled"
 
 
+def test_an_action_through_a_proxy_matches_the_forwarded_host(
+    engine: Durable, client: TestClient
+) -> None:
+    run_id = engine.start("approve").run_id
+    token = csrf_of(client, f"/runs/{run_id}")
+    proxied = client.post(
+        f"/runs/{run_id}/cancel",
+        data={CSRF_FIELD: token},
+        headers={"origin": "https://ops.example", "x-forwarded-host": "ops.example"},
+        follow_redirects=False,
+    )
+    assert proxied.status_code == 303
+    assert engine.status(run_id).status == "canceled"
+
+
 def test_actions_are_posts_only(engine: Durable, client: TestClient) -> None:
     run_id = engine.start("approve").run_id
     assert client.get(f"/runs/{run_id}/cancel").status_code == 405
