@@ -55,7 +55,8 @@ def _fragment(request: Request) -> bool:
 
 
 def _text(request: Request, name: str) -> str | None:
-    value = request.query_params.get(name, "").strip()
+    """A filter's text; NUL characters dropped (PostgreSQL's text cannot hold them)."""
+    value = request.query_params.get(name, "").replace("\x00", "").strip()
     return value or None
 
 
@@ -73,7 +74,7 @@ def runs_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
     if (wanted_since := _text(request, "since")) is not None:
         try:
             since = parse_since(wanted_since, now)
-        except ValueError:
+        except (ValueError, OverflowError):
             problems.append(f"since is an age (30m, 2h, 7d) or an ISO time, not {wanted_since!r}")
     before = _text(request, "before")
     wanted = queries.RunFilter(
@@ -83,7 +84,9 @@ def runs_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         key=_text(request, "key"),
         search=_text(request, "q"),
         top_level=request.query_params.get("all") != "1",
-        before=int(before) if before is not None and before.isdigit() else None,
+        before=int(before)
+        if before is not None and before.isdigit() and len(before) < 19
+        else None,
     )
     with dash.engine.shell.reading() as session:
         page = queries.run_page(session, wanted)

@@ -50,6 +50,9 @@ def test_runs_filter_by_workflow_status_time_and_key(engine: Durable, client: Te
     refused = client.get("/?since=yesterday&status=bogus")
     assert "since is an age" in refused.text
     assert "unknown status" in refused.text
+    too_far = client.get("/?since=99999999999d&before=99999999999999999999999")
+    assert too_far.status_code == 200
+    assert "since is an age" in too_far.text
 
 
 def test_search_finds_a_run_by_id_or_idempotency_key(engine: Durable, client: TestClient) -> None:
@@ -59,6 +62,7 @@ def test_search_finds_a_run_by_id_or_idempotency_key(engine: Durable, client: Te
     assert _ids(client.get("/?q=invoice-42").text) == [first]
     assert _ids(client.get("/?q=nothing-like-it").text) == []
     assert "no runs match" in client.get("/?q=nothing-like-it").text
+    assert _ids(client.get("/?q=invoice-42%00&workflow=greet%00").text) == [first]
 
 
 def test_runs_are_paginated_by_keyset(engine: Durable, client: TestClient) -> None:
