@@ -85,7 +85,7 @@ def runs_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         search=_text(request, "q"),
         top_level=request.query_params.get("all") != "1",
         before=int(before)
-        if before is not None and before.isdigit() and len(before) < 19
+        if before is not None and before.isdigit() and len(before) < queries.BIGINT_DIGITS
         else None,
     )
     with dash.engine.shell.reading() as session:
