@@ -13,10 +13,12 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
+from durable_sa.core.ids import checked_run_id
 from durable_sa.core.status import RunStatus
 from durable_sa.dashboard import queries
 from durable_sa.errors import RunNotFoundError
 from durable_sa.queue import dead_letters
+from durable_sa.views import run_status
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -32,8 +34,8 @@ DEAD_LETTERS_CAP: Final = 100
 DEFAULT_HOURS: Final = 6
 MAX_HOURS: Final = 48
 """The workflows page's hourly buckets: 6 by default, ``?hours=`` up to 48."""
-CHILDREN_CAP: Final = 200
-"""Children shown in a run's tree, per run."""
+TREE_CAP: Final = 200
+"""Descendants shown in a run's tree (generation by generation, oldest first)."""
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -106,7 +108,7 @@ def runs_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
 
 def _flatten(snap: RunStatusSnapshot, depth: int = 0) -> list[tuple[int, RunStatusSnapshot]]:
     out = [(depth, snap)]
-    for child in snap.children[:CHILDREN_CAP]:
+    for child in snap.children:
         out.extend(_flatten(child, depth + 1))
     return out
 
@@ -136,12 +138,20 @@ def waits_for(snap: RunStatusSnapshot, *, paused: bool) -> list[str]:
 
 def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
     """One run: what it waits for, its journal, compensations, jobs and children tree."""
-    run_id = int(request.path_params["run_id"])
     try:
-        snap = dash.engine.status(run_id)
+        run_id = checked_run_id(int(request.path_params["run_id"]))
+        with dash.engine.shell.reading() as session:
+            snap = run_status(
+                session,
+                run_id,
+                now=dash.engine.now,
+                live_run_ids=dash.engine.backend.live_run_ids,
+                max_descendants=TREE_CAP,
+            )
     except RunNotFoundError as exc:
         return dash.render(request, seen, "missing.html", {"message": str(exc)}, status_code=404)
     with dash.engine.shell.reading() as session:
+        children = queries.child_counts(session, [run_id]).get(run_id, {})
         units = queries.journal(session, run_id, snap.created_at)
         jobs = queries.run_jobs(session, run_id)
         letter = dead_letters.open_letters(session, [run_id]).get(run_id)
@@ -154,6 +164,8 @@ def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         "jobs": jobs,
         "letter": letter,
         "tree": _flatten(snap)[1:],
+        "children": children,
+        "tree_cap": TREE_CAP,
         "waits": waits_for(snap, paused=paused),
         "paused": paused,
     }

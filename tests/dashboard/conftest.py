@@ -36,6 +36,9 @@ def define() -> None:
     ).step("pay", _boom, max_retries=1)
     durable("leaf").step("one", lambda ctx: ctx.input["n"] + 1)
     durable("tree").child_workflow("spawn", "leaf")
+    durable("fan").child_workflow("a", "leaf").child_workflow("b", "leaf").child_workflow(
+        "c", "leaf"
+    )
 
 
 @pytest.fixture

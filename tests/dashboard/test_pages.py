@@ -6,10 +6,11 @@ import re
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from durable_sa.dashboard import queries
+from durable_sa.dashboard import pages, queries
 from durable_sa.testing import drain
 
 if TYPE_CHECKING:
+    import pytest
     from starlette.testclient import TestClient
 
     from durable_sa import Durable
@@ -133,10 +134,27 @@ def test_a_run_shows_its_children_tree(engine: Durable, client: TestClient) -> N
     assert f'href="/runs/{run_id}"' in child_page  # its parent
 
 
+def test_a_run_tree_is_bounded(
+    engine: Durable, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = engine.start("fan", {"n": 1}).run_id
+    drain(engine)
+    children = [child.run_id for child in engine.status(run_id).children]
+    assert len(children) == 3
+    monkeypatch.setattr(pages, "TREE_CAP", 2)
+    html = client.get(f"/runs/{run_id}").text
+    tree = html[html.index('id="children"') :]
+    assert "The first 2 descendants" in tree
+    shown = [int(found) for found in re.findall(r'<li class="depth-1"><a href="/runs/(\d+)"', tree)]
+    assert shown == children[:2]
+    assert 'status-completed">completed</span> 3' in tree  # the count is of them all
+
+
 def test_an_unknown_run_is_a_404_page(engine: Durable, client: TestClient) -> None:
     page = client.get("/runs/987654")
     assert page.status_code == 404
     assert "987654" in page.text
+    assert client.get("/runs/99999999999999999999999").status_code == 404
 
 
 def test_workflows_counts_runs_by_status_and_hourly_durations(
