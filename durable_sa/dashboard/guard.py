@@ -23,11 +23,11 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from durable_sa.dashboard.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
-    TOKEN_COOKIE,
     Permission,
     csrf_ok,
     csrf_value,
     permission_of,
+    token_cookie,
     token_matches,
 )
 
@@ -147,14 +147,14 @@ class Dashboard:
                 target = request.url.path + (f"?{urlencode(kept)}" if kept else "")
                 response: Response = RedirectResponse(target, status_code=303)
                 response.set_cookie(
-                    TOKEN_COOKIE,
+                    token_cookie(self.token),
                     self.token,
                     httponly=True,
                     samesite="strict",
                     path=request.scope.get("root_path", "") or "/",
                 )
                 return response
-            if not token_matches(request.cookies.get(TOKEN_COOKIE), self.token):
+            if not token_matches(request.cookies.get(token_cookie(self.token)), self.token):
                 return PlainTextResponse(
                     "durable-sa dashboard: open the URL with ?token=... that "
                     "`durable-sa dashboard` printed when it started",

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import inspect
 import secrets
 from typing import TYPE_CHECKING, Final
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
     AuthCallable = Callable[[Request], "str | Permission | Awaitable[str | Permission]"]
 
-TOKEN_COOKIE: Final = "durable_sa_token"  # noqa: S105 - the cookie's name, not a secret
 CSRF_COOKIE: Final = "durable_sa_csrf"
 CSRF_FIELD: Final = "csrf_token"
 
@@ -88,6 +88,15 @@ async def permission_of(
 def new_token() -> str:
     """A random token for the URL the CLI prints."""
     return secrets.token_urlsafe(24)
+
+
+def token_cookie(token: str) -> str:
+    """The cookie that keeps ``token``: named after it, since cookies ignore the port.
+
+    Two dashboards served on one host (ports 8080 and 8081) thus never overwrite each
+    other's cookie; the name shows a hash of the token, never the token.
+    """
+    return f"durable_sa_token_{hashlib.sha256(token.encode()).hexdigest()[:12]}"
 
 
 def token_matches(given: str | None, expected: str) -> bool:

@@ -81,6 +81,8 @@ def test_a_page_fragment_is_only_its_live_part(engine: Durable, client: TestClie
     run_id = engine.start("greet").run_id
     whole = client.get("/")
     assert 'hx-trigger="every 3s"' in whole.text
+    filtered = client.get("/?workflow=greet")
+    assert 'hx-get="/?workflow=greet&amp;fragment=1"' in filtered.text  # polls what it shows
     fragment = client.get("/?fragment=1")
     assert "<html" not in fragment.text
     assert _ids(fragment.text) == [run_id]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from durable_sa.dashboard.security import CSRF_FIELD, TOKEN_COOKIE
+from durable_sa.dashboard.security import CSRF_FIELD, token_cookie
 from durable_sa.errors import InvalidArgumentError
 from tests.dashboard.conftest import csrf_of, post
 
@@ -41,9 +41,14 @@ def test_read_permission_shows_pages_without_buttons_and_refuses_actions(
     assert page.status_code == 200
     assert "Cancel run" not in page.text
     assert "Send signal" not in page.text
+    assert "Pause" not in client.get("/workflows").text
+    assert "Recover" not in client.get("/dead-letters").text
     refused = post(client, f"/runs/{run_id}/cancel", f"/runs/{run_id}")
     assert refused.status_code == 403
     assert "you may only read" in refused.text
+    for path in ("/recover", "/workflows/approve/pause"):
+        assert post(client, path, "/", pause="1").status_code == 403
+    assert engine.paused_workflows() == []
     assert engine.status(run_id).status == "running"
 
 
@@ -114,7 +119,9 @@ def test_a_token_is_required_and_kept_in_a_cookie(
     assert opened.status_code == 303
     assert opened.headers["location"] == f"/runs/{run_id}?fragment=1"  # the token leaves the URL
     assert "httponly" in opened.headers["set-cookie"].lower()
-    assert client.cookies.get(TOKEN_COOKIE) == "s3cret-token"
+    assert client.cookies.get(token_cookie("s3cret-token")) == "s3cret-token"
+    assert token_cookie("s3cret-token") != token_cookie("another")  # one per dashboard
+    assert "s3cret" not in token_cookie("s3cret-token")
     assert client.get("/").status_code == 200
     client.cookies.clear()
     assert client.get("/").status_code == 401
