@@ -136,6 +136,16 @@ def waits_for(snap: RunStatusSnapshot, *, paused: bool) -> list[str]:
     return out
 
 
+_FIRED: Final = re.compile(r"^schedule:(?P<name>.+):(?P<tick>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d.*)$")
+"""The idempotency key a schedule gives the run of a tick (core.schedules.fire_key)."""
+
+
+def fired_by(idempotency_key: str | None) -> tuple[str, str] | None:
+    """The schedule and tick that started a run, read from its idempotency key."""
+    found = _FIRED.match(idempotency_key or "")
+    return None if found is None else (found["name"], found["tick"])
+
+
 def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
     """One run: what it waits for, its journal, compensations, jobs and children tree."""
     try:
@@ -167,6 +177,7 @@ def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         "children": children,
         "tree_cap": TREE_CAP,
         "waits": waits_for(snap, paused=paused),
+        "fired_by": fired_by(snap.idempotency_key),
         "paused": paused,
     }
     template = "_run.html" if _fragment(request) else "run.html"
