@@ -196,6 +196,7 @@ def workflows_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         "totals": queries.status_totals(stats),
         "statuses": [s.value for s in RunStatus],
         "sample": queries.STATS_SAMPLE,
+        "window": queries.COUNT_WINDOW,
         "hours": span,
     }
     template = "_workflows.html" if _fragment(request) else "workflows.html"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 from sqlalchemy import func, or_, select
 
+from durable_sa.core.registry import registry
 from durable_sa.core.status import RunStatus
 from durable_sa.store.models import jobs_table, journal_table, runs_table, slots_table
 
@@ -30,6 +31,8 @@ JOURNAL_CAP: Final = 500
 """Journal rows shown for one run (the newest are kept when a run has more)."""
 STATS_SAMPLE: Final = 5000
 """How many of the most recent runs the workflows page's throughput and percentiles read."""
+COUNT_WINDOW: Final = 100_000
+"""The workflows page counts ended runs among this many newest ids (live runs: all)."""
 HELD_CAP: Final = 20
 """Jobs shown per worker."""
 SLOTS_CAP: Final = 200
@@ -310,20 +313,39 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[rank - 1]
 
 
+def _counts(session: Session, *, floor: int) -> dict[str, dict[str, int]]:
+    """Runs by workflow and status: every live run, and the ended ones above id ``floor``.
+
+    Live runs are found on the ``(status, id)`` index and are as many as the work in
+    flight; ended runs are counted only among the newest ids (a primary-key range), so
+    the count stays bounded however long the history.
+    """
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    live = [s for s in RunStatus if not s.is_terminal]
+    ended = [s for s in RunStatus if s.is_terminal]
+    for wanted, extra in ((live, None), (ended, runs.c.id > floor)):
+        stmt = (
+            select(runs.c.workflow_name, runs.c.status, func.count())
+            .where(runs.c.status.in_(wanted))
+            .group_by(runs.c.workflow_name, runs.c.status)
+        )
+        if extra is not None:
+            stmt = stmt.where(extra)
+        for name, status, count in session.execute(stmt):
+            counts[name][str(status)] = int(count)
+    return counts
+
+
 def workflow_stats(
     session: Session, *, now: datetime, hours: int = 6, paused: frozenset[str] = frozenset()
 ) -> list[WorkflowStats]:
     """Each workflow's status counts, and per hour over ``hours`` its finished runs' durations.
 
-    The counts are one ``GROUP BY`` on the ``(workflow_name, status)`` index; throughput
-    and percentiles read only the :data:`STATS_SAMPLE` most recent runs.
+    Counts: every live run, and ended runs among the newest :data:`COUNT_WINDOW` ids.
+    Throughput and percentiles read only the :data:`STATS_SAMPLE` most recent runs.
     """
-    counts: dict[str, dict[str, int]] = defaultdict(dict)
-    grouped = select(runs.c.workflow_name, runs.c.status, func.count()).group_by(
-        runs.c.workflow_name, runs.c.status
-    )
-    for name, status, count in session.execute(grouped):
-        counts[name][str(status)] = int(count)
+    top = session.execute(select(func.max(runs.c.id))).scalar() or 0
+    counts = _counts(session, floor=int(top) - COUNT_WINDOW)
     recent = session.execute(
         select(runs.c.workflow_name, runs.c.status, runs.c.created_at, runs.c.updated_at)
         .order_by(runs.c.id.desc())
@@ -334,6 +356,7 @@ def workflow_stats(
     )
     durations: dict[tuple[str, int], list[float]] = defaultdict(list)
     for name, status, created, updated in recent:
+        counts.setdefault(name, {})
         if not RunStatus(status).is_terminal or updated is None or created is None:
             continue
         index = int((updated - start).total_seconds() // 3600)
@@ -360,9 +383,10 @@ def workflow_stats(
 
 
 def workflow_names(session: Session) -> list[str]:
-    """The names of the workflows that have runs (an index scan of ``(workflow_name, status)``)."""
-    stmt = select(runs.c.workflow_name).distinct().order_by(runs.c.workflow_name).limit(500)
-    return list(session.execute(stmt).scalars())
+    """Workflows to filter by: those registered here and those of the newest runs."""
+    newest = select(runs.c.workflow_name).order_by(runs.c.id.desc()).limit(STATS_SAMPLE)
+    recent = session.execute(select(newest.subquery().c.workflow_name).distinct()).scalars()
+    return sorted(set(recent) | set(registry.names()))
 
 
 @attrs.frozen(kw_only=True)

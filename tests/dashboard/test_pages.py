@@ -185,6 +185,32 @@ def test_workflows_counts_runs_by_status_and_hourly_durations(
     assert len(re.findall(r"<td class=\"num\">", day_row[1])) == 24
 
 
+def test_ended_runs_are_counted_among_the_newest_ids_live_ones_all(
+    engine: Durable, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.start("approve")  # the oldest id, and live: always counted
+    for _ in range(3):
+        engine.start("greet")
+    drain(engine)
+    monkeypatch.setattr(queries, "COUNT_WINDOW", 2)
+    html = client.get("/workflows").text
+    greet = re.search(r'<tr data-workflow="greet">(.*?)</tr>', html, re.DOTALL)
+    approve = re.search(r'<tr data-workflow="approve">(.*?)</tr>', html, re.DOTALL)
+    assert greet is not None
+    assert approve is not None
+    assert 'status=completed&amp;all=1">2</a>' in greet[1]
+    assert 'status=suspended&amp;all=1">1</a>' in approve[1]
+    assert "among the newest 2" in html
+
+
+def test_the_workflow_filter_offers_registered_workflows_and_recent_ones(
+    engine: Durable, client: TestClient
+) -> None:
+    html = client.get("/").text  # no runs yet: the registered workflows
+    assert '<option value="leaf">leaf</option>' in html
+    assert '<option value="charge">charge</option>' in html
+
+
 def test_percentiles_are_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert queries.percentile(values, 0.5) == 50.0
