@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS ?=
 
-.PHONY: venv postgres-binaries redis-binaries test lint demo bench bench-quick clean
+.PHONY: venv postgres-binaries redis-binaries chromium test lint demo bench bench-quick clean
 
 ## venv: create .venv and install the package in editable mode with the dev extra
 venv: $(STAMP)
@@ -35,8 +35,12 @@ postgres-binaries:
 redis-binaries:
 	@bash scripts/ensure-redis.sh
 
+## chromium: install Debian's chromium and chromium-driver if missing (the dashboard's browser tests)
+chromium:
+	@bash scripts/ensure-chromium.sh
+
 ## test: run the test suite; it starts its own throwaway PostgreSQL and Redis servers
-test: venv postgres-binaries redis-binaries
+test: venv postgres-binaries redis-binaries chromium
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 ## bench: every benchmark scenario against the floor, DBOS and Procrastinate (~30 min on 2 cores)

@@ -102,17 +102,24 @@ def _snapshot(row: Any) -> RunStatusSnapshot:  # noqa: ANN401 - a result row
     )
 
 
-def _attach_children(session: Session, roots: list[RunStatusSnapshot]) -> None:
+def _attach_children(
+    session: Session, roots: list[RunStatusSnapshot], limit: int | None = None
+) -> None:
+    """Load the descendants of ``roots``, generation by generation (at most ``limit``)."""
     level = roots
-    while level:
+    left = limit
+    while level and (left is None or left > 0):
         by_id = {snap.run_id: snap for snap in level}
-        rows = [
-            row
-            for chunk in _chunks(list(by_id))
-            for row in session.execute(
-                select(*_COLUMNS).where(runs.c.parent_run_id.in_(chunk)).order_by(runs.c.id)
-            ).all()
-        ]
+        rows: list[Any] = []
+        for chunk in _chunks(list(by_id)):
+            stmt = select(*_COLUMNS).where(runs.c.parent_run_id.in_(chunk)).order_by(runs.c.id)
+            if left is not None:
+                stmt = stmt.limit(left - len(rows))
+            rows.extend(session.execute(stmt).all())
+            if left is not None and len(rows) >= left:
+                break
+        if left is not None:
+            left -= len(rows)
         nxt = []
         for row in rows:
             child = _snapshot(row)
@@ -303,9 +310,16 @@ def _marked(
 
 
 def run_status(
-    session: Session, run_id: int, *, now: datetime, live_run_ids: LiveRunIds
+    session: Session,
+    run_id: int,
+    *,
+    now: datetime,
+    live_run_ids: LiveRunIds,
+    max_descendants: int | None = None,
 ) -> RunStatusSnapshot:
-    """The run ``run_id`` with its descendants.
+    """The run ``run_id`` with its descendants (the first ``max_descendants``, if given).
+
+    The dashboard bounds a run's tree so a run with a million children shows fast.
 
     Raises:
         RunNotFoundError: no such run.
@@ -315,7 +329,7 @@ def run_status(
     if row is None:
         raise RunNotFoundError(run_id)
     snap = _snapshot(row)
-    _attach_children(session, [snap])
+    _attach_children(session, [snap], max_descendants)
     return _marked(session, [snap], now, live_run_ids)[0]
 
 

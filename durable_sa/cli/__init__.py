@@ -1,7 +1,8 @@
 """The ``durable-sa`` command: run a worker, look at runs, resume, cancel, recover, prune.
 
 Rules:
-- Only :mod:`~durable_sa.cli.commands` prints (tables come from
+- Only :mod:`~durable_sa.cli.commands` (and :mod:`~durable_sa.cli.dashboard`, the
+  ``dashboard`` command, which imports the dashboard extra only when run) prints (tables come from
   :mod:`~durable_sa.cli.formatting` as lines, ``--json`` from
   :mod:`~durable_sa.cli.json_output`). Results go to stdout; a worker's log records go
   to stderr through ``logging``.

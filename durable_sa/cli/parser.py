@@ -32,6 +32,7 @@ from durable_sa.cli.commands import (
     worker_command,
     workers_command,
 )
+from durable_sa.cli.dashboard import dashboard_arguments
 from durable_sa.cli.errors import USAGE, CliError
 from durable_sa.cli.metrics import metrics_arguments, metrics_port_arguments
 from durable_sa.core.status import RunStatus
@@ -364,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[database, reading],
         help="list schedules: next fire time, last run, paused",
     ).set_defaults(run=schedules_command)
+    dashboard_arguments(
+        commands.add_parser(
+            "dashboard",
+            help="serve the web dashboard of APP (loopback and a token, unless --auth)",
+        )
+    )
     return parser
 
 

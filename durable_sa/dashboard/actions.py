@@ -1,0 +1,109 @@
+"""The dashboard's actions: POSTs (write permission, CSRF-checked) that call the engine.
+
+Each action is the engine's own public call (``send``, ``resume``, ``cancel``,
+``recover``, ``admin.requeue``, ``pause``, ``unpause``), so the dashboard does exactly what
+the API and the CLI do. It answers with a redirect (303) back to the page, carrying a
+one-line message; a refusal the engine explains (an unknown run, an ended run, bad
+JSON) comes back the same way, as that message.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from durable_sa.errors import DurableError
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from durable_sa.dashboard.guard import Dashboard, Seen
+
+
+def _field(request: Request, name: str) -> str:
+    value = request.state.form.get(name, "")
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _run_id(request: Request) -> int:
+    return int(request.path_params["run_id"])
+
+
+def signal_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:
+    """Send (kept until the run waits for it) or resume (only if it waits now) a signal."""
+    run_id = _run_id(request)
+    back = f"/runs/{run_id}"
+    signal = _field(request, "signal")
+    raw = _field(request, "data")
+    if not signal:
+        return dash.back(request, back, error="name the signal to send")
+    try:
+        data = json.loads(raw) if raw else None
+    except json.JSONDecodeError as exc:
+        return dash.back(request, back, error=f"the data is not valid JSON: {exc}")
+    try:
+        if _field(request, "mode") == "resume":
+            resumed = dash.engine.resume(run_id, signal, data)
+            if not resumed.accepted:
+                why = f"run {run_id} did not take signal {signal!r}: {resumed.reason}"
+                return dash.back(request, back, error=why)
+            return dash.back(request, back, done=f"signal {signal!r} resumed run {run_id}")
+        sent = dash.engine.send(run_id, signal, data)
+    except DurableError as exc:
+        return dash.back(request, back, error=str(exc))
+    how = "delivered" if sent.delivered else "kept for the run's next wait"
+    return dash.back(request, back, done=f"signal {signal!r} {how}")
+
+
+def cancel_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:
+    """Cancel a run and its descendants, compensating first when asked."""
+    run_id = _run_id(request)
+    back = f"/runs/{run_id}"
+    compensate = _field(request, "compensate") == "1"
+    try:
+        result = dash.engine.cancel(run_id, compensate=compensate)
+    except DurableError as exc:
+        return dash.back(request, back, error=str(exc))
+    if not result.canceled:
+        return dash.back(request, back, error=f"nothing to cancel: run {run_id} has ended")
+    how = "compensating, then canceled" if compensate else "canceled"
+    runs = ", ".join(str(run) for run in result.canceled)
+    return dash.back(request, back, done=f"{how}: {runs}")
+
+
+def recover_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:
+    """Re-enqueue runs that should progress but have no job."""
+    count = dash.engine.recover()
+    back = _field(request, "back") or "/dead-letters"
+    if not back.startswith("/") or back.startswith("//"):
+        back = "/dead-letters"
+    return dash.back(request, back, done=f"re-enqueued {count} run(s)")
+
+
+def requeue_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:
+    """Requeue a dead letter as a fresh job."""
+    letter = int(request.path_params["letter_id"])
+    try:
+        job = dash.engine.admin.requeue(letter)
+    except DurableError as exc:
+        return dash.back(request, "/dead-letters", error=str(exc))
+    return dash.back(request, "/dead-letters", done=f"dead letter {letter} requeued as job {job}")
+
+
+def pause_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:
+    """Pause a workflow (``pause=1``) or let it go on (``pause=0``)."""
+    name = request.path_params["workflow"]
+    back = _field(request, "back") or "/workflows"
+    if not back.startswith("/") or back.startswith("//"):
+        back = "/workflows"
+    try:
+        if _field(request, "pause") == "1":
+            changed = dash.engine.pause(name)
+            done = f"paused {name}" if changed else f"{name} was paused already"
+        else:
+            changed = dash.engine.unpause(name)
+            done = f"unpaused {name}" if changed else f"{name} was not paused"
+    except DurableError as exc:
+        return dash.back(request, back, error=str(exc))
+    return dash.back(request, back, done=done)

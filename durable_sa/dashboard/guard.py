@@ -1,0 +1,209 @@
+"""The one door every dashboard endpoint goes through: token, permission, CSRF, rendering.
+
+An endpoint is a plain function ``(Request, Seen) -> Response`` run in a worker thread
+(the engine's calls are synchronous); :func:`Dashboard.page` and :func:`Dashboard.action`
+wrap it into a Starlette endpoint that first checks the start-up token, then the
+request's permission (and for an action the CSRF field), and sets the CSRF cookie on
+the way out. ``/metrics`` (durable_sa.metrics) is meant to be wrapped the same way, with
+:meth:`Dashboard.guarded`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, TypeAlias
+from urllib.parse import urlencode
+
+import attrs
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+
+from durable_sa.dashboard.security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    Permission,
+    csrf_ok,
+    csrf_value,
+    permission_of,
+    token_cookie,
+    token_matches,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from starlette.requests import Request
+
+    from durable_sa.dashboard.security import AuthCallable
+    from durable_sa.facade import Durable
+
+_TEMPLATES: Final = Path(__file__).with_name("templates")
+_SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+@attrs.frozen
+class Seen:
+    """What the guard found out about a request, for the endpoint and its template."""
+
+    permission: Permission
+    csrf: str
+
+    @property
+    def can_write(self) -> bool:
+        """Whether to show action buttons (and to accept actions)."""
+        return self.permission.can_write
+
+
+def _duration(value: timedelta | float | None) -> str:
+    if value is None:
+        return ""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:  # noqa: PLR2004 - two minutes
+        return f"{seconds:.1f} s"
+    if seconds < 7200:  # noqa: PLR2004 - two hours
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+View: TypeAlias = "Callable[[Dashboard, Request, Seen], Response]"
+"""A page or an action: the app's state, the request, what the guard found; a response."""
+
+
+class Dashboard:
+    """The app's shared state: the engine, who may do what, and the templates."""
+
+    def __init__(
+        self, engine: Durable, *, auth: AuthCallable | None, read_only: bool, token: str | None
+    ) -> None:
+        self.engine = engine
+        self.auth = auth
+        self.read_only = read_only
+        self.token = token
+        self.templates = Environment(
+            loader=FileSystemLoader(_TEMPLATES),
+            autoescape=select_autoescape(default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.filters["duration"] = _duration
+        self.templates.filters["when"] = _when
+
+    # ── rendering ──────────────────────────────────────────────────────────────
+
+    def render(
+        self,
+        request: Request,
+        seen: Seen,
+        template: str,
+        values: Mapping[str, object],
+        *,
+        status_code: int = 200,
+    ) -> HTMLResponse:
+        """``template`` with ``values``, the permission and the URL helpers."""
+        root = request.scope.get("root_path", "")
+        page = self.templates.get_template(template).render(
+            request=request,
+            seen=seen,
+            csrf_field=CSRF_FIELD,
+            read_only=self.read_only,
+            root=root,
+            now=self.engine.now,
+            **values,
+        )
+        return HTMLResponse(page, status_code=status_code)
+
+    def back(self, request: Request, path: str, **query: str) -> RedirectResponse:
+        """A 303 to ``path`` of the dashboard (after a POST), with a message in the query."""
+        root = request.scope.get("root_path", "")
+        suffix = f"?{urlencode(query)}" if query else ""
+        return RedirectResponse(f"{root}{path}{suffix}", status_code=303)
+
+    # ── the door ───────────────────────────────────────────────────────────────
+
+    async def _admit(self, request: Request, need: Permission) -> Response | Seen:
+        """The refusal to send, or what the request may do."""
+        if self.token is not None:
+            given = request.query_params.get("token")
+            if given is not None and token_matches(given, self.token):
+                kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+                target = request.url.path + (f"?{urlencode(kept)}" if kept else "")
+                response: Response = RedirectResponse(target, status_code=303)
+                response.set_cookie(
+                    token_cookie(self.token),
+                    self.token,
+                    httponly=True,
+                    samesite="strict",
+                    path=request.scope.get("root_path", "") or "/",
+                )
+                return response
+            if not token_matches(request.cookies.get(token_cookie(self.token)), self.token):
+                return PlainTextResponse(
+                    "durable-sa dashboard: open the URL with ?token=... that "
+                    "`durable-sa dashboard` printed when it started",
+                    status_code=401,
+                )
+        permission = await permission_of(request, self.auth, read_only=self.read_only)
+        if not permission.can_read:
+            return PlainTextResponse("durable-sa dashboard: you may not see this", 403)
+        if need is Permission.WRITE and not permission.can_write:
+            why = "the dashboard is read-only" if self.read_only else "you may only read"
+            return PlainTextResponse(f"durable-sa dashboard: {why}; no action taken", 403)
+        csrf, _ = csrf_value(request)
+        return Seen(permission, csrf)
+
+    def guarded(
+        self, endpoint: Callable[[Request, Seen], Response], need: Permission = Permission.READ
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """``endpoint`` behind the door; it runs in a worker thread."""
+
+        async def guarded_endpoint(request: Request) -> Response:
+            admitted = await self._admit(request, need)
+            if not isinstance(admitted, Seen):
+                return _secured(admitted)
+            if need is Permission.WRITE:
+                form = await request.form()
+                if not csrf_ok(request, form.get(CSRF_FIELD)):
+                    return _secured(
+                        PlainTextResponse(
+                            "durable-sa dashboard: this form is stale or came from another "
+                            "site (CSRF check failed); reload the page and try again",
+                            status_code=403,
+                        )
+                    )
+                request.state.form = form
+            response = await run_in_threadpool(endpoint, request, admitted)
+            if request.cookies.get(CSRF_COOKIE) != admitted.csrf:
+                response.set_cookie(
+                    CSRF_COOKIE,
+                    admitted.csrf,
+                    httponly=True,
+                    samesite="strict",
+                    path=request.scope.get("root_path", "") or "/",
+                )
+            return _secured(response)
+
+        return guarded_endpoint
+
+
+def _secured(response: Response) -> Response:
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response

@@ -1,0 +1,242 @@
+"""The dashboard's pages: each reads, then renders one template.
+
+Reads go through :mod:`~durable_sa.dashboard.queries` or the engine's own read calls.
+
+A page asked with ``?fragment=1`` renders only its live part: htmx polls it every few
+seconds and swaps it in, so the page stays current without reloading (and without
+resetting the forms, which sit outside the live part).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from durable_sa.core.ids import checked_run_id
+from durable_sa.core.status import RunStatus
+from durable_sa.dashboard import queries
+from durable_sa.errors import RunNotFoundError
+from durable_sa.queue import dead_letters
+from durable_sa.views import run_status
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from durable_sa.dashboard.guard import Dashboard, Seen
+    from durable_sa.results import RunStatusSnapshot
+
+_AGE: Final = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+DEAD_LETTERS_CAP: Final = 100
+"""Dead letters shown at once (newest first)."""
+DEFAULT_HOURS: Final = 6
+MAX_HOURS: Final = 48
+"""The workflows page's hourly buckets: 6 by default, ``?hours=`` up to 48."""
+TREE_CAP: Final = 200
+"""Descendants shown in a run's tree (generation by generation, oldest first)."""
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """An age (``30m``, ``2h``, ``7d``) before ``now``, or an ISO 8601 time (UTC if naive).
+
+    Raises:
+        ValueError: neither.
+
+    """
+    age = _AGE.match(text)
+    if age is not None:
+        return now - timedelta(**{_UNITS[age[2]]: int(age[1])})
+    when = datetime.fromisoformat(text.strip())
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def _fragment(request: Request) -> bool:
+    return request.query_params.get("fragment") == "1"
+
+
+def _text(request: Request, name: str) -> str | None:
+    """A filter's text; NUL characters dropped (PostgreSQL's text cannot hold them)."""
+    value = request.query_params.get(name, "").replace("\x00", "").strip()
+    return value or None
+
+
+def runs_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
+    """The runs: filtered, searched, top-level with their children folded, paginated."""
+    now = dash.engine.now
+    problems: list[str] = []
+    status: RunStatus | None = None
+    if (wanted_status := _text(request, "status")) is not None:
+        try:
+            status = RunStatus(wanted_status)
+        except ValueError:
+            problems.append(f"unknown status {wanted_status!r}")
+    since = None
+    if (wanted_since := _text(request, "since")) is not None:
+        try:
+            since = parse_since(wanted_since, now)
+        except (ValueError, OverflowError):
+            problems.append(f"since is an age (30m, 2h, 7d) or an ISO time, not {wanted_since!r}")
+    before = _text(request, "before")
+    wanted = queries.RunFilter(
+        workflow=_text(request, "workflow"),
+        status=status,
+        since=since,
+        key=_text(request, "key"),
+        search=_text(request, "q"),
+        top_level=request.query_params.get("all") != "1",
+        before=int(before)
+        if before is not None and before.isdigit() and len(before) < queries.BIGINT_DIGITS
+        else None,
+    )
+    with dash.engine.shell.reading() as session:
+        page = queries.run_page(session, wanted)
+        names = queries.workflow_names(session)
+    query = {k: v for k, v in request.query_params.items() if k not in ("fragment", "before")}
+    values: dict[str, object] = {
+        "page": page,
+        "wanted": wanted,
+        "query": query,
+        "problems": problems,
+        "workflows": names,
+        "statuses": [s.value for s in RunStatus],
+    }
+    template = "_runs.html" if _fragment(request) else "runs.html"
+    return dash.render(request, seen, template, values)
+
+
+def _flatten(snap: RunStatusSnapshot, depth: int = 0) -> list[tuple[int, RunStatusSnapshot]]:
+    out = [(depth, snap)]
+    for child in snap.children:
+        out.extend(_flatten(child, depth + 1))
+    return out
+
+
+def waits_for(snap: RunStatusSnapshot, *, paused: bool) -> list[str]:
+    """What keeps the run from going on, in words (empty: nothing, or it has ended)."""
+    if snap.status.is_terminal:
+        return []
+    out = []
+    if paused:
+        out.append(f"its workflow {snap.workflow_name} is paused")
+    if snap.wait_kind == "child":
+        out.append(f"child runs (step {snap.wait_step})")
+    elif snap.awaiting_signal:
+        timeout = f", timing out at {snap.wake_at:%Y-%m-%d %H:%M:%S}" if snap.wake_at else ""
+        out.append(f"signal {snap.awaiting_signal!r}{timeout}")
+    elif snap.wake_at is not None:
+        out.append(f"a timer: wakes at {snap.wake_at:%Y-%m-%d %H:%M:%S}")
+    if snap.waiting_reason:
+        out.append(snap.waiting_reason)
+    if snap.waiting_for_version:
+        out.append(f"a live worker running version {snap.waiting_for_version}")
+    if snap.stranded:
+        out.append(f"a recover: no job, {snap.stranded}")
+    return out
+
+
+_FIRED: Final = re.compile(r"^schedule:(?P<name>.+):(?P<tick>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d.*)$")
+"""The idempotency key a schedule gives the run of a tick (core.schedules.fire_key)."""
+
+
+def fired_by(idempotency_key: str | None) -> tuple[str, str] | None:
+    """The schedule and tick that started a run, read from its idempotency key."""
+    found = _FIRED.match(idempotency_key or "")
+    return None if found is None else (found["name"], found["tick"])
+
+
+def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
+    """One run: what it waits for, its journal, compensations, jobs and children tree."""
+    try:
+        run_id = checked_run_id(int(request.path_params["run_id"]))
+        with dash.engine.shell.reading() as session:
+            snap = run_status(
+                session,
+                run_id,
+                now=dash.engine.now,
+                live_run_ids=dash.engine.backend.live_run_ids,
+                max_descendants=TREE_CAP,
+            )
+    except RunNotFoundError as exc:
+        return dash.render(request, seen, "missing.html", {"message": str(exc)}, status_code=404)
+    with dash.engine.shell.reading() as session:
+        children = queries.child_counts(session, [run_id]).get(run_id, {})
+        units = queries.journal(session, run_id, snap.created_at)
+        jobs = queries.run_jobs(session, run_id)
+        letter = dead_letters.open_letters(session, [run_id]).get(run_id)
+    paused = snap.workflow_name in dash.engine.paused_workflows()
+    values = {
+        "snap": snap,
+        "units": [u for u in units if not u.is_compensation],
+        "compensations": [u for u in units if u.is_compensation],
+        "capped": len(units) >= queries.JOURNAL_CAP,
+        "jobs": jobs,
+        "letter": letter,
+        "tree": _flatten(snap)[1:],
+        "children": children,
+        "tree_cap": TREE_CAP,
+        "waits": waits_for(snap, paused=paused),
+        "fired_by": fired_by(snap.idempotency_key),
+        "paused": paused,
+    }
+    template = "_run.html" if _fragment(request) else "run.html"
+    return dash.render(request, seen, template, values)
+
+
+def workflows_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
+    """Each workflow: runs by status, finished per hour and their duration percentiles."""
+    paused = frozenset(dash.engine.paused_workflows())
+    hours = request.query_params.get("hours", "")
+    span = min(max(int(hours), 1), MAX_HOURS) if hours.isdigit() else DEFAULT_HOURS
+    with dash.engine.shell.reading() as session:
+        stats = queries.workflow_stats(session, now=dash.engine.now, hours=span, paused=paused)
+    values = {
+        "stats": stats,
+        "totals": queries.status_totals(stats),
+        "statuses": [s.value for s in RunStatus],
+        "sample": queries.STATS_SAMPLE,
+        "window": queries.COUNT_WINDOW,
+        "hours": span,
+    }
+    template = "_workflows.html" if _fragment(request) else "workflows.html"
+    return dash.render(request, seen, template, values)
+
+
+def workers_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
+    """The live workers (from their heartbeats) and the jobs each holds."""
+    workers = dash.engine.admin.workers()
+    with dash.engine.shell.reading() as session:
+        held = queries.held_jobs(session, [w.id for w in workers], dash.engine.now)
+    template = "_workers.html" if _fragment(request) else "workers.html"
+    return dash.render(request, seen, template, {"workers": workers, "held": held})
+
+
+def dead_letters_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
+    """Dead letters, newest first: open ones, or all with ``?all=1``."""
+    every = request.query_params.get("all") == "1"
+    letters = dash.engine.admin.dead_letters(limit=DEAD_LETTERS_CAP, include_resolved=every)
+    template = "_dead_letters.html" if _fragment(request) else "dead_letters.html"
+    values = {"letters": letters, "every": every, "cap": DEAD_LETTERS_CAP}
+    return dash.render(request, seen, template, values)
+
+
+def limits_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
+    """Paused workflows, shared rate limits and the busiest concurrency slots."""
+    with dash.engine.shell.reading() as session:
+        slots = queries.slots(session)
+        names = queries.workflow_names(session)
+    values = {
+        "paused": dash.engine.paused_workflows(),
+        "rate_limits": dash.engine.rate_limits(),
+        "slots": slots,
+        "workflows": names,
+    }
+    template = "_limits.html" if _fragment(request) else "limits.html"
+    return dash.render(request, seen, template, values)
+
+
+def schedules_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
+    """The schedules: cron, next tick, last run, paused."""
+    template = "_schedules.html" if _fragment(request) else "schedules.html"
+    return dash.render(request, seen, template, {"schedules": dash.engine.schedules()})

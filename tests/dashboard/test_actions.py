@@ -1,0 +1,129 @@
+"""Each action does what the engine's own call does, and says so in one line."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+from durable_sa.testing import drain
+from tests.dashboard.conftest import post
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
+
+    from durable_sa import Durable
+
+
+def _message(response: object) -> dict[str, str]:
+    location = response.headers["location"]  # type: ignore[attr-defined]
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def test_send_delivers_a_signal_the_run_waits_for(engine: Durable, client: TestClient) -> None:
+    run_id = engine.start("approve").run_id
+    drain(engine)
+    sent = post(
+        client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="approve", data='{"by": "ann"}'
+    )
+    assert sent.status_code == 303
+    assert _message(sent) == {"done": "signal 'approve' delivered"}
+    drain(engine)
+    snap = engine.status(run_id)
+    assert snap.status == "completed"
+    assert snap.results["ship"] == {"by": {"by": "ann"}}
+    shown = client.get(sent.headers["location"])
+    assert "signal &#39;approve&#39; delivered" in shown.text
+
+
+def test_send_keeps_a_signal_for_a_run_not_waiting_yet(engine: Durable, client: TestClient):
+    run_id = engine.start("approve").run_id  # not yet at its wait
+    sent = post(client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="approve")
+    assert _message(sent) == {"done": "signal 'approve' kept for the run's next wait"}
+    drain(engine)
+    assert engine.status(run_id).status == "completed"
+
+
+def test_resume_refuses_a_run_that_does_not_wait(engine: Durable, client: TestClient) -> None:
+    run_id = engine.start("approve").run_id
+    drain(engine)
+    other = post(client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="other", mode="resume")
+    assert "did not take signal 'other'" in _message(other)["error"]
+    taken = post(
+        client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="approve", mode="resume"
+    )
+    assert _message(taken) == {"done": f"signal 'approve' resumed run {run_id}"}
+
+
+def test_a_signal_with_bad_json_or_to_an_ended_run_is_explained(
+    engine: Durable, client: TestClient
+) -> None:
+    run_id = engine.start("greet").run_id
+    bad = post(client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="x", data="{nope")
+    assert _message(bad)["error"].startswith("the data is not valid JSON")
+    drain(engine)
+    ended = post(client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="x")
+    assert "ended" in _message(ended)["error"] or "completed" in _message(ended)["error"]
+    missing = post(client, "/runs/424242/signal", "/", signal="x")
+    assert "424242" in _message(missing)["error"]
+
+
+def test_cancel_without_and_with_compensation(engine: Durable, client: TestClient) -> None:
+    plain = engine.start("approve").run_id
+    drain(engine)
+    done = post(client, f"/runs/{plain}/cancel", f"/runs/{plain}")
+    assert _message(done) == {"done": f"canceled: {plain}"}
+    assert engine.status(plain).status == "canceled"
+    again = post(client, f"/runs/{plain}/cancel", f"/runs/{plain}")
+    assert "nothing to cancel" in _message(again)["error"]
+
+    durable_run = engine.start("approve").run_id
+    drain(engine)
+    compensated = post(
+        client, f"/runs/{durable_run}/cancel", f"/runs/{durable_run}", compensate="1"
+    )
+    assert _message(compensated)["done"].startswith("compensating, then canceled")
+    drain(engine)
+    assert engine.status(durable_run).status == "canceled"
+
+
+def test_recover_and_requeue_a_dead_letter(engine: Durable, client: TestClient) -> None:
+    first = engine.start("greet").run_id
+    job = engine.admin.claim()
+    assert job is not None
+    engine.backend.dead_letter(job, error="lost")
+    (letter,) = engine.admin.dead_letters()
+    assert "Requeue" in client.get("/dead-letters").text
+    requeued = post(client, f"/dead-letters/{letter.id}/requeue", "/dead-letters")
+    assert _message(requeued)["done"].startswith(f"dead letter {letter.id} requeued as job ")
+    again = post(client, f"/dead-letters/{letter.id}/requeue", "/dead-letters")
+    assert "error" in _message(again)
+    drain(engine)
+    assert engine.status(first).status == "completed"
+
+    second = engine.start("greet").run_id
+    job = engine.admin.claim()
+    assert job is not None
+    engine.backend.dead_letter(job, error="lost again")
+    recovered = post(client, "/recover", "/dead-letters", back="/dead-letters")
+    assert _message(recovered) == {"done": "re-enqueued 1 run(s)"}
+    assert recovered.headers["location"].startswith("/dead-letters")
+    drain(engine)
+    assert engine.status(second).status == "completed"
+
+
+def test_recover_goes_back_only_to_a_dashboard_page(engine: Durable, client: TestClient):
+    away = post(client, "/recover", "/", back="//evil.example/x")
+    assert away.headers["location"].startswith("/dead-letters")
+
+
+def test_pause_and_unpause_a_workflow(engine: Durable, client: TestClient) -> None:
+    engine.start("greet")
+    paused = post(client, "/workflows/greet/pause", "/workflows", pause="1")
+    assert _message(paused) == {"done": "paused greet"}
+    assert engine.paused_workflows() == ["greet"]
+    page = client.get("/workflows").text
+    assert "Unpause" in page
+    unpaused = post(client, "/workflows/greet/pause", "/limits", pause="0", back="/limits")
+    assert _message(unpaused) == {"done": "unpaused greet"}
+    assert unpaused.headers["location"].startswith("/limits")
+    assert engine.paused_workflows() == []

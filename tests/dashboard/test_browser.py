@@ -1,0 +1,160 @@
+"""The dashboard in headless chromium: the right runs, live updates, actions, refusals.
+
+Each test serves the app with uvicorn on a free loopback port (tests/dashboard/browser.py)
+and checks the console has no error. With ``DURABLE_SA_SCREENSHOTS=DIR`` the screenshots
+the first test takes are also written to DIR (``docs/`` for docs/dashboard.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from selenium.webdriver.common.by import By
+
+from durable_sa.dashboard import create_app
+from durable_sa.testing import drain
+from tests.dashboard.browser import chromium, serving, severe, wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from selenium import webdriver
+
+    from durable_sa import Durable
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    with chromium(tmp_path / "profile") as driver:
+        yield driver
+
+
+def _row_ids(driver: webdriver.Chrome) -> list[int]:
+    rows = driver.find_elements(By.CSS_SELECTOR, "tr[data-run-id]")
+    return [int(row.get_attribute("data-run-id") or 0) for row in rows]
+
+
+def _shoot(driver: webdriver.Chrome, tmp_path: Path, name: str) -> None:
+    shot = tmp_path / f"dashboard-{name}.png"
+    assert driver.save_screenshot(str(shot))
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    wanted = os.environ.get("DURABLE_SA_SCREENSHOTS")
+    if wanted:
+        shutil.copyfile(shot, Path(wanted) / shot.name)
+
+
+def test_pages_show_the_right_runs_and_update_live(
+    engine: Durable, flows: None, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    greet = engine.start("greet", {"who": "ann"}, idempotency_key="order-1").run_id
+    charge = engine.start("charge", {"who": "bob"}).run_id
+    tree = engine.start("tree", {"n": 2}).run_id
+    waiting = engine.start("approve").run_id
+    drain(engine)
+    with serving(create_app(engine)) as base:
+        browser.get(base + "/")
+        assert _row_ids(browser) == [waiting, tree, charge, greet]
+        _shoot(browser, tmp_path, "runs")
+        later = engine.start("greet", {"who": "cy"}).run_id  # htmx polls every 3 s
+        wait_for(lambda: _row_ids(browser)[:1] == [later], timeout=10)
+
+        # An open fold stays open: the live refresh waits while one is open.
+        browser.find_element(By.CSS_SELECTOR, f"tr[data-run-id='{tree}'] summary").click()
+        time.sleep(4)
+        opened = browser.find_element(By.CSS_SELECTOR, f"tr[data-run-id='{tree}'] details")
+        assert opened.get_attribute("open") is not None
+
+        browser.find_element(By.CSS_SELECTOR, "input[name=q]").send_keys("order-1\n")
+        wait_for(lambda: _row_ids(browser) == [greet])
+
+        browser.get(f"{base}/runs/{charge}")
+        timeline = browser.find_element(By.ID, "timeline").text
+        assert "ValueError: card declined for bob" in timeline
+        browser.find_element(By.CSS_SELECTOR, "#timeline details summary").click()
+        assert "Traceback (most recent call last)" in browser.find_element(By.ID, "timeline").text
+        assert "reserve#compensate" in browser.find_element(By.ID, "compensations").text
+        _shoot(browser, tmp_path, "run")
+
+        browser.get(f"{base}/runs/{tree}")
+        assert "leaf" in browser.find_element(By.CSS_SELECTOR, "ul.tree").text
+
+        for page in ("/workflows", "/workers", "/dead-letters", "/limits", "/schedules"):
+            browser.get(base + page)
+            assert browser.find_element(By.TAG_NAME, "h1").text
+        browser.get(base + "/workflows")
+        assert "greet" in browser.find_element(By.ID, "workflow-counts").text
+        _shoot(browser, tmp_path, "workflows")
+        browser.execute_script("htmx.trigger('#live', 'every 3s')")  # htmx is loaded
+        wait_for(lambda: browser.execute_script("return typeof htmx") == "object")
+    assert severe(browser) == []
+
+
+def test_an_action_works_from_the_browser(
+    engine: Durable, flows: None, browser: webdriver.Chrome
+) -> None:
+    run_id = engine.start("approve").run_id
+    drain(engine)
+    with serving(create_app(engine)) as base:
+        browser.get(f"{base}/runs/{run_id}")
+        assert "signal 'approve'" in browser.find_element(By.ID, "waits").text
+        data = browser.find_element(By.CSS_SELECTOR, "input[name=data]")
+        data.send_keys('{"by": "ann"}')
+        browser.find_element(By.CSS_SELECTOR, "button[value=signal]").click()
+        flash = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".flash.done"))
+        assert flash[0].text == "signal 'approve' delivered"
+        drain(engine)
+        assert engine.status(run_id).status == "completed"
+        wait_for(lambda: "completed" in browser.find_element(By.ID, "run-status").text)
+
+        other = engine.start("approve").run_id
+        browser.get(f"{base}/runs/{other}")
+        browser.find_element(By.ID, "cancel").click()
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".flash.done"))
+        assert engine.status(other).status == "canceled"
+    assert severe(browser) == []
+
+
+def test_actions_are_refused_without_permission(
+    engine: Durable, flows: None, browser: webdriver.Chrome
+) -> None:
+    run_id = engine.start("approve").run_id
+    drain(engine)
+    with serving(create_app(engine, auth=lambda request: "read")) as base:
+        browser.get(f"{base}/runs/{run_id}")
+        assert browser.find_elements(By.ID, "cancel") == []
+        assert browser.find_element(By.ID, "permission").text == "read"
+        status = browser.execute_async_script(
+            """
+            const done = arguments[arguments.length - 1];
+            fetch(arguments[0], {method: "POST", body: new URLSearchParams({csrf_token: "x"})})
+                .then(r => done(r.status));
+            """,
+            f"{base}/runs/{run_id}/cancel",
+        )
+        assert status == 403
+    assert engine.status(run_id).status == "suspended"
+    logged = severe(browser)
+    assert len(logged) == 1  # the refused POST, and nothing else
+    assert "403" in logged[0]["message"]
+
+
+def test_the_token_opens_the_dashboard_once(
+    engine: Durable, flows: None, browser: webdriver.Chrome
+) -> None:
+    run_id = engine.start("greet").run_id
+    with serving(create_app(engine, token="browser-token")) as base:  # noqa: S106
+        browser.get(base + "/")
+        assert "?token=" in browser.find_element(By.TAG_NAME, "body").text
+        browser.get(base + "/?token=browser-token")
+        assert browser.current_url == base + "/"  # the token left the address bar
+        assert _row_ids(browser) == [run_id]
+        browser.get(base + "/workflows")
+        assert browser.find_element(By.TAG_NAME, "h1").text == "Workflows"
+    logged = severe(browser)
+    assert len(logged) == 1  # the first, refused visit
+    assert "401" in logged[0]["message"]
