@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from durable_sa.dashboard import actions, pages
 from durable_sa.dashboard.guard import Dashboard
+from durable_sa.dashboard.metrics_page import metrics_view
 from durable_sa.dashboard.security import Permission
 from durable_sa.errors import InvalidArgumentError
 
@@ -92,8 +93,8 @@ def create_app(
             methods=["POST"],
         ),
         Route("/workflows/{workflow:path}/pause", act(actions.pause_action), methods=["POST"]),
-        # /metrics (durable_sa.metrics, issue 17) goes here, behind the same door, as a
-        # page: a Route whose endpoint is dash.guarded(<(request, seen) -> Response>).
+        # Prometheus scrapes it like a page (read permission; the token as a bearer).
+        Route("/metrics", page(metrics_view(engine)), name="metrics"),
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
         # Browsers ask for it even on a refusal (a plain-text 401): no 404 in their console.
         Route("/favicon.ico", _favicon),

@@ -154,7 +154,8 @@ class Dashboard:
                     path=request.scope.get("root_path", "") or "/",
                 )
                 return response
-            if not token_matches(request.cookies.get(token_cookie(self.token)), self.token):
+            kept_token = request.cookies.get(token_cookie(self.token)) or _bearer(request)
+            if not token_matches(kept_token, self.token):
                 return PlainTextResponse(
                     "durable-sa dashboard: open the URL with ?token=... that "
                     "`durable-sa dashboard` printed when it started",
@@ -201,6 +202,17 @@ class Dashboard:
             return _secured(response)
 
         return guarded_endpoint
+
+
+def _bearer(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if any.
+
+    How a scraper, which keeps no cookie, shows the token (``/metrics``).
+    """
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
 
 
 def _secured(response: Response) -> Response:
