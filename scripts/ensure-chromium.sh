@@ -27,8 +27,8 @@ fi
 
 echo "ensure-chromium: installing the 'chromium' and 'chromium-driver' packages"
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    chromium chromium-driver
+# With the recommended packages (fonts among them), as on the machines the tests ran on.
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
 
 for binary in "$CHROMIUM" "$CHROMEDRIVER"; do
     if [[ ! -x "$binary" ]]; then
