@@ -8,7 +8,9 @@ Rules:
   serializes them the same way.
 - Rows are locked in one order: the workflow's row (key ``''``) first, then a key's.
   Every transaction that changes a key's count holds its workflow's row, so the
-  workflow row alone serializes a workflow's admissions.
+  workflow row alone serializes a workflow's admissions. A transaction that gives back
+  places under several workflows (a worker's group commit) takes their workflow rows in
+  name order, so two such transactions never wait on each other in a cycle.
 - The next pending run is picked ``ORDER BY priority, id`` among the runs whose key has
   room, skipping rows another transaction holds (``FOR UPDATE SKIP LOCKED``: a run
   being canceled).
@@ -27,6 +29,7 @@ from durable_sa.core.status import RunStatus
 from durable_sa.store.models import runs_table, slots_table
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from datetime import datetime
 
     from sqlalchemy import Connection
@@ -54,12 +57,11 @@ _UPSERT: Final = {"postgresql": _upsert("postgresql"), "sqlite": _upsert("sqlite
 _ROW: Final = and_(
     slots.c.workflow_name == bindparam("workflow"), slots.c.concurrency_key == bindparam("key")
 )
+_FEWER: Final = case((slots.c.active > bindparam("n"), slots.c.active - bindparam("n")), else_=0)
 _GIVE_BACK: Final = (
-    update(slots)
-    .where(_ROW)
-    .values(active=case((slots.c.active > 0, slots.c.active - 1), else_=0))
-    .returning(slots.c.active, slots.c.max_active)
+    update(slots).where(_ROW).values(active=_FEWER).returning(slots.c.active, slots.c.max_active)
 )
+_GIVE_BACK_KEY: Final = update(slots).where(_ROW).values(active=_FEWER)
 _TAKE: Final = update(slots).where(_ROW).values(active=slots.c.active + 1)
 _LOCK: Final = (
     update(slots)
@@ -112,10 +114,22 @@ def lock_as_is(conn: Connection, workflow: str, key: str) -> Count | None:
     return None if row is None else Count(active=int(row.active), limit=row.max_active)
 
 
-def give_back(conn: Connection, workflow: str, key: str) -> Count | None:
-    """One run fewer under ``workflow`` (``key``): the row, locked; ``None`` if it has none."""
-    row = conn.execute(_GIVE_BACK, {"workflow": workflow, "key": key}).first()
+def give_back(conn: Connection, workflow: str, n: int) -> Count | None:
+    """``n`` runs fewer under ``workflow``: its row, locked; ``None`` if it has none."""
+    row = conn.execute(_GIVE_BACK, {"workflow": workflow, "key": WORKFLOW_KEY, "n": n}).first()
     return None if row is None else Count(active=int(row.active), limit=row.max_active)
+
+
+def give_back_keys(conn: Connection, workflow: str, freed: Mapping[str, int]) -> None:
+    """Fewer runs under keys of ``workflow`` (``freed``: how many per key), keys in order.
+
+    The caller holds the workflow's row. One ``executemany`` (pipelined by psycopg): no
+    key's count is read for a decision here (admission reads them in its own statement).
+    """
+    conn.execute(
+        _GIVE_BACK_KEY,
+        [{"workflow": workflow, "key": key, "n": freed[key]} for key in sorted(freed)],
+    )
 
 
 def take(conn: Connection, workflow: str, key: str | None) -> None:
