@@ -38,6 +38,7 @@ import time
 from typing import TYPE_CHECKING, Final, cast
 
 from durable_sa.engine.applier import Applier
+from durable_sa.engine.controls import held_grants
 from durable_sa.engine.decision import Done, Open
 from durable_sa.engine.delivery import job_failed
 from durable_sa.engine.runner import prepare
@@ -132,6 +133,7 @@ class Pipeline(Claiming, Committer):
         self._dialect = shell.dialect
         self._claim_connection = claim_connection(shell)
         self._writes = write_connection(shell, commit_timeout)
+        self._grants = held_grants(shell)
 
     # ── lifecycle ──────────────────────────────────────────────────────────────
 
@@ -171,7 +173,7 @@ class Pipeline(Claiming, Committer):
                 self.backend.release_claims(unstarted, worker=self.worker)
             except Exception:  # their leases run out instead
                 logger.warning("could not give back %d jobs", len(unstarted), exc_info=True)
-        for held in (self._claim_connection, self._writes):
+        for held in (self._claim_connection, self._writes, self._grants):
             if held is not None:
                 held.close()
 
@@ -270,6 +272,7 @@ class Pipeline(Claiming, Committer):
             applier=self.applier,
             lease=lease,
             keep_open=self._dialect == "postgresql",
+            grants=self._grants,
         )
         if isinstance(prepared, Open):
             self._hand_over(job, prepared)
