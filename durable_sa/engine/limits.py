@@ -11,8 +11,9 @@ Only runs of workflows with limits come here; other starts keep their one statem
   A pending run is never left behind while a place is free.
 - Such ends join a worker's group commit (:mod:`durable_sa.worker.pipeline`): a group
   gives back all its places at once, workflow by workflow in name order (each
-  workflow's row once, then its keys' rows in one pipelined statement), then admits, so
-  a group pays a few statements whatever the number of runs that end in it.
+  workflow's row once, then its keys' rows in one statement that also says whether a
+  run waits), and admits only when one does, so a group pays two statements per
+  workflow whatever the number of runs that end in it.
 
 The decisions (room under a count) are :mod:`durable_sa.core.admission`'s; the locks and
 the statements are :mod:`durable_sa.store.slots`'.
@@ -86,9 +87,8 @@ def release(
         if workflow is None:  # pragma: no cover - a limited run's start created the row
             continue
         keyed = {key: n for key, n in ended.items() if key is not None}
-        if keyed:
-            slots.give_back_keys(conn, name, keyed)
-        admit(session, name, workflow, backend=backend, now=now)
+        if slots.give_back_keys(conn, name, keyed, now) and workflow.has_room:
+            admit(session, name, workflow, backend=backend, now=now)
 
 
 def admit_waiting(

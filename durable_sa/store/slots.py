@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import and_, bindparam, case, or_, select, update
+from sqlalchemy import ARRAY, Integer, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -62,6 +62,47 @@ _GIVE_BACK: Final = (
     update(slots).where(_ROW).values(active=_FEWER).returning(slots.c.active, slots.c.max_active)
 )
 _GIVE_BACK_KEY: Final = update(slots).where(_ROW).values(active=_FEWER)
+
+_WAITING: Final = (
+    select(runs.c.id)
+    .where(
+        runs.c.workflow_name == bindparam("workflow"),
+        runs.c.status == RunStatus.PENDING,
+        runs.c.limited.is_(True),
+        or_(
+            runs.c.begin_at.is_(None),
+            runs.c.begin_at <= bindparam("now", type_=runs.c.begin_at.type),
+        ),
+    )
+    .limit(1)
+    .scalar_subquery()
+)
+"""A pending run of the workflow that may begin now (whatever its key's count)."""
+
+
+def _pg_give_back_keys() -> Any:  # noqa: ANN401 - a SELECT construct with a DML CTE
+    freed = (
+        func.unnest(
+            bindparam("keys", type_=ARRAY(slots.c.concurrency_key.type)),
+            bindparam("ns", type_=ARRAY(Integer())),
+        )
+        .table_valued("key", "n")
+        .render_derived(name="freed")
+    )
+    given = (
+        update(slots)
+        .where(
+            slots.c.workflow_name == bindparam("workflow"),
+            slots.c.concurrency_key == freed.c.key,
+        )
+        .values(active=case((slots.c.active > freed.c.n, slots.c.active - freed.c.n), else_=0))
+        .returning(slots.c.concurrency_key)
+        .cte("given")
+    )
+    return select(_WAITING.label("waiting")).add_cte(given)
+
+
+_PG_GIVE_BACK_KEYS: Final = _pg_give_back_keys()
 _TAKE: Final = update(slots).where(_ROW).values(active=slots.c.active + 1)
 _LOCK: Final = (
     update(slots)
@@ -120,16 +161,30 @@ def give_back(conn: Connection, workflow: str, n: int) -> Count | None:
     return None if row is None else Count(active=int(row.active), limit=row.max_active)
 
 
-def give_back_keys(conn: Connection, workflow: str, freed: Mapping[str, int]) -> None:
-    """Fewer runs under keys of ``workflow`` (``freed``: how many per key), keys in order.
+def give_back_keys(
+    conn: Connection, workflow: str, freed: Mapping[str, int], now: datetime
+) -> bool:
+    """Fewer runs under keys of ``workflow`` (``freed``: how many per key); whether any waits.
 
-    The caller holds the workflow's row. One ``executemany`` (pipelined by psycopg): no
-    key's count is read for a decision here (admission reads them in its own statement).
+    The caller holds the workflow's row (so no other transaction changes these keys'
+    counts, and what this reads was committed before that lock was taken). Returns
+    whether a pending run of ``workflow`` that may begin by ``now`` exists: if none
+    does, admitting is skipped (a pending run inserted later locks the workflow's row
+    after this transaction and admits itself). On PostgreSQL this is one statement.
     """
-    conn.execute(
-        _GIVE_BACK_KEY,
-        [{"workflow": workflow, "key": key, "n": freed[key]} for key in sorted(freed)],
-    )
+    params = {"workflow": workflow, "now": now}
+    if conn.dialect.name == "postgresql":
+        keys = sorted(freed)
+        row = conn.execute(
+            _PG_GIVE_BACK_KEYS, {**params, "keys": keys, "ns": [freed[key] for key in keys]}
+        ).one()
+        return bool(row.waiting)
+    if freed:
+        conn.execute(
+            _GIVE_BACK_KEY,
+            [{"workflow": workflow, "key": key, "n": n} for key, n in sorted(freed.items())],
+        )
+    return conn.execute(select(_WAITING), params).scalar_one() is not None
 
 
 def take(conn: Connection, workflow: str, key: str | None) -> None:
