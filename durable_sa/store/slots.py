@@ -11,6 +11,9 @@ Rules:
   workflow row alone serializes a workflow's admissions. A transaction that gives back
   places under several workflows (a worker's group commit) takes their workflow rows in
   name order, so two such transactions never wait on each other in a cycle.
+- A key's row lives while a run is counted or pending under the key: the statement
+  that brings it to zero deletes it instead, under its workflow's row; a start under
+  the key creates it again by the upsert that locks it.
 - The next pending run is picked ``ORDER BY priority, id`` among the runs whose key has
   room, skipping rows another transaction holds (``FOR UPDATE SKIP LOCKED``: a run
   being canceled).
@@ -20,7 +23,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import ARRAY, Integer, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -80,7 +95,17 @@ _WAITING: Final = (
 """A pending run of the workflow that may begin now (whatever its key's count)."""
 
 
-def _pg_give_back_keys() -> Any:  # noqa: ANN401 - a SELECT construct with a DML CTE
+def _key_waits(key: Any) -> Any:  # noqa: ANN401 - a SQL expression
+    """A pending run of the workflow under ``key`` exists (debouncing ones too)."""
+    return exists().where(
+        runs.c.workflow_name == bindparam("workflow"),
+        runs.c.concurrency_key == key,
+        runs.c.status == RunStatus.PENDING,
+        runs.c.limited.is_(True),
+    )
+
+
+def _pg_give_back_keys() -> Any:  # noqa: ANN401 - a SELECT construct with DML CTEs
     freed = (
         func.unnest(
             bindparam("keys", type_=ARRAY(slots.c.concurrency_key.type)),
@@ -89,20 +114,20 @@ def _pg_give_back_keys() -> Any:  # noqa: ANN401 - a SELECT construct with a DML
         .table_valued("key", "n")
         .render_derived(name="freed")
     )
-    given = (
-        update(slots)
-        .where(
-            slots.c.workflow_name == bindparam("workflow"),
-            slots.c.concurrency_key == freed.c.key,
-        )
-        .values(active=case((slots.c.active > freed.c.n, slots.c.active - freed.c.n), else_=0))
-        .returning(slots.c.concurrency_key)
-        .cte("given")
+    row = and_(
+        slots.c.workflow_name == bindparam("workflow"), slots.c.concurrency_key == freed.c.key
     )
-    return select(_WAITING.label("waiting")).add_cte(given)
+    # Both read the same rows as they were when the workflow's row was locked (no other
+    # transaction changes them meanwhile), so each row goes to exactly one of the two.
+    emptied = and_(slots.c.active <= freed.c.n, ~_key_waits(slots.c.concurrency_key))
+    dropped = delete(slots).where(row, emptied).cte("dropped")
+    fewer = case((slots.c.active > freed.c.n, slots.c.active - freed.c.n), else_=0)
+    given = update(slots).where(row, ~emptied).values(active=fewer).cte("given")
+    return select(_WAITING.label("waiting")).add_cte(dropped, given)
 
 
 _PG_GIVE_BACK_KEYS: Final = _pg_give_back_keys()
+_DROP_EMPTIED: Final = delete(slots).where(_ROW, slots.c.active == 0, ~_key_waits(bindparam("key")))
 _TAKE: Final = update(slots).where(_ROW).values(active=slots.c.active + 1)
 _LOCK: Final = (
     update(slots)
@@ -167,7 +192,9 @@ def give_back_keys(
     """Fewer runs under keys of ``workflow`` (``freed``: how many per key); whether any waits.
 
     The caller holds the workflow's row (so no other transaction changes these keys'
-    counts, and what this reads was committed before that lock was taken). Returns
+    counts, and what this reads was committed before that lock was taken). A key's row
+    that drops to zero with no pending run under it is deleted: the next start under
+    the key creates it again (its upsert, under the workflow's row). Returns
     whether a pending run of ``workflow`` that may begin by ``now`` exists: if none
     does, admitting is skipped (a pending run inserted later locks the workflow's row
     after this transaction and admits itself). On PostgreSQL this is one statement.
@@ -180,10 +207,9 @@ def give_back_keys(
         ).one()
         return bool(row.waiting)
     if freed:
-        conn.execute(
-            _GIVE_BACK_KEY,
-            [{"workflow": workflow, "key": key, "n": n} for key, n in sorted(freed.items())],
-        )
+        rows = [{"workflow": workflow, "key": key, "n": n} for key, n in sorted(freed.items())]
+        conn.execute(_GIVE_BACK_KEY, rows)
+        conn.execute(_DROP_EMPTIED, rows)
     return conn.execute(select(_WAITING), params).scalar_one() is not None
 
 

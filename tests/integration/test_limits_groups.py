@@ -10,6 +10,7 @@ end runs of the same two workflows listed in opposite orders on PostgreSQL.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -122,3 +123,101 @@ def test_groups_ending_runs_of_two_workflows_in_opposite_orders_do_not_deadlock(
         )
     assert done == rounds * 4
     assert {row.active for row in rows} == {0}
+
+
+def test_a_keys_row_goes_when_nothing_is_counted_or_waits_under_it(engine: Durable) -> None:
+    durable("g-keys", max_active=1, max_active_per_key=1).step("s", one)
+    first = engine.start("g-keys", {"n": 1}, concurrency_key="a")
+    waiting = engine.start("g-keys", {"n": 2}, concurrency_key="b")  # the workflow is full
+    assert (first.status, waiting.status) == ("running", "pending")
+    items = claimed_items(engine, 10)
+    now = engine.shell.now()
+    engine.shell.transaction(lambda tx: engine.shell.applier.apply(tx, items, now=now))
+    # a's row went with its last run; b's run was admitted and holds b's row
+    assert counts(engine, "g-keys") == {"": 1, "b": 1}
+    items = claimed_items(engine, 10)
+    now = engine.shell.now()
+    engine.shell.transaction(lambda tx: engine.shell.applier.apply(tx, items, now=now))
+    assert counts(engine, "g-keys") == {"": 0}
+    again = engine.start("g-keys", {"n": 3}, concurrency_key="a")  # the row comes back
+    assert again.status == "running"
+    assert counts(engine, "g-keys") == {"": 1, "a": 1}
+
+
+def test_a_key_whose_count_drops_to_zero_keeps_its_row_while_a_run_waits_under_it(
+    engine: Durable,
+) -> None:
+    durable("g-wait", max_active=1, max_active_per_key=2).step("s", one)
+    first = engine.start("g-wait", {"n": 1}, concurrency_key="a")
+    other = engine.start("g-wait", {"n": 2}, concurrency_key="b")
+    later = engine.start("g-wait", {"n": 3}, concurrency_key="a", priority=9)
+    assert (first.status, other.status, later.status) == ("running", "pending", "pending")
+    items = claimed_items(engine, 10)
+    now = engine.shell.now()
+    engine.shell.transaction(lambda tx: engine.shell.applier.apply(tx, items, now=now))
+    assert get_run(engine, other.run_id).status == "running"  # priority 0 first
+    assert counts(engine, "g-wait") == {"": 1, "a": 0, "b": 1}  # a's run still waits
+
+
+def test_racing_starts_recreate_keys_rows_that_ends_delete(pg_engine: sa.Engine) -> None:
+    """Keys' rows come and go under load; no key ever has two runs active at once."""
+    from tests.integration.test_limits_race import app, intervals, overlap  # noqa: PLC0415
+
+    engine = Durable(pg_engine)
+    engine.create_tables()
+    app.create_all(pg_engine)
+
+    def begin(ctx: DurableContext) -> None:
+        with pg_engine.begin() as conn:
+            conn.execute(
+                intervals.insert().values(
+                    run_id=ctx.run_id, key=ctx.input["key"], began=time.monotonic()
+                )
+            )
+
+    def end(ctx: DurableContext) -> None:
+        time.sleep(0.005)
+        with pg_engine.begin() as conn:
+            conn.execute(
+                intervals.update()
+                .where(intervals.c.run_id == ctx.run_id)
+                .values(ended=time.monotonic())
+            )
+
+    durable("g-churn", max_active_per_key=1).step("begin", begin).step("end", end)
+    starters, each = 6, 10
+    barrier = threading.Barrier(starters)
+
+    def starter(n: int) -> None:
+        barrier.wait(timeout=30)
+        for i in range(each):
+            key = f"k{(n + i) % 3}"
+            engine.start("g-churn", {"key": key}, concurrency_key=key)
+            time.sleep(0.003)
+
+    fast = {"heartbeat": timedelta(seconds=0.2), "lease": timedelta(seconds=5)}
+    with (
+        engine.worker(concurrency=3, poll_interval=0.02, **fast),
+        engine.worker(concurrency=3, poll_interval=0.02, **fast),
+    ):
+        threads = [threading.Thread(target=starter, args=(n,)) for n in range(starters)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with pg_engine.connect() as conn:
+                done = conn.execute(
+                    sa.text("SELECT count(*) FROM durable_runs WHERE status = 'completed'")
+                ).scalar_one()
+            if done == starters * each:
+                break
+            time.sleep(0.1)
+    with pg_engine.connect() as conn:
+        rows = conn.execute(sa.select(intervals.c.key, intervals.c.began, intervals.c.ended)).all()
+    assert len(rows) == starters * each
+    assert all(row.ended is not None for row in rows)
+    for key in {row.key for row in rows}:
+        assert overlap([(r.began, r.ended) for r in rows if r.key == key]) <= 1
+    assert counts(engine, "g-churn") == {"": 0}  # every key's row went with its last run
