@@ -93,6 +93,7 @@ _WAITING: Final = (
     .scalar_subquery()
 )
 """A pending run of the workflow that may begin now (whatever its key's count)."""
+_ANY_WAITING: Final = select(_WAITING)
 
 
 def _key_waits(key: Any) -> Any:  # noqa: ANN401 - a SQL expression
@@ -210,7 +211,7 @@ def give_back_keys(
         rows = [{"workflow": workflow, "key": key, "n": n} for key, n in sorted(freed.items())]
         conn.execute(_GIVE_BACK_KEY, rows)
         conn.execute(_DROP_EMPTIED, rows)
-    return conn.execute(select(_WAITING), params).scalar_one() is not None
+    return conn.execute(_ANY_WAITING, params).scalar_one() is not None
 
 
 def take(conn: Connection, workflow: str, key: str | None) -> None:
