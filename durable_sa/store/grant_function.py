@@ -27,12 +27,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import ARRAY, Integer, String, bindparam, event, text
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Integer,
+    String,
+    bindparam,
+    column,
+    event,
+    text,
+)
 
 from durable_sa.store.models import rate_grants_table, rate_limits_table
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection, Table, TextClause
+    from sqlalchemy import Connection, Table
+    from sqlalchemy.sql.selectable import TextualSelect
 
 FUNCTION: Final = "durable_sa_take_grants"
 """The function's name (in the tables' schema)."""
@@ -114,18 +126,34 @@ def schema_of(connection: Connection, table: Table) -> str | None:
     return connection.dialect.identifier_preparer.quote_schema(schema)
 
 
-_CALLS: dict[str | None, TextClause] = {}
+_CALLS: dict[str | None, TextualSelect] = {}
 
 
-def take_grants_call(connection: Connection) -> TextClause:
-    """The call of the function in the schema of the grants table on ``connection``."""
+def take_grants_call(connection: Connection) -> TextualSelect:
+    """The call of the function in the schema of the grants table on ``connection``.
+
+    Built once per schema, with its result columns typed, so SQLAlchemy caches its
+    compiled form and its result metadata (a grant is on every rate-limited step).
+    """
     schema = schema_of(connection, rate_grants_table)
     call = _CALLS.get(schema)
     if call is None:
-        call = text(
-            f"SELECT * FROM {_qualified(schema, FUNCTION)}(:names, :wanted)"  # noqa: S608 - a quoted schema name
-        ).bindparams(
-            bindparam("names", type_=ARRAY(String())), bindparam("wanted", type_=ARRAY(Integer()))
+        sql = f"SELECT * FROM {_qualified(schema, FUNCTION)}(:names, :wanted)"  # noqa: S608 - a quoted schema name
+        call = (
+            text(sql)
+            .bindparams(
+                bindparam("names", type_=ARRAY(String())),
+                bindparam("wanted", type_=ARRAY(Integer())),
+            )
+            .columns(
+                column("g_name", String()),
+                column("g_found", Boolean()),
+                column("g_limit", Integer()),
+                column("g_per_ms", BigInteger()),
+                column("g_now", DateTime(timezone=True)),
+                column("g_in_window", BigInteger()),
+                column("g_oldest", ARRAY(DateTime(timezone=True))),
+            )
         )
         _CALLS[schema] = call
     return call
