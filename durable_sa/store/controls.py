@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import ProgrammingError
 
 from durable_sa.core.rates import RateLimit, Wait, decide_grant, must_leave, window_start
 from durable_sa.store.grant_function import FUNCTION, take_grants_call
@@ -173,15 +174,22 @@ def grant_pg(
     pure decision is made here on what it read, and the two must agree. Returns
     ``None`` when granted, else the longest wait.
 
+    A database without the function (migrated before it existed) makes the step wait,
+    as for a limit that is not set, with a reason that says how to create it.
+
     Raises:
-        RuntimeError: the function and the decision disagree (a schema older than the
-            engine: ``create_tables()`` or ``create_triggers(op)`` replaces it).
+        RuntimeError: the function answered for other limits than asked.
 
     """
     names = sorted(demand)
-    rows = conn.execute(
-        take_grants_call(conn), {"names": names, "wanted": [demand[name] for name in names]}
-    ).all()
+    try:
+        rows = conn.execute(
+            take_grants_call(conn), {"names": names, "wanted": [demand[name] for name in names]}
+        ).all()
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _UNDEFINED_FUNCTION:
+            raise
+        return Wait(unset_recheck, _MISSING_FUNCTION, misconfigured=True)
     waits: list[Wait] = []
     for row in rows:
         limit = _limit(row.g_name, row.g_limit, row.g_per_ms) if row.g_found else None
@@ -201,6 +209,13 @@ def grant_pg(
         raise RuntimeError(msg)
     return max(waits, key=lambda wait: wait.delay) if waits else None
 
+
+_UNDEFINED_FUNCTION: Final = "42883"
+_MISSING_FUNCTION: Final = (
+    f"the database lacks the function {FUNCTION} that rate limits need on PostgreSQL: "
+    "run engine.create_tables(), or durable_sa.schema.create_triggers(op) in a migration "
+    "(the step waits until it exists)"
+)
 
 _LOCK: Final = (
     select(limits.c.name, limits.c.limit, limits.c.per_ms)

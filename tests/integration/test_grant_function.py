@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
-from durable_sa import Durable, durable
+from durable_sa import Durable, Job, durable
 from durable_sa.core.rates import RateLimit, decide_grant, must_leave
 from durable_sa.engine.controls import UNSET_RECHECK, HeldGrants
 from durable_sa.store.controls import grant_pg
@@ -167,4 +168,31 @@ def test_create_tables_makes_the_function_again(pg: Durable) -> None:
     durable("again-limited").step("call", lambda ctx: ctx.input["n"], rate_limit="again")
     run_id = pg.start("again-limited", {"n": 1}).run_id
     drain(pg)
+    assert pg.status(run_id).status == "completed"
+
+
+def test_a_database_without_the_function_holds_the_step_and_says_how_to_fix_it(
+    pg: Durable,
+) -> None:
+    with pg.sa_engine.begin() as conn:
+        conn.exec_driver_sql(drop_function_ddl())
+    pg.set_rate_limit("missing", limit=5, per=HOUR)
+    durable("missing-fn").step("call", lambda ctx: ctx.input["n"], rate_limit="missing")
+    run_id = pg.start("missing-fn", {"n": 1}).run_id
+    assert drain(pg) == 1
+    with Session(pg.sa_engine) as session:
+        (job,) = session.scalars(sa.select(Job).where(Job.run_id == run_id)).all()
+    assert "durable_sa_take_grants" in (job.last_error or "")
+    assert "create_tables()" in (job.last_error or "")
+    assert job.attempts == 0  # held back, no attempt used
+    held = pg.sa_engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    try:  # a worker's held connection gets the same answer, and stays usable
+        wait = grant_pg(held, {"missing": 1}, unset_recheck=UNSET_RECHECK)
+        assert wait is not None
+        assert wait.misconfigured
+        assert held.execute(sa.text("SELECT 1")).scalar_one() == 1
+    finally:
+        held.close()
+    pg.create_tables()
+    drain(pg, now=pg.now + UNSET_RECHECK + timedelta(seconds=1))
     assert pg.status(run_id).status == "completed"
