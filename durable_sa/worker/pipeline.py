@@ -14,9 +14,11 @@ after the commit of its previous step, each plan commits atomically, and every j
 hand is leased (renewed by the worker's heartbeat). Only plans of *different* runs are
 grouped, and only plans the core marks lock-free; an idle pipeline commits at once, so
 grouping never adds latency when there is nothing to group with. A plan that needs a lock
-(a parent to settle) commits alone, on its slot. A transactional step runs its handler and
-writes its checkpoint in a transaction of its own on its slot, and the committer does the
-COMMIT (at most :data:`MAX_OPEN` wait for it at once).
+(a parent to settle) commits alone, on its slot; one that ends a limited run joins the
+group, which gives back all its places at once (:mod:`durable_sa.engine.limits`). A
+transactional step runs its handler and writes its checkpoint in a transaction of its
+own on its slot, and the committer does the COMMIT (at most :data:`MAX_OPEN` wait for
+it at once).
 
 A job whose lease ran out (its worker died) is taken over only alone, once the hand is
 empty (:mod:`~durable_sa.worker.claiming` says why).
@@ -25,8 +27,9 @@ The pipeline is one object with one lock, made of parts that each have a module:
 :mod:`~durable_sa.worker.hand` (the jobs in hand and the state the parts share),
 :mod:`~durable_sa.worker.claiming` (taking work), :mod:`~durable_sa.worker.committer`
 (the committer thread) and :mod:`~durable_sa.worker.connections` (its held PostgreSQL
-connections). This module holds the pipeline itself: its settings, its lifecycle and
-what a slot does with the work it takes.
+connections; the one its slots take rate-limit grants on, opened by the first grant, is
+:class:`~durable_sa.engine.controls.HeldGrants`). This module holds the pipeline itself:
+its settings, its lifecycle and what a slot does with the work it takes.
 """
 
 from __future__ import annotations
