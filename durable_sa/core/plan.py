@@ -154,14 +154,15 @@ class WritePlan:
     def lock_free(self) -> bool:
         """True when the plan may be applied without locks, grouped with other runs'.
 
-        A plan that gives back a place (or admits) locks its workflow's counts: applied
-        alone, so two groups never take two workflows' counts in opposite orders.
+        A plan that gives back a place may join a group: the applier gives back all of
+        a group's places at once, taking the workflows' counts in name order, so two
+        groups never take them in opposite orders. One that admits after a debounce
+        locks its workflow's count at once: applied alone.
         """
         return (
             self.settle_parent is None
             and self.take_buffered is None
             and self.consume_signal is None
-            and self.release is None
             and self.admit is None
             and (self.create is None or not self.create.limited)
         )

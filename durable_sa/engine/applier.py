@@ -11,9 +11,10 @@ Rules:
   caller decides again on a fresh read; the other plans of the group are unaffected.
 - Order inside the transaction: run rows, journal rows (a duplicate (run, step) is left
   untouched), acknowledged jobs, discarded jobs, new jobs, places given back under a
-  workflow's limits (and pending runs admitted: :mod:`durable_sa.engine.limits`), new
-  runs, then parents to settle. A parent is locked after its child's row was written
-  (child → parent order, as everywhere), so plans that settle a parent are applied alone.
+  workflow's limits, all of a group's at once (and pending runs admitted:
+  :mod:`durable_sa.engine.limits`), new runs, then parents to settle. A parent is
+  locked after its child's row was written (child → parent order, as everywhere), so
+  plans that settle a parent are applied alone.
 - A run that suspends on a signal is applied alone too: with its row written (held),
   the signals buffered for it are read, and the oldest is delivered by the core's own
   decision in the same transaction (:mod:`durable_sa.store.signals`).
@@ -132,6 +133,10 @@ class Applier:
         else:
             written = self._write_in_sequence(conn, items, now=now)
             self._jobs_through_backend(session, items, written, now=now)
+        live = [i for i in items if not i.plan.writes_run or i.plan.run_id in written]
+        freed = [item.plan.release for item in live if item.plan.release is not None]
+        if freed:  # every place the group gives back, at once (workflows in name order)
+            release(session, freed, backend=self.backend, now=now)
         results: list[Applied] = []
         for item in items:
             plan = item.plan
@@ -322,8 +327,6 @@ class Applier:
         run_id = plan.run_id
         created = False
         status: RunStatus | None = None
-        if plan.release is not None:
-            release(session, plan.release, backend=self.backend, now=now)
         if plan.admit is not None:
             admit_waiting(session, plan.admit, backend=self.backend, now=now)
         if plan.create is not None:

@@ -9,6 +9,11 @@ Only runs of workflows with limits come here; other starts keep their one statem
   transaction that writes its end, and the pending runs that may begin now are admitted
   there: their status moves ``pending`` → ``running`` and their first job is queued.
   A pending run is never left behind while a place is free.
+- Such ends join a worker's group commit (:mod:`durable_sa.worker.pipeline`): a group
+  gives back all its places at once, workflow by workflow in name order (each
+  workflow's row once, then its keys' rows in one statement that also says whether a
+  run waits), and admits only when one does, so a group pays two statements per
+  workflow whatever the number of runs that end in it.
 
 The decisions (room under a count) are :mod:`durable_sa.core.admission`'s; the locks and
 the statements are :mod:`durable_sa.store.slots`'.
@@ -16,6 +21,7 @@ the statements are :mod:`durable_sa.store.slots`'.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import bindparam, update
@@ -27,6 +33,7 @@ from durable_sa.store import slots
 from durable_sa.store.models import runs_table
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from datetime import datetime
 
     from sqlalchemy.orm import Session
@@ -63,15 +70,25 @@ def start_limited(
     return RunStatus.RUNNING if run_id in begun else RunStatus.PENDING
 
 
-def release(session: Session, freed: Release, *, backend: QueueBackend, now: datetime) -> None:
-    """Give back the place of a run that ended, and admit the runs that may begin now."""
+def release(
+    session: Session, freed: Iterable[Release], *, backend: QueueBackend, now: datetime
+) -> None:
+    """Give back the places of the runs that ended, and admit the runs that may begin now.
+
+    Workflows are taken in name order (see :mod:`durable_sa.store.slots` for why).
+    """
     conn = session.connection()
-    workflow = slots.give_back(conn, freed.workflow_name, WORKFLOW_KEY)
-    if workflow is None:  # pragma: no cover - a limited run's start created the row
-        return
-    if freed.concurrency_key is not None:
-        slots.give_back(conn, freed.workflow_name, freed.concurrency_key)
-    admit(session, freed.workflow_name, workflow, backend=backend, now=now)
+    by_workflow: dict[str, Counter[str | None]] = defaultdict(Counter)
+    for place in freed:
+        by_workflow[place.workflow_name][place.concurrency_key] += 1
+    for name in sorted(by_workflow):
+        ended = by_workflow[name]
+        workflow = slots.give_back(conn, name, ended.total())
+        if workflow is None:  # pragma: no cover - a limited run's start created the row
+            continue
+        keyed = {key: n for key, n in ended.items() if key is not None}
+        if slots.give_back_keys(conn, name, keyed, now) and workflow.has_room:
+            admit(session, name, workflow, backend=backend, now=now)
 
 
 def admit_waiting(

@@ -68,7 +68,7 @@ from durable_sa.core.steps import (
     TaskStep,
 )
 from durable_sa.core.units import compensate_unit
-from durable_sa.engine.controls import held_by_pause, held_by_rate_limit
+from durable_sa.engine.controls import HeldGrants, held_by_pause, held_by_rate_limit
 from durable_sa.engine.decision import Decision, Done, Open, Prepared, commit_alone
 from durable_sa.engine.delivery import dead_letter, defer, job_failed
 from durable_sa.engine.execution import (
@@ -114,6 +114,7 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
     applier: Applier | None = None,
     lease: timedelta | None = None,
     keep_open: bool = False,
+    grants: HeldGrants | None = None,
 ) -> Prepared:
     """Phase A of a claimed job; never raises for a bad job or a failing database.
 
@@ -121,7 +122,7 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
     ``in_place`` says the job is the run's next step handed on by the commit that just
     made it, so no unit of it can be journaled yet. A transactional step commits alone,
     through ``applier``; with ``lease``, its run's next step is handed back to the
-    applier's worker.
+    applier's worker. ``grants``: the worker's connection for rate-limit grants.
     """
     if claimed.defect is not None:
         return Done(dead_letter(shell, claimed, claimed.defect))
@@ -148,6 +149,7 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
             applier=applier,
             lease=lease,
             keep_open=keep_open,
+            grants=grants,
         )
     except (WorkflowNotRegisteredError, DefinitionChanged) as exc:
         return Done(defer(shell, claimed, str(exc)))
@@ -165,6 +167,7 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
     applier: Applier | None = None,
     lease: timedelta | None = None,
     keep_open: bool = False,
+    grants: HeldGrants | None = None,
 ) -> Prepared:
     """Phase A of ``payload``: run its user code; its :class:`Decision` (or :class:`Done`).
 
@@ -190,6 +193,7 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
             applier=applier,
             lease=lease,
             keep_open=keep_open,
+            grants=grants,
         )
     if isinstance(payload, CompensateJob):
         return _compensate(shell, payload, claimed, run, applier=applier)
@@ -284,6 +288,7 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
     applier: Applier | None,
     lease: timedelta | None,
     keep_open: bool,
+    grants: HeldGrants | None = None,
 ) -> Prepared:
     """Run one top-level step of a run (the ``advance`` job)."""
     if run is None or not is_current_advance(run, job):
@@ -297,7 +302,9 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
     if isinstance(step, _UNIT_STEPS) and not (in_place and job.attempt == 1):
         with shell.reading() as session:
             journal = load_journal(session, run.id)
-    if claimed is not None and (held := held_by_rate_limit(shell, claimed, step, journal)):
+    if claimed is not None and (
+        held := held_by_rate_limit(shell, claimed, step, journal, grants=grants)
+    ):
         return Done(held)
     if isinstance(step, TaskStep) and step.transactional:
         transactional = TransactionalStep(

@@ -12,6 +12,9 @@ Rules:
 - Grant times are the database's clock on PostgreSQL (``clock_timestamp()``, read after
   the lock is held, so grants are ordered as they were decided) and the engine's clock
   on SQLite (one file, one host: there is no other clock to share).
+- On PostgreSQL a grant is one call of a database function
+  (:mod:`durable_sa.store.grant_function`): lock, count and record in one round trip,
+  which a worker makes on a connection it holds in autocommit mode.
 - Whether a workflow is paused is read through :class:`PausedCache`: one cached read
   per ``ttl`` while nothing is paused, and an exact read whenever the cache says a
   workflow is, so unpausing takes effect at once.
@@ -24,21 +27,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import (
-    Integer,
-    Interval,
-    bindparam,
-    delete,
-    func,
-    insert,
-    select,
-    text,
-    true,
-    update,
-)
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import ProgrammingError
 
 from durable_sa.core.rates import RateLimit, Wait, decide_grant, must_leave, window_start
+from durable_sa.store.grant_function import FUNCTION, take_grants_call
 from durable_sa.store.models import (
     jobs_table,
     outbox_table,
@@ -51,8 +45,8 @@ from durable_sa.store.notify import JOBS_CHANNEL
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from sqlalchemy import Connection
     from sqlalchemy.orm import Session, sessionmaker
-    from sqlalchemy.sql.expression import Executable
 
 limits = rate_limits_table
 grants = rate_grants_table
@@ -127,34 +121,31 @@ def take_grants(
 
     Returns once they are recorded (the caller commits). Limits are locked in name
     order, so two steps that need the same limits never wait on each other in a cycle.
-    ``clock`` is the engine's, read on SQLite only, once the write lock is held.
-
-    On PostgreSQL one statement per limit reads the clock, records the grants, deletes
-    those that left the window and counts the others (the count cannot see the new
-    rows: one snapshot), in three round trips with the lock and the commit; the
-    decision is then made here, and a refusal rolls the grants back.
+    ``clock`` is the engine's, read on SQLite only, once the write lock is held. On
+    PostgreSQL the grant is the database function's (:func:`grant_pg`).
 
     Raises:
         GrantRefused: a limit does not let the step begin now (nothing is recorded once
             the caller's transaction rolls back).
 
     """
+    if session.get_bind().dialect.name == "postgresql":
+        wait = grant_pg(session.connection(), demand, unset_recheck=unset_recheck)
+        if wait is not None:
+            raise GrantRefused(wait)
+        return
     names = sorted(demand)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if not postgres:  # take SQLite's write lock before reading anything
-        session.execute(update(limits).where(limits.c.name.in_(names)).values(limit=limits.c.limit))
+    # take SQLite's write lock before reading anything
+    session.execute(update(limits).where(limits.c.name.in_(names)).values(limit=limits.c.limit))
     rows = session.execute(_LOCK, {"names": names}).all()
     found = {row.name: _limit(row.name, row.limit, row.per_ms) for row in rows}
     waits: list[Wait] = []
     for name in names:
         limit = found.get(name)
         wanted = demand[name]
-        if limit is None:
-            now, in_window = clock(), 0
-        elif postgres:
-            now, in_window = _grant_and_count(session, limit, wanted)
-        else:
-            now = clock().astimezone(UTC)
+        now = clock().astimezone(UTC)
+        in_window = 0
+        if limit is not None:
             in_window = _count(session, limit, now)
             _record(session, limit, wanted, now)
         over = must_leave(limit, wanted=wanted, in_window=in_window) if limit else 0
@@ -173,59 +164,65 @@ def take_grants(
         raise GrantRefused(max(waits, key=lambda wait: wait.delay))
 
 
+def grant_pg(
+    conn: Connection, demand: Mapping[str, int], *, unset_recheck: timedelta
+) -> Wait | None:
+    """PostgreSQL: grant ``demand``, all or none, in one call of the database function.
+
+    ``conn`` may be in autocommit mode (the call is atomic by itself) or in a
+    transaction. The function records the grants only if every limit has room; the
+    pure decision is made here on what it read, and the two must agree. Returns
+    ``None`` when granted, else the longest wait.
+
+    A database without the function (migrated before it existed) makes the step wait,
+    as for a limit that is not set, with a reason that says how to create it.
+
+    Raises:
+        RuntimeError: the function answered for other limits than asked.
+
+    """
+    names = sorted(demand)
+    try:
+        rows = conn.execute(
+            take_grants_call(conn), {"names": names, "wanted": [demand[name] for name in names]}
+        ).all()
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _UNDEFINED_FUNCTION:
+            raise
+        return Wait(unset_recheck, _MISSING_FUNCTION, misconfigured=True)
+    waits: list[Wait] = []
+    for row in rows:
+        limit = _limit(row.g_name, row.g_limit, row.g_per_ms) if row.g_found else None
+        wait = decide_grant(
+            row.g_name,
+            limit,
+            wanted=demand[row.g_name],
+            in_window=int(row.g_in_window),
+            oldest=list(row.g_oldest or []),
+            now=row.g_now.astimezone(UTC),
+            unset_recheck=unset_recheck,
+        )
+        if wait is not None:
+            waits.append(wait)
+    if [row.g_name for row in rows] != names:  # pragma: no cover - the function's contract
+        msg = f"{FUNCTION} answered for {[row.g_name for row in rows]}, not {names}"
+        raise RuntimeError(msg)
+    return max(waits, key=lambda wait: wait.delay) if waits else None
+
+
+_UNDEFINED_FUNCTION: Final = "42883"
+_MISSING_FUNCTION: Final = (
+    f"the database lacks the function {FUNCTION} that rate limits need on PostgreSQL: "
+    "run engine.create_tables(), or durable_sa.schema.create_triggers(op) in a migration "
+    "(the step waits until it exists)"
+)
+
 _LOCK: Final = (
     select(limits.c.name, limits.c.limit, limits.c.per_ms)
     .where(limits.c.name.in_(bindparam("names", expanding=True)))
     .order_by(limits.c.name)
     .with_for_update()
 )
-
-
-def _grant_and_count(session: Session, limit: RateLimit, wanted: int) -> tuple[datetime, int]:
-    """PostgreSQL: record ``wanted`` grants now, prune, count the others in the window."""
-    row = session.execute(
-        _GRANT_AND_COUNT, {"name": limit.name, "per": limit.per, "wanted": wanted}
-    ).one()
-    return row.now.astimezone(UTC), int(row.in_window)
-
-
-def _grant_and_count_statement() -> Executable:
-    name = bindparam("name", type_=grants.c.name.type)
-    per = bindparam("per", type_=Interval())
-    clock = select(func.clock_timestamp().label("now")).cte("clock")
-    series = func.generate_series(1, bindparam("wanted", type_=Integer())).table_valued("n")
-    granted = (
-        insert(grants)
-        .from_select(
-            ["name", "granted_at"],
-            select(name, clock.c.now).select_from(clock.join(series, true())),
-        )
-        .returning(grants.c.id)
-        .cte("granted")
-    )
-    pruned = (
-        delete(grants)
-        .where(
-            grants.c.name == name,
-            grants.c.granted_at <= select(clock.c.now).scalar_subquery() - per,
-        )
-        .returning(grants.c.id)
-        .cte("pruned")
-    )
-    in_window = (
-        select(func.count())
-        .select_from(grants)
-        .where(grants.c.name == name, grants.c.granted_at > clock.c.now - per)
-        .scalar_subquery()
-    )
-    return (
-        select(clock.c.now, in_window.label("in_window"))
-        .select_from(clock)
-        .add_cte(granted, pruned)
-    )
-
-
-_GRANT_AND_COUNT: Final = _grant_and_count_statement()
 
 
 def _count(session: Session, limit: RateLimit, now: datetime) -> int:

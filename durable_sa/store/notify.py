@@ -15,6 +15,9 @@ Rules:
   the trigger functions and triggers are created in the schema the tables live in.
 - What is created can be dropped: :func:`drop_trigger_ddl` removes every trigger and
   function :func:`trigger_ddl` creates (an Alembic migration's ``downgrade()``).
+- The DDL helpers also carry the rate-limit grant function
+  (:mod:`durable_sa.store.grant_function`), the other object autogenerate cannot see;
+  unlike the triggers, rate-limited steps on PostgreSQL need it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Table, event
 
+from durable_sa.store.grant_function import drop_function_ddl, function_ddl, install_function
 from durable_sa.store.models import jobs_table, outbox_table, runs_table
 
 JOBS_CHANNEL: Final = "durable_sa_jobs"
@@ -140,7 +144,7 @@ def trigger_ddl(schema: str | None = None) -> str:
     ``op.execute(trigger_ddl("tenant_42"))``.
     """
     quoted = _quoted(schema)
-    return "".join(make(quoted) for make in _DDL_BY_TABLE.values())
+    return "".join(make(quoted) for make in _DDL_BY_TABLE.values()) + function_ddl(quoted)
 
 
 def _quoted(schema: str | None) -> str | None:
@@ -164,7 +168,7 @@ def drop_trigger_ddl(schema: str | None = None) -> str:
             f"DROP TRIGGER IF EXISTS {name} ON {_qualified(quoted, table)};" for name in names
         ]
         drops.append(f"DROP FUNCTION IF EXISTS {_qualified(quoted, FUNCTIONS[table])}();")
-    return "\n".join(drops) + "\n"
+    return "\n".join(drops) + "\n" + drop_function_ddl(quoted)
 
 
 def _schema_of(connection: Connection, table: Table) -> str | None:
@@ -183,6 +187,7 @@ def install_triggers(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         for table in (jobs_table, runs_table, outbox_table):
             connection.exec_driver_sql(_DDL_BY_TABLE[table.name](_schema_of(connection, table)))
+        install_function(connection)
 
 
 def _after_create(table: Table, connection: Connection, **_: Any) -> None:  # noqa: ANN401

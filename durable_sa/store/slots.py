@@ -8,7 +8,12 @@ Rules:
   serializes them the same way.
 - Rows are locked in one order: the workflow's row (key ``''``) first, then a key's.
   Every transaction that changes a key's count holds its workflow's row, so the
-  workflow row alone serializes a workflow's admissions.
+  workflow row alone serializes a workflow's admissions. A transaction that gives back
+  places under several workflows (a worker's group commit) takes their workflow rows in
+  name order, so two such transactions never wait on each other in a cycle.
+- A key's row lives while a run is counted or pending under the key: the statement
+  that brings it to zero deletes it instead, under its workflow's row; a start under
+  the key creates it again by the upsert that locks it.
 - The next pending run is picked ``ORDER BY priority, id`` among the runs whose key has
   room, skipping rows another transaction holds (``FOR UPDATE SKIP LOCKED``: a run
   being canceled).
@@ -18,7 +23,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import and_, bindparam, case, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -27,6 +44,7 @@ from durable_sa.core.status import RunStatus
 from durable_sa.store.models import runs_table, slots_table
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from datetime import datetime
 
     from sqlalchemy import Connection
@@ -54,12 +72,63 @@ _UPSERT: Final = {"postgresql": _upsert("postgresql"), "sqlite": _upsert("sqlite
 _ROW: Final = and_(
     slots.c.workflow_name == bindparam("workflow"), slots.c.concurrency_key == bindparam("key")
 )
+_FEWER: Final = case((slots.c.active > bindparam("n"), slots.c.active - bindparam("n")), else_=0)
 _GIVE_BACK: Final = (
-    update(slots)
-    .where(_ROW)
-    .values(active=case((slots.c.active > 0, slots.c.active - 1), else_=0))
-    .returning(slots.c.active, slots.c.max_active)
+    update(slots).where(_ROW).values(active=_FEWER).returning(slots.c.active, slots.c.max_active)
 )
+_GIVE_BACK_KEY: Final = update(slots).where(_ROW).values(active=_FEWER)
+
+_WAITING: Final = (
+    select(runs.c.id)
+    .where(
+        runs.c.workflow_name == bindparam("workflow"),
+        runs.c.status == RunStatus.PENDING,
+        runs.c.limited.is_(True),
+        or_(
+            runs.c.begin_at.is_(None),
+            runs.c.begin_at <= bindparam("now", type_=runs.c.begin_at.type),
+        ),
+    )
+    .limit(1)
+    .scalar_subquery()
+)
+"""A pending run of the workflow that may begin now (whatever its key's count)."""
+_ANY_WAITING: Final = select(_WAITING)
+
+
+def _key_waits(key: Any) -> Any:  # noqa: ANN401 - a SQL expression
+    """A pending run of the workflow under ``key`` exists (debouncing ones too)."""
+    return exists().where(
+        runs.c.workflow_name == bindparam("workflow"),
+        runs.c.concurrency_key == key,
+        runs.c.status == RunStatus.PENDING,
+        runs.c.limited.is_(True),
+    )
+
+
+def _pg_give_back_keys() -> Any:  # noqa: ANN401 - a SELECT construct with DML CTEs
+    freed = (
+        func.unnest(
+            bindparam("keys", type_=ARRAY(slots.c.concurrency_key.type)),
+            bindparam("ns", type_=ARRAY(Integer())),
+        )
+        .table_valued("key", "n")
+        .render_derived(name="freed")
+    )
+    row = and_(
+        slots.c.workflow_name == bindparam("workflow"), slots.c.concurrency_key == freed.c.key
+    )
+    # Both read the same rows as they were when the workflow's row was locked (no other
+    # transaction changes them meanwhile), so each row goes to exactly one of the two.
+    emptied = and_(slots.c.active <= freed.c.n, ~_key_waits(slots.c.concurrency_key))
+    dropped = delete(slots).where(row, emptied).cte("dropped")
+    fewer = case((slots.c.active > freed.c.n, slots.c.active - freed.c.n), else_=0)
+    given = update(slots).where(row, ~emptied).values(active=fewer).cte("given")
+    return select(_WAITING.label("waiting")).add_cte(dropped, given)
+
+
+_PG_GIVE_BACK_KEYS: Final = _pg_give_back_keys()
+_DROP_EMPTIED: Final = delete(slots).where(_ROW, slots.c.active == 0, ~_key_waits(bindparam("key")))
 _TAKE: Final = update(slots).where(_ROW).values(active=slots.c.active + 1)
 _LOCK: Final = (
     update(slots)
@@ -112,10 +181,37 @@ def lock_as_is(conn: Connection, workflow: str, key: str) -> Count | None:
     return None if row is None else Count(active=int(row.active), limit=row.max_active)
 
 
-def give_back(conn: Connection, workflow: str, key: str) -> Count | None:
-    """One run fewer under ``workflow`` (``key``): the row, locked; ``None`` if it has none."""
-    row = conn.execute(_GIVE_BACK, {"workflow": workflow, "key": key}).first()
+def give_back(conn: Connection, workflow: str, n: int) -> Count | None:
+    """``n`` runs fewer under ``workflow``: its row, locked; ``None`` if it has none."""
+    row = conn.execute(_GIVE_BACK, {"workflow": workflow, "key": WORKFLOW_KEY, "n": n}).first()
     return None if row is None else Count(active=int(row.active), limit=row.max_active)
+
+
+def give_back_keys(
+    conn: Connection, workflow: str, freed: Mapping[str, int], now: datetime
+) -> bool:
+    """Fewer runs under keys of ``workflow`` (``freed``: how many per key); whether any waits.
+
+    The caller holds the workflow's row (so no other transaction changes these keys'
+    counts, and what this reads was committed before that lock was taken). A key's row
+    that drops to zero with no pending run under it is deleted: the next start under
+    the key creates it again (its upsert, under the workflow's row). Returns
+    whether a pending run of ``workflow`` that may begin by ``now`` exists: if none
+    does, admitting is skipped (a pending run inserted later locks the workflow's row
+    after this transaction and admits itself). On PostgreSQL this is one statement.
+    """
+    params = {"workflow": workflow, "now": now}
+    if conn.dialect.name == "postgresql":
+        keys = sorted(freed)
+        row = conn.execute(
+            _PG_GIVE_BACK_KEYS, {**params, "keys": keys, "ns": [freed[key] for key in keys]}
+        ).one()
+        return bool(row.waiting)
+    if freed:
+        rows = [{"workflow": workflow, "key": key, "n": n} for key, n in sorted(freed.items())]
+        conn.execute(_GIVE_BACK_KEY, rows)
+        conn.execute(_DROP_EMPTIED, rows)
+    return conn.execute(_ANY_WAITING, params).scalar_one() is not None
 
 
 def take(conn: Connection, workflow: str, key: str | None) -> None:

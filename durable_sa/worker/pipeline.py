@@ -14,9 +14,11 @@ after the commit of its previous step, each plan commits atomically, and every j
 hand is leased (renewed by the worker's heartbeat). Only plans of *different* runs are
 grouped, and only plans the core marks lock-free; an idle pipeline commits at once, so
 grouping never adds latency when there is nothing to group with. A plan that needs a lock
-(a parent to settle) commits alone, on its slot. A transactional step runs its handler and
-writes its checkpoint in a transaction of its own on its slot, and the committer does the
-COMMIT (at most :data:`MAX_OPEN` wait for it at once).
+(a parent to settle) commits alone, on its slot; one that ends a limited run joins the
+group, which gives back all its places at once (:mod:`durable_sa.engine.limits`). A
+transactional step runs its handler and writes its checkpoint in a transaction of its
+own on its slot, and the committer does the COMMIT (at most :data:`MAX_OPEN` wait for
+it at once).
 
 A job whose lease ran out (its worker died) is taken over only alone, once the hand is
 empty (:mod:`~durable_sa.worker.claiming` says why).
@@ -25,8 +27,9 @@ The pipeline is one object with one lock, made of parts that each have a module:
 :mod:`~durable_sa.worker.hand` (the jobs in hand and the state the parts share),
 :mod:`~durable_sa.worker.claiming` (taking work), :mod:`~durable_sa.worker.committer`
 (the committer thread) and :mod:`~durable_sa.worker.connections` (its held PostgreSQL
-connections). This module holds the pipeline itself: its settings, its lifecycle and
-what a slot does with the work it takes.
+connections; the one its slots take rate-limit grants on, opened by the first grant, is
+:class:`~durable_sa.engine.controls.HeldGrants`). This module holds the pipeline itself:
+its settings, its lifecycle and what a slot does with the work it takes.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import time
 from typing import TYPE_CHECKING, Final, cast
 
 from durable_sa.engine.applier import Applier
+from durable_sa.engine.controls import held_grants
 from durable_sa.engine.decision import Done, Open
 from durable_sa.engine.delivery import job_failed
 from durable_sa.engine.runner import prepare
@@ -132,6 +136,7 @@ class Pipeline(Claiming, Committer):
         self._dialect = shell.dialect
         self._claim_connection = claim_connection(shell)
         self._writes = write_connection(shell, commit_timeout)
+        self._grants = held_grants(shell)
 
     # ── lifecycle ──────────────────────────────────────────────────────────────
 
@@ -171,7 +176,7 @@ class Pipeline(Claiming, Committer):
                 self.backend.release_claims(unstarted, worker=self.worker)
             except Exception:  # their leases run out instead
                 logger.warning("could not give back %d jobs", len(unstarted), exc_info=True)
-        for held in (self._claim_connection, self._writes):
+        for held in (self._claim_connection, self._writes, self._grants):
             if held is not None:
                 held.close()
 
@@ -270,6 +275,7 @@ class Pipeline(Claiming, Committer):
             applier=self.applier,
             lease=lease,
             keep_open=self._dialect == "postgresql",
+            grants=self._grants,
         )
         if isinstance(prepared, Open):
             self._hand_over(job, prepared)

@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from durable_sa import Durable, durable
 from durable_sa.schema import TRIGGERS, create_triggers, drop_triggers, metadata
+from durable_sa.store.grant_function import FUNCTION as GRANT_FUNCTION
 from durable_sa.store.notify import FUNCTIONS, JOBS_CHANNEL, RUNS_CHANNEL
 from durable_sa.testing import drain
 from durable_sa.testing.processes import child_pythonpath
@@ -274,7 +275,7 @@ def test_the_pages_alembic_recipe_works_with_the_default_template(
         triggers = {row[1] for row in schema_of(url) if row[0] == "trigger"}
         functions = {row[1] for row in schema_of(url) if row[0] == "function"}
         assert triggers == {name for names in TRIGGERS.values() for name in names}
-        assert functions == set(FUNCTIONS.values())
+        assert functions == {*FUNCTIONS.values(), GRANT_FUNCTION}
     _runs_a_workflow(url)
 
     assert CHECK_CLEAN in project.run("check")

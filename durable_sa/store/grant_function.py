@@ -1,0 +1,173 @@
+"""PostgreSQL: a rate-limit grant in one round trip, by a function in the database.
+
+Why a function: a grant must count the grants in the window *after* the limit's row is
+locked, or two workers that waited on the same lock would decide on the same count. In
+one plain statement the count would read the snapshot taken before the lock was
+granted; inside a PL/pgSQL function each statement reads a fresh snapshot at READ
+COMMITTED, so the function locks, reads the clock, counts and records in the order a
+transaction of several statements would, in one call on an autocommit connection
+(a worker holds one for it: no ``BEGIN``, no ``COMMIT``, one round trip).
+
+Rules:
+- :func:`durable_sa_take_grants` locks the limits named in name order, reads
+  ``clock_timestamp()`` once they are held, deletes each limit's grants that left the
+  window, counts the others, and records the grants only if *every* limit has room
+  (``in_window + wanted <= limit``: the rule of :func:`durable_sa.core.rates.
+  must_leave`); it returns what it read, and the caller's pure decision
+  (:func:`durable_sa.core.rates.decide_grant`) says how long a refused step waits. The
+  two agree by construction of the rule and are checked against each other on every
+  call (:mod:`durable_sa.store.controls`).
+- The DDL follows the tables like the NOTIFY triggers' (:mod:`durable_sa.store.notify`):
+  created with the grants table by ``create_tables()``, by ``create_triggers(op)`` in
+  an Alembic migration, in the schema the tables live in, and dropped by
+  ``drop_triggers(op)``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Integer,
+    String,
+    bindparam,
+    column,
+    event,
+    text,
+)
+
+from durable_sa.store.models import rate_grants_table, rate_limits_table
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Table
+    from sqlalchemy.sql.selectable import TextualSelect
+
+FUNCTION: Final = "durable_sa_take_grants"
+"""The function's name (in the tables' schema)."""
+
+
+def _qualified(schema: str | None, name: str) -> str:
+    return name if schema is None else f"{schema}.{name}"
+
+
+def function_ddl(schema: str | None = None) -> str:
+    """``CREATE OR REPLACE`` the grant function for tables in ``schema`` (quoted, or None)."""
+    limits = _qualified(schema, rate_limits_table.name)
+    grants = _qualified(schema, rate_grants_table.name)
+    return f"""
+CREATE OR REPLACE FUNCTION {_qualified(schema, FUNCTION)}(p_names text[], p_wanted integer[])
+RETURNS TABLE(g_name text, g_found boolean, g_limit integer, g_per_ms bigint,
+              g_now timestamptz, g_in_window bigint, g_oldest timestamptz[])
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    t timestamptz;
+    i integer;
+    lim record;
+    per interval;
+    fits boolean := true;
+    over bigint;
+BEGIN
+    PERFORM 1 FROM {limits} l WHERE l.name = ANY(p_names) ORDER BY l.name FOR UPDATE;
+    t := clock_timestamp();
+    FOR i IN 1 .. coalesce(array_length(p_names, 1), 0) LOOP
+        SELECT l."limit", l.per_ms INTO lim FROM {limits} l WHERE l.name = p_names[i];
+        g_name := p_names[i];
+        g_now := t;
+        g_oldest := '{{}}';
+        IF NOT FOUND THEN
+            fits := false;
+            g_found := false; g_limit := NULL; g_per_ms := NULL; g_in_window := 0;
+        ELSE
+            per := lim.per_ms * interval '1 millisecond';
+            DELETE FROM {grants} g WHERE g.name = p_names[i] AND g.granted_at <= t - per;
+            SELECT count(*) INTO g_in_window FROM {grants} g
+             WHERE g.name = p_names[i] AND g.granted_at > t - per;
+            over := g_in_window + p_wanted[i] - lim."limit";
+            IF over > 0 THEN
+                fits := false;
+                IF over <= g_in_window THEN
+                    g_oldest := ARRAY(SELECT g.granted_at FROM {grants} g
+                                       WHERE g.name = p_names[i] AND g.granted_at > t - per
+                                       ORDER BY g.granted_at LIMIT over);
+                END IF;
+            END IF;
+            g_found := true; g_limit := lim."limit"; g_per_ms := lim.per_ms;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    IF fits THEN
+        INSERT INTO {grants} (name, granted_at)
+        SELECT p_names[s.k], t
+          FROM generate_subscripts(p_names, 1) AS s(k), generate_series(1, p_wanted[s.k]);
+    END IF;
+    RETURN;
+END
+$$;
+"""  # noqa: S608 - DDL of quoted schema and table names, no value
+
+
+def drop_function_ddl(schema: str | None = None) -> str:
+    """Drop the grant function (tolerant: ``IF EXISTS``)."""
+    return f"DROP FUNCTION IF EXISTS {_qualified(schema, FUNCTION)}(text[], integer[]);\n"
+
+
+def schema_of(connection: Connection, table: Table) -> str | None:
+    """The schema ``table`` lives in on ``connection``, quoted; ``None`` for the search path."""
+    schema = table.schema
+    translate = connection.get_execution_options().get("schema_translate_map") or {}
+    if schema in translate:
+        schema = translate[schema]
+    if schema is None:
+        return None
+    return connection.dialect.identifier_preparer.quote_schema(schema)
+
+
+_CALLS: dict[str | None, TextualSelect] = {}
+
+
+def take_grants_call(connection: Connection) -> TextualSelect:
+    """The call of the function in the schema of the grants table on ``connection``.
+
+    Built once per schema, with its result columns typed, so SQLAlchemy caches its
+    compiled form and its result metadata (a grant is on every rate-limited step).
+    """
+    schema = schema_of(connection, rate_grants_table)
+    call = _CALLS.get(schema)
+    if call is None:
+        sql = f"SELECT * FROM {_qualified(schema, FUNCTION)}(:names, :wanted)"  # noqa: S608 - a quoted schema name
+        call = (
+            text(sql)
+            .bindparams(
+                bindparam("names", type_=ARRAY(String())),
+                bindparam("wanted", type_=ARRAY(Integer())),
+            )
+            .columns(
+                column("g_name", String()),
+                column("g_found", Boolean()),
+                column("g_limit", Integer()),
+                column("g_per_ms", BigInteger()),
+                column("g_now", DateTime(timezone=True)),
+                column("g_in_window", BigInteger()),
+                column("g_oldest", ARRAY(DateTime(timezone=True))),
+            )
+        )
+        _CALLS[schema] = call
+    return call
+
+
+def install_function(connection: Connection) -> None:
+    """Create or replace the function (PostgreSQL only; idempotent)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(function_ddl(schema_of(connection, rate_grants_table)))
+
+
+def _after_create(table: Table, connection: Connection, **_: Any) -> None:  # noqa: ANN401
+    del table
+    install_function(connection)
+
+
+event.listen(rate_grants_table, "after_create", _after_create)
