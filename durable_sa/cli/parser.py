@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     metrics_arguments(
         commands.add_parser(
             "metrics",
+            parents=[database],
             help="serve Prometheus metrics read from the database until SIGTERM/SIGINT",
             description=(
                 "Serve APP's metrics at http://HOST:PORT/metrics: runs by workflow and status, "
