@@ -35,6 +35,7 @@ from durable_sa.cli.formatting import (
 from durable_sa.cli.json_output import (
     dead_letter_json,
     dead_letters_json,
+    dismissed_json,
     requeued_json,
     runs_json,
     schedules_json,
@@ -229,7 +230,7 @@ def prune_command(args: argparse.Namespace, inv: Invocation) -> int:
 
 
 def dead_letters_command(args: argparse.Namespace, inv: Invocation) -> int:
-    """List dead letters, or requeue one."""
+    """List dead letters, show one, requeue or dismiss one."""
     if args.show and args.show_id is None:
         msg = "dead-letters show needs the dead letter's ID (durable-sa dead-letters show 12)"
         raise CliError(msg, USAGE)
@@ -242,6 +243,11 @@ def dead_letters_command(args: argparse.Namespace, inv: Invocation) -> int:
             job_id = engine.admin.requeue(args.requeue)
             requeued = [f"dead letter {args.requeue} requeued as job {job_id}"]
             _out(requeued_json(args.requeue, job_id) if args.json else requeued)
+            return 0
+        if args.dismiss is not None:
+            engine.admin.dismiss_dead_letter(args.dismiss)
+            dismissed = [f"dead letter {args.dismiss} dismissed: resolved, not requeued"]
+            _out(dismissed_json(args.dismiss) if args.json else dismissed)
             return 0
         letters = engine.admin.dead_letters(limit=args.limit, include_resolved=args.all)
     _out(
