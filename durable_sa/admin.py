@@ -19,6 +19,7 @@ from durable_sa.core.ids import id_in_range
 from durable_sa.core.jobs import AdvanceJob, CompensateJob
 from durable_sa.engine import runner
 from durable_sa.errors import DeadLetterNotFoundError
+from durable_sa.queue import dead_letters as letters
 from durable_sa.retention import prune_runs
 from durable_sa.runtime.presence import WorkerInfo, live_workers
 from durable_sa.store.models import metadata
@@ -92,6 +93,30 @@ class Admin:
             extra={"action": "requeue"},
         )
         return job_id
+
+    def dismiss_dead_letter(self, dead_letter_id: int) -> None:
+        """Mark open dead letter ``dead_letter_id`` resolved without requeueing it.
+
+        For a dead letter an operator dealt with another way (the run was fixed by
+        hand, or its work is no longer wanted): it leaves ``durable_sa_dead_letters_open``
+        and the open list, and stays readable with ``include_resolved`` (``resolved_by``
+        ``"dismiss"``). Canceling a run resolves its dead letters by itself.
+
+        Raises:
+            DeadLetterNotFoundError: no open dead letter ``dead_letter_id``.
+
+        """
+        if id_in_range(dead_letter_id, "a dead letter id") is None:
+            raise DeadLetterNotFoundError(dead_letter_id)
+        with self.shell.sessions.begin() as session:
+            found = letters.dismiss(session, dead_letter_id, now=self.shell.now())
+        if not found:
+            raise DeadLetterNotFoundError(dead_letter_id)
+        logger.info(
+            "dead letter %s dismissed (not requeued)",
+            dead_letter_id,
+            extra={"action": "dismiss"},
+        )
 
     # ── retention and schema ───────────────────────────────────────────────────
 

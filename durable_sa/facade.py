@@ -62,6 +62,7 @@ from durable_sa.errors import (
     UnknownWorkflowError,
 )
 from durable_sa.outbox.relay import Relay
+from durable_sa.queue import dead_letters
 from durable_sa.queue.backends import check_capabilities, load_backend
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.results import (
@@ -471,6 +472,8 @@ class Durable:
                     plan = plan_transition(transition)
                     self.shell.applier.apply_one(tx, PlanItem(plan), now=now)
                     canceled.append(member.id)
+            # their dead letters are moot: the alert on open ones must clear
+            dead_letters.resolve_canceled(tx, canceled, now=now)
             if canceled:
                 logger.info(
                     "canceled runs %s",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from durable_sa.cli.errors import FAILURE, USAGE, CliError
+from durable_sa.cli.errors import FAILURE, USAGE, CliError, explain
 from durable_sa.cli.formatting import (
     render_dead_letter,
     render_dead_letters,
@@ -34,6 +35,7 @@ from durable_sa.cli.formatting import (
 from durable_sa.cli.json_output import (
     dead_letter_json,
     dead_letters_json,
+    dismissed_json,
     requeued_json,
     runs_json,
     schedules_json,
@@ -48,7 +50,7 @@ from durable_sa.store.models import JournalEntry
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from durable_sa.cli.scrubbing import Invocation
 
@@ -228,7 +230,7 @@ def prune_command(args: argparse.Namespace, inv: Invocation) -> int:
 
 
 def dead_letters_command(args: argparse.Namespace, inv: Invocation) -> int:
-    """List dead letters, or requeue one."""
+    """List dead letters, show one, requeue or dismiss one."""
     if args.show and args.show_id is None:
         msg = "dead-letters show needs the dead letter's ID (durable-sa dead-letters show 12)"
         raise CliError(msg, USAGE)
@@ -241,6 +243,11 @@ def dead_letters_command(args: argparse.Namespace, inv: Invocation) -> int:
             job_id = engine.admin.requeue(args.requeue)
             requeued = [f"dead letter {args.requeue} requeued as job {job_id}"]
             _out(requeued_json(args.requeue, job_id) if args.json else requeued)
+            return 0
+        if args.dismiss is not None:
+            engine.admin.dismiss_dead_letter(args.dismiss)
+            dismissed = [f"dead letter {args.dismiss} dismissed: resolved, not requeued"]
+            _out(dismissed_json(args.dismiss) if args.json else dismissed)
             return 0
         letters = engine.admin.dead_letters(limit=args.limit, include_resolved=args.all)
     _out(
@@ -297,6 +304,7 @@ def load_app(spec: str) -> Durable:
         msg = f"module {module_name!r} has no attribute {attribute!r}"
         raise CliError(msg, USAGE) from None
     if not isinstance(found, Durable) and callable(found):
+        _check_no_arguments(spec, found)
         found = found()
     if not isinstance(found, Durable):
         msg = (
@@ -305,6 +313,34 @@ def load_app(spec: str) -> Durable:
         )
         raise CliError(msg, USAGE)
     return found
+
+
+def _check_no_arguments(spec: str, factory: Callable[..., object]) -> None:
+    """Refuse an APP that names a function needing arguments (a step, say), in one line.
+
+    Raises:
+        CliError: (usage) naming the parameters it needs.
+
+    """
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read (a builtin): just call it
+        return
+    try:
+        signature.bind()
+    except TypeError:
+        needed = ", ".join(
+            name
+            for name, parameter in signature.parameters.items()
+            if parameter.default is inspect.Parameter.empty
+            and parameter.kind not in {parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD}
+        )
+        msg = (
+            f"APP {spec!r} is a function that needs arguments ({needed}); name the "
+            "durable_sa.Durable engine (such as myapp.workflows:engine) or a function "
+            "that takes none and returns one"
+        )
+        raise CliError(msg, USAGE) from None
 
 
 def worker_command(args: argparse.Namespace, inv: Invocation) -> int:
@@ -333,24 +369,26 @@ def worker_command(args: argparse.Namespace, inv: Invocation) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc), USAGE) from None
-    queues = ", ".join(worker.queues) if worker.queues else "all"
-    started = (
-        f"durable-sa worker {worker.id}: concurrency {worker.concurrency}, queues {queues}, "
-        f"workflows {versions(worker.workflows)}, database {inv.url}"
-    )
-    _out([started])
-    if not worker.workflows:
-        print(
-            f"durable-sa: warning: {args.app} registered no workflows; this worker will "
-            "claim nothing (import the modules that call durable(...) from APP)",
-            file=sys.stderr,
-        )
-    # ── worker metrics (--metrics-port): this process's step histogram ──
+    # ── worker metrics (--metrics-port): bound before the start line, so a port in use
+    # (or a missing extra) is the only line printed, not a start line and then a failure ──
     served = None
     if args.metrics_port is not None:
         served = serve_worker_metrics(host=args.metrics_host, port=args.metrics_port)
-        _out([f"step metrics: http://{args.metrics_host}:{args.metrics_port}/metrics"])
     try:
+        queues = ", ".join(worker.queues) if worker.queues else "all"
+        started = (
+            f"durable-sa worker {worker.id}: concurrency {worker.concurrency}, queues {queues}, "
+            f"workflows {versions(worker.workflows)}, database {inv.url}"
+        )
+        _out([started])
+        if not worker.workflows:
+            print(
+                f"durable-sa: warning: {args.app} registered no workflows; this worker will "
+                "claim nothing (import the modules that call durable(...) from APP)",
+                file=sys.stderr,
+            )
+        if served is not None:
+            _out([f"step metrics: http://{args.metrics_host}:{args.metrics_port}/metrics"])
         worker.run()
     finally:
         if served is not None:
@@ -393,14 +431,46 @@ def relay_command(args: argparse.Namespace, inv: Invocation) -> int:
 
 
 def metrics_command(args: argparse.Namespace, inv: Invocation) -> int:
-    """Serve APP's database metrics for Prometheus until SIGTERM/SIGINT."""
-    engine = load_app(args.app)
-    inv.remember(engine.sa_engine.url)
-    server = serve_database_metrics(
-        engine, host=args.host, port=args.port, cache_seconds=args.cache
-    )
-    with until_stopped(server) as stop:
-        _out([f"durable-sa metrics: http://{args.host}:{args.port}/metrics, database {inv.url}"])
-        stop.wait()
+    """Serve a database's metrics for Prometheus until SIGTERM/SIGINT.
+
+    The database is ``--database-url`` when given (before or after ``metrics``, as for
+    every command), else APP's engine's, else ``$DURABLE_SA_DATABASE_URL``.
+    """
+    with contextlib.ExitStack() as stack:
+        if getattr(args, "database_url", None) or args.app is None:
+            engine = stack.enter_context(_database(args, inv))
+        else:
+            engine = load_app(args.app)
+            inv.remember(engine.sa_engine.url)
+            _check_sqlite_file(engine.sa_engine.url)
+        server = serve_database_metrics(
+            engine,
+            host=args.host,
+            port=args.port,
+            cache_seconds=args.cache,
+            on_database_change=_database_change_teller(inv),
+        )
+        with until_stopped(server) as stop:
+            where = f"http://{args.host}:{args.port}/metrics"
+            _out([f"durable-sa metrics: {where}, database {inv.url}"])
+            stop.wait()
     _out(["durable-sa metrics stopped"])
     return 0
+
+
+def _database_change_teller(inv: Invocation) -> Callable[[Exception | None], None]:
+    """One line on stderr when the served database cannot be read, and when it can again.
+
+    The same words as a failed start (``explain``: "has no durable-sa tables; create
+    them with ..."), scrubbed of any password, never the SQL.
+    """
+
+    def tell(error: Exception | None) -> None:
+        if error is None:
+            line = f"database back up: reading {inv.url or 'the database'} again"
+        else:
+            reason = explain(error, inv)[0].strip().splitlines()
+            line = f"database down, durable_sa_database_up is 0: {reason[0] if reason else ''}"
+        print(f"durable-sa metrics: {inv.scrub(line)}", file=sys.stderr, flush=True)
+
+    return tell

@@ -118,3 +118,8 @@ def schedules_json(schedules: Iterable[ScheduleInfo]) -> list[str]:
 def requeued_json(dead_letter_id: int, job_id: int) -> list[str]:
     """``dead-letters --requeue ID --json``: which dead letter went back, as which job."""
     return [json.dumps({"requeued": dead_letter_id, "job_id": job_id})]
+
+
+def dismissed_json(dead_letter_id: int) -> list[str]:
+    """``dead-letters --dismiss ID --json``: which dead letter was resolved, not requeued."""
+    return [json.dumps({"dismissed": dead_letter_id})]

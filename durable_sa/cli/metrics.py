@@ -62,8 +62,16 @@ def metrics_port_arguments(worker: argparse.ArgumentParser) -> None:
 
 
 def metrics_arguments(metrics: argparse.ArgumentParser, *, run: Callable[..., Any]) -> None:
-    """``metrics APP --port N [--host H] [--cache S]``, done by ``run``."""
-    metrics.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
+    """``metrics [APP] [--database-url URL] --port N [--host H] [--cache S]``, done by ``run``."""
+    metrics.add_argument(
+        "app",
+        metavar="APP",
+        nargs="?",
+        help=(
+            "package.module:attribute, a Durable engine whose database to read; "
+            "--database-url (or $DURABLE_SA_DATABASE_URL without APP) names one instead"
+        ),
+    )
     metrics.add_argument("--port", type=_port, default=9100, metavar="PORT", help="(9100)")
     metrics.add_argument("--host", default=LOOPBACK, metavar="HOST", help="(127.0.0.1)")
     metrics.add_argument(
@@ -90,9 +98,16 @@ def _bound(host: str, port: int, exc: OSError) -> CliError:
 
 
 def serve_database_metrics(
-    engine: Durable, *, host: str, port: int, cache_seconds: float
+    engine: Durable,
+    *,
+    host: str,
+    port: int,
+    cache_seconds: float,
+    on_database_change: Callable[[Exception | None], None] | None = None,
 ) -> WSGIServer:
     """Check the database can be read (one line if not), then serve its metrics.
+
+    ``on_database_change`` is told when later reads fail, and when they work again.
 
     Raises:
         CliError: the extra is missing or the port cannot be bound.
@@ -103,7 +118,11 @@ def serve_database_metrics(
     metrics.DurableCollector(engine, cache_seconds=0).readings()
     try:
         server: WSGIServer = metrics.serve_metrics(
-            engine, port=port, host=host, cache_seconds=cache_seconds
+            engine,
+            port=port,
+            host=host,
+            cache_seconds=cache_seconds,
+            on_database_change=on_database_change,
         )
     except OSError as exc:
         raise _bound(host, port, exc) from None

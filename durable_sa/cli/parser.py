@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     metrics_arguments(
         commands.add_parser(
             "metrics",
+            parents=[database],
             help="serve Prometheus metrics read from the database until SIGTERM/SIGINT",
             description=(
                 "Serve APP's metrics at http://HOST:PORT/metrics: runs by workflow and status, "
@@ -345,16 +346,29 @@ def build_parser() -> argparse.ArgumentParser:
     dead = commands.add_parser(
         "dead-letters",
         parents=[database, reading],
-        help="list dead-lettered jobs, show one whole (show ID), or requeue one",
+        help="list dead-lettered jobs, show one whole (show ID), requeue or dismiss one",
+        description=(
+            "Dead letters are jobs that could not run. --requeue ID puts one back on the "
+            "queue; --dismiss ID resolves it without running it (the run was fixed by hand, "
+            "or its work is not wanted); canceling a run resolves its dead letters itself. "
+            "Resolved ones leave durable_sa_dead_letters_open and show with --all."
+        ),
     )
     dead.add_argument("show", nargs="?", choices=["show"], help="show one dead letter whole")
     dead.add_argument("show_id", nargs="?", type=int, metavar="ID")
-    dead.add_argument("--requeue", type=int, metavar="ID", help="put dead letter ID back")
+    acting = dead.add_mutually_exclusive_group()
+    acting.add_argument("--requeue", type=int, metavar="ID", help="put dead letter ID back")
+    acting.add_argument(
+        "--dismiss",
+        type=int,
+        metavar="ID",
+        help="mark dead letter ID resolved without requeueing it (dealt with another way)",
+    )
     dead.add_argument("--limit", type=_positive_int, default=50, metavar="N")
     dead.add_argument(
         "--all",
         action="store_true",
-        help="also those already requeued or whose run was recovered",
+        help="also resolved ones: requeued, dismissed, or whose run was recovered or canceled",
     )
     dead.set_defaults(run=dead_letters_command)
 

@@ -114,11 +114,12 @@ def execute_step(  # noqa: PLR0913 - the step, its run and position, keyword opt
     # ── traced attempt (durable_sa.telemetry): the span and the log line inside it ──
     with tracing.step(run, step.name, attempt) as span:
         outcome = drive_step(step, ctx, journal, stored, max_payload_bytes=max_payload_bytes)
-        span.record(outcome, log_step(run, step.name, attempt, outcome, started))
+        label = log_step(run, step.name, attempt, outcome, started)
+        span.record(outcome, label)
     # ── metrics hook (durable_sa.metrics.observe_steps): one tuple test when unused ──
     if observers.step_observers:
         seconds = time.perf_counter() - started
-        observers.step_ended(run.workflow_name, step.name, outcome_name(outcome), seconds)
+        observers.step_ended(run.workflow_name, step.name, label, seconds)
     return outcome
 
 

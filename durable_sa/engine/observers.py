@@ -3,7 +3,9 @@
 Rules:
 - :func:`~durable_sa.engine.execution.execute_step` calls :func:`step_ended` once per
   attempt of a step, after its log line, with the run's workflow, the step's name, the
-  outcome's name (``advance``, ``failed``...) and the attempt's duration in seconds.
+  outcome's label as logs and spans give it (``advance``, ``sleep``..., a failure as
+  ``retry`` or ``compensate``: :func:`~durable_sa.engine.execution.outcome_label`) and
+  the attempt's duration in seconds.
 - With no observer registered the engine skips the call with one truth test of a tuple:
   an application without metrics (``durable_sa.metrics``) pays nothing for them.
 - The observers are a tuple replaced whole on every change, so a worker's threads read

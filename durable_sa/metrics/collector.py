@@ -6,8 +6,13 @@ Rules:
 - Readings are kept ``cache_seconds`` (5 s by default): any number of scrapers, and
   dashboards polling ``/metrics``, cost the database one read per period. Concurrent
   scrapes wait for the read in progress rather than start their own.
-- A failed read never fails the scrape: ``durable_sa_database_up`` is 0, the error is
-  logged, and the next scrape tries again (a failure is not cached).
+- A failed read never fails the scrape: ``durable_sa_database_up`` is 0 and the next
+  scrape tries again (a failure is not cached). Only a change is told: one WARNING when
+  the database cannot be read (the driver's first line, never the SQL), one INFO when it
+  can again, and ``on_database_change`` (the CLI prints one line) at the same moments.
+- Per-queue series never vanish: every queue seen since the collector started (jobs,
+  outbox, live workers' queues) and ``default`` have a sample, 0 when idle, so a
+  dashboard shows 0 rather than "No data".
 - Every family the collector can emit is described without touching the database, so
   registering the collector reads nothing.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily
@@ -24,19 +30,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from durable_sa.core.status import RunStatus
 from durable_sa.errors import InvalidArgumentError
-from durable_sa.metrics.readings import Readings, read
+from durable_sa.metrics.readings import QueueReading, Readings, read
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterable, Iterator
 
     from prometheus_client.metrics_core import Metric
 
     from durable_sa.facade import Durable
-    from durable_sa.metrics.readings import QueueReading
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_SECONDS = 5.0
+DEFAULT_QUEUE = "default"
+
+DatabaseListener = Callable[[SQLAlchemyError | None], None]
+"""``listener(error)``: the database could not be read (``error``), or can again (``None``)."""
 
 _FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("durable_sa_runs", "Runs by workflow and status.", ("workflow", "status")),
@@ -47,6 +56,11 @@ _FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("queue",),
     ),
     ("durable_sa_jobs_running", "Jobs a worker holds (lease not run out), by queue.", ("queue",)),
+    (
+        "durable_sa_jobs_lease_expired",
+        "Jobs still claimed whose lease ran out (their worker died), by queue.",
+        ("queue",),
+    ),
     ("durable_sa_outbox_due", "Outbox rows a relay would publish now, by queue.", ("queue",)),
     (
         "durable_sa_oldest_outbox_due_seconds",
@@ -91,8 +105,12 @@ class DurableCollector:
         *,
         cache_seconds: float = DEFAULT_CACHE_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        on_database_change: DatabaseListener | None = None,
     ) -> None:
         """Read ``engine``'s database, at most once per ``cache_seconds`` (0: every scrape).
+
+        ``on_database_change`` is called when a read fails after one that worked (or the
+        first read fails), with the error, and with ``None`` when a read works again.
 
         Raises:
             InvalidArgumentError: ``cache_seconds`` is negative or not a number.
@@ -110,6 +128,9 @@ class DurableCollector:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._cached: tuple[float, Readings, float] | None = None
+        self._listener = on_database_change
+        self._up: bool | None = None
+        self._queues: set[str] = {DEFAULT_QUEUE}
 
     def __repr__(self) -> str:
         return f"<DurableCollector {self.engine.sa_engine.url!r} cache={self.cache_seconds:g}s>"
@@ -124,20 +145,40 @@ class DurableCollector:
         try:
             readings, took = self.readings()
         except SQLAlchemyError as exc:
-            logger.warning(
-                "durable-sa metrics: could not read the database: %s",
-                exc,
-                extra={"action": "metrics"},
-            )
+            self._changed(exc)
             up.add_metric([], 0)
             yield up
             return
+        self._changed(None)
         up.add_metric([], 1)
         yield up
         elapsed = _family("durable_sa_metrics_read_seconds")
         elapsed.add_metric([], took)
         yield elapsed
-        yield from families(readings)
+        with self._lock:
+            self._queues.update(readings.jobs, readings.outbox, readings.worker_queues)
+            queues = sorted(self._queues)
+        yield from families(readings, queues=queues)
+
+    def _changed(self, error: SQLAlchemyError | None) -> None:
+        """Tell a change of the database's state (once, not at every scrape)."""
+        up = error is None
+        with self._lock:
+            if self._up is up or (self._up is None and up):
+                self._up = up
+                return
+            self._up = up
+        if error is not None:
+            logger.warning(
+                "durable-sa metrics: cannot read the database (%s); "
+                "durable_sa_database_up is 0 until it can",
+                first_line(error),
+                extra={"action": "metrics"},
+            )
+        else:
+            logger.info("durable-sa metrics: the database can be read again")
+        if self._listener is not None:
+            self._listener(error)
 
     def readings(self) -> tuple[Readings, float]:
         """The cached readings and how long they took to read, read anew when too old."""
@@ -153,22 +194,46 @@ class DurableCollector:
             return fresh, took
 
 
-def families(readings: Readings) -> Iterator[GaugeMetricFamily]:
-    """The gauge families of ``readings`` (every status of a workflow seen, 0 or more)."""
+def first_line(error: BaseException) -> str:
+    """The driver's first line of ``error``: no SQL statement, no parameters."""
+    orig = getattr(error, "orig", None) or error
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
+
+
+def families(
+    readings: Readings, *, queues: Iterable[str] = (DEFAULT_QUEUE,)
+) -> Iterator[GaugeMetricFamily]:
+    """The gauge families of ``readings`` (every status of a workflow seen, 0 or more).
+
+    Every queue of ``queues`` and of ``readings`` has a sample in each per-queue family.
+    """
+    names = sorted({*queues, *readings.jobs, *readings.outbox})
     runs = _family("durable_sa_runs")
     for workflow in sorted({name for name, _ in readings.runs}):
         for status in RunStatus:
             runs.add_metric([workflow, status.value], readings.runs.get((workflow, status), 0))
     yield runs
     yield from _queue_families(
-        readings.jobs, readings, "durable_sa_jobs_due", "durable_sa_oldest_due_job_seconds"
+        readings.jobs,
+        readings,
+        names,
+        "durable_sa_jobs_due",
+        "durable_sa_oldest_due_job_seconds",
     )
-    running = _family("durable_sa_jobs_running")
-    for queue, jobs in sorted(readings.jobs.items()):
+    running, lapsed = _family("durable_sa_jobs_running"), _family("durable_sa_jobs_lease_expired")
+    for queue in names:
+        jobs = readings.jobs.get(queue, _IDLE)
         running.add_metric([queue], jobs.running)
+        lapsed.add_metric([queue], jobs.lease_expired)
     yield running
+    yield lapsed
     yield from _queue_families(
-        readings.outbox, readings, "durable_sa_outbox_due", "durable_sa_oldest_outbox_due_seconds"
+        readings.outbox,
+        readings,
+        names,
+        "durable_sa_outbox_due",
+        "durable_sa_oldest_outbox_due_seconds",
     )
     for name, value in (
         ("durable_sa_dead_letters_open", readings.dead_letters_open),
@@ -196,11 +261,19 @@ def families(readings: Readings) -> Iterator[GaugeMetricFamily]:
     yield lag
 
 
+_IDLE = QueueReading(due=0, oldest_due=None)
+
+
 def _queue_families(
-    queues: dict[str, QueueReading], readings: Readings, due_name: str, oldest_name: str
+    queues: dict[str, QueueReading],
+    readings: Readings,
+    names: Iterable[str],
+    due_name: str,
+    oldest_name: str,
 ) -> Iterator[GaugeMetricFamily]:
     due, oldest = _family(due_name), _family(oldest_name)
-    for queue, reading in sorted(queues.items()):
+    for queue in names:
+        reading = queues.get(queue, _IDLE)
         due.add_metric([queue], reading.due)
         waited = 0.0
         if reading.oldest_due is not None:

@@ -42,11 +42,17 @@ if TYPE_CHECKING:
 
 @attrs.frozen(kw_only=True)
 class QueueReading:
-    """One queue's due work: how many jobs can be claimed now, since when, how many run."""
+    """One queue's due work: how many jobs can be claimed now, since when, how many run.
+
+    A job whose lease ran out (its worker died) is due again since its lease ran out,
+    not since it was first due: a crash does not look like a job waiting for minutes.
+    """
 
     due: int
     oldest_due: datetime | None
     running: int = 0
+    lease_expired: int = 0
+    """Jobs still claimed whose lease is in the past: a worker died or gave up on them."""
 
 
 @attrs.frozen(kw_only=True)
@@ -72,6 +78,8 @@ class Readings:
     workers_live: int
     workers_busy_slots: int
     workers_slots: int
+    worker_queues: frozenset[str] = frozenset()
+    """The queues live workers name (a worker of every queue names none)."""
     limits: dict[str, LimitReading]
     paused: frozenset[str]
     schedule_lag: dict[str, float]
@@ -84,12 +92,19 @@ def read(session: Session, *, now: datetime) -> Readings:
     return Readings(
         now=now,
         runs=_runs(session),
-        jobs=_queues(session, jobs_table, _job_due(now), running=_job_running(now)),
+        jobs=_queues(
+            session,
+            jobs_table,
+            _job_due(now),
+            running=_job_running(now),
+            lease_expired=_lease_expired(now),
+        ),
         outbox=_queues(session, outbox_table, _outbox_due(now)),
         dead_letters_open=_open_dead_letters(session),
         workers_live=len(workers),
         workers_busy_slots=sum(worker.in_flight for worker in workers),
         workers_slots=sum(worker.concurrency for worker in workers),
+        worker_queues=frozenset(queue for worker in workers for queue in worker.queues or ()),
         limits=_limits(session),
         paused=frozenset(session.execute(select(paused_table.c.workflow_name)).scalars()),
         schedule_lag=_schedule_lag(session, now),
@@ -121,6 +136,20 @@ def _job_running(now: datetime) -> ColumnElement[bool]:
     return jobs_table.c.claimed_until >= now
 
 
+def _lease_expired(now: datetime) -> ColumnElement[bool]:
+    """A job still claimed whose lease is in the past: no worker holds it any more."""
+    return jobs_table.c.claimed_until < now
+
+
+def _due_since(table: Table) -> ColumnElement[Any]:
+    """When a due row became due: its ``available_at``, or when its lease ran out if later."""
+    lapsed = table.c.claimed_until
+    return case(
+        (and_(lapsed.is_not(None), lapsed > table.c.available_at), lapsed),
+        else_=table.c.available_at,
+    )
+
+
 def _outbox_due(now: datetime) -> ColumnElement[bool]:
     """An outbox row a relay would publish now: due and unpublished, held by no worker."""
     outbox = outbox_table
@@ -137,14 +166,16 @@ def _queues(
     due: ColumnElement[bool],
     *,
     running: ColumnElement[bool] | None = None,
+    lease_expired: ColumnElement[bool] | None = None,
 ) -> dict[str, QueueReading]:
+    never = table.c.queue.is_(None)  # a queue is never NULL: counts 0 for the outbox
     columns: list[Any] = [
         table.c.queue,
         func.sum(case((due, 1), else_=0)),
-        func.min(case((due, table.c.available_at), else_=None)),
+        func.min(case((due, _due_since(table)), else_=None)),
+        func.sum(case((never if running is None else running, 1), else_=0)),
+        func.sum(case((never if lease_expired is None else lease_expired, 1), else_=0)),
     ]
-    if running is not None:
-        columns.append(func.sum(case((running, 1), else_=0)))
     stmt = select(*columns).group_by(table.c.queue)
     if table is outbox_table:  # published history waits to be pruned: not work
         stmt = stmt.where(table.c.published_at.is_(None))
@@ -153,7 +184,8 @@ def _queues(
         found[row[0]] = QueueReading(
             due=int(row[1] or 0),
             oldest_due=_aware(row[2]),
-            running=int(row[3] or 0) if running is not None else 0,
+            running=int(row[3] or 0),
+            lease_expired=int(row[4] or 0),
         )
     return found
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.exposition import choose_encoder
 
-from durable_sa.metrics.collector import DEFAULT_CACHE_SECONDS, DurableCollector
+from durable_sa.metrics.collector import DEFAULT_CACHE_SECONDS, DatabaseListener, DurableCollector
 from durable_sa.metrics.steps import observe_steps, register_step_metrics
 
 if TYPE_CHECKING:
@@ -34,11 +34,20 @@ LOOPBACK = "127.0.0.1"
 
 
 def metrics_registry(
-    engine: Durable, *, cache_seconds: float = DEFAULT_CACHE_SECONDS
+    engine: Durable,
+    *,
+    cache_seconds: float = DEFAULT_CACHE_SECONDS,
+    on_database_change: DatabaseListener | None = None,
 ) -> CollectorRegistry:
-    """A registry of ``engine``'s SQL metrics and this process's step metrics."""
+    """A registry of ``engine``'s SQL metrics and this process's step metrics.
+
+    ``on_database_change``: see :class:`DurableCollector` (told when reads start failing
+    and when they work again).
+    """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DurableCollector(engine, cache_seconds=cache_seconds))
+    registry.register(
+        DurableCollector(engine, cache_seconds=cache_seconds, on_database_change=on_database_change)
+    )
     register_step_metrics(registry)
     return registry
 
@@ -107,16 +116,21 @@ def serve_metrics(
     port: int,
     host: str = LOOPBACK,
     cache_seconds: float = DEFAULT_CACHE_SECONDS,
+    on_database_change: DatabaseListener | None = None,
 ) -> WSGIServer:
     """Serve ``engine``'s metrics on ``http://host:port/metrics`` from a daemon thread.
 
-    Returns the server: ``shutdown()`` stops it. ``durable-sa metrics APP`` calls this.
+    Returns the server: ``shutdown()`` stops it. ``durable-sa metrics APP`` calls this,
+    with an ``on_database_change`` that prints one line when the database goes down or
+    comes back.
 
     Raises:
         OSError: the port cannot be bound (in use, or a privileged port).
 
     """
-    registry = metrics_registry(engine, cache_seconds=cache_seconds)
+    registry = metrics_registry(
+        engine, cache_seconds=cache_seconds, on_database_change=on_database_change
+    )
     server, _ = start_http_server(port, addr=host, registry=registry)
     return server
 

@@ -35,7 +35,7 @@ STEP_DURATION: Final = Histogram(
 )
 STEP_ATTEMPTS: Final = Counter(
     "durable_sa_step_attempts",
-    "Step attempts that ended, by workflow, step and outcome (advance, failed, sleep...).",
+    "Step attempts that ended, by workflow, step and outcome (advance, retry, compensate...).",
     ["workflow", "step", "outcome"],
     registry=None,
 )

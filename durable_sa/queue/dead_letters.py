@@ -54,7 +54,10 @@ def record(session: Session, job: ClaimedJob, *, error: str) -> None:
 
 REQUEUE: Final = "requeue"
 RECOVER: Final = "recover"
-"""What resolved a dead letter (``resolved_by``)."""
+CANCEL: Final = "cancel"
+DISMISS: Final = "dismiss"
+"""What resolved a dead letter (``resolved_by``): requeued, its run recovered or
+canceled, or dismissed by an operator who dealt with it another way."""
 
 
 def take(session: Session, dead_letter_id: int, *, now: datetime) -> Requeued | None:
@@ -121,6 +124,33 @@ def resolve_recovered(session: Session, run_id: int, *, now: datetime) -> None:
         .where(dead_letters_table.c.run_id == run_id, dead_letters_table.c.resolved_at.is_(None))
         .values(resolved_at=now, resolved_by=RECOVER)
     )
+
+
+def resolve_canceled(session: Session, run_ids: Collection[int], *, now: datetime) -> None:
+    """Resolve the open dead letters of canceled runs: their work will never be done."""
+    if not run_ids:
+        return
+    session.execute(
+        update(dead_letters_table)
+        .where(
+            dead_letters_table.c.run_id.in_(list(run_ids)),
+            dead_letters_table.c.resolved_at.is_(None),
+        )
+        .values(resolved_at=now, resolved_by=CANCEL)
+    )
+
+
+def dismiss(session: Session, dead_letter_id: int, *, now: datetime) -> bool:
+    """Resolve open dead letter ``dead_letter_id`` without requeueing it; whether it was open."""
+    result = session.execute(
+        update(dead_letters_table)
+        .where(
+            dead_letters_table.c.id == dead_letter_id,
+            dead_letters_table.c.resolved_at.is_(None),
+        )
+        .values(resolved_at=now, resolved_by=DISMISS)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def open_letters(session: Session, run_ids: Collection[int]) -> dict[int, tuple[int, str]]:

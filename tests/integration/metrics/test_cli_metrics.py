@@ -149,3 +149,84 @@ def test_a_port_in_use_and_a_bad_port_are_one_line(sqlite_engine, durable_sqlite
     code, text = bad.stop(terminate=False)
     assert code == 2
     assert "expected a number of seconds, 0 or more, not '-1'" in text
+
+
+def _until(served: _Process, port: int, text: str, timeout: float = 30) -> None:
+    """Scrape until ``text`` is printed (each scrape reads: ``--cache 0``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not any(text in line for line in served.lines):
+        _scrape(port)
+        time.sleep(0.1)
+
+
+def test_a_database_going_down_and_back_is_one_line_each(engine, durable_each_database_url, app):
+    port = _free_port()
+    served = _Process(
+        "metrics", APP, "--port", str(port), "--cache", "0", url=durable_each_database_url
+    )
+    try:
+        served.wait_for("durable-sa metrics: http")
+        assert value(parse(_scrape(port)), "durable_sa_database_up") == 1
+        engine.admin.drop_tables()
+        _until(served, port, "database down")
+        for _ in range(3):
+            assert value(parse(_scrape(port)), "durable_sa_database_up") == 0
+        engine.create_tables()
+        _until(served, port, "database back up")
+        assert value(parse(_scrape(port)), "durable_sa_database_up") == 1
+    finally:
+        code, text = served.stop()
+    assert code == 0, text
+    down = [line for line in served.lines if "database down" in line]
+    assert len(down) == 1, text  # once, not at every scrape
+    assert down[0].startswith("durable-sa metrics: database down, durable_sa_database_up is 0: ")
+    assert "has no durable-sa tables" in down[0]
+    assert "create them with Durable(...).create_tables() or your migrations" in down[0]
+    assert len([line for line in served.lines if "database back up" in line]) == 1
+    assert "SELECT" not in text
+    assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before-command", "after-command"])
+def test_metrics_takes_database_url_like_every_command(
+    engine, durable_each_database_url, app, tmp_path, before
+):
+    engine.start("cli-three", {"n": 1})
+    port = _free_port()
+    flag = ["--database-url", durable_each_database_url]
+    argv = [*flag, "metrics"] if before else ["metrics", *flag]
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"  # what the environment names
+    served = _Process(*argv, "--port", str(port), "--cache", "0", url=elsewhere)
+    try:
+        served.wait_for("durable-sa metrics: http")
+        samples = parse(_scrape(port))
+        assert value(samples, "durable_sa_runs", workflow="cli-three", status="running") == 1
+    finally:
+        code, text = served.stop()
+    assert code == 0, text
+    assert not (tmp_path / "elsewhere.db").exists()
+
+
+@pytest.mark.parametrize("how", ["app", "flag"])
+def test_a_missing_sqlite_file_is_said_and_not_created(tmp_path, app, how):
+    missing = tmp_path / "orders.db"
+    url = f"sqlite:///{missing}"
+    argv = ["metrics", APP] if how == "app" else ["metrics", "--database-url", url]
+    code, text = _Process(*argv, "--port", str(_free_port()), url=url).stop(terminate=False)
+    assert code == 1
+    assert text == f"durable-sa: no SQLite database file at {missing}"
+    assert not missing.exists()
+
+
+def test_a_worker_whose_metrics_port_is_taken_prints_no_start_line(
+    sqlite_engine, durable_sqlite_url, app
+):
+    Durable(sqlite_engine).create_tables()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = _Process("worker", APP, "--metrics-port", str(port), url=durable_sqlite_url)
+        code, text = worker.stop(terminate=False)
+    assert code == 1
+    assert text == f"durable-sa: cannot serve metrics on 127.0.0.1:{port}: Address already in use"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 
 from durable_sa import Durable, RunStatus, durable
 from durable_sa.errors import InvalidArgumentError
@@ -118,7 +119,14 @@ def test_a_scrape_shows_runs_jobs_dead_letters_workers_limits_and_schedules(scen
     assert value(samples, "durable_sa_oldest_due_job_seconds", queue="reports") == 90
     assert value(samples, "durable_sa_jobs_running", queue="default") == 1
     assert value(samples, "durable_sa_jobs_running", queue="reports") == 0
-    assert named(samples, "durable_sa_outbox_due") == {}
+    assert named(samples, "durable_sa_jobs_lease_expired") == {
+        frozenset({("queue", "default")}): 0,
+        frozenset({("queue", "reports")}): 0,
+    }
+    assert named(samples, "durable_sa_outbox_due") == {  # no outbox: 0, not "No data"
+        frozenset({("queue", "default")}): 0,
+        frozenset({("queue", "reports")}): 0,
+    }
 
     assert value(samples, "durable_sa_dead_letters_open") == 1
     assert value(samples, "durable_sa_workers_live") == 1  # the expired one is not counted
@@ -143,6 +151,59 @@ def test_a_requeued_dead_letter_and_a_drained_queue_leave_the_gauges(scene, cloc
     assert value(samples, "durable_sa_oldest_due_job_seconds", queue="default") == 0
     assert named(samples, "durable_sa_workflow_paused") == {}
     assert value(samples, "durable_sa_runs", workflow="m-held", status="completed") == 1
+
+
+PER_QUEUE = (
+    "durable_sa_jobs_due",
+    "durable_sa_oldest_due_job_seconds",
+    "durable_sa_jobs_running",
+    "durable_sa_jobs_lease_expired",
+    "durable_sa_outbox_due",
+    "durable_sa_oldest_outbox_due_seconds",
+)
+
+
+def test_an_idle_queue_is_0_not_absent(sa_engine, clock):
+    durable("m-idle").step("a", lambda ctx: 1)
+    engine = Durable(sa_engine, clock=clock)
+    engine.create_tables()
+    registry = metrics_registry(engine, cache_seconds=0)
+    fresh = scrape(registry)  # no job ever: the default queue is 0
+    for name in PER_QUEUE:
+        assert named(fresh, name) == {frozenset({("queue", "default")}): 0}, name
+    Durable(sa_engine, clock=clock, queue="reports").start("m-idle", {})
+    assert value(scrape(registry), "durable_sa_jobs_due", queue="reports") == 1
+    drain(engine)
+    after = scrape(registry)  # the queue was seen: it stays, at 0
+    for name in PER_QUEUE:
+        assert value(after, name, queue="reports") == 0, name
+        assert value(after, name, queue="default") == 0, name
+
+
+def test_a_job_whose_lease_ran_out_is_due_since_then_and_counted(sa_engine, clock):
+    durable("m-lapsed").step("a", lambda ctx: 1)
+    engine = Durable(sa_engine, clock=clock)
+    engine.create_tables()
+    engine.start("m-lapsed", {})
+    clock.advance(60)  # due for a minute when a worker claims it
+    assert engine.admin.claim(worker="killed", lease=timedelta(seconds=30)) is not None
+    registry = metrics_registry(engine, cache_seconds=0)
+    clock.advance(20)
+    held = scrape(registry)
+    assert value(held, "durable_sa_jobs_running", queue="default") == 1
+    assert value(held, "durable_sa_jobs_due", queue="default") == 0
+    assert value(held, "durable_sa_jobs_lease_expired", queue="default") == 0
+    clock.advance(25)  # the worker was SIGKILLed: its lease ran out 15 s ago
+    lapsed = scrape(registry)
+    assert value(lapsed, "durable_sa_jobs_running", queue="default") == 0
+    assert value(lapsed, "durable_sa_jobs_lease_expired", queue="default") == 1
+    assert value(lapsed, "durable_sa_jobs_due", queue="default") == 1
+    # due again since its lease ran out, not since it was first due (105 s ago)
+    assert value(lapsed, "durable_sa_oldest_due_job_seconds", queue="default") == 15
+    drain(engine, now=clock())  # another worker takes it over and finishes it
+    done = scrape(registry)
+    assert value(done, "durable_sa_jobs_lease_expired", queue="default") == 0
+    assert value(done, "durable_sa_oldest_due_job_seconds", queue="default") == 0
 
 
 def test_readings_are_cached_for_cache_seconds(engine):
@@ -175,3 +236,27 @@ def test_an_unreadable_database_is_database_up_0_not_a_failed_scrape(sqlite_engi
 def test_a_bad_cache_period_is_refused(sqlite_engine, bad):
     with pytest.raises(InvalidArgumentError, match="cache_seconds"):
         DurableCollector(Durable(sqlite_engine), cache_seconds=bad)
+
+
+def test_the_database_going_down_and_back_is_told_once_each(sa_engine, caplog):
+    engine = Durable(sa_engine)
+    engine.create_tables()
+    told: list[object] = []
+    registry = metrics_registry(engine, cache_seconds=0, on_database_change=told.append)
+    assert value(scrape(registry), "durable_sa_database_up") == 1
+    assert told == []  # working from the start is no change
+    engine.admin.drop_tables()
+    with caplog.at_level("INFO", logger="durable_sa.metrics"):
+        for _ in range(3):
+            assert value(scrape(registry), "durable_sa_database_up") == 0
+        assert len(told) == 1  # once, not at every scrape
+        assert isinstance(told[0], SQLAlchemyError)
+        engine.create_tables()
+        assert value(scrape(registry), "durable_sa_database_up") == 1
+        assert value(scrape(registry), "durable_sa_database_up") == 1
+    assert told[1:] == [None]
+    records = [r for r in caplog.records if r.name == "durable_sa.metrics.collector"]
+    assert [r.levelname for r in records] == ["WARNING", "INFO"]
+    assert "cannot read the database" in records[0].getMessage()
+    assert "SELECT" not in records[0].getMessage()  # the driver's line, not the SQL
+    assert "can be read again" in records[1].getMessage()

@@ -29,6 +29,13 @@ def _flaky(ctx):
     return "ok"
 
 
+def _always(ctx):
+    if ctx.input.get("bad"):
+        msg = "declined"
+        raise RuntimeError(msg)
+    return "ok"
+
+
 def _define() -> str:
     name = f"m-steps-{uuid.uuid4().hex[:8]}"  # the instruments are the process's: a fresh name
     (
@@ -36,6 +43,7 @@ def _define() -> str:
         .step("quick", lambda ctx: 1)
         .step("slow", lambda ctx: time.sleep(0.06))
         .step("flaky", _flaky, max_retries=2)
+        .step("charge", _always, max_retries=2)
     )
     return name
 
@@ -65,10 +73,30 @@ def test_every_step_attempt_is_observed_by_workflow_and_step(engine, observing):
             samples, "durable_sa_step_attempts_total", workflow=name, step=step, outcome=outcome
         )
 
-    assert attempts("flaky", "failed") == 2
+    assert attempts("flaky", "retry") == 2  # a failure followed by another attempt
     assert attempts("flaky", "advance") == 2
     assert attempts("quick", "advance") == 2
+    assert attempts("charge", "advance") == 2
     assert value(samples, "durable_sa_runs", workflow=name, status="completed") == 2
+
+
+def test_a_retry_and_a_final_failure_are_told_apart(engine, observing):
+    name = _define()
+    engine.start(name, {"bad": True})  # charge fails twice: once retried, then final
+    drain(engine, now=engine.now + timedelta(hours=1))
+    samples = scrape(metrics_registry(engine, cache_seconds=0))
+
+    def attempts(outcome: str) -> float:
+        return value(
+            samples, "durable_sa_step_attempts_total", workflow=name, step="charge", outcome=outcome
+        )
+
+    assert attempts("retry") == 1
+    assert attempts("compensate") == 1  # the last attempt: the run rolls back
+    assert (
+        "durable_sa_step_attempts_total",
+        frozenset({("workflow", name), ("step", "charge"), ("outcome", "failed")}),
+    ) not in samples
 
 
 def test_nothing_is_observed_unless_asked(engine):

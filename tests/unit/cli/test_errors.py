@@ -124,6 +124,10 @@ def test_a_password_never_appears_even_when_it_is_short_or_odd(cli):
             "tests.support.cli_app:not_an_engine",
             "is not a durable_sa.Durable (nor a function that returns one): got int",
         ),
+        (  # a step, not the engine: refused before it is called
+            "tests.support.cli_app:fetch",
+            "APP 'tests.support.cli_app:fetch' is a function that needs arguments (ctx)",
+        ),
     ],
 )
 def test_a_bad_app_is_a_usage_error(cli, spec, says):
@@ -134,6 +138,13 @@ def test_a_bad_app_is_a_usage_error(cli, spec, says):
     code, out, err = cli("worker", spec)
     _one_line(code, out, err, 2)
     assert says in err
+
+
+@pytest.mark.parametrize("command", ["worker", "metrics", "dashboard"])
+def test_an_app_that_needs_arguments_is_one_line_for_every_command(cli, command):
+    code, out, err = cli(command, "tests.support.cli_app:fetch")
+    _one_line(code, out, err, 2)
+    assert "needs arguments (ctx)" in err
 
 
 def test_app_may_be_an_engine_or_a_factory():
