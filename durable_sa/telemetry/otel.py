@@ -65,16 +65,22 @@ def context_of(carrier: JSONObject | None) -> Context | None:
     """The context a stored carrier continues (``None`` for none).
 
     Parsed contexts are kept (a ``Context`` never changes): a worker runs a run's steps
-    one after another, each with the same stored context.
+    one after another, each with the same stored context. The key is the two W3C
+    headers themselves, the only ones :data:`_W3C` reads: no sorting on the hot path.
     """
     if not carrier:
         return None
-    return _parsed(tuple(sorted((k, v) for k, v in carrier.items() if isinstance(v, str))))
+    parent = carrier.get("traceparent")
+    state = carrier.get("tracestate")
+    return _parsed(
+        parent if isinstance(parent, str) else None, state if isinstance(state, str) else None
+    )
 
 
 @functools.lru_cache(maxsize=256)
-def _parsed(headers: tuple[tuple[str, str], ...]) -> Context:
-    return _W3C.extract(dict(headers), context=Context())
+def _parsed(traceparent: str | None, tracestate: str | None) -> Context:
+    headers = {"traceparent": traceparent, "tracestate": tracestate}
+    return _W3C.extract({k: v for k, v in headers.items() if v is not None}, context=Context())
 
 
 class OtelTracing(Tracing):
