@@ -33,12 +33,12 @@ from durable_sa.core.snapshot import JournalStatus
 from durable_sa.core.units import FINISH_UNIT, compensate_unit
 from durable_sa.engine.applier import Applier, PlanItem
 from durable_sa.engine.decision import Decision, Done, Prepared, commit_alone
-from durable_sa.engine.execution import build_context, definition_for
+from durable_sa.engine.execution import build_context, compensate_step, definition_for
 from durable_sa.engine.transactional import ConnectionLostError
-from durable_sa.execute.driver import drive_compensation
 from durable_sa.execute.hooks import drive_finish
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import load_journal, lock_run
+from durable_sa.telemetry.tracing import tracing
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -121,8 +121,7 @@ def compensate_transactional(
         journal = load_journal(tx, current.id)
         writes: tuple[JournalWrite, ...] = ()
         if compensate_unit(step.name) not in journal:
-            ctx = build_context(current, step.name, 1, session=tx)
-            record = drive_compensation(step, ctx, journal)
+            record = compensate_step(current, step, journal, tx)
             _check_connection(tx, compensate_unit(step.name), current.id)
             if record.status is JournalStatus.FAILED:
                 raise _Undone(current, record, None)
@@ -212,7 +211,14 @@ def _run_hook(tx: Session, run: RunSnapshot, job: FinishJob) -> None:
     ctx = build_context(
         run, FINISH_UNIT, job.attempt, tx, final_status=pending.status, error=pending.error
     )
-    failed = drive_finish(hook, ctx)
+    # ── traced hook (durable_sa.telemetry): the finish job's attempt is the span's ──
+    with tracing.step(run, FINISH_UNIT, job.attempt) as span:
+        failed = drive_finish(hook, ctx)
+        if failed is None:
+            span.record_unit("finished")
+        else:
+            last = job.attempt >= failed.max_attempts
+            span.record(failed, "finish_failed" if last else "retry")
     _check_connection(tx, FINISH_UNIT, run.id)
     if failed is not None:
         raise _Undone(run, None, failed)

@@ -72,7 +72,7 @@ from durable_sa.engine.controls import held_by_pause, held_by_rate_limit
 from durable_sa.engine.decision import Decision, Done, Open, Prepared, commit_alone
 from durable_sa.engine.delivery import dead_letter, defer, job_failed
 from durable_sa.engine.execution import (
-    build_context,
+    compensate_step,
     definition_for,
     execute_step,
     step_decision,
@@ -80,7 +80,6 @@ from durable_sa.engine.execution import (
 from durable_sa.engine.finishing import compensate_transactional, finish_run
 from durable_sa.engine.transactional import TransactionalStep, advance_transactional
 from durable_sa.errors import DefinitionChanged, PayloadError, WorkflowNotRegisteredError
-from durable_sa.execute.driver import drive_compensation
 from durable_sa.queue.protocol import Claim, ClaimedJob
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import load_journal, load_run
@@ -342,7 +341,7 @@ def _compensate(
         journal = load_journal(session, run.id)
     writes: tuple[JournalWrite, ...] = ()
     if compensate_unit(step.name) not in journal:
-        record = drive_compensation(step, build_context(run, step.name, 1), journal)
+        record = compensate_step(run, step, journal)
         writes = (record,)
         if record.error:
             logger.warning(

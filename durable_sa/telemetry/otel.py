@@ -205,18 +205,15 @@ class _OtelStepSpan(StepSpan):
             return
         span.set_attribute(spans.OUTCOME, label)
         if isinstance(outcome, Failed):
-            span.set_attribute(spans.ERROR, outcome.failure)
-            if outcome.error_type is not None:
-                span.set_attribute("error.type", outcome.error_type)
-            span.add_event(
-                "exception",
-                {
-                    "exception.type": outcome.error_type or "",
-                    "exception.message": outcome.failure,
-                    "exception.stacktrace": outcome.traceback or "",
-                },
-            )
-            span.set_status(StatusCode.ERROR, outcome.failure)
+            _failed(span, outcome.failure, outcome.error_type, outcome.traceback)
+
+    def record_unit(self, label: str, error: str | None = None) -> None:
+        span = self._span
+        if span is None:  # pragma: no cover - recorded inside the with block
+            return
+        span.set_attribute(spans.OUTCOME, label)
+        if error is not None:
+            _failed(span, error, None, None)
 
     def __exit__(
         self,
@@ -228,6 +225,22 @@ class _OtelStepSpan(StepSpan):
             otel_context.detach(self._token)
         if self._span is not None:
             _end(self._span, exc)
+
+
+def _failed(span: Span, error: str, error_type: str | None, traceback: str | None) -> None:
+    """Mark ``span`` failed: its error attribute, an ``exception`` event, an error status."""
+    span.set_attribute(spans.ERROR, error)
+    if error_type is not None:
+        span.set_attribute("error.type", error_type)
+    span.add_event(
+        "exception",
+        {
+            "exception.type": error_type or "",
+            "exception.message": error,
+            "exception.stacktrace": traceback or "",
+        },
+    )
+    span.set_status(StatusCode.ERROR, error)
 
 
 def _end(span: Span, exc: BaseException | None) -> None:

@@ -25,7 +25,10 @@ STEP: Final = "durable_sa.step"
 ATTEMPT: Final = "durable_sa.attempt"
 OUTCOME: Final = "durable_sa.outcome"
 """``advance``, ``sleep``, ``await_signal``, ..., or for a failed attempt ``retry`` (it
-runs again) or ``compensate`` (the run rolls back)."""
+runs again) or ``compensate`` (the run rolls back). A compensator's span
+(``<step>#compensate``): ``compensated`` or ``compensate_failed`` (the rollback goes on);
+an ``on_finish`` hook's (``#finish``): ``finished``, ``retry`` or ``finish_failed`` (the
+run ends without the hook's writes)."""
 ERROR: Final = "durable_sa.error"
 """A failed attempt's error, ``Type: message`` as stored on the run."""
 CREATED: Final = "durable_sa.created"
@@ -62,10 +65,17 @@ class RunStart:
 
 
 class StepSpan:
-    """A step attempt's span, current while the handler runs. This one does nothing."""
+    """A step attempt's span, current while the handler runs. This one does nothing.
+
+    A compensator and an ``on_finish`` hook are attempts too, of the units
+    ``<step>#compensate`` and ``#finish``: same span, same attributes.
+    """
 
     def record(self, outcome: StepOutcome, label: str) -> None:
         """The attempt ended with ``outcome``, named ``label`` (see :data:`OUTCOME`)."""
+
+    def record_unit(self, label: str, error: str | None = None) -> None:
+        """A compensator's attempt ended as ``label``; ``error``: what it raised."""
 
     def __enter__(self) -> Self:
         return self
