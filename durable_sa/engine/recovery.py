@@ -19,6 +19,7 @@ from durable_sa.core.status import RunStatus
 from durable_sa.queue import dead_letters
 from durable_sa.store.models import runs_table
 from durable_sa.store.queries import lock_run
+from durable_sa.telemetry.log_fields import run_fields
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -76,7 +77,11 @@ def recover_run(shell: Shell, run_id: int) -> bool:
             "run %s recovered with a %s job",
             run_id,
             job.kind,
-            extra={"action": "recover", "run_id": run_id},
+            extra={
+                **run_fields(locked, attempt=getattr(job.payload, "attempt", None)),
+                "action": "recover",
+                "job_kind": job.kind,
+            },
         )
         return True
 

@@ -83,6 +83,7 @@ from durable_sa.errors import DefinitionChanged, PayloadError, WorkflowNotRegist
 from durable_sa.queue.protocol import Claim, ClaimedJob
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import load_journal, load_run
+from durable_sa.telemetry.log_fields import handling, job_fields, run_fields
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -123,20 +124,20 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
     applier's worker.
     """
     if claimed.defect is not None:
-        return Done(dead_letter(shell, claimed, claimed.defect))
+        return Done(dead_letter(shell, claimed, claimed.defect, run=run))
     if claimed.attempts > claimed.max_attempts:
         error = (
             f"job {claimed.id} was claimed {claimed.attempts} times without finishing "
             f"(max {claimed.max_attempts}); its worker may have crashed on it each time"
         )
-        return Done(dead_letter(shell, claimed, error))
+        return Done(dead_letter(shell, claimed, error, run=run))
     try:
         payload = decode_payload(claimed.kind, claimed.payload)
         if claimed.run_id is not None and payload.run_id != claimed.run_id:
             msg = f"job payload names run {payload.run_id} but the job row names {claimed.run_id}"
             raise PayloadError(msg)  # noqa: TRY301 - one handler for every malformed job
     except PayloadError as exc:
-        return Done(dead_letter(shell, claimed, str(exc)))
+        return Done(dead_letter(shell, claimed, str(exc), run=run))
     try:
         return prepare_payload(
             shell,
@@ -149,9 +150,9 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
             keep_open=keep_open,
         )
     except (WorkflowNotRegisteredError, DefinitionChanged) as exc:
-        return Done(defer(shell, claimed, str(exc)))
+        return Done(defer(shell, claimed, str(exc), run=run))
     except Exception as exc:  # noqa: BLE001 - every unexpected error gives the job back
-        return Done(job_failed(shell, claimed, exc))
+        return Done(job_failed(shell, claimed, exc, run=run))
 
 
 def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed over
@@ -177,6 +178,31 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
     if run is None:
         with shell.reading() as session:
             run = load_run(session, payload.run_id)
+    with handling(run):  # a record about the job names the run's workflow and step
+        return _dispatch(
+            shell,
+            payload,
+            claimed,
+            run,
+            in_place=in_place,
+            applier=applier,
+            lease=lease,
+            keep_open=keep_open,
+        )
+
+
+def _dispatch(  # noqa: PLR0913 - prepare_payload's arguments, the run read
+    shell: Shell,
+    payload: JobPayload,
+    claimed: ClaimedJob | None,
+    run: RunSnapshot | None,
+    *,
+    in_place: bool,
+    applier: Applier | None,
+    lease: timedelta | None,
+    keep_open: bool,
+) -> Prepared:
+    """:func:`prepare_payload` by the payload's kind, its run read."""
     if claimed is not None and (held := held_by_pause(shell, claimed, run)):
         return Done(held)
     if isinstance(payload, AdvanceJob):
@@ -251,7 +277,7 @@ def _run_one(
             return prepared.commit()
         return commit_alone(shell, prepared, applier=applier, lease=lease)
     except Exception as exc:  # noqa: BLE001 - every unexpected error gives the job back
-        return Done(job_failed(shell, claimed, exc))
+        return Done(job_failed(shell, claimed, exc, run=claim.run))
 
 
 def run_payload(shell: Shell, payload: JobPayload, claimed: ClaimedJob | None = None) -> JobOutcome:
@@ -349,12 +375,7 @@ def _compensate(
                 run.id,
                 step.name,
                 record.error,
-                extra={
-                    "action": "compensate_failed",
-                    "run_id": run.id,
-                    "workflow": run.workflow_name,
-                    "step": step.name,
-                },
+                extra={**run_fields(run, step.name, 1), "action": "compensate_failed"},
             )
 
     def decide(current: RunSnapshot | None, now: datetime) -> Transition | None:
@@ -399,7 +420,10 @@ def _signal_timeout(
                 transition.after.error
                 if default is NO_DEFAULT
                 else f"signal {job.signal!r} timed out; the step completes with its default",
-                extra={"action": "signal_timeout", "run_id": job.run_id},
+                extra={
+                    **job_fields(job.run_id, job.kind, {"step_index": job.step_index}, current),
+                    "action": "signal_timeout",
+                },
             )
         return transition
 
@@ -423,7 +447,11 @@ def _stale(job: JobPayload, claimed: ClaimedJob | None, run: RunSnapshot | None)
         "stale %s job for run %s ignored",
         job.kind,
         job.run_id,
-        extra={"action": "stale", "run_id": job.run_id},
+        extra={
+            **job_fields(job.run_id, job.kind, None, run),
+            **({} if claimed is None else {"job_id": claimed.id}),
+            "action": "stale",
+        },
     )
     if claimed is None:
         return Done(JobOutcome.STALE)
