@@ -14,8 +14,13 @@ How a run is one trace, although it may last hours and be run by many workers:
   on the row (``trace_context``) in the caller's transaction.
 - every step attempt, on any worker, is a ``durable_sa.step <workflow>.<step>`` span
   whose parent is that stored context, current while the handler runs (the handler's
-  own spans, SQLAlchemy's included, nest under it). Retries and redeliveries after a
-  crash are more children of the same parent, told apart by ``durable_sa.attempt``.
+  own spans, SQLAlchemy's included, nest under it). A compensator is one too
+  (``<step>#compensate``), and an ``on_finish`` hook (``#finish``). Retries and
+  redeliveries after a crash are more children of the same parent, told apart by
+  ``durable_sa.attempt``; a retry this process saw fail links to that attempt's span
+  (:class:`_FailedAttempts`).
+- ``recover()`` giving a run a job is a ``durable_sa.recover <workflow>`` span in the
+  run's trace, linked to the span of whoever called it (the operator's request).
 - a child run's start is a child of its parent run's stored context: one trace.
 
 No span lasts the whole run: a span is ended by the process that started it, and a run
@@ -25,12 +30,14 @@ outlives processes. Its duration is from the start span to the last step span.
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Final, Self
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import ProxyTracerProvider, SpanKind, StatusCode
+from opentelemetry.trace import Link, ProxyTracerProvider, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from durable_sa.core.outcomes import Failed
@@ -41,7 +48,7 @@ if TYPE_CHECKING:
     from contextvars import Token
     from types import TracebackType
 
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
 
     from durable_sa.core.codec import JSONObject
     from durable_sa.core.outcomes import StepOutcome
@@ -83,6 +90,38 @@ def _parsed(traceparent: str | None, tracestate: str | None) -> Context:
     return _W3C.extract({k: v for k, v in headers.items() if v is not None}, context=Context())
 
 
+class _FailedAttempts:
+    """The span contexts of the attempts this process saw fail, for their retry's link.
+
+    What a retry can link to without a new write: the span of the attempt before it,
+    when this process ran that attempt (one worker, or the same worker again). Kept per
+    ``(run, unit)`` until the retry takes it, at most :data:`KEEP`; a retry run by
+    another process has no link (its parent, the run's start, is the same either way).
+    Written only when an attempt fails: the path of a step that succeeds pays nothing.
+    """
+
+    KEEP: Final = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failed: OrderedDict[tuple[int, str], SpanContext] = OrderedDict()
+
+    def failed(self, run_id: int, unit: str, context: SpanContext) -> None:
+        """Attempt of ``unit`` of run ``run_id`` in span ``context`` failed; it runs again."""
+        with self._lock:
+            self._failed[run_id, unit] = context
+            if len(self._failed) > self.KEEP:
+                self._failed.popitem(last=False)
+
+    def retried(self, run_id: int, unit: str) -> SpanContext | None:
+        """The failed attempt's span context a retry links to, if this process ran it."""
+        with self._lock:
+            return self._failed.pop((run_id, unit), None)
+
+
+failed_attempts: Final = _FailedAttempts()
+
+
 class OtelTracing(Tracing):
     """Spans through OpenTelemetry's global tracer provider."""
 
@@ -119,6 +158,13 @@ class OtelTracing(Tracing):
         if tracer is None:
             return NO_STEP_SPAN
         return _OtelStepSpan(tracer, run, step, attempt)
+
+    def recovery(self, run: RunSnapshot, job_kind: str) -> StepSpan:
+        """A span in the run's trace, linked to the caller's (the operator's) span."""
+        tracer = self.tracer()
+        if tracer is None:
+            return NO_STEP_SPAN
+        return _OtelRecoverySpan(tracer, run, job_kind)
 
     def current_ids(self) -> tuple[str, str] | None:
         """The current span's W3C ids, whether or not a provider records it."""
@@ -185,6 +231,9 @@ class _OtelStepSpan(StepSpan):
 
     def __enter__(self) -> Self:
         run = self._run
+        links = None
+        if self._attempt > 1 and (previous := failed_attempts.retried(run.id, self._step)):
+            links = (Link(previous, {spans.LINK: "previous_attempt"}),)
         self._span = self._tracer.start_span(
             f"{spans.STEP_SPAN} {run.workflow_name}.{self._step}",
             context=context_of(run.trace_context),
@@ -195,6 +244,7 @@ class _OtelStepSpan(StepSpan):
                 spans.STEP: self._step,
                 spans.ATTEMPT: self._attempt,
             },
+            links=links,
         )
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         return self
@@ -206,6 +256,8 @@ class _OtelStepSpan(StepSpan):
         span.set_attribute(spans.OUTCOME, label)
         if isinstance(outcome, Failed):
             _failed(span, outcome.failure, outcome.error_type, outcome.traceback)
+            if label == "retry":
+                failed_attempts.failed(self._run.id, self._step, span.get_span_context())
 
     def record_unit(self, label: str, error: str | None = None) -> None:
         span = self._span
@@ -225,6 +277,33 @@ class _OtelStepSpan(StepSpan):
             otel_context.detach(self._token)
         if self._span is not None:
             _end(self._span, exc)
+
+
+class _OtelRecoverySpan(StepSpan):
+    """``durable_sa.recover <workflow>``: a run given a job again, seen in its trace."""
+
+    def __init__(self, tracer: Tracer, run: RunSnapshot, job_kind: str) -> None:
+        caller = trace.get_current_span().get_span_context()
+        links = (Link(caller, {spans.LINK: "recovered_by"}),) if caller.is_valid else None
+        self._span = tracer.start_span(
+            f"{spans.RECOVER_SPAN} {run.workflow_name}",
+            context=context_of(run.trace_context),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                spans.WORKFLOW: run.workflow_name,
+                spans.RUN_ID: run.id,
+                spans.JOB_KIND: job_kind,
+            },
+            links=links,
+        )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _end(self._span, exc)
 
 
 def _failed(span: Span, error: str, error_type: str | None, traceback: str | None) -> None:

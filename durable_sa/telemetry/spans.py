@@ -34,8 +34,14 @@ ERROR: Final = "durable_sa.error"
 CREATED: Final = "durable_sa.created"
 """On a start span: False when the idempotency key named an existing run."""
 
+JOB_KIND: Final = "durable_sa.job_kind"
+"""On a recovery span: the kind of job the run was given (``advance``, ``compensate``...)."""
+LINK: Final = "durable_sa.link"
+"""On a span link: what the linked span is (``previous_attempt``, ``recovered_by``)."""
+
 START_SPAN: Final = "durable_sa.start"
 STEP_SPAN: Final = "durable_sa.step"
+RECOVER_SPAN: Final = "durable_sa.recover"
 
 
 class RunStart:
@@ -105,6 +111,11 @@ class Tracing:
     def step(self, run: RunSnapshot, step: str, attempt: int) -> StepSpan:
         """The span of ``attempt`` of ``run``'s ``step``, joined to the run's trace."""
         del run, step, attempt
+        return NO_STEP_SPAN
+
+    def recovery(self, run: RunSnapshot, job_kind: str) -> StepSpan:
+        """The span of ``recover()`` giving ``run`` a ``job_kind`` job, in the run's trace."""
+        del run, job_kind
         return NO_STEP_SPAN
 
     def current_ids(self) -> tuple[str, str] | None:
