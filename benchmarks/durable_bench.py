@@ -248,10 +248,12 @@ def controls(url: str, *, n: int, mode: str, timeout: float) -> dict[str, Any]:
 def tracing(url: str, *, n: int, mode: str, timeout: float) -> dict[str, Any]:
     """Scenario 12: scenario 2 (P=1 C=1) on ``bench3`` with OpenTelemetry tracing off or on.
 
-    ``off``: OpenTelemetry installed, no tracer provider set anywhere (no span is made).
+    ``off``: OpenTelemetry installed, no tracer provider set anywhere (no span is made,
+    no run stores a trace context: checked), what a user without a provider has.
     ``on``: this process starts each run under a span of its own, through a provider
-    (so every run stores a trace context), and the worker sets a provider that keeps
-    spans in memory behind a batch processor: three step spans a run.
+    (so every run stores a trace context: checked), and the worker sets a provider that
+    keeps spans in memory behind a ``BatchSpanProcessor``, as production runs it (an
+    exporter that ships spans runs behind one): three step spans a run.
 
     Raises:
         RuntimeError: with tracing on, the worker recorded fewer spans than steps.
@@ -274,7 +276,25 @@ def tracing(url: str, *, n: int, mode: str, timeout: float) -> dict[str, Any]:
     if mode == "on" and spans < 3 * n:
         msg = f"tracing on: the worker recorded {spans} spans for {n} runs of three steps"
         raise RuntimeError(msg)
+    traced = traced_runs(url, n)
+    if traced != (n if mode == "on" else 0):  # off is a user's state with no provider
+        msg = f"tracing {mode}: {traced} of the last {n} runs stored a trace context"
+        raise RuntimeError(msg)
     return {**out, "scenario": f"tracing_{mode}", "workflow": "bench3", "mode": mode}
+
+
+def traced_runs(url: str, n: int) -> int:
+    """How many of the last ``n`` runs stored a trace context (the tracing scenario's check)."""
+    engine = engine_for(url)
+    after = last_run_id(engine) - n
+    with engine.sa_engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).where(
+                    runs_table.c.id > after, runs_table.c.trace_context.is_not(None)
+                )
+            ).scalar_one()
+        )
 
 
 HOT_KEY: Final = "hot"

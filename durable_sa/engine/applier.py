@@ -403,5 +403,9 @@ def _log(plan: WritePlan) -> None:
         plan.run_id,
         plan.run.status,
         plan.event,
-        extra={"action": str(plan.event), "run_id": plan.run_id},
+        extra={
+            "action": str(plan.event),
+            "run_id": plan.run_id,
+            "workflow": plan.run.workflow_name,
+        },
     )

@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Final
 
 from durable_sa.execute.failures import describe
 from durable_sa.results import JobOutcome
+from durable_sa.store.queries import load_run
+from durable_sa.telemetry.log_fields import handled_run, job_fields
 
 if TYPE_CHECKING:
+    from durable_sa.core.snapshot import RunSnapshot
     from durable_sa.engine.shell import Shell
     from durable_sa.queue.protocol import ClaimedJob
 
@@ -30,13 +33,42 @@ DEFER_DELAY: Final = timedelta(seconds=5)
 """How long a job that no consumer here can run waits before it is offered again."""
 
 
-def job_failed(shell: Shell, claimed: ClaimedJob, exc: BaseException) -> JobOutcome:
+def _known_run(shell: Shell, claimed: ClaimedJob, run: RunSnapshot | None) -> RunSnapshot | None:
+    """The job's run for a record: as given, being handled, or read.
+
+    Read only off the hot path: a job given back before its run was read (a dead letter,
+    an unexpected error, a definition this process lacks); a rate limit's or a pause's
+    defer happens while its run is handled.
+
+    ``None`` when the job names no run, the run is gone, or the database cannot say.
+    """
+    if run is not None or claimed.run_id is None or handled_run(claimed.run_id) is not None:
+        return run
+    try:
+        with shell.reading() as session:
+            return load_run(session, claimed.run_id)
+    except Exception:  # noqa: BLE001 - the record goes out without the run's fields
+        return None
+
+
+def _fields(claimed: ClaimedJob, run: RunSnapshot | None, action: str) -> dict[str, object]:
+    """A record's extras: what it did and the job's run fields."""
+    fields = job_fields(claimed.run_id, claimed.kind, claimed.payload, run)
+    fields["action"] = action
+    fields["job_id"] = claimed.id
+    return fields
+
+
+def job_failed(
+    shell: Shell, claimed: ClaimedJob, exc: BaseException, *, run: RunSnapshot | None = None
+) -> JobOutcome:
     """An unexpected error (a lost connection, a bug) ran the job: give it back for later.
 
     The job is released with a growing delay, or dead-lettered once its attempts are used
     up. If even that fails (the database is gone), its lease runs out instead.
     """
     error = describe(exc)
+    run = _known_run(shell, claimed, run)
     logger.error(
         "job %s (%s, run %s) failed: %s",
         claimed.id,
@@ -44,25 +76,28 @@ def job_failed(shell: Shell, claimed: ClaimedJob, exc: BaseException) -> JobOutc
         claimed.run_id,
         error,
         exc_info=exc,
-        extra={"action": "job_error", "run_id": claimed.run_id},
+        extra=_fields(claimed, run, "job_error"),
     )
     if claimed.attempts >= claimed.max_attempts:
-        return dead_letter(shell, claimed, error)
+        return dead_letter(shell, claimed, error, run=run)
     retry_at = shell.now() + _RELEASE_BACKOFF * 2 ** (claimed.attempts - 1)
     try:
         shell.backend.release(claimed, error=error, retry_at=retry_at)
     except Exception:  # the database is gone: the lease runs out instead
-        logger.exception("could not release job %s", claimed.id)
+        logger.exception(
+            "could not release job %s", claimed.id, extra=_fields(claimed, run, "release_failed")
+        )
     return JobOutcome.RELEASED
 
 
-def defer(
+def defer(  # noqa: PLR0913 - the job, why, and keyword options
     shell: Shell,
     claimed: ClaimedJob,
     reason: str,
     *,
     delay: timedelta = DEFER_DELAY,
     level: int = logging.WARNING,
+    run: RunSnapshot | None = None,
 ) -> JobOutcome:
     """Give back a job that may not run here now, for later, without using an attempt.
 
@@ -74,6 +109,7 @@ def defer(
     step over its rate limit, is deferred the same way, by ``delay``
     (:mod:`durable_sa.engine.controls`), logged at ``level``.
     """
+    run = _known_run(shell, claimed, run)
     logger.log(
         level,
         "job %s (%s, run %s) deferred: %s",
@@ -81,29 +117,38 @@ def defer(
         claimed.kind,
         claimed.run_id,
         reason,
-        extra={"action": "defer", "run_id": claimed.run_id},
+        extra=_fields(claimed, run, "defer"),
     )
     try:
         shell.backend.defer(claimed, until=shell.now() + delay, reason=reason)
     except Exception:  # the database is gone: the lease runs out and the job comes back
-        logger.exception("could not defer job %s", claimed.id)
+        logger.exception(
+            "could not defer job %s", claimed.id, extra=_fields(claimed, run, "defer_failed")
+        )
         return JobOutcome.RELEASED
     return JobOutcome.DEFERRED
 
 
-def dead_letter(shell: Shell, claimed: ClaimedJob, error: str) -> JobOutcome:
+def dead_letter(
+    shell: Shell, claimed: ClaimedJob, error: str, *, run: RunSnapshot | None = None
+) -> JobOutcome:
     """Move ``claimed`` to the dead letters with ``error`` (its run stays as it is)."""
+    run = _known_run(shell, claimed, run)
     logger.error(
         "job %s (%s, run %s) dead-lettered: %s",
         claimed.id,
         claimed.kind,
         claimed.run_id,
         error,
-        extra={"action": "dead_letter", "run_id": claimed.run_id},
+        extra=_fields(claimed, run, "dead_letter"),
     )
     try:
         shell.backend.dead_letter(claimed, error=error)
     except Exception:  # the database is gone: the lease runs out and the job comes back
-        logger.exception("could not dead-letter job %s", claimed.id)
+        logger.exception(
+            "could not dead-letter job %s",
+            claimed.id,
+            extra=_fields(claimed, run, "dead_letter_failed"),
+        )
         return JobOutcome.RELEASED
     return JobOutcome.DEAD_LETTERED

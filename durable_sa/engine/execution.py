@@ -5,7 +5,8 @@ What every way of running a step shares: the context its handler sees
 pinned version (:func:`definition_for`), the run itself through the step driver with
 its span and log line (:func:`execute_step`), and how its outcome is decided on a run
 snapshot (:func:`step_decision`), which returns ``None`` for a snapshot the job no longer
-matches.
+matches. A step's compensators run through :func:`compensate_step`, in a span of their
+own (``<step>#compensate``), plain or inside the transaction that journals them.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from durable_sa.core.context import DurableContext
 from durable_sa.core.decide import decide_step, is_current_advance
 from durable_sa.core.outcomes import Failed
 from durable_sa.core.registry import registry
+from durable_sa.core.snapshot import JournalStatus
+from durable_sa.core.units import compensate_unit
 from durable_sa.engine import observers
 from durable_sa.errors import DefinitionChanged
-from durable_sa.execute.driver import drive_step
+from durable_sa.execute.driver import drive_compensation, drive_step
 from durable_sa.telemetry.tracing import tracing
 
 if TYPE_CHECKING:
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 
     from durable_sa.core.jobs import AdvanceJob
     from durable_sa.core.outcomes import StepOutcome
-    from durable_sa.core.snapshot import JournalRecord, RunSnapshot
+    from durable_sa.core.snapshot import JournalRecord, JournalWrite, RunSnapshot
     from durable_sa.core.status import RunStatus
     from durable_sa.core.steps import StepDefinition
     from durable_sa.core.stored import StoredForm
@@ -121,6 +124,27 @@ def execute_step(  # noqa: PLR0913 - the step, its run and position, keyword opt
         seconds = time.perf_counter() - started
         observers.step_ended(run.workflow_name, step.name, label, seconds)
     return outcome
+
+
+def compensate_step(
+    run: RunSnapshot,
+    step: StepDefinition,
+    journal: Mapping[str, JournalRecord],
+    session: Session | None = None,
+) -> JournalWrite:
+    """Run ``step``'s compensators for ``run`` (on ``session`` when transactional).
+
+    Returns the ``<step>#compensate`` row. Its span, a sibling of the run's step spans,
+    is current meanwhile (the compensator's own spans nest under it) and records
+    ``compensated`` or ``compensate_failed`` with the error.
+    """
+    ctx = build_context(run, step.name, 1, session=session)
+    # ── traced compensation (durable_sa.telemetry): one span per compensate unit ──
+    with tracing.step(run, compensate_unit(step.name), 1) as span:
+        record = drive_compensation(step, ctx, journal)
+        failed = record.status is JournalStatus.FAILED
+        span.record_unit("compensate_failed" if failed else "compensated", record.error)
+    return record
 
 
 def step_decision(

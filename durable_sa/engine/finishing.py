@@ -33,12 +33,13 @@ from durable_sa.core.snapshot import JournalStatus
 from durable_sa.core.units import FINISH_UNIT, compensate_unit
 from durable_sa.engine.applier import Applier, PlanItem
 from durable_sa.engine.decision import Decision, Done, Prepared, commit_alone
-from durable_sa.engine.execution import build_context, definition_for
+from durable_sa.engine.execution import build_context, compensate_step, definition_for
 from durable_sa.engine.transactional import ConnectionLostError
-from durable_sa.execute.driver import drive_compensation
 from durable_sa.execute.hooks import drive_finish
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import load_journal, lock_run
+from durable_sa.telemetry.log_fields import run_fields
+from durable_sa.telemetry.tracing import tracing
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -74,11 +75,13 @@ def _stale(tx: Session, shell: Shell, applier: Applier, claimed: ClaimedJob | No
     return Done(JobOutcome.STALE)
 
 
-def _check_connection(tx: Session, unit: str, run_id: int) -> None:
+def _check_connection(tx: Session, unit: str, run: RunSnapshot, attempt: int) -> None:
     """Raise :class:`ConnectionLostError` when the user code lost ``tx``'s connection."""
     if tx.connection().invalidated:
-        lost = ConnectionLostError(unit, run_id)
-        logger.warning("%s", lost, extra={"action": "connection_lost", "run_id": run_id})
+        lost = ConnectionLostError(unit, run.id)
+        logger.warning(
+            "%s", lost, extra={**run_fields(run, unit, attempt), "action": "connection_lost"}
+        )
         raise lost
 
 
@@ -121,9 +124,8 @@ def compensate_transactional(
         journal = load_journal(tx, current.id)
         writes: tuple[JournalWrite, ...] = ()
         if compensate_unit(step.name) not in journal:
-            ctx = build_context(current, step.name, 1, session=tx)
-            record = drive_compensation(step, ctx, journal)
-            _check_connection(tx, compensate_unit(step.name), current.id)
+            record = compensate_step(current, step, journal, tx)
+            _check_connection(tx, compensate_unit(step.name), current, 1)
             if record.status is JournalStatus.FAILED:
                 raise _Undone(current, record, None)
             writes = (record,)
@@ -140,7 +142,7 @@ def compensate_transactional(
             job.run_id,
             step.name,
             None if record is None else record.error,
-            extra={"action": "compensate_failed", "run_id": job.run_id, "step": step.name},
+            extra={**run_fields(undone.run, step.name, 1), "action": "compensate_failed"},
         )
         failed_writes = () if record is None else (record,)
 
@@ -212,8 +214,15 @@ def _run_hook(tx: Session, run: RunSnapshot, job: FinishJob) -> None:
     ctx = build_context(
         run, FINISH_UNIT, job.attempt, tx, final_status=pending.status, error=pending.error
     )
-    failed = drive_finish(hook, ctx)
-    _check_connection(tx, FINISH_UNIT, run.id)
+    # ── traced hook (durable_sa.telemetry): the finish job's attempt is the span's ──
+    with tracing.step(run, FINISH_UNIT, job.attempt) as span:
+        failed = drive_finish(hook, ctx)
+        if failed is None:
+            span.record_unit("finished")
+        else:
+            last = job.attempt >= failed.max_attempts
+            span.record(failed, "finish_failed" if last else "retry")
+    _check_connection(tx, FINISH_UNIT, run, job.attempt)
     if failed is not None:
         raise _Undone(run, None, failed)
 
@@ -234,10 +243,8 @@ def _log_hook_failure(run: RunSnapshot, job: FinishJob, failed: Failed) -> None:
         failed.failure,
         f"\n{failed.traceback.rstrip()}" if failed.traceback else "",
         extra={
+            **run_fields(run, FINISH_UNIT, job.attempt),
             "action": "finish_failed" if last else "finish_retry",
-            "run_id": run.id,
-            "workflow": run.workflow_name,
-            "attempt": job.attempt,
             "error_type": failed.error_type,
         },
     )

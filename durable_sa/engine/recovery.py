@@ -19,6 +19,8 @@ from durable_sa.core.status import RunStatus
 from durable_sa.queue import dead_letters
 from durable_sa.store.models import runs_table
 from durable_sa.store.queries import lock_run
+from durable_sa.telemetry.log_fields import run_fields
+from durable_sa.telemetry.tracing import tracing
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -70,13 +72,18 @@ def recover_run(shell: Shell, run_id: int) -> bool:
         job = decide_recovery(locked, now=shell.now())
         if job is None:
             return False
-        shell.backend.enqueue(tx, [job])
+        with tracing.recovery(locked, job.kind):  # in the run's trace, linked to the caller
+            shell.backend.enqueue(tx, [job])
         dead_letters.resolve_recovered(tx, run_id, now=shell.now())
         logger.info(
             "run %s recovered with a %s job",
             run_id,
             job.kind,
-            extra={"action": "recover", "run_id": run_id},
+            extra={
+                **run_fields(locked, attempt=getattr(job.payload, "attempt", None)),
+                "action": "recover",
+                "job_kind": job.kind,
+            },
         )
         return True
 

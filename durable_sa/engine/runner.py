@@ -72,7 +72,7 @@ from durable_sa.engine.controls import HeldGrants, held_by_pause, held_by_rate_l
 from durable_sa.engine.decision import Decision, Done, Open, Prepared, commit_alone
 from durable_sa.engine.delivery import dead_letter, defer, job_failed
 from durable_sa.engine.execution import (
-    build_context,
+    compensate_step,
     definition_for,
     execute_step,
     step_decision,
@@ -80,10 +80,10 @@ from durable_sa.engine.execution import (
 from durable_sa.engine.finishing import compensate_transactional, finish_run
 from durable_sa.engine.transactional import TransactionalStep, advance_transactional
 from durable_sa.errors import DefinitionChanged, PayloadError, WorkflowNotRegisteredError
-from durable_sa.execute.driver import drive_compensation
 from durable_sa.queue.protocol import Claim, ClaimedJob
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import load_journal, load_run
+from durable_sa.telemetry.log_fields import handling, job_fields, run_fields
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -125,20 +125,20 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
     applier's worker. ``grants``: the worker's connection for rate-limit grants.
     """
     if claimed.defect is not None:
-        return Done(dead_letter(shell, claimed, claimed.defect))
+        return Done(dead_letter(shell, claimed, claimed.defect, run=run))
     if claimed.attempts > claimed.max_attempts:
         error = (
             f"job {claimed.id} was claimed {claimed.attempts} times without finishing "
             f"(max {claimed.max_attempts}); its worker may have crashed on it each time"
         )
-        return Done(dead_letter(shell, claimed, error))
+        return Done(dead_letter(shell, claimed, error, run=run))
     try:
         payload = decode_payload(claimed.kind, claimed.payload)
         if claimed.run_id is not None and payload.run_id != claimed.run_id:
             msg = f"job payload names run {payload.run_id} but the job row names {claimed.run_id}"
             raise PayloadError(msg)  # noqa: TRY301 - one handler for every malformed job
     except PayloadError as exc:
-        return Done(dead_letter(shell, claimed, str(exc)))
+        return Done(dead_letter(shell, claimed, str(exc), run=run))
     try:
         return prepare_payload(
             shell,
@@ -152,9 +152,9 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
             grants=grants,
         )
     except (WorkflowNotRegisteredError, DefinitionChanged) as exc:
-        return Done(defer(shell, claimed, str(exc)))
+        return Done(defer(shell, claimed, str(exc), run=run))
     except Exception as exc:  # noqa: BLE001 - every unexpected error gives the job back
-        return Done(job_failed(shell, claimed, exc))
+        return Done(job_failed(shell, claimed, exc, run=run))
 
 
 def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed over
@@ -181,6 +181,31 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
     if run is None:
         with shell.reading() as session:
             run = load_run(session, payload.run_id)
+    with handling(run):  # a record about the job names the run's workflow and step
+        return _dispatch(
+            shell,
+            payload,
+            claimed,
+            run,
+            in_place=in_place,
+            applier=applier,
+            lease=lease,
+            keep_open=keep_open,
+        )
+
+
+def _dispatch(  # noqa: PLR0913 - prepare_payload's arguments, the run read
+    shell: Shell,
+    payload: JobPayload,
+    claimed: ClaimedJob | None,
+    run: RunSnapshot | None,
+    *,
+    in_place: bool,
+    applier: Applier | None,
+    lease: timedelta | None,
+    keep_open: bool,
+) -> Prepared:
+    """:func:`prepare_payload` by the payload's kind, its run read."""
     if claimed is not None and (held := held_by_pause(shell, claimed, run)):
         return Done(held)
     if isinstance(payload, AdvanceJob):
@@ -256,7 +281,7 @@ def _run_one(
             return prepared.commit()
         return commit_alone(shell, prepared, applier=applier, lease=lease)
     except Exception as exc:  # noqa: BLE001 - every unexpected error gives the job back
-        return Done(job_failed(shell, claimed, exc))
+        return Done(job_failed(shell, claimed, exc, run=claim.run))
 
 
 def run_payload(shell: Shell, payload: JobPayload, claimed: ClaimedJob | None = None) -> JobOutcome:
@@ -349,7 +374,7 @@ def _compensate(
         journal = load_journal(session, run.id)
     writes: tuple[JournalWrite, ...] = ()
     if compensate_unit(step.name) not in journal:
-        record = drive_compensation(step, build_context(run, step.name, 1), journal)
+        record = compensate_step(run, step, journal)
         writes = (record,)
         if record.error:
             logger.warning(
@@ -357,12 +382,7 @@ def _compensate(
                 run.id,
                 step.name,
                 record.error,
-                extra={
-                    "action": "compensate_failed",
-                    "run_id": run.id,
-                    "workflow": run.workflow_name,
-                    "step": step.name,
-                },
+                extra={**run_fields(run, step.name, 1), "action": "compensate_failed"},
             )
 
     def decide(current: RunSnapshot | None, now: datetime) -> Transition | None:
@@ -407,7 +427,10 @@ def _signal_timeout(
                 transition.after.error
                 if default is NO_DEFAULT
                 else f"signal {job.signal!r} timed out; the step completes with its default",
-                extra={"action": "signal_timeout", "run_id": job.run_id},
+                extra={
+                    **job_fields(job.run_id, job.kind, {"step_index": job.step_index}, current),
+                    "action": "signal_timeout",
+                },
             )
         return transition
 
@@ -431,7 +454,11 @@ def _stale(job: JobPayload, claimed: ClaimedJob | None, run: RunSnapshot | None)
         "stale %s job for run %s ignored",
         job.kind,
         job.run_id,
-        extra={"action": "stale", "run_id": job.run_id},
+        extra={
+            **job_fields(job.run_id, job.kind, None, run),
+            **({} if claimed is None else {"job_id": claimed.id}),
+            "action": "stale",
+        },
     )
     if claimed is None:
         return Done(JobOutcome.STALE)

@@ -27,6 +27,7 @@ from durable_sa.engine.execution import build_context, log_step, step_decision
 from durable_sa.execute.driver import drive_step
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import lock_run
+from durable_sa.telemetry.log_fields import run_fields
 from durable_sa.telemetry.tracing import tracing
 
 if TYPE_CHECKING:
@@ -111,9 +112,8 @@ class TransactionalStep:
             outcome = drive_step(self.step, ctx, {}, max_payload_bytes=shell.max_payload_bytes)
             if connection.invalidated:  # whatever the handler made of it
                 lost = ConnectionLostError(self.step.name, current.id)
-                logger.warning(
-                    "%s", lost, extra={"action": "connection_lost", "run_id": current.id}
-                )
+                fields = run_fields(current, self.step.name, job.attempt)
+                logger.warning("%s", lost, extra={**fields, "action": "connection_lost"})
                 raise lost
             span.record(outcome, log_step(current, self.step.name, job.attempt, outcome, started))
         if isinstance(outcome, Failed):

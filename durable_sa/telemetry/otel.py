@@ -14,8 +14,13 @@ How a run is one trace, although it may last hours and be run by many workers:
   on the row (``trace_context``) in the caller's transaction.
 - every step attempt, on any worker, is a ``durable_sa.step <workflow>.<step>`` span
   whose parent is that stored context, current while the handler runs (the handler's
-  own spans, SQLAlchemy's included, nest under it). Retries and redeliveries after a
-  crash are more children of the same parent, told apart by ``durable_sa.attempt``.
+  own spans, SQLAlchemy's included, nest under it). A compensator is one too
+  (``<step>#compensate``), and an ``on_finish`` hook (``#finish``). Retries and
+  redeliveries after a crash are more children of the same parent, told apart by
+  ``durable_sa.attempt``; a retry this process saw fail links to that attempt's span
+  (:class:`_FailedAttempts`).
+- ``recover()`` giving a run a job is a ``durable_sa.recover <workflow>`` span in the
+  run's trace, linked to the span of whoever called it (the operator's request).
 - a child run's start is a child of its parent run's stored context: one trace.
 
 No span lasts the whole run: a span is ended by the process that started it, and a run
@@ -25,12 +30,14 @@ outlives processes. Its duration is from the start span to the last step span.
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Final, Self
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import ProxyTracerProvider, SpanKind, StatusCode
+from opentelemetry.trace import Link, ProxyTracerProvider, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from durable_sa.core.outcomes import Failed
@@ -41,7 +48,7 @@ if TYPE_CHECKING:
     from contextvars import Token
     from types import TracebackType
 
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
 
     from durable_sa.core.codec import JSONObject
     from durable_sa.core.outcomes import StepOutcome
@@ -65,16 +72,54 @@ def context_of(carrier: JSONObject | None) -> Context | None:
     """The context a stored carrier continues (``None`` for none).
 
     Parsed contexts are kept (a ``Context`` never changes): a worker runs a run's steps
-    one after another, each with the same stored context.
+    one after another, each with the same stored context. The key is the two W3C
+    headers themselves, the only ones :data:`_W3C` reads: no sorting on the hot path.
     """
     if not carrier:
         return None
-    return _parsed(tuple(sorted((k, v) for k, v in carrier.items() if isinstance(v, str))))
+    parent = carrier.get("traceparent")
+    state = carrier.get("tracestate")
+    return _parsed(
+        parent if isinstance(parent, str) else None, state if isinstance(state, str) else None
+    )
 
 
 @functools.lru_cache(maxsize=256)
-def _parsed(headers: tuple[tuple[str, str], ...]) -> Context:
-    return _W3C.extract(dict(headers), context=Context())
+def _parsed(traceparent: str | None, tracestate: str | None) -> Context:
+    headers = {"traceparent": traceparent, "tracestate": tracestate}
+    return _W3C.extract({k: v for k, v in headers.items() if v is not None}, context=Context())
+
+
+class _FailedAttempts:
+    """The span contexts of the attempts this process saw fail, for their retry's link.
+
+    What a retry can link to without a new write: the span of the attempt before it,
+    when this process ran that attempt (one worker, or the same worker again). Kept per
+    ``(run, unit)`` until the retry takes it, at most :data:`KEEP`; a retry run by
+    another process has no link (its parent, the run's start, is the same either way).
+    Written only when an attempt fails: the path of a step that succeeds pays nothing.
+    """
+
+    KEEP: Final = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failed: OrderedDict[tuple[int, str], SpanContext] = OrderedDict()
+
+    def failed(self, run_id: int, unit: str, context: SpanContext) -> None:
+        """Attempt of ``unit`` of run ``run_id`` in span ``context`` failed; it runs again."""
+        with self._lock:
+            self._failed[run_id, unit] = context
+            if len(self._failed) > self.KEEP:
+                self._failed.popitem(last=False)
+
+    def retried(self, run_id: int, unit: str) -> SpanContext | None:
+        """The failed attempt's span context a retry links to, if this process ran it."""
+        with self._lock:
+            return self._failed.pop((run_id, unit), None)
+
+
+failed_attempts: Final = _FailedAttempts()
 
 
 class OtelTracing(Tracing):
@@ -113,6 +158,13 @@ class OtelTracing(Tracing):
         if tracer is None:
             return NO_STEP_SPAN
         return _OtelStepSpan(tracer, run, step, attempt)
+
+    def recovery(self, run: RunSnapshot, job_kind: str) -> StepSpan:
+        """A span in the run's trace, linked to the caller's (the operator's) span."""
+        tracer = self.tracer()
+        if tracer is None:
+            return NO_STEP_SPAN
+        return _OtelRecoverySpan(tracer, run, job_kind)
 
     def current_ids(self) -> tuple[str, str] | None:
         """The current span's W3C ids, whether or not a provider records it."""
@@ -179,6 +231,9 @@ class _OtelStepSpan(StepSpan):
 
     def __enter__(self) -> Self:
         run = self._run
+        links = None
+        if self._attempt > 1 and (previous := failed_attempts.retried(run.id, self._step)):
+            links = (Link(previous, {spans.LINK: "previous_attempt"}),)
         self._span = self._tracer.start_span(
             f"{spans.STEP_SPAN} {run.workflow_name}.{self._step}",
             context=context_of(run.trace_context),
@@ -189,6 +244,7 @@ class _OtelStepSpan(StepSpan):
                 spans.STEP: self._step,
                 spans.ATTEMPT: self._attempt,
             },
+            links=links,
         )
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         return self
@@ -199,18 +255,17 @@ class _OtelStepSpan(StepSpan):
             return
         span.set_attribute(spans.OUTCOME, label)
         if isinstance(outcome, Failed):
-            span.set_attribute(spans.ERROR, outcome.failure)
-            if outcome.error_type is not None:
-                span.set_attribute("error.type", outcome.error_type)
-            span.add_event(
-                "exception",
-                {
-                    "exception.type": outcome.error_type or "",
-                    "exception.message": outcome.failure,
-                    "exception.stacktrace": outcome.traceback or "",
-                },
-            )
-            span.set_status(StatusCode.ERROR, outcome.failure)
+            _failed(span, outcome.failure, outcome.error_type, outcome.traceback)
+            if label == "retry":
+                failed_attempts.failed(self._run.id, self._step, span.get_span_context())
+
+    def record_unit(self, label: str, error: str | None = None) -> None:
+        span = self._span
+        if span is None:  # pragma: no cover - recorded inside the with block
+            return
+        span.set_attribute(spans.OUTCOME, label)
+        if error is not None:
+            _failed(span, error, None, None)
 
     def __exit__(
         self,
@@ -222,6 +277,49 @@ class _OtelStepSpan(StepSpan):
             otel_context.detach(self._token)
         if self._span is not None:
             _end(self._span, exc)
+
+
+class _OtelRecoverySpan(StepSpan):
+    """``durable_sa.recover <workflow>``: a run given a job again, seen in its trace."""
+
+    def __init__(self, tracer: Tracer, run: RunSnapshot, job_kind: str) -> None:
+        caller = trace.get_current_span().get_span_context()
+        links = (Link(caller, {spans.LINK: "recovered_by"}),) if caller.is_valid else None
+        self._span = tracer.start_span(
+            f"{spans.RECOVER_SPAN} {run.workflow_name}",
+            context=context_of(run.trace_context),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                spans.WORKFLOW: run.workflow_name,
+                spans.RUN_ID: run.id,
+                spans.JOB_KIND: job_kind,
+            },
+            links=links,
+        )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _end(self._span, exc)
+
+
+def _failed(span: Span, error: str, error_type: str | None, traceback: str | None) -> None:
+    """Mark ``span`` failed: its error attribute, an ``exception`` event, an error status."""
+    span.set_attribute(spans.ERROR, error)
+    if error_type is not None:
+        span.set_attribute("error.type", error_type)
+    span.add_event(
+        "exception",
+        {
+            "exception.type": error_type or "",
+            "exception.message": error,
+            "exception.stacktrace": traceback or "",
+        },
+    )
+    span.set_status(StatusCode.ERROR, error)
 
 
 def _end(span: Span, exc: BaseException | None) -> None:

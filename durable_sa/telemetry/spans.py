@@ -25,14 +25,23 @@ STEP: Final = "durable_sa.step"
 ATTEMPT: Final = "durable_sa.attempt"
 OUTCOME: Final = "durable_sa.outcome"
 """``advance``, ``sleep``, ``await_signal``, ..., or for a failed attempt ``retry`` (it
-runs again) or ``compensate`` (the run rolls back)."""
+runs again) or ``compensate`` (the run rolls back). A compensator's span
+(``<step>#compensate``): ``compensated`` or ``compensate_failed`` (the rollback goes on);
+an ``on_finish`` hook's (``#finish``): ``finished``, ``retry`` or ``finish_failed`` (the
+run ends without the hook's writes)."""
 ERROR: Final = "durable_sa.error"
 """A failed attempt's error, ``Type: message`` as stored on the run."""
 CREATED: Final = "durable_sa.created"
 """On a start span: False when the idempotency key named an existing run."""
 
+JOB_KIND: Final = "durable_sa.job_kind"
+"""On a recovery span: the kind of job the run was given (``advance``, ``compensate``...)."""
+LINK: Final = "durable_sa.link"
+"""On a span link: what the linked span is (``previous_attempt``, ``recovered_by``)."""
+
 START_SPAN: Final = "durable_sa.start"
 STEP_SPAN: Final = "durable_sa.step"
+RECOVER_SPAN: Final = "durable_sa.recover"
 
 
 class RunStart:
@@ -62,10 +71,17 @@ class RunStart:
 
 
 class StepSpan:
-    """A step attempt's span, current while the handler runs. This one does nothing."""
+    """A step attempt's span, current while the handler runs. This one does nothing.
+
+    A compensator and an ``on_finish`` hook are attempts too, of the units
+    ``<step>#compensate`` and ``#finish``: same span, same attributes.
+    """
 
     def record(self, outcome: StepOutcome, label: str) -> None:
         """The attempt ended with ``outcome``, named ``label`` (see :data:`OUTCOME`)."""
+
+    def record_unit(self, label: str, error: str | None = None) -> None:
+        """A compensator's attempt ended as ``label``; ``error``: what it raised."""
 
     def __enter__(self) -> Self:
         return self
@@ -95,6 +111,11 @@ class Tracing:
     def step(self, run: RunSnapshot, step: str, attempt: int) -> StepSpan:
         """The span of ``attempt`` of ``run``'s ``step``, joined to the run's trace."""
         del run, step, attempt
+        return NO_STEP_SPAN
+
+    def recovery(self, run: RunSnapshot, job_kind: str) -> StepSpan:
+        """The span of ``recover()`` giving ``run`` a ``job_kind`` job, in the run's trace."""
+        del run, job_kind
         return NO_STEP_SPAN
 
     def current_ids(self) -> tuple[str, str] | None:

@@ -41,6 +41,7 @@ from durable_sa.runtime import presence
 from durable_sa.runtime.listen import Listener
 from durable_sa.runtime.service import ErrorPause, Service
 from durable_sa.store.notify import JOBS_CHANNEL
+from durable_sa.telemetry.log_fields import job_fields
 from durable_sa.worker.firing import FiresSchedules, ScheduleThread
 from durable_sa.worker.pipeline import Pipeline
 from durable_sa.worker.stats import WorkerStats
@@ -308,7 +309,11 @@ class Worker(Service):
                         flight.job.kind,
                         flight.job.run_id,
                         self.job_timeout,
-                        extra={"action": "job_timeout", "run_id": flight.job.run_id},
+                        extra={
+                            **job_fields(flight.job.run_id, flight.job.kind, flight.job.payload),
+                            "action": "job_timeout",
+                            "job_id": job_id,
+                        },
                     )
             in_flight = len(self._in_flight)
         try:
