@@ -191,6 +191,7 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
             applier=applier,
             lease=lease,
             keep_open=keep_open,
+            grants=grants,
         )
 
 
@@ -204,6 +205,7 @@ def _dispatch(  # noqa: PLR0913 - prepare_payload's arguments, the run read
     applier: Applier | None,
     lease: timedelta | None,
     keep_open: bool,
+    grants: HeldGrants | None,
 ) -> Prepared:
     """:func:`prepare_payload` by the payload's kind, its run read."""
     if claimed is not None and (held := held_by_pause(shell, claimed, run)):
