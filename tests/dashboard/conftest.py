@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from durable_sa import durable
 from durable_sa.dashboard import create_app
+from durable_sa.dashboard.flash import FLASH_COOKIE, decode
 from durable_sa.dashboard.security import CSRF_COOKIE, CSRF_FIELD
 
 if TYPE_CHECKING:
@@ -83,3 +84,13 @@ def post(client: TestClient, path: str, page: str, **fields: str) -> Any:
     """POST an action's form as the page ``page`` would, CSRF field included."""
     data = {CSRF_FIELD: csrf_of(client, page), **fields}
     return client.post(path, data=data, follow_redirects=False)
+
+
+def flash_of(client: TestClient, response: Any) -> dict[str, str]:
+    """The message an action's redirect carries (its signed flash cookie): ``{kind: text}``."""
+    cookies = response.headers.get_list("set-cookie")
+    found = [c.split(";")[0].split("=", 1)[1] for c in cookies if c.startswith(f"{FLASH_COOKIE}=")]
+    assert found, f"no flash cookie in {cookies}"
+    flash = decode(found[-1].strip('"'), client.app.state.dashboard.flash_key)  # type: ignore[attr-defined]
+    assert flash is not None
+    return {flash.kind: flash.text}
