@@ -24,6 +24,11 @@ def _boom(ctx: DurableContext) -> None:
     raise ValueError(msg)
 
 
+def _undo_fails(ctx: DurableContext) -> None:
+    msg = "the bank is down"
+    raise RuntimeError(msg)
+
+
 def define() -> None:
     """The workflows the dashboard's tests run."""
     durable("greet").step("hello", lambda ctx: {"hi": ctx.input.get("who", "you")}).step(
@@ -35,6 +40,10 @@ def define() -> None:
     durable("charge").step(
         "reserve", lambda ctx: {"held": 1}, compensate=lambda ctx: {"released": 1}
     ).step("pay", _boom, max_retries=1)
+    durable("refund").step("hold", lambda ctx: {"held": 1}, compensate=_undo_fails).step(
+        "pay", _boom, max_retries=1
+    )
+    durable("export", max_active=1).wait_for_signal("go", "go")
     durable("leaf").step("one", lambda ctx: ctx.input["n"] + 1)
     durable("tree").child_workflow("spawn", "leaf")
     durable("fan").child_workflow("a", "leaf").child_workflow("b", "leaf").child_workflow(

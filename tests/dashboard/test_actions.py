@@ -60,7 +60,10 @@ def test_a_signal_with_bad_json_or_to_an_ended_run_is_explained(
     assert _message(client, bad)["error"].startswith("the data is not valid JSON")
     drain(engine)
     ended = post(client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="x")
-    assert "ended" in _message(client, ended)["error"] or "completed" in _message(client, ended)["error"]
+    assert (
+        "ended" in _message(client, ended)["error"]
+        or "completed" in _message(client, ended)["error"]
+    )
     missing = post(client, "/runs/424242/signal", "/", signal="x")
     assert "424242" in _message(client, missing)["error"]
 
@@ -92,7 +95,9 @@ def test_recover_and_requeue_a_dead_letter(engine: Durable, client: TestClient) 
     (letter,) = engine.admin.dead_letters()
     assert "Requeue" in client.get("/dead-letters").text
     requeued = post(client, f"/dead-letters/{letter.id}/requeue", "/dead-letters")
-    assert _message(client, requeued)["done"].startswith(f"dead letter {letter.id} requeued as job ")
+    assert _message(client, requeued)["done"].startswith(
+        f"dead letter {letter.id} requeued as job "
+    )
     again = post(client, f"/dead-letters/{letter.id}/requeue", "/dead-letters")
     assert "error" in _message(client, again)
     drain(engine)
