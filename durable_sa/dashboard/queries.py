@@ -45,7 +45,7 @@ PAGE_SIZE: Final = 50
 JOURNAL_CAP: Final = 500
 """Journal rows shown for one run (the newest are kept when a run has more)."""
 STATS_SAMPLE: Final = 5000
-"""How many of each workflow's most recent runs its throughput and percentiles read."""
+"""How many of each workflow's most recent ended runs its throughput and percentiles read."""
 COUNT_WINDOW: Final = 100_000
 """The workflows page counts ended runs among this many newest ids (live runs: all)."""
 HELD_CAP: Final = 20
@@ -409,27 +409,41 @@ def _counts(session: Session, *, floor: int) -> dict[str, dict[str, int]]:
     return counts
 
 
-def _samples(session: Session, *, floor: int) -> dict[str, list[Any]]:
-    """Each workflow's newest :data:`STATS_SAMPLE` runs among the ids above ``floor``.
+def _samples(
+    session: Session, names: list[str], *, floor: int, since: datetime
+) -> dict[str, list[Any]]:
+    """Each workflow's newest :data:`STATS_SAMPLE` runs that ended since ``since``.
 
     A window per workflow: a burst of one workflow's runs does not push the others out
-    of the sample (as one shared window of the newest runs did). One query, bounded by
-    the same primary-key range as the counts.
+    of the sample (as one shared window of the newest runs did). One bounded query per
+    workflow: the planner walks the primary key back from the newest id (a busy
+    workflow fills its sample at once) or takes a rare workflow's rows from the
+    ``(workflow_name, status)`` index; never past id ``floor``.
     """
-    rank = (
-        func.row_number()
-        .over(partition_by=runs.c.workflow_name, order_by=runs.c.id.desc())
-        .label("rank")
-    )
-    ranked = (
-        select(runs.c.workflow_name, runs.c.status, runs.c.created_at, runs.c.updated_at, rank)
-        .where(runs.c.id > floor)
-        .subquery()
-    )
-    out: dict[str, list[Any]] = defaultdict(list)
-    for row in session.execute(select(ranked).where(ranked.c.rank <= STATS_SAMPLE)):
-        out[row.workflow_name].append(row)
+    out: dict[str, list[Any]] = {}
+    for name in names:
+        stmt = (
+            select(runs.c.created_at, runs.c.updated_at)
+            .where(
+                runs.c.workflow_name == name,
+                runs.c.status.in_(_ENDED),
+                runs.c.id > floor,
+                runs.c.updated_at >= since,
+            )
+            .order_by(runs.c.id.desc())
+            .limit(STATS_SAMPLE)
+        )
+        out[name] = list(session.execute(stmt))
     return out
+
+
+def _window_start(session: Session, floor: int) -> datetime | None:
+    """When the oldest run of the id window began (``None``: the window holds every run)."""
+    if floor <= 0:
+        return None
+    return session.execute(
+        select(runs.c.created_at).where(runs.c.id > floor).order_by(runs.c.id).limit(1)
+    ).scalar()
 
 
 def workflow_stats(
@@ -438,55 +452,62 @@ def workflow_stats(
     """Each workflow's status counts, and per hour over ``hours`` its finished runs' durations.
 
     Counts: every live run, and ended runs among the newest :data:`COUNT_WINDOW` ids.
-    Throughput and percentiles read each workflow's :data:`STATS_SAMPLE` most recent runs
-    (among those ids); an hour before a workflow's sample begins is unknown, not zero.
+    Throughput and percentiles read each workflow's :data:`STATS_SAMPLE` most recent
+    runs that ended within the hours shown (among those ids). An hour before a
+    workflow's sample begins is unknown, not zero; the hour it begins in, at least.
     """
     top = session.execute(select(func.max(runs.c.id))).scalar() or 0
     floor = int(top) - COUNT_WINDOW
     counts = _counts(session, floor=floor)
-    samples = _samples(session, floor=floor)
     start = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(
         hours=hours - 1
     )
+    samples = _samples(session, sorted(counts), floor=floor, since=start)
+    window_from = _window_start(session, floor)
     out = []
-    for name in sorted(set(counts) | set(samples)):
+    for name in sorted(counts):
         recent = samples.get(name, [])
-        sampled_from = None
-        if len(recent) >= STATS_SAMPLE or (floor > 0 and len(recent) < STATS_SAMPLE):
-            # Older runs were left out: by the sample's size, or by the id window.
-            sampled_from = min((r.created_at for r in recent if r.created_at), default=now)
+        sampled_from = window_from  # runs begun before it are outside the id window
+        if len(recent) >= STATS_SAMPLE:  # and runs older than the sample's are left out
+            oldest = min((row.created_at for row in recent if row.created_at), default=now)
+            sampled_from = oldest if window_from is None else max(oldest, window_from)
         durations: dict[int, list[float]] = defaultdict(list)
-        for row in recent:
-            if not RunStatus(row.status).is_terminal or not row.updated_at or not row.created_at:
-                continue
-            index = int((row.updated_at - start).total_seconds() // 3600)
-            if 0 <= index < hours:
-                durations[index].append(max((row.updated_at - row.created_at).total_seconds(), 0.0))
-        buckets = []
-        for index in range(hours):
-            begins = start + timedelta(hours=index)
-            outside = sampled_from is not None and begins + timedelta(hours=1) <= sampled_from
-            values = durations.get(index, [])
-            buckets.append(
-                Bucket(
-                    start=begins,
-                    finished=None if outside else len(values),
-                    p50=percentile(values, 0.5),
-                    p95=percentile(values, 0.95),
-                    p99=percentile(values, 0.99),
-                    partial=sampled_from is not None and begins < sampled_from and not outside,
-                )
-            )
+        for created, updated in recent:
+            index = int((updated - start).total_seconds() // 3600)
+            if 0 <= index < hours and created is not None:
+                durations[index].append(max((updated - created).total_seconds(), 0.0))
         out.append(
             WorkflowStats(
                 name=name,
                 counts=counts.get(name, {}),
-                buckets=buckets,
+                buckets=_buckets(durations, start, hours, sampled_from),
                 paused=name in paused,
                 sampled_from=sampled_from,
             )
         )
     return out
+
+
+def _buckets(
+    durations: dict[int, list[float]], start: datetime, hours: int, sampled_from: datetime | None
+) -> list[Bucket]:
+    """The hourly buckets from ``start``: outside the sample, partly in it, or whole."""
+    buckets = []
+    for index in range(hours):
+        begins = start + timedelta(hours=index)
+        outside = sampled_from is not None and begins + timedelta(hours=1) <= sampled_from
+        values = durations.get(index, [])
+        buckets.append(
+            Bucket(
+                start=begins,
+                finished=None if outside else len(values),
+                p50=percentile(values, 0.5),
+                p95=percentile(values, 0.95),
+                p99=percentile(values, 0.99),
+                partial=sampled_from is not None and begins < sampled_from and not outside,
+            )
+        )
+    return buckets
 
 
 def workflow_names(session: Session) -> list[str]:

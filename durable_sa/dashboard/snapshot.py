@@ -34,7 +34,10 @@ def one_snapshot(shell: Shell) -> Iterator[Session]:
                 }
             )
         else:
-            session.connection().exec_driver_sql("BEGIN")
+            conn = session.connection()
+            # Unless the application's engine begins SQLite transactions itself already.
+            if not getattr(conn.connection.dbapi_connection, "in_transaction", False):
+                conn.exec_driver_sql("BEGIN")
         try:
             yield session
         finally:
