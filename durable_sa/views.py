@@ -309,6 +309,26 @@ def _marked(
     return _mark_stranded(session, _mark_held(session, marked, now), live_run_ids)
 
 
+SNAPSHOT_COLUMNS: Final = _COLUMNS
+"""The columns :func:`snapshot_of` reads (a listing of its own selects them)."""
+
+
+def snapshot_of(row: Any) -> RunStatusSnapshot:  # noqa: ANN401 - a result row
+    """A run's snapshot (without its descendants) from a row of :data:`SNAPSHOT_COLUMNS`."""
+    return _snapshot(row)
+
+
+def mark_waits(
+    session: Session, snaps: list[RunStatusSnapshot], *, now: datetime, live_run_ids: LiveRunIds
+) -> list[RunStatusSnapshot]:
+    """``snaps`` with what they wait for, marked as :func:`run_status` marks a run.
+
+    For a listing of its own (the dashboard's runs page): the same reasons, read the same
+    way, in a few queries for the whole page.
+    """
+    return _marked(session, snaps, now, live_run_ids)
+
+
 def run_status(
     session: Session,
     run_id: int,

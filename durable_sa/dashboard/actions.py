@@ -2,9 +2,10 @@
 
 Each action is the engine's own public call (``send``, ``resume``, ``cancel``,
 ``recover``, ``admin.requeue``, ``pause``, ``unpause``), so the dashboard does exactly what
-the API and the CLI do. It answers with a redirect (303) back to the page, carrying a
-one-line message; a refusal the engine explains (an unknown run, an ended run, bad
-JSON) comes back the same way, as that message.
+the API and the CLI do. It answers with a redirect (303) back to the page and a
+one-line message in a flash cookie (:mod:`~durable_sa.dashboard.flash`); a refusal the
+engine explains (an unknown run, an ended run, bad JSON) comes back the same way, in
+words, with what was typed kept for the form.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from durable_sa.dashboard import queries
 from durable_sa.errors import DurableError
+from durable_sa.results import ResumeReason
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -30,30 +33,66 @@ def _run_id(request: Request) -> int:
     return int(request.path_params["run_id"])
 
 
-def signal_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:
+def _not_taken(run_id: int, signal: str, reason: str, brief: queries.RunBrief | None) -> str:
+    """Why ``resume`` refused, in words (not the raw ``not_waiting``)."""
+    if reason == ResumeReason.TERMINAL:
+        return f"run {run_id} did not take signal {signal!r}: it has ended or is rolling back"
+    if brief is not None and brief.waits_for:
+        now = f"it waits for signal {brief.waits_for!r}, not {signal!r}"
+    elif brief is not None:
+        now = f"it is {brief.status} and waits for no signal now"
+    else:
+        now = "it waits for no signal now"
+    return f"run {run_id} did not take signal {signal!r}: {now}; send keeps it for a later wait"
+
+
+def _never_waited(signal: str, brief: queries.RunBrief | None) -> str:
+    """A warning when the run's workflow has no step that waits for ``signal`` (else ``""``)."""
+    if brief is None:
+        return ""
+    known = queries.signal_steps(brief.workflow_name)
+    if known is None or signal in known:
+        return ""
+    waits = ", ".join(repr(name) for name in sorted(known)) or "no signal"
+    return (
+        f"; but workflow {brief.workflow_name!r} never waits for {signal!r}"
+        f" (it waits for {waits}): a mistyped name? It stays unread"
+    )
+
+
+def signal_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:  # noqa: PLR0911
     """Send (kept until the run waits for it) or resume (only if it waits now) a signal."""
     run_id = _run_id(request)
     back = f"/runs/{run_id}"
     signal = _field(request, "signal")
     raw = _field(request, "data")
+    mode = _field(request, "mode")
+    typed = {"signal": signal, "data": raw, "mode": mode}
     if not signal:
-        return dash.back(request, back, error="name the signal to send")
+        return dash.back(request, back, error="name the signal to send", keep=typed)
     try:
         data = json.loads(raw) if raw else None
     except json.JSONDecodeError as exc:
-        return dash.back(request, back, error=f"the data is not valid JSON: {exc}")
+        return dash.back(request, back, error=f"the data is not valid JSON: {exc}", keep=typed)
+    with dash.engine.shell.reading() as session:
+        brief = queries.run_brief(session, run_id)
     try:
-        if _field(request, "mode") == "resume":
+        if mode == "resume":
             resumed = dash.engine.resume(run_id, signal, data)
             if not resumed.accepted:
-                why = f"run {run_id} did not take signal {signal!r}: {resumed.reason}"
-                return dash.back(request, back, error=why)
+                why = _not_taken(run_id, signal, resumed.reason, brief)
+                return dash.back(request, back, error=why, keep=typed)
             return dash.back(request, back, done=f"signal {signal!r} resumed run {run_id}")
         sent = dash.engine.send(run_id, signal, data)
     except DurableError as exc:
-        return dash.back(request, back, error=str(exc))
-    how = "delivered" if sent.delivered else "kept for the run's next wait"
-    return dash.back(request, back, done=f"signal {signal!r} {how}")
+        return dash.back(request, back, error=str(exc), keep=typed)
+    if sent.delivered:
+        return dash.back(request, back, done=f"signal {signal!r} delivered")
+    warning = _never_waited(signal, brief)
+    text = f"signal {signal!r} kept for the run's next wait{warning}"
+    if warning:
+        return dash.back(request, back, error=text)
+    return dash.back(request, back, done=text)
 
 
 def cancel_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:

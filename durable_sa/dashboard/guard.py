@@ -10,6 +10,8 @@ the way out. ``/metrics`` (durable_sa.metrics) is meant to be wrapped the same w
 
 from __future__ import annotations
 
+import json
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeAlias
@@ -17,9 +19,11 @@ from urllib.parse import urlencode
 
 import attrs
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from durable_sa.dashboard.flash import FLASH_COOKIE, FLASH_SECONDS, Flash, decode, encode
 from durable_sa.dashboard.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -77,6 +81,19 @@ def _duration(value: timedelta | float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def typed_json(value: object) -> str:
+    """``value`` as JSON the way it was typed: ``Zoë`` and ``東京`` as themselves.
+
+    Not Jinja's ``tojson`` (which writes ``\u00eb`` and ``\u0026``, for a ``<script>``);
+    the text is escaped for HTML like any other (``&`` and ``<`` as entities).
+    """
+    return json.dumps(value, ensure_ascii=False, indent=None, default=str)
+
+
+def _json_markup(value: object) -> Markup:
+    return escape(typed_json(value))
+
+
 def _when(value: datetime | None) -> str:
     if value is None:
         return ""
@@ -105,6 +122,9 @@ class Dashboard:
         )
         self.templates.filters["duration"] = _duration
         self.templates.filters["when"] = _when
+        self.templates.filters["typed_json"] = _json_markup
+        self.flash_key = secrets.token_bytes(32)
+        """Signs flash cookies (per app: a restart drops unread messages, nothing else)."""
 
     # ── rendering ──────────────────────────────────────────────────────────────
 
@@ -119,6 +139,8 @@ class Dashboard:
     ) -> HTMLResponse:
         """``template`` with ``values``, the permission and the URL helpers."""
         root = request.scope.get("root_path", "")
+        whole = request.query_params.get("fragment") != "1"
+        flash = decode(request.cookies.get(FLASH_COOKIE), self.flash_key) if whole else None
         page = self.templates.get_template(template).render(
             request=request,
             seen=seen,
@@ -126,15 +148,45 @@ class Dashboard:
             read_only=self.read_only,
             root=root,
             now=self.engine.now,
+            flash=flash,
+            kept_form=flash.form if flash is not None else {},
             **values,
         )
-        return HTMLResponse(page, status_code=status_code)
+        response = HTMLResponse(page, status_code=status_code)
+        if whole and FLASH_COOKIE in request.cookies:
+            response.delete_cookie(FLASH_COOKIE, path=root or "/")  # shown once
+        return response
 
-    def back(self, request: Request, path: str, **query: str) -> RedirectResponse:
-        """A 303 to ``path`` of the dashboard (after a POST), with a message in the query."""
+    def back(
+        self,
+        request: Request,
+        path: str,
+        *,
+        done: str | None = None,
+        error: str | None = None,
+        keep: Mapping[str, str] | None = None,
+    ) -> RedirectResponse:
+        """A 303 to ``path`` of the dashboard (after a POST), its message in a flash cookie.
+
+        ``keep``: form values to fill in again (after a refusal of what was typed).
+        """
         root = request.scope.get("root_path", "")
-        suffix = f"?{urlencode(query)}" if query else ""
-        return RedirectResponse(f"{root}{path}{suffix}", status_code=303)
+        response = RedirectResponse(f"{root}{path}", status_code=303)
+        if done is not None or error is not None:
+            flash = Flash(
+                kind="error" if error is not None else "done",
+                text=error if error is not None else done or "",
+                form=dict(keep or {}),
+            )
+            response.set_cookie(
+                FLASH_COOKIE,
+                encode(flash, self.flash_key),
+                max_age=FLASH_SECONDS,
+                httponly=True,
+                samesite="strict",
+                path=root or "/",
+            )
+        return response
 
     # ── the door ───────────────────────────────────────────────────────────────
 

@@ -1,6 +1,8 @@
 """The dashboard's pages: each reads, then renders one template.
 
-Reads go through :mod:`~durable_sa.dashboard.queries` or the engine's own read calls.
+Reads go through :mod:`~durable_sa.dashboard.queries` or the engine's own read functions,
+all of a page's in one read transaction (:func:`~durable_sa.dashboard.snapshot.one_snapshot`),
+so a page never contradicts itself.
 
 A page asked with ``?fragment=1`` renders only its live part: htmx polls it every few
 seconds and swaps it in, so the page stays current without reloading (and without
@@ -16,9 +18,14 @@ from typing import TYPE_CHECKING, Final
 from durable_sa.core.ids import checked_run_id
 from durable_sa.core.status import RunStatus
 from durable_sa.dashboard import queries
+from durable_sa.dashboard.snapshot import one_snapshot
+from durable_sa.engine.schedules import info as schedule_info
 from durable_sa.errors import RunNotFoundError
 from durable_sa.queue import dead_letters
-from durable_sa.views import run_status
+from durable_sa.runtime.presence import live_workers
+from durable_sa.store import controls
+from durable_sa.store.schedules import load_all as load_schedules
+from durable_sa.views import list_dead_letters, run_status
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -79,6 +86,10 @@ def runs_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         except (ValueError, OverflowError):
             problems.append(f"since is an age (30m, 2h, 7d) or an ISO time, not {wanted_since!r}")
     before = _text(request, "before")
+    problem = _text(request, "problem")
+    if problem is not None and problem not in queries.PROBLEMS:
+        problems.append(f"unknown problem {problem!r}: one of {', '.join(queries.PROBLEMS)}")
+        problem = None
     wanted = queries.RunFilter(
         workflow=_text(request, "workflow"),
         status=status,
@@ -86,12 +97,15 @@ def runs_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         key=_text(request, "key"),
         search=_text(request, "q"),
         top_level=request.query_params.get("all") != "1",
+        problem=problem,
         before=int(before)
         if before is not None and before.isdigit() and len(before) < queries.BIGINT_DIGITS
         else None,
     )
-    with dash.engine.shell.reading() as session:
-        page = queries.run_page(session, wanted)
+    with one_snapshot(dash.engine.shell) as session:
+        page = queries.run_page(
+            session, wanted, now=now, live_run_ids=dash.engine.backend.live_run_ids
+        )
         names = queries.workflow_names(session)
     query = {k: v for k, v in request.query_params.items() if k not in ("fragment", "before")}
     values: dict[str, object] = {
@@ -101,6 +115,7 @@ def runs_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         "problems": problems,
         "workflows": names,
         "statuses": [s.value for s in RunStatus],
+        "problem_names": queries.PROBLEMS,
     }
     template = "_runs.html" if _fragment(request) else "runs.html"
     return dash.render(request, seen, template, values)
@@ -148,30 +163,32 @@ def fired_by(idempotency_key: str | None) -> tuple[str, str] | None:
 
 def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
     """One run: what it waits for, its journal, compensations, jobs and children tree."""
+    now = dash.engine.now
     try:
         run_id = checked_run_id(int(request.path_params["run_id"]))
-        with dash.engine.shell.reading() as session:
+        with one_snapshot(dash.engine.shell) as session:
             snap = run_status(
                 session,
                 run_id,
-                now=dash.engine.now,
+                now=now,
                 live_run_ids=dash.engine.backend.live_run_ids,
                 max_descendants=TREE_CAP,
             )
+            children = queries.child_counts(session, [run_id]).get(run_id, {})
+            units = queries.journal(session, run_id, snap.created_at)
+            jobs = queries.run_jobs(session, run_id)
+            letter = dead_letters.open_letters(session, [run_id]).get(run_id)
+            paused = snap.workflow_name in controls.paused_workflows(session)
+            live = {worker.id for worker in live_workers(session, now=now)}
+            kept = queries.kept_signals(session, run_id)
     except RunNotFoundError as exc:
         return dash.render(request, seen, "missing.html", {"message": str(exc)}, status_code=404)
-    with dash.engine.shell.reading() as session:
-        children = queries.child_counts(session, [run_id]).get(run_id, {})
-        units = queries.journal(session, run_id, snap.created_at)
-        jobs = queries.run_jobs(session, run_id)
-        letter = dead_letters.open_letters(session, [run_id]).get(run_id)
-    paused = snap.workflow_name in dash.engine.paused_workflows()
     values = {
         "snap": snap,
         "units": [u for u in units if not u.is_compensation],
         "compensations": [u for u in units if u.is_compensation],
         "capped": len(units) >= queries.JOURNAL_CAP,
-        "jobs": jobs,
+        "jobs": [queries.lease_of(job, live, now) for job in jobs],
         "letter": letter,
         "tree": _flatten(snap)[1:],
         "children": children,
@@ -179,6 +196,11 @@ def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         "waits": waits_for(snap, paused=paused),
         "fired_by": fired_by(snap.idempotency_key),
         "paused": paused,
+        "kept": kept,
+        "signals": queries.signal_steps(snap.workflow_name),
+        "ended_by": queries.ended_by(snap, units),
+        # The live fragment of a run that has just ended takes its buttons away too.
+        "oob_actions": _fragment(request) and snap.status.is_terminal,
     }
     template = "_run.html" if _fragment(request) else "run.html"
     return dash.render(request, seen, template, values)
@@ -186,10 +208,10 @@ def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
 
 def workflows_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
     """Each workflow: runs by status, finished per hour and their duration percentiles."""
-    paused = frozenset(dash.engine.paused_workflows())
     hours = request.query_params.get("hours", "")
     span = min(max(int(hours), 1), MAX_HOURS) if hours.isdigit() else DEFAULT_HOURS
-    with dash.engine.shell.reading() as session:
+    with one_snapshot(dash.engine.shell) as session:
+        paused = frozenset(controls.paused_workflows(session))
         stats = queries.workflow_stats(session, now=dash.engine.now, hours=span, paused=paused)
     values = {
         "stats": stats,
@@ -205,9 +227,10 @@ def workflows_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
 
 def workers_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
     """The live workers (from their heartbeats) and the jobs each holds."""
-    workers = dash.engine.admin.workers()
-    with dash.engine.shell.reading() as session:
-        held = queries.held_jobs(session, [w.id for w in workers], dash.engine.now)
+    now = dash.engine.now
+    with one_snapshot(dash.engine.shell) as session:
+        workers = live_workers(session, now=now)
+        held = queries.held_jobs(session, [w.id for w in workers], now)
     template = "_workers.html" if _fragment(request) else "workers.html"
     return dash.render(request, seen, template, {"workers": workers, "held": held})
 
@@ -215,7 +238,8 @@ def workers_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
 def dead_letters_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
     """Dead letters, newest first: open ones, or all with ``?all=1``."""
     every = request.query_params.get("all") == "1"
-    letters = dash.engine.admin.dead_letters(limit=DEAD_LETTERS_CAP, include_resolved=every)
+    with one_snapshot(dash.engine.shell) as session:
+        letters = list_dead_letters(session, limit=DEAD_LETTERS_CAP, include_resolved=every)
     template = "_dead_letters.html" if _fragment(request) else "dead_letters.html"
     values = {"letters": letters, "every": every, "cap": DEAD_LETTERS_CAP}
     return dash.render(request, seen, template, values)
@@ -223,20 +247,21 @@ def dead_letters_page(dash: Dashboard, request: Request, seen: Seen) -> Response
 
 def limits_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
     """Paused workflows, shared rate limits and the busiest concurrency slots."""
-    with dash.engine.shell.reading() as session:
-        slots = queries.slots(session)
-        names = queries.workflow_names(session)
-    values = {
-        "paused": dash.engine.paused_workflows(),
-        "rate_limits": dash.engine.rate_limits(),
-        "slots": slots,
-        "workflows": names,
-    }
+    with one_snapshot(dash.engine.shell) as session:
+        values = {
+            "paused": controls.paused_workflows(session),
+            "rate_limits": controls.read_rate_limits(session),
+            "slots": queries.slots(session),
+            "workflows": queries.workflow_names(session),
+        }
     template = "_limits.html" if _fragment(request) else "limits.html"
     return dash.render(request, seen, template, values)
 
 
 def schedules_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
     """The schedules: cron, next tick, last run, paused."""
+    now = dash.engine.now
+    with one_snapshot(dash.engine.shell) as session:
+        found = [schedule_info(row, now=now) for row in load_schedules(session)]
     template = "_schedules.html" if _fragment(request) else "schedules.html"
-    return dash.render(request, seen, template, {"schedules": dash.engine.schedules()})
+    return dash.render(request, seen, template, {"schedules": found})

@@ -55,7 +55,7 @@ from durable_sa.core.units import compensate_unit, entry_unit, iteration_unit, r
 from durable_sa.core.validation import check_duration
 from durable_sa.errors import DefinitionError, PayloadError, ResultNotSerializableError
 from durable_sa.execute.agent import agent_snapshot, is_suspended_agent
-from durable_sa.execute.failures import StepFailedError, describe, failure_info
+from durable_sa.execute.failures import FailureInfo, StepFailedError, describe, failure_info
 from durable_sa.execute.invoke import call, call_all
 
 if TYPE_CHECKING:
@@ -389,6 +389,7 @@ def drive_compensation(step: StepDefinition, ctx: DurableContext, journal: Journ
     ``{"ran": [], "nothing_to_undo": "<why>"}``.
     """
     errors: list[str] = []
+    failures: list[FailureInfo] = []
     todo: list[tuple[str, Callable[..., object]]] = []
     declared = False
     if isinstance(step, TaskStep):
@@ -411,6 +412,7 @@ def drive_compensation(step: StepDefinition, ctx: DurableContext, journal: Journ
                 ctx.session.flush()
         except Exception as exc:  # noqa: BLE001 - recorded, rollback continues
             errors.append(describe(exc) if label == step.name else f"{label}: {describe(exc)}")
+            failures.append(failure_info(exc))
     done: dict[str, JSONValue] = {"ran": [label for label, _ in todo]}
     if not todo:
         done["nothing_to_undo"] = (
@@ -422,4 +424,8 @@ def drive_compensation(step: StepDefinition, ctx: DurableContext, journal: Journ
         result=done,
         error="; ".join(errors) if errors else None,
         attempt=1,
+        # Typed and traced like a failed step's row (the first compensator that failed;
+        # a parallel step's others are named in ``error``).
+        error_type=failures[0].error_type if failures else None,
+        traceback=failures[0].traceback if failures else None,
     )

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from durable_sa import durable
 from durable_sa.dashboard import create_app
+from durable_sa.dashboard.flash import FLASH_COOKIE, decode
 from durable_sa.dashboard.security import CSRF_COOKIE, CSRF_FIELD
 
 if TYPE_CHECKING:
@@ -23,6 +24,11 @@ def _boom(ctx: DurableContext) -> None:
     raise ValueError(msg)
 
 
+def _undo_fails(ctx: DurableContext) -> None:
+    msg = "the bank is down"
+    raise RuntimeError(msg)
+
+
 def define() -> None:
     """The workflows the dashboard's tests run."""
     durable("greet").step("hello", lambda ctx: {"hi": ctx.input.get("who", "you")}).step(
@@ -34,6 +40,10 @@ def define() -> None:
     durable("charge").step(
         "reserve", lambda ctx: {"held": 1}, compensate=lambda ctx: {"released": 1}
     ).step("pay", _boom, max_retries=1)
+    durable("refund").step("hold", lambda ctx: {"held": 1}, compensate=_undo_fails).step(
+        "pay", _boom, max_retries=1
+    )
+    durable("export", max_active=1).wait_for_signal("go", "go")
     durable("leaf").step("one", lambda ctx: ctx.input["n"] + 1)
     durable("tree").child_workflow("spawn", "leaf")
     durable("fan").child_workflow("a", "leaf").child_workflow("b", "leaf").child_workflow(
@@ -83,3 +93,13 @@ def post(client: TestClient, path: str, page: str, **fields: str) -> Any:
     """POST an action's form as the page ``page`` would, CSRF field included."""
     data = {CSRF_FIELD: csrf_of(client, page), **fields}
     return client.post(path, data=data, follow_redirects=False)
+
+
+def flash_of(client: TestClient, response: Any) -> dict[str, str]:
+    """The message an action's redirect carries (its signed flash cookie): ``{kind: text}``."""
+    cookies = response.headers.get_list("set-cookie")
+    found = [c.split(";")[0].split("=", 1)[1] for c in cookies if c.startswith(f"{FLASH_COOKIE}=")]
+    assert found, f"no flash cookie in {cookies}"
+    flash = decode(found[-1].strip('"'), client.app.state.dashboard.flash_key)  # type: ignore[attr-defined]
+    assert flash is not None
+    return {flash.kind: flash.text}

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
 
 from durable_sa.testing import drain
-from tests.dashboard.conftest import post
+from tests.dashboard.conftest import flash_of, post
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
@@ -14,9 +13,8 @@ if TYPE_CHECKING:
     from durable_sa import Durable
 
 
-def _message(response: object) -> dict[str, str]:
-    location = response.headers["location"]  # type: ignore[attr-defined]
-    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+def _message(client: TestClient, response: object) -> dict[str, str]:
+    return flash_of(client, response)
 
 
 def test_send_delivers_a_signal_the_run_waits_for(engine: Durable, client: TestClient) -> None:
@@ -26,7 +24,7 @@ def test_send_delivers_a_signal_the_run_waits_for(engine: Durable, client: TestC
         client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="approve", data='{"by": "ann"}'
     )
     assert sent.status_code == 303
-    assert _message(sent) == {"done": "signal 'approve' delivered"}
+    assert _message(client, sent) == {"done": "signal 'approve' delivered"}
     drain(engine)
     snap = engine.status(run_id)
     assert snap.status == "completed"
@@ -38,7 +36,7 @@ def test_send_delivers_a_signal_the_run_waits_for(engine: Durable, client: TestC
 def test_send_keeps_a_signal_for_a_run_not_waiting_yet(engine: Durable, client: TestClient):
     run_id = engine.start("approve").run_id  # not yet at its wait
     sent = post(client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="approve")
-    assert _message(sent) == {"done": "signal 'approve' kept for the run's next wait"}
+    assert _message(client, sent) == {"done": "signal 'approve' kept for the run's next wait"}
     drain(engine)
     assert engine.status(run_id).status == "completed"
 
@@ -47,11 +45,11 @@ def test_resume_refuses_a_run_that_does_not_wait(engine: Durable, client: TestCl
     run_id = engine.start("approve").run_id
     drain(engine)
     other = post(client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="other", mode="resume")
-    assert "did not take signal 'other'" in _message(other)["error"]
+    assert "did not take signal 'other'" in _message(client, other)["error"]
     taken = post(
         client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="approve", mode="resume"
     )
-    assert _message(taken) == {"done": f"signal 'approve' resumed run {run_id}"}
+    assert _message(client, taken) == {"done": f"signal 'approve' resumed run {run_id}"}
 
 
 def test_a_signal_with_bad_json_or_to_an_ended_run_is_explained(
@@ -59,29 +57,32 @@ def test_a_signal_with_bad_json_or_to_an_ended_run_is_explained(
 ) -> None:
     run_id = engine.start("greet").run_id
     bad = post(client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="x", data="{nope")
-    assert _message(bad)["error"].startswith("the data is not valid JSON")
+    assert _message(client, bad)["error"].startswith("the data is not valid JSON")
     drain(engine)
     ended = post(client, f"/runs/{run_id}/signal", f"/runs/{run_id}", signal="x")
-    assert "ended" in _message(ended)["error"] or "completed" in _message(ended)["error"]
+    assert (
+        "ended" in _message(client, ended)["error"]
+        or "completed" in _message(client, ended)["error"]
+    )
     missing = post(client, "/runs/424242/signal", "/", signal="x")
-    assert "424242" in _message(missing)["error"]
+    assert "424242" in _message(client, missing)["error"]
 
 
 def test_cancel_without_and_with_compensation(engine: Durable, client: TestClient) -> None:
     plain = engine.start("approve").run_id
     drain(engine)
     done = post(client, f"/runs/{plain}/cancel", f"/runs/{plain}")
-    assert _message(done) == {"done": f"canceled: {plain}"}
+    assert _message(client, done) == {"done": f"canceled: {plain}"}
     assert engine.status(plain).status == "canceled"
     again = post(client, f"/runs/{plain}/cancel", f"/runs/{plain}")
-    assert "nothing to cancel" in _message(again)["error"]
+    assert "nothing to cancel" in _message(client, again)["error"]
 
     durable_run = engine.start("approve").run_id
     drain(engine)
     compensated = post(
         client, f"/runs/{durable_run}/cancel", f"/runs/{durable_run}", compensate="1"
     )
-    assert _message(compensated)["done"].startswith("compensating, then canceled")
+    assert _message(client, compensated)["done"].startswith("compensating, then canceled")
     drain(engine)
     assert engine.status(durable_run).status == "canceled"
 
@@ -94,9 +95,11 @@ def test_recover_and_requeue_a_dead_letter(engine: Durable, client: TestClient) 
     (letter,) = engine.admin.dead_letters()
     assert "Requeue" in client.get("/dead-letters").text
     requeued = post(client, f"/dead-letters/{letter.id}/requeue", "/dead-letters")
-    assert _message(requeued)["done"].startswith(f"dead letter {letter.id} requeued as job ")
+    assert _message(client, requeued)["done"].startswith(
+        f"dead letter {letter.id} requeued as job "
+    )
     again = post(client, f"/dead-letters/{letter.id}/requeue", "/dead-letters")
-    assert "error" in _message(again)
+    assert "error" in _message(client, again)
     drain(engine)
     assert engine.status(first).status == "completed"
 
@@ -105,7 +108,7 @@ def test_recover_and_requeue_a_dead_letter(engine: Durable, client: TestClient) 
     assert job is not None
     engine.backend.dead_letter(job, error="lost again")
     recovered = post(client, "/recover", "/dead-letters", back="/dead-letters")
-    assert _message(recovered) == {"done": "re-enqueued 1 run(s)"}
+    assert _message(client, recovered) == {"done": "re-enqueued 1 run(s)"}
     assert recovered.headers["location"].startswith("/dead-letters")
     drain(engine)
     assert engine.status(second).status == "completed"
@@ -119,11 +122,11 @@ def test_recover_goes_back_only_to_a_dashboard_page(engine: Durable, client: Tes
 def test_pause_and_unpause_a_workflow(engine: Durable, client: TestClient) -> None:
     engine.start("greet")
     paused = post(client, "/workflows/greet/pause", "/workflows", pause="1")
-    assert _message(paused) == {"done": "paused greet"}
+    assert _message(client, paused) == {"done": "paused greet"}
     assert engine.paused_workflows() == ["greet"]
     page = client.get("/workflows").text
     assert "Unpause" in page
     unpaused = post(client, "/workflows/greet/pause", "/limits", pause="0", back="/limits")
-    assert _message(unpaused) == {"done": "unpaused greet"}
+    assert _message(client, unpaused) == {"done": "unpaused greet"}
     assert unpaused.headers["location"].startswith("/limits")
     assert engine.paused_workflows() == []

@@ -2,8 +2,8 @@
 
 The statements each page sends are captured; a SELECT on runs, journal, jobs or dead
 letters without a LIMIT must be a lookup by key (one run, the children of one page of
-parents, the jobs or letters of a few runs), the live runs' count on the status index,
-or the ended runs' count over a primary-key range.
+parents, the jobs or letters of a few runs), the live (or pending) runs' count on the
+status index, or the ended runs' count and each workflow's sample over a primary-key range.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ _KEYED = (
     re.compile(r"WHERE durable_runs\.id = "),
     re.compile(r"\b(parent_run_id|run_id|claimed_by) IN \("),
     re.compile(r"WHERE durable_runs\.status IN \(.*GROUP BY", re.DOTALL),
+    re.compile(r"WHERE durable_runs\.status = .*GROUP BY", re.DOTALL),  # pending, on its index
+    re.compile(r"WHERE durable_runs\.id > "),  # each workflow's sample: a primary-key range
     re.compile(r"\bmax\(durable_runs\.id\)"),
 )
 

@@ -114,6 +114,7 @@ def test_an_action_works_from_the_browser(
         other = engine.start("approve").run_id
         browser.get(f"{base}/runs/{other}")
         browser.find_element(By.ID, "cancel").click()
+        browser.switch_to.alert.accept()  # cancel asks first
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".flash.done"))
         assert engine.status(other).status == "canceled"
     assert severe(browser) == []
@@ -158,3 +159,105 @@ def test_the_token_opens_the_dashboard_once(
     logged = severe(browser)
     assert len(logged) == 1  # the first, refused visit
     assert "401" in logged[0]["message"]
+
+
+# ── the trial's findings that only a browser shows ─────────────────────────────
+
+
+def _overflow(driver: webdriver.Chrome) -> int:
+    """How many pixels the page is wider than the window (0: no sideways scrolling)."""
+    return int(
+        driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+    )
+
+
+def test_the_action_bar_goes_when_the_live_update_shows_the_run_ended(
+    engine: Durable, flows: None, browser: webdriver.Chrome
+) -> None:
+    run_id = engine.start("approve").run_id
+    drain(engine)
+    with serving(create_app(engine)) as base:
+        browser.get(f"{base}/runs/{run_id}")
+        data = browser.find_element(By.CSS_SELECTOR, "input[name=data]")
+        data.send_keys('{"by": "Zoë"}')
+        time.sleep(4)  # a live update or more: what is typed stays
+        typed = browser.find_element(By.CSS_SELECTOR, "input[name=data]")
+        assert typed.get_attribute("value") == '{"by": "Zoë"}'
+        assert browser.find_elements(By.ID, "cancel")
+        engine.send(run_id, "approve", {"by": "api"})  # ended elsewhere: the API, the CLI
+        drain(engine)
+        wait_for(lambda: "completed" in browser.find_element(By.ID, "run-status").text)
+        wait_for(lambda: browser.find_elements(By.ID, "cancel") == [])
+        assert browser.find_elements(By.ID, "signal-form") == []
+    assert severe(browser) == []
+
+
+def test_cancel_and_pause_ask_first(
+    engine: Durable, flows: None, browser: webdriver.Chrome
+) -> None:
+    run_id = engine.start("approve").run_id
+    drain(engine)
+    with serving(create_app(engine)) as base:
+        browser.get(f"{base}/runs/{run_id}")
+        browser.find_element(By.ID, "cancel").click()
+        asked = browser.switch_to.alert
+        assert f"Cancel run {run_id}" in asked.text
+        asked.dismiss()
+        time.sleep(0.5)
+        assert engine.status(run_id).status == "suspended"  # dismissed: nothing done
+        browser.find_element(By.ID, "cancel").click()
+        browser.switch_to.alert.accept()
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".flash.done"))
+        assert engine.status(run_id).status == "canceled"
+
+        browser.get(f"{base}/workflows")
+        pause = "tr[data-workflow='approve'] button[type=submit]"
+        browser.find_element(By.CSS_SELECTOR, pause).click()
+        asked = browser.switch_to.alert
+        assert "Pause approve?" in asked.text
+        asked.dismiss()
+        time.sleep(0.5)
+        assert engine.paused_workflows() == []
+        browser.find_element(By.CSS_SELECTOR, pause).click()
+        browser.switch_to.alert.accept()
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".flash.done"))
+        assert engine.paused_workflows() == ["approve"]
+        browser.refresh()  # a reload does not repeat the message
+        assert browser.find_elements(By.CSS_SELECTOR, ".flash") == []
+    assert severe(browser) == []
+
+
+def test_long_keys_errors_and_names_wrap_and_a_narrow_window_does_not_scroll_sideways(
+    engine: Durable, flows: None, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    from durable_sa import durable  # noqa: PLC0415 - a workflow for this test only
+
+    long_name = "export-" + "n" * 120
+    durable(long_name).wait_for_signal("go", "go")
+    keyed = engine.start("approve", idempotency_key="k" * 200).run_id
+    failed = engine.start("charge", {"who": "x" * 3000}).run_id
+    engine.start(long_name)
+    drain(engine)
+    with serving(create_app(engine)) as base:
+        for width in (1280, 1400):
+            browser.set_window_size(width, 900)
+            for page in ("/", f"/runs/{keyed}", f"/runs/{failed}", "/workflows", "/limits"):
+                browser.get(base + page)
+                assert _overflow(browser) <= 0, f"{page} at {width} px scrolls sideways"
+        browser.set_window_size(500, 900)
+        for page in ("/", f"/runs/{keyed}", f"/runs/{failed}", "/workflows", "/limits"):
+            browser.get(base + page)
+            assert _overflow(browser) <= 0, f"{page} at 500 px scrolls sideways"
+            inner = browser.execute_script("return window.innerWidth")
+            for link in browser.find_elements(By.CSS_SELECTOR, "header nav a"):
+                assert link.is_displayed()
+                assert link.rect["x"] + link.rect["width"] <= inner, link.text
+        browser.get(f"{base}/runs/{keyed}")
+        mode = browser.find_element(By.CSS_SELECTOR, "select[name=mode]")
+        assert mode.rect["x"] + mode.rect["width"] <= browser.execute_script(
+            "return window.innerWidth"
+        )
+        _shoot(browser, tmp_path, "narrow-run")
+    assert severe(browser) == []

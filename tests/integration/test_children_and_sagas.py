@@ -173,6 +173,12 @@ def test_throwing_compensator_is_recorded_and_rollback_goes_on(engine: Durable) 
     rows = {r.step_id: r for r in get_journal(engine, run_id)}
     assert rows["b#compensate"].status == "failed"
     assert rows["b#compensate"].error == "RuntimeError: cannot undo b"
+    # Typed and traced like a failed step's row, so an operator sees where it broke.
+    assert rows["b#compensate"].error_type == "RuntimeError"
+    assert "Traceback (most recent call last)" in (rows["b#compensate"].traceback or "")
+    assert "in bad_undo" in (rows["b#compensate"].traceback or "")
+    assert rows["a#compensate"].error_type is None
+    assert rows["a#compensate"].traceback is None
     assert rows["a#compensate"].status == "completed"
 
 

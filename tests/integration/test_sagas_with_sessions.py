@@ -147,6 +147,8 @@ def test_failing_transactional_compensator_rolls_its_writes_back(app: Durable) -
     rows = {e.step_id: e for e in get_journal(app, run_id)}
     assert rows["reserve#compensate"].status == "failed"
     assert "warehouse offline" in (rows["reserve#compensate"].error or "")
+    assert rows["reserve#compensate"].error_type == "RuntimeError"
+    assert "in release_then_fail" in (rows["reserve#compensate"].traceback or "")
 
 
 # ── cancel with compensation ────────────────────────────────────────────────────

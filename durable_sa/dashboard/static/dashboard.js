@@ -7,3 +7,12 @@ document.addEventListener("htmx:beforeRequest", function (event) {
     event.preventDefault();
   }
 });
+// A form with data-confirm (cancel a run, pause a workflow) asks first: an inline
+// onsubmit would be blocked by the Content-Security-Policy, a listener here is not.
+document.addEventListener("submit", function (event) {
+  var form = event.target;
+  var question = form && form.getAttribute && form.getAttribute("data-confirm");
+  if (question && !window.confirm(question)) {
+    event.preventDefault();
+  }
+});
