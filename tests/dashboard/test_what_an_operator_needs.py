@@ -1,6 +1,7 @@
-"""What a new user's trial of the dashboard found, each fixed (TestClient, both databases).
+"""What an on-call operator needs from the dashboard (TestClient, both databases).
 
-The numbers are the trial report's: false zeros in the hourly counts (1), typed JSON (2),
+Each case is a problem an operator met in a trial of the first version, numbered as
+in that report: false zeros in the hourly counts (1), typed JSON (2),
 stuck runs in the list (6), one snapshot per page (11), messages not from the URL (12),
 signals sent to a name never waited for (5), limits with their waiters (13), the signal
 form and Recover where they apply (14), a holder that is gone (8), "since previous" (9),
