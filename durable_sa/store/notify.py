@@ -26,7 +26,12 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Table, event
 
-from durable_sa.store.grant_function import drop_function_ddl, function_ddl, install_function
+from durable_sa.store.grant_function import (
+    drop_function_ddl,
+    function_ddl,
+    install_function,
+    schema_of,
+)
 from durable_sa.store.models import jobs_table, outbox_table, runs_table
 
 JOBS_CHANNEL: Final = "durable_sa_jobs"
@@ -171,28 +176,17 @@ def drop_trigger_ddl(schema: str | None = None) -> str:
     return "\n".join(drops) + "\n" + drop_function_ddl(quoted)
 
 
-def _schema_of(connection: Connection, table: Table) -> str | None:
-    """The schema ``table`` lives in on ``connection``, quoted; ``None`` for the search path."""
-    schema = table.schema
-    translate = connection.get_execution_options().get("schema_translate_map") or {}
-    if schema in translate:
-        schema = translate[schema]
-    if schema is None:
-        return None
-    return connection.dialect.identifier_preparer.quote_schema(schema)
-
-
 def install_triggers(connection: Connection) -> None:
     """Create or replace the triggers (PostgreSQL only; idempotent)."""
     if connection.dialect.name == "postgresql":
         for table in (jobs_table, runs_table, outbox_table):
-            connection.exec_driver_sql(_DDL_BY_TABLE[table.name](_schema_of(connection, table)))
+            connection.exec_driver_sql(_DDL_BY_TABLE[table.name](schema_of(connection, table)))
         install_function(connection)
 
 
 def _after_create(table: Table, connection: Connection, **_: Any) -> None:  # noqa: ANN401
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(_DDL_BY_TABLE[table.name](_schema_of(connection, table)))
+        connection.exec_driver_sql(_DDL_BY_TABLE[table.name](schema_of(connection, table)))
 
 
 for _table in (jobs_table, runs_table, outbox_table):
