@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
+from durable_sa import metadata
+
 if TYPE_CHECKING:
+    from durable_sa import Durable
     from durable_sa.testing.servers import PostgresServer
 
 
@@ -62,3 +65,38 @@ def test_drop_database_ends_open_sessions(durable_postgres_server: PostgresServe
         conn.close()
         engine.dispose()
         durable_postgres_server.drop_database(name)
+
+
+def test_a_database_can_be_created_as_a_copy_of_a_template(
+    durable_postgres_server: PostgresServer,
+) -> None:
+    template, copy = f"t_{uuid.uuid4().hex}", f"t_{uuid.uuid4().hex}"
+    durable_postgres_server.create_database(template)
+    try:
+        source = sa.create_engine(durable_postgres_server.url(template))
+        with source.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE prepared (id INTEGER PRIMARY KEY)"))
+            conn.execute(sa.text("INSERT INTO prepared VALUES (7)"))
+        source.dispose()  # nobody may be connected to a template while it is copied
+        durable_postgres_server.create_database(copy, template=template)
+        target = sa.create_engine(durable_postgres_server.url(copy))
+        with target.begin() as conn:
+            assert conn.execute(sa.text("SELECT id FROM prepared")).scalars().all() == [7]
+            conn.execute(sa.text("DELETE FROM prepared"))
+        target.dispose()
+        with sa.create_engine(durable_postgres_server.url(template)).connect() as conn:
+            assert conn.execute(sa.text("SELECT id FROM prepared")).scalars().all() == [7]
+    finally:
+        durable_postgres_server.drop_database(copy)
+        durable_postgres_server.drop_database(template)
+
+
+@pytest.mark.parametrize("durable_each_database_url", ["postgresql"], indirect=True)
+def test_the_engine_fixture_starts_from_a_copy_that_has_the_tables(
+    engine: Durable, durable_postgres_template: str | None
+) -> None:
+    """The suite's ``engine`` copies a database prepared once (tests/conftest.py): it
+    has every table, and no run yet."""
+    assert durable_postgres_template is not None
+    assert set(metadata.tables) <= set(sa.inspect(engine.sa_engine).get_table_names())
+    assert engine.list() == []
