@@ -8,10 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
-from durable_sa import metadata
-
 if TYPE_CHECKING:
-    from durable_sa import Durable
     from durable_sa.testing.servers import PostgresServer
 
 
@@ -89,14 +86,3 @@ def test_a_database_can_be_created_as_a_copy_of_a_template(
     finally:
         durable_postgres_server.drop_database(copy)
         durable_postgres_server.drop_database(template)
-
-
-@pytest.mark.parametrize("durable_each_database_url", ["postgresql"], indirect=True)
-def test_the_engine_fixture_starts_from_a_copy_that_has_the_tables(
-    engine: Durable, durable_postgres_template: str | None
-) -> None:
-    """The suite's ``engine`` copies a database prepared once (tests/conftest.py): it
-    has every table, and no run yet."""
-    assert durable_postgres_template is not None
-    assert set(metadata.tables) <= set(sa.inspect(engine.sa_engine).get_table_names())
-    assert engine.list() == []
