@@ -16,7 +16,8 @@ For tests on real servers (a backend's suite, a worker's), each database fresh a
 
 - ``durable_sqlite_url``: a fresh SQLite file in ``tmp_path``;
 - ``durable_postgres_url``: a fresh database on the session's throwaway PostgreSQL
-  server (``durable_postgres_server``), dropped after the test;
+  server (``durable_postgres_server``), dropped after the test: empty, or a copy of the
+  database ``durable_postgres_template`` names (override it to clone prepared tables);
 - ``durable_each_database_url``: parametrized, so the test runs once per database
   (test ids ``[sqlite]`` and ``[postgresql]``); ``durable_sqlalchemy_engine``: a
   SQLAlchemy engine on it;
@@ -170,10 +171,25 @@ def durable_postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def durable_postgres_url(durable_postgres_server: PostgresServer) -> Iterator[str]:
-    """URL of a fresh PostgreSQL database, dropped (connections and all) after the test."""
+def durable_postgres_template() -> str | None:
+    """The database each ``durable_postgres_url`` is a copy of; ``None``: an empty one.
+
+    Override it (in a ``conftest.py``) to name a database the session prepared once, e.g.
+    with your tables, so that a test does not spend its time creating them again.
+    """
+    return None
+
+
+@pytest.fixture
+def durable_postgres_url(
+    durable_postgres_server: PostgresServer, durable_postgres_template: str | None
+) -> Iterator[str]:
+    """URL of a fresh PostgreSQL database, dropped (connections and all) after the test.
+
+    Empty, or a copy of ``durable_postgres_template`` when that fixture names a database.
+    """
     name = f"t_{uuid.uuid4().hex}"
-    durable_postgres_server.create_database(name)
+    durable_postgres_server.create_database(name, template=durable_postgres_template)
     try:
         yield durable_postgres_server.url(name)
     finally:

@@ -62,3 +62,27 @@ def test_drop_database_ends_open_sessions(durable_postgres_server: PostgresServe
         conn.close()
         engine.dispose()
         durable_postgres_server.drop_database(name)
+
+
+def test_a_database_can_be_created_as_a_copy_of_a_template(
+    durable_postgres_server: PostgresServer,
+) -> None:
+    template, copy = f"t_{uuid.uuid4().hex}", f"t_{uuid.uuid4().hex}"
+    durable_postgres_server.create_database(template)
+    try:
+        source = sa.create_engine(durable_postgres_server.url(template))
+        with source.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE prepared (id INTEGER PRIMARY KEY)"))
+            conn.execute(sa.text("INSERT INTO prepared VALUES (7)"))
+        source.dispose()  # nobody may be connected to a template while it is copied
+        durable_postgres_server.create_database(copy, template=template)
+        target = sa.create_engine(durable_postgres_server.url(copy))
+        with target.begin() as conn:
+            assert conn.execute(sa.text("SELECT id FROM prepared")).scalars().all() == [7]
+            conn.execute(sa.text("DELETE FROM prepared"))
+        target.dispose()
+        with sa.create_engine(durable_postgres_server.url(template)).connect() as conn:
+            assert conn.execute(sa.text("SELECT id FROM prepared")).scalars().all() == [7]
+    finally:
+        durable_postgres_server.drop_database(copy)
+        durable_postgres_server.drop_database(template)
