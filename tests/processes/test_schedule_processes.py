@@ -71,11 +71,9 @@ def run_schedule(url: str, workers: int, seconds: float, *, kill_one: bool) -> l
 
 
 def test_three_postgres_workers_start_each_tick_once(durable_workload_url: str) -> None:
-    # 7 s before the kill, 7 s after it: longer than the killed worker's lease (3 s) and
-    # its replacement's start, so ticks are fired across both; 6 s of slack for starting.
-    ticks = run_schedule(durable_workload_url, 3, 14, kill_one=True)
-    print(f"\nschedule on PostgreSQL: {len(ticks)} ticks in 14 s, 3 workers")  # noqa: T201
-    assert_one_run_per_tick(ticks, at_least=8)
+    ticks = run_schedule(durable_workload_url, 3, 20, kill_one=True)
+    print(f"\nschedule on PostgreSQL: {len(ticks)} ticks in 20 s, 3 workers")  # noqa: T201
+    assert_one_run_per_tick(ticks, at_least=14)
 
 
 def test_one_sqlite_worker_starts_each_tick_once(durable_sqlite_url: str) -> None:
