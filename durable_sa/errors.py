@@ -206,3 +206,13 @@ class DatabaseUnreachableError(DurableError, ConnectionError):
 
 class MetricsNotInstalledError(DurableError, ImportError):
     """Prometheus metrics need prometheus-client: pip install 'durable-sa[metrics]'."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a database error as its driver worded it: no SQL, no parameters.
+
+    What a one-line message to a person may quote (the CLI's errors, the metrics' log).
+    """
+    orig = getattr(error, "orig", None) or error
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__

@@ -275,19 +275,19 @@ def schedules_command(args: argparse.Namespace, inv: Invocation) -> int:
 # ── the worker ──────────────────────────────────────────────────────────────────
 
 
-def load_app(spec: str) -> Durable:
-    """The engine APP (``package.module:attribute``) names; a callable is called.
+def import_spec(spec: str, what: str) -> object:
+    """The object ``package.module:attribute`` names; ``what`` says which option it is.
 
     The current directory goes on ``sys.path`` first, as ``python -m`` would put it,
     so ``durable-sa worker myapp.workflows:engine`` finds ``./myapp``.
 
     Raises:
-        CliError: APP is malformed, cannot be imported, or is not a ``Durable``.
+        CliError: the spec is malformed, or its module or attribute cannot be found.
 
     """
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        msg = f"APP must look like package.module:attribute, not {spec!r}"
+        msg = f"{what} must look like package.module:attribute, not {spec!r}"
         raise CliError(msg, USAGE)
     cwd = str(Path.cwd())
     if cwd not in sys.path and "" not in sys.path:
@@ -295,14 +295,25 @@ def load_app(spec: str) -> Durable:
     try:
         found: object = importlib.import_module(module_name)
     except ImportError as exc:
-        msg = f"cannot import APP module {module_name!r}: {exc}"
+        msg = f"cannot import {what} module {module_name!r}: {exc}"
         raise CliError(msg, USAGE) from None
     try:
         for part in attribute.split("."):
             found = getattr(found, part)
     except AttributeError:
-        msg = f"module {module_name!r} has no attribute {attribute!r}"
+        msg = f"module {module_name!r} has no attribute {attribute!r} ({what})"
         raise CliError(msg, USAGE) from None
+    return found
+
+
+def load_app(spec: str) -> Durable:
+    """The engine APP (``package.module:attribute``) names; a callable is called.
+
+    Raises:
+        CliError: APP is malformed, cannot be imported, or is not a ``Durable``.
+
+    """
+    found = import_spec(spec, "APP")
     if not isinstance(found, Durable) and callable(found):
         _check_no_arguments(spec, found)
         found = found()

@@ -11,11 +11,10 @@ only by this command.
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
-from durable_sa.cli.commands import load_app
+from durable_sa.cli.commands import import_spec, load_app
 from durable_sa.cli.errors import USAGE, CliError
 
 if TYPE_CHECKING:
@@ -35,20 +34,7 @@ def is_loopback(host: str) -> bool:
 
 
 def _load_auth(spec: str) -> Any:  # noqa: ANN401 - any callable the user names
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        msg = f"--auth must look like package.module:attribute, not {spec!r}"
-        raise CliError(msg, USAGE)
-    try:
-        found: object = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            found = getattr(found, part)
-    except ImportError as exc:
-        msg = f"cannot import --auth module {module_name!r}: {exc}"
-        raise CliError(msg, USAGE) from None
-    except AttributeError:
-        msg = f"module {module_name!r} has no attribute {attribute!r} (--auth)"
-        raise CliError(msg, USAGE) from None
+    found = import_spec(spec, "--auth")
     if not callable(found):
         msg = f'--auth {spec!r} is not a callable request -> "none" | "read" | "write"'
         raise CliError(msg, USAGE)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Final
 
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from durable_sa.errors import DatabaseUnreachableError
+from durable_sa.errors import DatabaseUnreachableError, first_line
 
 if TYPE_CHECKING:
     from durable_sa.cli.scrubbing import Invocation
@@ -25,12 +25,6 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = FAILURE) -> None:
         super().__init__(message)
         self.code = code
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    return lines[0] if lines else type(orig).__name__
 
 
 _UNDEFINED_TABLE: Final = "42P01"
@@ -52,7 +46,7 @@ def explain(exc: BaseException, inv: Invocation) -> tuple[str, int]:  # noqa: PL
         return f"bad database URL{shown}: {exc}", USAGE
     if isinstance(exc, DBAPIError) and _missing_tables(exc):
         missing = (
-            f"{where} has no durable-sa tables ({_first_line(exc)}); "
+            f"{where} has no durable-sa tables ({first_line(exc)}); "
             "create them with Durable(...).create_tables() or your migrations"
         )
         return missing, FAILURE
@@ -62,7 +56,7 @@ def explain(exc: BaseException, inv: Invocation) -> tuple[str, int]:  # noqa: PL
             "check that it is up and the URL is right, or allow longer with --startup-timeout"
         ), FAILURE
     if isinstance(exc, OperationalError):
-        return f"could not reach the database at {where}: {_first_line(exc)}", FAILURE
+        return f"could not reach the database at {where}: {first_line(exc)}", FAILURE
     if isinstance(exc, DBAPIError):
-        return f"database error on {where}: {_first_line(exc)}", FAILURE
+        return f"database error on {where}: {first_line(exc)}", FAILURE
     return str(exc), FAILURE

@@ -106,7 +106,8 @@ def runs_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         page = queries.run_page(
             session, wanted, now=now, live_run_ids=dash.engine.backend.live_run_ids
         )
-        names = queries.workflow_names(session)
+        # the workflow menu is not part of the live fragment: no read on every poll
+        names = [] if _fragment(request) else queries.workflow_names(session)
     query = {k: v for k, v in request.query_params.items() if k not in ("fragment", "before")}
     values: dict[str, object] = {
         "page": page,
@@ -252,7 +253,6 @@ def limits_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
             "paused": controls.paused_workflows(session),
             "rate_limits": controls.read_rate_limits(session),
             "slots": queries.slots(session),
-            "workflows": queries.workflow_names(session),
         }
     template = "_limits.html" if _fragment(request) else "limits.html"
     return dash.render(request, seen, template, values)

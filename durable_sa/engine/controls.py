@@ -61,7 +61,7 @@ def held_by_pause(shell: Shell, claimed: ClaimedJob, run: RunSnapshot | None) ->
     if run is None or not shell.paused.is_paused(run.workflow_name):
         return None
     reason = paused_reason(run.workflow_name)
-    return defer(shell, claimed, reason, delay=PAUSE_RECHECK, level=logging.DEBUG)
+    return defer(shell, claimed, reason, delay=PAUSE_RECHECK, level=logging.DEBUG, run=run)
 
 
 class HeldGrants:
@@ -99,17 +99,20 @@ def held_grants(shell: Shell) -> HeldGrants | None:
     return HeldGrants(shell) if shell.dialect == "postgresql" else None
 
 
-def held_by_rate_limit(
+def held_by_rate_limit(  # noqa: PLR0913 - the job, its run and step, how to take grants
     shell: Shell,
     claimed: ClaimedJob,
+    run: RunSnapshot,
     step: StepDefinition,
     journal: Mapping[str, JournalRecord],
+    *,
     grants: HeldGrants | None = None,
 ) -> JobOutcome | None:
     """Take the step's rate-limit grants; if refused, defer ``claimed``: the outcome.
 
     The parallel entries ``journal`` holds as completed do not run again: they need no
-    grant. ``grants``: a worker's held connection to take them on.
+    grant. ``grants``: a worker's held connection to take them on. ``run`` names the
+    deferral's log record.
     """
     done: frozenset[str] = frozenset()
     if isinstance(step, ParallelStep):
@@ -137,4 +140,5 @@ def held_by_rate_limit(
     if wait is None:
         return None
     level = logging.WARNING if wait.misconfigured else logging.DEBUG
-    return defer(shell, claimed, wait.reason, delay=max(wait.delay, timedelta(0)), level=level)
+    delay = max(wait.delay, timedelta(0))
+    return defer(shell, claimed, wait.reason, delay=delay, level=level, run=run)

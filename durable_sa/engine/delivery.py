@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 from durable_sa.execute.failures import describe
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import load_run
-from durable_sa.telemetry.log_fields import handled_run, job_fields
+from durable_sa.telemetry.log_fields import job_fields
 
 if TYPE_CHECKING:
     from durable_sa.core.snapshot import RunSnapshot
@@ -38,11 +38,11 @@ def _known_run(shell: Shell, claimed: ClaimedJob, run: RunSnapshot | None) -> Ru
 
     Read only off the hot path: a job given back before its run was read (a dead letter,
     an unexpected error, a definition this process lacks); a rate limit's or a pause's
-    defer happens while its run is handled.
+    defer is given the run it holds back.
 
     ``None`` when the job names no run, the run is gone, or the database cannot say.
     """
-    if run is not None or claimed.run_id is None or handled_run(claimed.run_id) is not None:
+    if run is not None or claimed.run_id is None:
         return run
     try:
         with shell.reading() as session:

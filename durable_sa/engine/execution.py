@@ -119,11 +119,19 @@ def execute_step(  # noqa: PLR0913 - the step, its run and position, keyword opt
         outcome = drive_step(step, ctx, journal, stored, max_payload_bytes=max_payload_bytes)
         label = log_step(run, step.name, attempt, outcome, started)
         span.record(outcome, label)
-    # ── metrics hook (durable_sa.metrics.observe_steps): one tuple test when unused ──
+    observe_attempt(run, step.name, label, started)
+    return outcome
+
+
+def observe_attempt(run: RunSnapshot, step: str, label: str, started: float) -> None:
+    """Tell the step observers (:mod:`durable_sa.engine.observers`) an attempt ended.
+
+    Every way of running a step calls it (plain here, transactional in
+    :mod:`~durable_sa.engine.transactional`); one tuple test when nothing listens.
+    """
     if observers.step_observers:
         seconds = time.perf_counter() - started
-        observers.step_ended(run.workflow_name, step.name, label, seconds)
-    return outcome
+        observers.step_ended(run.workflow_name, step, label, seconds)
 
 
 def compensate_step(

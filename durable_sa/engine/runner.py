@@ -83,7 +83,7 @@ from durable_sa.errors import DefinitionChanged, PayloadError, WorkflowNotRegist
 from durable_sa.queue.protocol import Claim, ClaimedJob
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import load_journal, load_run
-from durable_sa.telemetry.log_fields import handling, job_fields, run_fields
+from durable_sa.telemetry.log_fields import job_fields, run_fields
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -181,33 +181,6 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
     if run is None:
         with shell.reading() as session:
             run = load_run(session, payload.run_id)
-    with handling(run):  # a record about the job names the run's workflow and step
-        return _dispatch(
-            shell,
-            payload,
-            claimed,
-            run,
-            in_place=in_place,
-            applier=applier,
-            lease=lease,
-            keep_open=keep_open,
-            grants=grants,
-        )
-
-
-def _dispatch(  # noqa: PLR0913 - prepare_payload's arguments, the run read
-    shell: Shell,
-    payload: JobPayload,
-    claimed: ClaimedJob | None,
-    run: RunSnapshot | None,
-    *,
-    in_place: bool,
-    applier: Applier | None,
-    lease: timedelta | None,
-    keep_open: bool,
-    grants: HeldGrants | None,
-) -> Prepared:
-    """:func:`prepare_payload` by the payload's kind, its run read."""
     if claimed is not None and (held := held_by_pause(shell, claimed, run)):
         return Done(held)
     if isinstance(payload, AdvanceJob):
@@ -330,7 +303,7 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
         with shell.reading() as session:
             journal = load_journal(session, run.id)
     if claimed is not None and (
-        held := held_by_rate_limit(shell, claimed, step, journal, grants=grants)
+        held := held_by_rate_limit(shell, claimed, run, step, journal, grants=grants)
     ):
         return Done(held)
     if isinstance(step, TaskStep) and step.transactional:

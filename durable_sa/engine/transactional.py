@@ -23,7 +23,7 @@ from durable_sa.core.outcomes import Failed
 from durable_sa.core.plan import WritePlan, plan_acknowledge, plan_transition
 from durable_sa.engine.applier import Applied, Applier, PlanItem
 from durable_sa.engine.decision import Decision, Done, Open, Prepared, commit_alone, follow
-from durable_sa.engine.execution import build_context, log_step, step_decision
+from durable_sa.engine.execution import build_context, log_step, observe_attempt, step_decision
 from durable_sa.execute.driver import drive_step
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import lock_run
@@ -115,7 +115,9 @@ class TransactionalStep:
                 fields = run_fields(current, self.step.name, job.attempt)
                 logger.warning("%s", lost, extra={**fields, "action": "connection_lost"})
                 raise lost
-            span.record(outcome, log_step(current, self.step.name, job.attempt, outcome, started))
+            label = log_step(current, self.step.name, job.attempt, outcome, started)
+            span.record(outcome, label)
+        observe_attempt(current, self.step.name, label, started)
         if isinstance(outcome, Failed):
             raise _RollBack(outcome, current)
         now = shell.now()

@@ -29,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.exc import SQLAlchemyError
 
 from durable_sa.core.status import RunStatus
-from durable_sa.errors import InvalidArgumentError
+from durable_sa.errors import InvalidArgumentError, first_line
 from durable_sa.metrics.readings import QueueReading, Readings, read
 
 if TYPE_CHECKING:
@@ -192,13 +192,6 @@ class DurableCollector:
             took = time.perf_counter() - started
             self._cached = (now, fresh, took)
             return fresh, took
-
-
-def first_line(error: BaseException) -> str:
-    """The driver's first line of ``error``: no SQL statement, no parameters."""
-    orig = getattr(error, "orig", None) or error
-    lines = str(orig).strip().splitlines()
-    return lines[0] if lines else type(orig).__name__
 
 
 def families(

@@ -26,11 +26,11 @@ from durable_sa.core.status import RunStatus
 from durable_sa.queue.due import not_paused
 from durable_sa.runtime.presence import live_workers
 from durable_sa.store import schedules as schedule_rows
+from durable_sa.store.controls import paused_workflows
 from durable_sa.store.models import (
     dead_letters_table,
     jobs_table,
     outbox_table,
-    paused_table,
     runs_table,
     slots_table,
 )
@@ -106,7 +106,7 @@ def read(session: Session, *, now: datetime) -> Readings:
         workers_slots=sum(worker.concurrency for worker in workers),
         worker_queues=frozenset(queue for worker in workers for queue in worker.queues or ()),
         limits=_limits(session),
-        paused=frozenset(session.execute(select(paused_table.c.workflow_name)).scalars()),
+        paused=frozenset(paused_workflows(session)),
         schedule_lag=_schedule_lag(session, now),
     )
 

@@ -123,3 +123,15 @@ def test_an_observer_that_raises_never_fails_the_step(engine, caplog):
     assert engine.status(run_id).result == {"only": 7}
     assert "step observer" in caplog.text
     assert observers.step_observers == ()
+
+
+def test_a_transactional_step_is_observed_too(engine, observing):
+    name = f"m-tx-{uuid.uuid4().hex[:8]}"
+    durable(name).step("write", lambda ctx: 1, transactional=True).step("after", lambda ctx: 2)
+    engine.start(name, {})
+    drain(engine)
+    samples = scrape(metrics_registry(engine, cache_seconds=0))
+
+    count = "durable_sa_step_duration_seconds_count"
+    assert value(samples, count, workflow=name, step="write") == 1
+    assert value(samples, count, workflow=name, step="after") == 1

@@ -96,10 +96,3 @@ def test_every_record_about_a_run_names_it(engine: Durable, kept: list[logging.L
     assert fields("compensate_failed") == [("reserve", 1)]
     # the applier's records as the run moves are about it too
     assert {"progress", "rollback", "fail"} <= set(by_action)
-    assert {getattr(r, "action", None) for r in about} >= {
-        "dead_letter",
-        "recover",
-        "defer",
-        "step",
-        "compensate_failed",
-    }
