@@ -14,9 +14,10 @@ when it may run, never dead-lettered, holding no worker slot meanwhile.
 - A step that names rate limits (``step(..., rate_limit=)``, a parallel step's
   entries) takes its grants before its handler runs; refused, it is deferred until the
   window lets it begin. Each execution counts: a retry or a redelivery takes a grant
-  again. On PostgreSQL a grant is one call of a database function; a worker makes it on
-  a connection it holds for grants (:class:`HeldGrants`, one round trip, no pool
-  checkout), everyone else in a short transaction of its own, as on SQLite.
+  again. A worker takes grants through its :class:`GrantReserve`, in batches it keeps
+  for its next steps (:mod:`durable_sa.core.grant_batches`); on PostgreSQL an ask is
+  one call of a database function on a connection the worker holds. Everyone else
+  asks for one grant in a short transaction of its own.
 
 Only claimed jobs are held back; a direct call of a job's handler (``engine.admin``)
 runs as asked.
@@ -29,17 +30,33 @@ import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
-from durable_sa.core.rates import rate_demand
+from durable_sa.core.grant_batches import (
+    Batch,
+    Granted,
+    demand_key,
+    emptied,
+    granted,
+    leftover,
+    refused,
+    use,
+)
+from durable_sa.core.rates import Wait, rate_demand
 from durable_sa.core.steps import ParallelStep
 from durable_sa.core.units import entry_unit
 from durable_sa.engine.delivery import DEFER_DELAY, defer
-from durable_sa.store.controls import GrantRefused, grant_pg, paused_reason, take_grants
+from durable_sa.store.controls import (
+    GrantRefused,
+    give_back,
+    grant_pg,
+    paused_reason,
+    take_grants,
+)
 from durable_sa.store.held import HeldConnection
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from durable_sa.core.rates import Wait
+    from durable_sa.core.grant_batches import Demand
     from durable_sa.core.snapshot import JournalRecord, RunSnapshot
     from durable_sa.core.steps import StepDefinition
     from durable_sa.engine.shell import Shell
@@ -64,39 +81,91 @@ def held_by_pause(shell: Shell, claimed: ClaimedJob, run: RunSnapshot | None) ->
     return defer(shell, claimed, reason, delay=PAUSE_RECHECK, level=logging.DEBUG, run=run)
 
 
-class HeldGrants:
-    """A worker's PostgreSQL connection for rate-limit grants, in autocommit mode.
+class GrantReserve:
+    """A worker's rate-limit grants: asked for in batches, kept for its next steps.
 
-    A grant is one call of the database function, atomic by itself: on a held
-    connection it costs one round trip, where a transaction of its own would check a
-    connection out of the pool, and ``BEGIN`` and ``COMMIT`` it. The worker's slots
-    share it, one grant at a time (a grant is short; rate-limited steps are throttled
-    anyway). A connection that fails is thrown away; the next grant opens another.
+    The pure rules are :mod:`durable_sa.core.grant_batches` (why a grant kept in hand
+    keeps the limit exact, how big a batch is); this applies them. On PostgreSQL an ask
+    is one call of the database function on a connection held in autocommit mode (one
+    round trip, no pool checkout), when ``hold`` is set (a worker); elsewhere, and on
+    SQLite, an ask is a short transaction of its own. The worker's slots share it, one
+    ask at a time (an ask is short; rate-limited steps are throttled anyway). A
+    connection that fails is thrown away; the next ask opens another.
     """
 
-    def __init__(self, shell: Shell) -> None:
-        """Hold a connection of ``shell``'s engine once the first grant is taken."""
-        self._held = HeldConnection(shell.sa_engine)
+    def __init__(self, shell: Shell, *, hold: bool = True) -> None:
+        """Grants for ``shell``'s engine; ``hold``: keep a PostgreSQL connection for them."""
+        self._shell = shell
+        held = hold and shell.dialect == "postgresql"
+        self._held = HeldConnection(shell.sa_engine) if held else None
         self._lock = threading.Lock()
+        self._batches: dict[Demand, Batch] = {}
 
     def take(self, demand: Mapping[str, int]) -> Wait | None:
-        """Grant ``demand``, all or none: ``None``, or how long the step must wait."""
+        """Let one step of ``demand`` begin: ``None``, or how long it must wait."""
+        key = demand_key(demand)
         with self._lock:
+            batch = self._batches.get(key, Batch())
+            now = self._shell.now()
+            kept = use(batch, now)
+            if kept is not None:
+                self._batches[key] = kept
+                return None
+            if leftover(batch, now):
+                self._give_back(batch, key)
+                batch = emptied(batch)
+            answer = self._ask(key, batch.next_ask)
+            if isinstance(answer, Wait) and batch.next_ask > 1:
+                answer = self._ask(key, 1)  # the batch may be what did not fit
+            if isinstance(answer, Wait):
+                self._batches[key] = refused(batch)
+                return answer
+            self._batches[key] = granted(batch, answer, key, asked_at=now)
+            return None
+
+    def _ask(self, key: Demand, count: int) -> Granted | Wait:
+        """Ask for ``count`` times the demand ``key``, all or none."""
+        scaled = {name: wanted * count for name, wanted in key}
+        if self._held is not None:
             try:
-                return grant_pg(self._held.get(), demand, unset_recheck=UNSET_RECHECK)
+                answer = grant_pg(self._held.get(), scaled, unset_recheck=UNSET_RECHECK)
             except Exception:
                 self._held.broken()
                 raise
+        else:
+            try:
+                answer = self._shell.transaction(
+                    lambda session: take_grants(
+                        session, scaled, clock=self._shell.now, unset_recheck=UNSET_RECHECK
+                    )
+                )
+            except GrantRefused as refusal:
+                answer = refusal.wait
+        return answer if isinstance(answer, Wait) else Granted(count, answer)
+
+    def _give_back(self, batch: Batch, key: Demand) -> None:
+        """Delete the grants of ``batch`` left unused (best effort: they age out anyway)."""
+        try:
+            if self._held is not None:
+                give_back(self._held.get(), batch.limits, batch.left, key)
+            else:
+                self._shell.transaction(
+                    lambda session: give_back(session, batch.limits, batch.left, key)
+                )
+        except Exception:  # kept, they only count against the limit until they leave it
+            if self._held is not None:
+                self._held.broken()
+            logger.debug("giving back %d unused grants failed", batch.left, exc_info=True)
 
     def close(self) -> None:
-        """Give the connection back to the pool."""
+        """Give back the grants in hand, and the connection to the pool."""
         with self._lock:
-            self._held.close()
-
-
-def held_grants(shell: Shell) -> HeldGrants | None:
-    """A worker's :class:`HeldGrants` on PostgreSQL; ``None`` elsewhere (SQLite)."""
-    return HeldGrants(shell) if shell.dialect == "postgresql" else None
+            batches, self._batches = self._batches, {}
+            for key, batch in batches.items():
+                if batch.left > 0:
+                    self._give_back(batch, key)
+            if self._held is not None:
+                self._held.close()
 
 
 def held_by_rate_limit(  # noqa: PLR0913 - the job, its run and step, how to take grants
@@ -106,13 +175,13 @@ def held_by_rate_limit(  # noqa: PLR0913 - the job, its run and step, how to tak
     step: StepDefinition,
     journal: Mapping[str, JournalRecord],
     *,
-    grants: HeldGrants | None = None,
+    grants: GrantReserve | None = None,
 ) -> JobOutcome | None:
     """Take the step's rate-limit grants; if refused, defer ``claimed``: the outcome.
 
     The parallel entries ``journal`` holds as completed do not run again: they need no
-    grant. ``grants``: a worker's held connection to take them on. ``run`` names the
-    deferral's log record.
+    grant. ``grants``: a worker's reserve to take them from (else a single grant, in a
+    transaction of its own). ``run`` names the deferral's log record.
     """
     done: frozenset[str] = frozenset()
     if isinstance(step, ParallelStep):
@@ -124,19 +193,8 @@ def held_by_rate_limit(  # noqa: PLR0913 - the job, its run and step, how to tak
     demand = rate_demand(step, done)
     if not demand:
         return None
-    if grants is not None:
-        wait = grants.take(demand)
-    else:
-        try:
-            shell.transaction(
-                lambda session: take_grants(
-                    session, demand, clock=shell.now, unset_recheck=UNSET_RECHECK
-                )
-            )
-        except GrantRefused as refused:
-            wait = refused.wait
-        else:
-            wait = None
+    reserve = grants if grants is not None else GrantReserve(shell, hold=False)
+    wait = reserve.take(demand)
     if wait is None:
         return None
     level = logging.WARNING if wait.misconfigured else logging.DEBUG

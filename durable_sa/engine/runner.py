@@ -68,7 +68,7 @@ from durable_sa.core.steps import (
     TaskStep,
 )
 from durable_sa.core.units import compensate_unit
-from durable_sa.engine.controls import HeldGrants, held_by_pause, held_by_rate_limit
+from durable_sa.engine.controls import GrantReserve, held_by_pause, held_by_rate_limit
 from durable_sa.engine.decision import Decision, Done, Open, Prepared, commit_alone
 from durable_sa.engine.delivery import dead_letter, defer, job_failed
 from durable_sa.engine.execution import (
@@ -114,7 +114,7 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
     applier: Applier | None = None,
     lease: timedelta | None = None,
     keep_open: bool = False,
-    grants: HeldGrants | None = None,
+    grants: GrantReserve | None = None,
 ) -> Prepared:
     """Phase A of a claimed job; never raises for a bad job or a failing database.
 
@@ -122,7 +122,8 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
     ``in_place`` says the job is the run's next step handed on by the commit that just
     made it, so no unit of it can be journaled yet. A transactional step commits alone,
     through ``applier``; with ``lease``, its run's next step is handed back to the
-    applier's worker. ``grants``: the worker's connection for rate-limit grants.
+    applier's worker. ``grants``: the worker's rate-limit grants
+    (:class:`~durable_sa.engine.controls.GrantReserve`).
     """
     if claimed.defect is not None:
         return Done(dead_letter(shell, claimed, claimed.defect, run=run))
@@ -167,7 +168,7 @@ def prepare_payload(  # noqa: PLR0913 - the job, its run and how it was handed o
     applier: Applier | None = None,
     lease: timedelta | None = None,
     keep_open: bool = False,
-    grants: HeldGrants | None = None,
+    grants: GrantReserve | None = None,
 ) -> Prepared:
     """Phase A of ``payload``: run its user code; its :class:`Decision` (or :class:`Done`).
 
@@ -288,7 +289,7 @@ def _advance(  # noqa: PLR0913 - the job, its run and how it was handed over
     applier: Applier | None,
     lease: timedelta | None,
     keep_open: bool,
-    grants: HeldGrants | None = None,
+    grants: GrantReserve | None = None,
 ) -> Prepared:
     """Run one top-level step of a run (the ``advance`` job)."""
     if run is None or not is_current_advance(run, job):

@@ -9,6 +9,10 @@ Rules:
   counting the grants still in the window, then recording the new ones: at READ
   COMMITTED with any number of workers, two grants of one limit are never decided on
   the same count. The decision itself is pure (:func:`durable_sa.core.rates.decide_grant`).
+- A grant is recorded a little ahead of its time (:func:`durable_sa.core.grant_batches.
+  horizon`), so a worker may keep grants for steps about to begin
+  (:mod:`durable_sa.core.grant_batches` says why the limit stays exact); grants it never
+  used are deleted (:func:`give_back`).
 - Grant times are the database's clock on PostgreSQL (``clock_timestamp()``, read after
   the lock is held, so grants are ordered as they were decided) and the engine's clock
   on SQLite (one file, one host: there is no other clock to share).
@@ -31,6 +35,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ProgrammingError
 
+from durable_sa.core.grant_batches import LimitRoom, horizon
 from durable_sa.core.rates import RateLimit, Wait, decide_grant, must_leave, window_start
 from durable_sa.store.grant_function import FUNCTION, take_grants_call
 from durable_sa.store.models import (
@@ -43,10 +48,12 @@ from durable_sa.store.models import (
 from durable_sa.store.notify import JOBS_CHANNEL
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from sqlalchemy import Connection
     from sqlalchemy.orm import Session, sessionmaker
+
+    from durable_sa.core.grant_batches import Demand
 
 limits = rate_limits_table
 grants = rate_grants_table
@@ -116,13 +123,14 @@ def take_grants(
     *,
     clock: Callable[[], datetime],
     unset_recheck: timedelta,
-) -> None:
+) -> tuple[LimitRoom, ...]:
     """Grant the executions ``demand`` asks for, all or none, in ``session``'s transaction.
 
-    Returns once they are recorded (the caller commits). Limits are locked in name
-    order, so two steps that need the same limits never wait on each other in a cycle.
-    ``clock`` is the engine's, read on SQLite only, once the write lock is held. On
-    PostgreSQL the grant is the database function's (:func:`grant_pg`).
+    Returns what each limit held and when the grants are recorded, once they are (the
+    caller commits). Limits are locked in name order, so two steps that need the same
+    limits never wait on each other in a cycle. ``clock`` is the engine's, read on SQLite
+    only, once the write lock is held. On PostgreSQL the grant is the database
+    function's (:func:`grant_pg`).
 
     Raises:
         GrantRefused: a limit does not let the step begin now (nothing is recorded once
@@ -130,16 +138,17 @@ def take_grants(
 
     """
     if session.get_bind().dialect.name == "postgresql":
-        wait = grant_pg(session.connection(), demand, unset_recheck=unset_recheck)
-        if wait is not None:
-            raise GrantRefused(wait)
-        return
+        answer = grant_pg(session.connection(), demand, unset_recheck=unset_recheck)
+        if isinstance(answer, Wait):
+            raise GrantRefused(answer)
+        return answer
     names = sorted(demand)
     # take SQLite's write lock before reading anything
     session.execute(update(limits).where(limits.c.name.in_(names)).values(limit=limits.c.limit))
     rows = session.execute(_LOCK, {"names": names}).all()
     found = {row.name: _limit(row.name, row.limit, row.per_ms) for row in rows}
     waits: list[Wait] = []
+    rooms: list[LimitRoom] = []
     for name in names:
         limit = found.get(name)
         wanted = demand[name]
@@ -147,7 +156,8 @@ def take_grants(
         in_window = 0
         if limit is not None:
             in_window = _count(session, limit, now)
-            _record(session, limit, wanted, now)
+            rooms.append(_room(limit, in_window, now))
+            _record(session, rooms[-1], wanted, now)
         over = must_leave(limit, wanted=wanted, in_window=in_window) if limit else 0
         wait = decide_grant(
             name,
@@ -162,17 +172,50 @@ def take_grants(
             waits.append(wait)
     if waits:
         raise GrantRefused(max(waits, key=lambda wait: wait.delay))
+    return tuple(rooms)
+
+
+def _room(limit: RateLimit, in_window: int, now: datetime) -> LimitRoom:
+    """What ``limit`` held at ``now``, and when a grant taken then is recorded."""
+    return LimitRoom(
+        name=limit.name,
+        limit=limit.limit,
+        per=limit.per,
+        in_window=in_window,
+        recorded_at=now + horizon(limit.per),
+    )
+
+
+def give_back(
+    conn: Connection | Session, rooms: Sequence[LimitRoom], count: int, demand: Demand
+) -> None:
+    """Delete ``count`` times ``demand`` of the grants recorded as ``rooms`` say (unused).
+
+    A grant a worker kept and never used is as if never taken: deleting it gives its
+    place in the window back. Which rows go does not matter: grants of one limit
+    recorded at one instant are alike.
+    """
+    wanted = dict(demand)
+    for room in rooms:
+        mine = (
+            select(grants.c.id)
+            .where(grants.c.name == room.name, grants.c.granted_at == room.recorded_at)
+            .limit(count * wanted[room.name])
+            .scalar_subquery()
+        )
+        conn.execute(delete(grants).where(grants.c.id.in_(mine)))
 
 
 def grant_pg(
     conn: Connection, demand: Mapping[str, int], *, unset_recheck: timedelta
-) -> Wait | None:
+) -> tuple[LimitRoom, ...] | Wait:
     """PostgreSQL: grant ``demand``, all or none, in one call of the database function.
 
     ``conn`` may be in autocommit mode (the call is atomic by itself) or in a
     transaction. The function records the grants only if every limit has room; the
     pure decision is made here on what it read, and the two must agree. Returns
-    ``None`` when granted, else the longest wait.
+    what each limit held and when the grants are recorded when granted, else the
+    longest wait.
 
     A database without the function (migrated before it existed) makes the step wait,
     as for a limit that is not set, with a reason that says how to create it.
@@ -191,15 +234,19 @@ def grant_pg(
             raise
         return Wait(unset_recheck, _MISSING_FUNCTION, misconfigured=True)
     waits: list[Wait] = []
+    rooms: list[LimitRoom] = []
     for row in rows:
         limit = _limit(row.g_name, row.g_limit, row.g_per_ms) if row.g_found else None
+        now = row.g_now.astimezone(UTC)
+        if limit is not None:
+            rooms.append(_room(limit, int(row.g_in_window), now))
         wait = decide_grant(
             row.g_name,
             limit,
             wanted=demand[row.g_name],
             in_window=int(row.g_in_window),
             oldest=list(row.g_oldest or []),
-            now=row.g_now.astimezone(UTC),
+            now=now,
             unset_recheck=unset_recheck,
         )
         if wait is not None:
@@ -207,7 +254,7 @@ def grant_pg(
     if [row.g_name for row in rows] != names:  # pragma: no cover - the function's contract
         msg = f"{FUNCTION} answered for {[row.g_name for row in rows]}, not {names}"
         raise RuntimeError(msg)
-    return max(waits, key=lambda wait: wait.delay) if waits else None
+    return max(waits, key=lambda wait: wait.delay) if waits else tuple(rooms)
 
 
 _UNDEFINED_FUNCTION: Final = "42883"
@@ -236,14 +283,11 @@ def _count(session: Session, limit: RateLimit, now: datetime) -> int:
     )
 
 
-def _record(session: Session, limit: RateLimit, wanted: int, now: datetime) -> None:
-    """Record ``wanted`` grants at ``now`` and delete those that left the window."""
-    session.execute(
-        delete(grants).where(
-            grants.c.name == limit.name, grants.c.granted_at <= window_start(limit, now)
-        )
-    )
-    session.execute(insert(grants), [{"name": limit.name, "granted_at": now}] * wanted)
+def _record(session: Session, room: LimitRoom, wanted: int, now: datetime) -> None:
+    """Record ``wanted`` grants (at ``room.recorded_at``); delete those out of the window."""
+    start = now - room.per
+    session.execute(delete(grants).where(grants.c.name == room.name, grants.c.granted_at <= start))
+    session.execute(insert(grants), [{"name": room.name, "granted_at": room.recorded_at}] * wanted)
 
 
 def _oldest(session: Session, limit: RateLimit, now: datetime, how_many: int) -> list[datetime]:

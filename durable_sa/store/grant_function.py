@@ -16,7 +16,10 @@ Rules:
   must_leave`); it returns what it read, and the caller's pure decision
   (:func:`durable_sa.core.rates.decide_grant`) says how long a refused step waits. The
   two agree by construction of the rule and are checked against each other on every
-  call (:mod:`durable_sa.store.controls`).
+  call (:mod:`durable_sa.store.controls`). Grants are recorded their limit's
+  :func:`~durable_sa.core.grant_batches.horizon` ahead of ``clock_timestamp()``, in the
+  same integer microseconds as the Python side computes, so a worker can name them to
+  give back the ones it did not use.
 - The DDL follows the tables like the NOTIFY triggers' (:mod:`durable_sa.store.notify`):
   created with the grants table by ``create_tables()``, by ``create_triggers(op)`` in
   an Alembic migration, in the schema the tables live in, and dropped by
@@ -25,6 +28,7 @@ Rules:
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
@@ -40,6 +44,7 @@ from sqlalchemy import (
     text,
 )
 
+from durable_sa.core.grant_batches import HORIZON_SHARE, MAX_HORIZON
 from durable_sa.store.models import rate_grants_table, rate_limits_table
 
 if TYPE_CHECKING:
@@ -58,6 +63,7 @@ def function_ddl(schema: str | None = None) -> str:
     """``CREATE OR REPLACE`` the grant function for tables in ``schema`` (quoted, or None)."""
     limits = _qualified(schema, rate_limits_table.name)
     grants = _qualified(schema, rate_grants_table.name)
+    max_horizon_us = MAX_HORIZON // timedelta(microseconds=1)
     return f"""
 CREATE OR REPLACE FUNCTION {_qualified(schema, FUNCTION)}(p_names text[], p_wanted integer[])
 RETURNS TABLE(g_name text, g_found boolean, g_limit integer, g_per_ms bigint,
@@ -70,6 +76,7 @@ DECLARE
     per interval;
     fits boolean := true;
     over bigint;
+    recorded timestamptz[] := '{{}}';
 BEGIN
     PERFORM 1 FROM {limits} l WHERE l.name = ANY(p_names) ORDER BY l.name FOR UPDATE;
     t := clock_timestamp();
@@ -96,12 +103,14 @@ BEGIN
                 END IF;
             END IF;
             g_found := true; g_limit := lim."limit"; g_per_ms := lim.per_ms;
+            recorded[i] := t + least(lim.per_ms * 1000 / {HORIZON_SHARE}, {max_horizon_us})
+                               * interval '1 microsecond';
         END IF;
         RETURN NEXT;
     END LOOP;
     IF fits THEN
         INSERT INTO {grants} (name, granted_at)
-        SELECT p_names[s.k], t
+        SELECT p_names[s.k], recorded[s.k]
           FROM generate_subscripts(p_names, 1) AS s(k), generate_series(1, p_wanted[s.k]);
     END IF;
     RETURN;

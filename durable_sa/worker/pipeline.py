@@ -27,8 +27,9 @@ The pipeline is one object with one lock, made of parts that each have a module:
 :mod:`~durable_sa.worker.hand` (the jobs in hand and the state the parts share),
 :mod:`~durable_sa.worker.claiming` (taking work), :mod:`~durable_sa.worker.committer`
 (the committer thread) and :mod:`~durable_sa.worker.connections` (its held PostgreSQL
-connections; the one its slots take rate-limit grants on, opened by the first grant, is
-:class:`~durable_sa.engine.controls.HeldGrants`). This module holds the pipeline itself:
+connections). Its slots take rate-limit grants from one
+:class:`~durable_sa.engine.controls.GrantReserve`, which asks in batches and gives back
+what it did not use when the pipeline closes. This module holds the pipeline itself:
 its settings, its lifecycle and what a slot does with the work it takes.
 """
 
@@ -41,7 +42,7 @@ import time
 from typing import TYPE_CHECKING, Final, cast
 
 from durable_sa.engine.applier import Applier
-from durable_sa.engine.controls import held_grants
+from durable_sa.engine.controls import GrantReserve
 from durable_sa.engine.decision import Done, Open
 from durable_sa.engine.delivery import job_failed
 from durable_sa.engine.runner import prepare
@@ -136,7 +137,7 @@ class Pipeline(Claiming, Committer):
         self._dialect = shell.dialect
         self._claim_connection = claim_connection(shell)
         self._writes = write_connection(shell, commit_timeout)
-        self._grants = held_grants(shell)
+        self._grants = GrantReserve(shell)
 
     # ── lifecycle ──────────────────────────────────────────────────────────────
 

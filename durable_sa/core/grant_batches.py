@@ -1,0 +1,169 @@
+"""A worker's rate-limit grants in hand: asked for in batches, used within a horizon.
+
+Asking the database for a grant before every rate-limited step costs a round trip per
+step, and on a busy worker the slot that waits for it lets the committer run early, so
+commits carry fewer plans: the CPU a workflow costs grew by half again and more. A
+worker therefore asks for several grants of the same demand at once when the last
+answer showed room for them, keeps the ones its step did not use, and lets the next
+steps of that demand begin on them without asking again.
+
+What keeps the limit exact: a grant is *recorded* :func:`horizon` ahead of the time it
+was taken (the database's clock), and a grant kept in hand may only let a step begin
+before that horizon has passed on the engine's clock, measured from before the ask.
+Every step therefore begins at or before the time its grant is recorded at, and the
+rule of :mod:`durable_sa.core.rates` (``in_window + wanted <= limit`` over the window
+that ends at the ask, counting grants recorded ahead) bounds the steps that *begin* in
+any window of length ``per``: take the step of such a window granted last; every other
+step of the window began after the window's start, so its record lies inside the
+window that step's grant counted. The price is capacity: a grant stays counted for
+``per`` plus the horizon (at most 1 % more, :data:`HORIZON_SHARE`).
+
+Grants the horizon overtook are given back (deleted) when the next step of the demand
+asks, and on the worker's close: a grant never used is as if never taken. A batch that
+was used up before its horizon doubles the next ask (at most :data:`MAX_BATCH`, and
+never more than half the room the limits reported); one that was not shrinks it to
+what was used. A step with a demand of its own and no batch in hand asks for one
+grant, as a single ask always did.
+
+Everything here is pure: :class:`Batch` is the state a worker keeps per demand, the
+functions say what to do next; :mod:`durable_sa.engine.controls` does the asking.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+HORIZON_SHARE: Final = 100
+"""A grant is recorded ``per / HORIZON_SHARE`` ahead of its time (capped by
+:data:`MAX_HORIZON`): the share of a limit's capacity the batches may cost."""
+MAX_HORIZON: Final = timedelta(milliseconds=50)
+"""The most a grant is recorded ahead, however long the limit's window."""
+MAX_BATCH: Final = 16
+"""The most grants of one demand a worker asks for at once."""
+
+Demand = tuple[tuple[str, int], ...]
+"""A step's demand as a key: ``(limit name, grants wanted)`` pairs in name order."""
+
+
+def demand_key(demand: Mapping[str, int]) -> Demand:
+    """``demand`` as a hashable key, names in order."""
+    return tuple(sorted(demand.items()))
+
+
+def horizon(per: timedelta) -> timedelta:
+    """How far ahead of its time a grant of a limit with window ``per`` is recorded.
+
+    In whole microseconds (``per`` in milliseconds times 10, the database's arithmetic
+    exactly), so the shell can name the recorded time of a grant it gives back.
+    """
+    per_ms = per // timedelta(milliseconds=1)
+    micros = min(per_ms * 1000 // HORIZON_SHARE, MAX_HORIZON // timedelta(microseconds=1))
+    return timedelta(microseconds=micros)
+
+
+@attrs.frozen
+class LimitRoom:
+    """What one limit said when it granted: its rule and what its window held."""
+
+    name: str
+    limit: int
+    per: timedelta
+    in_window: int
+    """Grants in the window before this ask's."""
+    recorded_at: datetime
+    """When this ask's grants of the limit are recorded (its time plus the horizon)."""
+
+
+@attrs.frozen
+class Granted:
+    """An ask answered yes: ``count`` times the demand, recorded as ``limits`` say."""
+
+    count: int
+    limits: tuple[LimitRoom, ...]
+
+
+@attrs.frozen
+class Batch:
+    """The grants of one demand a worker holds, and how many it asks for next."""
+
+    left: int = 0
+    """Grants in hand (each lets one step of the demand begin)."""
+    until: datetime | None = None
+    """On the engine's clock: a grant in hand lets a step begin only before this."""
+    asked: int = 0
+    """How many the batch in hand was granted (``asked - left`` were used)."""
+    next_ask: int = 1
+    """How many to ask for when the batch in hand is gone."""
+    room: int = 1
+    """The most the next ask may be, from the room the limits reported."""
+    limits: tuple[LimitRoom, ...] = ()
+    """The batch's records, to give back what is left."""
+
+
+def use(batch: Batch, now: datetime) -> Batch | None:
+    """Let one step begin on a grant in hand: the batch after, or ``None`` (ask).
+
+    A batch used up before its horizon doubles the next ask, within its room.
+    """
+    if batch.left <= 0 or batch.until is None or now >= batch.until:
+        return None
+    left = batch.left - 1
+    next_ask = batch.next_ask
+    if left == 0:
+        next_ask = max(1, min(MAX_BATCH, batch.asked * 2, batch.room))
+    return attrs.evolve(batch, left=left, next_ask=next_ask)
+
+
+def leftover(batch: Batch, now: datetime) -> int:
+    """How many grants in hand the horizon overtook (to give back before asking)."""
+    if batch.left > 0 and batch.until is not None and now >= batch.until:
+        return batch.left
+    return 0
+
+
+def emptied(batch: Batch) -> Batch:
+    """The batch once its leftovers are given back: the next ask is what was used."""
+    if batch.left <= 0:
+        return batch
+    used = batch.asked - batch.left
+    return attrs.evolve(batch, left=0, until=None, next_ask=max(1, used), limits=())
+
+
+def refused(batch: Batch) -> Batch:
+    """An ask was refused: the next asks are for one grant."""
+    return attrs.evolve(batch, left=0, until=None, next_ask=1, room=1, limits=())
+
+
+def granted(batch: Batch, answer: Granted, demand: Demand, *, asked_at: datetime) -> Batch:
+    """An ask was granted, one grant used at once: the batch in hand after it.
+
+    ``asked_at``: the engine's clock read before the ask; grants kept may let a step
+    begin until the shortest horizon of the demand's limits has passed since.
+    """
+    wanted = dict(demand)
+    room = min(
+        (
+            (limit.limit - limit.in_window - answer.count * wanted[limit.name])
+            // wanted[limit.name]
+            for limit in answer.limits
+        ),
+        default=0,
+    )
+    shortest = min((horizon(limit.per) for limit in answer.limits), default=timedelta(0))
+    grown = attrs.evolve(
+        batch,
+        left=answer.count,
+        until=asked_at + shortest,
+        asked=answer.count,
+        room=max(1, room // 2),
+        limits=answer.limits,
+    )
+    after = use(grown, asked_at)
+    # a horizon of zero (a window shorter than HORIZON_SHARE microseconds): nothing kept
+    return after if after is not None else attrs.evolve(grown, left=answer.count - 1)

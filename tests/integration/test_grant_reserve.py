@@ -1,0 +1,121 @@
+"""A worker's grants in hand (GrantReserve), on both databases.
+
+The reserve asks for grants in batches once a batch has been used up in time, lets the
+next steps begin on the grants it kept, gives back those its horizon overtook and, on
+close, every one it did not use: the grants table ends up holding exactly the steps
+that began.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, timedelta
+
+import sqlalchemy as sa
+
+from durable_sa import Durable, durable
+from durable_sa.core.grant_batches import horizon
+from durable_sa.engine.controls import GrantReserve
+from durable_sa.store.models import rate_grants_table
+from durable_sa.testing import drain
+
+HOUR = timedelta(hours=1)
+
+
+def recorded(engine: Durable, name: str) -> list[sa.Row[tuple[int, object]]]:
+    with engine.sa_engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(rate_grants_table.c.id, rate_grants_table.c.granted_at)
+                .where(rate_grants_table.c.name == name)
+                .order_by(rate_grants_table.c.id)
+            )
+        )
+
+
+def test_batches_grow_and_unused_grants_are_given_back_on_close(sa_engine: sa.Engine) -> None:
+    engine = Durable(sa_engine)
+    engine.create_tables()
+    engine.set_rate_limit("api", limit=100, per=HOUR)
+    reserve = GrantReserve(engine.shell)
+    try:
+        assert reserve.take({"api": 1}) is None  # asks for one
+        assert len(recorded(engine, "api")) == 1
+        assert reserve.take({"api": 1}) is None  # used up in time: asks for two, keeps one
+        assert len(recorded(engine, "api")) == 3
+        assert reserve.take({"api": 1}) is None  # begins on the kept one: no ask
+        assert len(recorded(engine, "api")) == 3
+        assert reserve.take({"api": 1}) is None  # asks for four, keeps three
+        assert len(recorded(engine, "api")) == 7
+    finally:
+        reserve.close()
+    assert len(recorded(engine, "api")) == 4  # the three unused were given back
+
+
+def test_grants_are_recorded_ahead_by_the_horizon(sa_engine: sa.Engine) -> None:
+    engine = Durable(sa_engine)
+    engine.create_tables()
+    engine.set_rate_limit("api", limit=10, per=HOUR)
+    before = engine.now
+    reserve = GrantReserve(engine.shell)
+    try:
+        assert reserve.take({"api": 1}) is None
+    finally:
+        reserve.close()
+    ((_, at),) = recorded(engine, "api")
+    assert isinstance(at, type(before))
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    assert at >= before + horizon(HOUR) - timedelta(milliseconds=5)
+    assert at <= engine.now + horizon(HOUR)
+
+
+def test_kept_grants_overtaken_by_the_horizon_are_given_back(sa_engine: sa.Engine) -> None:
+    engine = Durable(sa_engine)
+    engine.create_tables()
+    per = timedelta(seconds=1)  # a horizon of 10 ms
+    engine.set_rate_limit("api", limit=100, per=per)
+    reserve = GrantReserve(engine.shell)
+    try:
+        assert reserve.take({"api": 1}) is None
+        assert reserve.take({"api": 1}) is None  # two asked, one kept
+        assert len(recorded(engine, "api")) == 3
+        time.sleep(horizon(per).total_seconds() * 3)
+        assert reserve.take({"api": 1}) is None  # the kept one is given back, one asked
+        assert len(recorded(engine, "api")) == 3
+    finally:
+        reserve.close()
+    assert len(recorded(engine, "api")) == 3  # nothing was left in hand
+
+
+def test_a_batch_that_does_not_fit_falls_back_to_one_grant(sa_engine: sa.Engine) -> None:
+    engine = Durable(sa_engine)
+    engine.create_tables()
+    engine.set_rate_limit("api", limit=6, per=HOUR)
+    reserve = GrantReserve(engine.shell)
+    begun = 0
+    try:
+        for _ in range(10):
+            begun += reserve.take({"api": 1}) is None
+    finally:
+        reserve.close()
+    assert begun == 6  # one reserve alone uses the whole limit, batches or not
+    assert len(recorded(engine, "api")) == 6
+
+
+def test_a_worker_leaves_exactly_the_grants_of_the_steps_that_ran(sa_engine: sa.Engine) -> None:
+    engine = Durable(sa_engine)
+    engine.create_tables()
+    engine.set_rate_limit("reserve-api", limit=1000, per=HOUR)
+    ran: list[int] = []
+    durable("reserved").step(
+        "call", lambda ctx: ran.append(ctx.input["n"]), rate_limit="reserve-api"
+    )
+    runs = [engine.start("reserved", {"n": n}).run_id for n in range(40)]
+    with engine.worker(concurrency=2, poll_interval=0.02):
+        deadline = time.monotonic() + 30
+        while len(ran) < len(runs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert sorted(ran) == list(range(40))
+    assert len(recorded(engine, "reserve-api")) == 40
+    drain(engine)  # nothing left to run
+    assert len(recorded(engine, "reserve-api")) == 40
