@@ -24,12 +24,14 @@ from durable_sa.core.units import compensate_unit
 from durable_sa.engine import observers
 from durable_sa.errors import DefinitionChanged
 from durable_sa.execute.driver import drive_compensation, drive_step
+from durable_sa.telemetry.log_fields import run_fields
 from durable_sa.telemetry.tracing import tracing
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from datetime import datetime
 
+    from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
     from durable_sa.core.jobs import AdvanceJob
@@ -134,6 +136,35 @@ def observe_attempt(run: RunSnapshot, step: str, label: str, started: float) -> 
         observers.step_ended(run.workflow_name, step, label, seconds)
 
 
+class ConnectionLostError(Exception):
+    """The database connection of a transactional unit's ``ctx.session`` was lost.
+
+    It is the database's failure, not the user code's, like a connection lost at COMMIT:
+    the unit runs again (at once, locked; then with the job released and claimed again)
+    without using one of its attempts, and the run is never failed or rolled back for it.
+    """
+
+    def __init__(self, unit: str, run_id: int) -> None:
+        super().__init__(
+            f"run {run_id} step {unit!r}: the database connection of its transaction was lost "
+            "while the step ran; it runs again without using one of its attempts"
+        )
+
+
+def raise_if_lost(connection: Connection, unit: str, run: RunSnapshot, attempt: int) -> None:
+    """Raise :class:`ConnectionLostError` if the user code lost ``connection``.
+
+    Called inside the unit's span, so the span ends with that error rather than with
+    the outcome the user code reported, which is rolled back with the transaction.
+    """
+    if connection.invalidated:  # whatever the user code made of it
+        lost = ConnectionLostError(unit, run.id)
+        logger.warning(
+            "%s", lost, extra={**run_fields(run, unit, attempt), "action": "connection_lost"}
+        )
+        raise lost
+
+
 def compensate_step(
     run: RunSnapshot,
     step: StepDefinition,
@@ -142,7 +173,8 @@ def compensate_step(
 ) -> JournalWrite:
     """Run ``step``'s compensators for ``run`` (on ``session`` when transactional).
 
-    Returns the ``<step>#compensate`` row. Its span, a sibling of the run's step spans,
+    Returns the ``<step>#compensate`` row; raises :class:`ConnectionLostError` if the
+    compensator lost ``session``'s connection. Its span, a sibling of the run's step spans,
     is current meanwhile (the compensator's own spans nest under it) and records
     ``compensated`` or ``compensate_failed`` with the error.
     """
@@ -150,6 +182,8 @@ def compensate_step(
     # ── traced compensation (durable_sa.telemetry): one span per compensate unit ──
     with tracing.step(run, compensate_unit(step.name), 1) as span:
         record = drive_compensation(step, ctx, journal)
+        if session is not None:
+            raise_if_lost(session.connection(), compensate_unit(step.name), run, 1)
         failed = record.status is JournalStatus.FAILED
         span.record_unit("compensate_failed" if failed else "compensated", record.error)
     return record

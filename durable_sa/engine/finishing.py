@@ -17,7 +17,8 @@ once with their journal row:
   ends with the hook's failure recorded).
 
 A connection lost under the user code is the database's failure, not theirs: the job
-is given back and runs again (:class:`ConnectionLostError`), using no attempt.
+is given back and runs again (:class:`~durable_sa.engine.execution.ConnectionLostError`),
+using no attempt.
 """
 
 from __future__ import annotations
@@ -33,8 +34,12 @@ from durable_sa.core.snapshot import JournalStatus
 from durable_sa.core.units import FINISH_UNIT, compensate_unit
 from durable_sa.engine.applier import Applier, PlanItem
 from durable_sa.engine.decision import Decision, Done, Prepared, commit_alone
-from durable_sa.engine.execution import build_context, compensate_step, definition_for
-from durable_sa.engine.transactional import ConnectionLostError
+from durable_sa.engine.execution import (
+    build_context,
+    compensate_step,
+    definition_for,
+    raise_if_lost,
+)
 from durable_sa.execute.hooks import drive_finish
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import load_journal, lock_run
@@ -73,16 +78,6 @@ def _stale(tx: Session, shell: Shell, applier: Applier, claimed: ClaimedJob | No
     if claimed is not None:
         applier.apply_one(tx, PlanItem(plan_acknowledge(claimed.id), claimed), now=shell.now())
     return Done(JobOutcome.STALE)
-
-
-def _check_connection(tx: Session, unit: str, run: RunSnapshot, attempt: int) -> None:
-    """Raise :class:`ConnectionLostError` when the user code lost ``tx``'s connection."""
-    if tx.connection().invalidated:
-        lost = ConnectionLostError(unit, run.id)
-        logger.warning(
-            "%s", lost, extra={**run_fields(run, unit, attempt), "action": "connection_lost"}
-        )
-        raise lost
 
 
 def _apply(  # noqa: PLR0913 - the transaction, where it commits and what it applies
@@ -125,7 +120,6 @@ def compensate_transactional(
         writes: tuple[JournalWrite, ...] = ()
         if compensate_unit(step.name) not in journal:
             record = compensate_step(current, step, journal, tx)
-            _check_connection(tx, compensate_unit(step.name), current, 1)
             if record.status is JournalStatus.FAILED:
                 raise _Undone(current, record, None)
             writes = (record,)
@@ -217,12 +211,12 @@ def _run_hook(tx: Session, run: RunSnapshot, job: FinishJob) -> None:
     # ── traced hook (durable_sa.telemetry): the finish job's attempt is the span's ──
     with tracing.step(run, FINISH_UNIT, job.attempt) as span:
         failed = drive_finish(hook, ctx)
+        raise_if_lost(tx.connection(), FINISH_UNIT, run, job.attempt)
         if failed is None:
             span.record_unit("finished")
         else:
             last = job.attempt >= failed.max_attempts
             span.record(failed, "finish_failed" if last else "retry")
-    _check_connection(tx, FINISH_UNIT, run, job.attempt)
     if failed is not None:
         raise _Undone(run, None, failed)
 

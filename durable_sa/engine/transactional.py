@@ -23,11 +23,17 @@ from durable_sa.core.outcomes import Failed
 from durable_sa.core.plan import WritePlan, plan_acknowledge, plan_transition
 from durable_sa.engine.applier import Applied, Applier, PlanItem
 from durable_sa.engine.decision import Decision, Done, Open, Prepared, commit_alone, follow
-from durable_sa.engine.execution import build_context, log_step, observe_attempt, step_decision
+from durable_sa.engine.execution import (
+    ConnectionLostError,
+    build_context,
+    log_step,
+    observe_attempt,
+    raise_if_lost,
+    step_decision,
+)
 from durable_sa.execute.driver import drive_step
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import lock_run
-from durable_sa.telemetry.log_fields import run_fields
 from durable_sa.telemetry.tracing import tracing
 
 if TYPE_CHECKING:
@@ -52,21 +58,6 @@ class _RollBack(Exception):  # noqa: N818 - control flow, never escapes this mod
         super().__init__("transactional step failed")
         self.outcome = outcome
         self.run = run
-
-
-class ConnectionLostError(Exception):
-    """The database connection of a transactional step's ``ctx.session`` was lost.
-
-    It is the database's failure, not the step's, like a connection lost at COMMIT: the
-    step runs again (at once, locked; then with the job released and claimed again)
-    without using one of its attempts, and the run is never failed or rolled back for it.
-    """
-
-    def __init__(self, step: str, run_id: int) -> None:
-        super().__init__(
-            f"run {run_id} step {step!r}: the database connection of its transaction was lost "
-            "while the step ran; it runs again without using one of its attempts"
-        )
 
 
 class _Moved(Exception):  # noqa: N818 - control flow, never escapes this module
@@ -110,11 +101,7 @@ class TransactionalStep:
         with tracing.step(current, self.step.name, job.attempt) as span:
             # a task step journals no units of its own
             outcome = drive_step(self.step, ctx, {}, max_payload_bytes=shell.max_payload_bytes)
-            if connection.invalidated:  # whatever the handler made of it
-                lost = ConnectionLostError(self.step.name, current.id)
-                fields = run_fields(current, self.step.name, job.attempt)
-                logger.warning("%s", lost, extra={**fields, "action": "connection_lost"})
-                raise lost
+            raise_if_lost(connection, self.step.name, current, job.attempt)
             label = log_step(current, self.step.name, job.attempt, outcome, started)
             span.record(outcome, label)
         observe_attempt(current, self.step.name, label, started)
