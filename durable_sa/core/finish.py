@@ -51,6 +51,11 @@ def is_current_finish(run: RunSnapshot, job: FinishJob) -> bool:
     return pending is not None and job.attempt >= pending.attempt
 
 
+def hook_gives_up(job: FinishJob, failure: Failed) -> bool:
+    """True when ``failure`` was the hook's last attempt: the run ends without its writes."""
+    return job.attempt >= failure.max_attempts
+
+
 def decide_finish(
     run: RunSnapshot,
     job: FinishJob,
@@ -68,7 +73,7 @@ def decide_finish(
     pending = pending_finish(run)
     if pending is None or job.attempt < pending.attempt:
         return None
-    if failure is not None and job.attempt < failure.max_attempts:
+    if failure is not None and not hook_gives_up(job, failure):
         return _retry(run, job, failure, now=now, jitter=jitter)
     row = JournalWrite(
         step_id=FINISH_UNIT,

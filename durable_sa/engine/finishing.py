@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from durable_sa.core.decide import decide_compensation, is_current_compensation
 from durable_sa.core.endings import pending_finish
-from durable_sa.core.finish import decide_finish, is_current_finish
+from durable_sa.core.finish import decide_finish, hook_gives_up, is_current_finish
 from durable_sa.core.plan import plan_acknowledge, plan_transition
 from durable_sa.core.snapshot import JournalStatus
 from durable_sa.core.units import FINISH_UNIT, compensate_unit
@@ -215,15 +215,14 @@ def _run_hook(tx: Session, run: RunSnapshot, job: FinishJob) -> None:
         if failed is None:
             span.record_unit("finished")
         else:
-            last = job.attempt >= failed.max_attempts
-            span.record(failed, "finish_failed" if last else "retry")
+            span.record(failed, "finish_failed" if hook_gives_up(job, failed) else "retry")
     if failed is not None:
         raise _Undone(run, None, failed)
 
 
 def _log_hook_failure(run: RunSnapshot, job: FinishJob, failed: Failed) -> None:
     """A WARNING for an attempt that will be retried, an ERROR for the last one."""
-    last = job.attempt >= failed.max_attempts
+    last = hook_gives_up(job, failed)
     pending = pending_finish(run)
     status = "?" if pending is None else pending.status.value
     logger.log(
