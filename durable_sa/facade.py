@@ -472,8 +472,7 @@ class Durable:
                     plan = plan_transition(transition)
                     self.shell.applier.apply_one(tx, PlanItem(plan), now=now)
                     canceled.append(member.id)
-            # their dead letters are moot: the alert on open ones must clear
-            dead_letters.resolve_canceled(tx, canceled, now=now)
+            dead_letters.resolve_runs(tx, canceled, by=dead_letters.CANCEL, now=now)
             if canceled:
                 logger.info(
                     "canceled runs %s",
