@@ -15,7 +15,7 @@ Rules:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -183,22 +183,11 @@ def _queues(
     for row in session.execute(stmt):
         found[row[0]] = QueueReading(
             due=int(row[1] or 0),
-            oldest_due=_aware(row[2]),
+            oldest_due=row[2],  # UTCDateTime, carried through min() and case()
             running=int(row[3] or 0),
             lease_expired=int(row[4] or 0),
         )
     return found
-
-
-def _aware(value: object) -> datetime | None:
-    """A time read through an untyped expression (SQLite gives text) as aware UTC."""
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if not isinstance(moment, datetime):  # pragma: no cover - drivers give one of the two
-        msg = f"expected a time, got {value!r}"
-        raise TypeError(msg)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _open_dead_letters(session: Session) -> int:
