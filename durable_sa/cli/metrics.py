@@ -105,7 +105,7 @@ def serve_database_metrics(
     cache_seconds: float,
     on_database_change: Callable[[Exception | None], None] | None = None,
 ) -> WSGIServer:
-    """Check the database can be read (one line if not), then serve its metrics.
+    """Check the database can be read, cheaply (one line if not), then serve its metrics.
 
     ``on_database_change`` is told when later reads fail, and when they work again.
 
@@ -115,7 +115,7 @@ def serve_database_metrics(
 
     """
     metrics = _metrics()
-    metrics.DurableCollector(engine, cache_seconds=0).readings()
+    metrics.DurableCollector(engine).check()
     try:
         server: WSGIServer = metrics.serve_metrics(
             engine,
