@@ -73,8 +73,9 @@ from durable_sa.results import (
     SendResult,
     StartResult,
 )
+from durable_sa.runtime.presence import live_workers
 from durable_sa.store import controls
-from durable_sa.store.known_workflows import known_workflow, worker_workflows
+from durable_sa.store.known_workflows import stored_workflow
 from durable_sa.store.models import metadata
 from durable_sa.store.notify import install_triggers
 from durable_sa.store.queries import load_run, lock_run, lock_tree
@@ -472,8 +473,7 @@ class Durable:
                     plan = plan_transition(transition)
                     self.shell.applier.apply_one(tx, PlanItem(plan), now=now)
                     canceled.append(member.id)
-            # their dead letters are moot: the alert on open ones must clear
-            dead_letters.resolve_canceled(tx, canceled, now=now)
+            dead_letters.resolve_runs(tx, canceled, by=dead_letters.CANCEL, now=now)
             if canceled:
                 logger.info(
                     "canceled runs %s",
@@ -885,10 +885,10 @@ class Durable:
         now = self.shell.now()
 
         def work(tx: Session) -> bool:
-            known_here = force or registry.has(workflow_name)
-            if not known_here and not known_workflow(tx, workflow_name, now=now):
-                known = {*registry.names(), *worker_workflows(tx, now=now)}
-                raise UnknownWorkflowError(workflow_name, sorted(known))
+            if not force and not registry.has(workflow_name):
+                live = {name for worker in live_workers(tx, now=now) for name in worker.workflows}
+                if workflow_name not in live and not stored_workflow(tx, workflow_name):
+                    raise UnknownWorkflowError(workflow_name, sorted({*registry.names(), *live}))
             return controls.pause(tx, workflow_name, now=now)
 
         paused = self.shell.transaction(work)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from durable_sa.cli.commands import import_spec, load_app
 from durable_sa.cli.errors import USAGE, CliError
+from durable_sa.runtime.addresses import LOOPBACK
 
 if TYPE_CHECKING:
     import argparse
@@ -81,8 +82,8 @@ def dashboard_arguments(dashboard: argparse.ArgumentParser) -> None:
     dashboard.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
     dashboard.add_argument(
         "--host",
-        default="127.0.0.1",
-        help="address to bind (default 127.0.0.1; only a loopback one without --auth)",
+        default=LOOPBACK,
+        help=f"address to bind (default {LOOPBACK}; only a loopback one without --auth)",
     )
     dashboard.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     dashboard.add_argument(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from durable_sa.cli.errors import CliError
 from durable_sa.errors import MetricsNotInstalledError
+from durable_sa.runtime.addresses import LOOPBACK
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
     from durable_sa.facade import Durable
 
-LOOPBACK: Final = "127.0.0.1"
 _MAX_PORT: Final = 65535
 
 
@@ -58,7 +58,7 @@ def metrics_port_arguments(worker: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help="serve this worker's step metrics for Prometheus (needs durable-sa[metrics])",
     )
-    worker.add_argument("--metrics-host", default=LOOPBACK, metavar="HOST", help="(127.0.0.1)")
+    worker.add_argument("--metrics-host", default=LOOPBACK, metavar="HOST", help=f"({LOOPBACK})")
 
 
 def metrics_arguments(metrics: argparse.ArgumentParser, *, run: Callable[..., Any]) -> None:
@@ -73,7 +73,7 @@ def metrics_arguments(metrics: argparse.ArgumentParser, *, run: Callable[..., An
         ),
     )
     metrics.add_argument("--port", type=_port, default=9100, metavar="PORT", help="(9100)")
-    metrics.add_argument("--host", default=LOOPBACK, metavar="HOST", help="(127.0.0.1)")
+    metrics.add_argument("--host", default=LOOPBACK, metavar="HOST", help=f"({LOOPBACK})")
     metrics.add_argument(
         "--cache",
         type=_cache_seconds,
@@ -105,7 +105,7 @@ def serve_database_metrics(
     cache_seconds: float,
     on_database_change: Callable[[Exception | None], None] | None = None,
 ) -> WSGIServer:
-    """Check the database can be read (one line if not), then serve its metrics.
+    """Check the database can be read, cheaply (one line if not), then serve its metrics.
 
     ``on_database_change`` is told when later reads fail, and when they work again.
 
@@ -115,7 +115,7 @@ def serve_database_metrics(
 
     """
     metrics = _metrics()
-    metrics.DurableCollector(engine, cache_seconds=0).readings()
+    metrics.DurableCollector(engine).check()
     try:
         server: WSGIServer = metrics.serve_metrics(
             engine,

@@ -74,7 +74,7 @@ def recover_run(shell: Shell, run_id: int) -> bool:
             return False
         with tracing.recovery(locked, job.kind):  # in the run's trace, linked to the caller
             shell.backend.enqueue(tx, [job])
-        dead_letters.resolve_recovered(tx, run_id, now=shell.now())
+        dead_letters.resolve_runs(tx, [run_id], by=dead_letters.RECOVER, now=shell.now())
         logger.info(
             "run %s recovered with a %s job",
             run_id,

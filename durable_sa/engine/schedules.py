@@ -71,20 +71,20 @@ class _TickFailedError(Exception):
         self.error = error
 
 
-def info(row: Row[Any], *, now: datetime | None = None) -> ScheduleInfo:
-    """A schedule row as the caller sees it; at ``now``, with a hint if no worker fires it."""
+def info(row: Row[Any], *, now: datetime) -> ScheduleInfo:
+    """A schedule row as the caller sees it at ``now``, with a hint if no worker fires it.
+
+    Every reader and writer passes its ``now``: what ``engine.schedule`` returns says
+    what ``engine.schedules()`` would.
+    """
     window = row.catchup_window
-    hint = (
-        None
-        if now is None
-        else overdue_hint(
-            name=row.name,
-            workflow_name=row.workflow_name,
-            input_callable=bool(row.input_callable),
-            paused=bool(row.paused),
-            next_fire_at=row.next_fire_at,
-            now=now,
-        )
+    hint = overdue_hint(
+        name=row.name,
+        workflow_name=row.workflow_name,
+        input_callable=bool(row.input_callable),
+        paused=bool(row.paused),
+        next_fire_at=row.next_fire_at,
+        now=now,
     )
     return ScheduleInfo(
         name=row.name,
@@ -148,14 +148,14 @@ def save(  # noqa: PLR0913 - a schedule's parts, keyword-only
         if row is None:
             created = {**values, "name": name, "next_fire_at": cron.next_after(now)}
             if rows.insert_row(tx, {**created, "created_at": now}):
-                return info(_saved(tx, name))
+                return info(_saved(tx, name), now=now)
             row = rows.load(tx, name, lock=True)  # another caller created it just now
         if row is None:  # pragma: no cover - deleted between the insert and this read
             raise ScheduleNotFoundError(name)
         if (row.cron, row.timezone) != (cron.expression, cron.timezone):
             values["next_fire_at"] = cron.next_after(now)
         rows.update_row(tx, name, values)
-        return info(_saved(tx, name))
+        return info(_saved(tx, name), now=now)
 
     return shell.transaction(work, session=session)
 
@@ -224,7 +224,7 @@ def set_paused(shell: Shell, name: str, *, paused: bool) -> ScheduleInfo:
                 "buffered_at": None,
             }
         rows.update_row(tx, name, values)
-        return info(_saved(tx, name))
+        return info(_saved(tx, name), now=now)
 
     return shell.transaction(work)
 

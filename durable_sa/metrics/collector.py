@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from durable_sa.core.status import RunStatus
 from durable_sa.errors import InvalidArgumentError, first_line
-from durable_sa.metrics.readings import QueueReading, Readings, read
+from durable_sa.metrics.readings import QueueReading, Readings, check_tables, read
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -179,6 +179,19 @@ class DurableCollector:
             logger.info("durable-sa metrics: the database can be read again")
         if self._listener is not None:
             self._listener(error)
+
+    def check(self) -> None:
+        """Prove the database can be read, cheaply: a connection and one statement, no row.
+
+        What ``durable-sa metrics`` runs before it serves, so a wrong URL or a database
+        without the tables ends it at once; a full read would cost what a scrape does.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: no connection, or a table a read needs is missing.
+
+        """
+        with self.engine.shell.reading() as session:
+            check_tables(session)
 
     def readings(self) -> tuple[Readings, float]:
         """The cached readings and how long they took to read, read anew when too old."""

@@ -11,15 +11,17 @@ Rules:
   jobs-table claim's own filter (:func:`~durable_sa.queue.due.not_paused`), schedules
   through :func:`~durable_sa.store.schedules.load_all`.
 - Times are measured against the engine's clock (``engine.now()``), as the workers'.
+- :func:`check_tables` proves a read can run, for a server about to start: one statement
+  that names every table :func:`read` reads and reads no row.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, false, func, literal, or_, select, union_all
 
 from durable_sa.core.admission import WORKFLOW_KEY
 from durable_sa.core.status import RunStatus
@@ -31,8 +33,11 @@ from durable_sa.store.models import (
     dead_letters_table,
     jobs_table,
     outbox_table,
+    paused_table,
     runs_table,
+    schedules_table,
     slots_table,
+    workers_table,
 )
 
 if TYPE_CHECKING:
@@ -84,6 +89,32 @@ class Readings:
     paused: frozenset[str]
     schedule_lag: dict[str, float]
     """Seconds each unpaused schedule is behind its next tick (0 when it is not due yet)."""
+
+
+_READ_TABLES: Final = (
+    runs_table,
+    jobs_table,
+    outbox_table,
+    dead_letters_table,
+    workers_table,
+    slots_table,
+    paused_table,
+    schedules_table,
+)
+"""Every table :func:`read` reads, itself or through the engine's readers it calls."""
+
+
+def check_tables(session: Session) -> None:
+    """Prove :func:`read` can run: one statement naming every table it reads, no row read.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: no connection, or a table is missing (the database's
+            own error, as :func:`read` would raise it).
+
+    """
+    session.execute(
+        union_all(*(select(literal(1)).select_from(t).where(false()) for t in _READ_TABLES))
+    )
 
 
 def read(session: Session, *, now: datetime) -> Readings:
@@ -183,22 +214,11 @@ def _queues(
     for row in session.execute(stmt):
         found[row[0]] = QueueReading(
             due=int(row[1] or 0),
-            oldest_due=_aware(row[2]),
+            oldest_due=row[2],  # UTCDateTime, carried through min() and case()
             running=int(row[3] or 0),
             lease_expired=int(row[4] or 0),
         )
     return found
-
-
-def _aware(value: object) -> datetime | None:
-    """A time read through an untyped expression (SQLite gives text) as aware UTC."""
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if not isinstance(moment, datetime):  # pragma: no cover - drivers give one of the two
-        msg = f"expected a time, got {value!r}"
-        raise TypeError(msg)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _open_dead_letters(session: Session) -> int:

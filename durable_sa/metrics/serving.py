@@ -18,6 +18,7 @@ from prometheus_client.exposition import choose_encoder
 
 from durable_sa.metrics.collector import DEFAULT_CACHE_SECONDS, DatabaseListener, DurableCollector
 from durable_sa.metrics.steps import observe_steps, register_step_metrics
+from durable_sa.runtime.addresses import LOOPBACK
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     Message = MutableMapping[str, Any]
     Receive = Callable[[], Awaitable[Message]]
     Send = Callable[[Message], Awaitable[None]]
-
-LOOPBACK = "127.0.0.1"
 
 
 def metrics_registry(

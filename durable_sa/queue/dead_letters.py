@@ -8,7 +8,7 @@ decides where a requeued job goes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 from sqlalchemy import delete, insert, select, update
@@ -117,17 +117,18 @@ def take(session: Session, dead_letter_id: int, *, now: datetime) -> Requeued | 
     )
 
 
-def resolve_recovered(session: Session, run_id: int, *, now: datetime) -> None:
-    """Resolve the run's open dead letters: ``recover`` gave the run a job again."""
-    session.execute(
-        update(dead_letters_table)
-        .where(dead_letters_table.c.run_id == run_id, dead_letters_table.c.resolved_at.is_(None))
-        .values(resolved_at=now, resolved_by=RECOVER)
-    )
+def resolve_runs(
+    session: Session,
+    run_ids: Collection[int],
+    *,
+    by: Literal["recover", "cancel"],
+    now: datetime,
+) -> None:
+    """Resolve the open dead letters of ``run_ids`` as ``by`` (:data:`RECOVER` or :data:`CANCEL`).
 
-
-def resolve_canceled(session: Session, run_ids: Collection[int], *, now: datetime) -> None:
-    """Resolve the open dead letters of canceled runs: their work will never be done."""
+    ``recover`` gave each run a job again; a canceled run's work will never be done. Either
+    way its dead letters are moot, and the alert on open ones must clear.
+    """
     if not run_ids:
         return
     session.execute(
@@ -136,7 +137,7 @@ def resolve_canceled(session: Session, run_ids: Collection[int], *, now: datetim
             dead_letters_table.c.run_id.in_(list(run_ids)),
             dead_letters_table.c.resolved_at.is_(None),
         )
-        .values(resolved_at=now, resolved_by=CANCEL)
+        .values(resolved_at=now, resolved_by=by)
     )
 
 

@@ -45,27 +45,42 @@ def test_a_name_the_database_knows_is_paused_without_force(engine: Durable) -> N
     assert engine.status(run_id).waiting_reason == "workflow paused"
     engine.unpause("has-runs")
 
+
+def _heartbeat(engine: Durable, worker_id: str, workflow: str, *, expires_in: timedelta) -> None:
+    """A heartbeat row as a worker in another process writes it."""
     now = engine.now
     with Session(engine.sa_engine) as session, session.begin():
         presence.beat(
             session,
             {
-                "id": "w-elsewhere",
+                "id": worker_id,
                 "hostname": "h",
                 "pid": 1,
                 "concurrency": 1,
                 "queues": None,
-                "workflows": {"only-on-a-worker": "v1"},
+                "workflows": {workflow: "v1"},
                 "in_flight": 0,
                 "processed": 0,
                 "started_at": now,
                 "last_seen": now,
-                "expires_at": now + timedelta(minutes=1),
+                "expires_at": now + expires_in,
             },
         )
+
+
+def test_a_name_only_a_live_worker_defines_is_known(engine: Durable) -> None:
+    _heartbeat(engine, "w-elsewhere", "only-on-a-worker", expires_in=timedelta(minutes=1))
     assert engine.pause("only-on-a-worker") is True
     with pytest.raises(UnknownWorkflowError, match=r"Known: .*only-on-a-worker"):
         engine.pause("only-on-a-workr")
+
+
+def test_a_dead_worker_no_longer_makes_a_name_known(engine: Durable) -> None:
+    _heartbeat(engine, "w-dead", "only-on-a-dead-worker", expires_in=timedelta(seconds=-1))
+    with pytest.raises(UnknownWorkflowError) as refused:
+        engine.pause("only-on-a-dead-worker")
+    assert "only-on-a-dead-worker" not in refused.value.known
+    assert engine.paused_workflows() == []
 
 
 def test_a_scheduled_workflow_is_known(engine: Durable) -> None:

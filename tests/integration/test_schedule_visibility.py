@@ -69,6 +69,22 @@ def test_a_callable_schedule_no_worker_can_fire_says_what_to_do(sa_engine: sa.En
     assert stored.hint is None  # fired at 01:00, next at 02:00
 
 
+def test_what_schedule_and_resume_return_carries_the_hint_schedules_shows(
+    sa_engine: sa.Engine,
+) -> None:
+    clock = FakeClock(T0)
+    engine = _engine(sa_engine, clock)
+    engine.schedule("stored", "report", cron="0 * * * *", input={"at": "stored"})
+    clock.advance(timedelta(hours=1, seconds=31))  # no worker fires it
+    (listed,) = engine.schedules()
+    assert listed.hint is not None
+    # the same cron keeps the overdue tick: the answer says so, as the listing does
+    saved = engine.schedule("stored", "report", cron="0 * * * *", input={"at": "new"})
+    assert saved.hint == listed.hint
+    assert engine.resume_schedule("stored").hint == listed.hint  # it was not paused
+    assert engine.pause_schedule("stored").hint is None  # a paused one needs nothing
+
+
 def test_the_cli_shows_the_error_column_and_the_hint(
     sa_engine: sa.Engine, durable_each_database_url: str, cli: object
 ) -> None:

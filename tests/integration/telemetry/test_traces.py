@@ -89,11 +89,39 @@ def test_the_context_is_stored_in_the_callers_transaction(
     stored = stored_context(engine, run_id)
     assert stored is not None
     assert f"-{parent.get_span_context().trace_id:032x}-" in stored["traceparent"]
-    with Session(engine.sa_engine) as session, tracer.start_as_current_span("rolled back"):
-        engine.start("in-tx", session=session)
+
+
+def test_a_rolled_back_start_leaves_no_context_and_an_ended_start_span(
+    engine: Durable, spans: InMemorySpanExporter
+) -> None:
+    durable("in-tx").step("one", lambda ctx: 1)
+    tracer = trace.get_tracer("the-app")
+    with tracer.start_as_current_span("committed"):
+        kept = engine.start("in-tx").run_id
+    with (
+        Session(engine.sa_engine) as session,
+        tracer.start_as_current_span("rolled back") as parent,
+    ):
+        run_id = engine.start("in-tx", session=session).run_id
+        # ended when start() returned: it cannot know what the caller does next
+        (start,) = [
+            s
+            for s in by_name(spans)["durable_sa.start in-tx"]
+            if s.parent == parent.get_span_context()
+        ]
         session.rollback()
+    trace_id = parent.get_span_context().trace_id
+    assert start.context.trace_id == trace_id
+    assert dict(start.attributes or {})["durable_sa.run_id"] == run_id
+    assert start.status.status_code is StatusCode.UNSET
+    # the context went with the row: no run carries the rolled-back trace
+    with Session(engine.sa_engine) as session:
+        stored = dict(session.execute(sa.select(WorkflowRun.id, WorkflowRun.trace_context)).all())
+    assert set(stored) == {kept}
+    assert f"-{trace_id:032x}-" not in stored[kept]["traceparent"]
     drain(engine)
-    assert len(by_name(spans)["durable_sa.step in-tx.one"]) == 1  # the rolled-back run never ran
+    (one,) = by_name(spans)["durable_sa.step in-tx.one"]  # the kept run's; none in the other trace
+    assert one.context.trace_id != trace_id
 
 
 def test_a_failed_attempt_is_an_error_span_and_its_retry_a_sibling(
