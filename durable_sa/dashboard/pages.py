@@ -25,7 +25,7 @@ from durable_sa.queue import dead_letters
 from durable_sa.runtime.presence import live_workers
 from durable_sa.store import controls
 from durable_sa.store.schedules import load_all as load_schedules
-from durable_sa.views import list_dead_letters, run_status
+from durable_sa.views import list_dead_letters, run_status, waits_for
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -129,29 +129,6 @@ def _flatten(snap: RunStatusSnapshot, depth: int = 0) -> list[tuple[int, RunStat
     return out
 
 
-def waits_for(snap: RunStatusSnapshot, *, paused: bool) -> list[str]:
-    """What keeps the run from going on, in words (empty: nothing, or it has ended)."""
-    if snap.status.is_terminal:
-        return []
-    out = []
-    if paused:
-        out.append(f"its workflow {snap.workflow_name} is paused")
-    if snap.wait_kind == "child":
-        out.append(f"child runs (step {snap.wait_step})")
-    elif snap.awaiting_signal:
-        timeout = f", timing out at {snap.wake_at:%Y-%m-%d %H:%M:%S}" if snap.wake_at else ""
-        out.append(f"signal {snap.awaiting_signal!r}{timeout}")
-    elif snap.wake_at is not None:
-        out.append(f"a timer: wakes at {snap.wake_at:%Y-%m-%d %H:%M:%S}")
-    if snap.waiting_reason:
-        out.append(snap.waiting_reason)
-    if snap.waiting_for_version:
-        out.append(f"a live worker running version {snap.waiting_for_version}")
-    if snap.stranded:
-        out.append(f"a recover: no job, {snap.stranded}")
-    return out
-
-
 _FIRED: Final = re.compile(r"^schedule:(?P<name>.+):(?P<tick>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d.*)$")
 """The idempotency key a schedule gives the run of a tick (core.schedules.fire_key)."""
 
@@ -179,7 +156,6 @@ def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
             units = queries.journal(session, run_id, snap.created_at)
             jobs = queries.run_jobs(session, run_id)
             letter = dead_letters.open_letters(session, [run_id]).get(run_id)
-            paused = snap.workflow_name in controls.paused_workflows(session)
             live = {worker.id for worker in live_workers(session, now=now)}
             kept = queries.kept_signals(session, run_id)
     except RunNotFoundError as exc:
@@ -194,9 +170,9 @@ def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         "tree": _flatten(snap)[1:],
         "children": children,
         "tree_cap": TREE_CAP,
-        "waits": waits_for(snap, paused=paused),
+        # A pause is one of the reasons it waits (run_status read it): said there, once.
+        "waits": waits_for(snap),
         "fired_by": fired_by(snap.idempotency_key),
-        "paused": paused,
         "kept": kept,
         "signals": queries.signal_steps(snap.workflow_name),
         "ended_by": queries.ended_by(snap, units),

@@ -33,7 +33,7 @@ from durable_sa.store.models import (
     signals_table,
     slots_table,
 )
-from durable_sa.views import SNAPSHOT_COLUMNS, mark_waits, snapshot_of
+from durable_sa.views import SNAPSHOT_COLUMNS, held_by, mark_waits, snapshot_of
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -114,14 +114,8 @@ class RunRow:
 
     @property
     def stuck(self) -> list[str]:
-        """What is wrong or what it waits for, in the CLI's words (empty: nothing)."""
-        out = []
-        if self.snap.stranded:
-            out.append(f"stranded, {self.snap.stranded}")
-        if self.snap.waiting_for_version:
-            out.append(f"needs a live worker running version {self.snap.waiting_for_version}")
-        if self.snap.waiting_reason and not self.snap.status.is_terminal:
-            out.append(self.snap.waiting_reason)
+        """What is wrong or holds it back, in the CLI's words (empty: nothing)."""
+        out = held_by(self.snap)
         if self.compensation_failed:
             out.append("compensation failed: not everything was undone")
         return out

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
 
 from durable_sa.dashboard import pages, queries
 from durable_sa.testing import drain
@@ -119,9 +121,22 @@ def test_a_run_says_what_it_waits_for(engine: Durable, client: TestClient) -> No
     drain(engine)
     html = client.get(f"/runs/{run_id}").text
     waits = html[html.index('id="waits"') :]
-    assert "signal &#39;approve&#39;" in waits
+    assert "awaiting signal &#39;approve&#39;" in waits
     engine.pause("approve")
-    assert "its workflow approve is paused" in client.get(f"/runs/{run_id}").text
+    reads: list[str] = []
+
+    def grab(*args: Any) -> None:
+        reads.append(str(args[2]))
+
+    event.listen(engine.sa_engine, "before_cursor_execute", grab)
+    try:
+        paused = client.get(f"/runs/{run_id}").text
+    finally:
+        event.remove(engine.sa_engine, "before_cursor_execute", grab)
+    waits = paused[paused.index('id="waits"') : paused.index("</ul>", paused.index('id="waits"'))]
+    assert "<li>waiting: workflow paused</li>" in waits
+    assert paused.count("paused") == 1  # said once, where it says why the run waits
+    assert len([sql for sql in reads if "FROM durable_paused_workflows" in sql]) == 1
 
 
 def test_a_run_shows_its_children_tree(engine: Durable, client: TestClient) -> None:
