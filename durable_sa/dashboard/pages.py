@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from durable_sa.core.ids import checked_run_id
+from durable_sa.core.schedules import read_fire_key
 from durable_sa.core.status import RunStatus
 from durable_sa.dashboard import queries
 from durable_sa.dashboard.snapshot import one_snapshot
@@ -129,16 +130,6 @@ def _flatten(snap: RunStatusSnapshot, depth: int = 0) -> list[tuple[int, RunStat
     return out
 
 
-_FIRED: Final = re.compile(r"^schedule:(?P<name>.+):(?P<tick>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d.*)$")
-"""The idempotency key a schedule gives the run of a tick (core.schedules.fire_key)."""
-
-
-def fired_by(idempotency_key: str | None) -> tuple[str, str] | None:
-    """The schedule and tick that started a run, read from its idempotency key."""
-    found = _FIRED.match(idempotency_key or "")
-    return None if found is None else (found["name"], found["tick"])
-
-
 def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
     """One run: what it waits for, its journal, compensations, jobs and children tree."""
     now = dash.engine.now
@@ -172,7 +163,7 @@ def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         "tree_cap": TREE_CAP,
         # A pause is one of the reasons it waits (run_status read it): said there, once.
         "waits": waits_for(snap),
-        "fired_by": fired_by(snap.idempotency_key),
+        "fired_by": read_fire_key(snap.idempotency_key),
         "kept": kept,
         "signals": queries.signal_steps(snap.workflow_name),
         "ended_by": queries.ended_by(snap, units),
