@@ -327,19 +327,34 @@ def run_jobs(session: Session, run_id: int) -> list[QueuedJob]:
 
 
 def held_jobs(session: Session, worker_ids: list[str], now: datetime) -> dict[str, list[QueuedJob]]:
-    """What each worker holds now: its claimed jobs (at most :data:`HELD_CAP` each)."""
+    """What each worker holds now: its claimed jobs, the oldest :data:`HELD_CAP` of each.
+
+    Capped per worker (a row number over each worker's jobs), so a worker that holds
+    hundreds of jobs never hides what another holds; at most ``HELD_CAP`` rows a worker
+    come back. The held jobs are the work in flight (each worker's concurrency), found
+    by ``claimed_by`` on its index.
+    """
     if not worker_ids:
         return {}
-    stmt = (
-        select(jobs_table)
+    held = (
+        select(
+            jobs_table,
+            func.row_number()
+            .over(partition_by=jobs_table.c.claimed_by, order_by=jobs_table.c.id)
+            .label("nth"),
+        )
         .where(jobs_table.c.claimed_by.in_(worker_ids), jobs_table.c.claimed_until > now)
-        .order_by(jobs_table.c.id)
+        .subquery()
+    )
+    stmt = (
+        select(*(held.c[column.name] for column in jobs_table.c))
+        .where(held.c.nth <= HELD_CAP)
+        .order_by(held.c.claimed_by, held.c.id)
         .limit(HELD_CAP * len(worker_ids))
     )
     out: dict[str, list[QueuedJob]] = defaultdict(list)
     for row in session.execute(stmt).mappings():
-        if len(out[row["claimed_by"]]) < HELD_CAP:
-            out[row["claimed_by"]].append(_job(row))
+        out[row["claimed_by"]].append(_job(row))
     return dict(out)
 
 
