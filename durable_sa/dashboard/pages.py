@@ -42,6 +42,8 @@ DEAD_LETTERS_CAP: Final = 100
 DEFAULT_HOURS: Final = 6
 MAX_HOURS: Final = 48
 """The workflows page's hourly buckets: 6 by default, ``?hours=`` up to 48."""
+STATS_POLL: Final = 30
+"""Seconds between the workflows page's live updates (see :func:`workflows_page`)."""
 TREE_CAP: Final = 200
 """Descendants shown in a run's tree (generation by generation, oldest first)."""
 
@@ -175,7 +177,14 @@ def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
 
 
 def workflows_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
-    """Each workflow: runs by status, finished per hour and their duration percentiles."""
+    """Each workflow: runs by status, finished per hour and their duration percentiles.
+
+    Its live part polls every :data:`STATS_POLL` seconds, not every 3 like the others:
+    it is the costliest read (counts over :data:`~queries.COUNT_WINDOW` ids and a
+    sample of :data:`~queries.STATS_SAMPLE` runs a workflow, per open tab), and what it
+    shows (hourly counts and percentiles) moves slowly. No cache across requests: a
+    page loaded after an action (a pause) is read afresh, and never shows what was.
+    """
     hours = request.query_params.get("hours", "")
     span = min(max(int(hours), 1), MAX_HOURS) if hours.isdigit() else DEFAULT_HOURS
     with one_snapshot(dash.engine.shell) as session:
@@ -188,6 +197,7 @@ def workflows_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         "sample": queries.STATS_SAMPLE,
         "window": queries.COUNT_WINDOW,
         "hours": span,
+        "poll": STATS_POLL,
     }
     template = "_workflows.html" if _fragment(request) else "workflows.html"
     return dash.render(request, seen, template, values)

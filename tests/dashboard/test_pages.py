@@ -200,6 +200,15 @@ def test_workflows_counts_runs_by_status_and_hourly_durations(
     assert len(re.findall(r"<td class=\"num\">", day_row[1])) == 24
 
 
+def test_the_workflows_statistics_poll_less_often_than_the_other_pages(
+    client: TestClient,
+) -> None:
+    stats = client.get("/workflows?hours=12").text
+    assert 'hx-get="/workflows?fragment=1&amp;hours=12" hx-trigger="every 30s"' in stats
+    assert pages.STATS_POLL == 30
+    assert 'hx-trigger="every 3s"' in client.get("/limits").text
+
+
 def test_ended_runs_are_counted_among_the_newest_ids_live_ones_all(
     engine: Durable, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
