@@ -6,6 +6,8 @@ queries per listing, whatever its length: slots counts for pending runs, the pau
 workflows, and the rows of steps a rate limit deferred.
 A listing is one bounded query (``limit``) whose filters the callers check first
 (:func:`list_cutoff`, :func:`checked_limit`), so a bad filter never reaches the database.
+What a marked run waits for is put in words once, by :func:`waits_for` (and
+:func:`held_by`): the CLI and the dashboard both show those words.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import attrs
 from sqlalchemy import or_, select
 
 from durable_sa.core.admission import WORKFLOW_KEY, Count, debounce_reason, waiting_reason
-from durable_sa.core.holds import paused_hold, rate_limit_hold
+from durable_sa.core.holds import iso_utc, paused_hold, rate_limit_hold
 from durable_sa.core.keys import RESERVED_PREFIX
 from durable_sa.core.snapshot import WaitKind
 from durable_sa.core.status import RunStatus
@@ -44,7 +46,7 @@ _CHUNK: Final = 500
 _EARLIEST: Final = datetime.min.replace(tzinfo=UTC)
 _LATEST: Final = datetime.max.replace(tzinfo=UTC)
 
-_COLUMNS = (
+SNAPSHOT_COLUMNS: Final = (
     runs.c.id,
     runs.c.workflow_name,
     runs.c.workflow_version,
@@ -70,9 +72,11 @@ _COLUMNS = (
     runs.c.created_at,
     runs.c.updated_at,
 )
+"""The columns :func:`snapshot_of` reads (a listing of its own selects them)."""
 
 
-def _snapshot(row: Any) -> RunStatusSnapshot:  # noqa: ANN401 - a result row
+def snapshot_of(row: Any) -> RunStatusSnapshot:  # noqa: ANN401 - a result row
+    """A run's snapshot (without its descendants) from a row of :data:`SNAPSHOT_COLUMNS`."""
     state = row.state or {}
     return RunStatusSnapshot(
         run_id=int(row.id),
@@ -112,7 +116,9 @@ def _attach_children(
         by_id = {snap.run_id: snap for snap in level}
         rows: list[Any] = []
         for chunk in _chunks(list(by_id)):
-            stmt = select(*_COLUMNS).where(runs.c.parent_run_id.in_(chunk)).order_by(runs.c.id)
+            stmt = (
+                select(*SNAPSHOT_COLUMNS).where(runs.c.parent_run_id.in_(chunk)).order_by(runs.c.id)
+            )
             if left is not None:
                 stmt = stmt.limit(left - len(rows))
             rows.extend(session.execute(stmt).all())
@@ -122,7 +128,7 @@ def _attach_children(
             left -= len(rows)
         nxt = []
         for row in rows:
-            child = _snapshot(row)
+            child = snapshot_of(row)
             by_id[int(row.parent_run_id)].children.append(child)
             nxt.append(child)
         level = nxt
@@ -301,32 +307,60 @@ def _mark_stranded(
     return [_replace(snap, marked) for snap in snaps] if marked else snaps
 
 
-def _marked(
-    session: Session, snaps: list[RunStatusSnapshot], now: datetime, live_run_ids: LiveRunIds
+def mark_waits(
+    session: Session, snaps: list[RunStatusSnapshot], *, now: datetime, live_run_ids: LiveRunIds
 ) -> list[RunStatusSnapshot]:
-    """``snaps`` with what they wait for: a version, a place, a pause, a rate limit, a fix."""
+    """``snaps`` with what they wait for: a version, a place, a pause, a rate limit, a fix.
+
+    A few queries for the whole list, whatever its length: :func:`run_status`,
+    :func:`list_runs` and a listing of its own (the dashboard's runs page, which selects
+    :data:`SNAPSHOT_COLUMNS` and reads rows with :func:`snapshot_of`) mark runs alike.
+    """
     marked = _mark_waiting(session, _mark_unrunnable(session, snaps, now), now)
     return _mark_stranded(session, _mark_held(session, marked, now), live_run_ids)
 
 
-SNAPSHOT_COLUMNS: Final = _COLUMNS
-"""The columns :func:`snapshot_of` reads (a listing of its own selects them)."""
+def held_by(snap: RunStatusSnapshot) -> list[str]:
+    """What holds the run back that its workflow did not ask for, in words (empty: nothing).
 
-
-def snapshot_of(row: Any) -> RunStatusSnapshot:  # noqa: ANN401 - a result row
-    """A run's snapshot (without its descendants) from a row of :data:`SNAPSHOT_COLUMNS`."""
-    return _snapshot(row)
-
-
-def mark_waits(
-    session: Session, snaps: list[RunStatusSnapshot], *, now: datetime, live_run_ids: LiveRunIds
-) -> list[RunStatusSnapshot]:
-    """``snaps`` with what they wait for, marked as :func:`run_status` marks a run.
-
-    For a listing of its own (the dashboard's runs page): the same reasons, read the same
-    way, in a few queries for the whole page.
+    Stranded (a dead-lettered job: a recover is needed), a reason a pending or paused run
+    waits (a limit, a debounce, a pause, a rate limit), or a version no live worker has:
+    what an operator may have to act on. The marks come from :func:`mark_waits`.
     """
-    return _marked(session, snaps, now, live_run_ids)
+    if snap.status.is_terminal:
+        return []
+    out = []
+    if snap.stranded is not None:
+        out.append(f"stranded, {snap.stranded}")
+    if snap.waiting_reason is not None:
+        label = "pending" if snap.status is RunStatus.PENDING else "waiting"
+        out.append(f"{label}: {snap.waiting_reason}")
+    if snap.waiting_for_version is not None:
+        out.append(f"waiting for a worker with version {snap.waiting_for_version}")
+    return out
+
+
+def waits_for(snap: RunStatusSnapshot, *, timers: bool = True) -> list[str]:
+    """What keeps the run from going on, most pressing first, in words (empty: nothing).
+
+    The one wording of it: :func:`held_by`, then what the run itself waits for (a signal,
+    an agent's resume, its children, a timer). The CLI's one-line note is the first of
+    these, the dashboard shows them all. ``timers=False`` leaves a bare timer out (a
+    sleep, a retry's backoff): the CLI's note shows a retrying run's error instead.
+    """
+    out = held_by(snap)
+    if snap.status.is_terminal:
+        return out
+    if snap.wait_kind == WaitKind.AGENT:
+        out.append(f"agent step {snap.wait_step!r} awaiting resume {snap.awaiting_signal!r}")
+    elif snap.awaiting_signal is not None:
+        timeout = "" if snap.wake_at is None else f", timing out at {iso_utc(snap.wake_at)}"
+        out.append(f"awaiting signal {snap.awaiting_signal!r}{timeout}")
+    elif snap.wait_kind == WaitKind.CHILD:
+        out.append(f"awaiting its child run (step {snap.wait_step!r})")
+    elif timers and snap.wake_at is not None:
+        out.append(f"a timer: due at {iso_utc(snap.wake_at)}")
+    return out
 
 
 def run_status(
@@ -345,12 +379,12 @@ def run_status(
         RunNotFoundError: no such run.
 
     """
-    row = session.execute(select(*_COLUMNS).where(runs.c.id == run_id)).first()
+    row = session.execute(select(*SNAPSHOT_COLUMNS).where(runs.c.id == run_id)).first()
     if row is None:
         raise RunNotFoundError(run_id)
-    snap = _snapshot(row)
+    snap = snapshot_of(row)
     _attach_children(session, [snap], max_descendants)
-    return _marked(session, [snap], now, live_run_ids)[0]
+    return mark_waits(session, [snap], now=now, live_run_ids=live_run_ids)[0]
 
 
 def list_runs(  # noqa: PLR0913 - filters, all keyword-only
@@ -370,7 +404,7 @@ def list_runs(  # noqa: PLR0913 - filters, all keyword-only
     ``top_level`` keeps runs that have no parent; ``since`` keeps runs created at or
     after that time; ``limit`` bounds the query (``None``: every run that matches).
     """
-    stmt = select(*_COLUMNS).order_by(runs.c.id.desc())
+    stmt = select(*SNAPSHOT_COLUMNS).order_by(runs.c.id.desc())
     if status is not None:
         stmt = stmt.where(runs.c.status == status)
     if parent_run_id is not None:
@@ -383,9 +417,9 @@ def list_runs(  # noqa: PLR0913 - filters, all keyword-only
         stmt = stmt.where(runs.c.created_at >= since)
     if limit is not None:
         stmt = stmt.limit(limit)
-    snaps = [_snapshot(row) for row in session.execute(stmt)]
+    snaps = [snapshot_of(row) for row in session.execute(stmt)]
     _attach_children(session, snaps)
-    return _marked(session, snaps, now, live_run_ids)
+    return mark_waits(session, snaps, now=now, live_run_ids=live_run_ids)
 
 
 def list_cutoff(since: datetime | timedelta | None, now: datetime) -> datetime | None:

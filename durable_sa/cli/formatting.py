@@ -20,6 +20,7 @@ from durable_sa.cli.cells import NONE, Cells, table, when
 from durable_sa.core.holds import PAUSED
 from durable_sa.core.status import RunStatus
 from durable_sa.core.units import compensate_unit
+from durable_sa.views import waits_for
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -37,6 +38,8 @@ _AGE_UNITS: Final = (
     ("s", timedelta(seconds=1)),
 )
 _INDENT: Final = "  "
+_NOTE_WIDTH: Final = 70
+"""A note's widest: a stranded run's dead letter or a waiting reason, cut at a word."""
 
 
 def cut_note(how: str) -> str:
@@ -52,25 +55,16 @@ def waiting_line(snap: RunStatusSnapshot) -> str:
     )
 
 
-def note(snap: RunStatusSnapshot, cells: Cells | None = None) -> str:  # noqa: PLR0911 - one per situation
+def note(snap: RunStatusSnapshot, cells: Cells | None = None) -> str:
     """Why a run is where it is, in a few words (empty when there is nothing to say).
 
-    ``cells`` shortens the free text (and so learns whether it cut some).
+    The first of :func:`~durable_sa.views.waits_for` (the dashboard says the same), else
+    the run's error. ``cells`` shortens it (and so learns whether it cut some).
     """
     cell = cells or Cells()
-    if snap.stranded is not None:
-        return f"stranded, {cell(snap.stranded, 60)}"
-    if snap.waiting_reason is not None:
-        label = "pending" if snap.status is RunStatus.PENDING else "waiting"
-        return f"{label}: {cell(snap.waiting_reason, 60)}"
-    if snap.waiting_for_version is not None:
-        return f"waiting for a worker with version {snap.waiting_for_version}"
-    if snap.wait_kind == "agent":
-        return f"agent step {snap.wait_step!r} awaiting resume {snap.awaiting_signal!r}"
-    if snap.awaiting_signal is not None:
-        return f"awaiting signal {snap.awaiting_signal!r}"
-    if snap.wait_kind == "child":
-        return f"awaiting its child run (step {snap.wait_step!r})"
+    waits = waits_for(snap, timers=False)
+    if waits:
+        return cell(waits[0], _NOTE_WIDTH)
     if snap.error is not None:
         return f"error: {cell(snap.error, 50)}"
     return ""

@@ -33,7 +33,8 @@ _MISCONFIGURED: Final = (
 """Anchored: a handler's own error that mentions a rate limit is not taken for a hold."""
 
 
-def _iso(instant: datetime) -> str:
+def iso_utc(instant: datetime) -> str:
+    """An instant as the waiting reasons show one: ``2030-01-02T03:04:05+00:00``."""
     return instant.astimezone(UTC).isoformat(timespec="seconds")
 
 
@@ -49,9 +50,9 @@ def rate_limit_hold(last_error: str | None, available_at: datetime) -> str | Non
         return None
     reached = _REACHED.match(last_error)
     if reached is not None:
-        return f"rate limit {reached['name']} (next at {_iso(available_at)})"
+        return f"rate limit {reached['name']} (next at {iso_utc(available_at)})"
     if any(pattern.match(last_error) for pattern in _MISCONFIGURED):
-        return f"{last_error} (next look at {_iso(available_at)})"
+        return f"{last_error} (next look at {iso_utc(available_at)})"
     return None
 
 

@@ -24,6 +24,7 @@ Rules:
 from __future__ import annotations
 
 import enum
+import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,6 +51,13 @@ _NEVER: Final = timedelta(days=36_600)
 
 _SEARCH_LIMIT: Final = 10_000
 """Candidate local times looked at before a cron expression is declared never to match."""
+
+_FIRE_PREFIX: Final = "schedule:"
+_FIRED: Final = re.compile(
+    rf"{_FIRE_PREFIX}(?P<name>.+):(?P<tick>\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d[^:]*:\d\d)",
+    re.DOTALL,
+)
+"""A :func:`fire_key`: the name, then its tick as ISO 8601 with an offset (``+00:00``)."""
 
 
 class Overlap(enum.StrEnum):
@@ -256,8 +264,28 @@ def decide_fire(state: ScheduleState, now: datetime) -> FirePlan:
 
 
 def fire_key(schedule_name: str, fire_time: datetime) -> str:
-    """The idempotency key of the run a schedule starts for ``fire_time``."""
-    return f"schedule:{schedule_name}:{fire_time.astimezone(UTC).isoformat()}"
+    """The idempotency key of the run a schedule starts for ``fire_time``.
+
+    :func:`read_fire_key` reads it back (a name may hold colons: the time ends the key).
+    """
+    return f"{_FIRE_PREFIX}{schedule_name}:{fire_time.astimezone(UTC).isoformat()}"
+
+
+def read_fire_key(idempotency_key: str | None) -> tuple[str, datetime] | None:
+    """The schedule and tick (UTC) that :func:`fire_key` made ``idempotency_key`` of.
+
+    ``None`` for any other key: one a caller chose, or a schedule's with a malformed time.
+    """
+    found = _FIRED.fullmatch(idempotency_key or "")
+    if found is None:
+        return None
+    try:
+        tick = datetime.fromisoformat(found["tick"])
+    except ValueError:
+        return None
+    if tick.tzinfo is None:
+        return None
+    return found["name"], tick.astimezone(UTC)
 
 
 def checked_overlap(value: object) -> Overlap:

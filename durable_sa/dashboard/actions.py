@@ -29,6 +29,16 @@ def _field(request: Request, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _back_to(request: Request, default: str) -> str:
+    r"""The form's ``back`` page, if it is one of the dashboard's paths, else ``default``.
+
+    Only a path (``/limits``): never another site (``https://...``, nor ``//host`` or
+    ``/\host``, which browsers read as one), so an action cannot redirect away.
+    """
+    back = _field(request, "back")
+    return back if back.startswith("/") and not back.startswith(("//", "/\\")) else default
+
+
 def _run_id(request: Request) -> int:
     return int(request.path_params["run_id"])
 
@@ -114,10 +124,9 @@ def cancel_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:
 def recover_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:
     """Re-enqueue runs that should progress but have no job."""
     count = dash.engine.recover()
-    back = _field(request, "back") or "/dead-letters"
-    if not back.startswith("/") or back.startswith("//"):
-        back = "/dead-letters"
-    return dash.back(request, back, done=f"re-enqueued {count} run(s)")
+    return dash.back(
+        request, _back_to(request, "/dead-letters"), done=f"re-enqueued {count} run(s)"
+    )
 
 
 def requeue_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:
@@ -133,9 +142,7 @@ def requeue_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:
 def pause_action(dash: Dashboard, request: Request, _seen: Seen) -> Response:
     """Pause a workflow (``pause=1``) or let it go on (``pause=0``)."""
     name = request.path_params["workflow"]
-    back = _field(request, "back") or "/workflows"
-    if not back.startswith("/") or back.startswith("//"):
-        back = "/workflows"
+    back = _back_to(request, "/workflows")
     try:
         if _field(request, "pause") == "1":
             changed = dash.engine.pause(name)

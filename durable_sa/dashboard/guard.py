@@ -1,11 +1,11 @@
 """The one door every dashboard endpoint goes through: token, permission, CSRF, rendering.
 
-An endpoint is a plain function ``(Request, Seen) -> Response`` run in a worker thread
-(the engine's calls are synchronous); :func:`Dashboard.page` and :func:`Dashboard.action`
-wrap it into a Starlette endpoint that first checks the start-up token, then the
-request's permission (and for an action the CSRF field), and sets the CSRF cookie on
-the way out. ``/metrics`` (durable_sa.metrics) is meant to be wrapped the same way, with
-:meth:`Dashboard.guarded`.
+A page or an action is a :data:`View`, ``(Dashboard, Request, Seen) -> Response``, run
+in a worker thread (the engine's calls are synchronous). ``create_app`` binds each to
+the app's :class:`Dashboard` and wraps it with :meth:`Dashboard.guarded`, which first
+checks the start-up token, then the request's permission (and for an action the CSRF
+field), and sets the CSRF cookie on the way out; ``/metrics`` goes through the same door.
+Every cookie the dashboard sets (token, CSRF, flash) is set by :func:`_set_cookie`.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class Dashboard:
         status_code: int = 200,
     ) -> HTMLResponse:
         """``template`` with ``values``, the permission and the URL helpers."""
-        root = request.scope.get("root_path", "")
+        root = _root(request)
         whole = request.query_params.get("fragment") != "1"
         flash = decode(request.cookies.get(FLASH_COOKIE), self.flash_key) if whole else None
         page = self.templates.get_template(template).render(
@@ -154,7 +154,7 @@ class Dashboard:
         )
         response = HTMLResponse(page, status_code=status_code)
         if whole and FLASH_COOKIE in request.cookies:
-            response.delete_cookie(FLASH_COOKIE, path=root or "/")  # shown once
+            _set_cookie(response, request, FLASH_COOKIE, "", max_age=0)  # shown once: gone
         return response
 
     def back(
@@ -170,22 +170,15 @@ class Dashboard:
 
         ``keep``: form values to fill in again (after a refusal of what was typed).
         """
-        root = request.scope.get("root_path", "")
-        response = RedirectResponse(f"{root}{path}", status_code=303)
+        response = RedirectResponse(f"{_root(request)}{path}", status_code=303)
         if done is not None or error is not None:
             flash = Flash(
                 kind="error" if error is not None else "done",
                 text=error if error is not None else done or "",
                 form=dict(keep or {}),
             )
-            response.set_cookie(
-                FLASH_COOKIE,
-                encode(flash, self.flash_key),
-                max_age=FLASH_SECONDS,
-                httponly=True,
-                samesite="strict",
-                path=root or "/",
-            )
+            flashed = encode(flash, self.flash_key)
+            _set_cookie(response, request, FLASH_COOKIE, flashed, max_age=FLASH_SECONDS)
         return response
 
     # ── the door ───────────────────────────────────────────────────────────────
@@ -198,13 +191,7 @@ class Dashboard:
                 kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
                 target = request.url.path + (f"?{urlencode(kept)}" if kept else "")
                 response: Response = RedirectResponse(target, status_code=303)
-                response.set_cookie(
-                    token_cookie(self.token),
-                    self.token,
-                    httponly=True,
-                    samesite="strict",
-                    path=request.scope.get("root_path", "") or "/",
-                )
+                _set_cookie(response, request, token_cookie(self.token), self.token)
                 return response
             kept_token = request.cookies.get(token_cookie(self.token)) or _bearer(request)
             if not token_matches(kept_token, self.token):
@@ -219,8 +206,7 @@ class Dashboard:
         if need is Permission.WRITE and not permission.can_write:
             why = "the dashboard is read-only" if self.read_only else "you may only read"
             return PlainTextResponse(f"durable-sa dashboard: {why}; no action taken", 403)
-        csrf, _ = csrf_value(request)
-        return Seen(permission, csrf)
+        return Seen(permission, csrf_value(request))
 
     def guarded(
         self, endpoint: Callable[[Request, Seen], Response], need: Permission = Permission.READ
@@ -243,17 +229,31 @@ class Dashboard:
                     )
                 request.state.form = form
             response = await run_in_threadpool(endpoint, request, admitted)
-            if request.cookies.get(CSRF_COOKIE) != admitted.csrf:
-                response.set_cookie(
-                    CSRF_COOKIE,
-                    admitted.csrf,
-                    httponly=True,
-                    samesite="strict",
-                    path=request.scope.get("root_path", "") or "/",
-                )
+            if request.cookies.get(CSRF_COOKIE) != admitted.csrf:  # new: the browser keeps it
+                _set_cookie(response, request, CSRF_COOKIE, admitted.csrf)
             return _secured(response)
 
         return guarded_endpoint
+
+
+def _root(request: Request) -> str:
+    """Where the dashboard is mounted (``""`` when served alone)."""
+    root: str = request.scope.get("root_path", "")
+    return root
+
+
+def _set_cookie(
+    response: Response, request: Request, name: str, value: str, *, max_age: int | None = None
+) -> None:
+    """Set (``max_age=0``: delete) one of the dashboard's cookies: HttpOnly, SameSite=Strict.
+
+    No script reads them (the CSRF value reaches forms in the page, not from the
+    cookie), no other site's request carries them, and their path is the dashboard's
+    own (where it is mounted), not the host application's.
+    """
+    response.set_cookie(
+        name, value, max_age=max_age, httponly=True, samesite="strict", path=_root(request) or "/"
+    )
 
 
 def _bearer(request: Request) -> str | None:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from durable_sa.core.ids import checked_run_id
+from durable_sa.core.schedules import read_fire_key
 from durable_sa.core.status import RunStatus
 from durable_sa.dashboard import queries
 from durable_sa.dashboard.snapshot import one_snapshot
@@ -25,7 +26,7 @@ from durable_sa.queue import dead_letters
 from durable_sa.runtime.presence import live_workers
 from durable_sa.store import controls
 from durable_sa.store.schedules import load_all as load_schedules
-from durable_sa.views import list_dead_letters, run_status
+from durable_sa.views import list_dead_letters, run_status, waits_for
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -41,6 +42,8 @@ DEAD_LETTERS_CAP: Final = 100
 DEFAULT_HOURS: Final = 6
 MAX_HOURS: Final = 48
 """The workflows page's hourly buckets: 6 by default, ``?hours=`` up to 48."""
+STATS_POLL: Final = 30
+"""Seconds between the workflows page's live updates (see :func:`workflows_page`)."""
 TREE_CAP: Final = 200
 """Descendants shown in a run's tree (generation by generation, oldest first)."""
 
@@ -129,39 +132,6 @@ def _flatten(snap: RunStatusSnapshot, depth: int = 0) -> list[tuple[int, RunStat
     return out
 
 
-def waits_for(snap: RunStatusSnapshot, *, paused: bool) -> list[str]:
-    """What keeps the run from going on, in words (empty: nothing, or it has ended)."""
-    if snap.status.is_terminal:
-        return []
-    out = []
-    if paused:
-        out.append(f"its workflow {snap.workflow_name} is paused")
-    if snap.wait_kind == "child":
-        out.append(f"child runs (step {snap.wait_step})")
-    elif snap.awaiting_signal:
-        timeout = f", timing out at {snap.wake_at:%Y-%m-%d %H:%M:%S}" if snap.wake_at else ""
-        out.append(f"signal {snap.awaiting_signal!r}{timeout}")
-    elif snap.wake_at is not None:
-        out.append(f"a timer: wakes at {snap.wake_at:%Y-%m-%d %H:%M:%S}")
-    if snap.waiting_reason:
-        out.append(snap.waiting_reason)
-    if snap.waiting_for_version:
-        out.append(f"a live worker running version {snap.waiting_for_version}")
-    if snap.stranded:
-        out.append(f"a recover: no job, {snap.stranded}")
-    return out
-
-
-_FIRED: Final = re.compile(r"^schedule:(?P<name>.+):(?P<tick>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d.*)$")
-"""The idempotency key a schedule gives the run of a tick (core.schedules.fire_key)."""
-
-
-def fired_by(idempotency_key: str | None) -> tuple[str, str] | None:
-    """The schedule and tick that started a run, read from its idempotency key."""
-    found = _FIRED.match(idempotency_key or "")
-    return None if found is None else (found["name"], found["tick"])
-
-
 def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
     """One run: what it waits for, its journal, compensations, jobs and children tree."""
     now = dash.engine.now
@@ -179,7 +149,6 @@ def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
             units = queries.journal(session, run_id, snap.created_at)
             jobs = queries.run_jobs(session, run_id)
             letter = dead_letters.open_letters(session, [run_id]).get(run_id)
-            paused = snap.workflow_name in controls.paused_workflows(session)
             live = {worker.id for worker in live_workers(session, now=now)}
             kept = queries.kept_signals(session, run_id)
     except RunNotFoundError as exc:
@@ -194,9 +163,9 @@ def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         "tree": _flatten(snap)[1:],
         "children": children,
         "tree_cap": TREE_CAP,
-        "waits": waits_for(snap, paused=paused),
-        "fired_by": fired_by(snap.idempotency_key),
-        "paused": paused,
+        # A pause is one of the reasons it waits (run_status read it): said there, once.
+        "waits": waits_for(snap),
+        "fired_by": read_fire_key(snap.idempotency_key),
         "kept": kept,
         "signals": queries.signal_steps(snap.workflow_name),
         "ended_by": queries.ended_by(snap, units),
@@ -208,7 +177,14 @@ def run_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
 
 
 def workflows_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
-    """Each workflow: runs by status, finished per hour and their duration percentiles."""
+    """Each workflow: runs by status, finished per hour and their duration percentiles.
+
+    Its live part polls every :data:`STATS_POLL` seconds, not every 3 like the others:
+    it is the costliest read (counts over :data:`~queries.COUNT_WINDOW` ids and a
+    sample of :data:`~queries.STATS_SAMPLE` runs a workflow, per open tab), and what it
+    shows (hourly counts and percentiles) moves slowly. No cache across requests: a
+    page loaded after an action (a pause) is read afresh, and never shows what was.
+    """
     hours = request.query_params.get("hours", "")
     span = min(max(int(hours), 1), MAX_HOURS) if hours.isdigit() else DEFAULT_HOURS
     with one_snapshot(dash.engine.shell) as session:
@@ -221,6 +197,7 @@ def workflows_page(dash: Dashboard, request: Request, seen: Seen) -> Response:
         "sample": queries.STATS_SAMPLE,
         "window": queries.COUNT_WINDOW,
         "hours": span,
+        "poll": STATS_POLL,
     }
     template = "_workflows.html" if _fragment(request) else "workflows.html"
     return dash.render(request, seen, template, values)

@@ -33,7 +33,7 @@ from durable_sa.store.models import (
     signals_table,
     slots_table,
 )
-from durable_sa.views import SNAPSHOT_COLUMNS, mark_waits, snapshot_of
+from durable_sa.views import SNAPSHOT_COLUMNS, held_by, mark_waits, snapshot_of
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -114,14 +114,8 @@ class RunRow:
 
     @property
     def stuck(self) -> list[str]:
-        """What is wrong or what it waits for, in the CLI's words (empty: nothing)."""
-        out = []
-        if self.snap.stranded:
-            out.append(f"stranded, {self.snap.stranded}")
-        if self.snap.waiting_for_version:
-            out.append(f"needs a live worker running version {self.snap.waiting_for_version}")
-        if self.snap.waiting_reason and not self.snap.status.is_terminal:
-            out.append(self.snap.waiting_reason)
+        """What is wrong or holds it back, in the CLI's words (empty: nothing)."""
+        out = held_by(self.snap)
         if self.compensation_failed:
             out.append("compensation failed: not everything was undone")
         return out
@@ -333,19 +327,34 @@ def run_jobs(session: Session, run_id: int) -> list[QueuedJob]:
 
 
 def held_jobs(session: Session, worker_ids: list[str], now: datetime) -> dict[str, list[QueuedJob]]:
-    """What each worker holds now: its claimed jobs (at most :data:`HELD_CAP` each)."""
+    """What each worker holds now: its claimed jobs, the oldest :data:`HELD_CAP` of each.
+
+    Capped per worker (a row number over each worker's jobs), so a worker that holds
+    hundreds of jobs never hides what another holds; at most ``HELD_CAP`` rows a worker
+    come back. The held jobs are the work in flight (each worker's concurrency), found
+    by ``claimed_by`` on its index.
+    """
     if not worker_ids:
         return {}
-    stmt = (
-        select(jobs_table)
+    held = (
+        select(
+            jobs_table,
+            func.row_number()
+            .over(partition_by=jobs_table.c.claimed_by, order_by=jobs_table.c.id)
+            .label("nth"),
+        )
         .where(jobs_table.c.claimed_by.in_(worker_ids), jobs_table.c.claimed_until > now)
-        .order_by(jobs_table.c.id)
+        .subquery()
+    )
+    stmt = (
+        select(*(held.c[column.name] for column in jobs_table.c))
+        .where(held.c.nth <= HELD_CAP)
+        .order_by(held.c.claimed_by, held.c.id)
         .limit(HELD_CAP * len(worker_ids))
     )
     out: dict[str, list[QueuedJob]] = defaultdict(list)
     for row in session.execute(stmt).mappings():
-        if len(out[row["claimed_by"]]) < HELD_CAP:
-            out[row["claimed_by"]].append(_job(row))
+        out[row["claimed_by"]].append(_job(row))
     return dict(out)
 
 

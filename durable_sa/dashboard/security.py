@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 CSRF_COOKIE: Final = "durable_sa_csrf"
 CSRF_FIELD: Final = "csrf_token"
+_CSRF_BYTES: Final = 32
+"""A new CSRF value's random bytes; a kept cookie shorter than this many characters is replaced."""
 
 
 class Permission(enum.StrEnum):
@@ -104,12 +106,15 @@ def token_matches(given: str | None, expected: str) -> bool:
     return given is not None and secrets.compare_digest(given.encode(), expected.encode())
 
 
-def csrf_value(request: Request) -> tuple[str, bool]:
-    """The request's CSRF value, and whether it is new (the response must set the cookie)."""
+def csrf_value(request: Request) -> str:
+    """The request's CSRF value: its cookie's, or a new one when it has none fit for it.
+
+    A new value differs from the request's cookie; the guard sets the cookie then.
+    """
     current = request.cookies.get(CSRF_COOKIE)
-    if current and len(current) >= 32:  # noqa: PLR2004 - what new_csrf makes
-        return current, False
-    return secrets.token_urlsafe(32), True
+    if current and len(current) >= _CSRF_BYTES:
+        return current
+    return secrets.token_urlsafe(_CSRF_BYTES)
 
 
 def same_origin(request: Request) -> bool:

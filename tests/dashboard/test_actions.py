@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
+
 from durable_sa.testing import drain
 from tests.dashboard.conftest import flash_of, post
 
@@ -114,9 +116,18 @@ def test_recover_and_requeue_a_dead_letter(engine: Durable, client: TestClient) 
     assert engine.status(second).status == "completed"
 
 
-def test_recover_goes_back_only_to_a_dashboard_page(engine: Durable, client: TestClient):
-    away = post(client, "/recover", "/", back="//evil.example/x")
-    assert away.headers["location"].startswith("/dead-letters")
+@pytest.mark.parametrize(
+    "back", ["//evil.example/x", "/\\evil.example", "https://evil.example", "evil", ""]
+)
+def test_actions_go_back_only_to_a_dashboard_page(
+    engine: Durable, client: TestClient, back: str
+) -> None:
+    away = post(client, "/recover", "/", back=back)
+    assert away.headers["location"] == "/dead-letters"
+    paused = post(client, "/workflows/greet/pause", "/", pause="1", back=back)
+    assert paused.headers["location"] == "/workflows"
+    kept = post(client, "/workflows/greet/pause", "/", pause="0", back="/limits?x=1")
+    assert kept.headers["location"] == "/limits?x=1"
 
 
 def test_pause_and_unpause_a_workflow(engine: Durable, client: TestClient) -> None:

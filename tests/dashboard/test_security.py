@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from durable_sa.dashboard.security import CSRF_FIELD, token_cookie
+from durable_sa.dashboard.flash import FLASH_COOKIE
+from durable_sa.dashboard.security import CSRF_COOKIE, CSRF_FIELD, token_cookie
 from durable_sa.errors import InvalidArgumentError
 from tests.dashboard.conftest import csrf_of, post
 
@@ -205,3 +206,36 @@ def test_the_app_mounts_under_a_prefix(engine: Durable, flows: None) -> None:
         done = post(client, f"/ops/durable/runs/{run_id}/cancel", f"/ops/durable/runs/{run_id}")
         assert done.headers["location"].startswith(f"/ops/durable/runs/{run_id}")
     assert engine.status(run_id).status == "canceled"
+
+
+def test_every_cookie_is_http_only_strict_and_kept_to_the_dashboards_path(
+    engine: Durable, flows: None
+) -> None:
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.routing import Mount  # noqa: PLC0415
+    from starlette.testclient import TestClient  # noqa: PLC0415
+
+    from durable_sa.dashboard import create_app  # noqa: PLC0415
+
+    host = Starlette(routes=[Mount("/ops", app=create_app(engine, token="t0ken"))])  # noqa: S106
+    with TestClient(host) as client:
+        opened = client.get("/ops/?token=t0ken", follow_redirects=False)  # the token's
+        page = client.get("/ops/")  # the CSRF value's
+        csrf = client.cookies[CSRF_COOKIE]
+        acted = client.post("/ops/recover", data={CSRF_FIELD: csrf}, follow_redirects=False)
+        again = client.get("/ops/dead-letters")  # the flash's, deleted once shown
+        client.cookies.clear()
+        client.get("/ops/?token=t0ken", follow_redirects=False)
+        client.cookies.set(CSRF_COOKIE, "short")  # too short to be one the dashboard made
+        renewed = client.get("/ops/")
+    made = [
+        cookie
+        for response in (opened, page, acted, again, renewed)
+        for cookie in response.headers.get_list("set-cookie")
+    ]
+    names = [cookie.split("=", 1)[0] for cookie in made]
+    assert names == [token_cookie("t0ken"), CSRF_COOKIE, FLASH_COOKIE, FLASH_COOKIE, CSRF_COOKIE]
+    for cookie in made:
+        attributes = {part.strip().lower() for part in cookie.split(";")}
+        assert {"httponly", "samesite=strict", "path=/ops"} <= attributes, cookie
+    assert "short" not in made[-1]

@@ -21,6 +21,7 @@ from durable_sa.cli.formatting import (
 )
 from durable_sa.results import DeadLetterInfo, PruneResult
 from durable_sa.store.models import JournalEntry
+from durable_sa.views import waits_for
 
 
 def _snap(**changes):
@@ -47,6 +48,11 @@ def test_note_says_why_a_run_is_where_it_is():
     assert note(_snap(awaiting_signal="go", waiting_for_version="v1")).startswith(
         "waiting for a worker with version v1"
     )
+    paused = _snap(awaiting_signal="go", waiting_reason="workflow paused")
+    assert note(paused) == waits_for(paused)[0] == "waiting: workflow paused"  # as the dashboard
+    backing_off = _snap(wake_at=datetime(2030, 1, 1, tzinfo=UTC), error="attempt 1 of 3 failed")
+    assert note(backing_off) == "error: attempt 1 of 3 failed"  # not its timer
+    assert note(_snap(status=RunStatus.COMPLETED, waiting_reason="workflow paused")) == ""
 
 
 def test_render_runs():

@@ -19,6 +19,7 @@ from durable_sa.core.schedules import (
     checked_window,
     decide_fire,
     fire_key,
+    read_fire_key,
 )
 from durable_sa.errors import InvalidArgumentError
 
@@ -103,6 +104,33 @@ def test_overlap_and_window_are_checked() -> None:
 def test_fire_key_is_the_utc_iso_time() -> None:
     tick = datetime(2030, 3, 31, 3, 0, tzinfo=ZoneInfo("Europe/Paris"))
     assert fire_key("nightly", tick) == "schedule:nightly:2030-03-31T01:00:00+00:00"
+
+
+@given(
+    name=st.text(min_size=1),
+    tick=st.datetimes(timezones=st.just(UTC))
+    | st.just(datetime(2030, 3, 31, 3, 0, tzinfo=ZoneInfo("Europe/Paris"))),
+)
+def test_a_fire_key_reads_back_as_its_schedule_and_tick(name: str, tick: datetime) -> None:
+    assert read_fire_key(fire_key(name, tick)) == (name, tick)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        None,
+        "",
+        "order-7",
+        "schedule:nightly",
+        "schedule::2030-03-31T01:00:00+00:00",
+        "schedule:nightly:2030-03-31T01:00:00",  # no offset: not one fire_key makes
+        "schedule:nightly:2030-13-31T01:00:00+00:00",  # no 13th month
+        "nightly:2030-03-31T01:00:00+00:00",
+        "schedule:nightly:2030-03-31T01:00:00+00:00\n",
+    ],
+)
+def test_other_keys_are_not_fire_keys(key: str | None) -> None:
+    assert read_fire_key(key) is None
 
 
 # ── daylight saving ──────────────────────────────────────────────────────────
