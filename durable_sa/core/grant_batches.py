@@ -7,23 +7,24 @@ worker therefore asks for several grants of the same demand at once when the las
 answer showed room for them, keeps the ones its step did not use, and lets the next
 steps of that demand begin on them without asking again.
 
-What keeps the limit exact: a grant is *recorded* :func:`horizon` ahead of the time it
-was taken (the database's clock), and a grant kept in hand may only let a step begin
-before that horizon has passed on the engine's clock, measured from before the ask.
-Every step therefore begins at or before the time its grant is recorded at, and the
-rule of :mod:`durable_sa.core.rates` (``in_window + wanted <= limit`` over the window
-that ends at the ask, counting grants recorded ahead) bounds the steps that *begin* in
-any window of length ``per``: take the step of such a window granted last; every other
-step of the window began after the window's start, so its record lies inside the
-window that step's grant counted. The price is capacity: a grant stays counted for
-``per`` plus the horizon (at most 1 % more, :data:`HORIZON_SHARE`).
+What keeps the limit exact: the grants of a batch are *recorded* :func:`horizon` ahead
+of the time they were taken (the database's clock), and a kept grant may only let a
+step begin before that horizon has passed on the engine's clock, measured from before
+the ask. Every step of a batch therefore begins at or before the time its grant is
+recorded at, and the rule of :mod:`durable_sa.core.rates` (``in_window + wanted <=
+limit`` over the window that ends at the ask, counting grants recorded ahead) bounds
+the steps that *begin* in any window of length ``per``: take the step of such a window
+granted last; every other step of the window began after the window's start, so its
+record lies inside the window that step's grant counted. A grant asked for alone is
+recorded at its time, as it always was, and lets its own step begin at once.
 
-Grants the horizon overtook are given back (deleted) when the next step of the demand
-asks, and on the worker's close: a grant never used is as if never taken. A batch that
-was used up before its horizon doubles the next ask (at most :data:`MAX_BATCH`, and
-never more than half the room the limits reported); one that was not shrinks it to
-what was used. A step with a demand of its own and no batch in hand asks for one
-grant, as a single ask always did.
+Batches cost no capacity when the limit binds: they are asked for only while the last
+answer showed room for twice the batch, so near the limit every ask is for one grant,
+recorded at its time. Grants the horizon overtook are given back (deleted) when the
+next step of the demand asks, and on the worker's close: a grant never used is as if
+never taken. A batch used up before its horizon doubles the next ask (at most
+:data:`MAX_BATCH`, and never more than half the room the limits reported); one that
+was not shrinks it to what was used.
 
 Everything here is pure: :class:`Batch` is the state a worker keeps per demand, the
 functions say what to do next; :mod:`durable_sa.engine.controls` does the asking.
@@ -39,11 +40,11 @@ import attrs
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-HORIZON_SHARE: Final = 100
-"""A grant is recorded ``per / HORIZON_SHARE`` ahead of its time (capped by
-:data:`MAX_HORIZON`): the share of a limit's capacity the batches may cost."""
-MAX_HORIZON: Final = timedelta(milliseconds=50)
-"""The most a grant is recorded ahead, however long the limit's window."""
+HORIZON_SHARE: Final = 10
+"""A batch's grants are recorded ``per / HORIZON_SHARE`` ahead of their time (capped by
+:data:`MAX_HORIZON`): how long a worker may keep them."""
+MAX_HORIZON: Final = timedelta(milliseconds=100)
+"""The most a batch is recorded ahead, however long the limit's window."""
 MAX_BATCH: Final = 16
 """The most grants of one demand a worker asks for at once."""
 
@@ -57,10 +58,11 @@ def demand_key(demand: Mapping[str, int]) -> Demand:
 
 
 def horizon(per: timedelta) -> timedelta:
-    """How far ahead of its time a grant of a limit with window ``per`` is recorded.
+    """How far ahead of its time a batch of a limit with window ``per`` is recorded.
 
-    In whole microseconds (``per`` in milliseconds times 10, the database's arithmetic
-    exactly), so the shell can name the recorded time of a grant it gives back.
+    In whole microseconds (``per`` in milliseconds, times 1000, over
+    :data:`HORIZON_SHARE`: the database's integer arithmetic exactly), so the shell can
+    name the recorded time of a grant it gives back.
     """
     per_ms = per // timedelta(milliseconds=1)
     micros = min(per_ms * 1000 // HORIZON_SHARE, MAX_HORIZON // timedelta(microseconds=1))
@@ -77,7 +79,8 @@ class LimitRoom:
     in_window: int
     """Grants in the window before this ask's."""
     recorded_at: datetime
-    """When this ask's grants of the limit are recorded (its time plus the horizon)."""
+    """When this ask's grants of the limit are recorded (its time; plus the horizon for a
+    batch)."""
 
 
 @attrs.frozen
@@ -113,11 +116,8 @@ def use(batch: Batch, now: datetime) -> Batch | None:
     """
     if batch.left <= 0 or batch.until is None or now >= batch.until:
         return None
-    left = batch.left - 1
-    next_ask = batch.next_ask
-    if left == 0:
-        next_ask = max(1, min(MAX_BATCH, batch.asked * 2, batch.room))
-    return attrs.evolve(batch, left=left, next_ask=next_ask)
+    after = attrs.evolve(batch, left=batch.left - 1)
+    return after if after.left else attrs.evolve(after, next_ask=_grown(after))
 
 
 def leftover(batch: Batch, now: datetime) -> int:
@@ -143,8 +143,8 @@ def refused(batch: Batch) -> Batch:
 def granted(batch: Batch, answer: Granted, demand: Demand, *, asked_at: datetime) -> Batch:
     """An ask was granted, one grant used at once: the batch in hand after it.
 
-    ``asked_at``: the engine's clock read before the ask; grants kept may let a step
-    begin until the shortest horizon of the demand's limits has passed since.
+    ``asked_at``: the engine's clock read before the ask; the grants a batch keeps may
+    let a step begin until the shortest horizon of the demand's limits has passed since.
     """
     wanted = dict(demand)
     room = min(
@@ -156,14 +156,17 @@ def granted(batch: Batch, answer: Granted, demand: Demand, *, asked_at: datetime
         default=0,
     )
     shortest = min((horizon(limit.per) for limit in answer.limits), default=timedelta(0))
-    grown = attrs.evolve(
+    after = attrs.evolve(
         batch,
-        left=answer.count,
-        until=asked_at + shortest,
+        left=answer.count - 1,  # one lets the asking step begin at once
+        until=asked_at + shortest if answer.count > 1 else None,
         asked=answer.count,
         room=max(1, room // 2),
         limits=answer.limits,
     )
-    after = use(grown, asked_at)
-    # a horizon of zero (a window shorter than HORIZON_SHARE microseconds): nothing kept
-    return after if after is not None else attrs.evolve(grown, left=answer.count - 1)
+    return after if after.left else attrs.evolve(after, next_ask=_grown(after))
+
+
+def _grown(batch: Batch) -> int:
+    """The next ask after ``batch`` was used up in time: twice it, within its room."""
+    return max(1, min(MAX_BATCH, batch.asked * 2, batch.room))

@@ -128,7 +128,9 @@ class GrantReserve:
         scaled = {name: wanted * count for name, wanted in key}
         if self._held is not None:
             try:
-                answer = grant_pg(self._held.get(), scaled, unset_recheck=UNSET_RECHECK)
+                answer = grant_pg(
+                    self._held.get(), scaled, unset_recheck=UNSET_RECHECK, ahead=count > 1
+                )
             except Exception:
                 self._held.broken()
                 raise
@@ -136,7 +138,11 @@ class GrantReserve:
             try:
                 answer = self._shell.transaction(
                     lambda session: take_grants(
-                        session, scaled, clock=self._shell.now, unset_recheck=UNSET_RECHECK
+                        session,
+                        scaled,
+                        clock=self._shell.now,
+                        unset_recheck=UNSET_RECHECK,
+                        ahead=count > 1,
                     )
                 )
             except GrantRefused as refusal:

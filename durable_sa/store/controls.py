@@ -9,10 +9,10 @@ Rules:
   counting the grants still in the window, then recording the new ones: at READ
   COMMITTED with any number of workers, two grants of one limit are never decided on
   the same count. The decision itself is pure (:func:`durable_sa.core.rates.decide_grant`).
-- A grant is recorded a little ahead of its time (:func:`durable_sa.core.grant_batches.
-  horizon`), so a worker may keep grants for steps about to begin
-  (:mod:`durable_sa.core.grant_batches` says why the limit stays exact); grants it never
-  used are deleted (:func:`give_back`).
+- A worker's batch of grants is recorded a little ahead of its time
+  (:func:`durable_sa.core.grant_batches.horizon`), so it may keep grants for steps about
+  to begin (:mod:`durable_sa.core.grant_batches` says why the limit stays exact); grants
+  it never used are deleted (:func:`give_back`).
 - Grant times are the database's clock on PostgreSQL (``clock_timestamp()``, read after
   the lock is held, so grants are ordered as they were decided) and the engine's clock
   on SQLite (one file, one host: there is no other clock to share).
@@ -123,6 +123,7 @@ def take_grants(
     *,
     clock: Callable[[], datetime],
     unset_recheck: timedelta,
+    ahead: bool = False,
 ) -> tuple[LimitRoom, ...]:
     """Grant the executions ``demand`` asks for, all or none, in ``session``'s transaction.
 
@@ -138,7 +139,7 @@ def take_grants(
 
     """
     if session.get_bind().dialect.name == "postgresql":
-        answer = grant_pg(session.connection(), demand, unset_recheck=unset_recheck)
+        answer = grant_pg(session.connection(), demand, unset_recheck=unset_recheck, ahead=ahead)
         if isinstance(answer, Wait):
             raise GrantRefused(answer)
         return answer
@@ -156,7 +157,7 @@ def take_grants(
         in_window = 0
         if limit is not None:
             in_window = _count(session, limit, now)
-            rooms.append(_room(limit, in_window, now))
+            rooms.append(_room(limit, in_window, now, ahead=ahead))
             _record(session, rooms[-1], wanted, now)
         over = must_leave(limit, wanted=wanted, in_window=in_window) if limit else 0
         wait = decide_grant(
@@ -175,14 +176,14 @@ def take_grants(
     return tuple(rooms)
 
 
-def _room(limit: RateLimit, in_window: int, now: datetime) -> LimitRoom:
+def _room(limit: RateLimit, in_window: int, now: datetime, *, ahead: bool) -> LimitRoom:
     """What ``limit`` held at ``now``, and when a grant taken then is recorded."""
     return LimitRoom(
         name=limit.name,
         limit=limit.limit,
         per=limit.per,
         in_window=in_window,
-        recorded_at=now + horizon(limit.per),
+        recorded_at=now + horizon(limit.per) if ahead else now,
     )
 
 
@@ -207,7 +208,7 @@ def give_back(
 
 
 def grant_pg(
-    conn: Connection, demand: Mapping[str, int], *, unset_recheck: timedelta
+    conn: Connection, demand: Mapping[str, int], *, unset_recheck: timedelta, ahead: bool = False
 ) -> tuple[LimitRoom, ...] | Wait:
     """PostgreSQL: grant ``demand``, all or none, in one call of the database function.
 
@@ -215,7 +216,7 @@ def grant_pg(
     transaction. The function records the grants only if every limit has room; the
     pure decision is made here on what it read, and the two must agree. Returns
     what each limit held and when the grants are recorded when granted, else the
-    longest wait.
+    longest wait. ``ahead``: a batch, recorded ahead by the horizon.
 
     A database without the function (migrated before it existed) makes the step wait,
     as for a limit that is not set, with a reason that says how to create it.
@@ -227,7 +228,8 @@ def grant_pg(
     names = sorted(demand)
     try:
         rows = conn.execute(
-            take_grants_call(conn), {"names": names, "wanted": [demand[name] for name in names]}
+            take_grants_call(conn),
+            {"names": names, "wanted": [demand[name] for name in names], "ahead": ahead},
         ).all()
     except ProgrammingError as exc:
         if getattr(exc.orig, "sqlstate", None) != _UNDEFINED_FUNCTION:
@@ -239,7 +241,7 @@ def grant_pg(
         limit = _limit(row.g_name, row.g_limit, row.g_per_ms) if row.g_found else None
         now = row.g_now.astimezone(UTC)
         if limit is not None:
-            rooms.append(_room(limit, int(row.g_in_window), now))
+            rooms.append(_room(limit, int(row.g_in_window), now, ahead=ahead))
         wait = decide_grant(
             row.g_name,
             limit,

@@ -16,10 +16,10 @@ Rules:
   must_leave`); it returns what it read, and the caller's pure decision
   (:func:`durable_sa.core.rates.decide_grant`) says how long a refused step waits. The
   two agree by construction of the rule and are checked against each other on every
-  call (:mod:`durable_sa.store.controls`). Grants are recorded their limit's
-  :func:`~durable_sa.core.grant_batches.horizon` ahead of ``clock_timestamp()``, in the
-  same integer microseconds as the Python side computes, so a worker can name them to
-  give back the ones it did not use.
+  call (:mod:`durable_sa.store.controls`). With ``p_ahead`` (a worker's batch), grants
+  are recorded their limit's :func:`~durable_sa.core.grant_batches.horizon` ahead of
+  ``clock_timestamp()``, in the same integer microseconds as the Python side computes,
+  so a worker can name them to give back the ones it did not use.
 - The DDL follows the tables like the NOTIFY triggers' (:mod:`durable_sa.store.notify`):
   created with the grants table by ``create_tables()``, by ``create_triggers(op)`` in
   an Alembic migration, in the schema the tables live in, and dropped by
@@ -65,7 +65,10 @@ def function_ddl(schema: str | None = None) -> str:
     grants = _qualified(schema, rate_grants_table.name)
     max_horizon_us = MAX_HORIZON // timedelta(microseconds=1)
     return f"""
-CREATE OR REPLACE FUNCTION {_qualified(schema, FUNCTION)}(p_names text[], p_wanted integer[])
+DROP FUNCTION IF EXISTS {_qualified(schema, FUNCTION)}(text[], integer[]);
+CREATE OR REPLACE FUNCTION {_qualified(schema, FUNCTION)}(
+    p_names text[], p_wanted integer[], p_ahead boolean
+)
 RETURNS TABLE(g_name text, g_found boolean, g_limit integer, g_per_ms bigint,
               g_now timestamptz, g_in_window bigint, g_oldest timestamptz[])
 LANGUAGE plpgsql VOLATILE AS $$
@@ -103,8 +106,11 @@ BEGIN
                 END IF;
             END IF;
             g_found := true; g_limit := lim."limit"; g_per_ms := lim.per_ms;
-            recorded[i] := t + least(lim.per_ms * 1000 / {HORIZON_SHARE}, {max_horizon_us})
-                               * interval '1 microsecond';
+            recorded[i] := t;
+            IF p_ahead THEN
+                recorded[i] := t + least(lim.per_ms * 1000 / {HORIZON_SHARE}, {max_horizon_us})
+                                   * interval '1 microsecond';
+            END IF;
         END IF;
         RETURN NEXT;
     END LOOP;
@@ -121,7 +127,7 @@ $$;
 
 def drop_function_ddl(schema: str | None = None) -> str:
     """Drop the grant function (tolerant: ``IF EXISTS``)."""
-    return f"DROP FUNCTION IF EXISTS {_qualified(schema, FUNCTION)}(text[], integer[]);\n"
+    return f"DROP FUNCTION IF EXISTS {_qualified(schema, FUNCTION)}(text[], integer[], boolean);\n"
 
 
 def schema_of(connection: Connection, table: Table) -> str | None:
@@ -147,12 +153,13 @@ def take_grants_call(connection: Connection) -> TextualSelect:
     schema = schema_of(connection, rate_grants_table)
     call = _CALLS.get(schema)
     if call is None:
-        sql = f"SELECT * FROM {_qualified(schema, FUNCTION)}(:names, :wanted)"  # noqa: S608 - a quoted schema name
+        sql = f"SELECT * FROM {_qualified(schema, FUNCTION)}(:names, :wanted, :ahead)"  # noqa: S608 - a quoted schema name
         call = (
             text(sql)
             .bindparams(
                 bindparam("names", type_=ARRAY(String())),
                 bindparam("wanted", type_=ARRAY(Integer())),
+                bindparam("ahead", type_=Boolean()),
             )
             .columns(
                 column("g_name", String()),

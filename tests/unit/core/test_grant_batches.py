@@ -36,14 +36,16 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 KEY = demand_key({"api": 1})
 
 
-def room(limit: int, in_window: int, at: datetime, per: timedelta) -> LimitRoom:
-    return LimitRoom("api", limit, per, in_window, at + horizon(per))
+def room(limit: int, in_window: int, at: datetime, per: timedelta, count: int = 2) -> LimitRoom:
+    """What the database answers: a batch (``count`` > 1) is recorded ahead."""
+    return LimitRoom("api", limit, per, in_window, at + horizon(per) if count > 1 else at)
 
 
-def test_the_horizon_is_a_hundredth_of_the_window_at_most_50_ms() -> None:
-    assert horizon(timedelta(seconds=1)) == timedelta(milliseconds=10)
+def test_the_horizon_is_a_tenth_of_the_window_at_most_100_ms() -> None:
+    assert horizon(timedelta(milliseconds=500)) == timedelta(milliseconds=50)
+    assert horizon(timedelta(seconds=1)) == MAX_HORIZON == timedelta(milliseconds=100)
     assert horizon(timedelta(hours=1)) == MAX_HORIZON
-    assert horizon(timedelta(milliseconds=1)) == timedelta(microseconds=10)
+    assert horizon(timedelta(milliseconds=1)) == timedelta(microseconds=100)
 
 
 def test_a_batch_used_up_in_time_doubles_the_next_ask_within_its_room() -> None:
@@ -109,7 +111,7 @@ class Model:
         )
         if wait is not None:
             return None
-        the_room = room(self.limit.limit, len(in_window), at, self.limit.per)
+        the_room = room(self.limit.limit, len(in_window), at, self.limit.per, count)
         self.records.extend([the_room.recorded_at] * count)
         return Granted(count, (the_room,))
 
@@ -136,7 +138,7 @@ step = st.tuples(
 @settings(max_examples=300, deadline=None)
 @given(
     limit=st.integers(1, 12),
-    per_ms=st.sampled_from([1, 20, 100, 1000]),
+    per_ms=st.sampled_from([1, 20, 100, 1000, 5000]),
     steps=st.lists(step, min_size=1, max_size=150),
 )
 def test_no_window_ever_holds_more_than_the_limit_of_begins(
