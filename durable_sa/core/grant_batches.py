@@ -8,21 +8,24 @@ answer showed room for them, keeps the ones its step did not use, and lets the n
 steps of that demand begin on them without asking again.
 
 What keeps the limit exact: the grants of a batch are *recorded* :func:`horizon` ahead
-of the time they were taken (the database's clock), and a kept grant may only let a
-step begin before that horizon has passed on the engine's clock, measured from before
-the ask. Every step of a batch therefore begins at or before the time its grant is
-recorded at, and the rule of :mod:`durable_sa.core.rates` (``in_window + wanted <=
-limit`` over the window that ends at the ask, counting grants recorded ahead) bounds
-the steps that *begin* in any window of length ``per``: take the step of such a window
-granted last; every other step of the window began after the window's start, so its
-record lies inside the window that step's grant counted. A grant asked for alone is
-recorded at its time, as it always was, and lets its own step begin at once.
+of the time they were taken (the database's clock), and a kept grant may only let a step
+begin before that horizon has passed since before the ask, on a clock that runs with the
+one grants are recorded by (the shell's choice: a monotonic clock beside PostgreSQL's,
+the engine's own clock on SQLite, whose grants it dates). Every step of a batch
+therefore begins at or before the time its grant is recorded at, and the rule of
+:mod:`durable_sa.core.rates` (``in_window + wanted <= limit`` over the window that ends
+at the ask, counting grants recorded ahead) bounds the steps that *begin* in any window
+of length ``per``: take the step of such a window granted last; every other step of the
+window began after the window's start, so its record lies inside the window that step's
+grant counted. A grant asked for alone is recorded at its time, as it always was, and
+lets its own step begin at once.
 
-Batches cost no capacity when the limit binds: they are asked for only while the last
-answer showed room for twice the batch, so near the limit every ask is for one grant,
-recorded at its time. Grants the horizon overtook are given back (deleted) when the
-next step of the demand asks, and on the worker's close: a grant never used is as if
-never taken. A batch used up before its horizon doubles the next ask (at most
+Batches cost little capacity: they are asked for only while the last answer showed room
+for twice the batch, so near the limit every ask is for one grant, recorded at its
+time. Grants the horizon overtook are given back (deleted) at the worker's next ask or
+sweep (its pipeline sweeps a few times a second) and on its close: a grant never used is
+as if never taken. Until then, and for the rest of the window if the worker is killed,
+they count. A batch used up before its horizon doubles the next ask (at most
 :data:`MAX_BATCH`, and never more than half the room the limits reported); one that
 was not shrinks it to what was used.
 
@@ -97,8 +100,8 @@ class Batch:
 
     left: int = 0
     """Grants in hand (each lets one step of the demand begin)."""
-    until: datetime | None = None
-    """On the engine's clock: a grant in hand lets a step begin only before this."""
+    until: float | None = None
+    """On the shell's clock (seconds): a grant in hand lets a step begin only before this."""
     asked: int = 0
     """How many the batch in hand was granted (``asked - left`` were used)."""
     next_ask: int = 1
@@ -109,7 +112,7 @@ class Batch:
     """The batch's records, to give back what is left."""
 
 
-def use(batch: Batch, now: datetime) -> Batch | None:
+def use(batch: Batch, now: float) -> Batch | None:
     """Let one step begin on a grant in hand: the batch after, or ``None`` (ask).
 
     A batch used up before its horizon doubles the next ask, within its room.
@@ -120,7 +123,7 @@ def use(batch: Batch, now: datetime) -> Batch | None:
     return after if after.left else attrs.evolve(after, next_ask=_grown(after))
 
 
-def leftover(batch: Batch, now: datetime) -> int:
+def leftover(batch: Batch, now: float) -> int:
     """How many grants in hand the horizon overtook (to give back before asking)."""
     if batch.left > 0 and batch.until is not None and now >= batch.until:
         return batch.left
@@ -140,11 +143,12 @@ def refused(batch: Batch) -> Batch:
     return attrs.evolve(batch, left=0, until=None, next_ask=1, room=1, limits=())
 
 
-def granted(batch: Batch, answer: Granted, demand: Demand, *, asked_at: datetime) -> Batch:
+def granted(batch: Batch, answer: Granted, demand: Demand, *, asked_at: float) -> Batch:
     """An ask was granted, one grant used at once: the batch in hand after it.
 
-    ``asked_at``: the engine's clock read before the ask; the grants a batch keeps may
-    let a step begin until the shortest horizon of the demand's limits has passed since.
+    ``asked_at``: the shell's clock (seconds) read before the ask; the grants a batch
+    keeps may let a step begin until the shortest horizon of the demand's limits has
+    passed since.
     """
     wanted = dict(demand)
     room = min(
@@ -159,7 +163,7 @@ def granted(batch: Batch, answer: Granted, demand: Demand, *, asked_at: datetime
     after = attrs.evolve(
         batch,
         left=answer.count - 1,  # one lets the asking step begin at once
-        until=asked_at + shortest if answer.count > 1 else None,
+        until=asked_at + shortest.total_seconds() if answer.count > 1 else None,
         asked=answer.count,
         room=max(1, room // 2),
         limits=answer.limits,

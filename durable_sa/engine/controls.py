@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
@@ -101,19 +102,28 @@ class GrantReserve:
         self._lock = threading.Lock()
         self._batches: dict[Demand, Batch] = {}
 
+    def _clock(self) -> float:
+        """Seconds on the clock grants are dated by: kept grants expire on it.
+
+        PostgreSQL dates grants by its own clock: a monotonic clock runs with it (never
+        the engine's, which an application may replace or freeze). SQLite's grants are
+        dated by the engine's clock, so kept grants expire on that one.
+        """
+        if self._shell.dialect == "postgresql":
+            return time.monotonic()
+        return self._shell.now().timestamp()
+
     def take(self, demand: Mapping[str, int]) -> Wait | None:
         """Let one step of ``demand`` begin: ``None``, or how long it must wait."""
         key = demand_key(demand)
         with self._lock:
+            now = self._clock()
+            self._sweep(now)
             batch = self._batches.get(key, Batch())
-            now = self._shell.now()
             kept = use(batch, now)
             if kept is not None:
                 self._batches[key] = kept
                 return None
-            if leftover(batch, now):
-                self._give_back(batch, key)
-                batch = emptied(batch)
             answer = self._ask(key, batch.next_ask)
             if isinstance(answer, Wait) and batch.next_ask > 1:
                 answer = self._ask(key, 1)  # the batch may be what did not fit
@@ -122,6 +132,19 @@ class GrantReserve:
                 return answer
             self._batches[key] = granted(batch, answer, key, asked_at=now)
             return None
+
+    def sweep(self) -> None:
+        """Give back the kept grants time overtook (a worker calls it a few times a second)."""
+        with self._lock:
+            self._sweep(self._clock())
+
+    def _sweep(self, now: float) -> None:
+        for key, batch in list(self._batches.items()):
+            if leftover(batch, now):
+                # emptied first: a give-back that fails is never repeated (it could delete
+                # the grants of steps that began, recorded at the same instant)
+                self._batches[key] = emptied(batch)
+                self._give_back(batch, key)
 
     def _ask(self, key: Demand, count: int) -> Granted | Wait:
         """Ask for ``count`` times the demand ``key``, all or none."""

@@ -127,7 +127,11 @@ $$;
 
 def drop_function_ddl(schema: str | None = None) -> str:
     """Drop the grant function (tolerant: ``IF EXISTS``)."""
-    return f"DROP FUNCTION IF EXISTS {_qualified(schema, FUNCTION)}(text[], integer[], boolean);\n"
+    name = _qualified(schema, FUNCTION)
+    return (  # and the two-argument version of earlier development builds
+        f"DROP FUNCTION IF EXISTS {name}(text[], integer[], boolean);\n"
+        f"DROP FUNCTION IF EXISTS {name}(text[], integer[]);\n"
+    )
 
 
 def schema_of(connection: Connection, table: Table) -> str | None:

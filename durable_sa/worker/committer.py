@@ -8,7 +8,8 @@ step back as ready work (continue in place). A plan whose run moved meanwhile is
 decided again, alone, on a fresh read; a plan that fails the group's transaction is
 retried alone, so only it fails. Transactional steps whose writes wait for their COMMIT
 are committed here too. While a slot waits, the committer also gives ready work back to
-the queue when every slot has been busy too long.
+the queue when every slot has been busy too long, and gives back the rate-limit grants
+kept past their horizon (:meth:`~durable_sa.engine.controls.GrantReserve.sweep`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Committer(Hand):
                         self._lock.release()
                         try:
                             self._release_waiting()
+                            self._grants.sweep()
                         finally:
                             self._lock.acquire()
                 if not (self._pending or self._opens):  # closing, and everything is committed

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from durable_sa.engine.applier import Applier
+    from durable_sa.engine.controls import GrantReserve
     from durable_sa.engine.shell import Shell
     from durable_sa.queue.capabilities import Capabilities
     from durable_sa.queue.protocol import BatchClaims, QueueBackend
@@ -148,6 +149,8 @@ class Hand:
     """PostgreSQL: the held connection claims run on (:mod:`~durable_sa.worker.connections`)."""
     _writes: HeldConnection | None
     """PostgreSQL: the held connection a group that is one statement runs on."""
+    _grants: GrantReserve
+    """The rate-limit grants the slots take, and the committer sweeps."""
 
     # The jobs in hand, under ``_lock``.
     _lock: threading.Lock

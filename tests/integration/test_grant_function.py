@@ -133,6 +133,13 @@ def test_racing_reserves_never_let_more_than_the_limit_begin(pg: Durable) -> Non
     # limit may begin; never more, and every grant left unused is given back on close.
     assert 0 < sum(granted) <= 25
     assert grants_of(pg, "race") == sum(granted)
+    # and nothing was lost: what they did not use, a fresh reserve can
+    fresh = GrantReserve(pg.shell)
+    try:
+        more = sum(fresh.take({"race": 1}) is None for _ in range(30))
+    finally:
+        fresh.close()
+    assert sum(granted) + more == 25
 
 
 @pytest.fixture

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
+import pytest
 import sqlalchemy as sa
 
 from durable_sa import Durable, durable
-from durable_sa.core.grant_batches import horizon
+from durable_sa.core.grant_batches import Demand, Granted, horizon
 from durable_sa.engine.controls import GrantReserve
 from durable_sa.store.models import rate_grants_table
-from durable_sa.testing import drain
+from durable_sa.testing import FakeClock, drain
+
+if TYPE_CHECKING:
+    from durable_sa.core.rates import Wait
 
 HOUR = timedelta(hours=1)
 
@@ -130,3 +135,101 @@ def test_a_worker_leaves_exactly_the_grants_of_the_steps_that_ran(sa_engine: sa.
     assert len(recorded(engine, "reserve-api")) == 40
     drain(engine)  # nothing left to run
     assert len(recorded(engine, "reserve-api")) == 40
+
+
+class _AskFailsOnce(GrantReserve):
+    """A reserve whose next ask fails after its sweep, as a dropped connection would."""
+
+    fail = False
+
+    def _ask(self, key: Demand, count: int) -> Granted | Wait:
+        if self.fail:
+            self.fail = False
+            msg = "the database went away"
+            raise OSError(msg)
+        return super()._ask(key, count)
+
+
+def test_a_failed_ask_never_gives_the_same_grants_back_twice(sa_engine: sa.Engine) -> None:
+    engine = Durable(sa_engine)
+    engine.create_tables()
+    per = timedelta(milliseconds=100)  # a horizon of 10 ms
+    engine.set_rate_limit("api", limit=100, per=per)
+    reserve = _AskFailsOnce(engine.shell)
+    begun = 0
+    try:
+        begun += reserve.take({"api": 1}) is None
+        begun += reserve.take({"api": 1}) is None  # two asked, one kept
+        time.sleep(horizon(per).total_seconds() * 3)
+        reserve.fail = True
+        with pytest.raises(OSError, match="went away"):
+            reserve.take({"api": 1})  # the kept one is given back, then the ask fails
+        assert len(recorded(engine, "api")) == begun
+        begun += reserve.take({"api": 1}) is None  # nothing is given back again
+    finally:
+        reserve.close()  # gives back what it kept
+    assert begun == 3
+    assert len(recorded(engine, "api")) == begun
+
+
+def test_on_postgresql_kept_grants_expire_whatever_the_engine_clock_says(
+    pg_engine: sa.Engine,
+) -> None:
+    clock = FakeClock()  # frozen: only the database's clock dates grants
+    engine = Durable(pg_engine, clock=clock)
+    engine.create_tables()
+    per = timedelta(milliseconds=100)
+    engine.set_rate_limit("api", limit=100, per=per)
+    reserve = GrantReserve(engine.shell)
+    try:
+        assert reserve.take({"api": 1}) is None
+        assert reserve.take({"api": 1}) is None  # two asked, one kept
+        time.sleep(horizon(per).total_seconds() * 3)
+        assert reserve.take({"api": 1}) is None  # given back and asked again
+    finally:
+        reserve.close()
+    times = [at for _, at in recorded(engine, "api")]
+    assert len(times) == 3
+    assert len(set(times)) == 3  # alone, the batch's one used, alone again
+
+
+def test_on_sqlite_kept_grants_expire_on_the_engine_clock(sqlite_engine: sa.Engine) -> None:
+    clock = FakeClock()  # SQLite's grants are dated by the engine's clock
+    engine = Durable(sqlite_engine, clock=clock)
+    engine.create_tables()
+    per = timedelta(milliseconds=100)
+    engine.set_rate_limit("api", limit=100, per=per)
+    reserve = GrantReserve(engine.shell)
+    try:
+        assert reserve.take({"api": 1}) is None
+        assert reserve.take({"api": 1}) is None  # two asked, one kept
+        time.sleep(horizon(per).total_seconds() * 3)  # the engine's clock stands still
+        assert reserve.take({"api": 1}) is None  # on the kept one
+        assert len(recorded(engine, "api")) == 3
+        assert reserve.take({"api": 1}) is None  # used up in time: asks for four
+        assert len(recorded(engine, "api")) == 7
+        clock.advance(horizon(per))
+        reserve.sweep()
+        assert len(recorded(engine, "api")) == 4  # the three kept past the horizon
+    finally:
+        reserve.close()
+
+
+def test_a_running_worker_gives_back_what_it_kept_within_moments(sa_engine: sa.Engine) -> None:
+    engine = Durable(sa_engine)
+    engine.create_tables()
+    engine.set_rate_limit("sweep-api", limit=1000, per=HOUR)
+    ran: list[int] = []
+    durable("swept").step("call", lambda ctx: ran.append(ctx.input["n"]), rate_limit="sweep-api")
+    for n in range(40):
+        engine.start("swept", {"n": n})
+    with engine.worker(concurrency=2, poll_interval=0.02):
+        deadline = time.monotonic() + 30
+        while len(ran) < 40 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(ran) == 40
+        # the worker still runs: its sweep gives back the grants it kept, past their horizon
+        deadline = time.monotonic() + 5
+        while len(recorded(engine, "sweep-api")) != 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(recorded(engine, "sweep-api")) == 40

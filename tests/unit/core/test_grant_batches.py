@@ -50,30 +50,30 @@ def test_the_horizon_is_a_tenth_of_the_window_at_most_100_ms() -> None:
 
 def test_a_batch_used_up_in_time_doubles_the_next_ask_within_its_room() -> None:
     per = timedelta(seconds=1)
-    batch = granted(Batch(), Granted(1, (room(100, 0, T0, per),)), KEY, asked_at=T0)
+    batch = granted(Batch(), Granted(1, (room(100, 0, T0, per, 1),)), KEY, asked_at=0.0)
     assert (batch.left, batch.next_ask) == (0, 2)  # the one grant was used at once
-    batch = granted(batch, Granted(2, (room(100, 1, T0, per),)), KEY, asked_at=T0)
+    batch = granted(batch, Granted(2, (room(100, 1, T0, per),)), KEY, asked_at=0.0)
     assert batch.left == 1
-    after = use(batch, T0 + timedelta(milliseconds=1))
+    after = use(batch, 0.001)
     assert after is not None
     assert (after.left, after.next_ask) == (0, 4)
     # little room left: the next ask is at most half of it
-    small = granted(Batch(next_ask=8), Granted(8, (room(20, 6, T0, per),)), KEY, asked_at=T0)
+    small = granted(Batch(next_ask=8), Granted(8, (room(20, 6, T0, per),)), KEY, asked_at=0.0)
     drained = small
     for _ in range(7):
-        drained = use(drained, T0) or drained
+        drained = use(drained, 0.0) or drained
     assert drained.left == 0
     assert drained.next_ask == (20 - 6 - 8) // 2
 
 
 def test_kept_grants_expire_at_the_horizon_and_are_given_back() -> None:
     per = timedelta(seconds=1)
-    batch = granted(Batch(next_ask=4), Granted(4, (room(100, 0, T0, per),)), KEY, asked_at=T0)
+    batch = granted(Batch(next_ask=4), Granted(4, (room(100, 0, T0, per),)), KEY, asked_at=0.0)
     assert batch.left == 3
-    late = T0 + horizon(per)
+    late = horizon(per).total_seconds()
     assert use(batch, late) is None
     assert leftover(batch, late) == 3
-    assert leftover(batch, late - timedelta(microseconds=1)) == 0
+    assert leftover(batch, late - 1e-6) == 0
     after = emptied(batch)
     assert (after.left, after.next_ask) == (0, 1)  # only one of four was used
 
@@ -85,9 +85,9 @@ def test_a_refusal_asks_for_one_next() -> None:
 def test_the_batch_never_grows_past_its_cap() -> None:
     per = timedelta(hours=1)
     batch = Batch(next_ask=MAX_BATCH)
-    batch = granted(batch, Granted(MAX_BATCH, (room(10**6, 0, T0, per),)), KEY, asked_at=T0)
+    batch = granted(batch, Granted(MAX_BATCH, (room(10**6, 0, T0, per),)), KEY, asked_at=0.0)
     while batch.left:
-        batch = use(batch, T0) or batch
+        batch = use(batch, 0.0) or batch
     assert batch.next_ask == MAX_BATCH
 
 
@@ -118,6 +118,11 @@ class Model:
     def give_back(self, batch: Batch) -> None:
         for _ in range(batch.left):
             self.records.remove(batch.limits[0].recorded_at)
+
+
+def seconds(at: datetime) -> float:
+    """The reserve's clock: seconds, running with the one grants are dated by."""
+    return (at - T0).total_seconds()
 
 
 def most_in_a_window(times: list[datetime], per: timedelta) -> int:
@@ -153,12 +158,12 @@ def test_no_window_ever_holds_more_than_the_limit_of_begins(
     for worker, gap, lag in steps:
         now += quarter * gap
         batch = batches[worker]
-        kept = use(batch, now)
+        kept = use(batch, seconds(now))
         if kept is not None:  # a step begins on a grant in hand
             batches[worker] = kept
             begins.append(now)
             continue
-        if leftover(batch, now):
+        if leftover(batch, seconds(now)):
             model.give_back(batch)
             batch = emptied(batch)
         at = now + quarter * lag
@@ -168,7 +173,7 @@ def test_no_window_ever_holds_more_than_the_limit_of_begins(
         if answer is None:
             batches[worker] = refused(batch)
             continue
-        batches[worker] = granted(batch, answer, KEY, asked_at=now)
+        batches[worker] = granted(batch, answer, KEY, asked_at=seconds(now))
         begins.append(at)  # the asking step begins once the answer is back
     assert most_in_a_window(begins, per) <= limit
     in_hand = sum(batch.left for batch in batches)
