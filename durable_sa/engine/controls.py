@@ -134,9 +134,16 @@ class GrantReserve:
             return None
 
     def sweep(self) -> None:
-        """Give back the kept grants time overtook (a worker calls it a few times a second)."""
-        with self._lock:
+        """Give back the kept grants time overtook (a worker calls it a few times a second).
+
+        Never waits: while a slot asks (and sweeps itself), the caller goes on.
+        """
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             self._sweep(self._clock())
+        finally:
+            self._lock.release()
 
     def _sweep(self, now: float) -> None:
         for key, batch in list(self._batches.items()):
