@@ -9,11 +9,14 @@ that began.
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from durable_sa import Durable, durable
 from durable_sa.core.grant_batches import Demand, Granted, horizon
@@ -233,3 +236,40 @@ def test_a_running_worker_gives_back_what_it_kept_within_moments(sa_engine: sa.E
         while len(recorded(engine, "sweep-api")) != 40 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(recorded(engine, "sweep-api")) == 40
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    limit=st.integers(1, 12),
+    per_ms=st.sampled_from([20, 100, 1000]),
+    steps=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 12)), min_size=1, max_size=120),
+)
+def test_reserves_never_let_more_than_the_limit_begin_in_a_window(
+    sqlite_engine: sa.Engine, limit: int, per_ms: int, steps: list[tuple[int, int]]
+) -> None:
+    """The real reserves on a real database, on a clock that jumps by quarters of the horizon."""
+    clock = FakeClock()
+    engine = Durable(sqlite_engine, clock=clock)
+    engine.create_tables()
+    name = f"prop-{uuid.uuid4().hex[:8]}"
+    per = timedelta(milliseconds=per_ms)
+    engine.set_rate_limit(name, limit=limit, per=per)
+    reserves = [GrantReserve(engine.shell) for _ in range(3)]
+    begins: list[datetime] = []
+    try:
+        for worker, quarters in steps:
+            clock.advance(horizon(per) / 4 * quarters)
+            if reserves[worker].take({name: 1}) is None:
+                begins.append(clock())
+    finally:
+        for reserve in reserves:
+            reserve.close()
+    ordered = sorted(begins)
+    most = max(
+        (sum(1 for t in ordered[i:] if t < s + per) for i, s in enumerate(ordered)), default=0
+    )
+    assert most <= limit
+    # no unused grant is left behind (asks delete the grants that left the window, too)
+    assert len(recorded(engine, name)) <= len(begins)
