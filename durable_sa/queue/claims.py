@@ -4,7 +4,11 @@ Rules:
 - A claim leases up to ``limit`` due jobs that nobody holds (or whose lease ran out),
   oldest due first (``fifo``: oldest enqueued first), counting an attempt on each. On
   PostgreSQL the jobs are picked with ``FOR UPDATE SKIP LOCKED``, so concurrent workers
-  never wait on or take the same row.
+  never wait on or take the same row. The pick runs once per claim (``id =
+  ANY(ARRAY(pick))``, an init plan): as ``id IN (pick)`` the planner may run it again for
+  each row it joins, and each run skips the rows the claim itself just leased and takes
+  the next due ones, so a claim of one leased every due job and returned one (the
+  others stayed leased, run by nobody, until their lease ran out).
 - The runs of the claimed jobs come back with them, so a worker decides on them without
   another read. On PostgreSQL this is one statement (the UPDATE as a CTE joined to the
   runs); SQLite, which has no data-modifying CTE, reads the runs right after, in the
@@ -32,7 +36,19 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Integer, bindparam, case, false, or_, select, true, tuple_, update
+from sqlalchemy import (
+    Integer,
+    any_,
+    bindparam,
+    case,
+    false,
+    func,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 
 from durable_sa.queue.defects import job_defect, taken_by_any_worker
 from durable_sa.queue.due import not_paused
@@ -163,9 +179,14 @@ def _statement(
     else:  # a lost claim in company is given back; one made alone is counted
         charged = or_(unheld, jobs.c.claimed_alone)
         attempts = jobs.c.attempts + case((charged, 1), else_=0)
+    picked = (
+        jobs.c.id == any_(func.array(pick.scalar_subquery()))
+        if dialect == "postgresql"
+        else jobs.c.id.in_(pick.scalar_subquery())  # SQLite reads an IN list once
+    )
     leased = (
         update(jobs)
-        .where(jobs.c.id.in_(pick.scalar_subquery()))
+        .where(picked)
         .values(
             claimed_by=bindparam("worker", type_=jobs.c.claimed_by.type),
             claimed_until=bindparam("until", type_=jobs.c.claimed_until.type),

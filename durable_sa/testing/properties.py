@@ -188,12 +188,42 @@ def _structural_problem(engine: Durable, tree: Mapping[int, Any]) -> str | None:
         order = _compensation_order_problem(session, tree)
         if order:
             return order
-        jobs = session.scalar(
-            select(func.count()).select_from(jobs_table).where(jobs_table.c.run_id.in_(ids))
+        left = session.execute(
+            select(jobs_table, runs_table.c.workflow_name.label("run_workflow"))
+            .join(runs_table, runs_table.c.id == jobs_table.c.run_id)
+            .where(jobs_table.c.run_id.in_(ids))
+            .order_by(jobs_table.c.id)
+        ).all()
+    if left:
+        return f"{len(left)} job(s) were left behind after the run ended: " + "; ".join(
+            map(_describe_job, left)
         )
-    if jobs:
-        return f"{jobs} job(s) were left behind after the run ended"
     return None
+
+
+def _describe_job(row: Any) -> str:  # noqa: ANN401 - a row of the jobs table
+    """One job left behind, as a person looking for the engine's mistake needs it.
+
+    What it was for (kind, step, run), whether someone still holds it, when it was due,
+    how often it was claimed and, if it was given back, why.
+    """
+    payload = row.payload if isinstance(row.payload, Mapping) else {}
+    index = payload.get("step_index", payload.get("index"))
+    step = ""
+    if isinstance(index, int) and registry.has(row.run_workflow):
+        steps = registry.get(row.run_workflow).steps
+        name = steps[index].name if 0 <= index < len(steps) else "(end)"
+        step = f" step {name!r} of"
+    held = (
+        f"claimed by {row.claimed_by!r} until {row.claimed_until}"
+        if row.claimed_by
+        else "not claimed"
+    )
+    error = f", last error: {row.last_error}" if row.last_error else ""
+    return (
+        f"job {row.id} ({row.kind}{step} run {row.run_id}, {held}, "
+        f"due at {row.available_at}, {row.attempts} attempt(s){error})"
+    )
 
 
 def _compensation_order_problem(session: Any, tree: Mapping[int, Any]) -> str | None:  # noqa: ANN401

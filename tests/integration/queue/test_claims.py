@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
+
 from durable_sa import Durable, durable
 from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.queue.protocol import ClaimKind
+from durable_sa.store.models import jobs_table
 
 LEASE = timedelta(seconds=30)
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -72,3 +75,41 @@ def test_a_recovered_claim_takes_one_job_and_any_takes_lapsed_ones(engine: Durab
     # claim() (one job, alone) takes a lapsed lease too, given back as it was in company
     assert _claim(engine, ClaimKind.ANY, now=LATER) == [(ids[1], 1)]
     assert engine.admin.claim(now=LATER, lease=LEASE).id == ids[2]  # type: ignore[union-attr]
+
+
+RESCANNING_PLANNER = (
+    "-c enable_hashagg=off -c enable_hashjoin=off -c enable_mergejoin=off "
+    "-c enable_material=off -c enable_sort=off"
+)
+"""Planner settings under which PostgreSQL joins the jobs to the pick of due jobs with a
+nested loop that runs the pick again for every job row; with some table statistics it
+chooses that plan by itself (it did in the exhaustive checker's runs, now and then)."""
+
+
+def test_a_claim_leases_no_more_jobs_than_it_asked_for_whatever_the_plan(
+    durable_postgres_url: str,
+) -> None:
+    """A pick run again skips the rows its own statement just leased and takes the next
+    due ones: ``claim()`` then leased every due job, returned one, and the others sat
+    leased by nobody running them until the lease ran out (a job left behind)."""
+    sa_engine = sa.create_engine(durable_postgres_url, connect_args={"options": RESCANNING_PLANNER})
+    try:
+        engine = Durable(sa_engine)
+        engine.create_tables()
+        _start(engine, 4)
+        one = engine.admin.claim(now=T0, lease=LEASE, fifo=True)
+        two = _claim(engine, ClaimKind.BATCH, now=T0, limit=2)
+        with sa_engine.connect() as conn:
+            leased = (
+                conn.execute(
+                    sa.select(jobs_table.c.id)
+                    .where(jobs_table.c.claimed_by.isnot(None))
+                    .order_by(jobs_table.c.id)
+                )
+                .scalars()
+                .all()
+            )
+        assert one is not None
+        assert leased == [one.id, *(job_id for job_id, _ in two)]
+    finally:
+        sa_engine.dispose()

@@ -11,12 +11,16 @@ lock until it gives up.
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
 
 from durable_sa import Durable, DurableContext, durable
+from durable_sa.core.jobs import AdvanceJob, encode_payload
+from durable_sa.store.models import jobs_table
 from durable_sa.testing import check_every_fault
 
 if TYPE_CHECKING:
@@ -113,3 +117,31 @@ def test_a_write_outside_the_engine_transaction_is_caught(pg, buggy):
         check_every_fault(
             app, "endings-bug", invariants=[once("release"), once("end")], concurrent=False
         )
+
+
+def test_a_job_left_behind_is_named_in_the_report(app):
+    """The report says which job outlived its run: kind, step, holder, due time, attempts,
+    which is where a search for the engine's mistake starts."""
+    later = datetime(2031, 1, 1, tzinfo=UTC)
+
+    def leave_a_job(ctx: DurableContext) -> None:
+        with app.sa_engine.begin() as conn:
+            conn.execute(
+                sa.insert(jobs_table).values(
+                    kind="advance",
+                    run_id=ctx.run_id,
+                    workflow_name="endings-stray",
+                    payload=encode_payload(AdvanceJob(run_id=ctx.run_id, step_index=0)),
+                    available_at=later,
+                )
+            )
+
+    durable("endings-stray").step("reserve", leave_a_job)
+    with pytest.raises(AssertionError) as caught:
+        check_every_fault(app, "endings-stray")
+    assert re.search(
+        r"broke a property: 1 job\(s\) were left behind after the run ended: job \d+ "
+        r"\(advance step 'reserve' of run \d+, not claimed, due at 2031-01-01 00:00:00"
+        r"(\+00:00)?, 0 attempt\(s\)\)\n",
+        str(caught.value),
+    )
