@@ -42,6 +42,7 @@ from durable_sa.runtime.listen import Listener
 from durable_sa.runtime.service import ErrorPause, Service
 from durable_sa.store.models import outbox_table
 from durable_sa.store.notify import OUTBOX_CHANNEL
+from durable_sa.store.picks import picked_once
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -197,7 +198,8 @@ class Relay(Service):
     ) -> Sequence[RowMapping]:
         """Mark up to ``limit`` rows matching ``where`` published by this relay; their columns.
 
-        Rows are taken in ``order``, skipping those another relay holds.
+        Rows are taken in ``order``, skipping those another relay holds, picked once
+        (:func:`~durable_sa.store.picks.picked_once`: never more than ``limit``).
 
         ``again``: a publication after an earlier one was lost (counted as a redelivery,
         and a worker's hold on the row ends).
@@ -214,7 +216,7 @@ class Relay(Service):
             values |= {"claimed_until": None, "redeliveries": outbox.c.redeliveries + 1}
         stamp = (
             update(outbox)
-            .where(outbox.c.id.in_(pick.scalar_subquery()))
+            .where(picked_once(outbox.c.id, pick, session.get_bind().dialect.name))
             .values(values)
             .returning(*(outbox.c[name] for name in _MESSAGE_COLUMNS))
         )

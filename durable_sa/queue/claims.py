@@ -4,11 +4,8 @@ Rules:
 - A claim leases up to ``limit`` due jobs that nobody holds (or whose lease ran out),
   oldest due first (``fifo``: oldest enqueued first), counting an attempt on each. On
   PostgreSQL the jobs are picked with ``FOR UPDATE SKIP LOCKED``, so concurrent workers
-  never wait on or take the same row. The pick runs once per claim (``id =
-  ANY(ARRAY(pick))``, an init plan): as ``id IN (pick)`` the planner may run it again for
-  each row it joins, and each run skips the rows the claim itself just leased and takes
-  the next due ones, so a claim of one leased every due job and returned one (the
-  others stayed leased, run by nobody, until their lease ran out).
+  never wait on or take the same row. The pick runs once per claim
+  (:func:`~durable_sa.store.picks.picked_once` says why that must be said).
 - The runs of the claimed jobs come back with them, so a worker decides on them without
   another read. On PostgreSQL this is one statement (the UPDATE as a CTE joined to the
   runs); SQLite, which has no data-modifying CTE, reads the runs right after, in the
@@ -38,11 +35,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
     Integer,
-    any_,
     bindparam,
     case,
     false,
-    func,
     or_,
     select,
     true,
@@ -54,6 +49,7 @@ from durable_sa.queue.defects import job_defect, taken_by_any_worker
 from durable_sa.queue.due import not_paused
 from durable_sa.queue.protocol import Claim, ClaimedJob, ClaimKind
 from durable_sa.store.models import jobs_table, runs_table
+from durable_sa.store.picks import picked_once
 from durable_sa.store.queries import RUN_COLUMNS, snapshot_from_row
 
 if TYPE_CHECKING:
@@ -179,11 +175,7 @@ def _statement(
     else:  # a lost claim in company is given back; one made alone is counted
         charged = or_(unheld, jobs.c.claimed_alone)
         attempts = jobs.c.attempts + case((charged, 1), else_=0)
-    picked = (
-        jobs.c.id == any_(func.array(pick.scalar_subquery()))
-        if dialect == "postgresql"
-        else jobs.c.id.in_(pick.scalar_subquery())  # SQLite reads an IN list once
-    )
+    picked = picked_once(jobs.c.id, pick, dialect)
     leased = (
         update(jobs)
         .where(picked)

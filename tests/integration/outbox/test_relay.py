@@ -24,6 +24,7 @@ from durable_sa.queue.jobs_table import JobsTableBackend
 from durable_sa.store.models import OutboxEntry
 from durable_sa.testing import FakeClock
 from durable_sa.testing.conformance import eventually
+from tests.integration.queue.test_claims import RESCANNING_PLANNER
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -287,3 +288,24 @@ def test_a_relay_needs_an_outbox_and_a_positive_batch_size(sa_engine: sa.Engine)
         Relay(JobsTableBackend(sa_engine))  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="batch_size must be at least 1"):
         Relay(ListBroker(sa_engine), batch_size=0)
+
+
+def test_a_batch_takes_at_most_batch_size_rows_whatever_the_plan(
+    durable_postgres_url: str, clock: FakeClock
+) -> None:
+    """With a plan that runs the pick again per joined row, ``id IN (pick)`` stamped every
+    due row, more than the batch; the pick now runs once (:mod:`durable_sa.store.picks`)."""
+    sa_engine = sa.create_engine(durable_postgres_url, connect_args={"options": RESCANNING_PLANNER})
+    try:
+        broker = ListBroker(sa_engine)
+        durable(FLOW).step("one", lambda ctx: 1).step("two", lambda ctx: 2)
+        engine = Durable(sa_engine, backend=broker, clock=clock)
+        engine.create_tables()
+        for i in range(5):
+            engine.start(FLOW, {"i": i})
+        relay = Relay(broker, clock=clock, batch_size=2)
+        assert relay.publish_due() == 2
+        assert len(broker.published) == 2
+        assert sum(row.published_at is not None for row in _rows(engine).values()) == 2
+    finally:
+        sa_engine.dispose()
