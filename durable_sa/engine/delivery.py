@@ -53,10 +53,9 @@ def _known_run(shell: Shell, claimed: ClaimedJob, run: RunSnapshot | None) -> Ru
 
 def _fields(claimed: ClaimedJob, run: RunSnapshot | None, action: str) -> dict[str, object]:
     """A record's extras: what it did and the job's run fields."""
-    fields = job_fields(claimed.run_id, claimed.kind, claimed.payload, run)
-    fields["action"] = action
-    fields["job_id"] = claimed.id
-    return fields
+    return job_fields(
+        claimed.run_id, claimed.kind, claimed.payload, run, job_id=claimed.id, action=action
+    )
 
 
 def job_failed(

@@ -403,10 +403,13 @@ def _signal_timeout(
                 transition.after.error
                 if default is NO_DEFAULT
                 else f"signal {job.signal!r} timed out; the step completes with its default",
-                extra={
-                    **job_fields(job.run_id, job.kind, {"step_index": job.step_index}, current),
-                    "action": "signal_timeout",
-                },
+                extra=job_fields(
+                    job.run_id,
+                    job.kind,
+                    {"step_index": job.step_index},
+                    current,
+                    action="signal_timeout",
+                ),
             )
         return transition
 
@@ -430,11 +433,14 @@ def _stale(job: JobPayload, claimed: ClaimedJob | None, run: RunSnapshot | None)
         "stale %s job for run %s ignored",
         job.kind,
         job.run_id,
-        extra={
-            **job_fields(job.run_id, job.kind, None, run),
-            **({} if claimed is None else {"job_id": claimed.id}),
-            "action": "stale",
-        },
+        extra=job_fields(
+            job.run_id,
+            job.kind,
+            None,
+            run,
+            job_id=None if claimed is None else claimed.id,
+            action="stale",
+        ),
     )
     if claimed is None:
         return Done(JobOutcome.STALE)

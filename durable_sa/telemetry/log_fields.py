@@ -32,15 +32,26 @@ def run_fields(
     return fields
 
 
-def job_fields(
-    run_id: int | None, kind: str, payload: object, run: RunSnapshot | None = None
+def job_fields(  # noqa: PLR0913 - what is known of the job, keyword-only past the payload
+    run_id: int | None,
+    kind: str,
+    payload: object,
+    run: RunSnapshot | None = None,
+    *,
+    job_id: int | None = None,
+    action: str | None = None,
 ) -> dict[str, object]:
     """The fields of a record about a job of run ``run_id``: what is known of them.
 
     ``run`` is the job's run, if known; ``payload`` the job's raw payload (its
-    ``attempt``, its step's index).
+    ``attempt``, its step's index); ``job_id`` the job row's id, when it has one;
+    ``action`` what the record says was done.
     """
     fields: dict[str, object] = {"run_id": run_id, "job_kind": kind}
+    if job_id is not None:
+        fields["job_id"] = job_id
+    if action is not None:
+        fields["action"] = action
     if run is not None:
         fields["workflow"] = run.workflow_name
     if not isinstance(payload, dict):

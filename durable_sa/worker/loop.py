@@ -309,11 +309,13 @@ class Worker(Service):
                         flight.job.kind,
                         flight.job.run_id,
                         self.job_timeout,
-                        extra={
-                            **job_fields(flight.job.run_id, flight.job.kind, flight.job.payload),
-                            "action": "job_timeout",
-                            "job_id": job_id,
-                        },
+                        extra=job_fields(
+                            flight.job.run_id,
+                            flight.job.kind,
+                            flight.job.payload,
+                            job_id=job_id,
+                            action="job_timeout",
+                        ),
                     )
             in_flight = len(self._in_flight)
         try:
