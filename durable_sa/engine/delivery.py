@@ -15,6 +15,8 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
+from sqlalchemy.exc import DBAPIError
+
 from durable_sa.execute.failures import describe
 from durable_sa.results import JobOutcome
 from durable_sa.store.queries import load_run
@@ -67,7 +69,8 @@ def job_failed(
     up. If even that fails (the database is gone), its lease runs out instead.
     """
     error = describe(exc)
-    run = _known_run(shell, claimed, run)
+    if not isinstance(exc, DBAPIError):  # a failing database would only make it wait
+        run = _known_run(shell, claimed, run)
     logger.error(
         "job %s (%s, run %s) failed: %s",
         claimed.id,
@@ -78,7 +81,7 @@ def job_failed(
         extra=_fields(claimed, run, "job_error"),
     )
     if claimed.attempts >= claimed.max_attempts:
-        return dead_letter(shell, claimed, error, run=run)
+        return _dead_letter(shell, claimed, error, run)  # the run looked up once
     retry_at = shell.now() + _RELEASE_BACKOFF * 2 ** (claimed.attempts - 1)
     try:
         shell.backend.release(claimed, error=error, retry_at=retry_at)
@@ -132,7 +135,12 @@ def dead_letter(
     shell: Shell, claimed: ClaimedJob, error: str, *, run: RunSnapshot | None = None
 ) -> JobOutcome:
     """Move ``claimed`` to the dead letters with ``error`` (its run stays as it is)."""
-    run = _known_run(shell, claimed, run)
+    return _dead_letter(shell, claimed, error, _known_run(shell, claimed, run))
+
+
+def _dead_letter(
+    shell: Shell, claimed: ClaimedJob, error: str, run: RunSnapshot | None
+) -> JobOutcome:
     logger.error(
         "job %s (%s, run %s) dead-lettered: %s",
         claimed.id,
