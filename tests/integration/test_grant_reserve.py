@@ -175,43 +175,46 @@ def test_a_failed_ask_never_gives_the_same_grants_back_twice(sa_engine: sa.Engin
     assert len(recorded(engine, "api")) == begun
 
 
+PER = timedelta(milliseconds=100)
+"""A window whose horizon, 10 ms, a test can wait out."""
+
+
+def _one_kept_past_its_horizon(sa_engine: sa.Engine, clock: FakeClock) -> GrantReserve:
+    """A reserve holding one grant of ``api`` kept three horizons ago (real time)."""
+    engine = Durable(sa_engine, clock=clock)
+    engine.create_tables()
+    engine.set_rate_limit("api", limit=100, per=PER)
+    reserve = GrantReserve(engine.shell)
+    assert reserve.take({"api": 1}) is None
+    assert reserve.take({"api": 1}) is None  # two asked, one kept
+    time.sleep(horizon(PER).total_seconds() * 3)
+    return reserve
+
+
 def test_on_postgresql_kept_grants_expire_whatever_the_engine_clock_says(
     pg_engine: sa.Engine,
 ) -> None:
     clock = FakeClock()  # frozen: only the database's clock dates grants
-    engine = Durable(pg_engine, clock=clock)
-    engine.create_tables()
-    per = timedelta(milliseconds=100)
-    engine.set_rate_limit("api", limit=100, per=per)
-    reserve = GrantReserve(engine.shell)
+    reserve = _one_kept_past_its_horizon(pg_engine, clock)
     try:
-        assert reserve.take({"api": 1}) is None
-        assert reserve.take({"api": 1}) is None  # two asked, one kept
-        time.sleep(horizon(per).total_seconds() * 3)
         assert reserve.take({"api": 1}) is None  # given back and asked again
     finally:
         reserve.close()
-    times = [at for _, at in recorded(engine, "api")]
+    times = [at for _, at in recorded(Durable(pg_engine), "api")]
     assert len(times) == 3
     assert len(set(times)) == 3  # alone, the batch's one used, alone again
 
 
 def test_on_sqlite_kept_grants_expire_on_the_engine_clock(sqlite_engine: sa.Engine) -> None:
-    clock = FakeClock()  # SQLite's grants are dated by the engine's clock
-    engine = Durable(sqlite_engine, clock=clock)
-    engine.create_tables()
-    per = timedelta(milliseconds=100)
-    engine.set_rate_limit("api", limit=100, per=per)
-    reserve = GrantReserve(engine.shell)
+    clock = FakeClock()  # SQLite's grants are dated by the engine's clock, which stood still
+    reserve = _one_kept_past_its_horizon(sqlite_engine, clock)
+    engine = Durable(sqlite_engine)
     try:
-        assert reserve.take({"api": 1}) is None
-        assert reserve.take({"api": 1}) is None  # two asked, one kept
-        time.sleep(horizon(per).total_seconds() * 3)  # the engine's clock stands still
         assert reserve.take({"api": 1}) is None  # on the kept one
         assert len(recorded(engine, "api")) == 3
         assert reserve.take({"api": 1}) is None  # used up in time: asks for four
         assert len(recorded(engine, "api")) == 7
-        clock.advance(horizon(per))
+        clock.advance(horizon(PER))
         reserve.sweep()
         assert len(recorded(engine, "api")) == 4  # the three kept past the horizon
     finally:
