@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.core.stored import StoredForm, exact_form, text_form
 from durable_sa.engine.applier import Applier
+from durable_sa.engine.delivery import DEFER_DELAY
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.store.controls import PausedCache
 
@@ -150,6 +151,7 @@ class Shell:
         jitter: Callable[[], float] | None = None,
         lease: timedelta = timedelta(minutes=5),
         max_payload_bytes: int | None = None,
+        defer_delay: timedelta = DEFER_DELAY,
     ) -> None:
         """Wire the engine to ``sa_engine`` and ``backend``."""
         self.sa_engine = sa_engine
@@ -157,6 +159,8 @@ class Shell:
         self.clock: Clock = clock or system_clock
         self.jitter: Callable[[], float] = jitter or random.random
         self.lease = lease
+        self.defer_delay = defer_delay
+        """How long a job whose workflow or version this process lacks waits to be offered again."""
         self.sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
         self.stored_form = stored_form_for(sa_engine)
         self.max_payload_bytes = max_payload_bytes

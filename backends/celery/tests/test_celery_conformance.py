@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final
 
 import pytest
 import sqlalchemy as sa
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from durable_sa.testing.servers import PostgresServer, RedisServer
 
 _SQLITE_LOCK_TIMEOUT_S = 30
+DEFER: Final = timedelta(seconds=1)
+"""The worker's ``defer_delay``: a deploy-in-progress test waits 1 s per offer, not 5."""
 
 
 def send_malformed_task(engine: Durable) -> None:
@@ -73,7 +76,12 @@ def class_workers(
     engine = Durable(sa.create_engine(class_database_url))
     engine.create_tables()  # the tables exist before the worker starts
     engine.sa_engine.dispose()
-    worker = CeleryWorker(class_database_url, durable_redis_server.url, name="w0")
+    worker = CeleryWorker(
+        class_database_url,
+        durable_redis_server.url,
+        name="w0",
+        env={"DURABLE_SA_DEFER_DELAY": str(DEFER.total_seconds())},
+    )
     try:
         worker.start()
         yield durable_redis_server.url, worker
@@ -100,6 +108,10 @@ class TestCeleryDelivery(DeliveryConformance):
     @pytest.fixture
     def conformance_malformed(self):
         return send_malformed_task
+
+    @pytest.fixture
+    def conformance_defer_delay(self) -> timedelta:
+        return DEFER
 
     @pytest.fixture
     def conformance_consumers(self, class_workers: tuple[str, CeleryWorker]):
