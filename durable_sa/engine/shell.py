@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from durable_sa.core.stored import StoredForm, exact_form, text_form
 from durable_sa.engine.applier import Applier
-from durable_sa.engine.delivery import DEFER_DELAY
 from durable_sa.errors import InvalidArgumentError
 from durable_sa.store.controls import PausedCache
 
@@ -147,11 +146,11 @@ class Shell:
         sa_engine: Engine,
         *,
         backend: QueueBackend,
+        defer_delay: timedelta,
         clock: Clock | None = None,
         jitter: Callable[[], float] | None = None,
         lease: timedelta = timedelta(minutes=5),
         max_payload_bytes: int | None = None,
-        defer_delay: timedelta = DEFER_DELAY,
     ) -> None:
         """Wire the engine to ``sa_engine`` and ``backend``."""
         self.sa_engine = sa_engine
