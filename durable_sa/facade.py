@@ -53,6 +53,7 @@ from durable_sa.engine.async_bridge import (
     refuse_async_session,
     sync_engine_for,
 )
+from durable_sa.engine.delivery import DEFER_DELAY
 from durable_sa.engine.recovery import recover_runs
 from durable_sa.engine.shell import Clock, Shell, configure_sqlite
 from durable_sa.errors import (
@@ -138,6 +139,7 @@ class Durable:
         max_job_attempts: int = 5,
         job_lease: timedelta = timedelta(minutes=5),
         max_payload_bytes: int | None = None,
+        defer_delay: timedelta = DEFER_DELAY,
     ) -> None:
         """Bind the engine to ``sa_engine`` (PostgreSQL or SQLite).
 
@@ -148,6 +150,9 @@ class Durable:
         ``max_payload_bytes`` bounds the JSON of a run's input, a step's result and a
         signal's data (compact UTF-8 bytes); larger ones are refused with
         :class:`~durable_sa.errors.PayloadTooLargeError`, a result by failing its step.
+        ``defer_delay`` is how long a job whose workflow or pinned version this process
+        does not define waits before it is offered again (:data:`DEFER_DELAY`, 5 s; a
+        deploy takes longer than that): tests of a deploy in progress shorten it.
 
         ``sa_engine`` may be an ``AsyncEngine`` (asyncpg, psycopg async, aiosqlite; needs
         the ``asyncio`` extra): the ``_async`` calls then run on it. Workers, ``wait``,
@@ -159,11 +164,15 @@ class Durable:
         Raises:
             BackendNotFound: no installed backend has that name or URL scheme.
             InvalidArgumentError: the backend refused ``backend_options``;
-                ``max_payload_bytes`` is not a positive integer; ``sync_engine``
+                ``max_payload_bytes`` is not a positive integer; ``defer_delay``
+                is not a positive ``timedelta``; ``sync_engine``
                 was given without an ``AsyncEngine``; the ``AsyncEngine`` is on neither
                 PostgreSQL nor a SQLite file.
 
         """
+        if not isinstance(defer_delay, timedelta) or defer_delay <= timedelta(0):
+            msg = f"defer_delay must be a positive timedelta, not {defer_delay!r}"
+            raise InvalidArgumentError(msg)
         if max_payload_bytes is not None and (
             isinstance(max_payload_bytes, bool)
             or not isinstance(max_payload_bytes, int)
@@ -203,6 +212,7 @@ class Durable:
             clock=clock,
             lease=job_lease,
             max_payload_bytes=max_payload_bytes,
+            defer_delay=defer_delay,
         )
         self.admin = Admin(self.shell)
         """Operator and driver verbs: dead letters, requeue, prune, workers, single jobs."""

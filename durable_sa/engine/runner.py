@@ -153,7 +153,7 @@ def prepare(  # noqa: PLR0913 - the job, its run and how it was handed over
             grants=grants,
         )
     except (WorkflowNotRegisteredError, DefinitionChanged) as exc:
-        return Done(defer(shell, claimed, str(exc), run=run))
+        return Done(defer(shell, claimed, str(exc), delay=shell.defer_delay, run=run))
     except Exception as exc:  # noqa: BLE001 - every unexpected error gives the job back
         return Done(job_failed(shell, claimed, exc, run=run))
 

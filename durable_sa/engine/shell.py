@@ -146,6 +146,7 @@ class Shell:
         sa_engine: Engine,
         *,
         backend: QueueBackend,
+        defer_delay: timedelta,
         clock: Clock | None = None,
         jitter: Callable[[], float] | None = None,
         lease: timedelta = timedelta(minutes=5),
@@ -157,6 +158,8 @@ class Shell:
         self.clock: Clock = clock or system_clock
         self.jitter: Callable[[], float] = jitter or random.random
         self.lease = lease
+        self.defer_delay = defer_delay
+        """How long a job whose workflow or version this process lacks waits to be offered again."""
         self.sessions = sessionmaker(bind=sa_engine, expire_on_commit=False)
         self.stored_form = stored_form_for(sa_engine)
         self.max_payload_bytes = max_payload_bytes

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
+WINDOW: Final = (1280, 900)
+"""The window's width and height, in pixels, as chromium starts."""
 CHROMEDRIVER: Final = Path("/usr/bin/chromedriver")
 FLAGS: Final = (
     "--headless",
@@ -34,7 +36,7 @@ FLAGS: Final = (
     "--disable-sync",
     "--no-first-run",
     "--disable-dev-shm-usage",
-    "--window-size=1280,900",
+    "--window-size={},{}".format(*WINDOW),
 )
 
 

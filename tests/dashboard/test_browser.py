@@ -1,8 +1,10 @@
 """The dashboard in headless chromium: the right runs, live updates, actions, refusals.
 
 Each test serves the app with uvicorn on a free loopback port (tests/dashboard/browser.py)
-and checks the console has no error. With ``DURABLE_SA_SCREENSHOTS=DIR`` the screenshots
-the first test takes are also written to DIR (``docs/`` for docs/dashboard.md).
+and checks the console has no error. The module shares one chromium (a second per test
+saved), which each test gets blank: no page, no cookie, no console log, the first size.
+With ``DURABLE_SA_SCREENSHOTS=DIR`` the screenshots the first test takes are also
+written to DIR (``docs/`` for docs/dashboard.md).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from selenium.webdriver.common.by import By
 
 from durable_sa.dashboard import create_app
 from durable_sa.testing import drain
-from tests.dashboard.browser import chromium, serving, severe, wait_for
+from tests.dashboard.browser import WINDOW, chromium, serving, severe, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,10 +30,22 @@ if TYPE_CHECKING:
     from durable_sa import Durable
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    with chromium(tmp_path / "profile") as driver:
+@pytest.fixture(scope="module")
+def _chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    """One chromium for the module: starting it costs about a second per test."""
+    with chromium(tmp_path_factory.mktemp("chromium") / "profile") as driver:
         yield driver
+
+
+@pytest.fixture
+def browser(_chromium: webdriver.Chrome) -> webdriver.Chrome:
+    """The module's chromium as a new one would be: blank page, no cookies, no log."""
+    _chromium.get("about:blank")
+    # Cookies go by host, not port: the last test's server (also 127.0.0.1) set them.
+    _chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    _chromium.set_window_size(*WINDOW)
+    _chromium.get_log("browser")  # what the last test left is not this test's
+    return _chromium
 
 
 def _row_ids(driver: webdriver.Chrome) -> list[int]:

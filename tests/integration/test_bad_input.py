@@ -15,6 +15,7 @@ from durable_sa import (
     Durable,
     DurableContext,
     DurableError,
+    InvalidArgumentError,
     Job,
     PayloadError,
     WorkflowNotRegisteredError,
@@ -184,6 +185,27 @@ def test_workflow_missing_from_the_worker_waits_and_runs_once_it_is_there(
     registry.register(wf)
     drain(engine, now=later(engine))
     assert get_run(engine, run_id).status == "completed"
+
+
+def test_the_engines_defer_delay_is_how_long_such_a_job_waits(engine: Durable) -> None:
+    slow = Durable(engine.sa_engine, defer_delay=timedelta(minutes=1))
+    wf = durable("deployed-much-later").step("a", lambda ctx: 1)
+    run_id = slow.start("deployed-much-later").run_id
+    registry.unregister("deployed-much-later")
+    assert drain(slow) == 1  # given back for a minute
+    registry.register(wf)
+    assert drain(slow, now=later(slow)) == 0  # the default delay is not this engine's
+    assert get_run(slow, run_id).status == "running"
+    drain(slow, now=slow.now + timedelta(minutes=1, seconds=1))
+    assert get_run(slow, run_id).status == "completed"
+
+
+@pytest.mark.parametrize("delay", [timedelta(0), timedelta(seconds=-1), 5])
+def test_a_defer_delay_that_is_not_a_positive_timedelta_is_refused(
+    engine: Durable, delay: object
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="defer_delay must be a positive timedelta"):
+        Durable(engine.sa_engine, defer_delay=delay)  # type: ignore[arg-type]
 
 
 def test_changed_definition_is_not_run_by_new_code(engine: Durable) -> None:

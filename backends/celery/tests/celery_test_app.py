@@ -2,7 +2,7 @@
 
 Everything comes from the environment, so worker processes and the test agree:
 ``CELERY_BROKER_URL`` (the test Redis server), ``DURABLE_SA_DATABASE_URL`` and
-``DURABLE_SA_REDELIVER_AFTER`` (seconds). Only
+``DURABLE_SA_REDELIVER_AFTER`` and ``DURABLE_SA_DEFER_DELAY`` (seconds). Only
 worker processes import this module: it registers workflows for good.
 """
 
@@ -29,6 +29,7 @@ engine = Durable(
             seconds=float(os.environ.get("DURABLE_SA_REDELIVER_AFTER", "900"))
         ),
     },
+    defer_delay=timedelta(seconds=float(os.environ.get("DURABLE_SA_DEFER_DELAY", "5"))),
 )
 define_scenarios()
 define_workload(engine.sa_engine)  # the crash tests' workflows

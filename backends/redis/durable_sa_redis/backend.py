@@ -31,6 +31,7 @@ import logging
 import re
 import threading
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import redis
@@ -48,7 +49,7 @@ from durable_sa.outbox.message import OutboxMessage, decode_message, encode_mess
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
     from sqlalchemy import Engine
 
@@ -103,11 +104,14 @@ class RedisStreamsBackend(OutboxBackend):
         block: float = 1.0,
         reclaim_every: float = 1.0,
         keep_published: timedelta = DEFAULT_KEEP_PUBLISHED,
+        defer_delay: timedelta = DEFER_DELAY,
     ) -> None:
         """Relay ``sa_engine``'s jobs to the Redis server at ``url`` (or ``client``).
 
         ``prefix`` names the streams (``{prefix}:{queue}``) and ``group`` the consumer
         group; ``block`` is how long an idle worker's read waits for an entry (seconds).
+        ``defer_delay``: how long an entry for a workflow version the worker that read
+        it does not define waits to be offered again (as the engine's ``defer_delay``).
 
         Raises:
             InvalidArgumentError: a bad option.
@@ -126,6 +130,10 @@ class RedisStreamsBackend(OutboxBackend):
                 f"{reclaim_every} (an idle worker waits up to block seconds per read)"
             )
             raise InvalidArgumentError(msg)
+        if not isinstance(defer_delay, timedelta) or defer_delay <= timedelta(0):
+            msg = f"defer_delay must be a positive timedelta, not {defer_delay!r}"
+            raise InvalidArgumentError(msg)
+        self.defer_delay = defer_delay
         self.prefix = prefix
         self.group = group
         self.block = block
@@ -321,7 +329,7 @@ class RedisStreamsBackend(OutboxBackend):
         if workflows is not None and (message.workflow, message.version) not in workflows.items():
             self.defer_message(
                 message,
-                until=now + DEFER_DELAY,
+                until=now + self.defer_delay,
                 reason=(
                     f"no workflow {message.workflow!r} version {message.version!r} on the worker "
                     "that read it; offered again"

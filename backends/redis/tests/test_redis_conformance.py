@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final
 
 import pytest
 
+from durable_sa import Durable
 from durable_sa.testing.conformance import ClaimConformance, DeliveryConformance
 
 if TYPE_CHECKING:
-    from durable_sa import Durable
+    from collections.abc import Iterator
+
+    import sqlalchemy as sa
+
+DEFER: Final = timedelta(seconds=1)
+"""How long the delivery suite's engines defer a job they cannot run (5 s by default)."""
 
 
 def put_malformed_entry(engine: Durable) -> None:
@@ -20,15 +27,41 @@ def put_malformed_entry(engine: Durable) -> None:
 
 class TestRedisDelivery(DeliveryConformance):
     @pytest.fixture
-    def conformance_engine(self, redis_engine: Durable) -> Durable:
-        return redis_engine
+    def conformance_engine(
+        self, durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str
+    ) -> Iterator[Durable]:
+        """The conftest's engine, deferring by 1 s: a deploy-in-progress test waits less."""
+        engine = Durable(
+            durable_sqlalchemy_engine,
+            backend=durable_redis_url,
+            backend_options={"block": 0.2, "reclaim_every": 0.0, "defer_delay": DEFER},
+            defer_delay=DEFER,
+        )
+        engine.create_tables()
+        yield engine
+        engine.backend.close()  # type: ignore[attr-defined]
 
     @pytest.fixture
     def conformance_malformed(self):
         return put_malformed_entry
 
+    @pytest.fixture
+    def conformance_defer_delay(self) -> timedelta:
+        return DEFER
+
 
 class TestRedisClaims(ClaimConformance):
     @pytest.fixture
-    def conformance_engine(self, redis_engine: Durable) -> Durable:
-        return redis_engine
+    def conformance_engine(
+        self, durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str
+    ) -> Iterator[Durable]:
+        """The conftest's engine, its jobs with 2 attempts: running out costs 2 leases, not 5."""
+        engine = Durable(
+            durable_sqlalchemy_engine,
+            backend=durable_redis_url,
+            backend_options={"block": 0.2, "reclaim_every": 0.0},
+            max_job_attempts=2,
+        )
+        engine.create_tables()
+        yield engine
+        engine.backend.close()  # type: ignore[attr-defined]

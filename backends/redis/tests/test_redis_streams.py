@@ -73,7 +73,14 @@ def test_a_redis_url_selects_the_backend(
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("prefix", "has space"), ("group", ""), ("block", 0), ("keep_published", 5)],
+    [
+        ("prefix", "has space"),
+        ("group", ""),
+        ("block", 0),
+        ("keep_published", 5),
+        ("defer_delay", timedelta(0)),
+        ("defer_delay", 5),
+    ],
 )
 @ON_SQLITE
 def test_bad_options_are_refused(

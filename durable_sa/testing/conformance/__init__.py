@@ -20,7 +20,8 @@ collects every inherited test for that backend::
 
 - :class:`DeliveryConformance`: end to end, through the backend's consumers (a
   durable-sa worker in this process by default; override ``conformance_consumers`` for
-  consumers of your own, e.g. Celery worker processes). The reference scenarios
+  consumers of your own, e.g. Celery worker processes; ``conformance_defer_delay`` if
+  they were built with a shorter ``defer_delay``). The reference scenarios
   (sequential, parallel, signal, sleep, child, saga) complete; a job queued in a
   rolled-back transaction never runs; a duplicate job is harmless; a malformed job is
   dead-lettered with a clear error and the consumers go on; a job pinned to a definition

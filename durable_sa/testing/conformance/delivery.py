@@ -31,6 +31,7 @@ from durable_sa.testing.conformance.support import (
 if TYPE_CHECKING:
     import contextlib
     from collections.abc import Callable, Iterator
+    from datetime import timedelta
 
     from durable_sa.facade import Durable
 
@@ -56,6 +57,16 @@ class DeliveryConformance:
     ) -> Callable[[Durable], contextlib.AbstractContextManager[Any]]:
         """What consumes the backend while a test runs: a worker in this process."""
         return in_process_worker
+
+    @pytest.fixture
+    def conformance_defer_delay(self) -> timedelta:
+        """How long the consumers defer a job they cannot run (override to match them).
+
+        :data:`DEFER_DELAY` unless the engine and its consumers were built with another
+        ``defer_delay`` (a suite shortens it so that a test of a deploy in progress
+        waits seconds less).
+        """
+        return DEFER_DELAY
 
     @pytest.fixture
     def durable_engine_running(
@@ -182,7 +193,7 @@ class DeliveryConformance:
     # ── the delivery policy ────────────────────────────────────────────────────
 
     def test_a_version_no_consumer_has_waits_and_runs_once_one_has_it(
-        self, durable_engine_running: Durable
+        self, durable_engine_running: Durable, conformance_defer_delay: timedelta
     ) -> None:
         """Version pinning: a job nobody can run is deferred, never dead-lettered."""
         engine = durable_engine_running
@@ -191,7 +202,8 @@ class DeliveryConformance:
             run = engine.start(scenarios.SEQUENTIAL, {"n": 3}, session=session)
             _pin(session, run.run_id, "a-version-nobody-has")
             session.commit()
-        time.sleep(DEFER_DELAY.total_seconds() + 1.5)  # long enough to be offered twice
+        delay = conformance_defer_delay.total_seconds()
+        time.sleep(delay + 1.5)  # long enough to be offered twice
         waiting = engine.status(run.run_id)
         assert waiting.status is RunStatus.RUNNING
         assert waiting.current_step == 0
@@ -203,7 +215,7 @@ class DeliveryConformance:
                 _pin(session, run.run_id, version)
             return engine.status(run.run_id).status is RunStatus.COMPLETED
 
-        assert eventually(deployed, timeout=WAIT_SECONDS + DEFER_DELAY.total_seconds())
+        assert eventually(deployed, timeout=WAIT_SECONDS + delay)
         assert engine.status(run.run_id).results == {"one": 4, "two": 5, "three": 6}
         assert engine.admin.dead_letters() == []
 

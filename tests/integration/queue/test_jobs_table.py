@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Final
 
 import pytest
 from sqlalchemy import insert
@@ -16,9 +17,15 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 
+CLAIM_ATTEMPTS: Final = 2
+"""The claim suite's jobs have 2 attempts, not 5: attempts running out costs 2 leases."""
+DEFER: Final = timedelta(seconds=1)
+"""The engines' ``defer_delay``: a deploy-in-progress test waits 1 s per offer, not 5."""
+
+
 @pytest.fixture
 def conformance_engine(sa_engine: sa.Engine) -> Durable:
-    engine = Durable(sa_engine)
+    engine = Durable(sa_engine, defer_delay=DEFER)
     engine.create_tables()
     return engine
 
@@ -50,8 +57,14 @@ class TestJobsTableDelivery(DeliveryConformance):
     def conformance_malformed(self):
         return put_malformed_job
 
+    @pytest.fixture
+    def conformance_defer_delay(self) -> timedelta:
+        return DEFER
+
 
 class TestJobsTableClaims(ClaimConformance):
     @pytest.fixture
-    def conformance_engine(self, conformance_engine: Durable) -> Durable:
-        return conformance_engine
+    def conformance_engine(self, sa_engine: sa.Engine) -> Durable:
+        engine = Durable(sa_engine, max_job_attempts=CLAIM_ATTEMPTS)
+        engine.create_tables()
+        return engine
