@@ -117,8 +117,8 @@ class GrantReserve:
         """Let one step of ``demand`` begin: ``None``, or how long it must wait."""
         key = demand_key(demand)
         with self._lock:
-            now = self._clock()
-            self._sweep(now)
+            self._sweep(self._clock())
+            now = self._clock()  # after the sweep's round trips, before the ask
             batch = self._batches.get(key, Batch())
             kept = use(batch, now)
             if kept is not None:
