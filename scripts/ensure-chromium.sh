@@ -15,15 +15,9 @@ if [[ -x "$CHROMIUM" && -x "$CHROMEDRIVER" ]]; then
     exit 0
 fi
 
-if [[ "$(id -u)" -eq 0 ]]; then
-    as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-else
-    echo "ensure-chromium: chromium or chromium-driver is not installed and this is not root (no sudo either)." >&2
-    echo "ensure-chromium: install the Debian packages 'chromium' and 'chromium-driver' and re-run." >&2
-    exit 1
-fi
+# shellcheck source=lib/as-root.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/as-root.sh"
+as_root_or_explain ensure-chromium "chromium or chromium-driver" "packages 'chromium' and 'chromium-driver'"
 
 echo "ensure-chromium: installing the 'chromium' and 'chromium-driver' packages"
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update

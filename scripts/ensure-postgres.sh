@@ -15,15 +15,9 @@ if have_initdb; then
     exit 0
 fi
 
-if [[ "$(id -u)" -eq 0 ]]; then
-    as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-else
-    echo "ensure-postgres: PostgreSQL is not installed and this is not root (no sudo either)." >&2
-    echo "ensure-postgres: install the Debian package 'postgresql' and re-run." >&2
-    exit 1
-fi
+# shellcheck source=lib/as-root.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/as-root.sh"
+as_root_or_explain ensure-postgres "PostgreSQL" "package 'postgresql'"
 
 echo "ensure-postgres: PostgreSQL server binaries missing; installing the 'postgresql' package"
 

@@ -18,15 +18,9 @@ if found="$(find_redis_server)"; then
     exit 0
 fi
 
-if [[ "$(id -u)" -eq 0 ]]; then
-    as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-else
-    echo "ensure-redis: redis-server is not installed and this is not root (no sudo either)." >&2
-    echo "ensure-redis: install the Debian package 'redis-server' and re-run." >&2
-    exit 1
-fi
+# shellcheck source=lib/as-root.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/as-root.sh"
+as_root_or_explain ensure-redis "redis-server" "package 'redis-server'"
 
 # Whether something accepts TCP connections on 127.0.0.1:$1 (bash's /dev/tcp: no extra tools).
 port_open() {
