@@ -7,6 +7,13 @@ held) is taken over only alone: the pipeline stops claiming, lets its hand empty
 claims that one job by itself, and resumes batches once it is done. Claimed alone, a
 job that kills its worker is charged for it; the innocent jobs that died with it in
 company are not (see :mod:`durable_sa.queue.claims`).
+
+While plans are being committed, a slot claims only when at least half the hand is free
+(:func:`worth_claiming`): the commit hands the runs' next steps back soon. Claiming each
+place as it frees would split the hand into cohorts of runs at different steps, each
+claimed and committed apart from the others, and they would stay apart: more
+statements for the same work (a rate-limit grant asked for mid-hand is enough to start
+it).
 """
 
 from __future__ import annotations
@@ -19,6 +26,15 @@ from durable_sa.worker.hand import Hand, Ready, Work
 
 logger = logging.getLogger("durable_sa.worker.pipeline")
 """The pipeline's logger, whichever of its modules writes: log filters keep working."""
+
+
+def worth_claiming(room: int, max_in_hand: int, *, in_flight: bool) -> bool:
+    """Whether a slot with nothing ready claims ``room`` jobs now (see the module rules).
+
+    ``in_flight``: plans of the hand are pending or being committed, so its runs' next
+    steps come back soon; a claim then waits until at least half the hand is free.
+    """
+    return room > 0 and (not in_flight or 2 * room >= max_in_hand)
 
 
 class Claiming(Hand):
@@ -66,14 +82,15 @@ class Claiming(Hand):
                 return []
             room = self.max_in_hand - len(self._held)
             empty = not self._held
-            # Wait for a broker only when nothing in hand can become ready meanwhile.
-            wait = not (self._pending or self._opens or self._committing)
+            in_flight = bool(self._pending or self._opens or self._committing)
             if self._alone is not None and self._alone in self._held:
                 return []  # nothing is claimed beside a job taken over alone
         if self._isolating and not empty:
             return []  # the hand empties first
         claims = self._take_over() if self._isolating else []
-        if not claims and room > 0:
+        if not claims and worth_claiming(room, self.max_in_hand, in_flight=in_flight):
+            # Wait for a broker only when nothing in hand can become ready meanwhile.
+            wait = not in_flight
             claims = self._claim(room, wait=wait)
             if not claims and empty:  # nothing new: a lapsed lease, maybe
                 claims = self._take_over()

@@ -187,3 +187,19 @@ def test_a_failure_after_a_commit_strands_no_job(
     assert final.results == {"a": 1, "b": 2}
     assert failures == [1]
     assert "committing 1 plans failed" in caplog.text
+
+
+def test_a_hand_whose_runs_end_apart_is_still_claimed_in_batches(engine: Durable) -> None:
+    # Runs of one step and of three end at different times, so places in the hand free
+    # up one by one while the rest commit; claiming each as it frees would split the
+    # hand into small cohorts, each claimed and committed apart, for good.
+    durable("fl-short").step("a", lambda ctx: 1)
+    durable("fl-long").step("a", lambda ctx: 1).step("b", lambda ctx: 2).step("c", lambda ctx: 3)
+    runs = 160
+    ids = [engine.start("fl-short" if i % 2 else "fl-long", {"i": i}).run_id for i in range(runs)]
+    with engine.worker(concurrency=1, prefetch=16, **FAST) as worker:
+        assert all(engine.wait(run_id, timeout=60).status == "completed" for run_id in ids)
+    lane = _pipeline_of(worker)
+    assert worker.stats.claimed == runs
+    # At least half the hand per claim (the last ones, as the backlog ends, may be fewer).
+    assert lane.stats.claims <= runs // 8 + 3, lane.stats.claims
