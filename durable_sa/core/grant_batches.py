@@ -48,7 +48,7 @@ HORIZON_SHARE: Final = 10
 :data:`MAX_HORIZON`): how long a worker may keep them."""
 MAX_HORIZON: Final = timedelta(milliseconds=100)
 """The most a batch is recorded ahead, however long the limit's window."""
-MAX_BATCH: Final = 16
+MAX_BATCH: Final = 64
 """The most grants of one demand a worker asks for at once."""
 
 Demand = tuple[tuple[str, int], ...]
