@@ -30,12 +30,20 @@ import logging
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
+from sqlalchemy.exc import DBAPIError
 
 from durable_sa.core.codec import JSONObject
 from durable_sa.core.decide import decide_buffered_signal, decide_child_settled
 from durable_sa.core.plan import WritePlan, continued, plan_transition
 from durable_sa.core.status import RunStatus
-from durable_sa.engine.limits import admit_waiting, release
+from durable_sa.engine.limits import (
+    AdmissionNeededError,
+    GivenBack,
+    admit_given_back,
+    admit_waiting,
+    given_back,
+    release,
+)
 from durable_sa.engine.new_runs import existing_run, insert_run
 from durable_sa.engine.plan_rows import columns, journal_row, run_row
 from durable_sa.queue.protocol import ClaimedJob, InPlaceProducer
@@ -43,12 +51,13 @@ from durable_sa.store import statements
 from durable_sa.store.models import utcnow
 from durable_sa.store.queries import lock_run
 from durable_sa.store.signals import consume_signal, oldest_signal
+from durable_sa.store.slot_function import admission_needed, table_schema
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from sqlalchemy import Connection
+    from sqlalchemy import Connection, Row
     from sqlalchemy.orm import Session
 
     from durable_sa.core.jobs import JobSpec
@@ -119,24 +128,29 @@ class Applier:
         self._rows_in_statement = self._in_place if caps.applier_writes_rows else None
         """The backend whose job rows the PostgreSQL statement writes itself, if any."""
 
-    def apply(self, session: Session, items: Sequence[PlanItem], *, now: datetime) -> list[Applied]:
+    def apply(
+        self, session: Session, items: Sequence[PlanItem], *, now: datetime, strict: bool = False
+    ) -> list[Applied]:
         """Write ``items`` in ``session``'s transaction; one result per item, in order.
 
         Plans of the same run must not share a call (each is decided on the revision the
-        one before it creates).
+        one before it creates). ``strict`` (PostgreSQL, a statement that is its own
+        transaction): raise :class:`~durable_sa.engine.limits.AdmissionNeededError`
+        rather than admit pending runs, which takes statements of its own.
         """
         conn = session.connection()
         if conn.dialect.name == "postgresql":
-            written = self._write_pg(session, items, now=now)
+            written, to_admit = self._write_pg(session, items, now=now, strict=strict)
             if self._rows_in_statement is None:
                 self._jobs_through_backend(session, items, written, now=now)
+            admit_given_back(session, to_admit, backend=self.backend, now=now)
         else:
             written = self._write_in_sequence(conn, items, now=now)
             self._jobs_through_backend(session, items, written, now=now)
-        live = [i for i in items if not i.plan.writes_run or i.plan.run_id in written]
-        freed = [item.plan.release for item in live if item.plan.release is not None]
-        if freed:  # every place the group gives back, at once (workflows in name order)
-            release(session, freed, backend=self.backend, now=now)
+            live = [i for i in items if not i.plan.writes_run or i.plan.run_id in written]
+            freed = [item.plan.release for item in live if item.plan.release is not None]
+            if freed:  # every place the group gives back, at once (workflows in name order)
+                release(session, freed, backend=self.backend, now=now)
         results: list[Applied] = []
         for item in items:
             plan = item.plan
@@ -158,7 +172,7 @@ class Applier:
             return False
         if any(not item.plan.lock_free for item in items):
             return False
-        if any(item.plan.release is not None or item.plan.admit for item in items):
+        if any(item.plan.admit for item in items):
             return False
         creates = [item.plan.create for item in items if item.plan.create is not None]
         if not creates:
@@ -177,14 +191,15 @@ class Applier:
     # ── PostgreSQL: the group in one statement ─────────────────────────────────
 
     def _write_pg(
-        self, session: Session, items: Sequence[PlanItem], *, now: datetime
-    ) -> dict[int | None, _Written]:
+        self, session: Session, items: Sequence[PlanItem], *, now: datetime, strict: bool
+    ) -> tuple[dict[int | None, _Written], list[GivenBack]]:
+        """The group's statement: the runs written, and the workflows to admit runs of."""
         conn = session.connection()
         plans = [item.plan for item in items if item.plan.writes_run]
         producer = self._rows_in_statement
         acks = [item for item in items if item.job is not None] if producer else []
         if not plans and not acks:
-            return {}
+            return {}, []
         params: dict[str, Any] = {"now": now, "job_created_at": utcnow()}
         params.update(columns("w", [run_row(plan) for plan in plans], statements.RUN_KEYS))
         journal_rows = [journal_row(plan.run_id, w) for plan in plans for w in plan.journal]
@@ -198,8 +213,16 @@ class Applier:
         params.update(columns("k", queued.acks, ("id", "run_id")))
         params.update(columns("d", queued.drops, ("run_id",)))
         params.update(columns("n", queued.new, rows.fields))
+        ended = [plan for plan in plans if plan.release is not None]
+        releases = None
+        if ended:  # the places of the runs that end, given back by the same statement
+            releases = statements.Releases(table_schema(conn))
+            params["f"] = [_ended_row(plan) for plan in ended]
+            params["strict"] = strict
+        found_rows = _execute_group(conn, statements.pg_write(rows, releases), params)
+        to_admit = given_back(found_rows[0].admit) if releases and found_rows else []
         written: dict[int | None, _Written] = {}
-        for found in conn.execute(statements.pg_write(rows), params):
+        for found in found_rows:
             run_id = int(found.id)
             next_job = None
             if producer is not None and found.next_job_id is not None and run_id in queued.taken:
@@ -210,7 +233,7 @@ class Applier:
             producer.acknowledged(session, [item.job for item in live if item.job])
             if len(queued.new) > len(queued.taken):
                 producer.wake_after_commit(session)
-        return written
+        return written, to_admit
 
     def _queued(
         self,
@@ -409,3 +432,26 @@ def _log(plan: WritePlan) -> None:
             "workflow": plan.run.workflow_name,
         },
     )
+
+
+def _ended_row(plan: WritePlan) -> dict[str, Any]:
+    """A run that ends holding a place: what the group statement gives back for it."""
+    place = plan.release
+    if place is None:  # pragma: no cover - the caller picked plans with one
+        msg = "a plan without a place to give back"
+        raise ValueError(msg)
+    return {
+        "id": plan.run_id,
+        "workflow_name": place.workflow_name,
+        "concurrency_key": place.concurrency_key,
+    }
+
+
+def _execute_group(conn: Connection, statement: Any, params: dict[str, Any]) -> Sequence[Row[Any]]:  # noqa: ANN401
+    """Run a group's statement; a strict give-back's refusal as :class:`AdmissionNeededError`."""
+    try:
+        return conn.execute(statement, params).all()
+    except DBAPIError as exc:
+        if admission_needed(exc):
+            raise AdmissionNeededError from exc
+        raise

@@ -11,9 +11,12 @@ Only runs of workflows with limits come here; other starts keep their one statem
   A pending run is never left behind while a place is free.
 - Such ends join a worker's group commit (:mod:`durable_sa.worker.pipeline`): a group
   gives back all its places at once, workflow by workflow in name order (each
-  workflow's row once, then its keys' rows in one statement that also says whether a
-  run waits), and admits only when one does, so a group pays two statements per
-  workflow whatever the number of runs that end in it.
+  workflow's row once, then its keys' rows), and admits only when a run waits. On
+  PostgreSQL the group's own statement gives them back
+  (:mod:`durable_sa.store.slot_function`) and names the workflows to admit runs of
+  (:func:`admit_given_back`); a statement that is its own transaction raises
+  :class:`AdmissionNeededError` instead, and is applied again in a transaction. On
+  SQLite :func:`release` gives them back, two statements per workflow.
 
 The decisions (room under a count) are :mod:`durable_sa.core.admission`'s; the locks and
 the statements are :mod:`durable_sa.store.slots`'.
@@ -21,9 +24,11 @@ the statements are :mod:`durable_sa.store.slots`'.
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Final
 
+import attrs
 from sqlalchemy import bindparam, update
 
 from durable_sa.core.admission import WORKFLOW_KEY, Count
@@ -70,12 +75,46 @@ def start_limited(
     return RunStatus.RUNNING if run_id in begun else RunStatus.PENDING
 
 
+class AdmissionNeededError(Exception):
+    """A strict group statement gave back a place a pending run may take: nothing applied.
+
+    The statement was its own transaction, which cannot also hold the admission's
+    statements; the caller applies the group again in a transaction.
+    """
+
+
+@attrs.frozen
+class GivenBack:
+    """A workflow whose places a group gave back while a pending run may begin now."""
+
+    workflow: str
+    count: Count
+    """Its count after the give-back, still locked by the transaction."""
+
+
+def given_back(text: str | None) -> list[GivenBack]:
+    """The workflows the give-back function names (JSON, in name order)."""
+    return [
+        GivenBack(item["workflow"], Count(active=int(item["active"]), limit=item["limit"]))
+        for item in json.loads(text or "[]")
+    ]
+
+
+def admit_given_back(
+    session: Session, given: Iterable[GivenBack], *, backend: QueueBackend, now: datetime
+) -> None:
+    """Admit the pending runs that may begin under the places a group gave back."""
+    for workflow in given:
+        admit(session, workflow.workflow, workflow.count, backend=backend, now=now)
+
+
 def release(
     session: Session, freed: Iterable[Release], *, backend: QueueBackend, now: datetime
 ) -> None:
     """Give back the places of the runs that ended, and admit the runs that may begin now.
 
-    Workflows are taken in name order (see :mod:`durable_sa.store.slots` for why).
+    SQLite's way (PostgreSQL gives them back in the group's statement). Workflows are
+    taken in name order (see :mod:`durable_sa.store.slots` for why).
     """
     conn = session.connection()
     by_workflow: dict[str, Counter[str | None]] = defaultdict(Counter)

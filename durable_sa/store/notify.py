@@ -15,9 +15,10 @@ Rules:
   the trigger functions and triggers are created in the schema the tables live in.
 - What is created can be dropped: :func:`drop_trigger_ddl` removes every trigger and
   function :func:`trigger_ddl` creates (an Alembic migration's ``downgrade()``).
-- The DDL helpers also carry the rate-limit grant function
-  (:mod:`durable_sa.store.grant_function`), the other object autogenerate cannot see;
-  unlike the triggers, rate-limited steps on PostgreSQL need it.
+- The DDL helpers also carry the two functions autogenerate cannot see: the rate-limit
+  grant function (:mod:`durable_sa.store.grant_function`) and the give-back function of
+  limits (:mod:`durable_sa.store.slot_function`); unlike the triggers, rate-limited
+  steps and workflows with limits on PostgreSQL need them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Table, event
 
+from durable_sa.store import slot_function
 from durable_sa.store.grant_function import (
     drop_function_ddl,
     function_ddl,
@@ -149,7 +151,8 @@ def trigger_ddl(schema: str | None = None) -> str:
     ``op.execute(trigger_ddl("tenant_42"))``.
     """
     quoted = _quoted(schema)
-    return "".join(make(quoted) for make in _DDL_BY_TABLE.values()) + function_ddl(quoted)
+    triggers = "".join(make(quoted) for make in _DDL_BY_TABLE.values())
+    return triggers + function_ddl(quoted) + slot_function.function_ddl(quoted)
 
 
 def _quoted(schema: str | None) -> str | None:
@@ -173,7 +176,8 @@ def drop_trigger_ddl(schema: str | None = None) -> str:
             f"DROP TRIGGER IF EXISTS {name} ON {_qualified(quoted, table)};" for name in names
         ]
         drops.append(f"DROP FUNCTION IF EXISTS {_qualified(quoted, FUNCTIONS[table])}();")
-    return "\n".join(drops) + "\n" + drop_function_ddl(quoted)
+    functions = drop_function_ddl(quoted) + slot_function.drop_function_ddl(quoted)
+    return "\n".join(drops) + "\n" + functions
 
 
 def install_triggers(connection: Connection) -> None:
@@ -182,6 +186,7 @@ def install_triggers(connection: Connection) -> None:
         for table in (jobs_table, runs_table, outbox_table):
             connection.exec_driver_sql(_DDL_BY_TABLE[table.name](schema_of(connection, table)))
         install_function(connection)
+        slot_function.install_function(connection)
 
 
 def _after_create(table: Table, connection: Connection, **_: Any) -> None:  # noqa: ANN401

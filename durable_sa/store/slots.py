@@ -24,14 +24,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
-    ARRAY,
-    Integer,
     and_,
     bindparam,
     case,
     delete,
     exists,
-    func,
     or_,
     select,
     update,
@@ -106,28 +103,6 @@ def _key_waits(key: Any) -> Any:  # noqa: ANN401 - a SQL expression
     )
 
 
-def _pg_give_back_keys() -> Any:  # noqa: ANN401 - a SELECT construct with DML CTEs
-    freed = (
-        func.unnest(
-            bindparam("keys", type_=ARRAY(slots.c.concurrency_key.type)),
-            bindparam("ns", type_=ARRAY(Integer())),
-        )
-        .table_valued("key", "n")
-        .render_derived(name="freed")
-    )
-    row = and_(
-        slots.c.workflow_name == bindparam("workflow"), slots.c.concurrency_key == freed.c.key
-    )
-    # Both read the same rows as they were when the workflow's row was locked (no other
-    # transaction changes them meanwhile), so each row goes to exactly one of the two.
-    emptied = and_(slots.c.active <= freed.c.n, ~_key_waits(slots.c.concurrency_key))
-    dropped = delete(slots).where(row, emptied).cte("dropped")
-    fewer = case((slots.c.active > freed.c.n, slots.c.active - freed.c.n), else_=0)
-    given = update(slots).where(row, ~emptied).values(active=fewer).cte("given")
-    return select(_WAITING.label("waiting")).add_cte(dropped, given)
-
-
-_PG_GIVE_BACK_KEYS: Final = _pg_give_back_keys()
 _DROP_EMPTIED: Final = delete(slots).where(_ROW, slots.c.active == 0, ~_key_waits(bindparam("key")))
 _TAKE: Final = update(slots).where(_ROW).values(active=slots.c.active + 1)
 _LOCK: Final = (
@@ -198,15 +173,10 @@ def give_back_keys(
     the key creates it again (its upsert, under the workflow's row). Returns
     whether a pending run of ``workflow`` that may begin by ``now`` exists: if none
     does, admitting is skipped (a pending run inserted later locks the workflow's row
-    after this transaction and admits itself). On PostgreSQL this is one statement.
+    after this transaction and admits itself). SQLite's way: on PostgreSQL the function
+    of :mod:`durable_sa.store.slot_function` does the same inside a group's statement.
     """
     params = {"workflow": workflow, "now": now}
-    if conn.dialect.name == "postgresql":
-        keys = sorted(freed)
-        row = conn.execute(
-            _PG_GIVE_BACK_KEYS, {**params, "keys": keys, "ns": [freed[key] for key in keys]}
-        ).one()
-        return bool(row.waiting)
     if freed:
         rows = [{"workflow": workflow, "key": key, "n": n} for key, n in sorted(freed.items())]
         conn.execute(_GIVE_BACK_KEY, rows)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ColumnElement,
     Integer,
     Table,
@@ -53,6 +54,7 @@ from durable_sa.store.models import (
     outbox_table,
     runs_table,
 )
+from durable_sa.store.slot_function import give_back_call
 
 if TYPE_CHECKING:
     from sqlalchemy import TableValuedAlias
@@ -163,7 +165,7 @@ def _created(table: Table) -> Any:  # noqa: ANN401 - a typed bind parameter
 
 
 @functools.cache
-def pg_write(rows: QueueRows) -> Any:  # noqa: ANN401 - a SELECT construct with DML CTEs
+def pg_write(rows: QueueRows, releases: Releases | None = None) -> Any:  # noqa: ANN401 - a SELECT with DML CTEs
     """Apply a group of plans: runs (compare-and-set), journal, acks, discards, new jobs.
 
     The jobs go to ``rows.table``: the jobs table, or a relay backend's outbox.
@@ -178,6 +180,12 @@ def pg_write(rows: QueueRows) -> Any:  # noqa: ANN401 - a SELECT construct with 
     acknowledgements, discards and new jobs of a run whose compare-and-set missed are not
     written. Returns, for each run written, its id,
     its state as stored, and the id of its new job claimed by a worker (if any).
+
+    With ``releases`` (the group ends runs that hold places under limits), ``f`` names
+    them (``id``, ``workflow_name``, ``concurrency_key``) and the statement gives back the
+    places of those written, by :mod:`durable_sa.store.slot_function` (``strict``: raise
+    rather than leave runs to admit); every row then also carries ``admit``, the JSON
+    list of workflows whose pending runs the caller must admit.
     """
     given = _records("w", runs, RUN_KEYS)
     written = (
@@ -248,9 +256,41 @@ def pg_write(rows: QueueRows) -> Any:  # noqa: ANN401 - a SELECT construct with 
         .where(queued.c.run_id == written.c.id, queued.c.taker.isnot(None))
         .scalar_subquery()
     )
-    return select(written.c.id, written.c.state, claimed.label("next_job_id")).add_cte(
-        journaled, acknowledged, discarded.cte("discarded")
+    outputs = [written.c.id, written.c.state, claimed.label("next_job_id")]
+    if releases is not None:
+        outputs.append(_given_back(applied, releases).label("admit"))
+    return select(*outputs).add_cte(journaled, acknowledged, discarded.cte("discarded"))
+
+
+@attrs.frozen
+class Releases:
+    """How a group statement gives back places: the function's schema (unquoted)."""
+
+    schema: str | None = None
+
+
+def _given_back(applied: Any, releases: Releases) -> Any:  # noqa: ANN401 - a scalar subquery
+    """The places of the written runs among ``f``, given back once for the whole group."""
+    ended = _records("f", runs, ("id", "workflow_name", "concurrency_key"))
+    freed = (
+        select(
+            ended.c.workflow_name,
+            ended.c.concurrency_key,
+            func.count().label("n"),
+        )
+        .where(ended.c.id.in_(applied))
+        .group_by(ended.c.workflow_name, ended.c.concurrency_key)
+        .subquery("freed")
     )
+    call = give_back_call(
+        releases.schema,
+        func.array_agg(freed.c.workflow_name),
+        func.array_agg(freed.c.concurrency_key),
+        func.array_agg(freed.c.n),
+        bindparam("now", type_=runs.c.updated_at.type),
+        bindparam("strict", type_=Boolean()),
+    )
+    return select(call).select_from(freed).scalar_subquery()
 
 
 def _first_payload(run_id: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from durable_sa.engine.applier import Applied, PlanItem
 from durable_sa.engine.decision import Open, follow
+from durable_sa.engine.limits import AdmissionNeededError
 from durable_sa.results import JobOutcome
 from durable_sa.worker.hand import (
     MAX_GROUP,
@@ -48,6 +49,9 @@ logger = logging.getLogger("durable_sa.worker.pipeline")
 
 _WATCH_INTERVAL: Final = 0.1
 """How often the committer looks for work waiting behind busy slots."""
+_ADMITTING_FOR: Final = 1.0
+"""Seconds after a group had to admit a pending run during which groups that end
+limited runs go straight to a transaction (see ``_held_may_apply``)."""
 
 
 class Committer(Hand):
@@ -152,8 +156,11 @@ class Committer(Hand):
         now = max(pending.now for pending in group)
         items = [PlanItem(pending.plan, pending.job) for pending in group]
         try:
-            if self._writes is not None and self.applier.one_statement(items, self._dialect):
-                return self._apply_held(self._writes, items, now)
+            if self._writes is not None and self._held_may_apply(items):
+                try:
+                    return self._apply_held(self._writes, items, now)
+                except AdmissionNeededError:  # nothing applied: again, admitting this time
+                    self._admitted_at = time.monotonic()
             return self.shell.transaction(lambda tx: self._apply(tx, items, now))
         except Exception as exc:  # noqa: BLE001 - retried alone below, or handed to its job
             if len(group) == 1:
@@ -171,14 +178,33 @@ class Committer(Hand):
                 results.append(exc)
         return results
 
+    def _held_may_apply(self, items: list[PlanItem]) -> bool:
+        """Whether ``items`` go to the held connection as one statement.
+
+        A group that ends limited runs does too, unless a group had to admit a pending
+        run within :data:`_ADMITTING_FOR` seconds: while runs wait for places, most such
+        groups must admit, and would be refused on the held connection first.
+        """
+        if not self.applier.one_statement(items, self._dialect):
+            return False
+        admitting = time.monotonic() - self._admitted_at < _ADMITTING_FOR
+        return not (admitting and any(item.plan.release is not None for item in items))
+
     def _apply_held(
         self, held: HeldConnection, items: list[PlanItem], now: datetime
     ) -> list[Applied]:
-        """Apply a group that is one statement on the held autocommit connection."""
+        """Apply a group that is one statement on the held autocommit connection.
+
+        The statement is its own transaction, so it cannot admit pending runs as well:
+        if it must, it applies nothing and raises
+        :class:`~durable_sa.engine.limits.AdmissionNeededError`.
+        """
         try:
             with Session(bind=held.get(), expire_on_commit=False) as session:
-                applied = self.applier.apply(session, items, now=now)
+                applied = self.applier.apply(session, items, now=now, strict=True)
                 session.commit()
+        except AdmissionNeededError:
+            raise  # the connection is sound: the statement refused, by design
         except Exception:
             held.broken()
             raise

@@ -173,6 +173,8 @@ class Hand:
     """The jobs whose plans the commit in flight applies."""
     _commit_began: float | None
     """When the commit in flight began (monotonic), ``None`` when none is."""
+    _admitted_at: float
+    """When a group last had to admit a pending run (monotonic; the committer's own)."""
     _committer: threading.Thread | None
     _closing: bool
     _stalled: bool

@@ -120,6 +120,7 @@ class Pipeline(Claiming, Committer):
         self._running_ids = {}
         self._committing_ids = set()
         self._commit_began = None
+        self._admitted_at = float("-inf")
         self._stalled = False
         self._isolating = False
         self._alone = None

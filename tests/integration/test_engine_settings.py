@@ -72,9 +72,13 @@ def test_a_schema_translate_map_puts_every_row_in_the_mapped_schema(
     _define()
     drained = engine.start("settings-wf").run_id
     drain(engine)
+    # A limit's places go back by the function in the schema, even while runs wait.
+    durable("settings-limited", max_active=1).step("only", lambda ctx: 1)
     with engine.worker(concurrency=2, **FAST):
         worked = engine.start("settings-wf").run_id
         assert engine.wait(worked, timeout=30).status == "completed"
+        limited = [engine.start("settings-limited").run_id for _ in range(3)]
+        assert [engine.wait(r, timeout=30).status for r in limited] == ["completed"] * 3
     assert engine.status(drained).status == "completed"
     with plain.connect() as conn:
         in_schema = conn.execute(
@@ -102,7 +106,7 @@ def test_a_schema_translate_map_puts_every_row_in_the_mapped_schema(
                 "WHERE p.proname LIKE 'durable_sa_notify_%' GROUP BY n.nspname"
             )
         ).all()
-    assert in_schema == 2
+    assert in_schema == 5
     assert elsewhere == 0
     assert triggers == [(schema, 4)]  # jobs: inserted and released; runs; outbox
     assert functions == [(schema, 3)]

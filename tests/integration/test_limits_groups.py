@@ -14,12 +14,14 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from durable_sa import Durable, DurableContext, durable
 from durable_sa.engine.applier import PlanItem
 from durable_sa.engine.decision import Decision
+from durable_sa.engine.limits import AdmissionNeededError
 from durable_sa.engine.runner import prepare
 from durable_sa.models import Slots
 from tests.integration.helpers import get_run
@@ -221,3 +223,68 @@ def test_racing_starts_recreate_keys_rows_that_ends_delete(pg_engine: sa.Engine)
     for key in {row.key for row in rows}:
         assert overlap([(r.began, r.ended) for r in rows if r.key == key]) <= 1
     assert counts(engine, "g-churn") == {"": 0}  # every key's row went with its last run
+
+
+def _apply_strict(engine: Durable, items: list[PlanItem]) -> None:
+    """Apply ``items`` as a worker's held connection does: one statement, autocommit."""
+    now = engine.shell.now()
+    with (
+        engine.sa_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+        Session(bind=conn) as session,
+    ):
+        engine.shell.applier.apply(session, items, now=now, strict=True)
+        session.commit()
+
+
+def test_a_strict_group_gives_back_places_in_its_one_statement(pg_engine: sa.Engine) -> None:
+    engine = Durable(pg_engine)
+    engine.create_tables()
+    durable("g-strict", max_active=5, max_active_per_key=2).step("s", one)
+    started = [engine.start("g-strict", {"n": n}, concurrency_key=f"k{n % 2}") for n in range(4)]
+    items = claimed_items(engine, 10)
+    assert len(items) == 4
+    assert engine.shell.applier.one_statement(items, "postgresql")
+    items.sort(key=lambda item: item.plan.run_id)
+    _apply_strict(engine, items[:3])  # each place given back once, not once per row
+    assert counts(engine, "g-strict") == {"": 1, "k1": 1}  # k0's row went with its last run
+    _apply_strict(engine, items[3:])
+    assert {get_run(engine, s.run_id).status for s in started} == {"completed"}
+    assert counts(engine, "g-strict") == {"": 0}
+
+
+def test_a_strict_group_that_must_admit_applies_nothing(pg_engine: sa.Engine) -> None:
+    engine = Durable(pg_engine)
+    engine.create_tables()
+    durable("g-full", max_active=2).step("s", one)
+    started = [engine.start("g-full", {"n": n}) for n in range(3)]
+    assert [s.status for s in started] == ["running", "running", "pending"]
+    items = claimed_items(engine, 10)
+    with pytest.raises(AdmissionNeededError):
+        _apply_strict(engine, items)
+    assert [get_run(engine, s.run_id).status for s in started] == ["running", "running", "pending"]
+    assert counts(engine, "g-full") == {"": 2}
+    # In a transaction the same group gives back and admits.
+    now = engine.shell.now()
+    engine.shell.transaction(lambda tx: engine.shell.applier.apply(tx, items, now=now))
+    assert [get_run(engine, s.run_id).status for s in started] == [
+        "completed",
+        "completed",
+        "running",
+    ]
+    assert counts(engine, "g-full") == {"": 1}
+
+
+def test_a_worker_admits_through_a_transaction_when_its_statement_is_refused(
+    pg_engine: sa.Engine,
+) -> None:
+    engine = Durable(pg_engine)
+    engine.create_tables()
+    durable("g-worker", max_active=1).step("s", one).step("t", one)
+    started = [engine.start("g-worker", {"n": n}) for n in range(6)]
+    with engine.worker(concurrency=2, poll_interval=0.05) as worker:
+        finals = [engine.wait(s.run_id, timeout=30) for s in started]
+        pipeline = worker._pipeline  # the committer's own record of a refusal
+    assert [f.status for f in finals] == ["completed"] * 6
+    assert pipeline is not None
+    assert pipeline._admitted_at > float("-inf")  # a group's statement was refused
+    assert counts(engine, "g-worker") == {"": 0}

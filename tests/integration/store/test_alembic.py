@@ -33,6 +33,7 @@ from durable_sa import Durable, durable
 from durable_sa.schema import TRIGGERS, create_triggers, drop_triggers, metadata
 from durable_sa.store.grant_function import FUNCTION as GRANT_FUNCTION
 from durable_sa.store.notify import FUNCTIONS, JOBS_CHANNEL, RUNS_CHANNEL
+from durable_sa.store.slot_function import FUNCTION as SLOT_FUNCTION
 from durable_sa.testing import drain
 from durable_sa.testing.processes import child_pythonpath
 
@@ -275,7 +276,7 @@ def test_the_pages_alembic_recipe_works_with_the_default_template(
         triggers = {row[1] for row in schema_of(url) if row[0] == "trigger"}
         functions = {row[1] for row in schema_of(url) if row[0] == "function"}
         assert triggers == {name for names in TRIGGERS.values() for name in names}
-        assert functions == {*FUNCTIONS.values(), GRANT_FUNCTION}
+        assert functions == {*FUNCTIONS.values(), GRANT_FUNCTION, SLOT_FUNCTION}
     _runs_a_workflow(url)
 
     assert CHECK_CLEAN in project.run("check")
