@@ -29,7 +29,7 @@ Rules:
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import (
     ARRAY,
@@ -40,33 +40,29 @@ from sqlalchemy import (
     String,
     bindparam,
     column,
-    event,
     text,
 )
 
 from durable_sa.core.grant_batches import HORIZON_SHARE, MAX_HORIZON
+from durable_sa.store.ddl_names import made_with, qualified, schema_of
 from durable_sa.store.models import rate_grants_table, rate_limits_table
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection, Table
+    from sqlalchemy import Connection
     from sqlalchemy.sql.selectable import TextualSelect
 
 FUNCTION: Final = "durable_sa_take_grants"
 """The function's name (in the tables' schema)."""
 
 
-def _qualified(schema: str | None, name: str) -> str:
-    return name if schema is None else f"{schema}.{name}"
-
-
 def function_ddl(schema: str | None = None) -> str:
     """``CREATE OR REPLACE`` the grant function for tables in ``schema`` (quoted, or None)."""
-    limits = _qualified(schema, rate_limits_table.name)
-    grants = _qualified(schema, rate_grants_table.name)
+    limits = qualified(schema, rate_limits_table.name)
+    grants = qualified(schema, rate_grants_table.name)
     max_horizon_us = MAX_HORIZON // timedelta(microseconds=1)
     return f"""
-DROP FUNCTION IF EXISTS {_qualified(schema, FUNCTION)}(text[], integer[]);
-CREATE OR REPLACE FUNCTION {_qualified(schema, FUNCTION)}(
+DROP FUNCTION IF EXISTS {qualified(schema, FUNCTION)}(text[], integer[]);
+CREATE OR REPLACE FUNCTION {qualified(schema, FUNCTION)}(
     p_names text[], p_wanted integer[], p_ahead boolean
 )
 RETURNS TABLE(g_name text, g_found boolean, g_limit integer, g_per_ms bigint,
@@ -127,22 +123,11 @@ $$;
 
 def drop_function_ddl(schema: str | None = None) -> str:
     """Drop the grant function (tolerant: ``IF EXISTS``)."""
-    name = _qualified(schema, FUNCTION)
+    name = qualified(schema, FUNCTION)
     return (  # and the two-argument version of earlier development builds
         f"DROP FUNCTION IF EXISTS {name}(text[], integer[], boolean);\n"
         f"DROP FUNCTION IF EXISTS {name}(text[], integer[]);\n"
     )
-
-
-def schema_of(connection: Connection, table: Table) -> str | None:
-    """The schema ``table`` lives in on ``connection``, quoted; ``None`` for the search path."""
-    schema = table.schema
-    translate = connection.get_execution_options().get("schema_translate_map") or {}
-    if schema in translate:
-        schema = translate[schema]
-    if schema is None:
-        return None
-    return connection.dialect.identifier_preparer.quote_schema(schema)
 
 
 _CALLS: dict[str | None, TextualSelect] = {}
@@ -157,7 +142,7 @@ def take_grants_call(connection: Connection) -> TextualSelect:
     schema = schema_of(connection, rate_grants_table)
     call = _CALLS.get(schema)
     if call is None:
-        sql = f"SELECT * FROM {_qualified(schema, FUNCTION)}(:names, :wanted, :ahead)"  # noqa: S608 - a quoted schema name
+        sql = f"SELECT * FROM {qualified(schema, FUNCTION)}(:names, :wanted, :ahead)"  # noqa: S608 - a quoted schema name
         call = (
             text(sql)
             .bindparams(
@@ -179,15 +164,5 @@ def take_grants_call(connection: Connection) -> TextualSelect:
     return call
 
 
-def install_function(connection: Connection) -> None:
-    """Create or replace the function (PostgreSQL only; idempotent)."""
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(function_ddl(schema_of(connection, rate_grants_table)))
-
-
-def _after_create(table: Table, connection: Connection, **_: Any) -> None:  # noqa: ANN401
-    del table
-    install_function(connection)
-
-
-event.listen(rate_grants_table, "after_create", _after_create)
+install_function = made_with(rate_grants_table, function_ddl)
+"""Create or replace the function (PostgreSQL only; idempotent); also run by ``create_tables``."""

@@ -28,11 +28,11 @@ from typing import Any, Final
 from sqlalchemy import Connection, Table, event
 
 from durable_sa.store import slot_function
+from durable_sa.store.ddl_names import qualified, schema_of
 from durable_sa.store.grant_function import (
     drop_function_ddl,
     function_ddl,
     install_function,
-    schema_of,
 )
 from durable_sa.store.models import jobs_table, outbox_table, runs_table
 
@@ -65,16 +65,12 @@ FUNCTIONS: Final[dict[str, str]] = {
 """Each table's trigger function, by name."""
 
 
-def _qualified(schema: str | None, name: str) -> str:
-    return name if schema is None else f"{schema}.{name}"
-
-
 def _notify_ddl(schema: str | None, table: str, channel: str, payload: str, triggers: str) -> str:
     """A function that NOTIFYs ``channel`` with ``payload``, and ``table``'s triggers on it.
 
     ``triggers`` is the trigger DDL with ``{table}`` and ``{fn}`` left to fill in.
     """
-    fn = _qualified(schema, _function(channel))
+    fn = qualified(schema, _function(channel))
     function = f"""
 CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger AS $$
 BEGIN
@@ -83,7 +79,7 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 """
-    return function + triggers.format(table=_qualified(schema, table), fn=fn)
+    return function + triggers.format(table=qualified(schema, table), fn=fn)
 
 
 def _jobs_ddl(schema: str | None) -> str:
@@ -172,10 +168,8 @@ def drop_trigger_ddl(schema: str | None = None) -> str:
     quoted = _quoted(schema)
     drops = []
     for table, names in TRIGGERS.items():
-        drops += [
-            f"DROP TRIGGER IF EXISTS {name} ON {_qualified(quoted, table)};" for name in names
-        ]
-        drops.append(f"DROP FUNCTION IF EXISTS {_qualified(quoted, FUNCTIONS[table])}();")
+        drops += [f"DROP TRIGGER IF EXISTS {name} ON {qualified(quoted, table)};" for name in names]
+        drops.append(f"DROP FUNCTION IF EXISTS {qualified(quoted, FUNCTIONS[table])}();")
     functions = drop_function_ddl(quoted) + slot_function.drop_function_ddl(quoted)
     return "\n".join(drops) + "\n" + functions
 

@@ -31,17 +31,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Text, event
+from sqlalchemy import Text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.functions import Function
 
 from durable_sa.core.admission import WORKFLOW_KEY
 from durable_sa.core.status import RunStatus
-from durable_sa.store.grant_function import schema_of
+from durable_sa.store.ddl_names import made_with, qualified
 from durable_sa.store.models import runs_table, slots_table
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection, Table
+    from sqlalchemy import Connection
     from sqlalchemy.sql.elements import ColumnElement
 
 FUNCTION: Final = "durable_sa_give_back"
@@ -50,17 +50,13 @@ ADMISSION_NEEDED: Final = "DSA01"
 """The SQLSTATE the function raises in strict mode when a pending run may begin."""
 
 
-def _qualified(schema: str | None, name: str) -> str:
-    return name if schema is None else f"{schema}.{name}"
-
-
 def function_ddl(schema: str | None = None) -> str:
     """``CREATE OR REPLACE`` the function for tables in ``schema`` (quoted, or None)."""
-    slots = _qualified(schema, slots_table.name)
-    runs = _qualified(schema, runs_table.name)
+    slots = qualified(schema, slots_table.name)
+    runs = qualified(schema, runs_table.name)
     pending = RunStatus.PENDING.value
     return f"""
-CREATE OR REPLACE FUNCTION {_qualified(schema, FUNCTION)}(
+CREATE OR REPLACE FUNCTION {qualified(schema, FUNCTION)}(
     p_workflows text[], p_keys text[], p_ns bigint[], p_now timestamptz, p_strict boolean
 )
 RETURNS text
@@ -114,7 +110,7 @@ $$;
 
 def drop_function_ddl(schema: str | None = None) -> str:
     """Drop the function (tolerant: ``IF EXISTS``)."""
-    name = _qualified(schema, FUNCTION)
+    name = qualified(schema, FUNCTION)
     return f"DROP FUNCTION IF EXISTS {name}(text[], text[], bigint[], timestamptz, boolean);\n"
 
 
@@ -137,15 +133,5 @@ def admission_needed(exc: BaseException) -> bool:
     return getattr(exc.orig, "sqlstate", None) == ADMISSION_NEEDED
 
 
-def install_function(connection: Connection) -> None:
-    """Create or replace the function (PostgreSQL only; idempotent)."""
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(function_ddl(schema_of(connection, slots_table)))
-
-
-def _after_create(table: Table, connection: Connection, **_: Any) -> None:  # noqa: ANN401
-    del table
-    install_function(connection)
-
-
-event.listen(slots_table, "after_create", _after_create)
+install_function = made_with(slots_table, function_ddl)
+"""Create or replace the function (PostgreSQL only; idempotent); also run by ``create_tables``."""
