@@ -10,7 +10,9 @@ import contextlib
 import signal
 import socket
 import threading
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, Final, Self, TypeVar
+
+from durable_sa.runtime.addresses import LOOPBACK
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -18,8 +20,8 @@ if TYPE_CHECKING:
     from types import FrameType, TracebackType
 
 
-HOST = "127.0.0.1"
-"""The only address the servers listen on."""
+HOST: Final = LOOPBACK
+"""The only address the servers listen on (the engine's one loopback address)."""
 
 _T = TypeVar("_T")
 _START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
