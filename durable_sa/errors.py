@@ -204,6 +204,14 @@ class DatabaseUnreachableError(DurableError, ConnectionError):
         self.reason = reason
 
 
+class DatabaseNotMigratedError(DurableError):
+    """The database lacks an object of durable-sa's schema that this version needs.
+
+    Run ``engine.create_tables()`` again (it creates what is missing), or
+    ``durable_sa.schema.create_triggers(op)`` in a migration.
+    """
+
+
 class MetricsNotInstalledError(DurableError, ImportError):
     """Prometheus metrics need prometheus-client: pip install 'durable-sa[metrics]'."""
 

@@ -46,12 +46,18 @@ from durable_sa.engine.limits import (
 )
 from durable_sa.engine.new_runs import existing_run, insert_run
 from durable_sa.engine.plan_rows import columns, journal_row, run_row
+from durable_sa.errors import DatabaseNotMigratedError
 from durable_sa.queue.protocol import ClaimedJob, InPlaceProducer
 from durable_sa.store import statements
 from durable_sa.store.models import utcnow
 from durable_sa.store.queries import lock_run
 from durable_sa.store.signals import consume_signal, oldest_signal
-from durable_sa.store.slot_function import admission_needed, table_schema
+from durable_sa.store.slot_function import (
+    MISSING,
+    admission_needed,
+    function_missing,
+    table_schema,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -448,10 +454,17 @@ def _ended_row(plan: WritePlan) -> dict[str, Any]:
 
 
 def _execute_group(conn: Connection, statement: Any, params: dict[str, Any]) -> Sequence[Row[Any]]:  # noqa: ANN401
-    """Run a group's statement; a strict give-back's refusal as :class:`AdmissionNeededError`."""
+    """Run a group's statement; a strict give-back's refusal as :class:`AdmissionNeededError`.
+
+    Raises:
+        DatabaseNotMigratedError: the database lacks the give-back function.
+
+    """
     try:
         return conn.execute(statement, params).all()
     except DBAPIError as exc:
         if admission_needed(exc):
             raise AdmissionNeededError from exc
+        if function_missing(exc):
+            raise DatabaseNotMigratedError(MISSING) from exc
         raise

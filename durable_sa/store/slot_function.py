@@ -31,23 +31,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Text
+from sqlalchemy import Text, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.functions import Function
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from durable_sa.core.admission import WORKFLOW_KEY
 from durable_sa.core.status import RunStatus
-from durable_sa.store.ddl_names import made_with, qualified
+from durable_sa.store.ddl_names import made_with, qualified, schema_of
 from durable_sa.store.models import runs_table, slots_table
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
+    from sqlalchemy.sql.compiler import SQLCompiler
     from sqlalchemy.sql.elements import ColumnElement
+    from sqlalchemy.sql.visitors import _TraverseInternalsType
 
 FUNCTION: Final = "durable_sa_give_back"
 """The function's name (in the tables' schema)."""
 ADMISSION_NEEDED: Final = "DSA01"
 """The SQLSTATE the function raises in strict mode when a pending run may begin."""
+_UNDEFINED_FUNCTION: Final = "42883"
+_SIGNATURE: Final = "text[], text[], bigint[], timestamptz, boolean"
 
 
 def function_ddl(schema: str | None = None) -> str:
@@ -111,12 +117,37 @@ $$;
 def drop_function_ddl(schema: str | None = None) -> str:
     """Drop the function (tolerant: ``IF EXISTS``)."""
     name = qualified(schema, FUNCTION)
-    return f"DROP FUNCTION IF EXISTS {name}(text[], text[], bigint[], timestamptz, boolean);\n"
+    return f"DROP FUNCTION IF EXISTS {name}({_SIGNATURE});\n"
 
 
-def give_back_call(schema: str | None, *args: ColumnElement[Any]) -> Function[str]:
-    """The function called with ``args``, in ``schema`` (unquoted, or None)."""
-    return Function(FUNCTION, *args, type_=Text(), packagenames=() if schema is None else (schema,))
+class GiveBackCall(FunctionElement[str]):
+    """The function called with its arguments, in a schema (its exact name, or None).
+
+    Compiled by hand so that the schema is quoted exactly as SQLAlchemy quotes it for
+    the tables (``"Tenant_1"``, ``"order"``); SQLAlchemy's own function names quote a
+    package name only for illegal characters. The schema is part of the cache key.
+    """
+
+    type = Text()
+    inherit_cache = True
+    # SQLAlchemy's extension point for a construct's cache key: the schema joins it.
+    _traverse_internals: _TraverseInternalsType = [  # noqa: RUF012 - SQLAlchemy's own shape
+        *FunctionElement._traverse_internals,  # noqa: SLF001 - as SQLAlchemy's Function does
+        ("schema", InternalTraversal.dp_plain_obj),
+    ]
+
+    def __init__(self, schema: str | None, *args: ColumnElement[Any]) -> None:
+        """Call the function with ``args``, in ``schema``."""
+        self.schema = schema
+        super().__init__(*args)
+
+
+@compiles(GiveBackCall)
+def _compile_call(element: GiveBackCall, compiler: SQLCompiler, **kw: Any) -> str:  # noqa: ANN401
+    preparer = compiler.preparer
+    schema = None if element.schema is None else preparer.quote_schema(element.schema)
+    arguments = compiler.process(element.clause_expr, **kw)
+    return qualified(schema, preparer.quote(FUNCTION)) + arguments
 
 
 def table_schema(connection: Connection) -> str | None:
@@ -126,11 +157,39 @@ def table_schema(connection: Connection) -> str | None:
     return translate.get(schema, schema)
 
 
+def _sqlstate(exc: BaseException) -> str | None:
+    if not isinstance(exc, DBAPIError):
+        return None
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return None if state is None else str(state)
+
+
 def admission_needed(exc: BaseException) -> bool:
     """Whether ``exc`` is the function's strict-mode refusal (:data:`ADMISSION_NEEDED`)."""
-    if not isinstance(exc, DBAPIError):
-        return False
-    return getattr(exc.orig, "sqlstate", None) == ADMISSION_NEEDED
+    return _sqlstate(exc) == ADMISSION_NEEDED
+
+
+def function_missing(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database has no such function (an unmigrated database)."""
+    return _sqlstate(exc) == _UNDEFINED_FUNCTION and FUNCTION in str(exc)
+
+
+MISSING: Final = (
+    f"the database lacks the function {FUNCTION} that workflows with limits need on "
+    "PostgreSQL: run engine.create_tables() again, or durable_sa.schema.create_triggers(op) "
+    "in a migration"
+)
+"""What to do when :func:`installed` says no."""
+
+
+def installed(connection: Connection) -> bool:
+    """Whether the function exists in the counts table's schema (PostgreSQL)."""
+    name = qualified(schema_of(connection, slots_table), FUNCTION)
+    found = connection.execute(
+        text("SELECT to_regprocedure(:signature) IS NOT NULL"),
+        {"signature": f"{name}({_SIGNATURE})"},
+    ).scalar_one()
+    return bool(found)
 
 
 install_function = made_with(slots_table, function_ddl)

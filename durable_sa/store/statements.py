@@ -54,7 +54,7 @@ from durable_sa.store.models import (
     outbox_table,
     runs_table,
 )
-from durable_sa.store.slot_function import give_back_call
+from durable_sa.store.slot_function import GiveBackCall
 
 if TYPE_CHECKING:
     from sqlalchemy import TableValuedAlias
@@ -282,7 +282,7 @@ def _given_back(applied: Any, releases: Releases) -> Any:  # noqa: ANN401 - a sc
         .group_by(ended.c.workflow_name, ended.c.concurrency_key)
         .subquery("freed")
     )
-    call = give_back_call(
+    call = GiveBackCall(
         releases.schema,
         func.array_agg(freed.c.workflow_name),
         func.array_agg(freed.c.concurrency_key),

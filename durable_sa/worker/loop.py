@@ -34,12 +34,13 @@ from typing import TYPE_CHECKING, cast
 import attrs
 
 from durable_sa.core.registry import registry
-from durable_sa.errors import InvalidArgumentError
+from durable_sa.errors import DatabaseNotMigratedError, InvalidArgumentError
 from durable_sa.outbox.relay import Relay
 from durable_sa.results import JobOutcome
 from durable_sa.runtime import presence
 from durable_sa.runtime.listen import Listener
 from durable_sa.runtime.service import ErrorPause, Service
+from durable_sa.store import slot_function
 from durable_sa.store.notify import JOBS_CHANNEL
 from durable_sa.telemetry.log_fields import job_fields
 from durable_sa.worker.firing import FiresSchedules, ScheduleThread
@@ -48,6 +49,8 @@ from durable_sa.worker.stats import WorkerStats
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from sqlalchemy import Connection
 
     from durable_sa.engine.shell import HasShell
     from durable_sa.outbox.backend import OutboxBackend
@@ -214,6 +217,7 @@ class Worker(Service):
             return  # stopped before the database came
         with self.shell.reading() as session:  # no tables: fail now, not beat forever
             presence.live_workers(session, now=self.shell.now())
+            self._check_migrated(session.connection())
         self._announce()
         self.shell.backend.add_wake_callback(self.wake)
         self._listener.start()
@@ -238,6 +242,23 @@ class Worker(Service):
                 attrs.asdict(self.stats),
                 extra={"action": "worker_stopped", "worker": self.id},
             )
+
+    def _check_migrated(self, connection: Connection) -> None:
+        """Refuse to start when the database lacks what this worker's workflows need.
+
+        Workflows with limits need the give-back function on PostgreSQL; without it, every
+        group that ends one of their runs would fail after its steps ran.
+
+        Raises:
+            DatabaseNotMigratedError: the function is missing (the message says what to do).
+
+        """
+        if connection.dialect.name != "postgresql":
+            return
+        limited = sorted(name for name in self.workflows if registry.get(name).limits)
+        if limited and not slot_function.installed(connection):
+            msg = f"{slot_function.MISSING} (workflows with limits: {', '.join(limited)})"
+            raise DatabaseNotMigratedError(msg)
 
     def _announce(self) -> None:
         versions = ", ".join(f"{n}@{v}" for n, v in sorted(self.workflows.items())) or "none"

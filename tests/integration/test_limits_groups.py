@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from durable_sa import Durable, DurableContext, durable
@@ -23,7 +24,11 @@ from durable_sa.engine.applier import PlanItem
 from durable_sa.engine.decision import Decision
 from durable_sa.engine.limits import AdmissionNeededError
 from durable_sa.engine.runner import prepare
+from durable_sa.errors import DatabaseNotMigratedError
 from durable_sa.models import Slots
+from durable_sa.store import statements
+from durable_sa.store.slot_function import drop_function_ddl
+from durable_sa.testing import drain
 from tests.integration.helpers import get_run
 
 if TYPE_CHECKING:
@@ -288,3 +293,57 @@ def test_a_worker_admits_through_a_transaction_when_its_statement_is_refused(
     assert pipeline is not None
     assert pipeline._admitted_at > float("-inf")  # a group's statement was refused
     assert counts(engine, "g-worker") == {"": 0}
+
+
+@pytest.mark.parametrize("schema", ["Tenant_Mixed", "order"])
+def test_places_go_back_in_a_tenant_schema_whatever_its_name(
+    durable_postgres_url: str, schema: str
+) -> None:
+    # The function is called in the schema the tables are in, quoted as they are.
+    plain = sa.create_engine(durable_postgres_url)
+    with plain.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine = Durable(plain.execution_options(schema_translate_map={None: schema}))
+    engine.create_tables()
+    durable("g-tenant", max_active=1).step("s", one)
+    drained = [engine.start("g-tenant", {"n": n}).run_id for n in range(2)]
+    drain(engine)
+    with engine.worker(concurrency=2, poll_interval=0.05):
+        worked = [engine.start("g-tenant", {"n": n}).run_id for n in range(3)]
+        assert [engine.wait(r, timeout=30).status for r in worked] == ["completed"] * 3
+    assert [get_run(engine, r).status for r in drained] == ["completed"] * 2
+    assert counts(engine, "g-tenant") == {"": 0}
+    plain.dispose()
+
+
+def test_a_worker_will_not_start_on_a_database_without_the_give_back_function(
+    pg_engine: sa.Engine,
+) -> None:
+    engine = Durable(pg_engine)
+    engine.create_tables()
+    durable("g-unmigrated", max_active=1).step("s", one)
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql(drop_function_ddl())
+    with pytest.raises(DatabaseNotMigratedError, match=r"create_tables\(\).*g-unmigrated"):
+        engine.worker().run()
+    engine.create_tables()  # creates what is missing
+    run_id = engine.start("g-unmigrated", {"n": 1}).run_id
+    with engine.worker(poll_interval=0.05):
+        assert engine.wait(run_id, timeout=30).status == "completed"
+
+
+def test_tenants_in_different_schemas_never_share_a_compiled_statement() -> None:
+    # SQLAlchemy caches compiled SQL by a statement's cache key: the schema must be in it.
+    a, b, c = (
+        statements.pg_write(statements.JOB_ROWS, statements.Releases(schema))._generate_cache_key()
+        for schema in ("Tenant_A", "tenant_b", None)
+    )
+    assert a != b
+    assert a != c
+    assert b != c
+    sql = str(
+        statements.pg_write(statements.JOB_ROWS, statements.Releases("Tenant_A")).compile(
+            dialect=postgresql.dialect()  # type: ignore[no-untyped-call]
+        )
+    )
+    assert '"Tenant_A".durable_sa_give_back(' in sql
