@@ -76,7 +76,7 @@ from durable_sa.results import (
 )
 from durable_sa.runtime.presence import live_workers
 from durable_sa.store import controls
-from durable_sa.store.known_workflows import stored_workflow
+from durable_sa.store.known_workflows import stored_workflow, stored_workflow_names
 from durable_sa.store.models import metadata
 from durable_sa.store.notify import install_triggers
 from durable_sa.store.queries import load_run, lock_run, lock_tree
@@ -898,7 +898,10 @@ class Durable:
             if not force and not registry.has(workflow_name):
                 live = {name for worker in live_workers(tx, now=now) for name in worker.workflows}
                 if workflow_name not in live and not stored_workflow(tx, workflow_name):
-                    raise UnknownWorkflowError(workflow_name, sorted({*registry.names(), *live}))
+                    stored = stored_workflow_names(tx)
+                    raise UnknownWorkflowError(
+                        workflow_name, sorted({*registry.names(), *live, *stored})
+                    )
             return controls.pause(tx, workflow_name, now=now)
 
         paused = self.shell.transaction(work)
