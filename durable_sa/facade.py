@@ -513,8 +513,9 @@ class Durable:
         first, read on the wall clock of ``timezone`` (an IANA name): a tick in an hour
         that daylight saving skips fires once, when the clocks jump; a repeated hour
         fires once. ``input`` is a JSON mapping, or a callable ``fire_time -> mapping``
-        registered in this process under the schedule's name (only workers that
-        registered it fire the schedule). ``overlap``: ``"skip"``, ``"allow"``,
+        (``fire_time`` is in UTC, not on ``timezone``'s wall clock) registered in this
+        process under the schedule's name (only workers that registered it fire the
+        schedule). ``overlap``: ``"skip"``, ``"allow"``,
         ``"buffer_one"`` or ``"cancel_previous"``. ``catchup_window``: after downtime,
         ticks at most this late are still started; by default none is (ticks up to
         10 seconds late count as on time). Updating a schedule keeps its next tick
