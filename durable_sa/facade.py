@@ -76,7 +76,7 @@ from durable_sa.results import (
 )
 from durable_sa.runtime.presence import live_workers
 from durable_sa.store import controls
-from durable_sa.store.known_workflows import stored_workflow
+from durable_sa.store.known_workflows import stored_workflow, stored_workflow_names
 from durable_sa.store.models import metadata
 from durable_sa.store.notify import install_triggers
 from durable_sa.store.queries import load_run, lock_run, lock_tree
@@ -513,8 +513,9 @@ class Durable:
         first, read on the wall clock of ``timezone`` (an IANA name): a tick in an hour
         that daylight saving skips fires once, when the clocks jump; a repeated hour
         fires once. ``input`` is a JSON mapping, or a callable ``fire_time -> mapping``
-        registered in this process under the schedule's name (only workers that
-        registered it fire the schedule). ``overlap``: ``"skip"``, ``"allow"``,
+        (``fire_time`` is in UTC, not on ``timezone``'s wall clock) registered in this
+        process under the schedule's name (only workers that registered it fire the
+        schedule). ``overlap``: ``"skip"``, ``"allow"``,
         ``"buffer_one"`` or ``"cancel_previous"``. ``catchup_window``: after downtime,
         ticks at most this late are still started; by default none is (ticks up to
         10 seconds late count as on time). Updating a schedule keeps its next tick
@@ -898,7 +899,10 @@ class Durable:
             if not force and not registry.has(workflow_name):
                 live = {name for worker in live_workers(tx, now=now) for name in worker.workflows}
                 if workflow_name not in live and not stored_workflow(tx, workflow_name):
-                    raise UnknownWorkflowError(workflow_name, sorted({*registry.names(), *live}))
+                    stored = stored_workflow_names(tx)
+                    raise UnknownWorkflowError(
+                        workflow_name, sorted({*registry.names(), *live, *stored})
+                    )
             return controls.pause(tx, workflow_name, now=now)
 
         paused = self.shell.transaction(work)

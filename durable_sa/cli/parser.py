@@ -129,9 +129,21 @@ _LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 _LOG_FORMATS = ["text", "json"]
 
 
+_RUNS_APP = ("worker", "relay")
+"""The commands that use APP's engine, and so its database, not ``--database-url``."""
+
+
+def _refused_database_url(parser: argparse.ArgumentParser) -> None:
+    """A hidden ``--database-url`` after the command, so :func:`parse` refuses it in words."""
+    parser.add_argument(
+        "--database-url", metavar="URL", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+
+
 def _worker_arguments(worker: argparse.ArgumentParser) -> None:
     """``worker APP`` and its options."""
     worker.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
+    _refused_database_url(worker)
     worker.add_argument("--concurrency", type=_positive_int, default=1, metavar="N")
     worker.add_argument("--queue", action="append", metavar="Q", help="repeat for several")
     for flag, what in (
@@ -173,6 +185,7 @@ def _worker_arguments(worker: argparse.ArgumentParser) -> None:
 
 def _relay_arguments(relay: argparse.ArgumentParser) -> None:
     relay.add_argument("app", metavar="APP", help="package.module:attribute, a Durable engine")
+    _refused_database_url(relay)
     relay.add_argument("--batch-size", type=_positive_int, default=500, metavar="N")
     relay.add_argument("--poll-interval", type=_positive_float, metavar="S")
     relay.add_argument("--name", help="relay id (default: relay:host:pid:random)")
@@ -423,4 +436,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The parsed arguments; a mistake raises a one-line :class:`CliError` (usage, 2)."""
     args = sys.argv[1:] if argv is None else list(argv)
     check_utf8(args)
-    return build_parser().parse_args(args)
+    parsed = build_parser().parse_args(args)
+    if parsed.command in _RUNS_APP and getattr(parsed, "database_url", None) is not None:
+        msg = (
+            f"{parsed.command} runs on the database of APP's engine, so --database-url "
+            "would be ignored: drop it and make APP's engine from that URL (e.g. read "
+            f"${ENV_DATABASE_URL} where APP creates it)"
+        )
+        raise CliError(msg, USAGE)
+    return parsed

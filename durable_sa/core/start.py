@@ -87,7 +87,12 @@ def checked_window(
     """
     check_concurrency_key(debounce_key, "debounce_key")
     if not isinstance(debounce, timedelta) or debounce <= timedelta(0):
-        msg = "debounce_key needs debounce=<a positive timedelta>: the window to wait"
+        shown = str(debounce) if isinstance(debounce, timedelta) else repr(debounce)
+        msg = (
+            "debounce must be a positive timedelta, the window in which starts with "
+            f"debounce_key={debounce_key!r} collapse into one run (e.g. "
+            f"debounce=timedelta(seconds=30)), not {shown}"
+        )
         raise PayloadError(msg)
     if idempotency_key is not None:
         msg = "a start takes idempotency_key or debounce_key, not both"

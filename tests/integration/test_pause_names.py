@@ -106,3 +106,18 @@ def test_the_cli_refuses_an_unknown_name_and_takes_force(
     assert out.startswith("paused nobody-defines-this")
     _, out, _ = cli("unpause", "nobody-defines-ths", *url)  # type: ignore[operator]
     assert out == "nobody-defines-ths was not paused (paused: nobody-defines-this)\n"
+
+
+def test_the_refusal_lists_the_names_the_database_knows(engine: Durable) -> None:
+    """The CLI defines no workflow: the names of runs and schedules are what it can list."""
+    durable("exported").step("a", lambda ctx: 1)
+    durable("digest").step("a", lambda ctx: 1)
+    engine.start("exported")
+    engine.schedule("nightly", "digest", cron="0 3 * * *")
+    registry.unregister("exported")  # as in a process that does not define them
+    registry.unregister("digest")
+    with pytest.raises(UnknownWorkflowError) as refused:
+        engine.pause("exportd")
+    assert {"exported", "digest"} <= set(refused.value.known)
+    assert "Known: " in str(refused.value)
+    assert "exported" in str(refused.value)

@@ -79,3 +79,17 @@ def test_an_argument_that_is_not_utf8_is_named_never_shown(argv, says):
     assert says in str(caught.value)
     assert "\udcff" not in str(caught.value)
     str(caught.value).encode("utf-8")  # printable anywhere
+
+
+@pytest.mark.parametrize("command", ["worker", "relay"])
+@pytest.mark.parametrize("before", [True, False])
+def test_a_database_url_for_a_command_that_runs_app_is_refused_not_ignored(command, before):
+    """worker and relay use APP's engine: a --database-url would be silently ignored."""
+    url = ["--database-url", "sqlite:///other.db"]
+    argv = [*url, command, "app:engine"] if before else [command, "app:engine", *url]
+    with pytest.raises(CliError) as refused:
+        parse(argv)
+    assert refused.value.code == USAGE
+    message = str(refused.value)
+    assert f"{command} runs on the database of APP's engine" in message
+    assert "\n" not in message

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from durable_sa.core.start import MAX_IDEMPOTENCY_KEY, decide_start
+from durable_sa.core.start import MAX_IDEMPOTENCY_KEY, checked_window, decide_start
 from durable_sa.errors import PayloadError
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -39,3 +39,16 @@ def test_a_key_that_cannot_be_stored_is_refused(key: object) -> None:
 
 def test_the_longest_key_fits() -> None:
     assert _start("k" * MAX_IDEMPOTENCY_KEY) is not None
+
+
+@pytest.mark.parametrize(
+    ("window", "shown"),
+    [(30, "not 30"), (timedelta(0), "not 0:00:00"), (None, "not None")],
+)
+def test_a_debounce_window_that_is_not_a_positive_timedelta_is_named(window, shown) -> None:
+    """The user passed debounce=: the message says what it got, not that it is missing."""
+    with pytest.raises(PayloadError) as refused:
+        checked_window("doc-9", window, None)
+    message = str(refused.value)
+    assert "debounce must be a positive timedelta" in message
+    assert shown in message
