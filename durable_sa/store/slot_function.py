@@ -12,8 +12,8 @@ that end under limits stays one statement, one round trip.
 Rules:
 - For each workflow in name order: its count (key ``''``) is locked and lowered, then
   its keys' counts are lowered, a key's row left at zero with no pending run under it is
-  deleted, and the function reads whether a pending run may begin now while the count
-  has room.
+  deleted, and the function reads whether a pending run may begin now (its key, if
+  counted, has room too) while the count has room.
 - Such a run must begin in the same transaction (:func:`durable_sa.engine.limits.admit`,
   which queues its first job through the backend). The function returns those workflows
   (JSON: ``workflow``, ``active``, ``limit``) and the caller admits; with ``p_strict`` (a
@@ -98,8 +98,12 @@ BEGIN
         IF (v_count.max_active IS NULL OR v_count.active < v_count.max_active)
            AND EXISTS (
                SELECT 1 FROM {runs} r
+                 LEFT JOIN {slots} k
+                   ON k.workflow_name = r.workflow_name AND k.concurrency_key = r.concurrency_key
                 WHERE r.workflow_name = v_workflow AND r.status = '{pending}' AND r.limited
-                  AND (r.begin_at IS NULL OR r.begin_at <= p_now)) THEN
+                  AND (r.begin_at IS NULL OR r.begin_at <= p_now)
+                  AND (r.concurrency_key IS NULL OR k.max_active IS NULL
+                       OR k.active < k.max_active)) THEN
             IF p_strict THEN
                 RAISE EXCEPTION USING ERRCODE = '{ADMISSION_NEEDED}',
                       MESSAGE = 'durable-sa: a pending run of ' || v_workflow || ' may begin';

@@ -347,3 +347,18 @@ def test_tenants_in_different_schemas_never_share_a_compiled_statement() -> None
         )
     )
     assert '"Tenant_A".durable_sa_give_back(' in sql
+
+
+def test_a_strict_group_is_not_refused_for_runs_whose_key_is_full(pg_engine: sa.Engine) -> None:
+    # Only per-key limits: a hot key's pending runs cannot begin when another key's run
+    # ends, so that end needs no admission and stays one statement.
+    engine = Durable(pg_engine)
+    engine.create_tables()
+    durable("g-keys", max_active_per_key=1).step("s", one)
+    hot = [engine.start("g-keys", {"n": n}, concurrency_key="hot") for n in range(3)]
+    cold = engine.start("g-keys", {"n": 9}, concurrency_key="cold")
+    assert [s.status for s in hot] == ["running", "pending", "pending"]
+    items = [i for i in claimed_items(engine, 10) if i.plan.run_id == cold.run_id]
+    _apply_strict(engine, items)  # no AdmissionNeededError
+    assert get_run(engine, cold.run_id).status == "completed"
+    assert [get_run(engine, s.run_id).status for s in hot] == ["running", "pending", "pending"]
