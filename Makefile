@@ -6,6 +6,15 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The suite mostly waits (worker processes, sleeps, leases, servers), so 2 pytest processes
+# (pytest-xdist) halve its time on a 2-core machine. loadscope keeps a module's tests (a
+# class's, for test classes) in one process, so module- and class-scoped fixtures (one
+# chromium per browser module, one Celery worker per conformance class) start once.
+# --no-loadscope-reorder keeps the collection order (backends/ first, see pyproject.toml):
+# xdist's default puts the modules with the fewest tests last, and those are the long
+# process and kill tests, which then end the run together, loading both cores at once.
+# Each process has its own throwaway PostgreSQL and Redis servers. PYTEST_WORKERS=0: one.
+PYTEST_WORKERS ?= 2
 
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS ?=
@@ -41,7 +50,7 @@ chromium:
 
 ## test: run the test suite; it starts its own throwaway PostgreSQL and Redis servers
 test: venv postgres-binaries redis-binaries chromium
-	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## bench: every benchmark scenario against the floor, DBOS and Procrastinate (~30 min on 2 cores)
 bench: $(BENCH_STAMP) postgres-binaries redis-binaries

@@ -105,7 +105,7 @@ def test_workers_reconnect_after_a_database_restart(
     figures = summary(rel_engine.sa_engine)
     print(f"\ndatabase restart: {figures}")  # noqa: T201 - the figures are the report
     assert left_open == 0, outputs
-    assert codes == [0, 0]
+    assert codes == [0, 0], outputs
     assert figures["jobs_left"] == 0
     assert figures["dead_letters"] == 0
     assert figures["duplicate_journal_rows"] == 0
