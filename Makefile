@@ -14,7 +14,12 @@ PYTEST_ARGS ?=
 # xdist's default puts the modules with the fewest tests last, and those are the long
 # process and kill tests, which then end the run together, loading both cores at once.
 # Each process has its own throwaway PostgreSQL and Redis servers. PYTEST_WORKERS=0: one.
+# The reliability tests (worker processes killed, a database restarted: marker in
+# pyproject.toml) run afterwards, alone: they count what happens within a time budget, and
+# with the other process loading the second core they were starved (2 of 5 parallel runs
+# failed one of them). A phase that selects nothing (exit 5, e.g. with -k) is not a failure.
 PYTEST_WORKERS ?= 2
+PYTEST := $(VENV_PY) -m pytest
 
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS ?=
@@ -50,7 +55,9 @@ chromium:
 
 ## test: run the test suite; it starts its own throwaway PostgreSQL and Redis servers
 test: venv postgres-binaries redis-binaries chromium
-	$(VENV_PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PYTEST) -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder \
+		-m "not reliability" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PYTEST) -m reliability $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 ## bench: every benchmark scenario against the floor, DBOS and Procrastinate (~30 min on 2 cores)
 bench: $(BENCH_STAMP) postgres-binaries redis-binaries
