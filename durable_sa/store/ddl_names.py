@@ -23,12 +23,16 @@ def qualified(schema: str | None, name: str) -> str:
     return name if schema is None else f"{schema}.{name}"
 
 
-def schema_of(connection: Connection, table: Table) -> str | None:
-    """The schema ``table`` lives in on ``connection``, quoted; ``None`` for the search path."""
+def translated_schema(connection: Connection, table: Table) -> str | None:
+    """The schema ``table`` lives in on ``connection`` (its name); ``None``: the search path."""
     schema = table.schema
     translate = connection.get_execution_options().get("schema_translate_map") or {}
-    if schema in translate:
-        schema = translate[schema]
+    return translate.get(schema, schema)
+
+
+def schema_of(connection: Connection, table: Table) -> str | None:
+    """The schema ``table`` lives in on ``connection``, quoted; ``None`` for the search path."""
+    schema = translated_schema(connection, table)
     if schema is None:
         return None
     return connection.dialect.identifier_preparer.quote_schema(schema)

@@ -39,7 +39,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from durable_sa.core.admission import WORKFLOW_KEY
 from durable_sa.core.status import RunStatus
-from durable_sa.store.ddl_names import made_with, qualified, schema_of
+from durable_sa.store.ddl_names import made_with, qualified, schema_of, translated_schema
 from durable_sa.store.models import runs_table, slots_table
 
 if TYPE_CHECKING:
@@ -156,9 +156,7 @@ def _compile_call(element: GiveBackCall, compiler: SQLCompiler, **kw: Any) -> st
 
 def table_schema(connection: Connection) -> str | None:
     """The schema the counts table lives in on ``connection`` (unquoted), or None."""
-    schema = slots_table.schema
-    translate = connection.get_execution_options().get("schema_translate_map") or {}
-    return translate.get(schema, schema)
+    return translated_schema(connection, slots_table)
 
 
 def _sqlstate(exc: BaseException) -> str | None:
