@@ -7,26 +7,14 @@ from typing import Any
 
 import pytest
 
-from durable_sa import RunStatus, RunStatusSnapshot
+from durable_sa import RunStatus
 from durable_sa.views import held_by, waits_for
+from tests.support.snapshots import snapshot
 
 AT = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-def _snap(**changes: Any) -> RunStatusSnapshot:
-    values: dict[str, Any] = {
-        "run_id": 7,
-        "workflow_name": "order",
-        "status": RunStatus.RUNNING,
-        "current_step": 1,
-        "total_steps": 4,
-        "awaiting_signal": None,
-        "wake_at": None,
-        "results": {},
-        "error": None,
-        "parent_run_id": None,
-    }
-    return RunStatusSnapshot(**{**values, **changes})
+_snap = snapshot
 
 
 @pytest.mark.parametrize(

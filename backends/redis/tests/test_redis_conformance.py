@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
@@ -25,21 +25,30 @@ def put_malformed_entry(engine: Durable) -> None:
     backend.redis.xadd(backend.stream(backend.queue), {"job": "{not json"})  # type: ignore[attr-defined]
 
 
+def _redis_engine(
+    sa_engine: sa.Engine, url: str, options: dict[str, Any], **settings: Any
+) -> Iterator[Durable]:
+    """An engine on Redis with quick reads and reclaims, closed after the test."""
+    engine = Durable(
+        sa_engine,
+        backend=url,
+        backend_options={"block": 0.2, "reclaim_every": 0.0, **options},
+        **settings,
+    )
+    engine.create_tables()
+    yield engine
+    engine.backend.close()  # type: ignore[attr-defined]
+
+
 class TestRedisDelivery(DeliveryConformance):
     @pytest.fixture
     def conformance_engine(
         self, durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str
     ) -> Iterator[Durable]:
         """The conftest's engine, deferring by 1 s: a deploy-in-progress test waits less."""
-        engine = Durable(
-            durable_sqlalchemy_engine,
-            backend=durable_redis_url,
-            backend_options={"block": 0.2, "reclaim_every": 0.0, "defer_delay": DEFER},
-            defer_delay=DEFER,
+        yield from _redis_engine(
+            durable_sqlalchemy_engine, durable_redis_url, {"defer_delay": DEFER}, defer_delay=DEFER
         )
-        engine.create_tables()
-        yield engine
-        engine.backend.close()  # type: ignore[attr-defined]
 
     @pytest.fixture
     def conformance_malformed(self):
@@ -56,12 +65,6 @@ class TestRedisClaims(ClaimConformance):
         self, durable_sqlalchemy_engine: sa.Engine, durable_redis_url: str
     ) -> Iterator[Durable]:
         """The conftest's engine, its jobs with 2 attempts: running out costs 2 leases, not 5."""
-        engine = Durable(
-            durable_sqlalchemy_engine,
-            backend=durable_redis_url,
-            backend_options={"block": 0.2, "reclaim_every": 0.0},
-            max_job_attempts=2,
+        yield from _redis_engine(
+            durable_sqlalchemy_engine, durable_redis_url, {}, max_job_attempts=2
         )
-        engine.create_tables()
-        yield engine
-        engine.backend.close()  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from durable_sa import RunStatus, RunStatusSnapshot
+from durable_sa import RunStatus
 from durable_sa.cli import parse_age
 from durable_sa.cli.formatting import (
     age,
@@ -22,23 +22,11 @@ from durable_sa.cli.formatting import (
 from durable_sa.results import DeadLetterInfo, PruneResult
 from durable_sa.store.models import JournalEntry
 from durable_sa.views import waits_for
+from tests.support.snapshots import snapshot
 
 
 def _snap(**changes):
-    values = {
-        "run_id": 7,
-        "workflow_name": "order",
-        "status": RunStatus.RUNNING,
-        "current_step": 1,
-        "total_steps": 4,
-        "awaiting_signal": None,
-        "wake_at": None,
-        "results": {},
-        "error": None,
-        "parent_run_id": None,
-        "workflow_version": "v2",
-    }
-    return RunStatusSnapshot(**{**values, **changes})
+    return snapshot(**{"workflow_version": "v2", **changes})
 
 
 def test_note_says_why_a_run_is_where_it_is():
